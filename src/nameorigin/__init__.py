@@ -1,0 +1,5 @@
+"""nameorigin: which language a name comes from, with character-level recurrent networks."""
+from .predict import Prediction, Predictor
+
+__version__ = "0.1.0"
+__all__ = ["Predictor", "Prediction", "__version__"]

@@ -1,0 +1,274 @@
+"""The ``nameorigin`` command: it parses and calls the modules; it holds no logic of its own."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from . import __version__, checkpoint, data
+from .checkpoint import CheckpointError
+from .evaluation import format_report, metrics
+from .models import REGISTRY, ModelConfig, UnknownModel, batched_log_probs, build_model
+from .predict import Predictor, write_csv_rows
+from .text import BadName
+from .training import TrainConfig, WorksheetConfig, category_lines, train_batched, train_worksheet, validate
+
+log = logging.getLogger("nameorigin")
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(ValueError):
+    pass
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+@contextmanager
+def atomic_output(path: str | None):
+    """Yield a text stream: stdout, or a temporary file renamed onto ``path`` only when all went well."""
+    if not path or path == "-":
+        yield sys.stdout
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available to this torch build")
+    return torch.device(name)
+
+
+def _load_labelled(path: str | None) -> list[data.Pair]:
+    return data.dedupe(data.read_labelled(data.resolve_data(path)))
+
+
+# ------------------------------------------------------------------------------------------- train
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = _device(args.device)
+    pairs = _load_labelled(args.data)
+    fractions = data.parse_split(args.split)
+    parts = data.split(pairs, fractions, seed=args.split_seed)
+    labels = data.languages(pairs)
+    rng = random.Random(args.seed)
+    train_pairs = data.prune(parts.train, args.prune, rng) if args.prune else parts.train
+    if not train_pairs:
+        raise data.DataError(f"{args.data or 'the data'}: the split leaves no training names")
+    config = ModelConfig(name=args.model, hidden=args.hidden, layers=args.layers, bidirectional=args.bidirectional,
+                         embed=args.embed, dropout=args.dropout)
+    torch.manual_seed(args.seed)
+    model = build_model(config, len(labels)).to(device)
+    valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
+    test = data.encode_pairs(parts.test, labels) if parts.test else None
+
+    if args.worksheet:
+        settings = WorksheetConfig(iters=args.iters, lr=args.lr if args.lr is not None else WorksheetConfig.lr,
+                                   noise=args.noise, print_every=args.print_every, plot_every=args.plot_every,
+                                   seed=args.seed)
+        printer = None if args.json else print
+        history = train_worksheet(model.cpu(), category_lines(train_pairs), labels, settings, rng=rng, printer=printer)
+        if valid is not None:
+            history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
+    else:
+        settings = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                               lr=args.lr if args.lr is not None else TrainConfig.lr, optimizer=args.optimizer,
+                               sampling=args.sampling, clip=args.clip, patience=args.patience, select=args.select,
+                               noise=args.noise, weight_decay=args.weight_decay,
+                               label_smoothing=args.label_smoothing, seed=args.seed)
+        train = data.encode_pairs(train_pairs, labels, noise_room=args.noise + 1 if args.noise else 0)
+        history = train_batched(model, train, valid, labels, settings, progress=not args.json and not args.quiet)
+    model.cpu().eval()
+    test_metrics = validate(model, test, labels) if test is not None else None
+    meta = {
+        "training": {"mode": "worksheet" if args.worksheet else "batched", **asdict(settings),
+                     "split": list(fractions), "split_seed": args.split_seed, "prune": args.prune,
+                     "n_train": len(train_pairs), "n_valid": len(parts.valid), "n_test": len(parts.test)},
+        "data_fingerprint": data.fingerprint(train_pairs),
+        "metrics": {"valid": history.best or None,
+                    "test": {k: v for k, v in test_metrics.items()} if test_metrics else None},
+        "history": {"loss_steps": history.loss_steps, "losses": [round(x, 5) for x in history.losses],
+                    "epochs": history.epochs, "best_epoch": history.best_epoch,
+                    "train_seconds": history.train_seconds, "names_seen": history.names_seen},
+    }
+    out = checkpoint.save(args.out, model, labels, meta)
+    summary = {
+        "model": args.model, "out": str(out), "train_seconds": round(history.train_seconds, 3),
+        "names_seen": history.names_seen, "names_per_second": round(history.names_per_second, 1),
+        "best_epoch": history.best_epoch, "final_loss": history.final_loss,
+        "accuracy": history.best.get("accuracy"), "macro_f1": history.best.get("macro_f1"),
+        "test_accuracy": test_metrics["accuracy"] if test_metrics else None,
+        "test_macro_f1": test_metrics["macro_f1"] if test_metrics else None,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"trained {args.model} on {len(train_pairs)} names in {history.train_seconds:.1f}s "
+              f"({history.names_per_second:,.0f} names/s); saved {out}")
+        if history.best:
+            print(f"validation ({len(parts.valid)} names): accuracy {history.best['accuracy']:.4f}, "
+                  f"macro-F1 {history.best['macro_f1']:.4f}" +
+                  (f" (best epoch {history.best_epoch})" if history.best_epoch else ""))
+        if test_metrics:
+            print(f"test ({len(parts.test)} held-out names): accuracy {test_metrics['accuracy']:.4f}, "
+                  f"macro-F1 {test_metrics['macro_f1']:.4f}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- predict
+
+def _format_prediction(p) -> str:
+    cells = "   ".join(f"{x['language']:<11} {x['probability'] * 100:5.1f}%" for x in p.predictions)
+    return f"{p.name:<16} {cells}"
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    if args.top < 1:
+        raise UsageError("--top must be at least 1")
+    if not args.names and not args.input:
+        raise UsageError("give names to predict, or --input FILE")
+    if args.input and not Path(args.input).is_file():
+        raise data.DataError(f"{args.input}: no such file")
+    predictor = Predictor.load(args.model, device=args.device)
+    if args.input:
+        rows = data.iter_names(args.input, args.column)
+        with atomic_output(args.output) as out:
+            lines = ((lineno, p) for (lineno, _), p in zip(*_tee_stream(predictor, rows, args.top)))
+            if args.json:
+                for lineno, p in lines:
+                    out.write(json.dumps({"line": lineno, **p.to_dict()}) + "\n")
+            else:
+                write_csv_rows(lines, out, args.top)
+        return 0
+    results = predictor.predict(args.names, args.top)
+    bad = [p for p in results if p.error]
+    if args.json:
+        print(json.dumps([p.to_dict() for p in results], indent=None))
+    else:
+        for p in results:
+            if not p.error:
+                print(_format_prediction(p))
+    for p in bad:
+        print(f"nameorigin: {p.error}", file=sys.stderr)
+    return EXIT_BAD_INPUT if bad else 0
+
+
+def _tee_stream(predictor: Predictor, rows, top: int):
+    """Split ``(lineno, name)`` rows into two synchronised lazy streams: the rows and their predictions."""
+    import itertools
+    a, b = itertools.tee(rows)
+    return a, predictor.stream((name for _, name in b), top)
+
+
+# ------------------------------------------------------------------------------------------- evaluate
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    predictor = Predictor.load(args.model, device=args.device)
+    pairs = _load_labelled(args.data)
+    encoded = data.encode_pairs(pairs, predictor.labels)
+    lp, _ = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)
+    result = metrics(encoded.labels, lp.argmax(1), predictor.labels)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_report(result))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nameorigin", description="Which language does a name come from?")
+    p.add_argument("--version", action="version", version=f"nameorigin {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model on labelled names",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label "
+                                  "(default: $NAMEORIGIN_DATA, else the tutorial's archive)")
+    t.add_argument("--model", default=ModelConfig.name, help=f"one of: {', '.join(REGISTRY)}")
+    t.add_argument("--hidden", type=int, default=ModelConfig.hidden)
+    t.add_argument("--layers", type=int, default=ModelConfig.layers)
+    t.add_argument("--bidirectional", action="store_true")
+    t.add_argument("--embed", type=int, default=ModelConfig.embed, help="learned embedding size; 0: one-hot")
+    t.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+    t.add_argument("--out", default="model.safetensors", help="checkpoint to write")
+    t.add_argument("--split", default="0.8,0.1,0.1", help="TRAIN,VALID,TEST fractions of distinct names")
+    t.add_argument("--split-seed", type=int, default=0, help="seed of the leak-free split")
+    t.add_argument("--prune", type=int, default=0, help="keep at most N training names a language (seed 000: 50)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--noise", type=int, default=0, help="the worksheet's punctuation noise level")
+    t.add_argument("--lr", type=float, default=None, help=f"default {TrainConfig.lr} (worksheet: {WorksheetConfig.lr})")
+    t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    t.add_argument("--optimizer", choices=["adam", "sgd"], default=TrainConfig.optimizer)
+    t.add_argument("--sampling", choices=["natural", "balanced"], default=TrainConfig.sampling)
+    t.add_argument("--clip", type=float, default=TrainConfig.clip)
+    t.add_argument("--patience", type=int, default=TrainConfig.patience)
+    t.add_argument("--select", choices=["macro_f1", "accuracy", "loss"], default=TrainConfig.select)
+    t.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    t.add_argument("--label-smoothing", type=float, default=TrainConfig.label_smoothing)
+    t.add_argument("--worksheet", action="store_true", help="the seeds' one-name-at-a-time loop")
+    t.add_argument("--iters", type=int, default=WorksheetConfig.iters)
+    t.add_argument("--print-every", type=int, default=WorksheetConfig.print_every)
+    t.add_argument("--plot-every", type=int, default=WorksheetConfig.plot_every)
+    t.add_argument("--device", default="cpu", help="cpu or cuda")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    t.add_argument("--json", action="store_true", help="end with one JSON line of figures")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="rank languages for names")
+    pr.add_argument("names", nargs="*")
+    pr.add_argument("--model", help="checkpoint (default: the bundled model)")
+    pr.add_argument("--top", type=int, default=3)
+    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--input", help="file of names: text, one a line, or CSV/TSV (see --column)")
+    pr.add_argument("--column", help="CSV/TSV column holding the names (header name or 0-based index)")
+    pr.add_argument("--output", help="write CSV (or JSON lines with --json) here instead of stdout")
+    pr.add_argument("--device", default="cpu")
+    pr.set_defaults(func=cmd_predict)
+
+    e = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-language figures on labelled names")
+    e.add_argument("--model", help="checkpoint (default: the bundled model)")
+    e.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="nameorigin: %(message)s")
+    try:
+        return args.func(args)
+    except (data.DataError, CheckpointError, BadName, UnknownModel, UsageError) as e:
+        print(f"nameorigin: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print("nameorigin: interrupted", file=sys.stderr)
+        return 130

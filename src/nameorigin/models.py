@@ -1,0 +1,285 @@
+"""The classifier family behind one contract, and its registry.
+
+Every model maps ``tokens: LongTensor[B, T]`` (right-padded with 0) and ``lengths: LongTensor[B]`` to
+``(log_probs[B, C], attention[B, T] or None)``. The default input is the seeds' one-hot character, looked
+up from an identity table and fed to torch's fused recurrent kernels; ``embed > 0`` learns a dense
+embedding instead. Padding never changes a name's result: states are read at each name's last real
+character, backward directions run over each name reversed in place, and attention is masked.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .text import ALPHABET, VOCAB_SIZE
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of a model; the single source of their defaults."""
+
+    name: str = "gru"
+    hidden: int = 128
+    layers: int = 1
+    bidirectional: bool = False
+    embed: int = 0  # 0: the seeds' one-hot input
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class CharInput(nn.Module):
+    """Characters to vectors: one-hot rows of an identity table (the seeds' input), or a learned embedding."""
+
+    def __init__(self, embed: int):
+        super().__init__()
+        self.size = embed or len(ALPHABET)
+        if embed:
+            self.table = nn.Embedding(VOCAB_SIZE, embed, padding_idx=0)
+        else:
+            onehot = torch.cat([torch.zeros(1, len(ALPHABET)), torch.eye(len(ALPHABET))])  # row 0 is padding
+            self.register_buffer("onehot", onehot, persistent=False)
+            self.table = None
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, E)
+        if self.table is not None:
+            return self.table(tokens)
+        return F.embedding(tokens, self.onehot)
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence's first ``lengths[b]`` steps in place, leaving padding where it is."""
+    T = x.size(1)
+    pos = torch.arange(T, device=x.device).unsqueeze(0)  # (1, T)
+    L = lengths.unsqueeze(1)  # (B, 1)
+    idx = torch.where(pos < L, L - 1 - pos, pos)  # (B, T)
+    return x.gather(1, idx.unsqueeze(-1).expand_as(x))
+
+
+def last_state(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``states[b, lengths[b] - 1]`` for each b: (B, T, H) -> (B, H)."""
+    idx = (lengths - 1).view(-1, 1, 1).expand(-1, 1, states.size(2))
+    return states.gather(1, idx).squeeze(1)
+
+
+class Encoder(nn.Module):
+    """Stacked, optionally bidirectional recurrent layers over right-padded batches.
+
+    Each direction of each layer is its own single-layer torch module, so the backward direction runs
+    over each name reversed in place and never reads padding first.
+    """
+
+    def __init__(self, cell: type[nn.RNNBase], input_size: int, hidden: int, *, layers: int = 1,
+                 bidirectional: bool = False, dropout: float = 0.0, **cell_kwargs):
+        super().__init__()
+        self.directions = 2 if bidirectional else 1
+        self.hidden = hidden
+        self.dropout = dropout
+        self.fwd = nn.ModuleList()
+        self.bwd = nn.ModuleList()
+        size = input_size
+        for _ in range(layers):
+            self.fwd.append(cell(size, hidden, batch_first=True, **cell_kwargs))
+            if bidirectional:
+                self.bwd.append(cell(size, hidden, batch_first=True, **cell_kwargs))
+            size = hidden * self.directions
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden * self.directions
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, E) -> all states (B, T, D*H) and the final summary (B, D*H)."""
+        for i, fwd in enumerate(self.fwd):
+            if i:
+                x = F.dropout(x, self.dropout, self.training)
+            out, _ = fwd(x)  # (B, T, H)
+            if self.directions == 2:
+                back, _ = self.bwd[i](reverse_padded(x, lengths))  # (B, T, H), reversed time
+                out = torch.cat([out, reverse_padded(back, lengths)], dim=2)  # (B, T, 2H)
+            x = out
+        final = last_state(x[..., : self.hidden], lengths)  # (B, H)
+        if self.directions == 2:
+            final = torch.cat([final, x[:, 0, self.hidden:]], dim=1)  # backward direction ends at t=0
+        return x, final
+
+
+class Classifier(nn.Module):
+    """Base class: ``forward(tokens, lengths) -> (log_probs, attention or None)``."""
+
+    has_attention = False
+
+    def __init__(self, config: ModelConfig, n_classes: int):
+        super().__init__()
+        self.config = config
+        self.n_classes = n_classes
+
+
+class TutorialRNN(Classifier):
+    """Seed 002 (the PyTorch tutorial): ``i2h`` and ``i2o`` on ``[input, hidden]``, no activation.
+
+    The output is read from the last input and the hidden state *before* it, as the tutorial does. The
+    linear recurrence runs as a parallel prefix scan over time (log2 T batched matrix products).
+    """
+
+    def __init__(self, config: ModelConfig, n_classes: int):
+        super().__init__(config, n_classes)
+        if config.layers != 1 or config.bidirectional:
+            raise ValueError("tutorial-rnn has one layer and one direction")
+        self.input = CharInput(config.embed)
+        size = self.input.size + config.hidden
+        self.i2h = nn.Linear(size, config.hidden)
+        self.i2o = nn.Linear(size, n_classes)
+
+    def forward(self, tokens, lengths):
+        x = self.input(tokens)  # (B, T, E)
+        E = x.size(2)
+        u = F.linear(x, self.i2h.weight[:, :E], self.i2h.bias)  # (B, T, H): input part of each step
+        A = self.i2h.weight[:, E:]  # (H, H)
+        h, power, d = u, A, 1
+        while d < h.size(1):  # h_t = A h_{t-1} + u_t, by doubling
+            h = torch.cat([h[:, :d], h[:, d:] + h[:, :-d] @ power.T], dim=1)
+            power, d = power @ power, d * 2
+        B = tokens.size(0)
+        prev = torch.cat([h.new_zeros(B, 1, h.size(2)), h], dim=1)  # prev[:, t] = h_{t-1}
+        h_before = last_state(prev, lengths)  # (B, H): hidden state before the last character
+        x_last = last_state(x, lengths)  # (B, E)
+        logits = self.i2o(torch.cat([x_last, h_before], dim=1))  # (B, C)
+        return F.log_softmax(logits, dim=1), None
+
+
+class RecurrentClassifier(Classifier):
+    """An encoder's final state (forward: last real character; backward: first) -> linear."""
+
+    cell: type[nn.RNNBase] = nn.GRU
+    cell_kwargs: dict = {}
+
+    def __init__(self, config: ModelConfig, n_classes: int):
+        super().__init__(config, n_classes)
+        self.input = CharInput(config.embed)
+        self.encoder = Encoder(self.cell, self.input.size, config.hidden, layers=config.layers,
+                               bidirectional=config.bidirectional, dropout=config.dropout, **self.cell_kwargs)
+        self.h2o = nn.Linear(self.encoder.output_size, n_classes)
+
+    def forward(self, tokens, lengths):
+        _, final = self.encoder(self.input(tokens), lengths)  # (B, D*H)
+        logits = self.h2o(F.dropout(final, self.config.dropout, self.training))  # (B, C)
+        return F.log_softmax(logits, dim=1), None
+
+
+class SeedRNN(RecurrentClassifier):
+    """Seed 000's ``RNNClassifier``: ``h = tanh(i2h([x, h]))``, output ``h2o(h)``.
+
+    The seed has one bias per step; torch's kernel has two, so ``bias_hh`` is held at zero and frozen,
+    which keeps the arithmetic (and SGD's steps) the seed's.
+    """
+
+    cell = nn.RNN
+    cell_kwargs = {"nonlinearity": "tanh"}
+
+    def __init__(self, config: ModelConfig, n_classes: int):
+        with torch.random.fork_rng():  # initialise as the seed does: Linear(I + H, H), then h2o
+            super().__init__(config, n_classes)
+        first = self.encoder.fwd[0]
+        seed_i2h = nn.Linear(self.input.size + config.hidden, config.hidden)
+        self.h2o.reset_parameters()
+        with torch.no_grad():
+            first.weight_ih_l0.copy_(seed_i2h.weight[:, : self.input.size])
+            first.weight_hh_l0.copy_(seed_i2h.weight[:, self.input.size:])
+            first.bias_ih_l0.copy_(seed_i2h.bias)
+        for rnn in [*self.encoder.fwd, *self.encoder.bwd]:
+            rnn.bias_hh_l0.data.zero_()
+            rnn.bias_hh_l0.requires_grad_(False)
+
+
+class GRUClassifier(RecurrentClassifier):
+    """Seed 000's ``GRUClassifier``: ``nn.GRU``, final hidden state -> linear."""
+
+    cell = nn.GRU
+
+
+class LSTMClassifier(RecurrentClassifier):
+    """Seed 000's bonus: ``nn.LSTM``, final hidden state -> linear."""
+
+    cell = nn.LSTM
+
+
+class GRUAttention(Classifier):
+    """Seed 000's ``AttentionalGRUClassifier``: ``e_j = w·h_j``, softmax over real characters, ``c = Σ α_j h_j``."""
+
+    has_attention = True
+
+    def __init__(self, config: ModelConfig, n_classes: int):
+        super().__init__(config, n_classes)
+        self.input = CharInput(config.embed)
+        self.encoder = Encoder(nn.GRU, self.input.size, config.hidden, layers=config.layers,
+                               bidirectional=config.bidirectional, dropout=config.dropout)
+        self.h2o = nn.Linear(self.encoder.output_size, n_classes)
+        self.att = nn.Linear(self.encoder.output_size, 1)
+
+    def forward(self, tokens, lengths):
+        states, _ = self.encoder(self.input(tokens), lengths)  # (B, T, D*H)
+        scores = self.att(states).squeeze(2)  # (B, T)
+        real = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
+        alpha = torch.softmax(scores.masked_fill(~real, float("-inf")), dim=1)  # (B, T), 0 on padding
+        context = torch.bmm(alpha.unsqueeze(1), states).squeeze(1)  # (B, D*H)
+        logits = self.h2o(F.dropout(context, self.config.dropout, self.training))  # (B, C)
+        return F.log_softmax(logits, dim=1), alpha
+
+
+REGISTRY: dict[str, type[Classifier]] = {
+    "tutorial-rnn": TutorialRNN,
+    "rnn": SeedRNN,
+    "gru": GRUClassifier,
+    "gru-attention": GRUAttention,
+    "lstm": LSTMClassifier,
+}
+
+
+class UnknownModel(ValueError):
+    pass
+
+
+def build_model(config: ModelConfig, n_classes: int) -> Classifier:
+    """A fresh model of ``config.name`` from the registry."""
+    try:
+        cls = REGISTRY[config.name]
+    except KeyError:
+        raise UnknownModel(f"unknown model {config.name!r}; known: {', '.join(REGISTRY)}") from None
+    return cls(config, n_classes)
+
+
+@torch.inference_mode()
+def batched_log_probs(model: Classifier, tokens: torch.Tensor, lengths: torch.Tensor, *,
+                      batch_size: int = 2048, with_attention: bool = False
+                      ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """Log-probabilities (N, C) for a padded set, run in length buckets; rows come back in input order.
+
+    With ``with_attention``, also each name's attention weights over its real characters.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = torch.empty(len(lengths), model.n_classes)
+    attention: list[torch.Tensor] | None = [torch.empty(0)] * len(lengths) if with_attention else None
+    order = torch.sort(lengths, stable=True).indices
+    for idx in torch.split(order, batch_size):
+        L = lengths[idx]
+        T = int(L.max())
+        lp, att = model(tokens[idx, :T].to(device), L.to(device))
+        out[idx] = lp.float().cpu()
+        if attention is not None and att is not None:
+            att = att.float().cpu()
+            for row, i in enumerate(idx.tolist()):
+                attention[i] = att[row, : int(lengths[i])]
+    model.train(was_training)
+    return out, attention

@@ -1,0 +1,82 @@
+"""The alphabet, folding any Unicode name into it, encoding, and the worksheet's punctuation noise."""
+from __future__ import annotations
+
+import random
+import string
+import unicodedata
+from collections.abc import Sequence
+
+from anyascii import anyascii
+
+#: The seeds' 57 letters: ``ascii_letters + " .,;'"``.
+ALPHABET = string.ascii_letters + " .,;'"
+#: Characters the worksheet appends as noise.
+NOISE_CHARS = ".,;'"
+#: Index 0 is padding; letter ``c`` has index ``ALPHABET.index(c) + 1``.
+PAD = 0
+VOCAB_SIZE = len(ALPHABET) + 1
+#: Longest folded name accepted; longer input is an error, never a silent truncation.
+MAX_NAME_CHARS = 64
+
+_INDEX = {c: i + 1 for i, c in enumerate(ALPHABET)}
+_ALLOWED = frozenset(ALPHABET)
+
+
+class BadName(ValueError):
+    """A name that cannot be used: it folds to nothing, or it is too long."""
+
+
+def seed_fold(name: str) -> str:
+    """The seeds' ``unicodeToAscii``: NFD, drop combining marks, keep the alphabet."""
+    return "".join(
+        c for c in unicodedata.normalize("NFD", name)
+        if unicodedata.category(c) != "Mn" and c in _ALLOWED
+    )
+
+
+def fold(name: str) -> str:
+    """Fold any Unicode name into the alphabet, as the seeds do, transliterating other scripts first.
+
+    ``Ślusàrski`` → ``Slusarski`` (the seeds' rule); ``Шевченко`` → ``Shevchenko`` (transliteration by
+    :mod:`anyascii`, where the seeds would drop every letter). Surrounding white space is stripped.
+    """
+    out: list[str] = []
+    for c in unicodedata.normalize("NFD", name.strip()):
+        if c in _ALLOWED:
+            out.append(c)
+        elif unicodedata.category(c) == "Mn":
+            continue
+        elif ord(c) > 127:
+            out.extend(t for t in anyascii(c) if t in _ALLOWED)
+    return "".join(out).strip()
+
+
+def fold_checked(name: str, *, max_chars: int = MAX_NAME_CHARS) -> str:
+    """:func:`fold`, raising :class:`BadName` for a name that folds to nothing or is too long."""
+    if len(name) > max_chars * 4:
+        raise BadName(f"name is {len(name)} characters long; at most {max_chars} are accepted")
+    folded = fold(name)
+    if not folded:
+        raise BadName(f"name {name!r} has no letters that can be read (it folds to nothing)")
+    if len(folded) > max_chars:
+        raise BadName(f"name {name[:20]!r}... is {len(folded)} characters long; at most {max_chars} are accepted")
+    return folded
+
+
+def encode(folded: str) -> list[int]:
+    """Indices of a folded name (every character must be in :data:`ALPHABET`)."""
+    return [_INDEX[c] for c in folded]
+
+
+def decode(indices: Sequence[int]) -> str:
+    return "".join(ALPHABET[i - 1] for i in indices if i != PAD)
+
+
+def add_noise(name: str, level: int, rng: random.Random) -> str:
+    """The worksheet's noise: append ``rng.randint(0, level + 1)`` characters drawn from ``.,;'``."""
+    if level <= 0:
+        return name
+    return name + "".join(rng.choice(NOISE_CHARS) for _ in range(rng.randint(0, level + 1)))
+
+
+NOISE_INDICES = [_INDEX[c] for c in NOISE_CHARS]

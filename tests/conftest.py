@@ -1,0 +1,45 @@
+"""Tiny generated data: four made-up 'languages' whose names differ in telling ways."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+PATTERNS = {
+    "Alpha": lambda r, s: s.capitalize() + "ov",
+    "Beta": lambda r, s: "Mc" + s.capitalize(),
+    "Gamma": lambda r, s: s.capitalize() + "ez",
+    "Delta": lambda r, s: s.capitalize() + "ii" + s[:1],
+}
+SYLLABLES = ["ka", "lo", "mi", "ra", "te", "su", "bo", "ne", "di", "fa", "gu", "pe"]
+
+
+def make_names(n_per_language: int = 40, seed: int = 0) -> dict[str, list[str]]:
+    rng = random.Random(seed)
+    out: dict[str, list[str]] = {}
+    for lang, make in PATTERNS.items():
+        names: set[str] = set()
+        while len(names) < n_per_language:
+            stem = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 3)))
+            names.add(make(rng, stem))
+        out[lang] = sorted(names)
+    return out
+
+
+@pytest.fixture
+def tiny_dir(tmp_path):
+    """A folder of <Language>.txt files, 40 names each (one duplicate line in Alpha)."""
+    folder = tmp_path / "names"
+    folder.mkdir()
+    for lang, names in make_names().items():
+        lines = names + ([names[0]] if lang == "Alpha" else [])
+        (folder / f"{lang}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def tiny_csv(tmp_path):
+    path = tmp_path / "names.csv"
+    rows = ["name,language"] + [f"{n},{lang}" for lang, names in make_names(20, seed=1).items() for n in names]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
