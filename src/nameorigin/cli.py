@@ -194,6 +194,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- split
+
+def cmd_split(args: argparse.Namespace) -> int:
+    pairs = _load_labelled(args.data)
+    fractions = data.parse_split(args.split)
+    parts = data.split(pairs, fractions, seed=args.seed)
+    out = Path(args.out)
+    for part_name, part in [("train", parts.train), ("valid", parts.valid), ("test", parts.test)]:
+        if not part:
+            continue
+        with atomic_output(str(out / f"{part_name}.tsv")) as fh:
+            fh.write("name\tlanguage\n")
+            fh.writelines(f"{name}\t{lang}\n" for name, lang in part)
+        print(f"{out / (part_name + '.tsv')}: {len(part)} names, {len({n for n, _ in part})} distinct")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.add_argument("--device", default="cpu")
     e.set_defaults(func=cmd_evaluate)
+    sp = sub.add_parser("split", help="write a leak-free, stratified split of labelled names as TSV files")
+    sp.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
+    sp.add_argument("--split", default="0.8,0,0.2", help="TRAIN,VALID,TEST fractions of distinct names")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", required=True, help="folder for train.tsv, valid.tsv, test.tsv")
+    sp.set_defaults(func=cmd_split)
     return p
 
 

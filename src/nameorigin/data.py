@@ -70,11 +70,8 @@ def _open_text(path: Path):
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
 
 
-def _decode_guard(path: Path, it):
-    try:
-        yield from it
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: is not UTF-8 text ({e.reason} at byte {e.start})") from None
+def _not_utf8(path: Path, e: UnicodeDecodeError) -> DataError:
+    return DataError(f"{path}: is not UTF-8 text ({e.reason} at byte {e.start})")
 
 
 def read_labelled(path: str | os.PathLike) -> list[Pair]:
@@ -104,14 +101,17 @@ def _read_language_file(f: Path) -> list[Pair]:
     language = f.stem
     out, skipped = [], 0
     with _open_text(f) as fh:
-        for line in _decode_guard(f, fh):
-            if not line.strip():
-                continue
-            name = fold(line)
-            if name and len(name) <= MAX_NAME_CHARS:
-                out.append((name, language))
-            else:
-                skipped += 1
+        try:
+            for line in fh:
+                if not line.strip():
+                    continue
+                name = fold(line)
+                if name and len(name) <= MAX_NAME_CHARS:
+                    out.append((name, language))
+                else:
+                    skipped += 1
+        except UnicodeDecodeError as e:
+            raise _not_utf8(f, e) from None
     if skipped:
         log.warning("%s: skipped %d line(s) that fold to nothing or are too long", f, skipped)
     return out
@@ -123,8 +123,15 @@ def _is_header(row: Sequence[str]) -> bool:
 
 
 def _read_table(path: Path) -> list[Pair]:
+    try:
+        return _read_table_rows(path)
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from None
+
+
+def _read_table_rows(path: Path) -> list[Pair]:
     with _open_text(path) as fh:
-        rows = csv.reader(_decode_guard(path, fh), delimiter=_sniff_delimiter(path, fh.readline()))
+        rows = csv.reader(fh, delimiter=_sniff_delimiter(path, fh.readline()))
         fh.seek(0)
         name_col, label_col = 0, 1
         out, skipped = [], 0
@@ -159,34 +166,38 @@ def iter_names(path: str | os.PathLike, column: str | None = None) -> Iterator[t
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    fh = _open_text(path)
-    with fh:
+    try:
+        yield from _iter_name_rows(path, column)
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from None
+
+
+def _iter_name_rows(path: Path, column: str | None) -> Iterator[tuple[int, str]]:
+    with _open_text(path) as fh:
         first = fh.readline()
         fh.seek(0)
-        tabular = path.suffix.lower() in {".csv", ".tsv"} or column is not None
-        if not tabular:
-            for lineno, line in enumerate(_decode_guard(path, fh), 1):
+        if path.suffix.lower() not in {".csv", ".tsv"} and column is None:
+            for lineno, line in enumerate(fh, 1):
                 if line.strip():
                     yield lineno, line.rstrip("\r\n")
             return
-        rows = csv.reader(_decode_guard(path, fh), delimiter=_sniff_delimiter(path, first))
         col = 0
-        for lineno, row in enumerate(rows, 1):
+        for lineno, row in enumerate(csv.reader(fh, delimiter=_sniff_delimiter(path, first)), 1):
             if lineno == 1:
                 header = [c.strip() for c in row]
-                if column is not None and not column.isdigit():
+                if column is not None and column.isdigit():
+                    col = int(column)
+                elif column is not None:
                     if column not in header:
                         raise DataError(f"{path}: no column {column!r} in its header {header}")
                     col = header.index(column)
                     continue
-                if column is not None:
-                    col = int(column)
                 if _is_header(row):
-                    col = next((i for i, c in enumerate(header) if c.lower() in NAME_HEADERS), col)
+                    if column is None:
+                        col = next((i for i, c in enumerate(header) if c.lower() in NAME_HEADERS), 0)
                     continue
-            if not row:
-                continue
-            yield lineno, row[col] if col < len(row) else ""
+            if row:
+                yield lineno, row[col] if col < len(row) else ""
 
 
 # ------------------------------------------------------------------------------------ the archive

@@ -1,0 +1,184 @@
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nameorigin.cli import main
+from conftest import make_names
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small gru-attention trained through the command line on the tiny data."""
+    root = tmp_path_factory.mktemp("cli")
+    folder = root / "names"
+    folder.mkdir()
+    for lang, names in make_names().items():
+        (folder / f"{lang}.txt").write_text("\n".join(names) + "\n")
+    model = root / "m.safetensors"
+    code = main(["train", "--data", str(folder), "--model", "gru-attention", "--hidden", "16", "--epochs", "15",
+                 "--lr", "0.02", "--batch-size", "16", "--out", str(model), "--json", "--quiet"])
+    assert code == 0
+    return folder, model
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_json_line(capsys, tmp_path, tiny_dir):
+    code, out, _ = run(capsys, "train", "--data", tiny_dir, "--model", "gru", "--hidden", "8", "--epochs", "2",
+                       "--out", tmp_path / "g.safetensors", "--json", "--quiet")
+    assert code == 0
+    summary = json.loads(out.strip().splitlines()[-1])
+    for key in ("train_seconds", "names_seen", "names_per_second", "accuracy", "macro_f1"):
+        assert isinstance(summary[key], (int, float)), key
+    assert summary["names_seen"] == 2 * 128  # 80 % of 160 distinct names, two epochs
+    assert (tmp_path / "g.safetensors").is_file()
+
+
+def test_train_worksheet_prints_the_seeds_lines(capsys, tmp_path, tiny_dir):
+    code, out, _ = run(capsys, "train", "--worksheet", "--data", tiny_dir, "--model", "rnn", "--iters", "400",
+                       "--hidden", "8", "--noise", "5", "--prune", "10", "--print-every", "100", "--plot-every", "50",
+                       "--out", tmp_path / "w.safetensors")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("100 25% (0m ") and (" ✓" in lines[0] or " ✗ (" in lines[0])
+    assert len([line for line in lines if "% (" in line]) == 4
+    from nameorigin.checkpoint import load
+    meta = load(tmp_path / "w.safetensors").meta
+    assert meta["history"]["loss_steps"] == list(range(50, 401, 50))
+    assert meta["training"]["mode"] == "worksheet" and meta["training"]["prune"] == 10
+
+
+def test_predict_names_and_json(capsys, trained):
+    _, model = trained
+    code, out, _ = run(capsys, "predict", "--model", model, "--top", "2", "--json", "Kalov", "McRaboo")
+    assert code == 0
+    result = json.loads(out)
+    assert [r["name"] for r in result] == ["Kalov", "McRaboo"]
+    assert all(len(r["predictions"]) == 2 for r in result)
+    assert result[0]["predictions"][0]["language"] == "Alpha"
+    assert result[1]["predictions"][0]["language"] == "Beta"
+    assert result[0]["predictions"][0]["probability"] >= result[0]["predictions"][1]["probability"]
+    code, out, _ = run(capsys, "predict", "--model", model, "Kalov")
+    assert code == 0 and out.split()[:2] == ["Kalov", "Alpha"]
+
+
+def test_predict_input_file_streams_csv_with_error_rows(capsys, tmp_path, trained):
+    _, model = trained
+    src = tmp_path / "people.csv"
+    src.write_text("id,surname\n1,Kalov\n2,123\n3,McRaboo\n")
+    out_file = tmp_path / "out" / "pred.csv"
+    code, _, _ = run(capsys, "predict", "--model", model, "--input", src, "--column", "surname",
+                     "--output", out_file)
+    assert code == 0
+    rows = list(csv.DictReader(out_file.open()))
+    assert [r["name"] for r in rows] == ["Kalov", "123", "McRaboo"]
+    assert rows[0]["language_1"] == "Alpha" and rows[0]["error"] == ""
+    assert rows[1]["language_1"] == "" and "folds to nothing" in rows[1]["error"]
+    assert [r["line"] for r in rows] == ["2", "3", "4"]
+
+
+def test_predict_input_text_to_stdout_json_lines(capsys, tmp_path, trained):
+    _, model = trained
+    src = tmp_path / "names.txt"
+    src.write_text("Kalov\nMcRaboo\n")
+    code, out, _ = run(capsys, "predict", "--model", model, "--input", src, "--json", "--top", "1")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["predictions"][0]["language"] for r in rows] == ["Alpha", "Beta"]
+
+
+def test_evaluate_json_and_table(capsys, trained):
+    folder, model = trained
+    code, out, _ = run(capsys, "evaluate", "--model", model, "--data", folder, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["n"] == 160 and result["accuracy"] > 0.8 and 0 < result["macro_f1"] <= 1
+    assert set(result["per_language"]) == {"Alpha", "Beta", "Gamma", "Delta"}
+    code, out, _ = run(capsys, "evaluate", "--model", model, "--data", folder)
+    assert "macro-F1" in out and "Gamma" in out
+
+
+def test_split_writes_leak_free_tsv_files(capsys, tmp_path, tiny_dir):
+    code, _, _ = run(capsys, "split", "--data", tiny_dir, "--out", tmp_path / "s")
+    assert code == 0
+    train = (tmp_path / "s" / "train.tsv").read_text().splitlines()[1:]
+    test = (tmp_path / "s" / "test.tsv").read_text().splitlines()[1:]
+    assert len(train) == 128 and len(test) == 32
+    assert not {r.split("\t")[0] for r in train} & {r.split("\t")[0] for r in test}
+
+
+# --- bad input: a clear message naming the input, exit code 2 ------------------------------------------
+
+def test_name_that_folds_to_nothing(capsys, trained):
+    _, model = trained
+    code, out, err = run(capsys, "predict", "--model", model, "Kalov", "1234")
+    assert code == 2 and "'1234'" in err and "folds to nothing" in err
+    assert "Kalov" in out  # the good name is still answered
+
+
+def test_empty_file(capsys, tmp_path, trained):
+    _, model = trained
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    code, _, err = run(capsys, "evaluate", "--model", model, "--data", empty)
+    assert code == 2 and "empty.csv" in err and "no labelled names" in err
+    code, _, err = run(capsys, "train", "--data", empty, "--out", tmp_path / "x.safetensors")
+    assert code == 2 and "empty.csv" in err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_missing_column(capsys, tmp_path, trained):
+    _, model = trained
+    src = tmp_path / "people.csv"
+    src.write_text("id,surname\n1,Kalov\n")
+    out_file = tmp_path / "pred.csv"
+    code, _, err = run(capsys, "predict", "--model", model, "--input", src, "--column", "family",
+                       "--output", out_file)
+    assert code == 2 and "people.csv" in err and "'family'" in err
+    assert not out_file.exists() and list(tmp_path.iterdir()) == [src]  # nothing half-written
+    labelled = tmp_path / "labelled.csv"
+    labelled.write_text("Kalov\nMcRaboo\n")
+    code, _, err = run(capsys, "evaluate", "--model", model, "--data", labelled)
+    assert code == 2 and "labelled.csv:1" in err and "missing column" in err
+
+
+def test_unknown_model_name(capsys, tmp_path, tiny_dir):
+    code, _, err = run(capsys, "train", "--data", tiny_dir, "--model", "transformer", "--out", tmp_path / "t.st")
+    assert code == 2 and "unknown model 'transformer'" in err and "gru-attention" in err
+
+
+def test_damaged_checkpoint(capsys, tmp_path, trained):
+    _, model = trained
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(model.read_bytes()[: len(model.read_bytes()) // 2])
+    code, _, err = run(capsys, "predict", "--model", broken, "Kalov")
+    assert code == 2 and "broken.safetensors" in err and "Traceback" not in err
+
+
+def test_unknown_language_in_evaluation_data(capsys, tmp_path, trained):
+    _, model = trained
+    other = tmp_path / "other.csv"
+    other.write_text("Kalov,Klingon\n")
+    code, _, err = run(capsys, "evaluate", "--model", model, "--data", other)
+    assert code == 2 and "Klingon" in err
+
+
+def test_bad_split(capsys, tmp_path, tiny_dir):
+    code, _, err = run(capsys, "train", "--data", tiny_dir, "--split", "0.8,0.3", "--out", tmp_path / "m.st")
+    assert code == 2 and "--split '0.8,0.3'" in err
+
+
+def test_console_script_runs_as_a_process(trained):
+    _, model = trained
+    proc = subprocess.run([sys.executable, "-m", "nameorigin", "predict", "--model", str(model), "--json", "Kalov"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["predictions"][0]["language"] == "Alpha"

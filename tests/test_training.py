@@ -1,0 +1,153 @@
+import random
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nameorigin import data
+from nameorigin.models import REGISTRY, ModelConfig, build_model
+from nameorigin.text import ALPHABET, NOISE_CHARS
+from nameorigin.training import TrainConfig, WorksheetConfig, category_lines, train_batched, train_worksheet, validate
+
+
+@pytest.fixture
+def tiny_split(tiny_dir):
+    pairs = data.dedupe(data.read_labelled(tiny_dir))
+    parts = data.split(pairs, (0.7, 0.15, 0.15), seed=0)
+    return parts, data.languages(pairs)
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_batched_trainer_learns_the_tiny_languages(tiny_split, name):
+    parts, labels = tiny_split
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name, hidden=24), len(labels))
+    train = data.encode_pairs(parts.train, labels, noise_room=3)
+    valid = data.encode_pairs(parts.valid, labels)
+    config = TrainConfig(epochs=25, batch_size=16, lr=0.02 if name != "tutorial-rnn" else 0.003, patience=0,
+                         noise=2 if name == "gru-attention" else 0, log_every=5)
+    history = train_batched(model, train, valid, labels, config, progress=False)
+    assert len(history.epochs) == 25 and history.best_epoch is not None
+    assert history.names_seen == 25 * len(train)
+    assert history.losses[-1] < history.losses[0]
+    assert history.best["accuracy"] >= 0.8, history.best
+    # the model keeps the best epoch's weights
+    assert validate(model, valid, labels)["accuracy"] == pytest.approx(history.best["accuracy"])
+
+
+def test_balanced_sampling_and_early_stopping(tiny_split):
+    parts, labels = tiny_split
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="gru", hidden=16), len(labels))
+    train = data.encode_pairs(parts.train, labels)
+    valid = data.encode_pairs(parts.valid, labels)
+    valid.labels = valid.labels[torch.randperm(len(valid), generator=torch.Generator().manual_seed(0))]  # unlearnable
+    config = TrainConfig(epochs=50, batch_size=16, lr=0.05, patience=2, sampling="balanced", select="loss")
+    history = train_batched(model, train, valid, labels, config, progress=False)
+    assert len(history.epochs) < 50  # stopped early
+    assert history.best_epoch == min(history.epochs, key=lambda e: e["loss"])["epoch"]
+
+
+def test_same_seed_same_run(tiny_split):
+    parts, labels = tiny_split
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        model = build_model(ModelConfig(name="gru", hidden=8), len(labels))
+        train = data.encode_pairs(parts.train, labels, noise_room=3)
+        h = train_batched(model, train, None, labels, TrainConfig(epochs=2, seed=5, noise=2, log_every=2), progress=False)
+        runs.append(h.losses)
+    assert runs[0] == runs[1]
+
+
+# --- the worksheet loop, against the seeds' code ------------------------------------------------------
+
+def line_to_tensor(line):
+    t = torch.zeros(len(line), 1, len(ALPHABET))
+    for i, c in enumerate(line):
+        t[i][0][ALPHABET.find(c)] = 1
+    return t
+
+
+class SeedRNN(nn.Module):
+    def __init__(self, n_in, n_hidden, n_out):
+        super().__init__()
+        self.hidden_size = n_hidden
+        self.i2h = nn.Linear(n_in + n_hidden, n_hidden)
+        self.h2o = nn.Linear(n_hidden, n_out)
+
+    def forward(self, x, hidden):
+        hidden = torch.tanh(self.i2h(torch.cat((x, hidden), 1)))
+        return F.log_softmax(self.h2o(hidden), dim=1), hidden
+
+
+class SeedGRU(nn.Module):
+    def __init__(self, n_in, n_hidden, n_out):
+        super().__init__()
+        self.gru = nn.GRU(n_in, n_hidden)
+        self.h2o = nn.Linear(n_hidden, n_out)
+
+    def forward(self, seq):
+        _, hidden = self.gru(seq)
+        return F.log_softmax(self.h2o(hidden.view(1, -1)), dim=1)
+
+
+def seed_loop(model, cat_lines, categories, iters, noise, plot_every, rng, lr=0.005):
+    """The seeds' randomTrainingExample and training loop (rnn: manual SGD; gru: optim.SGD)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    losses, current = [], 0.0
+    for it in range(1, iters + 1):
+        category = categories[rng.randint(0, len(categories) - 1)]
+        lines = cat_lines[category]
+        line = lines[rng.randint(0, len(lines) - 1)]
+        if noise > 0:
+            for _ in range(rng.randint(0, noise + 1)):
+                line += rng.choice(NOISE_CHARS)
+        target = torch.tensor([categories.index(category)])
+        x = line_to_tensor(line)
+        model.zero_grad()
+        if isinstance(model, SeedRNN):
+            hidden = torch.zeros(1, model.hidden_size)
+            for i in range(x.size(0)):
+                output, hidden = model(x[i], hidden)
+        else:
+            output = model(x)
+        loss = F.nll_loss(output, target)
+        loss.backward()
+        optimizer.step()
+        current += loss.item()
+        if it % plot_every == 0:
+            losses.append(current / plot_every)
+            current = 0.0
+    return losses
+
+
+@pytest.mark.parametrize("name, seed_class", [("rnn", SeedRNN), ("gru", SeedGRU)])
+def test_worksheet_loop_gives_the_seeds_results(tiny_dir, name, seed_class):
+    pairs = data.dedupe(data.read_labelled(tiny_dir))
+    cat_lines = category_lines(pairs)
+    labels = list(cat_lines)
+    torch.manual_seed(3)
+    seed_model = seed_class(len(ALPHABET), 16, len(labels))
+    expected = seed_loop(seed_model, cat_lines, labels, 400, 3, 50, random.Random(11))
+    torch.manual_seed(3)
+    ours = build_model(ModelConfig(name=name, hidden=16), len(labels))
+    config = WorksheetConfig(iters=400, noise=3, plot_every=50, print_every=100, seed=3)
+    history = train_worksheet(ours, cat_lines, labels, config, rng=random.Random(11), printer=None)
+    assert history.loss_steps == list(range(50, 401, 50))
+    torch.testing.assert_close(torch.tensor(history.losses), torch.tensor(expected), atol=1e-4, rtol=1e-4)
+
+
+def test_worksheet_loop_prints_the_seeds_lines(tiny_dir):
+    pairs = data.dedupe(data.read_labelled(tiny_dir))
+    cat_lines = category_lines(pairs)
+    labels = list(cat_lines)
+    lines = []
+    model = build_model(ModelConfig(name="gru", hidden=8), len(labels))
+    train_worksheet(model, cat_lines, labels, WorksheetConfig(iters=300, print_every=100, plot_every=30),
+                    printer=lines.append)
+    assert len(lines) == 3
+    pattern = re.compile(r"^(100|200|300) (33|66|100)% \(\d+m \d+s\) \d+\.\d{4} \S+ / (Alpha|Beta|Gamma|Delta) (✓|✗ \((Alpha|Beta|Gamma|Delta)\))$")
+    assert all(pattern.match(line) for line in lines), lines
