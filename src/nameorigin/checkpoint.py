@@ -33,6 +33,13 @@ class Checkpoint:
         return self.model.config
 
 
+def default_file_mode() -> int:
+    """0o666 less the process's umask: what a plain ``open(..., "w")`` would give (mkstemp gives 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save(path: str | os.PathLike, model: Classifier, labels: list[str], meta: dict | None = None) -> Path:
     """Write atomically: a temporary file beside ``path``, then a rename."""
     path = Path(path)
@@ -42,6 +49,7 @@ def save(path: str | os.PathLike, model: Classifier, labels: list[str], meta: di
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, default_file_mode())
     try:
         save_file(tensors, tmp, metadata={"nameorigin": json.dumps(doc)})
         os.replace(tmp, path)

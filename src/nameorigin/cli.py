@@ -20,7 +20,8 @@ from .evaluation import format_report, metrics
 from .models import REGISTRY, ModelConfig, UnknownModel, batched_log_probs, build_model
 from .predict import Predictor, write_csv_rows
 from .text import BadName
-from .training import TrainConfig, WorksheetConfig, category_lines, train_batched, train_worksheet, validate
+from .training import (PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, category_lines, resolve_settings,
+                       train_batched, train_worksheet, validate)
 
 log = logging.getLogger("nameorigin")
 EXIT_BAD_INPUT = 2
@@ -41,6 +42,7 @@ def atomic_output(path: str | None):
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.chmod(tmp, checkpoint.default_file_mode())
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             yield fh
@@ -62,46 +64,50 @@ def _load_labelled(path: str | None) -> list[data.Pair]:
 
 # ------------------------------------------------------------------------------------------- train
 
+MODEL_FLAGS = ("model", "hidden", "layers", "bidirectional", "embed", "dropout")
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "sampling", "clip", "patience", "select", "noise",
+               "weight_decay", "label_smoothing", "class_weight", "schedule", "seed", "iters", "print_every",
+               "plot_every")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = _device(args.device)
+    chosen = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS if getattr(args, k) is not None}
+    model_values = {("name" if k == "model" else k): chosen[k] for k in MODEL_FLAGS if k in chosen}
+    settings = resolve_settings(args.preset, worksheet=args.worksheet, model=model_values,
+                                train={k: chosen[k] for k in TRAIN_FLAGS if k in chosen}, prune=args.prune)
+    config, train_config = settings.model, settings.train
     pairs = _load_labelled(args.data)
     fractions = data.parse_split(args.split)
     parts = data.split(pairs, fractions, seed=args.split_seed)
     labels = data.languages(pairs)
-    rng = random.Random(args.seed)
-    train_pairs = data.prune(parts.train, args.prune, rng) if args.prune else parts.train
+    rng = random.Random(train_config.seed)
+    train_pairs = data.prune(parts.train, settings.prune, rng) if settings.prune else parts.train
     if not train_pairs:
         raise data.DataError(f"{args.data or 'the data'}: the split leaves no training names")
-    config = ModelConfig(name=args.model, hidden=args.hidden, layers=args.layers, bidirectional=args.bidirectional,
-                         embed=args.embed, dropout=args.dropout)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(train_config.seed)
     model = build_model(config, len(labels)).to(device)
     valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
     test = data.encode_pairs(parts.test, labels) if parts.test else None
 
-    if args.worksheet:
-        settings = WorksheetConfig(iters=args.iters, lr=args.lr if args.lr is not None else WorksheetConfig.lr,
-                                   noise=args.noise, print_every=args.print_every, plot_every=args.plot_every,
-                                   seed=args.seed)
+    if settings.worksheet:
         printer = None if args.json else print
-        history = train_worksheet(model.cpu(), category_lines(train_pairs), labels, settings, rng=rng, printer=printer)
+        history = train_worksheet(model.cpu(), category_lines(train_pairs), labels, train_config, rng=rng,
+                                  printer=printer)
         if valid is not None:
             history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
     else:
-        settings = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                               lr=args.lr if args.lr is not None else TrainConfig.lr, optimizer=args.optimizer,
-                               sampling=args.sampling, clip=args.clip, patience=args.patience, select=args.select,
-                               noise=args.noise, weight_decay=args.weight_decay,
-                               label_smoothing=args.label_smoothing, seed=args.seed)
-        train = data.encode_pairs(train_pairs, labels, noise_room=args.noise + 1 if args.noise else 0)
-        history = train_batched(model, train, valid, labels, settings, progress=not args.json and not args.quiet)
+        noise = train_config.noise
+        train = data.encode_pairs(train_pairs, labels, noise_room=noise + 1 if noise else 0)
+        history = train_batched(model, train, valid, labels, train_config, progress=not args.json and not args.quiet)
     model.cpu().eval()
     test_metrics = validate(model, test, labels) if test is not None else None
     meta = {
-        "training": {"mode": "worksheet" if args.worksheet else "batched", **asdict(settings),
-                     "split": list(fractions), "split_seed": args.split_seed, "prune": args.prune,
+        "training": {"mode": "worksheet" if settings.worksheet else "batched", "preset": args.preset,
+                     **asdict(train_config), "split": list(fractions), "split_seed": args.split_seed,
+                     "prune": settings.prune,
                      "n_train": len(train_pairs), "n_valid": len(parts.valid), "n_test": len(parts.test)},
         "data_fingerprint": data.fingerprint(train_pairs),
         "metrics": {"valid": history.best or None,
@@ -112,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     out = checkpoint.save(args.out, model, labels, meta)
     summary = {
-        "model": args.model, "out": str(out), "train_seconds": round(history.train_seconds, 3),
+        "model": config.name, "out": str(out), "train_seconds": round(history.train_seconds, 3),
         "names_seen": history.names_seen, "names_per_second": round(history.names_per_second, 1),
         "best_epoch": history.best_epoch, "final_loss": history.final_loss,
         "accuracy": history.best.get("accuracy"), "macro_f1": history.best.get("macro_f1"),
@@ -122,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"trained {args.model} on {len(train_pairs)} names in {history.train_seconds:.1f}s "
+        print(f"trained {config.name} on {len(train_pairs)} names in {history.train_seconds:.1f}s "
               f"({history.names_per_second:,.0f} names/s); saved {out}")
         if history.best:
             print(f"validation ({len(parts.valid)} names): accuracy {history.best['accuracy']:.4f}, "
@@ -194,6 +200,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- presets
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name, preset in PRESETS.items():
+        settings = resolve_settings(name)
+        print(f"{name}\n  {preset.description}\n  model: {asdict(settings.model)}")
+        print(f"  {'worksheet' if settings.worksheet else 'trainer'}: {asdict(settings.train)}"
+              + (f", prune {settings.prune}" if settings.prune else "") + "\n")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- split
 
 def cmd_split(args: argparse.Namespace) -> int:
@@ -219,36 +236,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model on labelled names",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t = sub.add_parser("train", help="train a model on labelled names")
     t.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label "
                                   "(default: $NAMEORIGIN_DATA, else the tutorial's archive)")
-    t.add_argument("--model", default=ModelConfig.name, help=f"one of: {', '.join(REGISTRY)}")
-    t.add_argument("--hidden", type=int, default=ModelConfig.hidden)
-    t.add_argument("--layers", type=int, default=ModelConfig.layers)
-    t.add_argument("--bidirectional", action="store_true")
-    t.add_argument("--embed", type=int, default=ModelConfig.embed, help="learned embedding size; 0: one-hot")
-    t.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+    t.add_argument("--preset", help=f"named configuration: {', '.join(PRESETS)} (see `nameorigin presets`); "
+                                     "flags given beside it override it. Without one: default, or bare "
+                                     "settings with --worksheet")
+    t.add_argument("--model", help=f"one of: {', '.join(REGISTRY)}")
+    t.add_argument("--hidden", type=int, help="hidden size")
+    t.add_argument("--layers", type=int, help="stacked recurrent layers")
+    t.add_argument("--bidirectional", action="store_const", const=True, help="add a backward direction")
+    t.add_argument("--embed", type=int, help="learned embedding size; 0: the seeds' one-hot input")
+    t.add_argument("--dropout", type=float, help="dropout before the output layer and between layers")
     t.add_argument("--out", default="model.safetensors", help="checkpoint to write")
     t.add_argument("--split", default="0.8,0.1,0.1", help="TRAIN,VALID,TEST fractions of distinct names")
     t.add_argument("--split-seed", type=int, default=0, help="seed of the leak-free split")
-    t.add_argument("--prune", type=int, default=0, help="keep at most N training names a language (seed 000: 50)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--noise", type=int, default=0, help="the worksheet's punctuation noise level")
-    t.add_argument("--lr", type=float, default=None, help=f"default {TrainConfig.lr} (worksheet: {WorksheetConfig.lr})")
-    t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    t.add_argument("--optimizer", choices=["adam", "sgd"], default=TrainConfig.optimizer)
-    t.add_argument("--sampling", choices=["natural", "balanced"], default=TrainConfig.sampling)
-    t.add_argument("--clip", type=float, default=TrainConfig.clip)
-    t.add_argument("--patience", type=int, default=TrainConfig.patience)
-    t.add_argument("--select", choices=["macro_f1", "accuracy", "loss"], default=TrainConfig.select)
-    t.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
-    t.add_argument("--label-smoothing", type=float, default=TrainConfig.label_smoothing)
-    t.add_argument("--worksheet", action="store_true", help="the seeds' one-name-at-a-time loop")
-    t.add_argument("--iters", type=int, default=WorksheetConfig.iters)
-    t.add_argument("--print-every", type=int, default=WorksheetConfig.print_every)
-    t.add_argument("--plot-every", type=int, default=WorksheetConfig.plot_every)
+    t.add_argument("--prune", type=int, help="keep at most N training names a language (seed 000: 50)")
+    t.add_argument("--seed", type=int, help="seed of initial weights, sampling and noise")
+    t.add_argument("--noise", type=int, help="the worksheet's punctuation noise level")
+    t.add_argument("--lr", type=float, help=f"learning rate ({TrainConfig.lr}; worksheet {WorksheetConfig.lr})")
+    t.add_argument("--epochs", type=int, help=f"most epochs ({TrainConfig.epochs})")
+    t.add_argument("--batch-size", type=int, help=f"names a batch ({TrainConfig.batch_size})")
+    t.add_argument("--optimizer", choices=["adam", "sgd"])
+    t.add_argument("--sampling", choices=["natural", "balanced"], help="balanced: each language equally often")
+    t.add_argument("--clip", type=float, help=f"gradient-norm clipping, 0 off ({TrainConfig.clip})")
+    t.add_argument("--patience", type=int, help=f"early stop after N epochs without progress ({TrainConfig.patience})")
+    t.add_argument("--select", choices=["macro_f1", "accuracy", "loss"], help="validation figure picking the best epoch")
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--class-weight", type=float,
+                   help="loss weight of each language: (N / (C n_c)) ** POWER; 0 none, 0.5 sqrt, 1 balanced")
+    t.add_argument("--schedule", choices=["constant", "cosine", "plateau"], help="learning-rate schedule")
+    t.add_argument("--worksheet", action="store_const", const=True, help="the seeds' one-name-at-a-time loop")
+    t.add_argument("--iters", type=int, help=f"worksheet steps ({WorksheetConfig.iters})")
+    t.add_argument("--print-every", type=int, help=f"worksheet: a line every N steps ({WorksheetConfig.print_every})")
+    t.add_argument("--plot-every", type=int, help=f"worksheet: a loss average every N steps ({WorksheetConfig.plot_every})")
     t.add_argument("--device", default="cpu", help="cpu or cuda")
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     t.add_argument("--json", action="store_true", help="end with one JSON line of figures")
@@ -272,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.add_argument("--device", default="cpu")
     e.set_defaults(func=cmd_evaluate)
+    ps = sub.add_parser("presets", help="list the named training configurations")
+    ps.set_defaults(func=cmd_presets)
+
     sp = sub.add_parser("split", help="write a leak-free, stratified split of labelled names as TSV files")
     sp.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     sp.add_argument("--split", default="0.8,0,0.2", help="TRAIN,VALID,TEST fractions of distinct names")
@@ -287,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="nameorigin: %(message)s")
     try:
         return args.func(args)
-    except (data.DataError, CheckpointError, BadName, UnknownModel, UsageError) as e:
+    except (data.DataError, CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError) as e:
         print(f"nameorigin: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

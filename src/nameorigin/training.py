@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .data import Encoded, Pair, add_noise_batch, length_batches
 from .evaluation import metrics
-from .models import Classifier, batched_log_probs
+from .models import Classifier, ModelConfig, batched_log_probs
 from .text import add_noise, encode
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ class TrainConfig:
     noise: int = 0  # the worksheet's punctuation noise on training names
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
+    class_weight: float = 0.0  # loss weight of language c: (N / (C n_c)) ** class_weight; 0: none, 1: balanced
+    schedule: str = "constant"  # constant | cosine (per step over all epochs) | plateau (halve when validation stalls)
     seed: int = 0
     log_every: int = 50  # steps per loss window in the history
 
@@ -105,6 +107,10 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         raise ValueError(f"optimizer {config.optimizer!r}: expected adam or sgd")
     if config.sampling not in {"natural", "balanced"}:
         raise ValueError(f"sampling {config.sampling!r}: expected natural or balanced")
+    if not 0 <= config.class_weight <= 1:
+        raise ValueError(f"class_weight {config.class_weight!r}: expected a power from 0 to 1")
+    if config.schedule not in {"constant", "cosine", "plateau"}:
+        raise ValueError(f"schedule {config.schedule!r}: expected constant, cosine or plateau")
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     device = next(model.parameters()).device
@@ -114,10 +120,18 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
     else:
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     history = History(kind="batched")
-    class_weights = None
-    if config.sampling == "balanced":
-        per_class = torch.bincount(train.labels, minlength=len(labels)).double()
-        class_weights = (1.0 / per_class.clamp(min=1))[train.labels]
+    per_class = torch.bincount(train.labels, minlength=len(labels)).double().clamp(min=1)
+    sample_weights = (1.0 / per_class)[train.labels] if config.sampling == "balanced" else None
+    loss_weight = None
+    if config.class_weight:
+        loss_weight = ((len(train) / (len(labels) * per_class)) ** config.class_weight).float().to(device)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    if config.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
+    elif config.schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=1)
+    else:
+        scheduler = None
     best_state, best, since_best = None, None, 0
     step, window = 0, torch.zeros((), device=device)
     bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=not progress, leave=False)
@@ -125,22 +139,24 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         started = time.perf_counter()
         model.train()
         tokens, lengths = add_noise_batch(train.tokens, train.lengths, config.noise, gen)
-        order = (torch.multinomial(class_weights, len(train), replacement=True, generator=gen)
-                 if class_weights is not None else None)
+        order = (torch.multinomial(sample_weights, len(train), replacement=True, generator=gen)
+                 if sample_weights is not None else None)
         batches = [(tokens[b, : int(lengths[b].max())].to(device), lengths[b].to(device), train.labels[b].to(device))
                    for b in length_batches(lengths, config.batch_size, generator=gen, order=order)]
         epoch_loss = torch.zeros((), device=device)
         for x, L, y in batches:
             log_probs, _ = model(x, L)
             if config.label_smoothing:
-                loss = F.cross_entropy(log_probs, y, label_smoothing=config.label_smoothing)
+                loss = F.cross_entropy(log_probs, y, weight=loss_weight, label_smoothing=config.label_smoothing)
             else:
-                loss = F.nll_loss(log_probs, y)
+                loss = F.nll_loss(log_probs, y, weight=loss_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip:
                 torch.nn.utils.clip_grad_norm_(params, config.clip)
             opt.step()
+            if config.schedule == "cosine":
+                scheduler.step()
             detached = loss.detach()
             epoch_loss += detached * len(y)
             window += detached
@@ -155,6 +171,8 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         if valid is not None and len(valid):
             row.update({k: v for k, v in validate(model, valid, labels).items() if k != "per_language"})
         history.epochs.append(row)
+        if config.schedule == "plateau":
+            scheduler.step(row.get("loss", row["train_loss"]))
         if on_epoch:
             on_epoch(row)
         bar.update(1)
@@ -241,3 +259,63 @@ def category_lines(pairs: Sequence[Pair]) -> dict[str, list[str]]:
     for name, lang in pairs:
         out.setdefault(lang, []).append(name)
     return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named configuration: model sizes, trainer settings, and whether it is the worksheet loop."""
+
+    description: str
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    worksheet: bool = False
+    prune: int = 0
+
+
+_SEEDS = {"iters": 80000, "lr": 0.005, "print_every": 5000, "plot_every": 1000}
+PRESETS: dict[str, Preset] = {
+    "default": Preset(
+        "The batched trainer's default: gru, hidden 128, dropout 0.3 before the output layer, Adam 3e-3, "
+        "batches of 64 bucketed by length, loss weights (N / (C n_c)) ** 0.25, learning rate halved when "
+        "validation loss stalls, best epoch by validation macro-F1, early stop after 5 epochs.",
+        model={"name": "gru", "hidden": 128, "dropout": 0.3},
+        train={"class_weight": 0.25, "schedule": "plateau"}),
+    "worksheet-rnn": Preset("Seed 000's plain RNN, as the worksheet trains it: hidden 32, 80,000 SGD steps at "
+                            "0.005, one name at a time, 50 names a language.",
+                            model={"name": "rnn", "hidden": 32}, train=_SEEDS, worksheet=True, prune=50),
+    "worksheet-gru": Preset("Seed 000's GRU, as the worksheet trains it (settings of worksheet-rnn).",
+                            model={"name": "gru", "hidden": 32}, train=_SEEDS, worksheet=True, prune=50),
+    "worksheet-attention": Preset("Seed 000's GRU with attention, as the worksheet trains it (settings of "
+                                  "worksheet-rnn).",
+                                  model={"name": "gru-attention", "hidden": 32}, train=_SEEDS, worksheet=True,
+                                  prune=50),
+}
+
+
+class UnknownPreset(ValueError):
+    pass
+
+
+@dataclass
+class Settings:
+    model: ModelConfig
+    train: TrainConfig | WorksheetConfig
+    worksheet: bool
+    prune: int
+
+
+def resolve_settings(preset: str | None, *, worksheet: bool | None = None, model: dict | None = None,
+                     train: dict | None = None, prune: int | None = None) -> Settings:
+    """Dataclass defaults, then the preset (``default`` for the batched trainer), then explicit values."""
+    if preset is None:
+        chosen = PRESETS["default"] if not worksheet else Preset("")
+    elif preset in PRESETS:
+        chosen = PRESETS[preset]
+    else:
+        raise UnknownPreset(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    is_worksheet = chosen.worksheet if worksheet is None else worksheet
+    config_class = WorksheetConfig if is_worksheet else TrainConfig
+    known = set(config_class.__dataclass_fields__)
+    values = {k: v for k, v in {**chosen.train, **(train or {})}.items() if k in known}
+    return Settings(model=ModelConfig(**{**chosen.model, **(model or {})}), train=config_class(**values),
+                    worksheet=is_worksheet, prune=chosen.prune if prune is None else prune)

@@ -1,0 +1,59 @@
+"""The bundled model and the Python API."""
+import pytest
+
+from nameorigin import Predictor
+from nameorigin.predict import default_model_path
+from nameorigin.text import BadName
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor.load()
+
+
+def test_bundled_model_is_small_and_loads(predictor):
+    assert default_model_path().stat().st_size < 2_000_000
+    assert len(predictor.labels) == 18
+    assert predictor.checkpoint.meta["training"]["mode"] == "batched"
+
+
+def test_bundled_model_knows_the_famous_three(predictor):
+    hinton, schmidhuber, zhou = predictor.predict(["Hinton", "Schmidhuber", "Zhou"], top=3)
+    assert hinton.predictions[0]["language"] in {"English", "Scottish"}
+    assert schmidhuber.predictions[0]["language"] == "German"
+    assert zhou.predictions[0]["language"] == "Chinese"
+
+
+def test_probabilities_sum_to_one_over_all_languages(predictor):
+    probs, _ = predictor.probabilities(["Hinton", "Nakamura"])
+    assert probs.shape == (2, 18)
+    assert abs(float(probs.sum(1).min()) - 1) < 1e-5 and abs(float(probs.sum(1).max()) - 1) < 1e-5
+    p = predictor.predict(["Nakamura"], top=18)[0]
+    assert abs(sum(x["probability"] for x in p.predictions) - 1) < 1e-5
+    assert [x["probability"] for x in p.predictions] == sorted((x["probability"] for x in p.predictions), reverse=True)
+
+
+def test_batch_and_one_by_one_agree(predictor):
+    names = ["Hinton", "Ó Súilleabháin", "Шевченко", "Nguyen", "Abl"]
+    batch = predictor.predict(names, top=2)
+    for name, p in zip(names, batch):
+        single = predictor.predict_one(name, top=2)
+        assert single.predictions[0]["language"] == p.predictions[0]["language"]
+        assert abs(single.predictions[0]["probability"] - p.predictions[0]["probability"]) < 1e-5
+
+
+def test_bad_names_get_errors_not_exceptions(predictor):
+    good, bad, long = predictor.predict(["Hinton", "42", "x" * 10_000])
+    assert good.error is None and bad.error and "folds to nothing" in bad.error and not bad.predictions
+    assert "characters long" in long.error
+    with pytest.raises(BadName):
+        predictor.predict_one("42")
+
+
+def test_stream_is_lazy(predictor):
+    def names():
+        yield "Hinton"
+        yield "Zhou"
+        raise AssertionError("read past what was asked for")
+    stream = predictor.stream(names(), chunk=1)
+    assert next(stream).name == "Hinton"
