@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--data", help="names folder (default: $NAMEORIGIN_DATA or the tutorial's archive)")
     ap.add_argument("--seed-iters", type=int, default=3000, help="steps of the seeds' loop to time")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=512, help="batched trainer's batch size")
+    ap.add_argument("--lr", type=float, default=0.006, help="batched trainer's learning rate")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -51,7 +53,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(parts.train)} training names, "
           f"{len(parts.test)} held out\n")
 
-    print("## Training speed: seeds' one-name loop vs batched trainer (gru)")
+    config = TrainConfig(batch_size=args.batch_size, lr=args.lr, schedule="plateau", class_weight=0.25)
+    print(f"## Training speed: seeds' one-name loop vs batched trainer (gru; batches of {config.batch_size}, "
+          f"lr {config.lr})")
     print(f"{'hidden':>6} {'seeds names/s':>14} {'batched names/s':>16} {'ratio':>7} {'batched held-out acc':>21}")
     for hidden in (32, 128):
         torch.manual_seed(0)
@@ -59,7 +63,7 @@ def main() -> None:
         seed_rate = seeds.seed_train(seed_model, lines, args.seed_iters)
         torch.manual_seed(0)
         model = build_model(ModelConfig(name="gru", hidden=hidden), len(labels))
-        history = train_batched(model, train, valid, labels, TrainConfig(), progress=False)
+        history = train_batched(model, train, valid, labels, config, progress=False)
         acc = held_out_accuracy(model, test, labels)
         print(f"{hidden:>6} {seed_rate:>14,.0f} {history.names_per_second:>16,.0f} "
               f"{history.names_per_second / seed_rate:>6.0f}x {acc:>21.4f}")
@@ -74,7 +78,8 @@ def main() -> None:
         if row["accuracy"] >= 0.80 and not reached:
             reached.append(time.perf_counter() - start)
             print(f"epoch {row['epoch']}: validation accuracy {row['accuracy']:.4f} after {reached[0]:.1f} s wall")
-    train_batched(model, train, valid, labels, TrainConfig(epochs=15, patience=0), progress=False, on_epoch=on_epoch)
+    quick = TrainConfig(**{**config.__dict__, "epochs": 15, "patience": 0})
+    train_batched(model, train, valid, labels, quick, progress=False, on_epoch=on_epoch)
     if not reached:
         print("did not reach 0.80 in 15 epochs")
 

@@ -56,6 +56,10 @@ class CharInput(nn.Module):
         return F.embedding(tokens, self.onehot)
 
 
+def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    return F.dropout(x, p, training) if p and training else x
+
+
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each sequence's first ``lengths[b]`` steps in place, leaving padding where it is."""
     T = x.size(1)
@@ -67,6 +71,8 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 def last_state(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """``states[b, lengths[b] - 1]`` for each b: (B, T, H) -> (B, H)."""
+    if states.size(0) == 1:  # one name: its last step, without a gather
+        return states[:, int(lengths[0]) - 1]
     idx = (lengths - 1).view(-1, 1, 1).expand(-1, 1, states.size(2))
     return states.gather(1, idx).squeeze(1)
 
@@ -101,7 +107,7 @@ class Encoder(nn.Module):
         """x (B, T, E) -> all states (B, T, D*H) and the final summary (B, D*H)."""
         for i, fwd in enumerate(self.fwd):
             if i:
-                x = F.dropout(x, self.dropout, self.training)
+                x = _dropout(x, self.dropout, self.training)
             out, _ = fwd(x)  # (B, T, H)
             if self.directions == 2:
                 back, _ = self.bwd[i](reverse_padded(x, lengths))  # (B, T, H), reversed time
@@ -172,7 +178,7 @@ class RecurrentClassifier(Classifier):
 
     def forward(self, tokens, lengths):
         _, final = self.encoder(self.input(tokens), lengths)  # (B, D*H)
-        logits = self.h2o(F.dropout(final, self.config.dropout, self.training))  # (B, C)
+        logits = self.h2o(_dropout(final, self.config.dropout, self.training))  # (B, C)
         return F.log_softmax(logits, dim=1), None
 
 
@@ -232,7 +238,7 @@ class GRUAttention(Classifier):
         real = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
         alpha = torch.softmax(scores.masked_fill(~real, float("-inf")), dim=1)  # (B, T), 0 on padding
         context = torch.bmm(alpha.unsqueeze(1), states).squeeze(1)  # (B, D*H)
-        logits = self.h2o(F.dropout(context, self.config.dropout, self.training))  # (B, C)
+        logits = self.h2o(_dropout(context, self.config.dropout, self.training))  # (B, C)
         return F.log_softmax(logits, dim=1), alpha
 
 
@@ -260,7 +266,7 @@ def build_model(config: ModelConfig, n_classes: int) -> Classifier:
 
 @torch.inference_mode()
 def batched_log_probs(model: Classifier, tokens: torch.Tensor, lengths: torch.Tensor, *,
-                      batch_size: int = 2048, with_attention: bool = False
+                      batch_size: int = 512, with_attention: bool = False
                       ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """Log-probabilities (N, C) for a padded set, run in length buckets; rows come back in input order.
 

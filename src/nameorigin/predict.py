@@ -47,7 +47,7 @@ class Predictor:
     >>> p.predict(["Hinton"], top=3)[0].predictions[0]["language"]
     """
 
-    def __init__(self, ckpt: checkpoint.Checkpoint, *, batch_size: int = 4096):
+    def __init__(self, ckpt: checkpoint.Checkpoint, *, batch_size: int = 512):
         self.checkpoint = ckpt
         self.model = ckpt.model.eval()
         self.labels = ckpt.labels

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 import unicodedata
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ MAX_NAME_CHARS = 64
 
 _INDEX = {c: i + 1 for i, c in enumerate(ALPHABET)}
 _ALLOWED = frozenset(ALPHABET)
+_ALREADY_FOLDED = re.compile(r"[A-Za-z .,;']*")
 
 
 class BadName(ValueError):
@@ -40,6 +42,8 @@ def fold(name: str) -> str:
     ``Ślusàrski`` → ``Slusarski`` (the seeds' rule); ``Шевченко`` → ``Shevchenko`` (transliteration by
     :mod:`anyascii`, where the seeds would drop every letter). Surrounding white space is stripped.
     """
+    if _ALREADY_FOLDED.fullmatch(name):  # the common case: nothing to normalise or drop
+        return name.strip()
     out: list[str] = []
     for c in unicodedata.normalize("NFD", name.strip()):
         if c in _ALLOWED:

@@ -16,7 +16,9 @@ from tqdm.auto import tqdm
 from .data import Encoded, Pair, add_noise_batch, length_batches
 from .evaluation import metrics
 from .models import Classifier, ModelConfig, batched_log_probs
-from .text import add_noise, encode
+from .text import MAX_NAME_CHARS, add_noise, encode
+
+NOISE_ROOM_WORKSHEET = 64  # noise levels up to this fit the worksheet loop's length table
 
 log = logging.getLogger(__name__)
 
@@ -215,13 +217,14 @@ def train_worksheet(model: Classifier, category_lines: dict[str, list[str]], lab
     categories = [c for c in category_lines if category_lines[c]]
     index = {lang: i for i, lang in enumerate(labels)}
     encoded = {c: {line: torch.tensor([encode(line)]) for line in lines} for c, lines in category_lines.items()}
+    lengths = {n: torch.tensor([n]) for n in range(1, MAX_NAME_CHARS + NOISE_ROOM_WORKSHEET)}
     targets = {c: torch.tensor([index[c]]) for c in categories}
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    params = [p for p in model.parameters() if p.requires_grad]
     history = History(kind="worksheet")
     model.train()
     start = time.time()
     started = time.perf_counter()
-    current_loss = 0.0
+    current_loss = torch.zeros(())
     for it in range(1, config.iters + 1):
         category = categories[rng.randint(0, len(categories) - 1)]
         lines = category_lines[category]
@@ -231,22 +234,23 @@ def train_worksheet(model: Classifier, category_lines: dict[str, list[str]], lab
             x = torch.tensor([encode(line)])
         else:
             x = encoded[category][line]
-        output, _ = model(x, torch.tensor([x.size(1)]))
+        output, _ = model(x, lengths[x.size(1)])
         loss = F.nll_loss(output, targets[category])
-        opt.zero_grad()
+        for p in params:
+            p.grad = None
         loss.backward()
-        opt.step()
-        loss_value = loss.item()
-        current_loss += loss_value
+        with torch.no_grad():  # SGD's step, p -= lr * grad, in one fused call
+            torch._foreach_add_(params, [p.grad for p in params], alpha=-config.lr)
+        current_loss += loss.detach()
         if printer and config.print_every and it % config.print_every == 0:
             guess = labels[int(output.argmax(1))]
             correct = "✓" if guess == category else "✗ (%s)" % category
             printer("%d %d%% (%s) %.4f %s / %s %s" % (it, it / config.iters * 100, _time_since(start),
-                                                      loss_value, line, guess, correct))
+                                                      loss.item(), line, guess, correct))
         if config.plot_every and it % config.plot_every == 0:
             history.loss_steps.append(it)
-            history.losses.append(current_loss / config.plot_every)
-            current_loss = 0.0
+            history.losses.append(current_loss.item() / config.plot_every)
+            current_loss.zero_()
     history.train_seconds = time.perf_counter() - started
     history.names_seen = config.iters
     model.eval()
