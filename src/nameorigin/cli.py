@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, checkpoint, data
+from . import __version__, checkpoint, data, experiments, plots
 from .checkpoint import CheckpointError
-from .evaluation import format_report, metrics
+from .evaluation import confusion_matrix, format_report, metrics
 from .models import REGISTRY, ModelConfig, UnknownModel, batched_log_probs, build_model
 from .predict import Predictor, write_csv_rows
 from .text import BadName
@@ -117,6 +117,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                     "train_seconds": history.train_seconds, "names_seen": history.names_seen},
     }
     out = checkpoint.save(args.out, model, labels, meta)
+    if args.plot:
+        per = "Iterations" if settings.worksheet else "Steps"
+        plots.loss_curve(history.loss_steps, history.losses, xlabel=per, path=args.plot,
+                         title=f"Training loss: {config.name}, noise {train_config.noise}")
     summary = {
         "model": config.name, "out": str(out), "train_seconds": round(history.train_seconds, 3),
         "names_seen": history.names_seen, "names_per_second": round(history.names_per_second, 1),
@@ -193,10 +197,61 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     encoded = data.encode_pairs(pairs, predictor.labels)
     lp, _ = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)
     result = metrics(encoded.labels, lp.argmax(1), predictor.labels)
+    if args.plot:
+        cm = confusion_matrix(encoded.labels, lp.argmax(1), len(predictor.labels))
+        plots.confusion(cm.numpy(), predictor.labels, path=args.plot,
+                        title=f"Confusion matrix on {Path(args.data or 'the data').name} ({len(pairs)} names; "
+                              "rows: true language)")
     if args.json:
         print(json.dumps(result))
     else:
         print(format_report(result))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- attention
+
+def cmd_attention(args: argparse.Namespace) -> int:
+    predictor = Predictor.load(args.model)
+    if not predictor.has_attention:
+        raise UsageError(f"{args.model or 'the bundled model'}: a {predictor.model.config.name} model has no "
+                         "attention; train one with --model gru-attention")
+    results = predictor.predict(args.names, top=1, attention=True)
+    bad = [r for r in results if r.error]
+    good = [r for r in results if not r.error]
+    for r in good:
+        print(f"{r.name} -> {r.predictions[0]['language']} ({r.predictions[0]['probability']:.2f})")
+        print("  " + "  ".join(f"{ch}:{w:.2f}" for ch, w in zip(r.folded, r.attention)))
+    if args.plot and good:
+        plots.attention_map([r.folded for r in good], [r.attention for r in good], path=args.plot,
+                            title=f"Attention of {Path(args.model).name if args.model else 'the bundled model'}")
+    for r in bad:
+        print(f"nameorigin: {r.error}", file=sys.stderr)
+    return EXIT_BAD_INPUT if bad else 0
+
+
+# ------------------------------------------------------------------------------------------- compare
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected whole numbers separated by commas") from None
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for m in models:
+        if m != experiments.BASELINE and m not in REGISTRY:
+            raise UnknownModel(f"unknown model {m!r}; known: {', '.join(REGISTRY)}, {experiments.BASELINE}")
+    if args.seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    config = experiments.CompareConfig(models=models, noise=_int_list(args.noise, "--noise"), seeds=args.seeds,
+                                       worksheet=args.worksheet, epochs=args.epochs, iters=args.iters,
+                                       hidden=args.hidden, prune=args.prune)
+    pairs = _load_labelled(args.data)
+    experiments.compare(pairs, config, args.out)
+    print(f"wrote {args.out}/results.csv, results.md, loss curves and report.md")
     return 0
 
 
@@ -271,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--iters", type=int, help=f"worksheet steps ({WorksheetConfig.iters})")
     t.add_argument("--print-every", type=int, help=f"worksheet: a line every N steps ({WorksheetConfig.print_every})")
     t.add_argument("--plot-every", type=int, help=f"worksheet: a loss average every N steps ({WorksheetConfig.plot_every})")
+    t.add_argument("--plot", help="save the run's loss curve as PNG")
     t.add_argument("--device", default="cpu", help="cpu or cuda")
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     t.add_argument("--json", action="store_true", help="end with one JSON line of figures")
@@ -292,8 +348,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", help="checkpoint (default: the bundled model)")
     e.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--plot", help="save the row-normalised confusion matrix as PNG")
     e.add_argument("--device", default="cpu")
     e.set_defaults(func=cmd_evaluate)
+    a = sub.add_parser("attention", help="each character's attention weight, for gru-attention models")
+    a.add_argument("names", nargs="+")
+    a.add_argument("--model", help="checkpoint of a gru-attention model")
+    a.add_argument("--plot", help="save a heat map as PNG")
+    a.set_defaults(func=cmd_attention)
+
+    c = sub.add_parser("compare", help="the worksheet's experiments: models x noise x seeds, tables, curves, report")
+    c.add_argument("--models", default="rnn,gru,gru-attention,baseline",
+                   help=f"comma-separated: {', '.join(REGISTRY)}, {experiments.BASELINE} (needs scikit-learn)")
+    c.add_argument("--noise", default="0,5", help="noise levels, comma-separated")
+    c.add_argument("--seeds", type=int, default=1, help="seeds per model and noise level")
+    c.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
+    c.add_argument("--out", required=True, help="folder for results.csv, results.md, loss_noise*.png, report.md")
+    c.add_argument("--epochs", type=int, default=experiments.CompareConfig.epochs, help="batched trainer's epochs")
+    c.add_argument("--worksheet", action="store_true", help="train with the seeds' one-name loop")
+    c.add_argument("--iters", type=int, default=experiments.CompareConfig.iters, help="worksheet loop steps")
+    c.add_argument("--hidden", type=int, help="hidden size (default: 32 with --worksheet, else the default preset's)")
+    c.add_argument("--prune", type=int, default=experiments.CompareConfig.prune,
+                   help="worksheet loop: names a language, as seed 000")
+    c.set_defaults(func=cmd_compare)
+
     ps = sub.add_parser("presets", help="list the named training configurations")
     ps.set_defaults(func=cmd_presets)
 

@@ -1,0 +1,131 @@
+"""Pictures (rendered with no display) and the worksheet's comparison grid, on tiny data."""
+import csv
+
+import pytest
+import torch
+
+from conftest import make_names
+from nameorigin import data, experiments, plots
+from nameorigin.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(path):
+    return path.is_file() and path.read_bytes()[:8] == PNG
+
+
+def test_backend_needs_no_display():
+    import matplotlib
+    assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_confusion_plot_labels_every_language_on_both_axes(tmp_path):
+    labels = ["Arabic", "Chinese", "Czech"]
+    fig = plots.confusion([[3, 1, 0], [0, 2, 0], [1, 0, 0]], labels, path=tmp_path / "cm.png")
+    assert is_png(tmp_path / "cm.png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == labels
+    assert [t.get_text() for t in ax.get_yticklabels()] == labels
+    grid = ax.get_images()[0].get_array()
+    assert grid[0].tolist() == [0.75, 0.25, 0.0] and grid[2].tolist() == [1.0, 0.0, 0.0]  # rows sum to 1
+    assert "True language" in plots.figure_text(fig) and "Predicted language" in plots.figure_text(fig)
+
+
+def test_attention_map_shows_each_character(tmp_path):
+    fig = plots.attention_map(["Abel", "Ng"], [[0.1, 0.2, 0.3, 0.4], [0.5, 0.5]], path=tmp_path / "a.png")
+    assert is_png(tmp_path / "a.png")
+    text = plots.figure_text(fig)
+    assert ["A", "b", "e", "l"] == [t for t in text if t in "Abel" and len(t) == 1][:4]
+    assert "Abel" in text and "Ng" in text and "attention weight" in text
+
+
+def test_loss_curves_show_each_model_with_its_seed_count(tmp_path):
+    curves = {"rnn": [([1, 2, 3], [2.0, 1.5, 1.2]), ([1, 2, 3], [2.2, 1.4, 1.1])], "gru": [([1, 2, 3], [2.0, 1.0, 0.5])]}
+    fig = plots.loss_curves(curves, title="Training loss, noise level 5", path=tmp_path / "l.png")
+    assert is_png(tmp_path / "l.png")
+    text = plots.figure_text(fig)
+    assert "rnn (n=2)" in text and "gru (n=1)" in text and "Training loss, noise level 5" in text
+
+
+@pytest.fixture(scope="module")
+def tiny_pairs():
+    return [(n, lang) for lang, names in make_names(30).items() for n in names]
+
+
+def test_compare_grid_writes_tables_curves_and_report(tmp_path, tiny_pairs):
+    config = experiments.CompareConfig(models=["rnn", "gru-attention", "baseline"], noise=[0, 3], seeds=2,
+                                       epochs=3, hidden=12)
+    results = experiments.compare(tiny_pairs, config, tmp_path, report=lambda line: None)
+    assert len(results) == 3 * 2 * 2
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert len(rows) == 12
+    for key in ("model", "noise", "seed", "train_seconds", "final_loss", "accuracy", "macro_f1", "noisy_accuracy",
+                "noisy_macro_f1"):
+        assert rows[0][key] != "", key
+    att = [r for r in rows if r["model"] == "gru-attention" and r["noise"] == "3"]
+    assert all(0 <= float(r["attention_on_noise"]) <= 1 for r in att)
+    assert all(r["attention_on_noise"] == "" for r in rows if r["model"] == "rnn")
+    assert (tmp_path / "results.md").read_text().count("\n") == 14
+    assert is_png(tmp_path / "loss_noise0.png") and is_png(tmp_path / "loss_noise3.png")
+    report = (tmp_path / "report.md").read_text()
+    for heading in ("Which model trains most efficiently?", "What does noise 3 do to the loss",
+                    "Does the ranking change with noise?", "Where does attention go?", "unseen names"):
+        assert heading in report
+    assert "![loss_noise3](loss_noise3.png)" in report and "baseline" in report
+
+
+def test_noisy_copy_appends_only_noise(tiny_pairs):
+    labels = data.languages(tiny_pairs)
+    enc = data.encode_pairs(tiny_pairs[:10], labels)
+    noisy = experiments.noisy_copy(enc, 4, seed=1)
+    assert torch.all(noisy.lengths >= enc.lengths) and torch.all(noisy.lengths <= enc.lengths + 5)
+    assert experiments.noisy_copy(enc, 0, seed=1) is enc
+
+
+# --- through the command line ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def attention_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("att")
+    folder = root / "names"
+    folder.mkdir()
+    for lang, names in make_names().items():
+        (folder / f"{lang}.txt").write_text("\n".join(names) + "\n")
+    model = root / "att.safetensors"
+    plot = root / "loss.png"
+    assert main(["train", "--data", str(folder), "--model", "gru-attention", "--hidden", "12", "--epochs", "4",
+                 "--out", str(model), "--plot", str(plot), "--quiet"]) == 0
+    assert is_png(plot)
+    return folder, model
+
+
+def test_attention_command_prints_weights_and_draws(capsys, tmp_path, attention_model):
+    _, model = attention_model
+    assert main(["attention", "--model", str(model), "Kalov", "McRaboo", "--plot", str(tmp_path / "h.png")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    weights = [float(cell.split(":")[1]) for cell in out[1].split()]
+    assert out[0].startswith("Kalov -> ") and len(weights) == 5 and abs(sum(weights) - 1) < 0.02
+    assert is_png(tmp_path / "h.png")
+
+
+def test_attention_command_refuses_a_model_without_attention(capsys):
+    assert main(["attention", "Hinton"]) == 2  # the bundled gru
+    assert "has no attention" in capsys.readouterr().err
+
+
+def test_evaluate_plot(capsys, tmp_path, attention_model):
+    folder, model = attention_model
+    assert main(["evaluate", "--model", str(model), "--data", str(folder), "--plot", str(tmp_path / "cm.png")]) == 0
+    assert is_png(tmp_path / "cm.png")
+
+
+def test_compare_command_and_its_bad_input(capsys, tmp_path, attention_model):
+    folder, _ = attention_model
+    assert main(["compare", "--models", "gru,transformer", "--data", str(folder), "--out", str(tmp_path)]) == 2
+    assert "unknown model 'transformer'" in capsys.readouterr().err
+    assert main(["compare", "--noise", "0,x", "--data", str(folder), "--out", str(tmp_path)]) == 2
+    assert "--noise '0,x'" in capsys.readouterr().err
+    assert main(["compare", "--models", "gru", "--noise", "0", "--epochs", "1", "--data", str(folder),
+                 "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / "report.md").is_file()
