@@ -247,7 +247,8 @@ def write_report(results: list[RunResult], out: Path, config: CompareConfig, cur
           "", f"Models: {', '.join(config.models)}; noise levels {', '.join(map(str, noises))}; "
           f"{config.seeds} seed(s) each; trained with {mode} on 80 % of the distinct names; held-out figures "
           "on the 10 % test part of a leak-free split (by distinct name, stratified by language). Every number "
-          "is a mean over seeds; `results.csv` has each run.", ""]
+          "is a mean over seeds; `results.csv` has each run. A network's final loss is its trainer's training loss "
+          "over the last window of steps; the baseline's is its log-loss on the training names.", ""]
     md += ["| model | noise | train s | final loss | held-out accuracy | macro-F1 | accuracy on noisy names |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (model, noise), v in sorted(s.items(), key=lambda kv: (kv[0][1], config.models.index(kv[0][0]))):
@@ -321,7 +322,8 @@ def write_report(results: list[RunResult], out: Path, config: CompareConfig, cur
             else:
                 md.append(f"At noise {noise}, on held-out names carrying that noise, {a['on_noise']:.0%} of the "
                           f"attention falls on the appended punctuation, {a['on_last_letter']:.2f} on the name's last "
-                          f"letter and {a['on_final_position']:.2f} on the final position (even spread: "
+                          f"letter and {a['on_final_position']:.2f} on the final position, which is the last letter itself "
+                          f"when no noise was drawn (even spread: "
                           f"{a['uniform_share']:.2f} a character). "
                           + ("The model has learned to look past the noise to the states that carry the name."
                              if a["on_last_letter"] > a["on_final_position"] else
@@ -331,14 +333,15 @@ def write_report(results: list[RunResult], out: Path, config: CompareConfig, cur
     # 4. unseen names
     md += ["## How do the models compare on unseen names (the bonus)?", ""]
     order = sorted(config.models, key=lambda m: -at(m, lo, "macro_f1"))
-    md.append(f"On held-out names at noise {lo}: "
-              + "; ".join(f"{m} accuracy {_fmt(at(m, lo, 'accuracy'))}, macro-F1 {_fmt(at(m, lo, 'macro_f1'))}"
-                          for m in order) + ".")
+    bonus = (f"On held-out names at noise {lo}: "
+             + "; ".join(f"{m} accuracy {_fmt(at(m, lo, 'accuracy'))}, macro-F1 {_fmt(at(m, lo, 'macro_f1'))}"
+                         for m in order) + ".")
     if BASELINE in config.models:
         better = [m for m in nets if at(m, lo, "macro_f1") > at(BASELINE, lo, "macro_f1")]
-        md.append(f" Against the character n-gram logistic regression baseline, "
+        bonus += (" Against the character n-gram logistic regression baseline, "
                   + (f"{', '.join(better)} {'does' if len(better) == 1 else 'do'} better on macro-F1."
                      if better else "no network here beats it on macro-F1."))
+    md.append(bonus)
     md.append("")
     path = out / "report.md"
     path.write_text("\n".join(md))
