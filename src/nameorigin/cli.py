@@ -255,6 +255,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- serve
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .server import create_app
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port {args.port}: expected 1 to 65535")
+    app = create_app(model_path=args.model)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- presets
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -371,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prune", type=int, default=experiments.CompareConfig.prune,
                    help="worksheet loop: names a language, as seed 000")
     c.set_defaults(func=cmd_compare)
+
+    sv = sub.add_parser("serve", help="the HTTP API and web page")
+    sv.add_argument("--model", help="checkpoint (default: the bundled model)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.set_defaults(func=cmd_serve)
 
     ps = sub.add_parser("presets", help="list the named training configurations")
     ps.set_defaults(func=cmd_presets)

@@ -1,0 +1,116 @@
+"""The HTTP API and its web page (FastAPI). ``create_app`` builds the app around one :class:`Predictor`."""
+from __future__ import annotations
+
+import os
+from importlib import resources
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from . import __version__
+from .predict import Predictor
+from .text import MAX_NAME_CHARS
+
+MAX_NAMES = 1000
+MAX_TOP = 100
+
+
+class PredictRequest(BaseModel):
+    names: list[str] = Field(..., description=f"at most {MAX_NAMES} names, each at most {MAX_NAME_CHARS} characters")
+    top: int = Field(3, ge=1, le=MAX_TOP)
+
+
+class LanguageProbability(BaseModel):
+    language: str
+    probability: float
+
+
+class NameResult(BaseModel):
+    name: str
+    predictions: list[LanguageProbability]
+
+
+class PredictResponse(BaseModel):
+    results: list[NameResult]
+
+
+class AttentionResponse(BaseModel):
+    name: str
+    folded: str
+    language: str
+    probability: float
+    characters: list[str]
+    weights: list[float]
+
+
+def _check(names: list[str]) -> None:
+    if len(names) > MAX_NAMES:
+        raise HTTPException(413, f"too many names: {len(names)} in one request; at most {MAX_NAMES}")
+    if not names:
+        raise HTTPException(400, "no names given")
+    for i, name in enumerate(names):
+        if len(name) > MAX_NAME_CHARS:
+            raise HTTPException(400, f"name {i} ({name[:20]!r}...) is {len(name)} characters long; "
+                                     f"at most {MAX_NAME_CHARS}")
+
+
+def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike | None = None) -> FastAPI:
+    predictor = predictor or Predictor.load(model_path)
+    ck = predictor.checkpoint
+    app = FastAPI(title="nameorigin", version=__version__,
+                  description="Which language does a name come from? Character-level recurrent networks.")
+    page = (resources.files("nameorigin") / "static" / "index.html").read_text(encoding="utf-8")
+
+    def predict(names: list[str], top: int) -> PredictResponse:
+        _check(names)
+        results = predictor.predict(names, top)
+        for i, r in enumerate(results):
+            if r.error:
+                raise HTTPException(400, f"name {i}: {r.error}")
+        return PredictResponse(results=[NameResult(**r.to_dict()) for r in results])
+
+    @app.get("/api/predict", response_model=PredictResponse)
+    def predict_one(name: str = Query(..., description="a name"), top: int = Query(3, ge=1, le=MAX_TOP)):
+        """The top languages of one name."""
+        return predict([name], top)
+
+    @app.post("/api/predict", response_model=PredictResponse)
+    def predict_many(request: PredictRequest):
+        """The top languages of each of up to 1,000 names."""
+        return predict(request.names, request.top)
+
+    @app.get("/api/attention", response_model=AttentionResponse)
+    def attention(name: str = Query(...)):
+        """Each character of the folded name with its attention weight (gru-attention models)."""
+        if not predictor.has_attention:
+            raise HTTPException(400, f"this model ({ck.config.name}) has no attention")
+        _check([name])
+        r = predictor.predict([name], top=1, attention=True)[0]
+        if r.error:
+            raise HTTPException(400, r.error)
+        return AttentionResponse(name=name, folded=r.folded, language=r.predictions[0]["language"],
+                                 probability=r.predictions[0]["probability"], characters=list(r.folded),
+                                 weights=r.attention)
+
+    @app.get("/api/model")
+    def model_info():
+        """The model's name, sizes, labels, training data fingerprint and held-out metrics."""
+        metrics = ck.meta.get("metrics") or {}
+        held_out = {split: {k: v for k, v in (m or {}).items() if k in {"accuracy", "macro_f1", "n"}}
+                    for split, m in metrics.items() if m}
+        return {"model": ck.config.to_dict(), "has_attention": predictor.has_attention, "labels": ck.labels,
+                "parameters": sum(p.numel() for p in predictor.model.parameters()),
+                "data_fingerprint": ck.meta.get("data_fingerprint"), "metrics": held_out,
+                "training": {k: ck.meta.get("training", {}).get(k) for k in ("mode", "preset", "n_train", "n_valid",
+                                                                              "n_test", "split")}}
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index():
+        return page
+
+    return app
