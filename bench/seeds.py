@@ -82,14 +82,16 @@ def run_model(model, line_tensor):
 
 
 def seed_train(model, category_lines: dict[str, list[str]], iters: int, *, noise: int = 0, lr: float = 0.005,
-               rng: random.Random | None = None) -> float:
-    """The seeds' training loop for ``iters`` steps; returns names (updates) per second."""
+               rng: random.Random | None = None, plot_every: int = 1000) -> tuple[float, list[float]]:
+    """The seeds' training loop for ``iters`` steps; returns names (updates) per second and the mean loss of
+    every ``plot_every`` steps."""
     rng = rng or random.Random(0)
     categories = list(category_lines)
     criterion = nn.NLLLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    all_losses, current_loss = [], 0.0
     start = time.perf_counter()
-    for _ in range(iters):
+    for it in range(1, iters + 1):
         category = categories[rng.randint(0, len(categories) - 1)]
         lines = category_lines[category]
         line = lines[rng.randint(0, len(lines) - 1)]
@@ -103,8 +105,11 @@ def seed_train(model, category_lines: dict[str, list[str]], iters: int, *, noise
         loss = criterion(output, category_tensor)
         loss.backward()
         optimizer.step()
-        loss.item()
-    return iters / (time.perf_counter() - start)
+        current_loss += loss.item()
+        if it % plot_every == 0:
+            all_losses.append(current_loss / plot_every)
+            current_loss = 0
+    return iters / (time.perf_counter() - start), all_losses
 
 
 def seed_evaluate(model, names: list[str]) -> tuple[torch.Tensor, float]:

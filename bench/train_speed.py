@@ -60,7 +60,7 @@ def main() -> None:
     for hidden in (32, 128):
         torch.manual_seed(0)
         seed_model = seeds.GRUClassifier(len(ALPHABET), hidden, len(labels))
-        seed_rate = seeds.seed_train(seed_model, lines, args.seed_iters)
+        seed_rate, _ = seeds.seed_train(seed_model, lines, args.seed_iters)
         torch.manual_seed(0)
         model = build_model(ModelConfig(name="gru", hidden=hidden), len(labels))
         history = train_batched(model, train, valid, labels, config, progress=False)
@@ -88,7 +88,8 @@ def main() -> None:
     pruned = category_lines(data.prune(parts.train, 50, random.Random(0)))
     for name in ("rnn", "gru"):
         torch.manual_seed(0)
-        seed_rate = seeds.seed_train(seeds.SEED_MODELS[name](len(ALPHABET), 32, len(labels)), pruned, args.seed_iters)
+        seed_rate, _ = seeds.seed_train(seeds.SEED_MODELS[name](len(ALPHABET), 32, len(labels)), pruned,
+                                        args.seed_iters)
         torch.manual_seed(0)
         model = build_model(ModelConfig(name=name, hidden=32), len(labels))
         history = train_worksheet(model, pruned, labels, WorksheetConfig(iters=args.seed_iters), printer=None)

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import random
+import sys
+from pathlib import Path
 
 import pytest
+
+# The seeds' code lives once, in bench/seeds.py, for the benchmarks and for the tests that compare with it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 PATTERNS = {
     "Alpha": lambda r, s: s.capitalize() + "ov",
@@ -26,15 +31,28 @@ def make_names(n_per_language: int = 40, seed: int = 0) -> dict[str, list[str]]:
     return out
 
 
-@pytest.fixture
-def tiny_dir(tmp_path):
-    """A folder of <Language>.txt files, 40 names each (one duplicate line in Alpha)."""
-    folder = tmp_path / "names"
+def write_names_dir(root, *, duplicate: bool = False):
+    """A folder of <Language>.txt files, 40 names each (with ``duplicate``, one repeated line in Alpha)."""
+    folder = root / "names"
     folder.mkdir()
     for lang, names in make_names().items():
-        lines = names + ([names[0]] if lang == "Alpha" else [])
+        lines = names + ([names[0]] if duplicate and lang == "Alpha" else [])
         (folder / f"{lang}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
+
+
+def train_tiny(root, model: str, *extra: str):
+    """Train ``model`` on the tiny folder through the command line; returns (folder, checkpoint)."""
+    from nameorigin.cli import main
+    folder = write_names_dir(root)
+    checkpoint = root / f"{model}.safetensors"
+    assert main(["train", "--data", str(folder), "--model", model, "--out", str(checkpoint), "--quiet", *extra]) == 0
+    return folder, checkpoint
+
+
+@pytest.fixture
+def tiny_dir(tmp_path):
+    return write_names_dir(tmp_path, duplicate=True)
 
 
 @pytest.fixture

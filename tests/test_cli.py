@@ -1,5 +1,4 @@
 import csv
-import io
 import json
 import subprocess
 import sys
@@ -7,22 +6,14 @@ import sys
 import pytest
 
 from nameorigin.cli import main
-from conftest import make_names
+from conftest import train_tiny
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small gru-attention trained through the command line on the tiny data."""
-    root = tmp_path_factory.mktemp("cli")
-    folder = root / "names"
-    folder.mkdir()
-    for lang, names in make_names().items():
-        (folder / f"{lang}.txt").write_text("\n".join(names) + "\n")
-    model = root / "m.safetensors"
-    code = main(["train", "--data", str(folder), "--model", "gru-attention", "--hidden", "16", "--epochs", "15",
-                 "--lr", "0.02", "--batch-size", "16", "--out", str(model), "--json", "--quiet"])
-    assert code == 0
-    return folder, model
+    return train_tiny(tmp_path_factory.mktemp("cli"), "gru-attention", "--hidden", "16", "--epochs", "15",
+                      "--lr", "0.02", "--batch-size", "16")
 
 
 def run(capsys, *argv):

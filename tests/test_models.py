@@ -4,23 +4,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import seeds  # bench/seeds.py
+
 from nameorigin.data import encode_names
 from nameorigin.models import REGISTRY, ModelConfig, build_model
-from nameorigin.text import ALPHABET
 
 NAMES = ["Abl", "Schmidhuber", "Zhou", "O'Neal", "Ng", "X", "Nakamura", "Hinton"]
 N_CLASSES = 5
 VARIANTS = [(name, 1, False) for name in REGISTRY] + [
     (name, layers, bi) for name in ("rnn", "gru", "gru-attention", "lstm") for layers, bi in [(2, False), (1, True), (2, True)]
 ]
-
-
-def line_to_tensor(line):
-    """The seeds' lineToTensor: (T, 1, 57) one-hot."""
-    t = torch.zeros(len(line), 1, len(ALPHABET))
-    for i, c in enumerate(line):
-        t[i][0][ALPHABET.find(c)] = 1
-    return t
 
 
 def seed_cell(module: nn.RNNBase) -> nn.Module:
@@ -45,7 +38,7 @@ def run_cell(cell, xs):
 
 def reference(model, line):
     """The seeds' per-name computation, with the model's weights."""
-    xs = list(line_to_tensor(line))  # T x (1, 57)
+    xs = list(seeds.line_to_tensor(line))  # T x (1, 57)
     if model.config.name == "tutorial-rnn":
         hidden = torch.zeros(1, model.config.hidden)
         for x in xs:  # seed 002's RNN.forward, verbatim arithmetic
@@ -104,26 +97,9 @@ def test_models_without_attention_return_none(name):
     assert build_model(ModelConfig(name=name, hidden=8), 3)(tokens, lengths)[1] is None
 
 
-class SeedRNNClassifier(nn.Module):
-    """Seed 000's RNNClassifier, as the worksheet writes it."""
-
-    def __init__(self, input_size, hidden_size, output_size):
-        super().__init__()
-        self.hidden_size = hidden_size
-        self.i2h = nn.Linear(input_size + hidden_size, hidden_size)
-        self.h2o = nn.Linear(hidden_size, output_size)
-
-
-class SeedGRUClassifier(nn.Module):
-    def __init__(self, input_size, hidden_size, output_size):
-        super().__init__()
-        self.gru = nn.GRU(input_size, hidden_size)
-        self.h2o = nn.Linear(hidden_size, output_size)
-
-
 def test_rnn_and_gru_start_from_the_seeds_weights_for_the_same_seed():
     torch.manual_seed(7)
-    seed_rnn = SeedRNNClassifier(57, 32, 18)
+    seed_rnn = seeds.RNNClassifier(57, 32, 18)
     torch.manual_seed(7)
     ours = build_model(ModelConfig(name="rnn", hidden=32), 18)
     rnn = ours.encoder.fwd[0]
@@ -133,7 +109,7 @@ def test_rnn_and_gru_start_from_the_seeds_weights_for_the_same_seed():
     assert not rnn.bias_hh_l0.requires_grad  # one bias per step, as the seed has
 
     torch.manual_seed(7)
-    seed_gru = SeedGRUClassifier(57, 32, 18)
+    seed_gru = seeds.GRUClassifier(57, 32, 18)
     torch.manual_seed(7)
     ours = build_model(ModelConfig(name="gru", hidden=32), 18)
     torch.testing.assert_close(ours.encoder.fwd[0].weight_hh_l0, seed_gru.gru.weight_hh_l0)

@@ -4,7 +4,7 @@ import csv
 import pytest
 import torch
 
-from conftest import make_names
+from conftest import make_names, train_tiny
 from nameorigin import data, experiments, plots
 from nameorigin.cli import main
 
@@ -88,15 +88,8 @@ def test_noisy_copy_appends_only_noise(tiny_pairs):
 @pytest.fixture(scope="module")
 def attention_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("att")
-    folder = root / "names"
-    folder.mkdir()
-    for lang, names in make_names().items():
-        (folder / f"{lang}.txt").write_text("\n".join(names) + "\n")
-    model = root / "att.safetensors"
-    plot = root / "loss.png"
-    assert main(["train", "--data", str(folder), "--model", "gru-attention", "--hidden", "12", "--epochs", "4",
-                 "--out", str(model), "--plot", str(plot), "--quiet"]) == 0
-    assert is_png(plot)
+    folder, model = train_tiny(root, "gru-attention", "--hidden", "12", "--epochs", "4", "--plot", str(root / "l.png"))
+    assert is_png(root / "l.png")
     return folder, model
 
 

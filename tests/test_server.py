@@ -51,15 +51,8 @@ def test_attention_on_a_model_without_it_is_400(client):
 
 
 def test_attention_with_an_attention_model(tmp_path):
-    from conftest import make_names
-    from nameorigin.cli import main
-    folder = tmp_path / "names"
-    folder.mkdir()
-    for lang, names in make_names().items():
-        (folder / f"{lang}.txt").write_text("\n".join(names) + "\n")
-    model = tmp_path / "att.safetensors"
-    assert main(["train", "--data", str(folder), "--model", "gru-attention", "--hidden", "8", "--epochs", "2",
-                 "--out", str(model), "--quiet"]) == 0
+    from conftest import train_tiny
+    _, model = train_tiny(tmp_path, "gru-attention", "--hidden", "8", "--epochs", "2")
     r = TestClient(create_app(model_path=model)).get("/api/attention", params={"name": "Kalov"})
     assert r.status_code == 200
     body = r.json()

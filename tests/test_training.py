@@ -3,12 +3,12 @@ import re
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
+
+import seeds  # bench/seeds.py: the seeds' code, reimplemented once for tests and benchmarks
 
 from nameorigin import data
 from nameorigin.models import REGISTRY, ModelConfig, build_model
-from nameorigin.text import ALPHABET, NOISE_CHARS
+from nameorigin.text import ALPHABET
 from nameorigin.training import TrainConfig, WorksheetConfig, category_lines, train_batched, train_worksheet, validate
 
 
@@ -64,74 +64,14 @@ def test_same_seed_same_run(tiny_split):
 
 # --- the worksheet loop, against the seeds' code ------------------------------------------------------
 
-def line_to_tensor(line):
-    t = torch.zeros(len(line), 1, len(ALPHABET))
-    for i, c in enumerate(line):
-        t[i][0][ALPHABET.find(c)] = 1
-    return t
-
-
-class SeedRNN(nn.Module):
-    def __init__(self, n_in, n_hidden, n_out):
-        super().__init__()
-        self.hidden_size = n_hidden
-        self.i2h = nn.Linear(n_in + n_hidden, n_hidden)
-        self.h2o = nn.Linear(n_hidden, n_out)
-
-    def forward(self, x, hidden):
-        hidden = torch.tanh(self.i2h(torch.cat((x, hidden), 1)))
-        return F.log_softmax(self.h2o(hidden), dim=1), hidden
-
-
-class SeedGRU(nn.Module):
-    def __init__(self, n_in, n_hidden, n_out):
-        super().__init__()
-        self.gru = nn.GRU(n_in, n_hidden)
-        self.h2o = nn.Linear(n_hidden, n_out)
-
-    def forward(self, seq):
-        _, hidden = self.gru(seq)
-        return F.log_softmax(self.h2o(hidden.view(1, -1)), dim=1)
-
-
-def seed_loop(model, cat_lines, categories, iters, noise, plot_every, rng, lr=0.005):
-    """The seeds' randomTrainingExample and training loop (rnn: manual SGD; gru: optim.SGD)."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    losses, current = [], 0.0
-    for it in range(1, iters + 1):
-        category = categories[rng.randint(0, len(categories) - 1)]
-        lines = cat_lines[category]
-        line = lines[rng.randint(0, len(lines) - 1)]
-        if noise > 0:
-            for _ in range(rng.randint(0, noise + 1)):
-                line += rng.choice(NOISE_CHARS)
-        target = torch.tensor([categories.index(category)])
-        x = line_to_tensor(line)
-        model.zero_grad()
-        if isinstance(model, SeedRNN):
-            hidden = torch.zeros(1, model.hidden_size)
-            for i in range(x.size(0)):
-                output, hidden = model(x[i], hidden)
-        else:
-            output = model(x)
-        loss = F.nll_loss(output, target)
-        loss.backward()
-        optimizer.step()
-        current += loss.item()
-        if it % plot_every == 0:
-            losses.append(current / plot_every)
-            current = 0.0
-    return losses
-
-
-@pytest.mark.parametrize("name, seed_class", [("rnn", SeedRNN), ("gru", SeedGRU)])
+@pytest.mark.parametrize("name, seed_class", [("rnn", seeds.RNNClassifier), ("gru", seeds.GRUClassifier)])
 def test_worksheet_loop_gives_the_seeds_results(tiny_dir, name, seed_class):
     pairs = data.dedupe(data.read_labelled(tiny_dir))
     cat_lines = category_lines(pairs)
     labels = list(cat_lines)
     torch.manual_seed(3)
     seed_model = seed_class(len(ALPHABET), 16, len(labels))
-    expected = seed_loop(seed_model, cat_lines, labels, 400, 3, 50, random.Random(11))
+    _, expected = seeds.seed_train(seed_model, cat_lines, 400, noise=3, plot_every=50, rng=random.Random(11))
     torch.manual_seed(3)
     ours = build_model(ModelConfig(name=name, hidden=16), len(labels))
     config = WorksheetConfig(iters=400, noise=3, plot_every=50, print_every=100, seed=3)

@@ -16,8 +16,9 @@ import torch
 
 from . import __version__, checkpoint, data, experiments, plots
 from .checkpoint import CheckpointError
-from .evaluation import confusion_matrix, format_report, metrics
-from .models import REGISTRY, ModelConfig, UnknownModel, batched_log_probs, build_model
+from .evaluation import (confusion_matrix, expected_calibration_error, fit_temperature, format_report, metrics,
+                         reliability)
+from .models import REGISTRY, UnknownModel, batched_log_probs, build_model
 from .predict import Predictor, write_csv_rows
 from .text import BadName
 from .training import (PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, category_lines, resolve_settings,
@@ -103,6 +104,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         train = data.encode_pairs(train_pairs, labels, noise_room=noise + 1 if noise else 0)
         history = train_batched(model, train, valid, labels, train_config, progress=not args.json and not args.quiet)
     model.cpu().eval()
+    calibration = None
+    if valid is not None:  # temperature scaling, fitted on validation names only
+        lp, _ = batched_log_probs(model, valid.tokens, valid.lengths)
+        temperature = fit_temperature(lp, valid.labels)
+        calibration = {"temperature": temperature,
+                       "valid_ece_before": expected_calibration_error(lp.softmax(1), valid.labels),
+                       "valid_ece_after": expected_calibration_error((lp / temperature).softmax(1), valid.labels)}
     test_metrics = validate(model, test, labels) if test is not None else None
     meta = {
         "training": {"mode": "worksheet" if settings.worksheet else "batched", "preset": args.preset,
@@ -110,6 +118,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                      "prune": settings.prune,
                      "n_train": len(train_pairs), "n_valid": len(parts.valid), "n_test": len(parts.test)},
         "data_fingerprint": data.fingerprint(train_pairs),
+        "temperature": calibration["temperature"] if calibration else 1.0,
+        "calibration": calibration,
         "metrics": {"valid": history.best or None,
                     "test": {k: v for k, v in test_metrics.items()} if test_metrics else None},
         "history": {"loss_steps": history.loss_steps, "losses": [round(x, 5) for x in history.losses],
@@ -197,6 +207,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     encoded = data.encode_pairs(pairs, predictor.labels)
     lp, _ = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)
     result = metrics(encoded.labels, lp.argmax(1), predictor.labels)
+    temperature = predictor.temperature
+    before, after = lp.softmax(1), (lp / temperature).softmax(1)
+    result["temperature"] = temperature
+    result["ece_before"] = expected_calibration_error(before, encoded.labels)
+    result["ece_after"] = expected_calibration_error(after, encoded.labels)
+    if args.reliability:
+        plots.reliability_diagram(reliability(before, encoded.labels), reliability(after, encoded.labels),
+                                  temperature=temperature, path=args.reliability,
+                                  title=f"Reliability on {Path(args.data or 'the data').name} ({len(pairs)} names)")
     if args.plot:
         cm = confusion_matrix(encoded.labels, lp.argmax(1), len(predictor.labels))
         plots.confusion(cm.numpy(), predictor.labels, path=args.plot,
@@ -362,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     e.add_argument("--json", action="store_true")
     e.add_argument("--plot", help="save the row-normalised confusion matrix as PNG")
+    e.add_argument("--reliability", help="save a reliability diagram (before and after temperature scaling) as PNG")
     e.add_argument("--device", default="cpu")
     e.set_defaults(func=cmd_evaluate)
     a = sub.add_parser("attention", help="each character's attention weight, for gru-attention models")

@@ -15,7 +15,7 @@ import torch
 from . import data, plots
 from .evaluation import metrics
 from .models import batched_log_probs, build_model
-from .training import WorksheetConfig, category_lines, resolve_settings, train_batched, train_worksheet
+from .training import category_lines, resolve_settings, train_batched, train_worksheet
 
 log = logging.getLogger(__name__)
 BASELINE = "baseline"
@@ -243,7 +243,7 @@ def write_report(results: list[RunResult], out: Path, config: CompareConfig, cur
     lo, hi = noises[0], noises[-1]
     mode = (f"the worksheet loop ({config.iters:,} one-name SGD steps, {config.prune} names a language)"
             if config.worksheet else f"the batched trainer ({config.epochs} epochs)")
-    md = [f"# The worksheet's questions, answered by measurement",
+    md = ["# The worksheet's questions, answered by measurement",
           "", f"Models: {', '.join(config.models)}; noise levels {', '.join(map(str, noises))}; "
           f"{config.seeds} seed(s) each; trained with {mode} on 80 % of the distinct names; held-out figures "
           "on the 10 % test part of a leak-free split (by distinct name, stratified by language). Every number "

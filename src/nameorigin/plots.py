@@ -120,3 +120,24 @@ def attention_map(names: Sequence[str], weights: Sequence[Sequence[float]], *, t
     if path:
         save(fig, path)
     return fig
+
+
+def reliability_diagram(before: Sequence[dict], after: Sequence[dict] | None = None, *, temperature: float = 1.0,
+                        title: str = "Reliability", path: str | os.PathLike | None = None) -> Figure:
+    """Accuracy against confidence per bin, before (and after) temperature scaling; the diagonal is perfect."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    for bins, label in [(before, "before (T = 1)"), (after, f"after (T = {temperature:.2f})")]:
+        if bins:
+            pts = [(b["confidence"], b["accuracy"]) for b in bins if b["count"]]
+            ax.plot(*zip(*pts), marker="o", label=label)
+    ax.set_xlabel("Confidence (top probability)")
+    ax.set_ylabel("Accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if path:
+        save(fig, path)
+    return fig
