@@ -31,6 +31,7 @@ def free_port() -> int:
 async def load(url: str, make_request, total: int, concurrency: int) -> tuple[list[float], int, float]:
     latencies: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     sent = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
@@ -43,11 +44,15 @@ async def load(url: str, make_request, total: int, concurrency: int) -> tuple[li
                     r = await make_request(client)
                     if r.status_code != 200:
                         errors += 1
-                except httpx.HTTPError:
+                        kinds[f"HTTP {r.status_code}: {r.text[:80]}"] = kinds.get(f"HTTP {r.status_code}: {r.text[:80]}", 0) + 1
+                except httpx.HTTPError as e:
                     errors += 1
+                    kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
                 latencies.append(time.perf_counter() - start)
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+        for kind, n in kinds.items():
+            print(f"  error: {n} x {kind}")
         return latencies, errors, time.perf_counter() - started
 
 

@@ -282,8 +282,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import create_app
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: expected 1 to 65535")
+    if args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    torch.set_num_threads(args.threads)
     app = create_app(model_path=args.model)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info")
+    # keep-alive longer than a loaded server's slowest answer, so clients never reuse a connection it just closed
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info",
+                timeout_keep_alive=30)
     return 0
 
 
@@ -409,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--model", help="checkpoint (default: the bundled model)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--threads", type=int, default=1,
+                    help="torch threads for inference (1: requests are small; more threads spin against the HTTP work)")
     sv.set_defaults(func=cmd_serve)
 
     ps = sub.add_parser("presets", help="list the named training configurations")

@@ -279,6 +279,12 @@ def write_report(results: list[RunResult], out: Path, config: CompareConfig, cur
                   + ", ".join(f"{m} {_fmt(v)}" for m, v in sorted(half.items(), key=lambda kv: kv[1])) + "), "
                   "so it learns fastest per name seen. In wall-clock seconds: "
                   + ", ".join(f"{m} {at(m, lo, 'train_seconds'):.1f} s" for m in nets) + ".")
+        best_held_out = max(nets, key=lambda m: at(m, lo, "macro_f1"))
+        if best_held_out != by_loss[0]:
+            md[-1] += (f" Training loss is not generalisation, though: on held-out names {best_held_out} does best "
+                       f"(macro-F1 {_fmt(at(best_held_out, lo, 'macro_f1'))} against {by_loss[0]}'s "
+                       f"{_fmt(at(by_loss[0], lo, 'macro_f1'))}), so {by_loss[0]} fits the training names more "
+                       "than it learns from them.")
         md.append("")
     # 2. noise and loss
     if hi != lo and nets:

@@ -56,6 +56,8 @@ def _check(names: list[str]) -> None:
 
 
 def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike | None = None) -> FastAPI:
+    """The app. Endpoints are ``async`` and run the model inline: one inference at a time on the event loop,
+    so torch's own threads are not oversubscribed by a thread pool (a request holds at most 1,000 names)."""
     predictor = predictor or Predictor.load(model_path)
     ck = predictor.checkpoint
     app = FastAPI(title="nameorigin", version=__version__,
@@ -71,17 +73,17 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
         return PredictResponse(results=[NameResult(**r.to_dict()) for r in results])
 
     @app.get("/api/predict", response_model=PredictResponse)
-    def predict_one(name: str = Query(..., description="a name"), top: int = Query(3, ge=1, le=MAX_TOP)):
+    async def predict_one(name: str = Query(..., description="a name"), top: int = Query(3, ge=1, le=MAX_TOP)):
         """The top languages of one name."""
         return predict([name], top)
 
     @app.post("/api/predict", response_model=PredictResponse)
-    def predict_many(request: PredictRequest):
+    async def predict_many(request: PredictRequest):
         """The top languages of each of up to 1,000 names."""
         return predict(request.names, request.top)
 
     @app.get("/api/attention", response_model=AttentionResponse)
-    def attention(name: str = Query(...)):
+    async def attention(name: str = Query(...)):
         """Each character of the folded name with its attention weight (gru-attention models)."""
         if not predictor.has_attention:
             raise HTTPException(400, f"this model ({ck.config.name}) has no attention")
@@ -94,7 +96,7 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
                                  weights=r.attention)
 
     @app.get("/api/model")
-    def model_info():
+    async def model_info():
         """The model's name, sizes, labels, training data fingerprint and held-out metrics."""
         metrics = ck.meta.get("metrics") or {}
         held_out = {split: {k: v for k, v in (m or {}).items() if k in {"accuracy", "macro_f1", "n"}}
@@ -106,11 +108,11 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
                                                                               "n_test", "split")}}
 
     @app.get("/healthz")
-    def healthz():
+    async def healthz():
         return {"status": "ok"}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index():
+    async def index():
         return page
 
     return app
