@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -121,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "temperature": calibration["temperature"] if calibration else 1.0,
         "calibration": calibration,
         "metrics": {"valid": history.best or None,
-                    "test": {k: v for k, v in test_metrics.items()} if test_metrics else None},
+                    "test": test_metrics},
         "history": {"loss_steps": history.loss_steps, "losses": [round(x, 5) for x in history.losses],
                     "epochs": history.epochs, "best_epoch": history.best_epoch,
                     "train_seconds": history.train_seconds, "names_seen": history.names_seen},
@@ -172,7 +173,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.input:
         rows = data.iter_names(args.input, args.column)
         with atomic_output(args.output) as out:
-            lines = ((lineno, p) for (lineno, _), p in zip(*_tee_stream(predictor, rows, args.top)))
+            rows, names = itertools.tee(rows)  # lazily: line numbers beside their predictions
+            predictions = predictor.stream((name for _, name in names), args.top)
+            lines = ((lineno, p) for (lineno, _), p in zip(rows, predictions))
             if args.json:
                 for lineno, p in lines:
                     out.write(json.dumps({"line": lineno, **p.to_dict()}) + "\n")
@@ -190,13 +193,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for p in bad:
         print(f"nameorigin: {p.error}", file=sys.stderr)
     return EXIT_BAD_INPUT if bad else 0
-
-
-def _tee_stream(predictor: Predictor, rows, top: int):
-    """Split ``(lineno, name)`` rows into two synchronised lazy streams: the rows and their predictions."""
-    import itertools
-    a, b = itertools.tee(rows)
-    return a, predictor.stream((name for _, name in b), top)
 
 
 # ------------------------------------------------------------------------------------------- evaluate

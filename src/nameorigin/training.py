@@ -7,7 +7,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -76,9 +76,6 @@ class History:
     @property
     def final_loss(self) -> float:
         return self.losses[-1] if self.losses else float("nan")
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "names_per_second": self.names_per_second}
 
 
 def validate(model: Classifier, data: Encoded, labels: Sequence[str]) -> dict:
