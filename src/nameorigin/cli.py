@@ -6,7 +6,6 @@ import itertools
 import json
 import logging
 import os
-import random
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -19,11 +18,10 @@ from . import __version__, checkpoint, data, experiments, plots
 from .checkpoint import CheckpointError
 from .evaluation import (confusion_matrix, expected_calibration_error, fit_temperature, format_report, metrics,
                          reliability)
-from .models import REGISTRY, UnknownModel, batched_log_probs, build_model
+from .models import REGISTRY, UnknownModel, batched_log_probs
 from .predict import Predictor, write_csv_rows
 from .text import BadName
-from .training import (PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, category_lines, resolve_settings,
-                       train_batched, train_worksheet, validate)
+from .training import PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, fit, resolve_settings, validate
 
 log = logging.getLogger("nameorigin")
 EXIT_BAD_INPUT = 2
@@ -75,7 +73,6 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "sampling", "clip", "p
 def cmd_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = _device(args.device)
     chosen = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS if getattr(args, k) is not None}
     model_values = {("name" if k == "model" else k): chosen[k] for k in MODEL_FLAGS if k in chosen}
     settings = resolve_settings(args.preset, worksheet=args.worksheet, model=model_values,
@@ -85,26 +82,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     fractions = data.parse_split(args.split)
     parts = data.split(pairs, fractions, seed=args.split_seed)
     labels = data.languages(pairs)
-    rng = random.Random(train_config.seed)
-    train_pairs = data.prune(parts.train, settings.prune, rng) if settings.prune else parts.train
-    if not train_pairs:
+    if not parts.train:
         raise data.DataError(f"{args.data or 'the data'}: the split leaves no training names")
-    torch.manual_seed(train_config.seed)
-    model = build_model(config, len(labels)).to(device)
+    device = _device(args.device)
     valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
     test = data.encode_pairs(parts.test, labels) if parts.test else None
-
-    if settings.worksheet:
-        printer = None if args.json else print
-        history = train_worksheet(model.cpu(), category_lines(train_pairs), labels, train_config, rng=rng,
-                                  printer=printer)
-        if valid is not None:
-            history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
-    else:
-        noise = train_config.noise
-        train = data.encode_pairs(train_pairs, labels, noise_room=noise + 1 if noise else 0)
-        history = train_batched(model, train, valid, labels, train_config, progress=not args.json and not args.quiet)
-    model.cpu().eval()
+    model, history, train_pairs = fit(settings, parts.train, valid, labels, device=device,
+                                      printer=None if args.json else print,
+                                      progress=not args.json and not args.quiet)
+    if settings.worksheet and valid is not None:
+        history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
     calibration = None
     if valid is not None:  # temperature scaling, fitted on validation names only
         lp, _ = batched_log_probs(model, valid.tokens, valid.lengths)

@@ -14,8 +14,8 @@ import torch
 
 from . import data, plots
 from .evaluation import metrics
-from .models import batched_log_probs, build_model
-from .training import category_lines, resolve_settings, train_batched, train_worksheet
+from .models import batched_log_probs
+from .training import fit, resolve_settings
 
 log = logging.getLogger(__name__)
 BASELINE = "baseline"
@@ -103,19 +103,12 @@ def run_network(name: str, noise: int, seed: int, config: CompareConfig, parts: 
     settings = resolve_settings(None, worksheet=config.worksheet, model=overrides,
                                 train={"noise": noise, "seed": seed, "epochs": config.epochs, "patience": 0,
                                        "iters": config.iters, "plot_every": config.plot_every, "print_every": 0,
-                                       "log_every": max(1, steps // 40)})  # about 40 points a curve
-    torch.manual_seed(seed)
-    model = build_model(settings.model, len(labels))
-    if config.worksheet:
-        rng = random.Random(seed)
-        train_pairs = data.prune(parts.train, config.prune, rng) if config.prune else parts.train
-        history = train_worksheet(model, category_lines(train_pairs), labels, settings.train, rng=rng, printer=None)
-        curve_x = [float(s) for s in history.loss_steps]
-    else:
-        train = data.encode_pairs(parts.train, labels, noise_room=noise + 1 if noise else 0)
-        valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
-        history = train_batched(model, train, valid, labels, settings.train, progress=False)
-        curve_x = [float(s * settings.train.batch_size) for s in history.loss_steps]
+                                       "log_every": max(1, steps // 40)},  # about 40 points a curve
+                                prune=config.prune if config.worksheet else 0)
+    valid = data.encode_pairs(parts.valid, labels) if parts.valid and not config.worksheet else None
+    model, history, _ = fit(settings, parts.train, valid, labels)
+    per_point = 1 if config.worksheet else settings.train.batch_size  # x axis: training names seen
+    curve_x = [float(s * per_point) for s in history.loss_steps]
 
     def predict(enc):
         return batched_log_probs(model, enc.tokens, enc.lengths)[0].argmax(1)

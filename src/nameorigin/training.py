@@ -320,3 +320,26 @@ def resolve_settings(preset: str | None, *, worksheet: bool | None = None, model
     values = {k: v for k, v in {**chosen.train, **(train or {})}.items() if k in known}
     return Settings(model=ModelConfig(**{**chosen.model, **(model or {})}), train=config_class(**values),
                     worksheet=is_worksheet, prune=chosen.prune if prune is None else prune)
+
+
+def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, labels: Sequence[str], *,
+        device: torch.device | str = "cpu", printer: Callable[[str], None] | None = None,
+        progress: bool = False) -> tuple[Classifier, History, list[Pair]]:
+    """Build ``settings.model`` and train it as ``settings`` says: seed, then prune (worksheet presets) and the
+    worksheet loop, or the batched trainer. Returns the model (on the CPU, in eval mode), its history, and the
+    training pairs it saw."""
+    from .data import encode_pairs, prune
+    from .models import build_model
+    config = settings.train
+    rng = random.Random(config.seed)
+    used = prune(train_pairs, settings.prune, rng) if settings.prune else list(train_pairs)
+    if not used:
+        raise ValueError("no training names")
+    torch.manual_seed(config.seed)
+    model = build_model(settings.model, len(labels)).to(device)
+    if settings.worksheet:
+        history = train_worksheet(model.cpu(), category_lines(used), labels, config, rng=rng, printer=printer)
+    else:
+        train = encode_pairs(used, labels, noise_room=config.noise + 1 if config.noise else 0)
+        history = train_batched(model, train, valid, labels, config, progress=progress)
+    return model.cpu().eval(), history, used
