@@ -120,3 +120,30 @@ def test_unknown_model_name_is_a_clear_error():
     from nameorigin.models import UnknownModel
     with pytest.raises(UnknownModel, match="unknown model 'transformer'"):
         build_model(ModelConfig(name="transformer"), 3)
+
+
+@pytest.mark.parametrize("name", ["gru", "gru-attention"])
+def test_ensemble_averages_its_members_probabilities(name):
+    from nameorigin.models import Ensemble
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name, hidden=8, members=3), N_CLASSES).eval()
+    assert isinstance(model, Ensemble) and len(model.members) == 3
+    assert model.has_attention == (name == "gru-attention")
+    tokens, lengths = encode_names(NAMES, extra=2)
+    with torch.no_grad():
+        log_probs, attention = model(tokens, lengths)
+        outputs = [m(tokens, lengths) for m in model.members]
+    probs = torch.stack([lp.exp() for lp, _ in outputs]).mean(0)
+    torch.testing.assert_close(log_probs.exp(), probs)
+    torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(len(NAMES)))
+    assert not torch.equal(outputs[0][0], outputs[1][0])  # members start from different weights
+    if model.has_attention:
+        torch.testing.assert_close(attention, torch.stack([a for _, a in outputs]).mean(0))
+        torch.testing.assert_close(attention.sum(1), torch.ones(len(NAMES)))
+    else:
+        assert attention is None
+
+
+def test_members_below_one_is_a_clear_error():
+    with pytest.raises(ValueError, match="members 0"):
+        build_model(ModelConfig(members=0), N_CLASSES)

@@ -91,3 +91,28 @@ def test_worksheet_loop_prints_the_seeds_lines(tiny_dir):
     assert len(lines) == 3
     pattern = re.compile(r"^(100|200|300) (33|66|100)% \(\d+m \d+s\) \d+\.\d{4} \S+ / (Alpha|Beta|Gamma|Delta) (✓|✗ \((Alpha|Beta|Gamma|Delta)\))$")
     assert all(pattern.match(line) for line in lines), lines
+
+
+def test_fit_trains_each_ensemble_member_from_its_own_seed(tiny_split):
+    from nameorigin.training import fit, resolve_settings
+    parts, labels = tiny_split
+    valid = data.encode_pairs(parts.valid, labels)
+    settings = resolve_settings(None, model={"name": "gru", "hidden": 16, "members": 2},
+                                train={"epochs": 4, "batch_size": 16, "lr": 0.02, "patience": 0, "seed": 3})
+    lines = []
+    model, history, _ = fit(settings, parts.train, valid, labels, printer=lines.append)
+    assert [row["member"] for row in history.epochs] == [0] * 4 + [1] * 4
+    assert history.names_seen == 2 * 4 * len(parts.train)
+    assert history.loss_steps == sorted(history.loss_steps) and len(history.losses) == len(history.loss_steps)
+    assert lines[0].startswith("member 1/2 (seed 3) trained in") and lines[1].startswith("member 2/2 (seed 4)")
+    assert history.best["accuracy"] == pytest.approx(validate(model, valid, labels)["accuracy"])
+    # member 1 is what a single model trained from seed 4 would be
+    one = resolve_settings(None, model={"name": "gru", "hidden": 16},
+                           train={"epochs": 4, "batch_size": 16, "lr": 0.02, "patience": 0, "seed": 4})
+    torch.manual_seed(3)
+    build_model(one.model, len(labels))  # member 0's draw of initial weights
+    single = build_model(one.model, len(labels))
+    train = data.encode_pairs(parts.train, labels)
+    train_batched(single, train, valid, labels, one.train, progress=False)
+    for a, b in zip(single.state_dict().values(), model.members[1].state_dict().values()):
+        torch.testing.assert_close(a, b)

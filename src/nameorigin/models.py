@@ -8,7 +8,8 @@ character, backward directions run over each name reversed in place, and attenti
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,7 @@ class ModelConfig:
     bidirectional: bool = False
     embed: int = 0  # 0: the seeds' one-hot input
     dropout: float = 0.0
+    members: int = 1  # above 1: an ensemble of this many such models, their probabilities averaged
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -242,6 +244,23 @@ class GRUAttention(Classifier):
         return F.log_softmax(logits, dim=1), alpha
 
 
+class Ensemble(Classifier):
+    """``config.members`` models of one kind and size; the output is the mean of their probabilities
+    (as log-probabilities), and the attention, where the members have it, the mean of theirs."""
+
+    def __init__(self, config: ModelConfig, n_classes: int):
+        super().__init__(config, n_classes)
+        one = replace(config, members=1)
+        self.members = nn.ModuleList(build_model(one, n_classes) for _ in range(config.members))
+        self.has_attention = self.members[0].has_attention
+
+    def forward(self, tokens, lengths):
+        outputs = [member(tokens, lengths) for member in self.members]
+        log_probs = torch.logsumexp(torch.stack([lp for lp, _ in outputs]), dim=0) - math.log(len(outputs))
+        attention = torch.stack([a for _, a in outputs]).mean(0) if self.has_attention else None
+        return log_probs, attention
+
+
 REGISTRY: dict[str, type[Classifier]] = {
     "tutorial-rnn": TutorialRNN,
     "rnn": SeedRNN,
@@ -256,7 +275,11 @@ class UnknownModel(ValueError):
 
 
 def build_model(config: ModelConfig, n_classes: int) -> Classifier:
-    """A fresh model of ``config.name`` from the registry."""
+    """A fresh model of ``config.name`` from the registry (an :class:`Ensemble` of them if ``config.members`` > 1)."""
+    if config.members < 1:
+        raise ValueError(f"members {config.members!r}: expected 1 or more")
+    if config.members > 1:
+        return Ensemble(config, n_classes)
     try:
         cls = REGISTRY[config.name]
     except KeyError:
