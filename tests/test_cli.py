@@ -173,3 +173,62 @@ def test_console_script_runs_as_a_process(trained):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["predictions"][0]["language"] == "Alpha"
+
+
+def test_ensemble_checkpoint_round_trip(capsys, tmp_path, tiny_dir):
+    out = tmp_path / "e.safetensors"
+    code, text, _ = run(capsys, "train", "--data", tiny_dir, "--model", "gru-attention", "--hidden", "8",
+                        "--members", "2", "--epochs", "2", "--out", out, "--quiet")
+    assert code == 0 and "member 2/2 (seed 1)" in text
+    from nameorigin.checkpoint import load
+    from nameorigin.predict import Predictor
+    ck = load(out)
+    assert ck.meta["history"]["best_epoch"] is None and len(ck.model.members) == 2
+    result = Predictor(ck).predict(["Kalov"], top=2, attention=True)[0]
+    assert len(result.predictions) == 2 and abs(sum(result.attention) - 1) < 1e-5
+    code, text, _ = run(capsys, "attention", "--model", out, "Kalov")
+    assert code == 0 and "K" in text
+
+
+@pytest.mark.parametrize("flag, value", [("--members", "0"), ("--hidden", "-3"), ("--layers", "two"), ("--epochs", "0")])
+def test_sizes_must_be_positive_whole_numbers(capsys, tmp_path, tiny_dir, flag, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(tiny_dir), flag, value, "--out", str(tmp_path / "m.st")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and flag in err and repr(value) in err
+    assert not (tmp_path / "m.st").exists()
+
+
+def test_ensemble_with_the_worksheet_loop_is_refused(capsys, tmp_path, tiny_dir):
+    code, _, err = run(capsys, "train", "--worksheet", "--members", "2", "--data", tiny_dir, "--out", tmp_path / "m.st")
+    assert code == 2 and "--members" in err and "--worksheet" in err
+    assert not (tmp_path / "m.st").exists()
+
+
+def test_presets_lists_every_preset_with_its_settings(capsys):
+    from nameorigin.training import PRESETS
+    code, out, _ = run(capsys, "presets")
+    assert code == 0
+    for name in ("default", "best", "bundled", "worksheet-rnn", "worksheet-gru", "worksheet-attention"):
+        assert name in PRESETS and f"\n{name}\n" in f"\n{out}"
+    assert "'members': 3" in out and "'label_smoothing': 0.1" in out
+
+
+def test_flags_override_the_best_preset(capsys, tmp_path, tiny_dir):
+    from nameorigin.checkpoint import load
+    out = tmp_path / "b.safetensors"
+    code, _, _ = run(capsys, "train", "--preset", "best", "--data", tiny_dir, "--hidden", "8", "--embed", "4",
+                     "--members", "2", "--epochs", "1", "--out", out, "--quiet")
+    assert code == 0
+    ck = load(out)
+    assert ck.config.to_dict() == {"name": "gru-attention", "hidden": 8, "layers": 1, "bidirectional": True,
+                                   "embed": 4, "dropout": 0.4, "members": 2}
+    training = ck.meta["training"]
+    assert training["preset"] == "best" and training["label_smoothing"] == 0.1 and training["schedule"] == "cosine"
+    assert training["epochs"] == 1
+
+
+def test_unknown_preset(capsys, tmp_path, tiny_dir):
+    code, _, err = run(capsys, "train", "--preset", "fastest", "--data", tiny_dir, "--out", tmp_path / "m.st")
+    assert code == 2 and "unknown preset 'fastest'" in err and "best" in err
+    assert not (tmp_path / "m.st").exists()

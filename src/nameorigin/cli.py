@@ -64,7 +64,7 @@ def _load_labelled(path: str | None) -> list[data.Pair]:
 
 # ------------------------------------------------------------------------------------------- train
 
-MODEL_FLAGS = ("model", "hidden", "layers", "bidirectional", "embed", "dropout")
+MODEL_FLAGS = ("model", "hidden", "layers", "bidirectional", "embed", "dropout", "members")
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "sampling", "clip", "patience", "select", "noise",
                "weight_decay", "label_smoothing", "class_weight", "schedule", "seed", "iters", "print_every",
                "plot_every")
@@ -78,6 +78,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = resolve_settings(args.preset, worksheet=args.worksheet, model=model_values,
                                 train={k: chosen[k] for k in TRAIN_FLAGS if k in chosen}, prune=args.prune)
     config, train_config = settings.model, settings.train
+    if settings.worksheet and config.members > 1:
+        raise UsageError("--members: an ensemble trains with the batched trainer, not --worksheet")
     pairs = _load_labelled(args.data)
     fractions = data.parse_split(args.split)
     parts = data.split(pairs, fractions, seed=args.split_seed)
@@ -234,6 +236,17 @@ def cmd_attention(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- compare
 
+def _positive(text: str) -> int:
+    """argparse type: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 1 or more")
+    return value
+
+
 def _int_list(text: str, flag: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
@@ -318,11 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "flags given beside it override it. Without one: default, or bare "
                                      "settings with --worksheet")
     t.add_argument("--model", help=f"one of: {', '.join(REGISTRY)}")
-    t.add_argument("--hidden", type=int, help="hidden size")
-    t.add_argument("--layers", type=int, help="stacked recurrent layers")
+    t.add_argument("--hidden", type=_positive, help="hidden size")
+    t.add_argument("--layers", type=_positive, help="stacked recurrent layers")
     t.add_argument("--bidirectional", action="store_const", const=True, help="add a backward direction")
     t.add_argument("--embed", type=int, help="learned embedding size; 0: the seeds' one-hot input")
     t.add_argument("--dropout", type=float, help="dropout before the output layer and between layers")
+    t.add_argument("--members", type=_positive, help="train N models from seeds SEED..SEED+N-1 and average "
+                                                     "their probabilities (an ensemble in one checkpoint)")
     t.add_argument("--out", default="model.safetensors", help="checkpoint to write")
     t.add_argument("--split", default="0.8,0.1,0.1", help="TRAIN,VALID,TEST fractions of distinct names")
     t.add_argument("--split-seed", type=int, default=0, help="seed of the leak-free split")
@@ -330,8 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="seed of initial weights, sampling and noise")
     t.add_argument("--noise", type=int, help="the worksheet's punctuation noise level")
     t.add_argument("--lr", type=float, help=f"learning rate ({TrainConfig.lr}; worksheet {WorksheetConfig.lr})")
-    t.add_argument("--epochs", type=int, help=f"most epochs ({TrainConfig.epochs})")
-    t.add_argument("--batch-size", type=int, help=f"names a batch ({TrainConfig.batch_size})")
+    t.add_argument("--epochs", type=_positive, help=f"most epochs ({TrainConfig.epochs})")
+    t.add_argument("--batch-size", type=_positive, help=f"names a batch ({TrainConfig.batch_size})")
     t.add_argument("--optimizer", choices=["adam", "sgd"])
     t.add_argument("--sampling", choices=["natural", "balanced"], help="balanced: each language equally often")
     t.add_argument("--clip", type=float, help=f"gradient-norm clipping, 0 off ({TrainConfig.clip})")
@@ -343,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="loss weight of each language: (N / (C n_c)) ** POWER; 0 none, 0.5 sqrt, 1 balanced")
     t.add_argument("--schedule", choices=["constant", "cosine", "plateau"], help="learning-rate schedule")
     t.add_argument("--worksheet", action="store_const", const=True, help="the seeds' one-name-at-a-time loop")
-    t.add_argument("--iters", type=int, help=f"worksheet steps ({WorksheetConfig.iters})")
+    t.add_argument("--iters", type=_positive, help=f"worksheet steps ({WorksheetConfig.iters})")
     t.add_argument("--print-every", type=int, help=f"worksheet: a line every N steps ({WorksheetConfig.print_every})")
     t.add_argument("--plot-every", type=int, help=f"worksheet: a loss average every N steps ({WorksheetConfig.plot_every})")
     t.add_argument("--plot", help="save the run's loss curve as PNG")
