@@ -102,9 +102,18 @@ def test_attention_command_prints_weights_and_draws(capsys, tmp_path, attention_
     assert is_png(tmp_path / "h.png")
 
 
-def test_attention_command_refuses_a_model_without_attention(capsys):
-    assert main(["attention", "Hinton"]) == 2  # the bundled gru
+def test_attention_command_refuses_a_model_without_attention(capsys, tmp_path):
+    from conftest import train_tiny
+    _, model = train_tiny(tmp_path, "gru", "--hidden", "8", "--epochs", "1")
+    capsys.readouterr()
+    assert main(["attention", "--model", str(model), "Hinton"]) == 2
     assert "has no attention" in capsys.readouterr().err
+
+
+def test_attention_command_on_the_bundled_model(capsys):
+    assert main(["attention", "Schmidhuber"]) == 0  # the bundled gru-attention
+    out = capsys.readouterr().out
+    assert out.startswith("Schmidhuber -> German") and "S:" in out and "r:" in out
 
 
 def test_evaluate_plot(capsys, tmp_path, attention_model):

@@ -38,16 +38,23 @@ def test_post_predict(client):
 
 def test_model_and_health(client):
     m = client.get("/api/model").json()
-    assert m["model"]["name"] == "gru" and len(m["labels"]) == 18 and len(m["data_fingerprint"]) == 64
-    assert m["has_attention"] is False and m["parameters"] > 0
+    assert m["model"]["name"] == "gru-attention" and len(m["labels"]) == 18 and len(m["data_fingerprint"]) == 64
+    assert m["has_attention"] is True and m["parameters"] > 0
     assert client.get("/healthz").json() == {"status": "ok"}
     assert "/api/predict" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
 
 
-def test_attention_on_a_model_without_it_is_400(client):
-    r = client.get("/api/attention", params={"name": "Hinton"})
+def test_attention_on_a_model_without_it_is_400(tmp_path):
+    from conftest import train_tiny
+    _, model = train_tiny(tmp_path, "gru", "--hidden", "8", "--epochs", "1")
+    r = TestClient(create_app(model_path=model)).get("/api/attention", params={"name": "Hinton"})
     assert r.status_code == 400 and "no attention" in r.json()["detail"]
+
+
+def test_attention_of_the_bundled_model(client):
+    body = client.get("/api/attention", params={"name": "Schmidhuber"}).json()
+    assert body["characters"] == list("Schmidhuber") and abs(sum(body["weights"]) - 1) < 1e-4
 
 
 def test_attention_with_an_attention_model(tmp_path):

@@ -290,8 +290,8 @@ PRESETS: dict[str, Preset] = {
                "members": 3},
         train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0}),
     "bundled": Preset(
-        "The model that ships in the package: `best` is 8.5x slower to predict than a gru with hidden 128, "
-        "over the 3x allowed, so this is the search's best on validation within it (1.7x): one bidirectional "
+        "The model that ships in the package: `best` predicts about 9x slower than a gru with hidden 128, "
+        "over the 3x allowed, so this is the search's best on validation within it (1.8x): one bidirectional "
         "gru-attention (hidden 128, embedding 64, dropout 0.3) trained as `best` trains its members.",
         model={"name": "gru-attention", "hidden": 128, "bidirectional": True, "embed": 64, "dropout": 0.3},
         train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0}),

@@ -1,0 +1,150 @@
+"""The search behind the ``best`` preset: variants trained as ``nameorigin train --data TRAIN --split 0.9,0.1,0``
+would train them, chosen on the validation 10 % only, reported on the held-out TEST file as well.
+
+    nameorigin split --split 0.8,0,0.2 --out split80
+    python bench/accuracy.py --train split80/train.tsv --test split80/test.tsv [--seeds 3] [--variants 'A;B']
+
+For each variant and seed it prints validation and held-out accuracy and macro-F1; then a Markdown table of
+the mean over seeds, and, from the same runs, the ensemble of all the seeds' models (probabilities averaged,
+as ``--members`` does). Runs are cached in ``--cache`` (one file of log-probabilities per variant and seed),
+so an interrupted search resumes and ``--variants`` can add rows. The ranking uses validation figures only.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from nameorigin import data
+from nameorigin.evaluation import metrics
+from nameorigin.models import batched_log_probs
+from nameorigin.training import PRESETS, fit, resolve_settings
+
+BI = {"bidirectional": True, "embed": 64, "dropout": 0.3}
+LS = {"label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0}
+# name: (model settings, trainer settings); each starts from the default preset
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "default (gru 128)": ({}, {}),
+    "gru-attention bi, embed 64": ({"name": "gru-attention", **BI}, {}),
+    "gru-attention bi, embed 64, class weight 0.5": ({"name": "gru-attention", **BI}, {"class_weight": 0.5}),
+    "gru-attention bi, hidden 256, embed 64, dropout 0.4": ({"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, {}),
+    "gru bi, 2 layers, embed 64": ({"name": "gru", **BI, "layers": 2}, {}),
+    "gru-attention bi, embed 64, smoothing 0.1, cosine 20": ({"name": "gru-attention", **BI}, LS),
+    "gru-attention bi, 2 layers, embed 64, smoothing 0.1, cosine 20": ({"name": "gru-attention", **BI, "layers": 2}, LS),
+    "gru-attention bi, hidden 256, embed 64, dropout 0.4, smoothing 0.1, cosine 20": (
+        {"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, LS),
+    "lstm bi, embed 64, smoothing 0.1, cosine 20": ({"name": "lstm", **BI}, LS),
+}
+# the DESIGN's baseline, as `nameorigin compare` fits it (deterministic: one run stands for every seed)
+BASELINES: dict[str, dict] = {
+    "baseline: TF-IDF char 1-5, logistic regression C=10": {},
+    "baseline: same, balanced class weights": {"class_weight": "balanced"},
+}
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
+
+
+def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: Path) -> dict:
+    path = cache / f"{slug(variant)}_s{seed}.pt"
+    if path.is_file():
+        return torch.load(path)
+    if variant in BASELINES:
+        result = baseline(parts, test_pairs, labels, **BASELINES[variant])
+        cache.mkdir(parents=True, exist_ok=True)
+        torch.save(result, path)
+        return result
+    model_values, train_values = VARIANTS[variant]
+    settings = resolve_settings("default", model=model_values, train={**train_values, "seed": seed})
+    started = time.perf_counter()
+    model, history, _ = fit(settings, parts.train, valid, labels)
+    seconds = time.perf_counter() - started
+    result = {"valid": batched_log_probs(model, valid.tokens, valid.lengths)[0],
+              "test": batched_log_probs(model, test.tokens, test.lengths)[0],
+              "seconds": seconds, "epochs": len(history.epochs), "best_epoch": history.best_epoch}
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(result, path)
+    return result
+
+
+def baseline(parts, test_pairs, labels, **kwargs) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    index = {lang: i for i, lang in enumerate(labels)}
+    started = time.perf_counter()
+    clf = make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(1, 5), sublinear_tf=True, lowercase=False),
+                        LogisticRegression(max_iter=2000, C=10.0, **kwargs))
+    clf.fit([n for n, _ in parts.train], [index[lang] for _, lang in parts.train])
+    seconds = time.perf_counter() - started
+
+    def log_probs(names):
+        out = torch.full((len(names), len(labels)), -1e9)
+        out[:, list(clf.classes_)] = torch.tensor(clf.predict_log_proba(names), dtype=torch.float32)
+        return out
+    return {"valid": log_probs([n for n, _ in parts.valid]), "test": log_probs([n for n, _ in test_pairs]),
+            "seconds": seconds, "epochs": None, "best_epoch": None}
+
+
+def figures(log_probs: torch.Tensor, target: torch.Tensor, labels) -> tuple[float, float]:
+    m = metrics(target, log_probs.argmax(1), labels)
+    return m["accuracy"], m["macro_f1"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", required=True, help="labelled names to train on (validation: 10 %% of them)")
+    ap.add_argument("--test", required=True, help="held-out labelled names, never used for choices")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--variants", help=f"subset, separated by semicolons (default: all): {'; '.join([*BASELINES, *VARIANTS])}")
+    ap.add_argument("--cache", default="bench-accuracy-cache", help="folder of cached runs")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    chosen = [v.strip() for v in args.variants.split(";")] if args.variants else [*BASELINES, *VARIANTS]
+    unknown = [v for v in chosen if v not in VARIANTS and v not in BASELINES]
+    if unknown:
+        raise SystemExit(f"unknown variant(s): {', '.join(unknown)}; known: {'; '.join(VARIANTS)}")
+    pairs = data.read_labelled(args.train)
+    labels = data.languages(pairs)
+    parts = data.split(pairs, (0.9, 0.1, 0.0), seed=0)  # as `nameorigin train --split 0.9,0.1,0` splits
+    valid = data.encode_pairs(parts.valid, labels)
+    test_pairs = data.read_labelled(args.test)
+    test = data.encode_pairs(test_pairs, labels)
+    print(f"train {len(parts.train)}, validation {len(parts.valid)}, held-out test {len(test)} names")
+    rows = []
+    for variant in chosen:
+        runs = []
+        for seed in range(1 if variant in BASELINES else args.seeds):
+            r = run(variant, seed, parts, valid, test, test_pairs, labels, Path(args.cache))
+            runs.append(r)
+            v, t = figures(r["valid"], valid.labels, labels), figures(r["test"], test.labels, labels)
+            print(f"{variant} | seed {seed}: {r['seconds']:.0f}s, best epoch {r['best_epoch']}; validation "
+                  f"{v[0]:.4f}/{v[1]:.4f}; test {t[0]:.4f}/{t[1]:.4f}", flush=True)
+        single = [(figures(r["valid"], valid.labels, labels), figures(r["test"], test.labels, labels)) for r in runs]
+        mean = lambda xs: statistics.mean(xs)  # noqa: E731
+        rows.append((variant, "1", mean(s[0][0] for s in single), mean(s[0][1] for s in single),
+                     mean(s[1][0] for s in single), mean(s[1][1] for s in single),
+                     mean(r["seconds"] for r in runs)))
+        if len(runs) > 1:
+            ens = lambda split: torch.logsumexp(torch.stack([r[split] for r in runs]), 0) - math.log(len(runs))  # noqa: E731
+            v, t = figures(ens("valid"), valid.labels, labels), figures(ens("test"), test.labels, labels)
+            rows.append((variant, f"{len(runs)} (seeds 0–{len(runs) - 1})", *v, *t, sum(r["seconds"] for r in runs)))
+    print()
+    print(f"| variant | models | valid acc | valid macro-F1 | test acc | test macro-F1 | train s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for variant, members, va, vf, ta, tf, secs in rows:
+        print(f"| {variant} | {members} | {va:.4f} | {vf:.4f} | {ta:.4f} | {tf:.4f} | {secs:.0f} |")
+    best = max(rows, key=lambda r: (r[3] + r[2]))
+    print(f"\nbest on validation (accuracy + macro-F1): {best[0]}, {best[1]} model(s)")
+    print(f"the `best` preset: {PRESETS['best'].description if 'best' in PRESETS else '(not defined)'}")
+
+
+if __name__ == "__main__":
+    main()
