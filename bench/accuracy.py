@@ -38,6 +38,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "gru-attention bi, hidden 256, embed 64, dropout 0.4, smoothing 0.1, cosine 20": (
         {"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, LS),
     "lstm bi, embed 64, smoothing 0.1, cosine 20": ({"name": "lstm", **BI}, LS),
+    "gru-attention bi, embed 64, smoothing 0.1, cosine 20, noise 2": ({"name": "gru-attention", **BI}, {**LS, "noise": 2}),
 }
 # the DESIGN's baseline, as `nameorigin compare` fits it (deterministic: one run stands for every seed)
 BASELINES: dict[str, dict] = {
