@@ -12,7 +12,6 @@ so an interrupted search resumes and ``--variants`` can add rows. The ranking us
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 from pathlib import Path
@@ -21,7 +20,8 @@ import torch
 
 from nameorigin import data
 from nameorigin.evaluation import metrics
-from nameorigin.models import batched_log_probs
+from nameorigin.experiments import baseline_pipeline
+from nameorigin.models import batched_log_probs, mean_probabilities
 from nameorigin.training import PRESETS, fit, resolve_settings
 
 BI = {"bidirectional": True, "embed": 64, "dropout": 0.3}
@@ -40,7 +40,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "lstm bi, embed 64, smoothing 0.1, cosine 20": ({"name": "lstm", **BI}, LS),
     "gru-attention bi, embed 64, smoothing 0.1, cosine 20, noise 2": ({"name": "gru-attention", **BI}, {**LS, "noise": 2}),
 }
-# the DESIGN's baseline, as `nameorigin compare` fits it (deterministic: one run stands for every seed)
+# the DESIGN's baseline, the pipeline `nameorigin compare` fits (deterministic: one run stands for every seed)
 BASELINES: dict[str, dict] = {
     "baseline: TF-IDF char 1-5, logistic regression C=10": {},
     "baseline: same, balanced class weights": {"class_weight": "balanced"},
@@ -57,30 +57,24 @@ def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: 
         return torch.load(path)
     if variant in BASELINES:
         result = baseline(parts, test_pairs, labels, **BASELINES[variant])
-        cache.mkdir(parents=True, exist_ok=True)
-        torch.save(result, path)
-        return result
-    model_values, train_values = VARIANTS[variant]
-    settings = resolve_settings("default", model=model_values, train={**train_values, "seed": seed})
-    started = time.perf_counter()
-    model, history, _ = fit(settings, parts.train, valid, labels)
-    seconds = time.perf_counter() - started
-    result = {"valid": batched_log_probs(model, valid.tokens, valid.lengths)[0],
-              "test": batched_log_probs(model, test.tokens, test.lengths)[0],
-              "seconds": seconds, "epochs": len(history.epochs), "best_epoch": history.best_epoch}
+    else:
+        model_values, train_values = VARIANTS[variant]
+        settings = resolve_settings("default", model=model_values, train={**train_values, "seed": seed})
+        started = time.perf_counter()
+        model, history, _ = fit(settings, parts.train, valid, labels)
+        seconds = time.perf_counter() - started
+        result = {"valid": batched_log_probs(model, valid.tokens, valid.lengths)[0],
+                  "test": batched_log_probs(model, test.tokens, test.lengths)[0],
+                  "seconds": seconds, "epochs": len(history.epochs), "best_epoch": history.best_epoch}
     cache.mkdir(parents=True, exist_ok=True)
     torch.save(result, path)
     return result
 
 
 def baseline(parts, test_pairs, labels, **kwargs) -> dict:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
     index = {lang: i for i, lang in enumerate(labels)}
     started = time.perf_counter()
-    clf = make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(1, 5), sublinear_tf=True, lowercase=False),
-                        LogisticRegression(max_iter=2000, C=10.0, **kwargs))
+    clf = baseline_pipeline(**kwargs)
     clf.fit([n for n, _ in parts.train], [index[lang] for _, lang in parts.train])
     seconds = time.perf_counter() - started
 
@@ -134,7 +128,7 @@ def main() -> None:
                      mean(s[1][0] for s in single), mean(s[1][1] for s in single),
                      mean(r["seconds"] for r in runs)))
         if len(runs) > 1:
-            ens = lambda split: torch.logsumexp(torch.stack([r[split] for r in runs]), 0) - math.log(len(runs))  # noqa: E731
+            ens = lambda split: mean_probabilities([r[split] for r in runs])  # noqa: E731
             v, t = figures(ens("valid"), valid.labels, labels), figures(ens("test"), test.labels, labels)
             rows.append((variant, f"{len(runs)} (seeds 0–{len(runs) - 1})", *v, *t, sum(r["seconds"] for r in runs)))
     print()

@@ -120,15 +120,23 @@ def run_network(name: str, noise: int, seed: int, config: CompareConfig, parts: 
                      attention=attention_shares(model, test, noisy) if model.has_attention else None)
 
 
-def run_baseline(noise: int, seed: int, config: CompareConfig, parts: data.Split, labels: list[str]) -> RunResult:
-    """TF-IDF character 1-5-grams and logistic regression (scikit-learn), on the same names and noise."""
+def baseline_pipeline(**logistic_regression):
+    """The DESIGN's baseline, unfitted: TF-IDF character 1-5-grams and logistic regression (scikit-learn, C=10;
+    keyword arguments go to ``LogisticRegression``, e.g. ``class_weight="balanced"``)."""
     try:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
-        from sklearn.metrics import log_loss
         from sklearn.pipeline import make_pipeline
     except ImportError:
         raise RuntimeError("the baseline needs scikit-learn: pip install 'nameorigin[baseline]'") from None
+    return make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(1, 5), sublinear_tf=True, lowercase=False),
+                         LogisticRegression(max_iter=2000, **{"C": 10.0, **logistic_regression}))
+
+
+def run_baseline(noise: int, seed: int, config: CompareConfig, parts: data.Split, labels: list[str]) -> RunResult:
+    """TF-IDF character 1-5-grams and logistic regression (scikit-learn), on the same names and noise."""
+    clf = baseline_pipeline()
+    from sklearn.metrics import log_loss
     rng = random.Random(seed)
     train_pairs = data.prune(parts.train, config.prune, rng) if config.worksheet and config.prune else parts.train
     index = {lang: i for i, lang in enumerate(labels)}
@@ -142,8 +150,6 @@ def run_baseline(noise: int, seed: int, config: CompareConfig, parts: data.Split
     noisy_names = with_noise(clean_names, random.Random(10_000 + seed))
     y_test = torch.tensor([index[lang] for _, lang in parts.test])
     started = time.perf_counter()
-    clf = make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(1, 5), sublinear_tf=True, lowercase=False),
-                        LogisticRegression(max_iter=2000, C=10.0))
     clf.fit(x_train, y_train)
     seconds = time.perf_counter() - started
     classes = list(clf.classes_)

@@ -9,6 +9,7 @@ character, backward directions run over each name reversed in place, and attenti
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
@@ -244,6 +245,11 @@ class GRUAttention(Classifier):
         return F.log_softmax(logits, dim=1), alpha
 
 
+def mean_probabilities(log_probs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Log of the mean of several models' probabilities, from their log-probabilities (each (B, C))."""
+    return torch.logsumexp(torch.stack(list(log_probs)), dim=0) - math.log(len(log_probs))
+
+
 class Ensemble(Classifier):
     """``config.members`` models of one kind and size; the output is the mean of their probabilities
     (as log-probabilities), and the attention, where the members have it, the mean of theirs."""
@@ -256,7 +262,7 @@ class Ensemble(Classifier):
 
     def forward(self, tokens, lengths):
         outputs = [member(tokens, lengths) for member in self.members]
-        log_probs = torch.logsumexp(torch.stack([lp for lp, _ in outputs]), dim=0) - math.log(len(outputs))
+        log_probs = mean_probabilities([lp for lp, _ in outputs])
         attention = torch.stack([a for _, a in outputs]).mean(0) if self.has_attention else None
         return log_probs, attention
 

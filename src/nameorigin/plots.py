@@ -79,6 +79,15 @@ def loss_curves(curves: Mapping[str, Sequence[tuple[Sequence[float], Sequence[fl
     return fig
 
 
+def _finish_heatmap(fig: Figure, ax, im, *, title: str, scale: str, path: str | os.PathLike | None) -> Figure:
+    """Title, a colour bar labelled ``scale``, and the file when ``path`` is given."""
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=scale)
+    if path:
+        save(fig, path)
+    return fig
+
+
 def confusion(matrix, labels: Sequence[str], *, title: str = "Confusion matrix (rows: true language)",
               path: str | os.PathLike | None = None) -> Figure:
     """Row-normalised confusion matrix with every language on both axes."""
@@ -92,11 +101,7 @@ def confusion(matrix, labels: Sequence[str], *, title: str = "Confusion matrix (
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("Predicted language")
     ax.set_ylabel("True language")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true language's names")
-    if path:
-        save(fig, path)
-    return fig
+    return _finish_heatmap(fig, ax, im, title=title, scale="share of the true language's names", path=path)
 
 
 def attention_map(names: Sequence[str], weights: Sequence[Sequence[float]], *, title: str = "Attention",
@@ -115,11 +120,7 @@ def attention_map(names: Sequence[str], weights: Sequence[Sequence[float]], *, t
     ax.set_yticks(range(len(names)), names)
     ax.set_xticks(range(width), [str(j + 1) for j in range(width)])
     ax.set_xlabel("Character position")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
-    if path:
-        save(fig, path)
-    return fig
+    return _finish_heatmap(fig, ax, im, title=title, scale="attention weight", path=path)
 
 
 def reliability_diagram(before: Sequence[dict], after: Sequence[dict] | None = None, *, temperature: float = 1.0,
