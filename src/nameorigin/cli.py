@@ -5,11 +5,12 @@ import argparse
 import itertools
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -53,13 +54,83 @@ def atomic_output(path: str | None):
 
 
 def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available to this torch build")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: no CUDA device is available to this torch build")
+        index = int(name[5:] or 0)
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(name)
 
 
 def _load_labelled(path: str | None) -> list[data.Pair]:
     return data.dedupe(data.read_labelled(data.resolve_data(path)))
+
+
+# ------------------------------------------------------------------------------------------- flag ranges
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric flag accepts: an argparse ``type`` that parses and checks in one place."""
+
+    kind: type  # int or float
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # True: ``low`` itself is refused
+    high_open: bool = False
+
+    def describe(self) -> str:
+        what = "a whole number" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            return (f"{what} from {self.low}{' (exclusive)' if self.low_open else ''} to "
+                    f"{self.high}{' (exclusive)' if self.high_open else ''}")
+        if self.low is not None:
+            return f"{what} {'above' if self.low_open else 'of at least'} {self.low}"
+        if self.high is not None:
+            return f"{what} {'below' if self.high_open else 'of at most'} {self.high}"
+        return what
+
+    def __call__(self, text: str):
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.describe()}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {self.describe()}")
+        too_low = self.low is not None and (value < self.low or (self.low_open and value == self.low))
+        too_high = self.high is not None and (value > self.high or (self.high_open and value == self.high))
+        if too_low or too_high:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {self.describe()}")
+        return value
+
+
+COUNT = Range(int, 1)  # 1, 2, 3, ...
+NATURAL = Range(int, 0)  # 0, 1, 2, ...
+FRACTION = Range(float, 0, 1, high_open=True)  # 0 <= x < 1
+
+#: Every numeric flag of every command, by its option string: the one table of what each accepts.
+#: A test checks that no numeric option is left out of it.
+RANGES: dict[str, Range] = {
+    "--hidden": COUNT, "--layers": COUNT, "--members": COUNT, "--epochs": COUNT, "--batch-size": COUNT,
+    "--iters": COUNT, "--print-every": COUNT, "--plot-every": COUNT, "--seeds": COUNT, "--top": COUNT,
+    "--embed": NATURAL, "--prune": NATURAL, "--seed": NATURAL, "--split-seed": NATURAL, "--noise": NATURAL,
+    "--patience": NATURAL, "--threads": NATURAL,
+    "--lr": Range(float, 0, low_open=True), "--clip": Range(float, 0), "--weight-decay": Range(float, 0),
+    "--dropout": FRACTION, "--label-smoothing": FRACTION, "--class-weight": Range(float, 0, 1),
+    "--port": Range(int, 1, 65535),
+}
+
+
+def ranged(flag: str) -> Range:
+    """The argparse ``type`` of a numeric flag, from :data:`RANGES`."""
+    return RANGES[flag]
+
+
+def device_name(text: str) -> str:
+    """argparse type of ``--device``: ``cpu``, ``cuda`` or ``cuda:N`` (whether CUDA is there is checked on use)."""
+    if text == "cpu" or text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: expected cpu, cuda or cuda:N")
 
 
 # ------------------------------------------------------------------------------------------- train
@@ -152,13 +223,11 @@ def _format_prediction(p) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    if args.top < 1:
-        raise UsageError("--top must be at least 1")
     if not args.names and not args.input:
         raise UsageError("give names to predict, or --input FILE")
     if args.input and not Path(args.input).is_file():
         raise data.DataError(f"{args.input}: no such file")
-    predictor = Predictor.load(args.model, device=args.device)
+    predictor = Predictor.load(args.model, device=_device(args.device))
     if args.input:
         rows = data.iter_names(args.input, args.column)
         with atomic_output(args.output) as out:
@@ -187,7 +256,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- evaluate
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(args.model, device=args.device)
+    predictor = Predictor.load(args.model, device=_device(args.device))
     pairs = _load_labelled(args.data)
     encoded = data.encode_pairs(pairs, predictor.labels)
     lp, _ = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)
@@ -236,17 +305,6 @@ def cmd_attention(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- compare
 
-def _positive(text: str) -> int:
-    """argparse type: a whole number of 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected 1 or more")
-    return value
-
-
 def _int_list(text: str, flag: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
@@ -259,8 +317,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for m in models:
         if m != experiments.BASELINE and m not in REGISTRY:
             raise UnknownModel(f"unknown model {m!r}; known: {', '.join(REGISTRY)}, {experiments.BASELINE}")
-    if args.seeds < 1:
-        raise UsageError("--seeds must be at least 1")
     config = experiments.CompareConfig(models=models, noise=_int_list(args.noise, "--noise"), seeds=args.seeds,
                                        worksheet=args.worksheet, epochs=args.epochs, iters=args.iters,
                                        hidden=args.hidden, prune=args.prune)
@@ -276,11 +332,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .server import create_app
-    if not 0 < args.port < 65536:
-        raise UsageError(f"--port {args.port}: expected 1 to 65535")
-    if args.threads < 1:
-        raise UsageError("--threads must be at least 1")
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     app = create_app(model_path=args.model)
     # keep-alive longer than a loaded server's slowest answer, so clients never reuse a connection it just closed
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info",
@@ -331,39 +384,39 @@ def build_parser() -> argparse.ArgumentParser:
                                      "flags given beside it override it. Without one: default, or bare "
                                      "settings with --worksheet")
     t.add_argument("--model", help=f"one of: {', '.join(REGISTRY)}")
-    t.add_argument("--hidden", type=_positive, help="hidden size")
-    t.add_argument("--layers", type=_positive, help="stacked recurrent layers")
+    t.add_argument("--hidden", type=ranged("--hidden"), help="hidden size")
+    t.add_argument("--layers", type=ranged("--layers"), help="stacked recurrent layers")
     t.add_argument("--bidirectional", action="store_const", const=True, help="add a backward direction")
-    t.add_argument("--embed", type=int, help="learned embedding size; 0: the seeds' one-hot input")
-    t.add_argument("--dropout", type=float, help="dropout before the output layer and between layers")
-    t.add_argument("--members", type=_positive, help="train N models from seeds SEED..SEED+N-1 and average "
+    t.add_argument("--embed", type=ranged("--embed"), help="learned embedding size; 0: the seeds' one-hot input")
+    t.add_argument("--dropout", type=ranged("--dropout"), help="dropout before the output layer and between layers")
+    t.add_argument("--members", type=ranged("--members"), help="train N models from seeds SEED..SEED+N-1 and average "
                                                      "their probabilities (an ensemble in one checkpoint)")
     t.add_argument("--out", default="model.safetensors", help="checkpoint to write")
     t.add_argument("--split", default="0.8,0.1,0.1", help="TRAIN,VALID,TEST fractions of distinct names")
-    t.add_argument("--split-seed", type=int, default=0, help="seed of the leak-free split")
-    t.add_argument("--prune", type=int, help="keep at most N training names a language (seed 000: 50)")
-    t.add_argument("--seed", type=int, help="seed of initial weights, sampling and noise")
-    t.add_argument("--noise", type=int, help="the worksheet's punctuation noise level")
-    t.add_argument("--lr", type=float, help=f"learning rate ({TrainConfig.lr}; worksheet {WorksheetConfig.lr})")
-    t.add_argument("--epochs", type=_positive, help=f"most epochs ({TrainConfig.epochs})")
-    t.add_argument("--batch-size", type=_positive, help=f"names a batch ({TrainConfig.batch_size})")
+    t.add_argument("--split-seed", type=ranged("--split-seed"), default=0, help="seed of the leak-free split")
+    t.add_argument("--prune", type=ranged("--prune"), help="keep at most N training names a language (seed 000: 50)")
+    t.add_argument("--seed", type=ranged("--seed"), help="seed of initial weights, sampling and noise")
+    t.add_argument("--noise", type=ranged("--noise"), help="the worksheet's punctuation noise level")
+    t.add_argument("--lr", type=ranged("--lr"), help=f"learning rate ({TrainConfig.lr}; worksheet {WorksheetConfig.lr})")
+    t.add_argument("--epochs", type=ranged("--epochs"), help=f"most epochs ({TrainConfig.epochs})")
+    t.add_argument("--batch-size", type=ranged("--batch-size"), help=f"names a batch ({TrainConfig.batch_size})")
     t.add_argument("--optimizer", choices=["adam", "sgd"])
     t.add_argument("--sampling", choices=["natural", "balanced"], help="balanced: each language equally often")
-    t.add_argument("--clip", type=float, help=f"gradient-norm clipping, 0 off ({TrainConfig.clip})")
-    t.add_argument("--patience", type=int, help=f"early stop after N epochs without progress ({TrainConfig.patience})")
+    t.add_argument("--clip", type=ranged("--clip"), help=f"gradient-norm clipping, 0 off ({TrainConfig.clip})")
+    t.add_argument("--patience", type=ranged("--patience"), help=f"early stop after N epochs without progress ({TrainConfig.patience})")
     t.add_argument("--select", choices=["macro_f1", "accuracy", "loss"], help="validation figure picking the best epoch")
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--label-smoothing", type=float)
-    t.add_argument("--class-weight", type=float,
+    t.add_argument("--weight-decay", type=ranged("--weight-decay"))
+    t.add_argument("--label-smoothing", type=ranged("--label-smoothing"))
+    t.add_argument("--class-weight", type=ranged("--class-weight"),
                    help="loss weight of each language: (N / (C n_c)) ** POWER; 0 none, 0.5 sqrt, 1 balanced")
     t.add_argument("--schedule", choices=["constant", "cosine", "plateau"], help="learning-rate schedule")
     t.add_argument("--worksheet", action="store_const", const=True, help="the seeds' one-name-at-a-time loop")
-    t.add_argument("--iters", type=_positive, help=f"worksheet steps ({WorksheetConfig.iters})")
-    t.add_argument("--print-every", type=int, help=f"worksheet: a line every N steps ({WorksheetConfig.print_every})")
-    t.add_argument("--plot-every", type=int, help=f"worksheet: a loss average every N steps ({WorksheetConfig.plot_every})")
+    t.add_argument("--iters", type=ranged("--iters"), help=f"worksheet steps ({WorksheetConfig.iters})")
+    t.add_argument("--print-every", type=ranged("--print-every"), help=f"worksheet: a line every N steps ({WorksheetConfig.print_every})")
+    t.add_argument("--plot-every", type=ranged("--plot-every"), help=f"worksheet: a loss average every N steps ({WorksheetConfig.plot_every})")
     t.add_argument("--plot", help="save the run's loss curve as PNG")
-    t.add_argument("--device", default="cpu", help="cpu or cuda")
-    t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    t.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    t.add_argument("--threads", type=ranged("--threads"), default=0, help="torch threads (0: torch's default)")
     t.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
@@ -371,12 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="rank languages for names")
     pr.add_argument("names", nargs="*")
     pr.add_argument("--model", help="checkpoint (default: the bundled model)")
-    pr.add_argument("--top", type=int, default=3)
+    pr.add_argument("--top", type=ranged("--top"), default=3)
     pr.add_argument("--json", action="store_true")
     pr.add_argument("--input", help="file of names: text, one a line, or CSV/TSV (see --column)")
     pr.add_argument("--column", help="CSV/TSV column holding the names (header name or 0-based index)")
     pr.add_argument("--output", help="write CSV (or JSON lines with --json) here instead of stdout")
-    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     pr.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-language figures on labelled names")
@@ -385,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.add_argument("--plot", help="save the row-normalised confusion matrix as PNG")
     e.add_argument("--reliability", help="save a reliability diagram (before and after temperature scaling) as PNG")
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     e.set_defaults(func=cmd_evaluate)
     a = sub.add_parser("attention", help="each character's attention weight, for gru-attention models")
     a.add_argument("names", nargs="+")
@@ -397,22 +450,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--models", default="rnn,gru,gru-attention,baseline",
                    help=f"comma-separated: {', '.join(REGISTRY)}, {experiments.BASELINE} (needs scikit-learn)")
     c.add_argument("--noise", default="0,5", help="noise levels, comma-separated")
-    c.add_argument("--seeds", type=int, default=1, help="seeds per model and noise level")
+    c.add_argument("--seeds", type=ranged("--seeds"), default=1, help="seeds per model and noise level")
     c.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     c.add_argument("--out", required=True, help="folder for results.csv, results.md, loss_noise*.png, report.md")
-    c.add_argument("--epochs", type=int, default=experiments.CompareConfig.epochs, help="batched trainer's epochs")
+    c.add_argument("--epochs", type=ranged("--epochs"), default=experiments.CompareConfig.epochs, help="batched trainer's epochs")
     c.add_argument("--worksheet", action="store_true", help="train with the seeds' one-name loop")
-    c.add_argument("--iters", type=int, default=experiments.CompareConfig.iters, help="worksheet loop steps")
-    c.add_argument("--hidden", type=int, help="hidden size (default: 32 with --worksheet, else the default preset's)")
-    c.add_argument("--prune", type=int, default=experiments.CompareConfig.prune,
+    c.add_argument("--iters", type=ranged("--iters"), default=experiments.CompareConfig.iters, help="worksheet loop steps")
+    c.add_argument("--hidden", type=ranged("--hidden"), help="hidden size (default: 32 with --worksheet, else the default preset's)")
+    c.add_argument("--prune", type=ranged("--prune"), default=experiments.CompareConfig.prune,
                    help="worksheet loop: names a language, as seed 000")
     c.set_defaults(func=cmd_compare)
 
     sv = sub.add_parser("serve", help="the HTTP API and web page")
     sv.add_argument("--model", help="checkpoint (default: the bundled model)")
     sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--threads", type=int, default=1,
+    sv.add_argument("--port", type=ranged("--port"), default=8000)
+    sv.add_argument("--threads", type=ranged("--threads"), default=1,
                     help="torch threads for inference (1: requests are small; more threads spin against the HTTP work)")
     sv.set_defaults(func=cmd_serve)
 
@@ -422,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("split", help="write a leak-free, stratified split of labelled names as TSV files")
     sp.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     sp.add_argument("--split", default="0.8,0,0.2", help="TRAIN,VALID,TEST fractions of distinct names")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=ranged("--seed"), default=0)
     sp.add_argument("--out", required=True, help="folder for train.tsv, valid.tsv, test.tsv")
     sp.set_defaults(func=cmd_split)
     return p
