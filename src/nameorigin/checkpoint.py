@@ -16,6 +16,7 @@ from .text import ALPHABET
 
 FORMAT = "nameorigin-checkpoint"
 VERSION = 1
+TRUST_PREFIX = "trust."  # tensors of the trust layer, kept apart from the model's weights
 
 
 class CheckpointError(ValueError):
@@ -27,6 +28,7 @@ class Checkpoint:
     model: Classifier
     labels: list[str]
     meta: dict = field(default_factory=dict)  # training settings, metrics, data fingerprint, temperature...
+    tensors: dict = field(default_factory=dict)  # the trust layer's tensors ("trust.*"), beside the weights
 
     @property
     def config(self) -> ModelConfig:
@@ -40,12 +42,17 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def save(path: str | os.PathLike, model: Classifier, labels: list[str], meta: dict | None = None) -> Path:
-    """Write atomically: a temporary file beside ``path``, then a rename."""
+def save(path: str | os.PathLike, model: Classifier, labels: list[str], meta: dict | None = None, *,
+         trust=None) -> Path:
+    """Write atomically: a temporary file beside ``path``, then a rename. ``trust`` (a
+    :class:`nameorigin.trust.Trust`) goes into the metadata as ``"trust"`` and its tensors beside the weights."""
     path = Path(path)
     doc = {"format": FORMAT, "version": VERSION, "model": model.config.to_dict(), "alphabet": ALPHABET,
            "labels": list(labels), **(meta or {})}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if trust is not None:
+        doc["trust"], extra = trust.to_meta()
+        tensors.update({k: v.detach().cpu().contiguous() for k, v in extra.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -95,6 +102,7 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Chec
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: its weights cannot be read ({e})") from None
+    extra = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(TRUST_PREFIX)]}
     try:
         config = ModelConfig.from_dict(doc["model"])
         model = build_model(config, len(doc["labels"]))
@@ -106,4 +114,4 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Chec
         raise CheckpointError(f"{path}: weights hold NaN or infinite values (damaged?)")
     model.to(device).eval()
     meta = {k: v for k, v in doc.items() if k not in {"format", "version", "model", "alphabet", "labels"}}
-    return Checkpoint(model=model, labels=list(doc["labels"]), meta=meta)
+    return Checkpoint(model=model, labels=list(doc["labels"]), meta=meta, tensors=extra)

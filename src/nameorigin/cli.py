@@ -15,14 +15,15 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, checkpoint, data, experiments, plots
+from . import __version__, checkpoint, data, experiments, plots, trust
 from .checkpoint import CheckpointError
-from .evaluation import (confusion_matrix, expected_calibration_error, fit_temperature, format_report, metrics,
-                         reliability)
+from .evaluation import (auroc, confusion_matrix, expected_calibration_error, format_report, format_trust_report,
+                         metrics, reliability, risk_coverage, set_coverage)
 from .models import REGISTRY, UnknownModel, batched_log_probs
 from .predict import Predictor, write_csv_rows
 from .text import BadName
 from .training import PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, fit, resolve_settings, validate
+from .trust import TrustError
 
 log = logging.getLogger("nameorigin")
 EXIT_BAD_INPUT = 2
@@ -118,6 +119,8 @@ RANGES: dict[str, Range] = {
     "--lr": Range(float, 0, low_open=True), "--clip": Range(float, 0), "--weight-decay": Range(float, 0),
     "--dropout": FRACTION, "--label-smoothing": FRACTION, "--class-weight": Range(float, 0, 1),
     "--port": Range(int, 1, 65535),
+    "--coverage": Range(float, 0, 1, low_open=True, high_open=True),
+    "--min-confidence": Range(float, 0, 1), "--max-out-of-scope": Range(float, 0, 1),
 }
 
 
@@ -165,13 +168,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                                       progress=not args.json and not args.quiet)
     if settings.worksheet and valid is not None:
         history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
-    calibration = None
-    if valid is not None:  # temperature scaling, fitted on validation names only
-        lp, _ = batched_log_probs(model, valid.tokens, valid.lengths)
-        temperature = fit_temperature(lp, valid.labels)
-        calibration = {"temperature": temperature,
-                       "valid_ece_before": expected_calibration_error(lp.softmax(1), valid.labels),
-                       "valid_ece_after": expected_calibration_error((lp / temperature).softmax(1), valid.labels)}
+    # the trust layer (temperature, conformal sets, training prior, out-of-scope detector), on validation only
+    layer = trust.calibrate(model, labels, train_pairs, parts.valid)
+    calibration = ({"temperature": layer.temperature, "valid_ece_before": layer.info["valid_ece_before"],
+                    "valid_ece_after": layer.info["valid_ece_after"]} if valid is not None else None)
     test_metrics = validate(model, test, labels) if test is not None else None
     meta = {
         "training": {"mode": "worksheet" if settings.worksheet else "batched", "preset": args.preset,
@@ -187,7 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     "epochs": history.epochs, "best_epoch": history.best_epoch,
                     "train_seconds": history.train_seconds, "names_seen": history.names_seen},
     }
-    out = checkpoint.save(args.out, model, labels, meta)
+    out = checkpoint.save(args.out, model, labels, meta, trust=layer)
     if args.plot:
         per = "Iterations" if settings.worksheet else "Steps"
         plots.loss_curve(history.loss_steps, history.losses, xlabel=per, path=args.plot,
@@ -219,7 +219,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _format_prediction(p) -> str:
     cells = "   ".join(f"{x['language']:<11} {x['probability'] * 100:5.1f}%" for x in p.predictions)
-    return f"{p.name:<16} {cells}"
+    line = f"{p.name:<16} {cells}"
+    if p.set is not None:
+        line += f"   {{{', '.join(p.set)}}}"
+    if p.abstained:
+        line += f"   ? {p.reason}"
+    return line
+
+
+def _print_prior(prior: dict | None, how: str) -> None:
+    if prior:
+        mix = ", ".join(f"{lang} {w:.3f}" for lang, w in sorted(prior.items(), key=lambda x: -x[1]) if w >= 0.0005)
+        print(f"nameorigin: language mix {how}: {mix}", file=sys.stderr)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -228,19 +239,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.input and not Path(args.input).is_file():
         raise data.DataError(f"{args.input}: no such file")
     predictor = Predictor.load(args.model, device=_device(args.device))
+    prior = trust.resolve_prior(args.prior, predictor.labels)  # a bad --prior stops here, before any output
+    options = {"coverage": args.coverage, "min_confidence": args.min_confidence,
+               "max_out_of_scope": args.max_out_of_scope, "prior": args.prior}
     if args.input:
+        if isinstance(prior, str):  # auto: the mix of the whole file, estimated in a first pass
+            options["prior"] = predictor.estimate_prior(name for _, name in data.iter_names(args.input, args.column))
+            _print_prior(options["prior"], f"estimated on {args.input} (EM)")
         rows = data.iter_names(args.input, args.column)
         with atomic_output(args.output) as out:
             rows, names = itertools.tee(rows)  # lazily: line numbers beside their predictions
-            predictions = predictor.stream((name for _, name in names), args.top)
+            predictions = predictor.stream((name for _, name in names), args.top, **options)
             lines = ((lineno, p) for (lineno, _), p in zip(rows, predictions))
             if args.json:
                 for lineno, p in lines:
                     out.write(json.dumps({"line": lineno, **p.to_dict()}) + "\n")
             else:
-                write_csv_rows(lines, out, args.top)
+                write_csv_rows(lines, out, args.top, sets=args.coverage is not None)
         return 0
-    results = predictor.predict(args.names, args.top)
+    results, used = predictor.predict_with_prior(args.names, args.top, **options)
+    if isinstance(prior, str):
+        _print_prior(used, "estimated on these names (EM)")
     bad = [p for p in results if p.error]
     if args.json:
         print(json.dumps([p.to_dict() for p in results], indent=None))
@@ -270,6 +289,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         plots.reliability_diagram(reliability(before, encoded.labels), reliability(after, encoded.labels),
                                   temperature=temperature, path=args.reliability,
                                   title=f"Reliability on {Path(args.data or 'the data').name} ({len(pairs)} names)")
+    names = [n for n, _ in pairs]
+    layer = predictor.trust
+    applied = layer.apply(lp, names)
+    if layer.conformal is not None:
+        result["sets"] = {str(c): set_coverage(layer.apply(lp, names, coverage=c).sets, encoded.labels.numpy(),
+                                               predictor.labels) for c in trust.COVERAGES}
+    result["abstained"] = float(applied.abstained.mean())
+    if args.out_of_scope:
+        result["out_of_scope"] = _out_of_scope_report(predictor, applied, args.out_of_scope,
+                                                     model=args.model or "the bundled model")
+    if args.risk_coverage:
+        correct = (lp.argmax(1) == encoded.labels).numpy()
+        curves = {"top probability": risk_coverage(after.max(1).values.numpy(), correct)}
+        if applied.out_of_scope is not None:
+            curves["top probability x (1 - out-of-scope)"] = risk_coverage(
+                after.max(1).values.numpy() * (1 - applied.out_of_scope), correct)
+        plots.risk_coverage(curves, path=args.risk_coverage,
+                            title=f"Risk-coverage on {Path(args.data or 'the data').name} ({len(pairs)} names)")
     if args.plot:
         cm = confusion_matrix(encoded.labels, lp.argmax(1), len(predictor.labels))
         plots.confusion(cm.numpy(), predictor.labels, path=args.plot,
@@ -279,7 +316,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(format_report(result))
+        print(format_trust_report(result))
     return 0
+
+
+def _out_of_scope_report(predictor: Predictor, in_scope, path: str, *, model: str) -> dict:
+    """Out-of-scope AUROC and abstention on a text file of names of other languages against ``in_scope``."""
+    if predictor.trust.oos is None:
+        raise UsageError(f"--out-of-scope: {model} has no out-of-scope detector "
+                         "(trained before the trust layer, or without Faker); retrain it")
+    raw = [name for _, name in data.iter_names(path)]
+    results = predictor.predict(raw, top=1)
+    readable = [p for p in results if not p.error]
+    if not readable:
+        raise data.DataError(f"{path}: no readable names")
+    scores = [p.out_of_scope for p in readable]
+    top = [p.predictions[0]["probability"] for p in readable]
+    in_top = in_scope.probabilities.max(1)
+    return {"n": len(readable), "unreadable": len(results) - len(readable),
+            "auroc": auroc(in_scope.out_of_scope, scores), "auroc_top_probability": auroc(1 - in_top, [1 - t for t in top]),
+            "abstained": sum(p.abstained for p in readable) / len(readable),
+            "abstained_in_scope": float(in_scope.abstained.mean())}
 
 
 # ------------------------------------------------------------------------------------------- attention
@@ -430,6 +487,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--column", help="CSV/TSV column holding the names (header name or 0-based index)")
     pr.add_argument("--output", help="write CSV (or JSON lines with --json) here instead of stdout")
     pr.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    pr.add_argument("--coverage", type=ranged("--coverage"),
+                    help="give each name the conformal set of languages that holds the true one with this "
+                         "probability, e.g. 0.9 (default: no sets)")
+    pr.add_argument("--prior", help="the language mix of your names: uniform, auto (estimated on the input by EM, "
+                                    "printed to stderr) or a JSON/CSV file of language,weight (default: the "
+                                    "training data's mix)")
+    pr.add_argument("--min-confidence", type=ranged("--min-confidence"),
+                    help="abstain (low-confidence) below this top probability (default: the checkpoint's, "
+                         "chosen on validation)")
+    pr.add_argument("--max-out-of-scope", type=ranged("--max-out-of-scope"),
+                    help="abstain (out-of-scope) above this out-of-scope score (default: the checkpoint's, "
+                         "chosen on validation)")
     pr.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-language figures on labelled names")
@@ -439,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", help="save the row-normalised confusion matrix as PNG")
     e.add_argument("--reliability", help="save a reliability diagram (before and after temperature scaling) as PNG")
     e.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    e.add_argument("--risk-coverage", help="save a risk-coverage curve as PNG (default: none)")
+    e.add_argument("--out-of-scope", help="text file of names of other languages: report the out-of-scope AUROC "
+                                          "and abstention rates against the evaluated names (default: none)")
     e.set_defaults(func=cmd_evaluate)
     a = sub.add_parser("attention", help="each character's attention weight, for gru-attention models")
     a.add_argument("names", nargs="+")
@@ -487,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="nameorigin: %(message)s")
     try:
         return args.func(args)
-    except (data.DataError, CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError) as e:
+    except (data.DataError, CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError, TrustError) as e:
         print(f"nameorigin: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

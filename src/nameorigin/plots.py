@@ -142,3 +142,22 @@ def reliability_diagram(before: Sequence[dict], after: Sequence[dict] | None = N
     if path:
         save(fig, path)
     return fig
+
+
+def risk_coverage(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, title: str = "Risk-coverage",
+                  path: str | os.PathLike | None = None) -> Figure:
+    """Error rate among the names answered (risk) against the share answered (coverage), most confident first;
+    one line per ranking. Lower is better; the right end is the model's plain error rate."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (coverage, risk) in curves.items():
+        ax.plot(coverage, risk, label=label)
+    ax.set_xlabel("Coverage (share of names answered, most confident first)")
+    ax.set_ylabel("Risk (error rate among them)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if path:
+        save(fig, path)
+    return fig

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from importlib import resources
+from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
@@ -11,14 +12,23 @@ from pydantic import BaseModel, Field
 from . import __version__
 from .predict import Predictor
 from .text import MAX_NAME_CHARS
+from .trust import TrustError
 
 MAX_NAMES = 1000
 MAX_TOP = 100
 
 
+Coverage = Field(None, gt=0, lt=1, description="with a value, each name gets the conformal set of languages that "
+                                                 "holds the true one with this probability, e.g. 0.9")
+PRIOR_HELP = ("the language mix of the names: uniform, auto (estimated on them by EM), or (POST) an object of "
+              "language: weight; default: the training data's mix")
+
+
 class PredictRequest(BaseModel):
     names: list[str] = Field(..., description=f"at most {MAX_NAMES} names, each at most {MAX_NAME_CHARS} characters")
     top: int = Field(3, ge=1, le=MAX_TOP)
+    coverage: float | None = Coverage
+    prior: Literal["uniform", "auto"] | dict[str, float] | None = Field(None, description=PRIOR_HELP)
 
 
 class LanguageProbability(BaseModel):
@@ -29,10 +39,16 @@ class LanguageProbability(BaseModel):
 class NameResult(BaseModel):
     name: str
     predictions: list[LanguageProbability]
+    out_of_scope: float | None = Field(None, description="0..1, higher = less like any of the model's languages; "
+                                                         "null when the model has no detector")
+    abstained: bool = Field(False, description="the answer is unsure; its languages are still given")
+    reason: Literal["low-confidence", "out-of-scope"] | None = None
+    set: list[str] | None = Field(None, description="with coverage: the prediction set, most probable first")
 
 
 class PredictResponse(BaseModel):
     results: list[NameResult]
+    prior: dict[str, float] | None = Field(None, description="the language mix used (prior=auto: the one estimated)")
 
 
 class AttentionResponse(BaseModel):
@@ -64,23 +80,28 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
                   description="Which language does a name come from? Character-level recurrent networks.")
     page = (resources.files("nameorigin") / "static" / "index.html").read_text(encoding="utf-8")
 
-    def predict(names: list[str], top: int) -> PredictResponse:
+    def predict(names: list[str], top: int, coverage: float | None = None, prior=None) -> PredictResponse:
         _check(names)
-        results = predictor.predict(names, top)
+        try:
+            results, used = predictor.predict_with_prior(names, top, coverage=coverage, prior=prior)
+        except TrustError as e:
+            raise HTTPException(400, str(e).replace("--prior", "prior").replace("--coverage", "coverage")) from None
         for i, r in enumerate(results):
             if r.error:
                 raise HTTPException(400, f"name {i}: {r.error}")
-        return PredictResponse(results=[NameResult(**r.to_dict()) for r in results])
+        return PredictResponse(results=[NameResult(**r.to_dict()) for r in results], prior=used)
 
     @app.get("/api/predict", response_model=PredictResponse)
-    async def predict_one(name: str = Query(..., description="a name"), top: int = Query(3, ge=1, le=MAX_TOP)):
-        """The top languages of one name."""
-        return predict([name], top)
+    async def predict_one(name: str = Query(..., description="a name"), top: int = Query(3, ge=1, le=MAX_TOP),
+                          coverage: float | None = Query(None, gt=0, lt=1, description=Coverage.description),
+                          prior: Literal["uniform", "auto"] | None = Query(None, description=PRIOR_HELP)):
+        """The top languages of one name, its out-of-scope score and whether the answer abstains."""
+        return predict([name], top, coverage, prior)
 
     @app.post("/api/predict", response_model=PredictResponse)
     async def predict_many(request: PredictRequest):
-        """The top languages of each of up to 1,000 names."""
-        return predict(request.names, request.top)
+        """The top languages of each of up to 1,000 names (and the language mix used)."""
+        return predict(request.names, request.top, request.coverage, request.prior)
 
     @app.get("/api/attention", response_model=AttentionResponse)
     async def attention(name: str = Query(...)):
