@@ -55,7 +55,8 @@ OOS_LOCALES = ("fi_FI", "hu_HU", "tr_TR", "sv_SE", "da_DK", "no_NO", "et_EE", "l
                "yo_NG", "tw_GH", "sw", "ka_GE", "hy_AM", "az_AZ")
 PRIOR_NAMES = ("uniform", "auto")
 REASONS = ("low-confidence", "out-of-scope")
-COVERAGES = (0.8, 0.9, 0.95)  # the coverages evaluate and the benchmark report
+COVERAGES = (0.8, 0.9, 0.95)
+FORMAT_VERSION = 1  # of the trust layer's document in the checkpoint  # the coverages evaluate and the benchmark report
 
 
 class TrustError(ValueError):
@@ -72,7 +73,9 @@ class TrustConfig:
     abstain_share: float = 0.05  # each default threshold sets aside this share of in-scope validation names
     oos_locales: tuple[str, ...] = OOS_LOCALES
     oos_fit_share: float = 0.5  # share of the out-of-scope names (by name hash) used to fit; the rest is held out
-    smoothing: float = 2.0  # Dirichlet smoothing of the trigram model (backs off to bigrams, then unigrams)
+    smoothing: float = 2.0  # Dirichlet smoothing of the trigram models (back off to bigrams, then unigrams)
+    background_smoothing: float = 8.0  # of the background (out-of-scope) trigram model, backing off to the shared one
+    folds: int = 5  # cross-fitting of the out-of-scope names' background features
     l2: float = 1e-3  # ridge penalty of the out-of-scope logistic regression
     em_iterations: int = 200
     em_tolerance: float = 1e-7
@@ -123,10 +126,13 @@ def trigram_counts(names: Sequence[str], language: np.ndarray) -> tuple[np.ndarr
     return unique, counts
 
 
-def trigram_tables(keys: np.ndarray, counts: np.ndarray, n_languages: int, smoothing: float) -> np.ndarray:
-    """log P(c | a b) (L + 1, K**3) float32: one row per language, then all languages together. The shared
-    model is Dirichlet-smoothed down to bigrams and unigrams; each language's backs off to the shared one."""
-    n = np.bincount(keys, weights=counts, minlength=n_languages * K ** 3).reshape(n_languages, K, K, K)
+def trigram_tables(keys: np.ndarray, counts: np.ndarray, n_languages: int, smoothing: float,
+                   background_smoothing: float) -> np.ndarray:
+    """log P(c | a b) (L + 2, K**3) float32 from sparse counts whose language index runs to L (L: the background
+    names): one row per language, then all languages together, then the background. The shared model is
+    Dirichlet-smoothed down to bigrams and unigrams; each language's and the background's back off to it."""
+    n = np.bincount(keys, weights=counts, minlength=(n_languages + 1) * K ** 3).reshape(n_languages + 1, K, K, K)
+    n, background = n[:-1], n[-1]
     n3 = n.sum(0)
     n2 = n3.sum(0)  # (b, c)
     n1 = n2.sum(0)  # (c,)
@@ -134,7 +140,8 @@ def trigram_tables(keys: np.ndarray, counts: np.ndarray, n_languages: int, smoot
     p2 = (n2 + smoothing * p1[None, :]) / (n2.sum(1, keepdims=True) + smoothing)
     p3 = (n3 + smoothing * p2[None, :, :]) / (n3.sum(2, keepdims=True) + smoothing)  # (a, b, c)
     per = (n + smoothing * p3[None]) / (n.sum(3, keepdims=True) + smoothing)  # (L, a, b, c)
-    return np.log(np.concatenate([per, p3[None]]).reshape(n_languages + 1, -1)).astype(np.float32)
+    bg = (background + background_smoothing * p3) / (background.sum(2, keepdims=True) + background_smoothing)
+    return np.log(np.concatenate([per, p3[None], bg[None]]).reshape(n_languages + 2, -1)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------- conformal sets
@@ -309,35 +316,40 @@ def _entropy(probs: np.ndarray) -> np.ndarray:
 @dataclass
 class OutOfScope:
     """A logistic regression over features of a name and of its probabilities; higher = less like any of the
-    model's languages. The character trigram models are rebuilt from sparse counts of the training names."""
+    model's languages. Its character trigram models (one per language, one of all training names, and a
+    background one of the out-of-scope names it was fitted against) are rebuilt from sparse counts."""
 
-    keys: np.ndarray  # (M,) language * K**3 + trigram, of the training names
+    keys: np.ndarray  # (M,) language * K**3 + trigram; language L (= n_languages) is the background
     counts: np.ndarray  # (M,)
     n_languages: int
     smoothing: float
+    background_smoothing: float
     mean: np.ndarray  # (F,) feature standardisation
     std: np.ndarray
     coef: np.ndarray  # (F,)
     bias: float
-    tables: np.ndarray = field(init=False, repr=False)  # (L + 1, K**3) log P(c | a b)
+    tables: np.ndarray = field(init=False, repr=False)  # (L + 2, K**3) log P(c | a b)
 
     FEATURES = ("trigram surprise, all languages", "worst character's surprise, all languages",
-                "trigram surprise, best-fitting language", "trigram surprise, top language", "top probability",
-                "entropy")
+                "trigram surprise, best-fitting language", "trigram surprise, top language",
+                "trigram surprise, background", "top probability", "entropy")
 
     def __post_init__(self):
-        self.tables = trigram_tables(self.keys, self.counts, self.n_languages, self.smoothing)
+        self.tables = trigram_tables(self.keys, self.counts, self.n_languages, self.smoothing,
+                                     self.background_smoothing)
 
     def features(self, probs: np.ndarray, folded: Sequence[str]) -> np.ndarray:
         """(N, F): mean surprise per character (-log P) under all training names' trigrams, at the worst
-        character, under the best-fitting language's and under the top language's; top probability; entropy."""
+        character, under the best-fitting language's, the top language's and the background's trigrams; the
+        top probability; the entropy."""
         tri, mask = _trigram_codes(folded)
         per_char = mask.sum(1).astype(np.float64)  # (N,)
-        surprise = np.where(mask[None], -self.tables[:, tri], 0.0)  # (L + 1, N, T)
-        mean = surprise.sum(2) / per_char[None]  # (L + 1, N)
+        surprise = np.where(mask[None], -self.tables[:, tri], 0.0)  # (L + 2, N, T)
+        mean = surprise.sum(2) / per_char[None]  # (L + 2, N)
         top = probs.argmax(1)
-        return np.stack([mean[-1], surprise[-1].max(1), mean[:-1].min(0), mean[top, np.arange(len(top))],
-                         probs.max(1), _entropy(probs)], axis=1)
+        languages = mean[: self.n_languages]
+        return np.stack([mean[-2], surprise[-2].max(1), languages.min(0), languages[top, np.arange(len(top))],
+                         mean[-1], probs.max(1), _entropy(probs)], axis=1)
 
     def score(self, probs: np.ndarray, folded: Sequence[str]) -> np.ndarray:
         z = (self.features(probs, folded) - self.mean) / self.std
@@ -345,17 +357,31 @@ class OutOfScope:
 
     @classmethod
     def fit(cls, keys: np.ndarray, counts: np.ndarray, n_languages: int, in_probs: np.ndarray,
-            in_names: Sequence[str], out_probs: np.ndarray, out_names: Sequence[str], *, smoothing: float,
-            l2: float) -> "OutOfScope":
-        """Fit on in-scope names (label 0) against out-of-scope names (label 1), the two classes weighted equally."""
+            in_names: Sequence[str], out_probs: np.ndarray, out_names: Sequence[str], *, config: TrustConfig
+            ) -> "OutOfScope":
+        """Fit on in-scope names (label 0) against out-of-scope names (label 1), the two classes weighted equally.
+        ``keys``/``counts`` hold the training names' trigrams; the out-of-scope names' are added as the
+        background. Their own features are cross-fitted: each fold's background leaves that fold out."""
         f = len(cls.FEATURES)
-        probe = cls(keys, counts, n_languages, smoothing, np.zeros(f), np.ones(f), np.zeros(f), 0.0)
-        x = np.concatenate([probe.features(in_probs, in_names), probe.features(out_probs, out_names)])
+
+        def model(names: Sequence[str]) -> "OutOfScope":
+            bg_keys, bg_counts = trigram_counts(names, np.full(len(names), n_languages))
+            return cls(np.concatenate([keys, bg_keys]), np.concatenate([counts, bg_counts]), n_languages,
+                       config.smoothing, config.background_smoothing, np.zeros(f), np.ones(f), np.zeros(f), 0.0)
+
+        full = model(out_names)
+        fold = (np.array([hash_share(n) for n in out_names]) * config.folds * 1000).astype(int) % config.folds
+        out_x = np.zeros((len(out_names), f))
+        for k in range(config.folds):
+            rest = [n for n, g in zip(out_names, fold) if g != k]
+            mine = np.flatnonzero(fold == k)
+            out_x[mine] = model(rest).features(out_probs[mine], [out_names[i] for i in mine])
+        x = np.concatenate([full.features(in_probs, in_names), out_x])
         y = np.concatenate([np.zeros(len(in_names)), np.ones(len(out_names))])
-        probe.mean, probe.std = x.mean(0), x.std(0) + 1e-9
+        full.mean, full.std = x.mean(0), x.std(0) + 1e-9
         weights = np.where(y == 1, 0.5 / len(out_names), 0.5 / len(in_names))
-        probe.coef, probe.bias = _logistic_regression((x - probe.mean) / probe.std, y, weights, l2=l2)
-        return probe
+        full.coef, full.bias = _logistic_regression((x - full.mean) / full.std, y, weights, l2=config.l2)
+        return full
 
 
 def _logistic_regression(x: np.ndarray, y: np.ndarray, weights: np.ndarray, *, l2: float) -> tuple[np.ndarray, float]:
@@ -481,7 +507,7 @@ class Trust:
 
     def to_meta(self) -> tuple[dict, dict[str, torch.Tensor]]:
         """The JSON document for the checkpoint's metadata, and the tensors for its weights file."""
-        doc: dict = {"temperature": self.temperature, "info": self.info,
+        doc: dict = {"version": FORMAT_VERSION, "temperature": self.temperature, "info": self.info,
                      "train_prior": _rounded(self.train_prior),
                      "min_confidence": self.min_confidence, "max_out_of_scope": self.max_out_of_scope,
                      "conformal": None, "out_of_scope": None}
@@ -493,7 +519,8 @@ class Trust:
             o = self.oos
             doc["out_of_scope"] = {"features": list(OutOfScope.FEATURES), "mean": _rounded(o.mean),
                                    "std": _rounded(o.std), "coef": _rounded(o.coef), "bias": o.bias,
-                                   "smoothing": o.smoothing, "tensors": list(self.TENSORS)}
+                                   "smoothing": o.smoothing, "background_smoothing": o.background_smoothing,
+                                   "tensors": list(self.TENSORS)}
             tensors[self.TENSORS[0]] = torch.from_numpy(o.keys.astype(np.int32))
             tensors[self.TENSORS[1]] = torch.from_numpy(o.counts.astype(np.int32))
         return doc, tensors
@@ -508,6 +535,18 @@ class Trust:
             log.info("%s has no trust layer (trained before it existed): answers carry no out-of-scope score, "
                      "no prediction sets and no default abstention; retrain to get them", source)
             return cls(labels=list(labels), temperature=temperature)
+        try:
+            return cls._from_doc(labels, doc, tensors, temperature, source)
+        except (KeyError, TypeError, ValueError) as e:
+            log.warning("%s: its trust layer cannot be read (%s: %s; another nameorigin version?): answers carry "
+                        "only the temperature; retrain to get the rest", source, type(e).__name__, e)
+            return cls(labels=list(labels), temperature=temperature)
+
+    @classmethod
+    def _from_doc(cls, labels: Sequence[str], doc: dict, tensors: Mapping[str, torch.Tensor], temperature: float,
+                  source: str) -> "Trust":
+        if doc.get("version") != FORMAT_VERSION:
+            raise ValueError(f"trust layer version {doc.get('version')!r}, this nameorigin reads {FORMAT_VERSION}")
         conformal = oos = None
         if doc.get("conformal"):
             c = doc["conformal"]
@@ -519,10 +558,15 @@ class Trust:
                 log.warning("%s: the out-of-scope detector's tables are missing; no out-of-scope score", source)
             else:
                 keys, counts = (tensors[name].long().numpy() for name in cls.TENSORS)
-                oos = OutOfScope(keys, counts, len(labels), float(o["smoothing"]),
+                oos = OutOfScope(keys, counts, len(labels), float(o["smoothing"]), float(o["background_smoothing"]),
                                  *(np.asarray(o[k], dtype=np.float64) for k in ("mean", "std", "coef")),
                                  float(o["bias"]))
+                if oos.coef.shape != (len(OutOfScope.FEATURES),):
+                    raise ValueError(f"out-of-scope detector of {len(oos.coef)} features, expected "
+                                     f"{len(OutOfScope.FEATURES)}")
         prior = doc.get("train_prior")
+        if prior is not None and len(prior) != len(labels):
+            raise ValueError(f"training prior of {len(prior)} languages, the model has {len(labels)}")
         return cls(labels=list(labels), temperature=float(doc.get("temperature") or temperature),
                    train_prior=np.asarray(prior, dtype=np.float64) if prior is not None else None,
                    conformal=conformal, oos=oos, min_confidence=doc.get("min_confidence"),
@@ -579,7 +623,7 @@ def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str
     out_lp, _ = batched_log_probs(model, tokens, lengths)
     keys, counts = trigram_counts([n for n, _ in train_pairs], language)
     trust.oos = OutOfScope.fit(keys, counts, len(labels), probs, valid_names, trust.probabilities(out_lp), out_names,
-                               smoothing=config.smoothing, l2=config.l2)
+                               config=config)
     trust.max_out_of_scope = float(np.quantile(trust.oos.score(probs, valid_names), 1 - config.abstain_share))
     trust.info.update({"oos_locales": list(config.oos_locales), "n_oos_fit": len(out_names),
                        "abstain_share": config.abstain_share})
