@@ -24,13 +24,18 @@ The pieces:
   A set always holds the top language (never empty).
 * **Target priors**: Bayes' rule against the training label distribution recorded at training time,
   ``p'(c|x) ∝ p(c|x) w(c) / π_train(c)``; ``auto`` estimates ``w`` on the input by EM (Saerens et al., 2002).
-* **Out-of-scope score**: a logistic regression over features that go beyond the top probability (the
-  per-character log-likelihood of the name under a character trigram model of the training names, its worst
-  character, the top probability, the entropy of the probabilities), fitted on validation names (in scope)
-  against surnames of languages that are none of the model's (Faker's lists for :data:`OOS_LOCALES`).
+* **Out-of-scope score**: a logistic regression over features that go beyond the top probability: the mean
+  per-character surprise (-log P) of the name under character trigram models of the training names (all
+  languages together, the best-fitting language, the top language; and at its worst character), under a
+  background trigram model of the out-of-scope names (a likelihood ratio, as Ren et al., 2019), the top
+  probability and the entropy. It is fitted on validation names (in scope) against Faker's surnames of
+  :data:`OOS_LOCALES` (languages that are none of the model's), the half of them picked by name hash
+  (:func:`hash_share`); their own background features are cross-fitted (each fold's background leaves it out).
 * **Abstention**: ``out-of-scope`` when the score is above ``max_out_of_scope``, else ``low-confidence`` when
   the top probability is below ``min_confidence``. Defaults are chosen on validation so that each sets aside
-  :attr:`TrustConfig.abstain_share` of the in-scope validation names. An abstained name keeps its languages.
+  :attr:`TrustConfig.abstain_share` (5 %) of the in-scope validation names, with ``min_confidence`` at most 0.5
+  and ``max_out_of_scope`` at least 0.5 (the class-balanced detector's even odds). An abstained name keeps its
+  languages.
 """
 from __future__ import annotations
 
@@ -455,6 +460,12 @@ class Trust:
     min_confidence: float | None = None  # default abstention thresholds, chosen on validation
     max_out_of_scope: float | None = None
     info: dict = field(default_factory=dict)  # what was fitted on what (validation sizes, locales, ECE...)
+    _noted: set = field(default_factory=set, repr=False, compare=False)  # notes already logged (once each)
+
+    def _note_once(self, message: str) -> None:
+        if message not in self._noted:
+            self._noted.add(message)
+            log.warning(message)
 
     @property
     def complete(self) -> bool:
@@ -477,16 +488,16 @@ class Trust:
         probs, used_prior = calibrated, None
         target = resolve_prior(prior, self.labels)
         if target is not None and self.train_prior is None:
-            log.warning("this checkpoint records no training prior (trained before the trust layer): "
-                        "the prior is not applied")
+            self._note_once("this checkpoint records no training prior (trained before the trust layer): "
+                            "the prior is not applied")
         elif target is not None:
             used_prior = (estimate_prior(calibrated, self.train_prior) if isinstance(target, str) else target)
             probs = reweight(calibrated, self.train_prior, used_prior)
         sets = None
         if coverage is not None:
             if self.conformal is None:
-                log.warning("this checkpoint has no conformal calibration (trained before the trust layer, or "
-                            "without validation names): no prediction sets")
+                self._note_once("this checkpoint has no conformal calibration (trained before the trust layer, "
+                                "or without validation names): no prediction sets")
             else:
                 sets = self.conformal.sets(probs, coverage)
         n = len(probs)
@@ -611,7 +622,8 @@ def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str
     trust.conformal = Conformal.fit(probs, truth, config)
     trust.info["conformal_method"] = trust.conformal.method
     valid_names = [n for n, _ in valid_pairs]
-    trust.min_confidence = float(np.quantile(probs.max(1), config.abstain_share))
+    # never call an answer whose language is likelier than all others together unsure
+    trust.min_confidence = min(float(np.quantile(probs.max(1), config.abstain_share)), 0.5)
     try:
         out_names = out_of_scope_names([n for n, _ in train_pairs] + valid_names, part="fit",
                                        fit_share=config.oos_fit_share, locales=config.oos_locales)
@@ -624,7 +636,9 @@ def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str
     keys, counts = trigram_counts([n for n, _ in train_pairs], language)
     trust.oos = OutOfScope.fit(keys, counts, len(labels), probs, valid_names, trust.probabilities(out_lp), out_names,
                                config=config)
-    trust.max_out_of_scope = float(np.quantile(trust.oos.score(probs, valid_names), 1 - config.abstain_share))
+    # and never call a name out of scope that the (class-balanced) detector finds likelier in scope than not
+    trust.max_out_of_scope = max(float(np.quantile(trust.oos.score(probs, valid_names), 1 - config.abstain_share)),
+                                 0.5)
     trust.info.update({"oos_locales": list(config.oos_locales), "n_oos_fit": len(out_names),
                        "abstain_share": config.abstain_share})
     return trust
