@@ -279,3 +279,30 @@ def test_http_bad_post_values(client, body, status):
     assert r.status_code == status
     if status == 400:
         assert "prior" in r.json()["detail"]
+
+
+def test_page_shows_the_set_and_the_unsure_note(client):
+    page = client.get("/").text
+    assert "coverage=0.9" in page and "not one of the 18 languages" in page and 'id="set"' in page
+
+
+def test_auroc_matches_scikit_learn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    from nameorigin.evaluation import auroc
+    rng = np.random.default_rng(0)
+    neg, pos = rng.integers(0, 5, 200).astype(float), rng.integers(1, 6, 150).astype(float)
+    expected = roc_auc_score(np.r_[np.zeros(200), np.ones(150)], np.r_[neg, pos])
+    assert abs(auroc(neg, pos) - expected) < 1e-12
+
+
+def test_risk_coverage_and_selective_accuracy(tmp_path):
+    from nameorigin import plots
+    from nameorigin.evaluation import risk_coverage, selective_accuracy
+    confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    correct = np.array([True, True, False, True, False])
+    coverage, risk = risk_coverage(confidence, correct)
+    assert coverage == [0.2, 0.4, 0.6, 0.8, 1.0] and risk[-1] == 0.4 and risk[0] == 0.0
+    assert selective_accuracy(confidence, correct, 0.4) == 1.0
+    fig = plots.risk_coverage({"top probability": (coverage, risk)}, path=tmp_path / "rc.png")
+    assert "top probability" in plots.figure_text(fig) and (tmp_path / "rc.png").stat().st_size > 1000

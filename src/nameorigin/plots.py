@@ -1,4 +1,4 @@
-"""Pictures: loss curves, confusion matrices, attention heat maps. Rendered with no display (Agg).
+"""Pictures: loss curves, confusion matrices, attention heat maps, reliability and risk-coverage curves. Rendered with no display (Agg).
 
 Each function draws a :class:`matplotlib.figure.Figure`, saves it as PNG (atomically) when given a path,
 and returns it, so callers and tests can read its text.
@@ -132,10 +132,15 @@ def reliability_diagram(before: Sequence[dict], after: Sequence[dict] | None = N
         if bins:
             pts = [(b["confidence"], b["accuracy"]) for b in bins if b["count"]]
             ax.plot(*zip(*pts), marker="o", label=label)
-    ax.set_xlabel("Confidence (top probability)")
-    ax.set_ylabel("Accuracy")
-    ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
+    return _finish_lines(fig, ax, xlabel="Confidence (top probability)", ylabel="Accuracy", title=title, path=path)
+
+
+def _finish_lines(fig: Figure, ax, *, xlabel: str, ylabel: str, title: str, path: str | os.PathLike | None) -> Figure:
+    """The common ending of a line plot over [0, 1]: labels, title, legend, grid, and the PNG when asked."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(0, 1)
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
@@ -151,13 +156,6 @@ def risk_coverage(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, (coverage, risk) in curves.items():
         ax.plot(coverage, risk, label=label)
-    ax.set_xlabel("Coverage (share of names answered, most confident first)")
-    ax.set_ylabel("Risk (error rate among them)")
-    ax.set_xlim(0, 1)
     ax.set_ylim(bottom=0)
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    if path:
-        save(fig, path)
-    return fig
+    return _finish_lines(fig, ax, xlabel="Coverage (share of names answered, most confident first)",
+                         ylabel="Risk (error rate among them)", title=title, path=path)
