@@ -241,7 +241,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor.load(args.model, device=_device(args.device))
     prior = trust.resolve_prior(args.prior, predictor.labels)  # a bad --prior stops here, before any output
     options = {"coverage": args.coverage, "min_confidence": args.min_confidence,
-               "max_out_of_scope": args.max_out_of_scope, "prior": args.prior}
+               "max_out_of_scope": args.max_out_of_scope, "prior": prior}
     if args.input:
         if isinstance(prior, str):  # auto: the mix of the whole file, estimated in a first pass
             options["prior"] = predictor.estimate_prior(name for _, name in data.iter_names(args.input, args.column))
@@ -295,7 +295,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if layer.conformal is not None:
         result["sets"] = {str(c): set_coverage(layer.apply(lp, names, coverage=c).sets, encoded.labels.numpy(),
                                                predictor.labels) for c in trust.COVERAGES}
-    result["abstained"] = float(applied.abstained.mean())
+    if layer.min_confidence is not None:
+        result["abstained"] = float(applied.abstained.mean())
     if args.out_of_scope:
         result["out_of_scope"] = _out_of_scope_report(predictor, applied, args.out_of_scope,
                                                      model=args.model or "the bundled model")
