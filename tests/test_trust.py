@@ -306,3 +306,7 @@ def test_risk_coverage_and_selective_accuracy(tmp_path):
     assert selective_accuracy(confidence, correct, 0.4) == 1.0
     fig = plots.risk_coverage({"top probability": (coverage, risk)}, path=tmp_path / "rc.png")
     assert "top probability" in plots.figure_text(fig) and (tmp_path / "rc.png").stat().st_size > 1000
+
+
+def test_huge_prior_weights_do_not_overflow():
+    assert np.allclose(trust.resolve_prior({"Alpha": 1e308, "Beta": 1e308}, ["Alpha", "Beta"]), [0.5, 0.5])

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,6 +26,13 @@ DEFAULT_MODEL = "default.safetensors"
 def default_model_path() -> Path:
     """The model bundled in the package."""
     return Path(str(resources.files("nameorigin") / "assets" / DEFAULT_MODEL))
+
+
+class Probabilities(NamedTuple):
+    """What :meth:`Predictor.probabilities` returns."""
+
+    probs: torch.Tensor  # (N, C), each row summing to 1
+    attention: list[torch.Tensor] | None  # each name's weights over its characters, or None
 
 
 @dataclass
@@ -72,12 +80,14 @@ class Predictor:
     def has_attention(self) -> bool:
         return self.model.has_attention
 
-    def probabilities(self, folded: list[str], *, with_attention: bool = False):
-        """Temperature-scaled probabilities (N, C) for already-folded names, summing to 1 over all languages."""
+    def probabilities(self, folded: list[str], *, with_attention: bool = False) -> Probabilities:
+        """For already-folded names: ``Probabilities(probs, attention)``, ``probs`` (N, C) summing to 1 over
+        the languages of :attr:`labels` (temperature applied); ``attention`` a list of each name's weights over
+        its characters with ``with_attention`` on a model that has attention, else None."""
         tokens, lengths = encode_names(folded)
         lp, att = batched_log_probs(self.model, tokens, lengths, batch_size=self.batch_size,
                                     with_attention=with_attention)
-        return torch.softmax(lp / self.temperature, dim=1), att
+        return Probabilities(torch.softmax(lp / self.temperature, dim=1), att)
 
     def predict(self, names: Iterable[str], top: int = 3, *, attention: bool = False, coverage: float | None = None,
                 prior=None, min_confidence: float | None = None,
@@ -93,7 +103,12 @@ class Predictor:
     def predict_with_prior(self, names: Iterable[str], top: int = 3, *, attention: bool = False,
                            coverage: float | None = None, prior=None, min_confidence: float | None = None,
                            max_out_of_scope: float | None = None) -> tuple[list[Prediction], dict | None]:
-        """:meth:`predict`, and the language mix it used (``prior="auto"``: the one estimated), or None."""
+        """:meth:`predict`, and the language mix it used (``prior="auto"``: the one estimated), or None.
+        ``names`` is a list (or any iterable) of names: for one name use ``predict([name])`` or
+        :meth:`predict_one`."""
+        if isinstance(names, (str, bytes)):
+            raise TypeError(f"predict takes a list of names, not one string ({names[:20]!r}): use "
+                            "predict([name]) or predict_one(name)")
         names = list(names)
         results = [Prediction(name=n, predictions=[]) for n in names]
         good: list[int] = []
@@ -158,10 +173,11 @@ class Predictor:
         return result
 
     def stream(self, names: Iterable[str], top: int = 3, *, chunk: int = 8192, **trust_options) -> Iterator[Prediction]:
-        """Predict lazily over any iterable, ``chunk`` names at a time: memory stays flat. ``trust_options`` go
-        to :meth:`predict`; give ``prior="auto"`` as the mix :meth:`estimate_prior` found over the whole input,
-        else each chunk estimates its own."""
-        it = iter(names)
+        """Predict lazily over any iterable, ``chunk`` names at a time: memory stays flat. Line ends are
+        stripped and blank lines skipped, so an open text file works as it is: ``stream(open("names.txt"))``.
+        ``trust_options`` go to :meth:`predict`; give ``prior="auto"`` as the mix :meth:`estimate_prior` found
+        over the whole input, else each chunk estimates its own."""
+        it = (n.rstrip("\r\n") for n in names if n.strip())
         while batch := list(itertools.islice(it, chunk)):
             yield from self.predict(batch, top, **trust_options)
 

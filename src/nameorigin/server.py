@@ -5,9 +5,10 @@ import os
 from importlib import resources
 from typing import Literal
 
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .predict import Predictor
@@ -60,6 +61,15 @@ class AttentionResponse(BaseModel):
     weights: list[float]
 
 
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+#: The error answers each endpoint declares in its OpenAPI schema (422, a malformed request, FastAPI adds).
+ERRORS = {400: {"model": ErrorResponse, "description": "a name that cannot be read, or no names"},
+          413: {"model": ErrorResponse, "description": f"more than {MAX_NAMES} names in one request"}}
+
+
 def _check(names: list[str]) -> None:
     if len(names) > MAX_NAMES:
         raise HTTPException(413, f"too many names: {len(names)} in one request; at most {MAX_NAMES}")
@@ -91,19 +101,19 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
                 raise HTTPException(400, f"name {i}: {r.error}")
         return PredictResponse(results=[NameResult(**r.to_dict()) for r in results], prior=used)
 
-    @app.get("/api/predict", response_model=PredictResponse)
+    @app.get("/api/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict_one(name: str = Query(..., description="a name"), top: int = Query(3, ge=1, le=MAX_TOP),
                           coverage: float | None = Query(None, gt=0, lt=1, description=Coverage.description),
                           prior: Literal["uniform", "auto"] | None = Query(None, description=PRIOR_HELP)):
         """The top languages of one name, its out-of-scope score and whether the answer abstains."""
         return predict([name], top, coverage, prior)
 
-    @app.post("/api/predict", response_model=PredictResponse)
+    @app.post("/api/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict_many(request: PredictRequest):
         """The top languages of each of up to 1,000 names (and the language mix used)."""
         return predict(request.names, request.top, request.coverage, request.prior)
 
-    @app.get("/api/attention", response_model=AttentionResponse)
+    @app.get("/api/attention", response_model=AttentionResponse, responses=ERRORS)
     async def attention(name: str = Query(...)):
         """Each character of the folded name with its attention weight (gru-attention models)."""
         if not predictor.has_attention:
@@ -127,6 +137,17 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
                 "data_fingerprint": ck.meta.get("data_fingerprint"), "metrics": held_out,
                 "training": {k: ck.meta.get("training", {}).get(k) for k in ("mode", "preset", "n_train", "n_valid",
                                                                               "n_test", "split")}}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        """As FastAPI answers, except that a 405's ``Allow`` lists every method of the path (GET and POST of
+        /api/predict are two routes, and Starlette would name only the first)."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            methods = sorted({m for r in app.routes if getattr(r, "path", None) == request.url.path
+                              for m in (getattr(r, "methods", None) or ())})
+            headers["Allow"] = ", ".join(methods)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.get("/healthz")
     async def healthz():

@@ -285,8 +285,9 @@ def prior_vector(weights: Mapping[str, object], labels: Sequence[str], *, source
         if not math.isfinite(value) or value < 0:
             raise TrustError(f"{source}: weight of {language} is {value}; weights must be finite and >= 0")
         vector[i] = value
-    if vector.sum() <= 0:
+    if vector.max() <= 0:
         raise TrustError(f"{source}: the weights sum to 0; give at least one language a positive weight")
+    vector = vector / vector.max()  # first to at most 1, so that huge weights cannot overflow the sum
     return vector / vector.sum()
 
 
