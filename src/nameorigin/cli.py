@@ -344,7 +344,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(format_report(result))
-        print(format_trust_report(result))
+        trust_report = format_trust_report(result)
+        if trust_report:
+            print(trust_report)
     return 0
 
 
