@@ -235,6 +235,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if test_metrics:
             print(f"test ({len(parts.test)} held-out names): accuracy {test_metrics['accuracy']:.4f}, "
                   f"macro-F1 {test_metrics['macro_f1']:.4f}")
+        if layer.conformal is not None:
+            print(f"trust layer: temperature {layer.temperature:.3f}, {layer.conformal.method} prediction sets, "
+                  f"abstain below confidence {layer.min_confidence:.3f}" +
+                  (f" or above out-of-scope {layer.max_out_of_scope:.3f} (detector fitted against "
+                   f"{layer.info['n_oos_fit']} Faker surnames)" if layer.oos is not None else
+                   " (no out-of-scope detector: Faker is not installed)"))
     return 0
 
 
