@@ -20,7 +20,9 @@ from .checkpoint import CheckpointError
 from .evaluation import (confusion_matrix, expected_calibration_error, fit_temperature, format_report, metrics,
                          reliability)
 from .models import REGISTRY, UnknownModel, batched_log_probs
+from .models import PRECISIONS, PrecisionError
 from .predict import Predictor, write_csv_rows
+from .server import ServeConfig
 from .text import BadName
 from .training import PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, fit, resolve_settings, validate
 
@@ -118,12 +120,20 @@ RANGES: dict[str, Range] = {
     "--lr": Range(float, 0, low_open=True), "--clip": Range(float, 0), "--weight-decay": Range(float, 0),
     "--dropout": FRACTION, "--label-smoothing": FRACTION, "--class-weight": Range(float, 0, 1),
     "--port": Range(int, 1, 65535),
+    "--workers": COUNT, "--batch-names": COUNT, "--batch-wait-ms": Range(float, 0, 1000), "--queue-limit": COUNT,
+    "--max-body": COUNT, "--nproc": COUNT,
 }
 
 
 def ranged(flag: str) -> Range:
     """The argparse ``type`` of a numeric flag, from :data:`RANGES`."""
     return RANGES[flag]
+
+
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="arithmetic of inference: fp32, bf16 (CPUs with bf16 kernels, CUDA) or int8 (dynamic "
+                             "quantization of the recurrent and linear layers, CPU) (default: %(default)s)")
 
 
 def device_name(text: str) -> str:
@@ -227,7 +237,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("give names to predict, or --input FILE")
     if args.input and not Path(args.input).is_file():
         raise data.DataError(f"{args.input}: no such file")
-    predictor = Predictor.load(args.model, device=_device(args.device))
+    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
     if args.input:
         rows = data.iter_names(args.input, args.column)
         with atomic_output(args.output) as out:
@@ -256,7 +266,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- evaluate
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(args.model, device=_device(args.device))
+    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
     pairs = _load_labelled(args.data)
     encoded = data.encode_pairs(pairs, predictor.labels)
     lp, _ = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)
@@ -331,13 +341,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .server import create_app
+    from .server import ServeConfig, app_from_env, config_to_env, create_app
+    config = ServeConfig(model=args.model, precision=args.precision, batch_names=args.batch_names,
+                         batch_wait_ms=args.batch_wait_ms, queue_limit=args.queue_limit, max_body=args.max_body,
+                         threads=args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
-    app = create_app(model_path=args.model)
+    predictor = Predictor.load(args.model, precision=args.precision)  # load errors exit 2 before any port opens
+    ck = predictor.checkpoint
+    print(f"nameorigin: serving {args.model or 'the bundled model'} ({ck.config.name}, hidden {ck.config.hidden}, "
+          f"{args.precision}) at http://{args.host}:{args.port}/ with {args.workers} worker(s); "
+          f"batches of up to {args.batch_names} names or {args.batch_wait_ms:g} ms", flush=True)
     # keep-alive longer than a loaded server's slowest answer, so clients never reuse a connection it just closed
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info",
-                timeout_keep_alive=30)
+    common = dict(host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
+                  access_log=args.verbose, timeout_keep_alive=30)
+    if args.workers == 1:
+        uvicorn.run(create_app(predictor, config=config), **common)
+    else:  # worker processes build their own app from the environment (uvicorn needs an import string)
+        del predictor
+        os.environ.update(config_to_env(config))
+        uvicorn.run(f"{app_from_env.__module__}:{app_from_env.__name__}", factory=True, workers=args.workers,
+                    **common)
     return 0
 
 
@@ -430,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--column", help="CSV/TSV column holding the names (header name or 0-based index)")
     pr.add_argument("--output", help="write CSV (or JSON lines with --json) here instead of stdout")
     pr.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    add_precision(pr)
     pr.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-language figures on labelled names")
@@ -439,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", help="save the row-normalised confusion matrix as PNG")
     e.add_argument("--reliability", help="save a reliability diagram (before and after temperature scaling) as PNG")
     e.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    add_precision(e)
     e.set_defaults(func=cmd_evaluate)
     a = sub.add_parser("attention", help="each character's attention weight, for gru-attention models")
     a.add_argument("names", nargs="+")
@@ -465,8 +491,24 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--model", help="checkpoint (default: the bundled model)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=ranged("--port"), default=8000)
-    sv.add_argument("--threads", type=ranged("--threads"), default=1,
-                    help="torch threads for inference (1: requests are small; more threads spin against the HTTP work)")
+    sv.add_argument("--threads", type=ranged("--threads"), default=ServeConfig.threads,
+                    help="torch threads for inference (default: %(default)s; requests are small and more threads "
+                         "spin against the HTTP work)")
+    sv.add_argument("--workers", type=ranged("--workers"), default=1,
+                    help="server processes, each with its own model (default: %(default)s)")
+    sv.add_argument("--batch-names", type=ranged("--batch-names"), default=ServeConfig.batch_names,
+                    help="a batch of concurrent requests closes at this many names (default: %(default)s; "
+                         "1 turns batching off)")
+    sv.add_argument("--batch-wait-ms", type=ranged("--batch-wait-ms"), default=ServeConfig.batch_wait_ms,
+                    help="...or this many milliseconds after its first request (default: %(default)s)")
+    sv.add_argument("--queue-limit", type=ranged("--queue-limit"), default=ServeConfig.queue_limit,
+                    help="names waiting for the model above which requests get 503 with Retry-After "
+                         "(default: %(default)s)")
+    sv.add_argument("--max-body", type=ranged("--max-body"), default=ServeConfig.max_body,
+                    help="largest request body in bytes; larger ones get 413 unread (default: %(default)s)")
+    add_precision(sv)
+    sv.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                    help="access log and info logging (also accepted before the command)")
     sv.set_defaults(func=cmd_serve)
 
     ps = sub.add_parser("presets", help="list the named training configurations")
@@ -487,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="nameorigin: %(message)s")
     try:
         return args.func(args)
-    except (data.DataError, CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError) as e:
+    except (data.DataError, CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError, PrecisionError) as e:
         print(f"nameorigin: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:
