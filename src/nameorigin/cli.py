@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, checkpoint, data, experiments, plots
+from . import __version__, checkpoint, data, distributed, experiments, plots
 from .checkpoint import CheckpointError
 from .evaluation import (confusion_matrix, expected_calibration_error, fit_temperature, format_report, metrics,
                          reliability)
@@ -161,6 +161,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     config, train_config = settings.model, settings.train
     if settings.worksheet and config.members > 1:
         raise UsageError("--members: an ensemble trains with the batched trainer, not --worksheet")
+    if settings.worksheet and (args.nproc > 1 or distributed.launched()):
+        raise UsageError("--nproc/torchrun: the worksheet loop trains one name at a time in one process; "
+                         "several processes train with the batched trainer")
+    if args.nproc > 1 and not distributed.launched():  # this same command, once a process, under torchrun
+        return distributed.launch(args.nproc, distributed.without_flag(args.argv, "--nproc"))
     pairs = _load_labelled(args.data)
     fractions = data.parse_split(args.split)
     parts = data.split(pairs, fractions, seed=args.split_seed)
@@ -168,11 +173,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not parts.train:
         raise data.DataError(f"{args.data or 'the data'}: the split leaves no training names")
     device = _device(args.device)
+    ranks = distributed.Ranks()
+    if distributed.launched():
+        ranks, device = distributed.start(device)
     valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
     test = data.encode_pairs(parts.test, labels) if parts.test else None
-    model, history, train_pairs = fit(settings, parts.train, valid, labels, device=device,
-                                      printer=None if args.json else print,
-                                      progress=not args.json and not args.quiet)
+    try:
+        model, history, train_pairs = fit(settings, parts.train, valid, labels, device=device,
+                                          printer=None if args.json or not ranks.is_main else print,
+                                          progress=not args.json and not args.quiet and ranks.is_main)
+    finally:
+        distributed.finish()
+    if not ranks.is_main:  # rank 0 calibrates, tests and writes the checkpoint
+        return 0
     if settings.worksheet and valid is not None:
         history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
     calibration = None
@@ -187,7 +200,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "training": {"mode": "worksheet" if settings.worksheet else "batched", "preset": args.preset,
                      **asdict(train_config), "split": list(fractions), "split_seed": args.split_seed,
                      "prune": settings.prune,
-                     "n_train": len(train_pairs), "n_valid": len(parts.valid), "n_test": len(parts.test)},
+                     "n_train": len(train_pairs), "n_valid": len(parts.valid), "n_test": len(parts.test),
+                     "processes": ranks.world},
         "data_fingerprint": data.fingerprint(train_pairs),
         "temperature": calibration["temperature"] if calibration else 1.0,
         "calibration": calibration,
@@ -441,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", help="save the run's loss curve as PNG")
     t.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     t.add_argument("--threads", type=ranged("--threads"), default=0, help="torch threads (0: torch's default)")
+    t.add_argument("--nproc", type=ranged("--nproc"), default=1,
+                   help="train in N processes with DistributedDataParallel, launched by torchrun (gloo on the "
+                        "CPU, NCCL on CUDA; each process takes 1/N of every epoch's batches) (default: %(default)s)")
     t.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
@@ -525,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc relaunches the same command
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="nameorigin: %(message)s")
     try:
