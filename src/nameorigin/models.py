@@ -317,6 +317,14 @@ def int8_modules(model: nn.Module) -> set[str]:
     return {name for name, m in model.named_modules() if isinstance(m, INT8_MODULES)}
 
 
+def _cpu_has_bf16() -> bool:
+    """Whether oneDNN has bfloat16 kernels for this CPU (a torch build without oneDNN: no)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def with_precision(model: Classifier, precision: str) -> Classifier:
     """An inference copy of ``model`` in ``precision``: ``fp32`` as is; ``bf16`` weights and activations in
     bfloat16 (where the CPU has bf16 kernels, or on CUDA); ``int8`` dynamic quantization of the recurrent and
@@ -327,7 +335,7 @@ def with_precision(model: Classifier, precision: str) -> Classifier:
     if precision == "fp32":
         return model
     if precision == "bf16":
-        if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        if device.type == "cpu" and not _cpu_has_bf16():
             raise PrecisionError("precision bf16: this CPU has no bfloat16 kernels (needs AVX512-BF16 or AMX); "
                                  "use fp32 or int8")
         return model.to(torch.bfloat16).eval()
