@@ -65,7 +65,9 @@ def wrap(model: nn.Module, ranks: Ranks) -> nn.Module:
     if not ranks.active:
         return model
     device = next(model.parameters()).device
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    # the models' buffers are constants (the one-hot table): no need to broadcast them before every step
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                               broadcast_buffers=False)
 
 
 def shard(batches: Sequence, ranks: Ranks) -> list:
