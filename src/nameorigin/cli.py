@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import logging
 import math
 import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, checkpoint, data, distributed, experiments, plots
+from .atomic import atomic_text
 from .checkpoint import CheckpointError
 from .evaluation import (confusion_matrix, expected_calibration_error, fit_temperature, format_report, metrics,
                          reliability)
@@ -38,21 +39,12 @@ class UsageError(ValueError):
 
 @contextmanager
 def atomic_output(path: str | None):
-    """Yield a text stream: stdout, or a temporary file renamed onto ``path`` only when all went well."""
+    """Yield a text stream: stdout, or a file written atomically (see :mod:`nameorigin.atomic`)."""
     if not path or path == "-":
         yield sys.stdout
         return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.chmod(tmp, checkpoint.default_file_mode())
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            yield fh
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_text(path) as fh:
+        yield fh
 
 
 def _device(name: str) -> torch.device:
@@ -65,8 +57,12 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _load_labelled(path: str | None) -> list[data.Pair]:
-    return data.dedupe(data.read_labelled(data.resolve_data(path)))
+def _load_labelled(path: str | None, *, to_train: bool = False) -> list[data.Pair]:
+    """De-duplicated labelled names; with ``to_train``, refused unless they hold two languages or more."""
+    pairs = data.dedupe(data.read_labelled(data.resolve_data(path)))
+    if to_train:
+        data.require_languages(pairs, path or os.environ.get("NAMEORIGIN_DATA") or "the data")
+    return pairs
 
 
 # ------------------------------------------------------------------------------------------- flag ranges
@@ -130,6 +126,20 @@ def ranged(flag: str) -> Range:
     return RANGES[flag]
 
 
+@dataclass(frozen=True)
+class ListOf:
+    """argparse ``type`` of a comma-separated list whose every item is checked by ``item``."""
+
+    item: Range
+
+    def __call__(self, text: str) -> list:
+        values = [self.item(x.strip()) for x in text.split(",") if x.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {self.item.describe()}, or several separated "
+                                             "by commas")
+        return values
+
+
 def add_precision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="arithmetic of inference: fp32, bf16 (CPUs with bf16 kernels, CUDA) or int8 (dynamic "
@@ -151,7 +161,16 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "sampling", "clip", "p
                "plot_every")
 
 
+def _epoch_line(row: dict) -> None:
+    """One line on stderr for an epoch, where a progress bar would flood a log file."""
+    member = f"member {row['member'] + 1} " if "member" in row else ""
+    figures = ", ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "loss", "accuracy", "macro_f1") if k in row)
+    print(f"{member}epoch {row['epoch']}: {figures} ({row['seconds']:.1f}s)", file=sys.stderr, flush=True)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    fractions = data.parse_split(args.split)
     if args.threads:
         torch.set_num_threads(args.threads)
     chosen = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS if getattr(args, k) is not None}
@@ -166,22 +185,23 @@ def cmd_train(args: argparse.Namespace) -> int:
                          "several processes train with the batched trainer")
     if args.nproc > 1 and not distributed.launched():  # this same command, once a process, under torchrun
         return distributed.launch(args.nproc, distributed.without_flag(args.argv, "--nproc"))
-    pairs = _load_labelled(args.data)
-    fractions = data.parse_split(args.split)
+    pairs = _load_labelled(args.data, to_train=True)
     parts = data.split(pairs, fractions, seed=args.split_seed)
     labels = data.languages(pairs)
     if not parts.train:
         raise data.DataError(f"{args.data or 'the data'}: the split leaves no training names")
-    device = _device(args.device)
     ranks = distributed.Ranks()
     if distributed.launched():
         ranks, device = distributed.start(device)
     valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
     test = data.encode_pairs(parts.test, labels) if parts.test else None
+    show = not args.json and not args.quiet and ranks.is_main
+    on_terminal = sys.stderr.isatty()  # a bar on terminals; one line an epoch in logs and pipes
     try:
         model, history, train_pairs = fit(settings, parts.train, valid, labels, device=device,
                                           printer=None if args.json or not ranks.is_main else print,
-                                          progress=not args.json and not args.quiet and ranks.is_main)
+                                          progress=show and on_terminal,
+                                          on_epoch=_epoch_line if show and not on_terminal else None)
     finally:
         distributed.finish()
     if not ranks.is_main:  # rank 0 calibrates, tests and writes the checkpoint
@@ -221,14 +241,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         "names_seen": history.names_seen, "names_per_second": round(history.names_per_second, 1),
         "best_epoch": history.best_epoch, "final_loss": history.final_loss,
         "accuracy": history.best.get("accuracy"), "macro_f1": history.best.get("macro_f1"),
+        "n_valid": len(parts.valid), "n_test": len(parts.test),
         "test_accuracy": test_metrics["accuracy"] if test_metrics else None,
         "test_macro_f1": test_metrics["macro_f1"] if test_metrics else None,
     }
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(checkpoint.jsonable(summary)))
     else:
         print(f"trained {config.name} on {len(train_pairs)} names in {history.train_seconds:.1f}s "
               f"({history.names_per_second:,.0f} names/s); saved {out}")
+        if not parts.valid and not settings.worksheet:
+            print(f"no validation names (--split {args.split}): kept the last epoch ({history.best_epoch}); "
+                  "no temperature fitted")
         if history.best:
             print(f"validation ({len(parts.valid)} names): accuracy {history.best['accuracy']:.4f}, "
                   f"macro-F1 {history.best['macro_f1']:.4f}" +
@@ -254,6 +278,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
     if args.input:
         rows = data.iter_names(args.input, args.column)
+        first = next(rows, None)
+        if first is None:
+            raise data.DataError(f"{args.input}: no names in it (the file is empty or blank)")
+        rows = itertools.chain([first], rows)
         with atomic_output(args.output) as out:
             rows, names = itertools.tee(rows)  # lazily: line numbers beside their predictions
             predictions = predictor.stream((name for _, name in names), args.top)
@@ -329,24 +357,17 @@ def cmd_attention(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- compare
 
-def _int_list(text: str, flag: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"{flag} {text!r}: expected whole numbers separated by commas") from None
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in models:
         if m != experiments.BASELINE and m not in REGISTRY:
             raise UnknownModel(f"unknown model {m!r}; known: {', '.join(REGISTRY)}, {experiments.BASELINE}")
-    config = experiments.CompareConfig(models=models, noise=_int_list(args.noise, "--noise"), seeds=args.seeds,
+    config = experiments.CompareConfig(models=models, noise=args.noise, seeds=args.seeds,
                                        worksheet=args.worksheet, epochs=args.epochs, iters=args.iters,
                                        hidden=args.hidden, prune=args.prune)
-    pairs = _load_labelled(args.data)
+    pairs = _load_labelled(args.data, to_train=True)
     experiments.compare(pairs, config, args.out)
-    print(f"wrote {args.out}/results.csv, results.md, loss curves and report.md")
+    print(f"wrote {Path(args.out) / 'results.csv'}, results.md, loss curves and report.md")
     return 0
 
 
@@ -393,8 +414,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- split
 
 def cmd_split(args: argparse.Namespace) -> int:
-    pairs = _load_labelled(args.data)
     fractions = data.parse_split(args.split)
+    pairs = _load_labelled(args.data, to_train=True)
     parts = data.split(pairs, fractions, seed=args.seed)
     out = Path(args.out)
     for part_name, part in [("train", parts.train), ("valid", parts.valid), ("test", parts.test)]:
@@ -409,11 +430,25 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- parser
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, where it has one and the help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default not in (None, False, argparse.SUPPRESS) and "default" not in text
+                and (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))):
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nameorigin", description="Which language does a name come from?")
+    p = argparse.ArgumentParser(prog="nameorigin", description="Which language does a name come from?",
+                                formatter_class=HelpFormatter)
     p.add_argument("--version", action="version", version=f"nameorigin {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = p.add_subparsers(dest="command", required=True)
+    # every command's help shows its defaults
+    sub = p.add_subparsers(dest="command", required=True,
+                           parser_class=functools.partial(argparse.ArgumentParser, formatter_class=HelpFormatter))
 
     t = sub.add_parser("train", help="train a model on labelled names")
     t.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label "
@@ -429,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dropout", type=ranged("--dropout"), help="dropout before the output layer and between layers")
     t.add_argument("--members", type=ranged("--members"), help="train N models from seeds SEED..SEED+N-1 and average "
                                                      "their probabilities (an ensemble in one checkpoint)")
-    t.add_argument("--out", default="model.safetensors", help="checkpoint to write")
+    t.add_argument("--out", default="model.safetensors",
+                   help="checkpoint to write (missing parent folders are created)")
     t.add_argument("--split", default="0.8,0.1,0.1", help="TRAIN,VALID,TEST fractions of distinct names")
     t.add_argument("--split-seed", type=ranged("--split-seed"), default=0, help="seed of the leak-free split")
     t.add_argument("--prune", type=ranged("--prune"), help="keep at most N training names a language (seed 000: 50)")
@@ -438,13 +474,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=ranged("--lr"), help=f"learning rate ({TrainConfig.lr}; worksheet {WorksheetConfig.lr})")
     t.add_argument("--epochs", type=ranged("--epochs"), help=f"most epochs ({TrainConfig.epochs})")
     t.add_argument("--batch-size", type=ranged("--batch-size"), help=f"names a batch ({TrainConfig.batch_size})")
-    t.add_argument("--optimizer", choices=["adam", "sgd"])
+    t.add_argument("--optimizer", choices=["adam", "sgd"], help=f"optimizer ({TrainConfig.optimizer})")
     t.add_argument("--sampling", choices=["natural", "balanced"], help="balanced: each language equally often")
     t.add_argument("--clip", type=ranged("--clip"), help=f"gradient-norm clipping, 0 off ({TrainConfig.clip})")
     t.add_argument("--patience", type=ranged("--patience"), help=f"early stop after N epochs without progress ({TrainConfig.patience})")
     t.add_argument("--select", choices=["macro_f1", "accuracy", "loss"], help="validation figure picking the best epoch")
-    t.add_argument("--weight-decay", type=ranged("--weight-decay"))
-    t.add_argument("--label-smoothing", type=ranged("--label-smoothing"))
+    t.add_argument("--weight-decay", type=ranged("--weight-decay"), help=f"L2 weight decay ({TrainConfig.weight_decay})")
+    t.add_argument("--label-smoothing", type=ranged("--label-smoothing"),
+                   help=f"label smoothing of the loss, 0 to below 1 ({TrainConfig.label_smoothing})")
     t.add_argument("--class-weight", type=ranged("--class-weight"),
                    help="loss weight of each language: (N / (C n_c)) ** POWER; 0 none, 0.5 sqrt, 1 balanced")
     t.add_argument("--schedule", choices=["constant", "cosine", "plateau"], help="learning-rate schedule")
@@ -463,13 +500,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="rank languages for names")
-    pr.add_argument("names", nargs="*")
+    pr.add_argument("names", nargs="*", help="names to predict (or use --input)")
     pr.add_argument("--model", help="checkpoint (default: the bundled model)")
-    pr.add_argument("--top", type=ranged("--top"), default=3)
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--top", type=ranged("--top"), default=3, help="how many languages a name")
+    pr.add_argument("--json", action="store_true", help="JSON instead of a table (JSON lines with --input)")
     pr.add_argument("--input", help="file of names: text, one a line, or CSV/TSV (see --column)")
     pr.add_argument("--column", help="CSV/TSV column holding the names (header name or 0-based index)")
-    pr.add_argument("--output", help="write CSV (or JSON lines with --json) here instead of stdout")
+    pr.add_argument("--output", help="write CSV (or JSON lines with --json) here instead of stdout, atomically "
+                                      "(missing parent folders are created)")
     pr.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     add_precision(pr)
     pr.set_defaults(func=cmd_predict)
@@ -477,14 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-language figures on labelled names")
     e.add_argument("--model", help="checkpoint (default: the bundled model)")
     e.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="print the figures as one JSON document")
     e.add_argument("--plot", help="save the row-normalised confusion matrix as PNG")
     e.add_argument("--reliability", help="save a reliability diagram (before and after temperature scaling) as PNG")
     e.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     add_precision(e)
     e.set_defaults(func=cmd_evaluate)
     a = sub.add_parser("attention", help="each character's attention weight, for gru-attention models")
-    a.add_argument("names", nargs="+")
+    a.add_argument("names", nargs="+", help="names to show")
     a.add_argument("--model", help="checkpoint of a gru-attention model")
     a.add_argument("--plot", help="save a heat map as PNG")
     a.set_defaults(func=cmd_attention)
@@ -492,10 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="the worksheet's experiments: models x noise x seeds, tables, curves, report")
     c.add_argument("--models", default="rnn,gru,gru-attention,baseline",
                    help=f"comma-separated: {', '.join(REGISTRY)}, {experiments.BASELINE} (needs scikit-learn)")
-    c.add_argument("--noise", default="0,5", help="noise levels, comma-separated")
+    c.add_argument("--noise", type=ListOf(ranged("--noise")), default="0,5", help="noise levels, comma-separated")
     c.add_argument("--seeds", type=ranged("--seeds"), default=1, help="seeds per model and noise level")
     c.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
-    c.add_argument("--out", required=True, help="folder for results.csv, results.md, loss_noise*.png, report.md")
+    c.add_argument("--out", required=True,
+                   help="folder for results.csv, results.md, loss_noise*.png, report.md (created if missing)")
     c.add_argument("--epochs", type=ranged("--epochs"), default=experiments.CompareConfig.epochs, help="batched trainer's epochs")
     c.add_argument("--worksheet", action="store_true", help="train with the seeds' one-name loop")
     c.add_argument("--iters", type=ranged("--iters"), default=experiments.CompareConfig.iters, help="worksheet loop steps")
@@ -506,8 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="the HTTP API and web page")
     sv.add_argument("--model", help="checkpoint (default: the bundled model)")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=ranged("--port"), default=8000)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    sv.add_argument("--port", type=ranged("--port"), default=8000, help="port to listen on")
     sv.add_argument("--threads", type=ranged("--threads"), default=ServeConfig.threads,
                     help="torch threads for inference (default: %(default)s; requests are small and more threads "
                          "spin against the HTTP work)")
@@ -534,8 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("split", help="write a leak-free, stratified split of labelled names as TSV files")
     sp.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     sp.add_argument("--split", default="0.8,0,0.2", help="TRAIN,VALID,TEST fractions of distinct names")
-    sp.add_argument("--seed", type=ranged("--seed"), default=0)
-    sp.add_argument("--out", required=True, help="folder for train.tsv, valid.tsv, test.tsv")
+    sp.add_argument("--seed", type=ranged("--seed"), default=0, help="seed of the split")
+    sp.add_argument("--out", required=True, help="folder for train.tsv, valid.tsv, test.tsv (created if missing)")
     sp.set_defaults(func=cmd_split)
     return p
 

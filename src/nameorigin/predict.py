@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -23,6 +24,13 @@ DEFAULT_MODEL = "default.safetensors"
 def default_model_path() -> Path:
     """The model bundled in the package."""
     return Path(str(resources.files("nameorigin") / "assets" / DEFAULT_MODEL))
+
+
+class Probabilities(NamedTuple):
+    """What :meth:`Predictor.probabilities` returns."""
+
+    probs: torch.Tensor  # (N, C), each row summing to 1
+    attention: list[torch.Tensor] | None  # each name's weights over its characters, or None
 
 
 @dataclass
@@ -65,16 +73,22 @@ class Predictor:
     def has_attention(self) -> bool:
         return self.model.has_attention
 
-    def probabilities(self, folded: list[str], *, with_attention: bool = False):
-        """Probabilities (N, C) for already-folded names, summing to 1 over all languages."""
+    def probabilities(self, folded: list[str], *, with_attention: bool = False) -> Probabilities:
+        """For already-folded names: ``Probabilities(probs, attention)``, ``probs`` (N, C) summing to 1 over
+        the languages of :attr:`labels` (temperature applied); ``attention`` a list of each name's weights over
+        its characters with ``with_attention`` on a model that has attention, else None."""
         tokens, lengths = encode_names(folded)
         lp, att = batched_log_probs(self.model, tokens, lengths, batch_size=self.batch_size,
                                     with_attention=with_attention)
-        return torch.softmax(lp / self.temperature, dim=1), att
+        return Probabilities(torch.softmax(lp / self.temperature, dim=1), att)
 
     def predict(self, names: Iterable[str], top: int = 3, *, attention: bool = False) -> list[Prediction]:
         """Each name's ``top`` languages with probabilities. A name that cannot be read gets ``error`` set
-        (and no predictions) instead of failing the whole batch."""
+        (and no predictions) instead of failing the whole batch. ``names`` is a list (or any iterable) of
+        names: for one name use ``predict([name])`` or :meth:`predict_one`."""
+        if isinstance(names, (str, bytes)):
+            raise TypeError(f"predict takes a list of names, not one string ({names[:20]!r}): use "
+                            "predict([name]) or predict_one(name)")
         names = list(names)
         results = [Prediction(name=n, predictions=[]) for n in names]
         good: list[int] = []
@@ -103,8 +117,9 @@ class Predictor:
         return result
 
     def stream(self, names: Iterable[str], top: int = 3, *, chunk: int = 8192) -> Iterator[Prediction]:
-        """Predict lazily over any iterable, ``chunk`` names at a time: memory stays flat."""
-        it = iter(names)
+        """Predict lazily over any iterable, ``chunk`` names at a time: memory stays flat. Line ends are
+        stripped and blank lines skipped, so an open text file works as it is: ``stream(open("names.txt"))``."""
+        it = (n.rstrip("\r\n") for n in names if n.strip())
         while batch := list(itertools.islice(it, chunk)):
             yield from self.predict(batch, top)
 

@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .predict import Prediction, Predictor
@@ -100,15 +101,19 @@ class Batcher:
         self.max_names = max_names
         self.wait = wait_ms / 1000
         self.queue_limit = queue_limit
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nameorigin-model",
-                                           initializer=thread_setup)
+        self.thread_setup = thread_setup
+        self.executor: ThreadPoolExecutor | None = None
         self.waiting = 0  # names queued, not yet taken into a batch
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task | None = None
 
     def _start(self) -> asyncio.Queue:
-        """The queue and its collector, on the running loop (started on first use, again if the loop changed)."""
+        """The model thread, the queue and its collector on the running loop: started on first use, and again
+        after :meth:`close` or when the loop changed (a test client that starts and stops the app per request)."""
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nameorigin-model",
+                                               initializer=self.thread_setup)
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._task is None or self._task.done():
             self._loop, self._queue, self.waiting = loop, asyncio.Queue(), 0
@@ -126,6 +131,7 @@ class Batcher:
 
     async def run(self, fn: Callable, *args):
         """Run ``fn(*args)`` in the model thread (for calls that are not batched, such as attention)."""
+        self._start()
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _take(self) -> list[_Job]:
@@ -172,9 +178,13 @@ class Batcher:
                     job.future.set_result(mine)
 
     def close(self) -> None:
+        """Stop the collector and the model thread (the app's shutdown); a later request starts them again."""
         if self._task is not None:
             self._task.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+            self._task = None
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
 
 
 # ------------------------------------------------------------------------------------------- body limit
@@ -237,6 +247,18 @@ class _TooLarge(HTTPException):
 
 # ------------------------------------------------------------------------------------------- the app
 
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+#: The error answers each endpoint declares in its OpenAPI schema (422, a malformed request, FastAPI adds).
+ERRORS = {400: {"model": ErrorResponse, "description": "a name that cannot be read, or no names"},
+          413: {"model": ErrorResponse, "description": f"more than {MAX_NAMES} names in one request, or a request "
+                                                        "body over the server's --max-body"},
+          503: {"model": ErrorResponse, "description": "too many names waiting for the model (the server's "
+                                                        "--queue-limit); the Retry-After header says when to retry"}}
+
+
 def _which(i: int, name: str, single: bool) -> str:
     """How an error names a name: by itself for a single GET, by position and start in a list."""
     return f"name {name[:20]!r}" if single else f"name {i} ({name[:20]!r})"
@@ -288,17 +310,17 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
                 raise HTTPException(400, r.error if single else f"name {i}: {r.error}")
         return PredictResponse(results=[NameResult(**r.to_dict()) for r in results])
 
-    @app.get("/api/predict", response_model=PredictResponse)
+    @app.get("/api/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict_one(name: str = Query(..., description="a name"), top: int = Query(3, ge=1, le=MAX_TOP)):
         """The top languages of one name."""
         return await predict([name], top, single=True)
 
-    @app.post("/api/predict", response_model=PredictResponse)
+    @app.post("/api/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict_many(request: PredictRequest):
         """The top languages of each of up to 1,000 names."""
         return await predict(request.names, request.top)
 
-    @app.get("/api/attention", response_model=AttentionResponse)
+    @app.get("/api/attention", response_model=AttentionResponse, responses=ERRORS)
     async def attention(name: str = Query(...)):
         """Each character of the folded name with its attention weight (gru-attention models)."""
         if not predictor.has_attention:
@@ -327,6 +349,17 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
                 "serving": {"precision": predictor.precision, "batch_names": config.batch_names,
                             "batch_wait_ms": config.batch_wait_ms, "queue_limit": config.queue_limit,
                             "max_body": config.max_body}}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        """As FastAPI answers, except that a 405's ``Allow`` lists every method of the path (GET and POST of
+        /api/predict are two routes, and Starlette would name only the first)."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            methods = sorted({m for r in app.routes if getattr(r, "path", None) == request.url.path
+                              for m in (getattr(r, "methods", None) or ())})
+            headers["Allow"] = ", ".join(methods)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.get("/healthz")
     async def healthz():

@@ -105,6 +105,8 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
                   on_epoch: Callable[[dict], None] | None = None) -> History:
     """Mini-batches bucketed by length, validation every epoch, the best epoch kept, early stopping.
 
+    Without validation names (``valid`` None or empty) every epoch runs and the last one is kept.
+
     ``train`` must have been encoded with ``noise_room >= config.noise + 1`` when ``config.noise`` > 0.
     Returns the history; ``model`` ends with the best epoch's weights.
 
@@ -192,9 +194,11 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
             on_epoch(row)
         bar.update(1)
         bar.set_postfix({k: round(row[k], 4) for k in ("train_loss", "accuracy", "macro_f1") if k in row})
-        score = row if valid is not None and len(valid) else {**row, "loss": row["train_loss"], "accuracy": 0.0, "macro_f1": 0.0}
-        if _better(config.select, score, best):
-            best, best_state, since_best = score, copy.deepcopy(model.state_dict()), 0
+        if valid is None or not len(valid):  # nothing to choose an epoch by: the last one is kept
+            history.best_epoch = epoch
+            continue
+        if _better(config.select, row, best):
+            best, best_state, since_best = row, copy.deepcopy(model.state_dict()), 0
             history.best_epoch = epoch
         else:
             since_best += 1
@@ -354,9 +358,11 @@ def resolve_settings(preset: str | None, *, worksheet: bool | None = None, model
 
 def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, labels: Sequence[str], *,
         device: torch.device | str = "cpu", printer: Callable[[str], None] | None = None,
-        progress: bool = False) -> tuple[Classifier, History, list[Pair]]:
+        progress: bool = False, on_epoch: Callable[[dict], None] | None = None
+        ) -> tuple[Classifier, History, list[Pair]]:
     """Build ``settings.model`` and train it as ``settings`` says: seed, then prune (worksheet presets) and the
-    worksheet loop, or the batched trainer. Returns the model (on the CPU, in eval mode), its history, and the
+    worksheet loop, or the batched trainer (``progress``: a bar; ``on_epoch``: called with each epoch's row).
+    Returns the model (on the CPU, in eval mode), its history, and the
     training pairs it saw."""
     from .data import encode_pairs, prune
     from .models import build_model
@@ -374,20 +380,24 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
     else:
         train = encode_pairs(used, labels, noise_room=config.noise + 1 if config.noise else 0)
         if isinstance(model, Ensemble):
-            history = _train_members(model, train, valid, labels, config, progress=progress, printer=printer)
+            history = _train_members(model, train, valid, labels, config, progress=progress, printer=printer,
+                                     on_epoch=on_epoch)
         else:
-            history = train_batched(model, train, valid, labels, config, progress=progress)
+            history = train_batched(model, train, valid, labels, config, progress=progress, on_epoch=on_epoch)
     return model.cpu().eval(), history, used
 
 
 def _train_members(model: Ensemble, train: Encoded, valid: Encoded | None, labels: Sequence[str],
-                   config: TrainConfig, *, progress: bool, printer: Callable[[str], None] | None) -> History:
+                   config: TrainConfig, *, progress: bool, printer: Callable[[str], None] | None,
+                   on_epoch: Callable[[dict], None] | None = None) -> History:
     """Train each member alone (member i from seed ``config.seed + i``, its own best epoch and early stop);
     one history: the members' loss windows one after another, their epochs tagged with ``member``, and
     ``best`` the whole ensemble's validation figures."""
     history = History(kind="batched")
     for i, member in enumerate(model.members):
-        one = train_batched(member, train, valid, labels, replace(config, seed=config.seed + i), progress=progress)
+        tagged = (lambda row, i=i: on_epoch({"member": i, **row})) if on_epoch else None
+        one = train_batched(member, train, valid, labels, replace(config, seed=config.seed + i), progress=progress,
+                            on_epoch=tagged)
         offset = history.loss_steps[-1] if history.loss_steps else 0
         history.loss_steps += [offset + s for s in one.loss_steps]
         history.losses += one.losses
