@@ -15,13 +15,15 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, checkpoint, data, experiments, plots, trust
+from . import __version__, checkpoint, data, distributed, experiments, plots, trust
 from .atomic import atomic_text
 from .checkpoint import CheckpointError
 from .evaluation import (auroc, confusion_matrix, expected_calibration_error, format_report, format_trust_report,
                          metrics, reliability, risk_coverage, set_coverage)
 from .models import REGISTRY, UnknownModel, batched_log_probs
+from .models import PRECISIONS, PrecisionError
 from .predict import Predictor, write_csv_rows
+from .server import ServeConfig
 from .text import BadName
 from .training import PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, fit, resolve_settings, validate
 from .trust import TrustError
@@ -117,6 +119,8 @@ RANGES: dict[str, Range] = {
     "--port": Range(int, 1, 65535),
     "--coverage": Range(float, 0, 1, low_open=True, high_open=True),
     "--min-confidence": Range(float, 0, 1), "--max-out-of-scope": Range(float, 0, 1),
+    "--workers": COUNT, "--batch-names": COUNT, "--batch-wait-ms": Range(float, 0, 1000), "--queue-limit": COUNT,
+    "--max-body": COUNT, "--nproc": COUNT,
 }
 
 
@@ -137,6 +141,12 @@ class ListOf:
             raise argparse.ArgumentTypeError(f"{text!r}: expected {self.item.describe()}, or several separated "
                                              "by commas")
         return values
+
+
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="arithmetic of inference: fp32, bf16 (CPUs with bf16 kernels, CUDA) or int8 (dynamic "
+                             "quantization of the recurrent and linear layers, CPU) (default: %(default)s)")
 
 
 def device_name(text: str) -> str:
@@ -173,18 +183,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     config, train_config = settings.model, settings.train
     if settings.worksheet and config.members > 1:
         raise UsageError("--members: an ensemble trains with the batched trainer, not --worksheet")
+    if settings.worksheet and (args.nproc > 1 or distributed.launched()):
+        raise UsageError("--nproc/torchrun: the worksheet loop trains one name at a time in one process; "
+                         "several processes train with the batched trainer")
+    if args.nproc > 1 and not distributed.launched():  # this same command, once a process, under torchrun
+        return distributed.launch(args.nproc, distributed.without_flag(args.argv, "--nproc"))
     pairs = _load_labelled(args.data, to_train=True)
     parts = data.split(pairs, fractions, seed=args.split_seed)
     labels = data.languages(pairs)
     if not parts.train:
         raise data.DataError(f"{args.data or 'the data'}: the split leaves no training names")
+    ranks = distributed.Ranks()
+    if distributed.launched():
+        ranks, device = distributed.start(device)
     valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
     test = data.encode_pairs(parts.test, labels) if parts.test else None
-    show = not args.json and not args.quiet
+    show = not args.json and not args.quiet and ranks.is_main
     on_terminal = sys.stderr.isatty()  # a bar on terminals; one line an epoch in logs and pipes
-    model, history, train_pairs = fit(settings, parts.train, valid, labels, device=device,
-                                      printer=None if args.json else print, progress=show and on_terminal,
-                                      on_epoch=_epoch_line if show and not on_terminal else None)
+    try:
+        model, history, train_pairs = fit(settings, parts.train, valid, labels, device=device,
+                                          printer=None if args.json or not ranks.is_main else print,
+                                          progress=show and on_terminal,
+                                          on_epoch=_epoch_line if show and not on_terminal else None)
+    finally:
+        distributed.finish()
+    if not ranks.is_main:  # rank 0 calibrates, tests and writes the checkpoint
+        return 0
     if settings.worksheet and valid is not None:
         history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
     # the trust layer (temperature, conformal sets, training prior, out-of-scope detector), on validation only
@@ -196,7 +220,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "training": {"mode": "worksheet" if settings.worksheet else "batched", "preset": args.preset,
                      **asdict(train_config), "split": list(fractions), "split_seed": args.split_seed,
                      "prune": settings.prune,
-                     "n_train": len(train_pairs), "n_valid": len(parts.valid), "n_test": len(parts.test)},
+                     "n_train": len(train_pairs), "n_valid": len(parts.valid), "n_test": len(parts.test),
+                     "processes": ranks.world},
         "data_fingerprint": data.fingerprint(train_pairs),
         "temperature": calibration["temperature"] if calibration else 1.0,
         "calibration": calibration,
@@ -267,7 +292,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("give names to predict, or --input FILE")
     if args.input and not Path(args.input).is_file():
         raise data.DataError(f"{args.input}: no such file")
-    predictor = Predictor.load(args.model, device=_device(args.device))
+    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
     prior = trust.resolve_prior(args.prior, predictor.labels)  # a bad --prior stops here, before any output
     options = {"coverage": args.coverage, "min_confidence": args.min_confidence,
                "max_out_of_scope": args.max_out_of_scope, "prior": prior}
@@ -308,7 +333,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- evaluate
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(args.model, device=_device(args.device))
+    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
     pairs = _load_labelled(args.data)
     encoded = data.encode_pairs(pairs, predictor.labels)
     lp, _ = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)
@@ -417,13 +442,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .server import create_app
+    from .server import ServeConfig, app_from_env, config_to_env, create_app
+    config = ServeConfig(model=args.model, precision=args.precision, batch_names=args.batch_names,
+                         batch_wait_ms=args.batch_wait_ms, queue_limit=args.queue_limit, max_body=args.max_body,
+                         threads=args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
-    app = create_app(model_path=args.model)
+    predictor = Predictor.load(args.model, precision=args.precision)  # load errors exit 2 before any port opens
+    ck = predictor.checkpoint
+    print(f"nameorigin: serving {args.model or 'the bundled model'} ({ck.config.name}, hidden {ck.config.hidden}, "
+          f"{args.precision}) at http://{args.host}:{args.port}/ with {args.workers} worker(s); "
+          f"batches of up to {args.batch_names} names or {args.batch_wait_ms:g} ms", flush=True)
     # keep-alive longer than a loaded server's slowest answer, so clients never reuse a connection it just closed
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info",
-                timeout_keep_alive=30)
+    common = dict(host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
+                  access_log=args.verbose, timeout_keep_alive=30)
+    if args.workers == 1:
+        uvicorn.run(create_app(predictor, config=config), **common)
+    else:  # worker processes build their own app from the environment (uvicorn needs an import string)
+        del predictor
+        os.environ.update(config_to_env(config))
+        uvicorn.run(f"{app_from_env.__module__}:{app_from_env.__name__}", factory=True, workers=args.workers,
+                    **common)
     return 0
 
 
@@ -519,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", help="save the run's loss curve as PNG")
     t.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     t.add_argument("--threads", type=ranged("--threads"), default=0, help="torch threads (0: torch's default)")
+    t.add_argument("--nproc", type=ranged("--nproc"), default=1,
+                   help="train in N processes with DistributedDataParallel, launched by torchrun (gloo on the "
+                        "CPU, NCCL on CUDA; each process takes 1/N of every epoch's batches) (default: %(default)s)")
     t.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
@@ -545,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--max-out-of-scope", type=ranged("--max-out-of-scope"),
                     help="abstain (out-of-scope) above this out-of-scope score (default: the checkpoint's, "
                          "chosen on validation)")
+    add_precision(pr)
     pr.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-language figures on labelled names")
@@ -557,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--risk-coverage", help="save a risk-coverage curve as PNG (default: none)")
     e.add_argument("--out-of-scope", help="text file of names of other languages: report the out-of-scope AUROC "
                                           "and abstention rates against the evaluated names (default: none)")
+    add_precision(e)
     e.set_defaults(func=cmd_evaluate)
     a = sub.add_parser("attention", help="each character's attention weight, for gru-attention models")
     a.add_argument("names", nargs="+", help="names to show")
@@ -584,8 +628,24 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--model", help="checkpoint (default: the bundled model)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     sv.add_argument("--port", type=ranged("--port"), default=8000, help="port to listen on")
-    sv.add_argument("--threads", type=ranged("--threads"), default=1,
-                    help="torch threads for inference (1: requests are small; more threads spin against the HTTP work)")
+    sv.add_argument("--threads", type=ranged("--threads"), default=ServeConfig.threads,
+                    help="torch threads for inference (default: %(default)s; requests are small and more threads "
+                         "spin against the HTTP work)")
+    sv.add_argument("--workers", type=ranged("--workers"), default=1,
+                    help="server processes, each with its own model (default: %(default)s)")
+    sv.add_argument("--batch-names", type=ranged("--batch-names"), default=ServeConfig.batch_names,
+                    help="a batch of concurrent requests closes at this many names (default: %(default)s; "
+                         "1 turns batching off)")
+    sv.add_argument("--batch-wait-ms", type=ranged("--batch-wait-ms"), default=ServeConfig.batch_wait_ms,
+                    help="...or this many milliseconds after its first request (default: %(default)s)")
+    sv.add_argument("--queue-limit", type=ranged("--queue-limit"), default=ServeConfig.queue_limit,
+                    help="names waiting for the model above which requests get 503 with Retry-After "
+                         "(default: %(default)s)")
+    sv.add_argument("--max-body", type=ranged("--max-body"), default=ServeConfig.max_body,
+                    help="largest request body in bytes; larger ones get 413 unread (default: %(default)s)")
+    add_precision(sv)
+    sv.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                    help="access log and info logging (also accepted before the command)")
     sv.set_defaults(func=cmd_serve)
 
     ps = sub.add_parser("presets", help="list the named training configurations")
@@ -602,11 +662,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc relaunches the same command
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="nameorigin: %(message)s")
     try:
         return args.func(args)
-    except (data.DataError, CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError, TrustError) as e:
+    except (data.DataError, CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError, TrustError,
+            PrecisionError) as e:
         print(f"nameorigin: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

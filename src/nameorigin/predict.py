@@ -16,7 +16,7 @@ import torch
 
 from . import checkpoint
 from .data import encode_names
-from .models import batched_log_probs
+from .models import batched_log_probs, with_precision
 from .text import BadName, fold_checked
 from .trust import Trust, check_coverage, estimate_prior, resolve_prior
 
@@ -64,9 +64,11 @@ class Predictor:
     >>> p.predict(["Hinton"], top=3)[0].predictions[0]["language"]
     """
 
-    def __init__(self, ckpt: checkpoint.Checkpoint, *, batch_size: int = 512):
+    def __init__(self, ckpt: checkpoint.Checkpoint, *, batch_size: int = 512, precision: str = "fp32"):
         self.checkpoint = ckpt
-        self.model = ckpt.model.eval()
+        self.n_parameters = sum(p.numel() for p in ckpt.model.parameters())
+        self.precision = precision
+        self.model = with_precision(ckpt.model.eval(), precision)
         self.labels = ckpt.labels
         self.batch_size = batch_size
         self.trust = Trust.from_checkpoint(ckpt.labels, ckpt.meta, ckpt.tensors)
@@ -74,6 +76,7 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", **kwargs) -> "Predictor":
+        """``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see :func:`models.with_precision`)."""
         return cls(checkpoint.load(path or default_model_path(), device=device), **kwargs)
 
     @property

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data import Encoded, Pair, add_noise_batch, length_batches
 from .evaluation import metrics
 from .models import Classifier, Ensemble, ModelConfig, batched_log_probs
@@ -79,10 +80,15 @@ class History:
 
 
 def validate(model: Classifier, data: Encoded, labels: Sequence[str]) -> dict:
-    """Loss, accuracy and macro-F1 of ``model`` on an encoded set."""
-    lp, _ = batched_log_probs(model, data.tokens, data.lengths)
-    result = metrics(data.labels, lp.argmax(1), labels)
-    result["loss"] = float(F.nll_loss(lp, data.labels))
+    """Loss, accuracy and macro-F1 of ``model`` on an encoded set. Under torch.distributed each rank scores
+    every ``world``-th name, and all ranks compute the same figures from everyone's predictions."""
+    ranks = distributed.current()
+    part = slice(ranks.rank, None, ranks.world)
+    lp, _ = batched_log_probs(model, data.tokens[part], data.lengths[part])
+    predicted, truth, loss = distributed.gather(lp.argmax(1), data.labels[part],
+                                                F.nll_loss(lp, data.labels[part], reduction="sum").view(1), ranks=ranks)
+    result = metrics(truth, predicted, labels)
+    result["loss"] = float(loss.sum()) / len(truth)
     return result
 
 
@@ -103,6 +109,10 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
 
     ``train`` must have been encoded with ``noise_room >= config.noise + 1`` when ``config.noise`` > 0.
     Returns the history; ``model`` ends with the best epoch's weights.
+
+    Under torch.distributed (see :mod:`.distributed`) the model trains under DistributedDataParallel: every
+    rank builds the same shuffled batches from the shared seed and takes its share, validation is gathered
+    across ranks, and only rank 0 draws the progress bar.
     """
     if config.optimizer not in {"adam", "sgd"}:
         raise ValueError(f"optimizer {config.optimizer!r}: expected adam or sgd")
@@ -112,8 +122,10 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         raise ValueError(f"class_weight {config.class_weight!r}: expected a power from 0 to 1")
     if config.schedule not in {"constant", "cosine", "plateau"}:
         raise ValueError(f"schedule {config.schedule!r}: expected constant, cosine or plateau")
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
+    ranks = distributed.current()
+    torch.manual_seed(config.seed + ranks.rank)  # dropout: each rank its own masks
+    gen = torch.Generator().manual_seed(config.seed)  # batches and noise: the same on every rank
+    net = distributed.wrap(model, ranks)
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adam":
@@ -126,7 +138,7 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
     loss_weight = None
     if config.class_weight:
         loss_weight = ((len(train) / (len(labels) * per_class)) ** config.class_weight).float().to(device)
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    steps_per_epoch = max(1, math.ceil(len(train) / config.batch_size) // ranks.world)
     if config.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
     elif config.schedule == "plateau":
@@ -135,7 +147,8 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         scheduler = None
     best_state, best, since_best = None, None, 0
     step, window = 0, torch.zeros((), device=device)
-    bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=not progress or not ranks.is_main,
+               leave=False)
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -143,10 +156,11 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         order = (torch.multinomial(sample_weights, len(train), replacement=True, generator=gen)
                  if sample_weights is not None else None)
         batches = [(tokens[b, : int(lengths[b].max())].to(device), lengths[b].to(device), train.labels[b].to(device))
-                   for b in length_batches(lengths, config.batch_size, generator=gen, order=order)]
-        epoch_loss = torch.zeros((), device=device)
+                   for b in distributed.shard(length_batches(lengths, config.batch_size, generator=gen, order=order),
+                                              ranks)]
+        epoch_loss, epoch_names = torch.zeros((), device=device), 0
         for x, L, y in batches:
-            log_probs, _ = model(x, L)
+            log_probs, _ = net(x, L)
             if config.label_smoothing:
                 loss = F.cross_entropy(log_probs, y, weight=loss_weight, label_smoothing=config.label_smoothing)
             else:
@@ -162,13 +176,15 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
             epoch_loss += detached * len(y)
             window += detached
             step += 1
-            history.names_seen += len(y)
+            epoch_names += len(y)
             if step % config.log_every == 0:
                 history.loss_steps.append(step)
                 history.losses.append(float(window) / config.log_every)
                 window.zero_()
+        epoch_loss, epoch_names = distributed.total([float(epoch_loss), epoch_names], ranks)  # all ranks' names
+        history.names_seen += int(epoch_names)
         history.train_seconds += time.perf_counter() - started
-        row = {"epoch": epoch, "train_loss": float(epoch_loss) / len(train), "seconds": history.train_seconds}
+        row = {"epoch": epoch, "train_loss": epoch_loss / epoch_names, "seconds": history.train_seconds}
         if valid is not None and len(valid):
             row.update({k: v for k, v in validate(model, valid, labels).items() if k != "per_language"})
         history.epochs.append(row)
