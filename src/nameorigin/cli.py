@@ -19,10 +19,11 @@ from . import __version__, checkpoint, data, experiments, plots
 from .checkpoint import CheckpointError
 from .evaluation import (confusion_matrix, expected_calibration_error, fit_temperature, format_report, metrics,
                          reliability)
-from .models import REGISTRY, UnknownModel, batched_log_probs
+from .models import REGISTRY, ModelConfig, UnknownModel, batched_log_probs
 from .predict import Predictor, write_csv_rows
 from .text import BadName
-from .training import PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, fit, resolve_settings, validate
+from .training import (PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, fit, recipe, resolve_settings,
+                       validate)
 
 log = logging.getLogger("nameorigin")
 EXIT_BAD_INPUT = 2
@@ -114,7 +115,8 @@ RANGES: dict[str, Range] = {
     "--hidden": COUNT, "--layers": COUNT, "--members": COUNT, "--epochs": COUNT, "--batch-size": COUNT,
     "--iters": COUNT, "--print-every": COUNT, "--plot-every": COUNT, "--seeds": COUNT, "--top": COUNT,
     "--embed": NATURAL, "--prune": NATURAL, "--seed": NATURAL, "--split-seed": NATURAL, "--noise": NATURAL,
-    "--patience": NATURAL, "--threads": NATURAL,
+    "--patience": NATURAL, "--threads": NATURAL, "--heads": COUNT, "--teacher-folds": NATURAL,
+    "--distill-weight": Range(float, 0, 1), "--distill-temperature": Range(float, 0, low_open=True),
     "--lr": Range(float, 0, low_open=True), "--clip": Range(float, 0), "--weight-decay": Range(float, 0),
     "--dropout": FRACTION, "--label-smoothing": FRACTION, "--class-weight": Range(float, 0, 1),
     "--port": Range(int, 1, 65535),
@@ -135,10 +137,10 @@ def device_name(text: str) -> str:
 
 # ------------------------------------------------------------------------------------------- train
 
-MODEL_FLAGS = ("model", "hidden", "layers", "bidirectional", "embed", "dropout", "members")
+MODEL_FLAGS = ("model", "hidden", "layers", "bidirectional", "embed", "dropout", "members", "heads")
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "sampling", "clip", "patience", "select", "noise",
                "weight_decay", "label_smoothing", "class_weight", "schedule", "seed", "iters", "print_every",
-               "plot_every")
+               "plot_every", "distill_weight", "distill_temperature", "teacher_folds")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -160,9 +162,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = _device(args.device)
     valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
     test = data.encode_pairs(parts.test, labels) if parts.test else None
+    soft_targets = None
+    if args.teacher:
+        settings.teacher, soft_targets = _teacher(args.teacher, settings, parts.train, labels, device)
     model, history, train_pairs = fit(settings, parts.train, valid, labels, device=device,
                                       printer=None if args.json else print,
-                                      progress=not args.json and not args.quiet)
+                                      progress=not args.json and not args.quiet, soft_targets=soft_targets)
     if settings.worksheet and valid is not None:
         history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
     calibration = None
@@ -176,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     meta = {
         "training": {"mode": "worksheet" if settings.worksheet else "batched", "preset": args.preset,
                      **asdict(train_config), "split": list(fractions), "split_seed": args.split_seed,
-                     "prune": settings.prune,
+                     "prune": settings.prune, "teacher": _teacher_summary(args.teacher, settings),
                      "n_train": len(train_pairs), "n_valid": len(parts.valid), "n_test": len(parts.test)},
         "data_fingerprint": data.fingerprint(train_pairs),
         "temperature": calibration["temperature"] if calibration else 1.0,
@@ -213,6 +218,30 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"test ({len(parts.test)} held-out names): accuracy {test_metrics['accuracy']:.4f}, "
                   f"macro-F1 {test_metrics['macro_f1']:.4f}")
     return 0
+
+
+def _teacher(path: str, settings, train_pairs: list[data.Pair], labels: list[str], device):
+    """``--teacher FILE``: with ``--teacher-folds K`` (K >= 2), FILE's recipe to train out of fold; otherwise
+    FILE's own log-probabilities on the training names. Returns (recipe or None, soft targets or None)."""
+    if settings.worksheet:
+        raise UsageError("--teacher: distillation trains with the batched trainer, not --worksheet")
+    doc = checkpoint.read_meta(path)
+    if doc["labels"] != labels:
+        raise UsageError(f"--teacher {path}: made for the languages {', '.join(doc['labels'])}, not this data's")
+    if settings.train.teacher_folds >= 2:
+        return recipe(doc), None
+    if settings.train.teacher_folds == 1:
+        raise UsageError("--teacher-folds 1: expected 0 (the teacher's own probabilities) or 2 or more")
+    teacher = checkpoint.load(path, device=device).model
+    encoded = data.encode_pairs(train_pairs, labels)
+    return None, batched_log_probs(teacher, encoded.tokens, encoded.lengths)[0]
+
+
+def _teacher_summary(path: str | None, settings) -> dict | None:
+    if settings.teacher is None and not path:
+        return None
+    return {"file": path, "model": settings.teacher.model.to_dict() if settings.teacher else None,
+            "out_of_fold": settings.teacher is not None}
 
 
 # ------------------------------------------------------------------------------------------- predict
@@ -391,6 +420,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dropout", type=ranged("--dropout"), help="dropout before the output layer and between layers")
     t.add_argument("--members", type=ranged("--members"), help="train N models from seeds SEED..SEED+N-1 and average "
                                                      "their probabilities (an ensemble in one checkpoint)")
+    t.add_argument("--heads", type=ranged("--heads"), help="transformer: attention heads; hidden must be a multiple "
+                                                          f"({ModelConfig.heads})")
+    t.add_argument("--teacher", help="distil: a checkpoint whose probabilities teach this model beside the labels "
+                                     "(default: none; the bundled preset trains its own teachers)")
+    t.add_argument("--teacher-folds", type=ranged("--teacher-folds"),
+                   help=f"with --teacher: 0 uses its own probabilities on the training names; K >= 2 trains its "
+                        f"recipe on K folds, each predicting the fold it did not see ({TrainConfig.teacher_folds})")
+    t.add_argument("--distill-weight", type=ranged("--distill-weight"),
+                   help=f"share of the teacher's loss in the total, 0 to 1 ({TrainConfig.distill_weight})")
+    t.add_argument("--distill-temperature", type=ranged("--distill-temperature"),
+                   help=f"softens teacher and student before comparing them ({TrainConfig.distill_temperature})")
     t.add_argument("--out", default="model.safetensors", help="checkpoint to write")
     t.add_argument("--split", default="0.8,0.1,0.1", help="TRAIN,VALID,TEST fractions of distinct names")
     t.add_argument("--split-seed", type=ranged("--split-seed"), default=0, help="seed of the leak-free split")
