@@ -509,12 +509,7 @@ def _fit_mixed(settings: Settings, used: list[Pair], valid: Encoded | None, labe
     for i, member in enumerate(settings.members):
         model, one, _ = fit(member, used, valid, labels, device=device, printer=printer, progress=progress)
         models.append(model)
-        offset = history.loss_steps[-1] if history.loss_steps else 0
-        history.loss_steps += [offset + s for s in one.loss_steps]
-        history.losses += one.losses
-        history.epochs += [{"member": i, **row, "seconds": history.train_seconds + row["seconds"]} for row in one.epochs]
-        history.train_seconds += one.train_seconds
-        history.names_seen += one.names_seen
+        _append_member(history, one, i)
         if printer:
             printer(f"member {i + 1}/{len(settings.members)} ({member.model.name}) trained in {one.train_seconds:.1f}s"
                     + (f": validation accuracy {one.best['accuracy']:.4f}, macro-F1 {one.best['macro_f1']:.4f}"
@@ -558,6 +553,16 @@ def out_of_fold_log_probs(teacher: Settings, pairs: Sequence[Pair], labels: Sequ
     return out
 
 
+def _append_member(history: History, one: History, i: int) -> None:
+    """Add member ``i``'s history to an ensemble's: loss windows after the previous member's, epochs tagged."""
+    offset = history.loss_steps[-1] if history.loss_steps else 0
+    history.loss_steps += [offset + s for s in one.loss_steps]
+    history.losses += one.losses
+    history.epochs += [{"member": i, **row, "seconds": history.train_seconds + row["seconds"]} for row in one.epochs]
+    history.train_seconds += one.train_seconds
+    history.names_seen += one.names_seen
+
+
 def _train_members(model: Ensemble, train: Encoded, valid: Encoded | None, labels: Sequence[str],
                    config: TrainConfig, *, progress: bool, printer: Callable[[str], None] | None,
                    soft_targets: torch.Tensor | None = None) -> History:
@@ -568,12 +573,7 @@ def _train_members(model: Ensemble, train: Encoded, valid: Encoded | None, label
     for i, member in enumerate(model.members):
         one = train_batched(member, train, valid, labels, replace(config, seed=config.seed + i), progress=progress,
                             soft_targets=soft_targets)
-        offset = history.loss_steps[-1] if history.loss_steps else 0
-        history.loss_steps += [offset + s for s in one.loss_steps]
-        history.losses += one.losses
-        history.epochs += [{"member": i, **row, "seconds": history.train_seconds + row["seconds"]} for row in one.epochs]
-        history.train_seconds += one.train_seconds
-        history.names_seen += one.names_seen
+        _append_member(history, one, i)
         if printer:
             figures = (f": validation accuracy {one.best['accuracy']:.4f}, macro-F1 {one.best['macro_f1']:.4f}"
                        if valid is not None and len(valid) else "")
