@@ -236,11 +236,12 @@ def test_mixed_ensemble_weights_its_members_and_round_trips_through_a_checkpoint
     model = mixed_ensemble(members, None, N_CLASSES)
     assert model.config.name == "mixed" and [c["name"] for c in model.config.mix] == [m.config.name for m in members]
     model.weights.copy_(torch.tensor([0.4, 0.3, 0.2, 0.1]))
+    model.temperatures.copy_(torch.tensor([1.0, 2.0, 0.5, 1.0]))
     tokens, lengths = encode_names(NAMES, extra=2)
     with torch.no_grad():
         log_probs, attention = model(tokens, lengths)
         outputs = [m.eval()(tokens, lengths) for m in members]
-    probs = sum(w * lp.exp() for w, (lp, _) in zip([0.4, 0.3, 0.2, 0.1], outputs))
+    probs = sum(w * torch.softmax(lp / t, 1) for w, t, (lp, _) in zip([0.4, 0.3, 0.2, 0.1], [1.0, 2.0, 0.5, 1.0], outputs))
     torch.testing.assert_close(log_probs.exp(), probs)
     torch.testing.assert_close(attention, (0.4 * outputs[0][1] + 0.3 * outputs[1][1]) / 0.7)
     path = checkpoint.save(tmp_path / "mixed.safetensors", model, [f"L{i}" for i in range(N_CLASSES)])
@@ -248,6 +249,7 @@ def test_mixed_ensemble_weights_its_members_and_round_trips_through_a_checkpoint
     with torch.no_grad():
         torch.testing.assert_close(loaded(tokens, lengths)[0], log_probs)
     torch.testing.assert_close(loaded.weights, torch.tensor([0.4, 0.3, 0.2, 0.1]))
+    torch.testing.assert_close(loaded.temperatures, torch.tensor([1.0, 2.0, 0.5, 1.0]))
 
 
 def test_mixture_weights_go_to_the_member_that_is_right():
@@ -255,8 +257,23 @@ def test_mixture_weights_go_to_the_member_that_is_right():
     target = torch.arange(200) % N_CLASSES
     good = torch.log_softmax(torch.nn.functional.one_hot(target, N_CLASSES).float() * 4, 1)
     noise = torch.log_softmax(torch.randn(200, N_CLASSES, generator=torch.Generator().manual_seed(0)), 1)
-    weights = fit_mixture_weights([noise, good], target)
+    weights, temperatures = fit_mixture_weights([noise, good], target)
     torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
     assert weights[1] > 0.95
-    half = fit_mixture_weights([good, good], target)  # equal members: nothing to choose, stays even
+    assert temperatures[1] < 0.5  # a member always right, but unsure, is sharpened
+    half, _ = fit_mixture_weights([good, good], target)  # equal members: nothing to choose, stays even
     torch.testing.assert_close(half, torch.tensor([0.5, 0.5]))
+
+
+def test_mixture_temperatures_let_an_under_confident_but_better_member_win():
+    from nameorigin.training import fit_mixture_weights
+    gen = torch.Generator().manual_seed(1)
+    target = torch.randint(0, N_CLASSES, (400,), generator=gen)
+    right = torch.rand(400, generator=gen) < 0.9  # member A: right 90 % of the time, but timid
+    shuffled = torch.where(right, target, (target + 1) % N_CLASSES)
+    timid = torch.log_softmax(torch.nn.functional.one_hot(shuffled, N_CLASSES).float() * 0.5, 1)
+    right_b = torch.rand(400, generator=gen) < 0.6  # member B: right 60 % of the time, sure of itself
+    bold = torch.log_softmax(torch.nn.functional.one_hot(torch.where(right_b, target, (target + 2) % N_CLASSES),
+                                                         N_CLASSES).float() * 6, 1)
+    weights, temperatures = fit_mixture_weights([timid, bold], target)
+    assert weights[0] > weights[1] and temperatures[0] < 1

@@ -201,5 +201,5 @@ def test_fit_trains_a_mixed_ensemble_and_fits_its_weights_on_validation(tiny_spl
     lines = []
     model, history, _ = fit(settings, parts.train, valid, labels, printer=lines.append)
     assert isinstance(model, Ensemble) and [m.config.name for m in model.members] == ["gru", "cnn", "ngram-lr"]
-    assert float(model.weights.sum()) == pytest.approx(1.0) and lines[-1].startswith("member weights fitted")
+    assert float(model.weights.sum()) == pytest.approx(1.0) and lines[-1].startswith("member weights (temperatures)")
     assert history.best["accuracy"] == pytest.approx(validate(model, valid, labels)["accuracy"])

@@ -384,8 +384,9 @@ def mean_probabilities(log_probs: Sequence[torch.Tensor]) -> torch.Tensor:
 
 class Ensemble(Classifier):
     """``config.members`` models of one kind and size, their probabilities averaged; or, with ``config.mix``, a
-    mixed ensemble: one member per config in the list (any kinds), their probabilities mixed with the weights
-    in the ``weights`` buffer (fitted on validation names; uniform until then). The attention is the
+    mixed ensemble: one member per config in the list (any kinds), each softened by its temperature (buffer
+    ``temperatures``), their probabilities mixed with the weights in the ``weights`` buffer (both fitted on
+    validation names; 1 and uniform until then). The attention is the
     (weighted) mean of the members' that have one."""
 
     def __init__(self, config: ModelConfig, n_classes: int):
@@ -395,9 +396,10 @@ class Ensemble(Classifier):
             if any(c.mix for c in configs):
                 raise ValueError("a mixed ensemble's members cannot be mixed ensembles")
             self.register_buffer("weights", torch.full((len(configs),), 1.0 / len(configs)))
+            self.register_buffer("temperatures", torch.ones(len(configs)))
         else:
             configs = [replace(config, members=1)] * config.members
-            self.weights = None
+            self.weights = self.temperatures = None
         self.members = nn.ModuleList(build_model(c, n_classes) for c in configs)
         self.has_attention = any(m.has_attention for m in self.members)
 
@@ -407,7 +409,8 @@ class Ensemble(Classifier):
         if self.weights is None:
             return mean_probabilities(log_probs), (
                 torch.stack([a for _, a in outputs]).mean(0) if self.has_attention else None)
-        mixed = torch.logsumexp(torch.stack(log_probs) + self.weights.log().view(-1, 1, 1), dim=0)  # (B, C)
+        tempered = torch.log_softmax(torch.stack(log_probs) / self.temperatures.view(-1, 1, 1), dim=2)  # (M, B, C)
+        mixed = torch.logsumexp(tempered + self.weights.log().view(-1, 1, 1), dim=0)  # (B, C)
         attention = None
         if self.has_attention:
             w = [(wi, a) for wi, (_, a) in zip(self.weights, outputs) if a is not None]

@@ -470,34 +470,41 @@ def fit_ngram_lr(train: Encoded, n_classes: int, *, c: float = 10.0, max_iter: i
     return model.eval()
 
 
-def fit_mixture_weights(log_probs: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-    """Weights on the simplex (M,) that maximise the log-likelihood of ``target`` (N,) under the mixture
-    ``Σ w_m p_m``, from each member's log-probabilities (N, C); a concave problem, solved by L-BFGS."""
-    picked = torch.stack([lp[torch.arange(len(target)), target] for lp in log_probs], 1).double()  # (N, M)
-    picked = picked.clamp(min=-1e4)  # a member certain of a wrong answer must not make the loss infinite
-    z = torch.zeros(picked.size(1), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([z], max_iter=500, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
+def fit_mixture_weights(log_probs: Sequence[torch.Tensor], target: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights on the simplex (M,) and a temperature per member (M,) that maximise the log-likelihood of
+    ``target`` (N,) under ``Σ w_m softmax(log p_m / T_m)``, from each member's log-probabilities (N, C),
+    solved by L-BFGS. The temperatures put members on one footing first: without them, a member trained
+    with label smoothing (under-confident) loses weight to a sharper one whatever its accuracy."""
+    stacked = torch.stack(list(log_probs)).double().clamp(min=-1e4)  # (M, N, C); -inf would make NaN gradients
+    rows = torch.arange(len(target))
+    z = torch.zeros(stacked.size(0), dtype=torch.float64, requires_grad=True)
+    log_t = torch.zeros(stacked.size(0), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([z, log_t], max_iter=500, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = -torch.logsumexp(picked + torch.log_softmax(z, 0), dim=1).mean()
+        tempered = torch.log_softmax(stacked / log_t.exp().view(-1, 1, 1), dim=2)[:, rows, target]  # (M, N)
+        loss = -torch.logsumexp(tempered + torch.log_softmax(z, 0).unsqueeze(1), dim=0).mean()
         loss.backward()
         return loss
     opt.step(closure)
-    return torch.softmax(z.detach(), 0).float()
+    return torch.softmax(z.detach(), 0).float(), log_t.detach().exp().float()
 
 
 def mixed_ensemble(models: Sequence[Classifier], valid: Encoded | None, n_classes: int) -> Ensemble:
-    """One :class:`Ensemble` holding ``models`` (any kinds), their weights fitted on ``valid`` (uniform without)."""
+    """One :class:`Ensemble` holding ``models`` (any kinds), their weights and temperatures fitted on ``valid``
+    (uniform weights and temperature 1 without)."""
     from .models import build_model
     config = ModelConfig(name=MIXED, mix=[m.config.to_dict() for m in models])
     ensemble = build_model(config, n_classes)
     for mine, trained in zip(ensemble.members, models):
         mine.load_state_dict(trained.state_dict())
     if valid is not None and len(valid):
-        weights = fit_mixture_weights([batched_log_probs(m, valid.tokens, valid.lengths)[0] for m in models],
-                                      valid.labels)
+        weights, temperatures = fit_mixture_weights(
+            [batched_log_probs(m, valid.tokens, valid.lengths)[0] for m in models], valid.labels)
         ensemble.weights.copy_(weights)
+        ensemble.temperatures.copy_(temperatures)
     return ensemble.eval()
 
 
@@ -516,8 +523,9 @@ def _fit_mixed(settings: Settings, used: list[Pair], valid: Encoded | None, labe
                        if one.best.get("accuracy") is not None else ""))
     model = mixed_ensemble(models, valid, len(labels))
     if printer:
-        printer("member weights fitted on validation: " + ", ".join(
-            f"{m.config.name} {w:.3f}" for m, w in zip(models, model.weights.tolist())))
+        printer("member weights (temperatures) fitted on validation: " + ", ".join(
+            f"{m.config.name} {w:.3f} ({t:.2f})" for m, w, t in zip(models, model.weights.tolist(),
+                                                                     model.temperatures.tolist())))
     if valid is not None and len(valid):
         history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
     return model, history, used
