@@ -46,13 +46,13 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
         {"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, LS),
     "lstm bi, embed 64, smoothing 0.1, cosine 20": ({"name": "lstm", **BI}, LS),
     "gru-attention bi, embed 64, smoothing 0.1, cosine 20, noise 2": ({"name": "gru-attention", **BI}, {**LS, "noise": 2}),
-    "transformer 128, 2 layers, 4 heads, dropout 0.1, Adam 1e-3, smoothing 0.1, cosine 20": (
+    "transformer 128, 2 layers, 4 heads, positions from both ends, dropout 0.1, Adam 1e-3, smoothing 0.1, cosine 20": (
         {"name": "transformer", "layers": 2, "heads": 4, "dropout": 0.1}, {**LS, "lr": 1e-3}),
     "cnn 128 x 4 widths, embed 64, dropout 0.3, smoothing 0.1, cosine 20": ({"name": "cnn", "embed": 64}, LS),
     "ngram-lr (TF-IDF char 1-5 in torch, C=10)": ({"name": "ngram-lr"}, {}),
 }
 GA = "gru-attention bi, embed 64, smoothing 0.1, cosine 20"
-TR = "transformer 128, 2 layers, 4 heads, dropout 0.1, Adam 1e-3, smoothing 0.1, cosine 20"
+TR = "transformer 128, 2 layers, 4 heads, positions from both ends, dropout 0.1, Adam 1e-3, smoothing 0.1, cosine 20"
 CNN = "cnn 128 x 4 widths, embed 64, dropout 0.3, smoothing 0.1, cosine 20"
 NG = "ngram-lr (TF-IDF char 1-5 in torch, C=10)"
 # name: the variants mixed (each run with the same seed), weights fitted on validation

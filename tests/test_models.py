@@ -142,7 +142,7 @@ def test_transformer_padding_has_no_say_through_self_attention():
 
 
 def test_transformer_hidden_must_be_a_multiple_of_heads():
-    with pytest.raises(ValueError, match="multiple of heads"):
+    with pytest.raises(ValueError, match="multiple of heads 4 and of 4"):
         build_model(ModelConfig(name="transformer", hidden=10, heads=4), N_CLASSES)
 
 

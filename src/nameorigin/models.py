@@ -265,13 +265,15 @@ def sinusoidal_positions(T: int, d: int, device: torch.device) -> torch.Tensor:
     freq = torch.exp(torch.arange(0, d, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d))
     out = torch.zeros(T, d, device=device)
     out[:, 0::2] = torch.sin(pos * freq)
-    out[:, 1::2] = torch.cos(pos * freq[: d // 2])
+    out[:, 1::2] = torch.cos(pos * freq[: d // 2])  # d even
     return out
 
 
 class CharTransformer(Classifier):
-    """A small pre-norm Transformer encoder over characters (learned embedding of size ``hidden``, sinusoidal
-    positions, padding masked out of every key), pooled as gru-attention pools: ``e_j = w·h_j``, softmax over
+    """A small pre-norm Transformer encoder over characters (learned embedding of size ``hidden``, plus sinusoidal
+    codes of each character's position counted from the start and from the end of the name, since endings
+    carry much of a name's language; padding masked out of every key), pooled as gru-attention pools:
+    ``e_j = w·h_j``, softmax over
     real characters, ``c = Σ α_j h_j`` -> linear. Its attention is that pooling distribution."""
 
     has_attention = True
@@ -279,8 +281,8 @@ class CharTransformer(Classifier):
     def __init__(self, config: ModelConfig, n_classes: int):
         super().__init__(config, n_classes)
         d = config.hidden
-        if config.heads < 1 or d % config.heads:
-            raise ValueError(f"transformer: hidden {d} must be a multiple of heads {config.heads}")
+        if config.heads < 1 or d % config.heads or d % 4:
+            raise ValueError(f"transformer: hidden {d} must be a multiple of heads {config.heads} and of 4")
         self.embed = nn.Embedding(VOCAB_SIZE, d, padding_idx=0)
         layer = nn.TransformerEncoderLayer(d, config.heads, dim_feedforward=2 * d, dropout=config.dropout,
                                            batch_first=True, norm_first=True)
@@ -293,7 +295,10 @@ class CharTransformer(Classifier):
     def forward(self, tokens, lengths):
         B, T = tokens.shape
         d = self.config.hidden
-        x = self.embed(tokens) * math.sqrt(d) + sinusoidal_positions(T, d, tokens.device)  # (B, T, d)
+        codes = sinusoidal_positions(T, d // 2, tokens.device)  # (T, d/2)
+        from_end = (lengths.unsqueeze(1) - 1 - torch.arange(T, device=tokens.device)).clamp(min=0)  # (B, T)
+        where = torch.cat([codes.expand(B, T, -1), codes[from_end]], dim=2)  # (B, T, d): from the start | from the end
+        x = self.embed(tokens) + where  # (B, T, d)
         x = _dropout(x, self.config.dropout, self.training)
         states = self.norm(self.encoder(x, src_key_padding_mask=~real_mask(tokens, lengths)))  # (B, T, d)
         context, alpha = attention_pool(states, self.att(states).squeeze(2), lengths)  # (B, d), (B, T)
