@@ -65,9 +65,12 @@ MIXES: dict[str, list[str]] = {
     "mixed: gru-attention + cnn + ngram-lr": [GA, CNN, NG],
 }
 DISTIL = {"distill_weight": 0.7, "distill_temperature": 2.0}
+HALF = {"distill_weight": 0.5, "distill_temperature": 2.0}
 # name: (student variant, teacher recipe (a variant or a mix), folds, the student's distillation settings)
 DISTILLED: dict[str, tuple[str, str, int, dict]] = {
-    "gru-attention bi 128 taught by ngram-lr, 4 folds, w 0.7, T 2 (the bundled preset)": (GA, NG, 4, DISTIL),
+    "gru-attention bi 128 taught by ngram-lr, 4 folds, w 0.7, T 2": (GA, NG, 4, DISTIL),
+    "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.5, T 2 (the bundled preset)": (
+        GA, "mixed: gru-attention + cnn", 3, HALF),
     "gru-attention bi 128 taught by cnn + ngram-lr, 4 folds, w 0.7, T 2": (GA, "mixed: cnn + ngram-lr", 4, DISTIL),
 }
 # the DESIGN's baseline, the pipeline `nameorigin compare` fits (deterministic: one run stands for every seed)

@@ -311,13 +311,13 @@ PRESETS: dict[str, Preset] = {
     "bundled": Preset(
         "The model that ships in the package, distilled: one bidirectional gru-attention (hidden 128, embedding "
         "64, dropout 0.3; about 1.8x a gru 128's prediction time) trained as `best` trains its members, on the "
-        "labels and, with weight 0.7 at temperature 2, on out-of-fold probabilities of the ngram-lr preset "
-        "(4 teachers, each trained on three quarters of the training names and predicting the quarter it did "
+        "labels and, with weight 0.5 at temperature 2, on out-of-fold probabilities of the `mixed` preset "
+        "(3 mixed teachers, each trained on two thirds of the training names and predicting the third it did "
         "not see). Teachers and student train in one command.",
         model={"name": "gru-attention", "hidden": 128, "bidirectional": True, "embed": 64, "dropout": 0.3},
         train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0,
-               "distill_weight": 0.7, "distill_temperature": 2.0, "teacher_folds": 4},
-        teacher="ngram-lr"),
+               "distill_weight": 0.5, "distill_temperature": 2.0, "teacher_folds": 3},
+        teacher="mixed"),
     "ngram-lr": Preset(
         "The DESIGN's baseline as a model of the family: TF-IDF character 1-5-grams of the folded name and "
         "logistic regression (scikit-learn, C=10), its vocabulary, idf and weights saved as tensors.",
