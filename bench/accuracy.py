@@ -71,6 +71,10 @@ DISTILLED: dict[str, tuple[str, str, int, dict]] = {
     "gru-attention bi 128 taught by ngram-lr, 4 folds, w 0.7, T 2": (GA, NG, 4, DISTIL),
     "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.5, T 2 (the bundled preset)": (
         GA, "mixed: gru-attention + cnn", 3, HALF),
+    "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.25, T 1": (
+        GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.25, "distill_temperature": 1.0}),
+    "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.25, T 3": (
+        GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.25, "distill_temperature": 3.0}),
     "gru-attention bi 128 taught by cnn + ngram-lr, 4 folds, w 0.7, T 2": (GA, "mixed: cnn + ngram-lr", 4, DISTIL),
 }
 # the DESIGN's baseline, the pipeline `nameorigin compare` fits (deterministic: one run stands for every seed)
