@@ -6,14 +6,20 @@ would train them, chosen on the validation 10 % only, reported on the held-out T
 
 For each variant and seed it prints validation and held-out accuracy and macro-F1; then a Markdown table of
 the mean over seeds, and, from the same runs, the ensemble of all the seeds' models (probabilities averaged,
-as ``--members`` does). Runs are cached in ``--cache`` (one file of log-probabilities per variant and seed),
-so an interrupted search resumes and ``--variants`` can add rows. The ranking uses validation figures only.
+as ``--members`` does). Three kinds of variant: a single model (``VARIANTS``: model and trainer settings over
+the default preset's, ``ngram-lr`` included); a mixed ensemble (``MIXES``: the same seed's runs of several
+variants, their weights fitted on validation as ``nameorigin train`` fits a mixed preset's); and a distilled
+student (``DISTILLED``: a variant trained on the out-of-fold probabilities of a teacher recipe, a variant or a
+mix, with its trainer's distillation settings; its time counts the teachers'). Runs are cached in ``--cache``
+(one file of log-probabilities per variant and seed; the teachers' out-of-fold probabilities too), so an
+interrupted search resumes and ``--variants`` can add rows. The ranking uses validation figures only.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -22,7 +28,8 @@ from nameorigin import data
 from nameorigin.evaluation import metrics
 from nameorigin.experiments import baseline_pipeline
 from nameorigin.models import batched_log_probs, mean_probabilities
-from nameorigin.training import PRESETS, fit, resolve_settings
+from nameorigin.training import (PRESETS, Settings, fit, fit_mixture_weights, out_of_fold_log_probs,
+                                 resolve_settings)
 
 BI = {"bidirectional": True, "embed": 64, "dropout": 0.3}
 LS = {"label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0}
@@ -39,6 +46,36 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
         {"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, LS),
     "lstm bi, embed 64, smoothing 0.1, cosine 20": ({"name": "lstm", **BI}, LS),
     "gru-attention bi, embed 64, smoothing 0.1, cosine 20, noise 2": ({"name": "gru-attention", **BI}, {**LS, "noise": 2}),
+    "transformer 128, 2 layers, 4 heads, positions from both ends, dropout 0.1, Adam 1e-3, smoothing 0.1, cosine 20": (
+        {"name": "transformer", "layers": 2, "heads": 4, "dropout": 0.1}, {**LS, "lr": 1e-3}),
+    "cnn 128 x 4 widths, embed 64, dropout 0.3, smoothing 0.1, cosine 20": ({"name": "cnn", "embed": 64}, LS),
+    "ngram-lr (TF-IDF char 1-5 in torch, C=10)": ({"name": "ngram-lr"}, {}),
+}
+GA = "gru-attention bi, embed 64, smoothing 0.1, cosine 20"
+TR = "transformer 128, 2 layers, 4 heads, positions from both ends, dropout 0.1, Adam 1e-3, smoothing 0.1, cosine 20"
+CNN = "cnn 128 x 4 widths, embed 64, dropout 0.3, smoothing 0.1, cosine 20"
+NG = "ngram-lr (TF-IDF char 1-5 in torch, C=10)"
+# name: the variants mixed (each run with the same seed), weights fitted on validation
+MIXES: dict[str, list[str]] = {
+    "mixed: gru-attention + transformer + cnn + ngram-lr": [GA, TR, CNN, NG],
+    "mixed: gru-attention + transformer + cnn": [GA, TR, CNN],
+    "mixed: gru-attention + ngram-lr": [GA, NG],
+    "mixed: cnn + ngram-lr": [CNN, NG],
+    "mixed: gru-attention + cnn": [GA, CNN],
+    "mixed: gru-attention + cnn + ngram-lr": [GA, CNN, NG],
+}
+DISTIL = {"distill_weight": 0.7, "distill_temperature": 2.0}
+HALF = {"distill_weight": 0.5, "distill_temperature": 2.0}
+# name: (student variant, teacher recipe (a variant or a mix), folds, the student's distillation settings)
+DISTILLED: dict[str, tuple[str, str, int, dict]] = {
+    "gru-attention bi 128 taught by ngram-lr, 4 folds, w 0.7, T 2": (GA, NG, 4, DISTIL),
+    "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.5, T 2 (the bundled preset)": (
+        GA, "mixed: gru-attention + cnn", 3, HALF),
+    "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.25, T 1": (
+        GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.25, "distill_temperature": 1.0}),
+    "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.25, T 3": (
+        GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.25, "distill_temperature": 3.0}),
+    "gru-attention bi 128 taught by cnn + ngram-lr, 4 folds, w 0.7, T 2": (GA, "mixed: cnn + ngram-lr", 4, DISTIL),
 }
 # the DESIGN's baseline, the pipeline `nameorigin compare` fits (deterministic: one run stands for every seed)
 BASELINES: dict[str, dict] = {
@@ -51,24 +88,60 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name).strip("-")
 
 
-def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: Path) -> dict:
-    path = cache / f"{slug(variant)}_s{seed}.pt"
+def settings_of(variant: str, seed: int) -> Settings:
+    """The recipe of a single-model variant or of a mix (its members' recipes)."""
+    if variant in MIXES:
+        members = [settings_of(v, seed) for v in MIXES[variant]]
+        return Settings(model=members[0].model, train=members[0].train, worksheet=False, prune=0, members=members)
+    model_values, train_values = VARIANTS[variant]
+    return resolve_settings("default", model=model_values, train={**train_values, "seed": seed})
+
+
+def cached(path: Path, compute) -> dict:
     if path.is_file():
         return torch.load(path)
-    if variant in BASELINES:
-        result = baseline(parts, test_pairs, labels, **BASELINES[variant])
-    else:
-        model_values, train_values = VARIANTS[variant]
-        settings = resolve_settings("default", model=model_values, train={**train_values, "seed": seed})
-        started = time.perf_counter()
-        model, history, _ = fit(settings, parts.train, valid, labels)
-        seconds = time.perf_counter() - started
-        result = {"valid": batched_log_probs(model, valid.tokens, valid.lengths)[0],
-                  "test": batched_log_probs(model, test.tokens, test.lengths)[0],
-                  "seconds": seconds, "epochs": len(history.epochs), "best_epoch": history.best_epoch}
-    cache.mkdir(parents=True, exist_ok=True)
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(result, path)
     return result
+
+
+def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: Path) -> dict:
+    if variant in MIXES:
+        runs = [run(v, seed, parts, valid, test, test_pairs, labels, cache) for v in MIXES[variant]]
+        weights, temperatures = fit_mixture_weights([r["valid"] for r in runs], valid.labels)
+        mix = lambda split: torch.logsumexp(torch.log_softmax(  # noqa: E731
+            torch.stack([r[split] for r in runs]) / temperatures.view(-1, 1, 1), 2) + weights.log().view(-1, 1, 1), 0)
+        print(f"  {variant}, seed {seed}: weights " + ", ".join(f"{w:.3f}" for w in weights.tolist())
+              + "; temperatures " + ", ".join(f"{t:.2f}" for t in temperatures.tolist()))
+        return {"valid": mix("valid"), "test": mix("test"), "seconds": sum(r["seconds"] for r in runs),
+                "epochs": None, "best_epoch": None}
+
+    def compute() -> dict:
+        if variant in BASELINES:
+            return baseline(parts, test_pairs, labels, **BASELINES[variant])
+        soft, teacher_seconds = None, 0.0
+        student = variant
+        if variant in DISTILLED:
+            student, teacher, folds, distil = DISTILLED[variant]
+
+            def teach() -> dict:
+                started = time.perf_counter()
+                oof = out_of_fold_log_probs(settings_of(teacher, seed), parts.train, labels, folds=folds,
+                                            valid=valid, seed=seed, printer=print)
+                return {"log_probs": oof, "seconds": time.perf_counter() - started}
+            taught = cached(cache / f"oof_{slug(teacher)}_k{folds}_s{seed}.pt", teach)
+            soft, teacher_seconds = taught["log_probs"], taught["seconds"]
+        settings = settings_of(student, seed)
+        if variant in DISTILLED:
+            settings.train = replace(settings.train, **DISTILLED[variant][3])
+        started = time.perf_counter()
+        model, history, _ = fit(settings, parts.train, valid, labels, soft_targets=soft)
+        seconds = time.perf_counter() - started + teacher_seconds
+        return {"valid": batched_log_probs(model, valid.tokens, valid.lengths)[0],
+                "test": batched_log_probs(model, test.tokens, test.lengths)[0],
+                "seconds": seconds, "epochs": len(history.epochs), "best_epoch": history.best_epoch}
+    return cached(cache / f"{slug(variant)}_s{seed}.pt", compute)
 
 
 def baseline(parts, test_pairs, labels, **kwargs) -> dict:
@@ -96,16 +169,17 @@ def main() -> None:
     ap.add_argument("--train", required=True, help="labelled names to train on (validation: 10 %% of them)")
     ap.add_argument("--test", required=True, help="held-out labelled names, never used for choices")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--variants", help=f"subset, separated by semicolons (default: all): {'; '.join([*BASELINES, *VARIANTS])}")
+    ap.add_argument("--variants", help=f"subset, separated by semicolons (default: all): {'; '.join([*BASELINES, *VARIANTS, *MIXES, *DISTILLED])}")
     ap.add_argument("--cache", default="bench-accuracy-cache", help="folder of cached runs")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    chosen = [v.strip() for v in args.variants.split(";")] if args.variants else [*BASELINES, *VARIANTS]
-    unknown = [v for v in chosen if v not in VARIANTS and v not in BASELINES]
+    known = [*BASELINES, *VARIANTS, *MIXES, *DISTILLED]
+    chosen = [v.strip() for v in args.variants.split(";")] if args.variants else known
+    unknown = [v for v in chosen if v not in known]
     if unknown:
-        raise SystemExit(f"unknown variant(s): {', '.join(unknown)}; known: {'; '.join(VARIANTS)}")
+        raise SystemExit(f"unknown variant(s): {', '.join(unknown)}; known: {'; '.join(known)}")
     pairs = data.read_labelled(args.train)
     labels = data.languages(pairs)
     parts = data.split(pairs, (0.9, 0.1, 0.0), seed=0)  # as `nameorigin train --split 0.9,0.1,0` splits
@@ -116,7 +190,7 @@ def main() -> None:
     rows = []
     for variant in chosen:
         runs = []
-        for seed in range(1 if variant in BASELINES else args.seeds):
+        for seed in range(1 if variant in BASELINES or variant == NG else args.seeds):
             r = run(variant, seed, parts, valid, test, test_pairs, labels, Path(args.cache))
             runs.append(r)
             v, t = figures(r["valid"], valid.labels, labels), figures(r["test"], test.labels, labels)

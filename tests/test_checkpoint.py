@@ -78,8 +78,8 @@ def test_tampered_labels(saved):
 
 def test_unknown_model_in_checkpoint(saved):
     _, path = saved
-    _rewrite_metadata(path, lambda d: {**d, "model": {**d["model"], "name": "transformer"}})
-    with pytest.raises(CheckpointError, match="unknown model 'transformer'"):
+    _rewrite_metadata(path, lambda d: {**d, "model": {**d["model"], "name": "perceiver"}})
+    with pytest.raises(CheckpointError, match="unknown model 'perceiver'"):
         checkpoint.load(path)
 
 

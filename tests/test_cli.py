@@ -142,8 +142,8 @@ def test_missing_column(capsys, tmp_path, trained):
 
 
 def test_unknown_model_name(capsys, tmp_path, tiny_dir):
-    code, _, err = run(capsys, "train", "--data", tiny_dir, "--model", "transformer", "--out", tmp_path / "t.st")
-    assert code == 2 and "unknown model 'transformer'" in err and "gru-attention" in err
+    code, _, err = run(capsys, "train", "--data", tiny_dir, "--model", "perceiver", "--out", tmp_path / "t.st")
+    assert code == 2 and "unknown model 'perceiver'" in err and "gru-attention" in err
 
 
 def test_damaged_checkpoint(capsys, tmp_path, trained):
@@ -222,7 +222,7 @@ def test_flags_override_the_best_preset(capsys, tmp_path, tiny_dir):
     assert code == 0
     ck = load(out)
     assert ck.config.to_dict() == {"name": "gru-attention", "hidden": 8, "layers": 1, "bidirectional": True,
-                                   "embed": 4, "dropout": 0.4, "members": 2}
+                                   "embed": 4, "dropout": 0.4, "members": 2, "heads": 4, "vocab": 0, "mix": []}
     training = ck.meta["training"]
     assert training["preset"] == "best" and training["label_smoothing"] == 0.1 and training["schedule"] == "cosine"
     assert training["epochs"] == 1
@@ -232,3 +232,54 @@ def test_unknown_preset(capsys, tmp_path, tiny_dir):
     code, _, err = run(capsys, "train", "--preset", "fastest", "--data", tiny_dir, "--out", tmp_path / "m.st")
     assert code == 2 and "unknown preset 'fastest'" in err and "best" in err
     assert not (tmp_path / "m.st").exists()
+
+
+def test_train_with_a_teacher_file_and_out_of_fold_teachers(capsys, tmp_path, tiny_dir):
+    from nameorigin.checkpoint import load
+    teacher = tmp_path / "t.safetensors"
+    assert run(capsys, "train", "--data", tiny_dir, "--model", "cnn", "--hidden", "8", "--epochs", "2",
+               "--out", teacher, "--quiet")[0] == 0
+    code, text, _ = run(capsys, "train", "--data", tiny_dir, "--model", "transformer", "--hidden", "8", "--heads", "2",
+                        "--epochs", "2", "--teacher", teacher, "--teacher-folds", "2", "--distill-weight", "0.8",
+                        "--distill-temperature", "3", "--out", tmp_path / "s.safetensors", "--quiet")
+    assert code == 0 and "teacher 2/2 (cnn) trained" in text
+    training = load(tmp_path / "s.safetensors").meta["training"]
+    assert training["distill_weight"] == 0.8 and training["distill_temperature"] == 3.0
+    assert training["teacher"]["file"] == str(teacher) and training["teacher"]["out_of_fold"]
+    assert training["teacher"]["model"]["name"] == "cnn"
+    code, text, _ = run(capsys, "train", "--data", tiny_dir, "--model", "gru", "--hidden", "8", "--epochs", "1",
+                        "--teacher", teacher, "--out", tmp_path / "s0.safetensors", "--quiet")
+    assert code == 0 and "teacher 1/" not in text  # the teacher file's own probabilities
+    assert load(tmp_path / "s0.safetensors").meta["training"]["teacher"]["out_of_fold"] is False
+    code, _, err = run(capsys, "train", "--data", tiny_dir, "--teacher", teacher, "--teacher-folds", "1",
+                       "--out", tmp_path / "bad.safetensors")
+    assert code == 2 and "--teacher-folds 1" in err and not (tmp_path / "bad.safetensors").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--distill-weight", "1.5"), ("--distill-temperature", "0"),
+                                         ("--heads", "0"), ("--teacher-folds", "-1")])
+def test_distillation_and_transformer_flags_are_checked(capsys, tmp_path, tiny_dir, flag, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(tiny_dir), flag, value, "--out", str(tmp_path / "m.st")])
+    assert exit_info.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_a_teacher_for_other_languages_is_refused(capsys, tmp_path, tiny_dir):
+    teacher = tmp_path / "t.safetensors"
+    other = tmp_path / "other.csv"
+    other.write_text("name,language\n" + "".join(f"{n}{i},{lang}\n" for i in range(10) for n, lang in
+                                                 [("Abc", "Xish"), ("Def", "Yish")]))
+    assert run(capsys, "train", "--data", other, "--model", "gru", "--hidden", "8", "--epochs", "1",
+               "--split", "0.5,0.5,0", "--out", teacher, "--quiet")[0] == 0
+    code, _, err = run(capsys, "train", "--data", tiny_dir, "--teacher", teacher, "--out", tmp_path / "s.st")
+    assert code == 2 and "--teacher" in err and "languages" in err
+
+
+def test_transformer_checkpoint_works_in_attention_and_predict(capsys, tmp_path, tiny_dir):
+    out = tmp_path / "tr.safetensors"
+    assert run(capsys, "train", "--data", tiny_dir, "--model", "transformer", "--hidden", "8", "--heads", "2",
+               "--layers", "2", "--epochs", "2", "--out", out, "--quiet")[0] == 0
+    code, text, _ = run(capsys, "attention", "--model", out, "Kalov", "--plot", tmp_path / "h.png")
+    weights = [float(cell.split(":")[1]) for cell in text.splitlines()[1].split()]
+    assert code == 0 and len(weights) == 5 and abs(sum(weights) - 1) < 0.02 and (tmp_path / "h.png").is_file()
+    assert run(capsys, "predict", "--model", out, "Kalov")[0] == 0

@@ -11,7 +11,8 @@ from nameorigin.models import REGISTRY, ModelConfig, build_model
 
 NAMES = ["Abl", "Schmidhuber", "Zhou", "O'Neal", "Ng", "X", "Nakamura", "Hinton"]
 N_CLASSES = 5
-VARIANTS = [(name, 1, False) for name in REGISTRY] + [
+NOT_FROM_THE_SEEDS = {"transformer", "cnn", "ngram-lr"}
+VARIANTS = [(name, 1, False) for name in REGISTRY if name not in NOT_FROM_THE_SEEDS] + [
     (name, layers, bi) for name in ("rnn", "gru", "gru-attention", "lstm") for layers, bi in [(2, False), (1, True), (2, True)]
 ]
 
@@ -80,7 +81,39 @@ def test_padded_batch_matches_one_name_at_a_time(name, layers, bidirectional):
                 torch.testing.assert_close(attention[i, : len(line)], ref_alpha, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name, layers, bidirectional", [v for v in VARIANTS if v[0] == "gru-attention"])
+def make(name: str, **sizes) -> torch.nn.Module:
+    """A fresh model of ``name`` (an ngram-lr fitted on the test names, so that it has a vocabulary)."""
+    torch.manual_seed(0)
+    if name == "ngram-lr":
+        from nameorigin.data import Encoded
+        from nameorigin.training import fit_ngram_lr
+        tokens, lengths = encode_names(NAMES)
+        return fit_ngram_lr(Encoded(tokens, lengths, torch.arange(len(NAMES)) % N_CLASSES), N_CLASSES)
+    return build_model(ModelConfig(name=name, **{"hidden": 16, **sizes}), N_CLASSES)
+
+
+ALL_SHAPES = [(name, {}) for name in REGISTRY] + [
+    ("transformer", {"layers": 2, "heads": 2}), ("transformer", {"dropout": 0.2}), ("cnn", {"embed": 8}),
+    ("gru-attention", {"bidirectional": True, "layers": 2})]
+
+
+@pytest.mark.parametrize("name, sizes", ALL_SHAPES)
+def test_a_name_alone_equals_the_same_name_in_a_padded_batch(name, sizes):
+    model = make(name, **sizes).eval()
+    tokens, lengths = encode_names(NAMES, extra=4)
+    for context in (torch.no_grad, torch.inference_mode):  # inference mode: torch's fast paths, if any
+        with context():
+            log_probs, attention = model(tokens, lengths)
+            for i, line in enumerate(NAMES):
+                alone, alone_attention = model(*encode_names([line]))
+                torch.testing.assert_close(log_probs[i], alone[0], atol=1e-5, rtol=0)
+                if model.has_attention:
+                    torch.testing.assert_close(attention[i, : len(line)], alone_attention[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name, layers, bidirectional",
+                         [v for v in VARIANTS if v[0] == "gru-attention"] + [("transformer", 1, False),
+                                                                            ("transformer", 2, False)])
 def test_attention_is_zero_on_padding_and_sums_to_one(name, layers, bidirectional):
     model = build_model(ModelConfig(name=name, hidden=8, layers=layers, bidirectional=bidirectional), N_CLASSES)
     tokens, lengths = encode_names(NAMES, extra=2)
@@ -91,10 +124,57 @@ def test_attention_is_zero_on_padding_and_sums_to_one(name, layers, bidirectiona
     torch.testing.assert_close(attention.sum(1), torch.ones(len(NAMES)))
 
 
-@pytest.mark.parametrize("name", [n for n in REGISTRY if n != "gru-attention"])
+@pytest.mark.parametrize("name", [n for n in REGISTRY if not REGISTRY[n].has_attention])
 def test_models_without_attention_return_none(name):
     tokens, lengths = encode_names(NAMES)
-    assert build_model(ModelConfig(name=name, hidden=8), 3)(tokens, lengths)[1] is None
+    assert make(name)(tokens, lengths)[1] is None
+
+
+def test_transformer_padding_has_no_say_through_self_attention():
+    """Changing what sits in the padding (beyond each name's length) changes nothing."""
+    model = make("transformer", layers=2).eval()
+    tokens, lengths = encode_names(NAMES, extra=3)
+    noisy = tokens.clone()
+    pad = ~(torch.arange(tokens.size(1)).unsqueeze(0) < lengths.unsqueeze(1))
+    noisy[pad] = 5
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens, lengths)[0], model(noisy, lengths)[0], atol=1e-5, rtol=0)
+
+
+def test_transformer_hidden_must_be_a_multiple_of_heads():
+    with pytest.raises(ValueError, match="multiple of heads 4 and of 4"):
+        build_model(ModelConfig(name="transformer", hidden=10, heads=4), N_CLASSES)
+
+
+def test_cnn_reads_names_shorter_than_its_widest_window_and_pools_over_the_name_only():
+    model = make("cnn").eval()
+    tokens, lengths = encode_names(["X", "Ng", "Schmidhuber"], extra=2)
+    with torch.no_grad():
+        log_probs, _ = model(tokens, lengths)
+    assert torch.isfinite(log_probs).all()
+    torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(3))
+
+
+def test_ngram_lr_features_are_scikit_learns_tfidf():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    model = make("ngram-lr")
+    grams = lambda s: [s[i:i + n] for n in range(1, 6) for i in range(len(s) - n + 1)]  # noqa: E731
+    vectorizer = TfidfVectorizer(analyzer=grams, sublinear_tf=True)
+    expected = vectorizer.fit_transform(NAMES).toarray()
+    assert model.vocab.numel() == expected.shape[1]
+    rows, cols, values = model.features(*encode_names(NAMES, extra=2))
+    ours = torch.zeros(len(NAMES), model.vocab.numel()).index_put_((rows, cols), values)
+    # the same matrix up to the order of the columns: compare sorted rows of values
+    torch.testing.assert_close(ours.sort(1).values, torch.tensor(expected, dtype=torch.float32).sort(1).values)
+    torch.testing.assert_close(ours.norm(dim=1), torch.ones(len(NAMES)))
+
+
+def test_ngram_lr_predicts_its_training_names():
+    model = make("ngram-lr")
+    log_probs, _ = model(*encode_names(NAMES))
+    assert log_probs.argmax(1).tolist() == (torch.arange(len(NAMES)) % N_CLASSES).tolist()
+    unseen, _ = model(*encode_names(["Qqq"]))  # no known n-gram: the bias alone
+    torch.testing.assert_close(unseen[0], torch.log_softmax(model.bias.detach(), 0))
 
 
 def test_rnn_and_gru_start_from_the_seeds_weights_for_the_same_seed():
@@ -118,8 +198,8 @@ def test_rnn_and_gru_start_from_the_seeds_weights_for_the_same_seed():
 
 def test_unknown_model_name_is_a_clear_error():
     from nameorigin.models import UnknownModel
-    with pytest.raises(UnknownModel, match="unknown model 'transformer'"):
-        build_model(ModelConfig(name="transformer"), 3)
+    with pytest.raises(UnknownModel, match="unknown model 'perceiver'"):
+        build_model(ModelConfig(name="perceiver"), 3)
 
 
 @pytest.mark.parametrize("name", ["gru", "gru-attention"])
@@ -147,3 +227,53 @@ def test_ensemble_averages_its_members_probabilities(name):
 def test_members_below_one_is_a_clear_error():
     with pytest.raises(ValueError, match="members 0"):
         build_model(ModelConfig(members=0), N_CLASSES)
+
+
+def test_mixed_ensemble_weights_its_members_and_round_trips_through_a_checkpoint(tmp_path):
+    from nameorigin import checkpoint
+    from nameorigin.training import mixed_ensemble
+    members = [make("gru-attention"), make("transformer"), make("cnn"), make("ngram-lr")]
+    model = mixed_ensemble(members, None, N_CLASSES)
+    assert model.config.name == "mixed" and [c["name"] for c in model.config.mix] == [m.config.name for m in members]
+    model.weights.copy_(torch.tensor([0.4, 0.3, 0.2, 0.1]))
+    model.temperatures.copy_(torch.tensor([1.0, 2.0, 0.5, 1.0]))
+    tokens, lengths = encode_names(NAMES, extra=2)
+    with torch.no_grad():
+        log_probs, attention = model(tokens, lengths)
+        outputs = [m.eval()(tokens, lengths) for m in members]
+    probs = sum(w * torch.softmax(lp / t, 1) for w, t, (lp, _) in zip([0.4, 0.3, 0.2, 0.1], [1.0, 2.0, 0.5, 1.0], outputs))
+    torch.testing.assert_close(log_probs.exp(), probs)
+    torch.testing.assert_close(attention, (0.4 * outputs[0][1] + 0.3 * outputs[1][1]) / 0.7)
+    path = checkpoint.save(tmp_path / "mixed.safetensors", model, [f"L{i}" for i in range(N_CLASSES)])
+    loaded = checkpoint.load(path).model
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(tokens, lengths)[0], log_probs)
+    torch.testing.assert_close(loaded.weights, torch.tensor([0.4, 0.3, 0.2, 0.1]))
+    torch.testing.assert_close(loaded.temperatures, torch.tensor([1.0, 2.0, 0.5, 1.0]))
+
+
+def test_mixture_weights_go_to_the_member_that_is_right():
+    from nameorigin.training import fit_mixture_weights
+    target = torch.arange(200) % N_CLASSES
+    good = torch.log_softmax(torch.nn.functional.one_hot(target, N_CLASSES).float() * 4, 1)
+    noise = torch.log_softmax(torch.randn(200, N_CLASSES, generator=torch.Generator().manual_seed(0)), 1)
+    weights, temperatures = fit_mixture_weights([noise, good], target)
+    torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
+    assert weights[1] > 0.95
+    assert temperatures[1] < 0.5  # a member always right, but unsure, is sharpened
+    half, _ = fit_mixture_weights([good, good], target)  # equal members: nothing to choose, stays even
+    torch.testing.assert_close(half, torch.tensor([0.5, 0.5]))
+
+
+def test_mixture_temperatures_let_an_under_confident_but_better_member_win():
+    from nameorigin.training import fit_mixture_weights
+    gen = torch.Generator().manual_seed(1)
+    target = torch.randint(0, N_CLASSES, (400,), generator=gen)
+    right = torch.rand(400, generator=gen) < 0.9  # member A: right 90 % of the time, but timid
+    shuffled = torch.where(right, target, (target + 1) % N_CLASSES)
+    timid = torch.log_softmax(torch.nn.functional.one_hot(shuffled, N_CLASSES).float() * 0.5, 1)
+    right_b = torch.rand(400, generator=gen) < 0.6  # member B: right 60 % of the time, sure of itself
+    bold = torch.log_softmax(torch.nn.functional.one_hot(torch.where(right_b, target, (target + 2) % N_CLASSES),
+                                                         N_CLASSES).float() * 6, 1)
+    weights, temperatures = fit_mixture_weights([timid, bold], target)
+    assert weights[0] > weights[1] and temperatures[0] < 1

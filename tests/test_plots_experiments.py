@@ -75,6 +75,28 @@ def test_compare_grid_writes_tables_curves_and_report(tmp_path, tiny_pairs):
     assert "![loss_noise3](loss_noise3.png)" in report and "baseline" in report
 
 
+def test_compare_runs_transformer_and_cnn_and_answers_the_self_attention_question(tmp_path, tiny_pairs):
+    config = experiments.CompareConfig(models=["gru", "transformer", "cnn"], noise=[0], seeds=1, epochs=2, hidden=8)
+    results = experiments.compare(tiny_pairs, config, tmp_path, report=lambda line: None)
+    assert [r.model for r in results] == ["gru", "transformer", "cnn"]
+    transformer = results[1]
+    assert transformer.attention is not None and results[2].attention is None  # transformer pools by attention
+    report = (tmp_path / "report.md").read_text()
+    assert "## Does self-attention beat recurrence on names?" in report
+    assert f"accuracy {transformer.accuracy:.3f}" in report
+
+
+@pytest.mark.parametrize("transformer, gru, verdict", [
+    ({"accuracy": 0.85, "macro_f1": 0.60}, {"accuracy": 0.83, "macro_f1": 0.55}, "yes: the transformer is ahead"),
+    ({"accuracy": 0.80, "macro_f1": 0.50}, {"accuracy": 0.83, "macro_f1": 0.55}, "no: the best recurrent model"),
+    ({"accuracy": 0.84, "macro_f1": 0.50}, {"accuracy": 0.83, "macro_f1": 0.55}, "neither clearly")])
+def test_the_self_attention_answer_follows_the_numbers(transformer, gru, verdict):
+    figures = {"transformer": {**transformer, "train_seconds": 2.0}, "gru": {**gru, "train_seconds": 1.0}}
+    config = experiments.CompareConfig(models=["gru", "transformer"], noise=[0])
+    text = "\n".join(experiments.self_attention_answer(config, lambda m, n, k: figures[m][k], [0]))
+    assert verdict in text and f"{transformer['accuracy']:.3f}" in text
+
+
 def test_noisy_copy_appends_only_noise(tiny_pairs):
     labels = data.languages(tiny_pairs)
     enc = data.encode_pairs(tiny_pairs[:10], labels)
@@ -124,8 +146,8 @@ def test_evaluate_plot(capsys, tmp_path, attention_model):
 
 def test_compare_command_and_its_bad_input(capsys, tmp_path, attention_model):
     folder, _ = attention_model
-    assert main(["compare", "--models", "gru,mamba", "--data", str(folder), "--out", str(tmp_path)]) == 2
-    assert "unknown model 'mamba'" in capsys.readouterr().err
+    assert main(["compare", "--models", "gru,perceiver", "--data", str(folder), "--out", str(tmp_path)]) == 2
+    assert "unknown model 'perceiver'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         main(["compare", "--noise", "0,x", "--data", str(folder), "--out", str(tmp_path)])
     assert info.value.code == 2 and "--noise" in capsys.readouterr().err

@@ -19,14 +19,15 @@ def tiny_split(tiny_dir):
     return parts, data.languages(pairs)
 
 
-@pytest.mark.parametrize("name", list(REGISTRY))
+@pytest.mark.parametrize("name", [n for n in REGISTRY if n != "ngram-lr"])  # ngram-lr: logistic regression
 def test_batched_trainer_learns_the_tiny_languages(tiny_split, name):
     parts, labels = tiny_split
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=name, hidden=24), len(labels))
     train = data.encode_pairs(parts.train, labels, noise_room=3)
     valid = data.encode_pairs(parts.valid, labels)
-    config = TrainConfig(epochs=25, batch_size=16, lr=0.02 if name != "tutorial-rnn" else 0.003, patience=0,
+    lr = {"tutorial-rnn": 0.003, "transformer": 0.003}.get(name, 0.02)
+    config = TrainConfig(epochs=25, batch_size=16, lr=lr, patience=0,
                          noise=2 if name == "gru-attention" else 0, log_every=5)
     history = train_batched(model, train, valid, labels, config, progress=False)
     assert len(history.epochs) == 25 and history.best_epoch is not None
@@ -116,3 +117,89 @@ def test_fit_trains_each_ensemble_member_from_its_own_seed(tiny_split):
     train_batched(single, train, valid, labels, one.train, progress=False)
     for a, b in zip(single.state_dict().values(), model.members[1].state_dict().values()):
         torch.testing.assert_close(a, b)
+
+
+def _settings(**model):
+    from nameorigin.training import resolve_settings
+    return resolve_settings(None, model={"hidden": 16, **model},
+                            train={"epochs": 4, "batch_size": 16, "lr": 0.02, "patience": 0, "seed": 1})
+
+
+def test_fit_ngram_lr_learns_the_tiny_languages(tiny_split):
+    from nameorigin.training import fit
+    parts, labels = tiny_split
+    valid = data.encode_pairs(parts.valid, labels)
+    model, history, _ = fit(_settings(name="ngram-lr"), parts.train, valid, labels)
+    assert model.config.vocab == model.vocab.numel() > 100
+    assert history.kind == "ngram-lr" and history.best["accuracy"] >= 0.9
+    train = data.encode_pairs(parts.train, labels)
+    assert validate(model, train, labels)["accuracy"] == 1.0
+
+
+def test_distillation_weight_zero_is_training_on_labels_alone(tiny_split):
+    from dataclasses import replace
+    from nameorigin.training import fit
+    parts, labels = tiny_split
+    plain = _settings(name="gru")
+    teacher = torch.log_softmax(torch.randn(len(parts.train), len(labels)), 1)
+    alone, _, _ = fit(plain, parts.train, None, labels)
+    zero, _, _ = fit(replace(plain, train=replace(plain.train, distill_weight=0.0)), parts.train, None, labels,
+                     soft_targets=teacher)
+    taught, _, _ = fit(replace(plain, train=replace(plain.train, distill_weight=1.0)), parts.train, None, labels,
+                       soft_targets=teacher)
+    for a, b in zip(alone.state_dict().values(), zero.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert not torch.equal(alone.h2o.weight, taught.h2o.weight)
+
+
+def test_distillation_alone_makes_the_student_follow_the_teacher(tiny_split):
+    from dataclasses import replace
+    from nameorigin.training import distillation_loss, fit
+    parts, labels = tiny_split
+    settings = _settings(name="gru")
+    settings.train = replace(settings.train, distill_weight=1.0, epochs=15, label_smoothing=0.0, class_weight=0.0)
+    teacher = torch.full((len(parts.train), len(labels)), -8.0)
+    teacher[:, 2] = 0.0  # the teacher says: always the third language
+    student, _, _ = fit(settings, parts.train, None, labels, soft_targets=teacher)
+    train = data.encode_pairs(parts.train, labels)
+    lp, _ = student(train.tokens, train.lengths)
+    assert (lp.argmax(1) == 2).float().mean() > 0.95
+    assert float(distillation_loss(teacher, teacher, 2.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_folds_keep_a_name_with_two_labels_together_and_cover_every_pair():
+    from nameorigin.training import fold_of_each
+    pairs = [(f"N{i}", "A") for i in range(50)] + [("N3", "B"), ("N7", "B")]
+    fold = fold_of_each(pairs, 4, seed=0)
+    assert fold[3] == fold[50] and fold[7] == fold[51]
+    assert sorted(set(fold.tolist())) == [0, 1, 2, 3]
+    per_fold = torch.bincount(fold[:50])  # distinct names: as even as can be
+    assert int(per_fold.max() - per_fold.min()) <= 1
+
+
+def test_out_of_fold_probabilities_come_from_teachers_that_did_not_see_the_name(tiny_split):
+    from nameorigin.training import fit, fold_of_each, out_of_fold_log_probs
+    parts, labels = tiny_split
+    teacher = _settings(name="ngram-lr")
+    oof = out_of_fold_log_probs(teacher, parts.train, labels, folds=3, seed=5)
+    fold = fold_of_each(parts.train, 3, seed=5)
+    rest = [p for p, f in zip(parts.train, fold.tolist()) if f != 0]
+    model, _, _ = fit(teacher, rest, None, labels)
+    held = data.encode_pairs([p for p, f in zip(parts.train, fold.tolist()) if f == 0], labels)
+    torch.testing.assert_close(oof[fold == 0], model(held.tokens, held.lengths)[0])
+    with pytest.raises(ValueError, match="folds 1"):
+        out_of_fold_log_probs(teacher, parts.train, labels, folds=1)
+
+
+def test_fit_trains_a_mixed_ensemble_and_fits_its_weights_on_validation(tiny_split):
+    from nameorigin.models import Ensemble
+    from nameorigin.training import Settings, fit
+    parts, labels = tiny_split
+    valid = data.encode_pairs(parts.valid, labels)
+    members = [_settings(name="gru"), _settings(name="cnn"), _settings(name="ngram-lr")]
+    settings = Settings(model=members[0].model, train=members[0].train, worksheet=False, prune=0, members=members)
+    lines = []
+    model, history, _ = fit(settings, parts.train, valid, labels, printer=lines.append)
+    assert isinstance(model, Ensemble) and [m.config.name for m in model.members] == ["gru", "cnn", "ngram-lr"]
+    assert float(model.weights.sum()) == pytest.approx(1.0) and lines[-1].startswith("member weights (temperatures)")
+    assert history.best["accuracy"] == pytest.approx(validate(model, valid, labels)["accuracy"])

@@ -20,12 +20,13 @@ from .atomic import atomic_text
 from .checkpoint import CheckpointError
 from .evaluation import (auroc, confusion_matrix, expected_calibration_error, format_report, format_trust_report,
                          metrics, reliability, risk_coverage, set_coverage)
-from .models import REGISTRY, UnknownModel, batched_log_probs
+from .models import REGISTRY, ModelConfig, UnknownModel, batched_log_probs
 from .models import PRECISIONS, PrecisionError
 from .predict import Predictor, write_csv_rows
 from .server import ServeConfig
 from .text import BadName
-from .training import PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, fit, resolve_settings, validate
+from .training import (PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, fit, recipe, resolve_settings,
+                       validate)
 from .trust import TrustError
 
 log = logging.getLogger("nameorigin")
@@ -113,7 +114,8 @@ RANGES: dict[str, Range] = {
     "--hidden": COUNT, "--layers": COUNT, "--members": COUNT, "--epochs": COUNT, "--batch-size": COUNT,
     "--iters": COUNT, "--print-every": COUNT, "--plot-every": COUNT, "--seeds": COUNT, "--top": COUNT,
     "--embed": NATURAL, "--prune": NATURAL, "--seed": NATURAL, "--split-seed": NATURAL, "--noise": NATURAL,
-    "--patience": NATURAL, "--threads": NATURAL,
+    "--patience": NATURAL, "--threads": NATURAL, "--heads": COUNT, "--teacher-folds": NATURAL,
+    "--distill-weight": Range(float, 0, 1), "--distill-temperature": Range(float, 0, low_open=True),
     "--lr": Range(float, 0, low_open=True), "--clip": Range(float, 0), "--weight-decay": Range(float, 0),
     "--dropout": FRACTION, "--label-smoothing": FRACTION, "--class-weight": Range(float, 0, 1),
     "--port": Range(int, 1, 65535),
@@ -158,10 +160,10 @@ def device_name(text: str) -> str:
 
 # ------------------------------------------------------------------------------------------- train
 
-MODEL_FLAGS = ("model", "hidden", "layers", "bidirectional", "embed", "dropout", "members")
+MODEL_FLAGS = ("model", "hidden", "layers", "bidirectional", "embed", "dropout", "members", "heads")
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "sampling", "clip", "patience", "select", "noise",
                "weight_decay", "label_smoothing", "class_weight", "schedule", "seed", "iters", "print_every",
-               "plot_every")
+               "plot_every", "distill_weight", "distill_temperature", "teacher_folds")
 
 
 def _epoch_line(row: dict) -> None:
@@ -198,13 +200,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         ranks, device = distributed.start(device)
     valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
     test = data.encode_pairs(parts.test, labels) if parts.test else None
+    soft_targets = None
+    if args.teacher:
+        settings.teacher, soft_targets = _teacher(args.teacher, settings, parts.train, labels, device)
     show = not args.json and not args.quiet and ranks.is_main
     on_terminal = sys.stderr.isatty()  # a bar on terminals; one line an epoch in logs and pipes
     try:
         model, history, train_pairs = fit(settings, parts.train, valid, labels, device=device,
                                           printer=None if args.json or not ranks.is_main else print,
                                           progress=show and on_terminal,
-                                          on_epoch=_epoch_line if show and not on_terminal else None)
+                                          on_epoch=_epoch_line if show and not on_terminal else None,
+                                          soft_targets=soft_targets)
     finally:
         distributed.finish()
     if not ranks.is_main:  # rank 0 calibrates, tests and writes the checkpoint
@@ -219,7 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     meta = {
         "training": {"mode": "worksheet" if settings.worksheet else "batched", "preset": args.preset,
                      **asdict(train_config), "split": list(fractions), "split_seed": args.split_seed,
-                     "prune": settings.prune,
+                     "prune": settings.prune, "teacher": _teacher_summary(args.teacher, settings),
                      "n_train": len(train_pairs), "n_valid": len(parts.valid), "n_test": len(parts.test),
                      "processes": ranks.world},
         "data_fingerprint": data.fingerprint(train_pairs),
@@ -267,6 +273,30 @@ def cmd_train(args: argparse.Namespace) -> int:
                    f"{layer.info['n_oos_fit']} Faker surnames)" if layer.oos is not None else
                    " (no out-of-scope detector: Faker is not installed)"))
     return 0
+
+
+def _teacher(path: str, settings, train_pairs: list[data.Pair], labels: list[str], device):
+    """``--teacher FILE``: with ``--teacher-folds K`` (K >= 2), FILE's recipe to train out of fold; otherwise
+    FILE's own log-probabilities on the training names. Returns (recipe or None, soft targets or None)."""
+    if settings.worksheet:
+        raise UsageError("--teacher: distillation trains with the batched trainer, not --worksheet")
+    doc = checkpoint.read_meta(path)
+    if doc["labels"] != labels:
+        raise UsageError(f"--teacher {path}: made for the languages {', '.join(doc['labels'])}, not this data's")
+    if settings.train.teacher_folds >= 2:
+        return recipe(doc), None
+    if settings.train.teacher_folds == 1:
+        raise UsageError("--teacher-folds 1: expected 0 (the teacher's own probabilities) or 2 or more")
+    teacher = checkpoint.load(path, device=device).model
+    encoded = data.encode_pairs(train_pairs, labels)
+    return None, batched_log_probs(teacher, encoded.tokens, encoded.lengths)[0]
+
+
+def _teacher_summary(path: str | None, settings) -> dict | None:
+    if settings.teacher is None and not path:
+        return None
+    return {"file": path, "model": settings.teacher.model.to_dict() if settings.teacher else None,
+            "out_of_fold": settings.teacher is not None}
 
 
 # ------------------------------------------------------------------------------------------- predict
@@ -530,6 +560,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dropout", type=ranged("--dropout"), help="dropout before the output layer and between layers")
     t.add_argument("--members", type=ranged("--members"), help="train N models from seeds SEED..SEED+N-1 and average "
                                                      "their probabilities (an ensemble in one checkpoint)")
+    t.add_argument("--heads", type=ranged("--heads"), help="transformer: attention heads; hidden must be a multiple "
+                                                          f"({ModelConfig.heads})")
+    t.add_argument("--teacher", help="distil: a checkpoint whose probabilities teach this model beside the labels "
+                                     "(default: none; the bundled preset trains its own teachers)")
+    t.add_argument("--teacher-folds", type=ranged("--teacher-folds"),
+                   help=f"with --teacher: 0 uses its own probabilities on the training names; K >= 2 trains its "
+                        f"recipe on K folds, each predicting the fold it did not see ({TrainConfig.teacher_folds})")
+    t.add_argument("--distill-weight", type=ranged("--distill-weight"),
+                   help=f"share of the teacher's loss in the total, 0 to 1 ({TrainConfig.distill_weight})")
+    t.add_argument("--distill-temperature", type=ranged("--distill-temperature"),
+                   help=f"softens teacher and student before comparing them ({TrainConfig.distill_temperature})")
     t.add_argument("--out", default="model.safetensors",
                    help="checkpoint to write (missing parent folders are created)")
     t.add_argument("--split", default="0.8,0.1,0.1", help="TRAIN,VALID,TEST fractions of distinct names")

@@ -335,7 +335,9 @@ def write_report(results: list[RunResult], out: Path, config: CompareConfig, cur
                              "The noise states still draw the weight: the GRU carries the name through them, so "
                              "their states remain informative summaries."))
             md.append("")
-    # 4. unseen names
+    # 4. self-attention against recurrence
+    md += self_attention_answer(config, at, noises)
+    # 5. unseen names
     md += ["## How do the models compare on unseen names (the bonus)?", ""]
     order = sorted(config.models, key=lambda m: -at(m, lo, "macro_f1"))
     bonus = (f"On held-out names at noise {lo}: "
@@ -351,6 +353,37 @@ def write_report(results: list[RunResult], out: Path, config: CompareConfig, cur
     path = out / "report.md"
     path.write_text("\n".join(md))
     return path
+
+
+RECURRENT = ("tutorial-rnn", "rnn", "gru", "gru-attention", "lstm")
+
+
+def self_attention_answer(config: CompareConfig, at, noises: list[int]) -> list[str]:
+    """'Does self-attention beat recurrence on names?', from the held-out means (``at(model, noise, key)``)."""
+    recurrent = [m for m in config.models if m in RECURRENT]
+    if "transformer" not in config.models or not recurrent:
+        return []
+    md = ["## Does self-attention beat recurrence on names?", ""]
+    for noise in noises:
+        best = max(recurrent, key=lambda m: at(m, noise, "macro_f1"))
+        df1 = at("transformer", noise, "macro_f1") - at(best, noise, "macro_f1")
+        dacc = at("transformer", noise, "accuracy") - at(best, noise, "accuracy")
+        if df1 > 0 and dacc > 0:
+            verdict = "yes: the transformer is ahead on both figures"
+        elif df1 < 0 and dacc < 0:
+            verdict = "no: the best recurrent model is ahead on both figures"
+        else:
+            verdict = "neither clearly: each is ahead on one figure"
+        md.append(f"At noise {noise}, the transformer reaches held-out accuracy {_fmt(at('transformer', noise, 'accuracy'))} "
+                  f"and macro-F1 {_fmt(at('transformer', noise, 'macro_f1'))}; the best recurrent model by macro-F1, "
+                  f"{best}, {_fmt(at(best, noise, 'accuracy'))} and {_fmt(at(best, noise, 'macro_f1'))} "
+                  f"(differences {dacc:+.3f} accuracy, {df1:+.3f} macro-F1, over {config.seeds} seed(s)); "
+                  f"training took {at('transformer', noise, 'train_seconds'):.1f} s against "
+                  f"{at(best, noise, 'train_seconds'):.1f} s. So, {verdict}"
+                  + (" — by less than a point, within what seeds alone can move." if abs(df1) < 0.01 and abs(dacc) < 0.01
+                     else "."))
+        md.append("")
+    return md
 
 
 def compare(pairs: list[data.Pair], config: CompareConfig, out: str | Path, *, report=print) -> list[RunResult]:

@@ -4,7 +4,8 @@ Every model maps ``tokens: LongTensor[B, T]`` (right-padded with 0) and ``length
 ``(log_probs[B, C], attention[B, T] or None)``. The default input is the seeds' one-hot character, looked
 up from an identity table and fed to torch's fused recurrent kernels; ``embed > 0`` learns a dense
 embedding instead. Padding never changes a name's result: states are read at each name's last real
-character, backward directions run over each name reversed in place, and attention is masked.
+character, backward directions run over each name reversed in place, attention (and self-attention) is
+masked to real characters, and convolutions are max-pooled over windows that touch the name only.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,9 @@ class ModelConfig:
     embed: int = 0  # 0: the seeds' one-hot input
     dropout: float = 0.0
     members: int = 1  # above 1: an ensemble of this many such models, their probabilities averaged
+    heads: int = 4  # transformer: attention heads (hidden must be a multiple)
+    vocab: int = 0  # ngram-lr: size of its character n-gram vocabulary (set when it is fitted)
+    mix: list = field(default_factory=list)  # a mixed ensemble: each member's config as a dict (name "mixed")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -239,12 +243,145 @@ class GRUAttention(Classifier):
 
     def forward(self, tokens, lengths):
         states, _ = self.encoder(self.input(tokens), lengths)  # (B, T, D*H)
-        scores = self.att(states).squeeze(2)  # (B, T)
-        real = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
-        alpha = torch.softmax(scores.masked_fill(~real, float("-inf")), dim=1)  # (B, T), 0 on padding
-        context = torch.bmm(alpha.unsqueeze(1), states).squeeze(1)  # (B, D*H)
+        context, alpha = attention_pool(states, self.att(states).squeeze(2), lengths)  # (B, D*H), (B, T)
         logits = self.h2o(_dropout(context, self.config.dropout, self.training))  # (B, C)
         return F.log_softmax(logits, dim=1), alpha
+
+
+def real_mask(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """True at each name's real characters, False on padding: (B, T)."""
+    return torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def attention_pool(states: torch.Tensor, scores: torch.Tensor, lengths: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``alpha = softmax(scores)`` over real characters only (0 on padding), ``c = Σ α_j h_j``:
+    states (B, T, H), scores (B, T) -> context (B, H), alpha (B, T)."""
+    alpha = torch.softmax(scores.masked_fill(~real_mask(scores, lengths), float("-inf")), dim=1)  # (B, T)
+    return torch.bmm(alpha.unsqueeze(1), states).squeeze(1), alpha
+
+
+def sinusoidal_positions(T: int, d: int, device: torch.device) -> torch.Tensor:
+    """The Transformer paper's fixed position codes: (T, d)."""
+    pos = torch.arange(T, device=device, dtype=torch.float32).unsqueeze(1)  # (T, 1)
+    freq = torch.exp(torch.arange(0, d, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d))
+    out = torch.zeros(T, d, device=device)
+    out[:, 0::2] = torch.sin(pos * freq)
+    out[:, 1::2] = torch.cos(pos * freq[: d // 2])  # d even
+    return out
+
+
+class CharTransformer(Classifier):
+    """A small pre-norm Transformer encoder over characters (learned embedding of size ``hidden``, plus sinusoidal
+    codes of each character's position counted from the start and from the end of the name, since endings
+    carry much of a name's language; padding masked out of every key), pooled as gru-attention pools:
+    ``e_j = w·h_j``, softmax over
+    real characters, ``c = Σ α_j h_j`` -> linear. Its attention is that pooling distribution."""
+
+    has_attention = True
+
+    def __init__(self, config: ModelConfig, n_classes: int):
+        super().__init__(config, n_classes)
+        d = config.hidden
+        if config.heads < 1 or d % config.heads or d % 4:
+            raise ValueError(f"transformer: hidden {d} must be a multiple of heads {config.heads} and of 4")
+        self.embed = nn.Embedding(VOCAB_SIZE, d, padding_idx=0)
+        layer = nn.TransformerEncoderLayer(d, config.heads, dim_feedforward=2 * d, dropout=config.dropout,
+                                           batch_first=True, norm_first=True)
+        # no nested tensors: they change the arithmetic with the padding, and a name must not depend on it
+        self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.att = nn.Linear(d, 1)
+        self.h2o = nn.Linear(d, n_classes)
+
+    def forward(self, tokens, lengths):
+        B, T = tokens.shape
+        d = self.config.hidden
+        codes = sinusoidal_positions(T, d // 2, tokens.device)  # (T, d/2)
+        from_end = (lengths.unsqueeze(1) - 1 - torch.arange(T, device=tokens.device)).clamp(min=0)  # (B, T)
+        where = torch.cat([codes.expand(B, T, -1), codes[from_end]], dim=2)  # (B, T, d): from the start | from the end
+        x = self.embed(tokens) + where  # (B, T, d)
+        x = _dropout(x, self.config.dropout, self.training)
+        states = self.norm(self.encoder(x, src_key_padding_mask=~real_mask(tokens, lengths)))  # (B, T, d)
+        context, alpha = attention_pool(states, self.att(states).squeeze(2), lengths)  # (B, d), (B, T)
+        logits = self.h2o(_dropout(context, self.config.dropout, self.training))  # (B, C)
+        return F.log_softmax(logits, dim=1), alpha
+
+
+class CharCNN(Classifier):
+    """Character convolutions of widths 2-5 (``hidden`` filters each, zero-padded by width - 1 on both sides,
+    ReLU), each max-pooled over the windows that touch the name, concatenated -> linear."""
+
+    widths = (2, 3, 4, 5)
+
+    def __init__(self, config: ModelConfig, n_classes: int):
+        super().__init__(config, n_classes)
+        self.input = CharInput(config.embed)  # padding's row is zero, as the convolution's own padding
+        self.convs = nn.ModuleList(nn.Conv1d(self.input.size, config.hidden, w, padding=w - 1) for w in self.widths)
+        self.h2o = nn.Linear(config.hidden * len(self.widths), n_classes)
+
+    def forward(self, tokens, lengths):
+        x = self.input(tokens).transpose(1, 2)  # (B, E, T)
+        pooled = []
+        for w, conv in zip(self.widths, self.convs):
+            h = F.relu(conv(x))  # (B, H, T + w - 1): window t covers characters t - w + 1 .. t
+            touches = real_mask(h[:, 0], lengths + w - 1)  # (B, T + w - 1): windows holding a real character
+            pooled.append(h.masked_fill(~touches.unsqueeze(1), float("-inf")).amax(2))  # (B, H)
+        features = torch.cat(pooled, dim=1)  # (B, 4H)
+        logits = self.h2o(_dropout(features, self.config.dropout, self.training))  # (B, C)
+        return F.log_softmax(logits, dim=1), None
+
+
+class NgramLR(Classifier):
+    """The DESIGN's baseline as a member of the family: TF-IDF character 1-5-grams of the folded name (sublinear
+    term frequency, smooth idf, L2-normalised rows, as scikit-learn's ``TfidfVectorizer`` computes them) and a
+    linear layer, fitted by logistic regression (:func:`nameorigin.training.fit_ngram_lr`). The n-gram
+    vocabulary (sorted n-gram codes), the idf and the weights are tensors, so a checkpoint holds them all."""
+
+    max_n = 5
+
+    def __init__(self, config: ModelConfig, n_classes: int):
+        super().__init__(config, n_classes)
+        self.register_buffer("vocab", torch.zeros(config.vocab, dtype=torch.long))  # (V,), sorted codes
+        self.register_buffer("idf", torch.ones(config.vocab))  # (V,)
+        self.weight = nn.Parameter(torch.zeros(config.vocab, n_classes))  # (V, C)
+        self.bias = nn.Parameter(torch.zeros(n_classes))  # (C,)
+
+    @classmethod
+    def ngram_codes(cls, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every 1..5-gram of every name as one integer (base-VOCAB digits; real characters are never 0, so
+        n-grams of different lengths never share a code), and which of them lie inside the name: (B, W) each."""
+        codes, valid = [], []
+        T = tokens.size(1)
+        for n in range(1, cls.max_n + 1):
+            if n > T:
+                break
+            code = torch.zeros(tokens.size(0), T - n + 1, dtype=torch.long, device=tokens.device)
+            for k in range(n):
+                code = code * VOCAB_SIZE + tokens[:, k: T - n + 1 + k]
+            codes.append(code)
+            start = torch.arange(T - n + 1, device=tokens.device).unsqueeze(0)  # (1, T - n + 1)
+            valid.append(start + n <= lengths.unsqueeze(1))
+        return torch.cat(codes, 1), torch.cat(valid, 1)
+
+    def features(self, tokens: torch.Tensor, lengths: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The TF-IDF matrix (B, V) as sparse entries: rows, columns and values, each (K,)."""
+        codes, valid = self.ngram_codes(tokens, lengths)  # (B, W)
+        V = self.vocab.numel()
+        col = torch.searchsorted(self.vocab, codes).clamp(max=max(V - 1, 0))  # (B, W)
+        known = valid & (self.vocab[col] == codes) if V else torch.zeros_like(valid)
+        row = torch.arange(codes.size(0), device=codes.device).unsqueeze(1).expand_as(codes)
+        keys, counts = torch.unique(row[known] * max(V, 1) + col[known], return_counts=True)  # (K,)
+        rows, cols = keys // max(V, 1), keys % max(V, 1)
+        values = (1 + torch.log(counts.float())) * self.idf[cols]
+        norm = torch.zeros(codes.size(0), device=codes.device).index_add_(0, rows, values * values).sqrt()
+        return rows, cols, values / norm[rows]
+
+    def forward(self, tokens, lengths):
+        rows, cols, values = self.features(tokens, lengths)
+        logits = self.bias.expand(tokens.size(0), -1).index_add(0, rows, values.unsqueeze(1) * self.weight[cols])
+        return F.log_softmax(logits, dim=1), None  # (B, C)
 
 
 def mean_probabilities(log_probs: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -253,20 +390,39 @@ def mean_probabilities(log_probs: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 class Ensemble(Classifier):
-    """``config.members`` models of one kind and size; the output is the mean of their probabilities
-    (as log-probabilities), and the attention, where the members have it, the mean of theirs."""
+    """``config.members`` models of one kind and size, their probabilities averaged; or, with ``config.mix``, a
+    mixed ensemble: one member per config in the list (any kinds), each softened by its temperature (buffer
+    ``temperatures``), their probabilities mixed with the weights in the ``weights`` buffer (both fitted on
+    validation names; 1 and uniform until then). The attention is the
+    (weighted) mean of the members' that have one."""
 
     def __init__(self, config: ModelConfig, n_classes: int):
         super().__init__(config, n_classes)
-        one = replace(config, members=1)
-        self.members = nn.ModuleList(build_model(one, n_classes) for _ in range(config.members))
-        self.has_attention = self.members[0].has_attention
+        if config.mix:
+            configs = [ModelConfig.from_dict(d) for d in config.mix]
+            if any(c.mix for c in configs):
+                raise ValueError("a mixed ensemble's members cannot be mixed ensembles")
+            self.register_buffer("weights", torch.full((len(configs),), 1.0 / len(configs)))
+            self.register_buffer("temperatures", torch.ones(len(configs)))
+        else:
+            configs = [replace(config, members=1)] * config.members
+            self.weights = self.temperatures = None
+        self.members = nn.ModuleList(build_model(c, n_classes) for c in configs)
+        self.has_attention = any(m.has_attention for m in self.members)
 
     def forward(self, tokens, lengths):
         outputs = [member(tokens, lengths) for member in self.members]
-        log_probs = mean_probabilities([lp for lp, _ in outputs])
-        attention = torch.stack([a for _, a in outputs]).mean(0) if self.has_attention else None
-        return log_probs, attention
+        log_probs = [lp for lp, _ in outputs]
+        if self.weights is None:
+            return mean_probabilities(log_probs), (
+                torch.stack([a for _, a in outputs]).mean(0) if self.has_attention else None)
+        tempered = torch.log_softmax(torch.stack(log_probs) / self.temperatures.view(-1, 1, 1), dim=2)  # (M, B, C)
+        mixed = torch.logsumexp(tempered + self.weights.log().view(-1, 1, 1), dim=0)  # (B, C)
+        attention = None
+        if self.has_attention:
+            w = [(wi, a) for wi, (_, a) in zip(self.weights, outputs) if a is not None]
+            attention = sum(wi * a for wi, a in w) / sum(wi for wi, _ in w).clamp(min=1e-12)  # (B, T)
+        return mixed, attention
 
 
 REGISTRY: dict[str, type[Classifier]] = {
@@ -275,7 +431,11 @@ REGISTRY: dict[str, type[Classifier]] = {
     "gru": GRUClassifier,
     "gru-attention": GRUAttention,
     "lstm": LSTMClassifier,
+    "transformer": CharTransformer,
+    "cnn": CharCNN,
+    "ngram-lr": NgramLR,
 }
+MIXED = "mixed"  # the name of a mixed ensemble's config
 
 
 class UnknownModel(ValueError):
@@ -286,7 +446,7 @@ def build_model(config: ModelConfig, n_classes: int) -> Classifier:
     """A fresh model of ``config.name`` from the registry (an :class:`Ensemble` of them if ``config.members`` > 1)."""
     if config.members < 1:
         raise ValueError(f"members {config.members!r}: expected 1 or more")
-    if config.members > 1:
+    if config.members > 1 or config.mix:
         return Ensemble(config, n_classes)
     try:
         cls = REGISTRY[config.name]

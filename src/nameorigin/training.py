@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from . import distributed
 from .data import Encoded, Pair, add_noise_batch, length_batches
 from .evaluation import metrics
-from .models import Classifier, Ensemble, ModelConfig, batched_log_probs
-from .text import MAX_NAME_CHARS, add_noise, encode
+from .models import MIXED, Classifier, Ensemble, ModelConfig, NgramLR, batched_log_probs
+from .text import MAX_NAME_CHARS, VOCAB_SIZE, add_noise, encode
 
 NOISE_ROOM_WORKSHEET = 64  # noise levels up to this fit the worksheet loop's length table
 
@@ -43,6 +43,9 @@ class TrainConfig:
     schedule: str = "constant"  # constant | cosine (per step over all epochs) | plateau (halve when validation stalls)
     seed: int = 0
     log_every: int = 50  # steps per loss window in the history
+    distill_weight: float = 0.5  # with a teacher: loss = (1 - w) label loss + w T² KL(teacher_T || student_T)
+    distill_temperature: float = 2.0  # T: both distributions softened as softmax(log p / T)
+    teacher_folds: int = 0  # 0: a teacher file's own probabilities; K >= 2: its recipe trained on K folds, out of fold
 
 
 @dataclass
@@ -100,14 +103,24 @@ def _better(select: str, new: dict, best: dict | None) -> bool:
     return (new[select], -new["loss"]) > (best[select], -best["loss"])
 
 
+def distillation_loss(log_probs: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T² KL(softmax(teacher / T) || softmax(student / T))``, batch mean, from log-probabilities (B, C) each."""
+    target = F.log_softmax(teacher / temperature, dim=1)
+    return F.kl_div(F.log_softmax(log_probs / temperature, dim=1), target, log_target=True,
+                    reduction="batchmean") * temperature ** 2
+
+
 def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labels: Sequence[str],
                   config: TrainConfig, *, progress: bool = True,
-                  on_epoch: Callable[[dict], None] | None = None) -> History:
+                  on_epoch: Callable[[dict], None] | None = None,
+                  soft_targets: torch.Tensor | None = None) -> History:
     """Mini-batches bucketed by length, validation every epoch, the best epoch kept, early stopping.
 
     Without validation names (``valid`` None or empty) every epoch runs and the last one is kept.
 
     ``train`` must have been encoded with ``noise_room >= config.noise + 1`` when ``config.noise`` > 0.
+    ``soft_targets`` (N, C), a teacher's log-probabilities on the training names, adds the distillation
+    loss (``config.distill_weight``, ``config.distill_temperature``).
     Returns the history; ``model`` ends with the best epoch's weights.
 
     Under torch.distributed (see :mod:`.distributed`) the model trains under DistributedDataParallel: every
@@ -155,16 +168,20 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         tokens, lengths = add_noise_batch(train.tokens, train.lengths, config.noise, gen)
         order = (torch.multinomial(sample_weights, len(train), replacement=True, generator=gen)
                  if sample_weights is not None else None)
-        batches = [(tokens[b, : int(lengths[b].max())].to(device), lengths[b].to(device), train.labels[b].to(device))
+        batches = [(tokens[b, : int(lengths[b].max())].to(device), lengths[b].to(device), train.labels[b].to(device),
+                    soft_targets[b].to(device) if soft_targets is not None else None)
                    for b in distributed.shard(length_batches(lengths, config.batch_size, generator=gen, order=order),
                                               ranks)]
         epoch_loss, epoch_names = torch.zeros((), device=device), 0
-        for x, L, y in batches:
+        for x, L, y, soft in batches:
             log_probs, _ = net(x, L)
             if config.label_smoothing:
                 loss = F.cross_entropy(log_probs, y, weight=loss_weight, label_smoothing=config.label_smoothing)
             else:
                 loss = F.nll_loss(log_probs, y, weight=loss_weight)
+            if soft is not None:
+                loss = ((1 - config.distill_weight) * loss
+                        + config.distill_weight * distillation_loss(log_probs, soft, config.distill_temperature))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip:
@@ -291,6 +308,8 @@ class Preset:
     train: dict = field(default_factory=dict)
     worksheet: bool = False
     prune: int = 0
+    members: tuple = ()  # a mixed ensemble: (model settings, trainer settings over this preset's) per member
+    teacher: str | None = None  # a preset whose recipe teaches this one, out of fold (see TrainConfig.teacher_folds)
 
 
 _SEEDS = {"iters": 80000, "lr": 0.005, "print_every": 5000, "plot_every": 1000}
@@ -310,11 +329,30 @@ PRESETS: dict[str, Preset] = {
                "members": 3},
         train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0}),
     "bundled": Preset(
-        "The model that ships in the package: `best` predicts about 9x slower than a gru with hidden 128, "
-        "over the 3x allowed, so this is the search's best on validation within it (1.8x): one bidirectional "
-        "gru-attention (hidden 128, embedding 64, dropout 0.3) trained as `best` trains its members.",
+        "The model that ships in the package, distilled: one bidirectional gru-attention (hidden 128, embedding "
+        "64, dropout 0.3; about 1.8x a gru 128's prediction time) trained as `best` trains its members, on the "
+        "labels and, with weight 0.5 at temperature 2, on out-of-fold probabilities of the `mixed` preset "
+        "(3 mixed teachers, each trained on two thirds of the training names and predicting the third it did "
+        "not see). Teachers and student train in one command.",
         model={"name": "gru-attention", "hidden": 128, "bidirectional": True, "embed": 64, "dropout": 0.3},
-        train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0}),
+        train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0,
+               "distill_weight": 0.5, "distill_temperature": 2.0, "teacher_folds": 3},
+        teacher="mixed"),
+    "ngram-lr": Preset(
+        "The DESIGN's baseline as a model of the family: TF-IDF character 1-5-grams of the folded name and "
+        "logistic regression (scikit-learn, C=10), its vocabulary, idf and weights saved as tensors.",
+        model={"name": "ngram-lr"}),
+    "mixed": Preset(
+        "A mixed ensemble, the search's best mix on validation (bench/accuracy.py, seed 0): a bidirectional "
+        "gru-attention (hidden 128, embedding 64, dropout 0.3) and a cnn (128 filters of each width 2-5, "
+        "embedding 64, dropout 0.3), each trained 20 epochs with a cosine learning rate from Adam 3e-3, label "
+        "smoothing 0.1 and the default's loss weights; their probabilities mixed with a weight and a "
+        "temperature per member fitted on validation. (Adding the ngram-lr or the transformer did not raise "
+        "validation macro-F1.)",
+        model={"name": MIXED},
+        train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0},
+        members=(({"name": "gru-attention", "hidden": 128, "bidirectional": True, "embed": 64, "dropout": 0.3}, {}),
+                 ({"name": "cnn", "hidden": 128, "embed": 64, "dropout": 0.3}, {}))),
     "worksheet-rnn": Preset("Seed 000's plain RNN, as the worksheet trains it: hidden 32, 80,000 SGD steps at "
                             "0.005, one name at a time, 50 names a language.",
                             model={"name": "rnn", "hidden": 32}, train=_SEEDS, worksheet=True, prune=50),
@@ -337,6 +375,8 @@ class Settings:
     train: TrainConfig | WorksheetConfig
     worksheet: bool
     prune: int
+    members: list["Settings"] = field(default_factory=list)  # a mixed ensemble: each member's settings
+    teacher: "Settings | None" = None  # a recipe whose out-of-fold probabilities teach this model
 
 
 def resolve_settings(preset: str | None, *, worksheet: bool | None = None, model: dict | None = None,
@@ -352,18 +392,36 @@ def resolve_settings(preset: str | None, *, worksheet: bool | None = None, model
     config_class = WorksheetConfig if is_worksheet else TrainConfig
     known = set(config_class.__dataclass_fields__)
     values = {k: v for k, v in {**chosen.train, **(train or {})}.items() if k in known}
-    return Settings(model=ModelConfig(**{**chosen.model, **(model or {})}), train=config_class(**values),
-                    worksheet=is_worksheet, prune=chosen.prune if prune is None else prune)
+    members = [Settings(model=ModelConfig(**m), train=TrainConfig(**{**chosen.train, **t, **(train or {})}),
+                        worksheet=False, prune=0) for m, t in chosen.members]
+    teacher = resolve_settings(chosen.teacher, train={"seed": values.get("seed", 0)}) if chosen.teacher else None
+    model_config = ModelConfig(**{**chosen.model, **(model or {})})
+    if members:
+        model_config = ModelConfig(name=MIXED, mix=[m.model.to_dict() for m in members])
+    return Settings(model=model_config, train=config_class(**values), worksheet=is_worksheet,
+                    prune=chosen.prune if prune is None else prune, members=members, teacher=teacher)
+
+
+def recipe(doc: dict) -> Settings:
+    """The settings a checkpoint was trained with (its metadata: model and training), to train it again."""
+    config = ModelConfig.from_dict(doc["model"])
+    known = set(TrainConfig.__dataclass_fields__)
+    train = TrainConfig(**{k: v for k, v in (doc.get("training") or {}).items() if k in known})
+    members = [Settings(model=ModelConfig.from_dict(m), train=replace(train, seed=train.seed + i), worksheet=False,
+                        prune=0) for i, m in enumerate(config.mix)]
+    return Settings(model=config, train=train, worksheet=False, prune=0, members=members)
 
 
 def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, labels: Sequence[str], *,
         device: torch.device | str = "cpu", printer: Callable[[str], None] | None = None,
-        progress: bool = False, on_epoch: Callable[[dict], None] | None = None
-        ) -> tuple[Classifier, History, list[Pair]]:
+        progress: bool = False, on_epoch: Callable[[dict], None] | None = None,
+        soft_targets: torch.Tensor | None = None) -> tuple[Classifier, History, list[Pair]]:
     """Build ``settings.model`` and train it as ``settings`` says: seed, then prune (worksheet presets) and the
-    worksheet loop, or the batched trainer (``progress``: a bar; ``on_epoch``: called with each epoch's row).
-    Returns the model (on the CPU, in eval mode), its history, and the
-    training pairs it saw."""
+    worksheet loop, or the batched trainer (``progress``: a bar; ``on_epoch``: called with each epoch's row);
+    a mixed ensemble trains each member and fits their weights on ``valid``; ``ngram-lr`` is fitted by
+    logistic regression. A teacher (``soft_targets``, a teacher's log-probabilities on ``train_pairs``, or
+    ``settings.teacher``, a recipe trained out of fold here) adds distillation. Returns the model (on the CPU,
+    in eval mode), its history, and the training pairs it saw."""
     from .data import encode_pairs, prune
     from .models import build_model
     config = settings.train
@@ -371,7 +429,21 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
     used = prune(train_pairs, settings.prune, rng) if settings.prune else list(train_pairs)
     if not used:
         raise ValueError("no training names")
+    if settings.members:
+        return _fit_mixed(settings, used, valid, labels, device=device, printer=printer, progress=progress)
+    if settings.teacher is not None and soft_targets is None and not settings.worksheet:
+        soft_targets = out_of_fold_log_probs(settings.teacher, used, labels, valid=valid, folds=config.teacher_folds,
+                                             seed=config.seed, device=device, printer=printer, progress=progress)
     torch.manual_seed(config.seed)
+    if settings.model.name == "ngram-lr":
+        if settings.worksheet or soft_targets is not None:
+            raise ValueError("ngram-lr is fitted by logistic regression: no worksheet loop, no teacher")
+        started = time.perf_counter()
+        model = fit_ngram_lr(encode_pairs(used, labels), len(labels))
+        history = History(kind="ngram-lr", train_seconds=time.perf_counter() - started, names_seen=len(used))
+        if valid is not None and len(valid):
+            history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
+        return model.eval(), history, used
     model = build_model(settings.model, len(labels)).to(device)
     if settings.worksheet:
         if isinstance(model, Ensemble):
@@ -381,15 +453,151 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
         train = encode_pairs(used, labels, noise_room=config.noise + 1 if config.noise else 0)
         if isinstance(model, Ensemble):
             history = _train_members(model, train, valid, labels, config, progress=progress, printer=printer,
-                                     on_epoch=on_epoch)
+                                     on_epoch=on_epoch, soft_targets=soft_targets)
         else:
-            history = train_batched(model, train, valid, labels, config, progress=progress, on_epoch=on_epoch)
+            history = train_batched(model, train, valid, labels, config, progress=progress, on_epoch=on_epoch,
+                                    soft_targets=soft_targets)
     return model.cpu().eval(), history, used
+
+
+def fit_ngram_lr(train: Encoded, n_classes: int, *, c: float = 10.0, max_iter: int = 2000) -> NgramLR:
+    """The n-gram member: its vocabulary (every 1-5-gram of the training names) and idf from ``train``, then
+    scikit-learn's logistic regression (L2, ``C=c``) on the TF-IDF rows the model itself computes; the
+    fitted coefficients become the model's weights."""
+    try:
+        from scipy.sparse import csr_matrix
+        from sklearn.linear_model import LogisticRegression
+    except ImportError:
+        raise RuntimeError('ngram-lr is fitted with scikit-learn: pip install "nameorigin[baseline]"') from None
+    codes, valid = NgramLR.ngram_codes(train.tokens, train.lengths)  # (N, W)
+    rows = torch.arange(len(train)).unsqueeze(1).expand_as(codes)[valid]
+    width = int(VOCAB_SIZE ** NgramLR.max_n)
+    per_name = torch.unique(rows * width + codes[valid])  # each (name, n-gram) once
+    vocab, df = torch.unique(per_name % width, return_counts=True)  # sorted codes, document frequencies
+    model = NgramLR(ModelConfig(name="ngram-lr", vocab=len(vocab)), n_classes)
+    model.vocab.copy_(vocab)
+    model.idf.copy_(torch.log((1 + len(train)) / (1 + df.double())).float() + 1)  # scikit-learn's smooth idf
+    with torch.no_grad():
+        r, col, values = model.features(train.tokens, train.lengths)
+    x = csr_matrix((values.numpy(), (r.numpy(), col.numpy())), shape=(len(train), len(vocab)))
+    clf = LogisticRegression(C=c, max_iter=max_iter).fit(x, train.labels.numpy())
+    classes = torch.as_tensor(clf.classes_)
+    with torch.no_grad():
+        model.bias.fill_(-30.0)  # languages absent from training: never predicted
+        if len(classes) == 2:  # scikit-learn's binary form: logit of the second class against the first
+            model.weight[:, classes[1]] = torch.as_tensor(clf.coef_[0], dtype=torch.float32)
+            model.bias[classes[0]], model.bias[classes[1]] = 0.0, float(clf.intercept_[0])
+        else:
+            model.weight[:, classes] = torch.as_tensor(clf.coef_.T, dtype=torch.float32)
+            model.bias[classes] = torch.as_tensor(clf.intercept_, dtype=torch.float32)
+    return model.eval()
+
+
+def fit_mixture_weights(log_probs: Sequence[torch.Tensor], target: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights on the simplex (M,) and a temperature per member (M,) that maximise the log-likelihood of
+    ``target`` (N,) under ``Σ w_m softmax(log p_m / T_m)``, from each member's log-probabilities (N, C),
+    solved by L-BFGS. The temperatures put members on one footing first: without them, a member trained
+    with label smoothing (under-confident) loses weight to a sharper one whatever its accuracy."""
+    stacked = torch.stack(list(log_probs)).double().clamp(min=-1e4)  # (M, N, C); -inf would make NaN gradients
+    rows = torch.arange(len(target))
+    z = torch.zeros(stacked.size(0), dtype=torch.float64, requires_grad=True)
+    log_t = torch.zeros(stacked.size(0), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([z, log_t], max_iter=500, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        tempered = torch.log_softmax(stacked / log_t.exp().view(-1, 1, 1), dim=2)[:, rows, target]  # (M, N)
+        loss = -torch.logsumexp(tempered + torch.log_softmax(z, 0).unsqueeze(1), dim=0).mean()
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return torch.softmax(z.detach(), 0).float(), log_t.detach().exp().float()
+
+
+def mixed_ensemble(models: Sequence[Classifier], valid: Encoded | None, n_classes: int) -> Ensemble:
+    """One :class:`Ensemble` holding ``models`` (any kinds), their weights and temperatures fitted on ``valid``
+    (uniform weights and temperature 1 without)."""
+    from .models import build_model
+    config = ModelConfig(name=MIXED, mix=[m.config.to_dict() for m in models])
+    ensemble = build_model(config, n_classes)
+    for mine, trained in zip(ensemble.members, models):
+        mine.load_state_dict(trained.state_dict())
+    if valid is not None and len(valid):
+        weights, temperatures = fit_mixture_weights(
+            [batched_log_probs(m, valid.tokens, valid.lengths)[0] for m in models], valid.labels)
+        ensemble.weights.copy_(weights)
+        ensemble.temperatures.copy_(temperatures)
+    return ensemble.eval()
+
+
+def _fit_mixed(settings: Settings, used: list[Pair], valid: Encoded | None, labels: Sequence[str], *,
+               device, printer, progress) -> tuple[Classifier, History, list[Pair]]:
+    """Each member as its own settings say, then their mixture weights on ``valid``; one history."""
+    history = History(kind="batched")
+    models = []
+    for i, member in enumerate(settings.members):
+        model, one, _ = fit(member, used, valid, labels, device=device, printer=printer, progress=progress)
+        models.append(model)
+        _append_member(history, one, i)
+        if printer:
+            printer(f"member {i + 1}/{len(settings.members)} ({member.model.name}) trained in {one.train_seconds:.1f}s"
+                    + (f": validation accuracy {one.best['accuracy']:.4f}, macro-F1 {one.best['macro_f1']:.4f}"
+                       if one.best.get("accuracy") is not None else ""))
+    model = mixed_ensemble(models, valid, len(labels))
+    if printer:
+        printer("member weights (temperatures) fitted on validation: " + ", ".join(
+            f"{m.config.name} {w:.3f} ({t:.2f})" for m, w, t in zip(models, model.weights.tolist(),
+                                                                     model.temperatures.tolist())))
+    if valid is not None and len(valid):
+        history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
+    return model, history, used
+
+
+def fold_of_each(pairs: Sequence[Pair], folds: int, seed: int) -> torch.Tensor:
+    """A fold index (N,) for each pair; a name that carries two labels keeps both in the same fold."""
+    names = sorted({n for n, _ in pairs})
+    order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
+    fold = {names[i]: k % folds for k, i in enumerate(order)}
+    return torch.tensor([fold[n] for n, _ in pairs], dtype=torch.long)
+
+
+def out_of_fold_log_probs(teacher: Settings, pairs: Sequence[Pair], labels: Sequence[str], *, folds: int,
+                          valid: Encoded | None = None, seed: int = 0, device: torch.device | str = "cpu",
+                          printer: Callable[[str], None] | None = None, progress: bool = False) -> torch.Tensor:
+    """Teacher log-probabilities (N, C) for ``pairs`` that no teacher saw: ``folds`` copies of the ``teacher``
+    recipe, each trained on the other folds (its best epoch chosen on ``valid``) and predicting its own."""
+    from .data import encode_pairs
+    if folds < 2:
+        raise ValueError(f"teacher folds {folds!r}: expected 2 or more (each teacher must leave a fold out)")
+    fold = fold_of_each(pairs, folds, seed)
+    encoded = encode_pairs(pairs, labels)
+    out = torch.empty(len(pairs), len(labels))
+    for k in range(folds):
+        held = (fold == k).nonzero().squeeze(1)
+        rest = [p for p, f in zip(pairs, fold.tolist()) if f != k]
+        model, history, _ = fit(teacher, rest, valid, labels, device=device, printer=None, progress=progress)
+        out[held] = batched_log_probs(model, encoded.tokens[held], encoded.lengths[held])[0]
+        if printer:
+            printer(f"teacher {k + 1}/{folds} ({teacher.model.name}) trained in {history.train_seconds:.1f}s on "
+                    f"{len(rest)} names, predicting the {len(held)} it did not see")
+    return out
+
+
+def _append_member(history: History, one: History, i: int) -> None:
+    """Add member ``i``'s history to an ensemble's: loss windows after the previous member's, epochs tagged."""
+    offset = history.loss_steps[-1] if history.loss_steps else 0
+    history.loss_steps += [offset + s for s in one.loss_steps]
+    history.losses += one.losses
+    history.epochs += [{"member": i, **row, "seconds": history.train_seconds + row["seconds"]} for row in one.epochs]
+    history.train_seconds += one.train_seconds
+    history.names_seen += one.names_seen
 
 
 def _train_members(model: Ensemble, train: Encoded, valid: Encoded | None, labels: Sequence[str],
                    config: TrainConfig, *, progress: bool, printer: Callable[[str], None] | None,
-                   on_epoch: Callable[[dict], None] | None = None) -> History:
+                   on_epoch: Callable[[dict], None] | None = None,
+                   soft_targets: torch.Tensor | None = None) -> History:
     """Train each member alone (member i from seed ``config.seed + i``, its own best epoch and early stop);
     one history: the members' loss windows one after another, their epochs tagged with ``member``, and
     ``best`` the whole ensemble's validation figures."""
@@ -397,13 +605,8 @@ def _train_members(model: Ensemble, train: Encoded, valid: Encoded | None, label
     for i, member in enumerate(model.members):
         tagged = (lambda row, i=i: on_epoch({"member": i, **row})) if on_epoch else None
         one = train_batched(member, train, valid, labels, replace(config, seed=config.seed + i), progress=progress,
-                            on_epoch=tagged)
-        offset = history.loss_steps[-1] if history.loss_steps else 0
-        history.loss_steps += [offset + s for s in one.loss_steps]
-        history.losses += one.losses
-        history.epochs += [{"member": i, **row, "seconds": history.train_seconds + row["seconds"]} for row in one.epochs]
-        history.train_seconds += one.train_seconds
-        history.names_seen += one.names_seen
+                            on_epoch=tagged, soft_targets=soft_targets)
+        _append_member(history, one, i)
         if printer:
             figures = (f": validation accuracy {one.best['accuracy']:.4f}, macro-F1 {one.best['macro_f1']:.4f}"
                        if valid is not None and len(valid) else "")
