@@ -27,7 +27,7 @@ import torch
 from nameorigin import data
 from nameorigin.evaluation import metrics
 from nameorigin.experiments import baseline_pipeline
-from nameorigin.models import batched_log_probs, mean_probabilities
+from nameorigin.models import MIXED, ModelConfig, batched_log_probs, mean_probabilities
 from nameorigin.training import (PRESETS, Settings, fit, fit_mixture_weights, out_of_fold_log_probs,
                                  resolve_settings)
 
@@ -69,9 +69,9 @@ HALF = {"distill_weight": 0.5, "distill_temperature": 2.0}
 # name: (student variant, teacher recipe (a variant or a mix), folds, the student's distillation settings)
 DISTILLED: dict[str, tuple[str, str, int, dict]] = {
     "gru-attention bi 128 taught by ngram-lr, 4 folds, w 0.7, T 2": (GA, NG, 4, DISTIL),
-    "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.5, T 2 (the bundled preset)": (
+    "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.5, T 2": (
         GA, "mixed: gru-attention + cnn", 3, HALF),
-    "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.25, T 1": (
+    "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.25, T 1 (the bundled preset)": (
         GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.25, "distill_temperature": 1.0}),
     "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.25, T 3": (
         GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.25, "distill_temperature": 3.0}),
@@ -92,7 +92,8 @@ def settings_of(variant: str, seed: int) -> Settings:
     """The recipe of a single-model variant or of a mix (its members' recipes)."""
     if variant in MIXES:
         members = [settings_of(v, seed) for v in MIXES[variant]]
-        return Settings(model=members[0].model, train=members[0].train, worksheet=False, prune=0, members=members)
+        return Settings(model=ModelConfig(name=MIXED, mix=[m.model.to_dict() for m in members]), train=members[0].train,
+                        worksheet=False, prune=0, members=members)
     model_values, train_values = VARIANTS[variant]
     return resolve_settings("default", model=model_values, train={**train_values, "seed": seed})
 

@@ -212,6 +212,7 @@ def test_presets_lists_every_preset_with_its_settings(capsys):
     for name in ("default", "best", "bundled", "worksheet-rnn", "worksheet-gru", "worksheet-attention"):
         assert name in PRESETS and f"\n{name}\n" in f"\n{out}"
     assert "'members': 3" in out and "'label_smoothing': 0.1" in out
+    assert "teacher: the mixed preset, 3 folds out of fold" in out
 
 
 def test_flags_override_the_best_preset(capsys, tmp_path, tiny_dir):

@@ -203,3 +203,27 @@ def test_fit_trains_a_mixed_ensemble_and_fits_its_weights_on_validation(tiny_spl
     assert isinstance(model, Ensemble) and [m.config.name for m in model.members] == ["gru", "cnn", "ngram-lr"]
     assert float(model.weights.sum()) == pytest.approx(1.0) and lines[-1].startswith("member weights (temperatures)")
     assert history.best["accuracy"] == pytest.approx(validate(model, valid, labels)["accuracy"])
+
+
+def test_a_preset_teacher_trains_out_of_fold_and_weight_zero_skips_it(tiny_split):
+    from dataclasses import replace
+    from nameorigin.training import fit
+    parts, labels = tiny_split
+    student = _settings(name="gru")
+    student.teacher = _settings(name="ngram-lr")
+    student.train = replace(student.train, teacher_folds=2)
+    lines = []
+    fit(student, parts.train, None, labels, printer=lines.append)
+    assert [line.split(" (")[0] for line in lines] == ["teacher 1/2", "teacher 2/2"]
+    lines.clear()
+    fit(replace(student, train=replace(student.train, distill_weight=0.0)), parts.train, None, labels,
+        printer=lines.append)
+    assert lines == []
+
+
+def test_the_bundled_preset_is_a_student_with_a_mixed_teacher():
+    from nameorigin.training import resolve_settings
+    settings = resolve_settings("bundled")
+    assert settings.model.name == "gru-attention" and settings.train.teacher_folds >= 2
+    assert settings.teacher.members and settings.teacher.model.name == "mixed"
+    assert 0 < settings.train.distill_weight < 1

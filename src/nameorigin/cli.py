@@ -502,6 +502,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for name, preset in PRESETS.items():
         settings = resolve_settings(name)
         print(f"{name}\n  {preset.description}\n  model: {asdict(settings.model)}")
+        if settings.teacher is not None:
+            print(f"  teacher: the {preset.teacher} preset, {settings.train.teacher_folds} folds out of fold")
         print(f"  {'worksheet' if settings.worksheet else 'trainer'}: {asdict(settings.train)}"
               + (f", prune {settings.prune}" if settings.prune else "") + "\n")
     return 0
