@@ -1,5 +1,20 @@
-"""nameorigin: which language a name comes from, with character-level recurrent networks."""
+"""nameorigin: which language a name comes from, with character-level recurrent networks.
+
+Predict with :class:`Predictor`; train, compare and plot from Python with :func:`load_names`,
+:func:`split_names`, :func:`fit`, :func:`compare`, :func:`plot_losses`, :func:`plot_attention` and
+:func:`plot_confusion` (see :mod:`nameorigin.api`).
+"""
 from .predict import Prediction, Predictor
+from .text import fold
 
 __version__ = "0.1.0"
-__all__ = ["Predictor", "Prediction", "__version__"]
+_API = ("Trained", "compare", "fit", "load_names", "plot_attention", "plot_confusion", "plot_losses", "split_names")
+__all__ = ["Predictor", "Prediction", "__version__", "fold", *_API]
+
+
+def __getattr__(name: str):
+    """The training API, imported on first use (it brings matplotlib and the trainers; prediction does not)."""
+    if name in _API:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'nameorigin' has no attribute {name!r}")

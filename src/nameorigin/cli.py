@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, checkpoint, data, distributed, experiments, plots, trust
+from .api import checkpoint_meta, teacher_summary
 from .atomic import atomic_text
 from .checkpoint import CheckpointError
 from .evaluation import (auroc, confusion_matrix, expected_calibration_error, format_report, format_trust_report,
@@ -219,24 +220,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
     # the trust layer (temperature, conformal sets, training prior, out-of-scope detector), on validation only
     layer = trust.calibrate(model, labels, train_pairs, parts.valid)
-    calibration = ({"temperature": layer.temperature, "valid_ece_before": layer.info["valid_ece_before"],
-                    "valid_ece_after": layer.info["valid_ece_after"]} if valid is not None else None)
     test_metrics = validate(model, test, labels) if test is not None else None
-    meta = {
-        "training": {"mode": "worksheet" if settings.worksheet else "batched", "preset": args.preset,
-                     **asdict(train_config), "split": list(fractions), "split_seed": args.split_seed,
-                     "prune": settings.prune, "teacher": _teacher_summary(args.teacher, settings),
-                     "n_train": len(train_pairs), "n_valid": len(parts.valid), "n_test": len(parts.test),
-                     "processes": ranks.world},
-        "data_fingerprint": data.fingerprint(train_pairs),
-        "temperature": calibration["temperature"] if calibration else 1.0,
-        "calibration": calibration,
-        "metrics": {"valid": history.best or None,
-                    "test": test_metrics},
-        "history": {"loss_steps": history.loss_steps, "losses": [round(x, 5) for x in history.losses],
-                    "epochs": history.epochs, "best_epoch": history.best_epoch,
-                    "train_seconds": history.train_seconds, "names_seen": history.names_seen},
-    }
+    meta = checkpoint_meta(settings, history, parts, train_pairs, preset=args.preset, fractions=fractions,
+                           split_seed=args.split_seed, layer=layer, test_metrics=test_metrics,
+                           teacher=teacher_summary(settings, args.teacher), processes=ranks.world)
     out = checkpoint.save(args.out, model, labels, meta, trust=layer)
     if args.plot:
         per = "Iterations" if settings.worksheet else "Steps"
@@ -290,13 +277,6 @@ def _teacher(path: str, settings, train_pairs: list[data.Pair], labels: list[str
     teacher = checkpoint.load(path, device=device).model
     encoded = data.encode_pairs(train_pairs, labels)
     return None, batched_log_probs(teacher, encoded.tokens, encoded.lengths)[0]
-
-
-def _teacher_summary(path: str | None, settings) -> dict | None:
-    if settings.teacher is None and not path:
-        return None
-    return {"file": path, "model": settings.teacher.model.to_dict() if settings.teacher else None,
-            "out_of_fold": settings.teacher is not None}
 
 
 # ------------------------------------------------------------------------------------------- predict
