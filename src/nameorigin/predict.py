@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from . import checkpoint
@@ -40,6 +45,68 @@ class Prediction:
         return d
 
 
+#: Distinct folded names whose model output a predictor keeps between chunks (bounded: memory stays flat).
+CACHE_SIZE = 1 << 17
+#: The message of a missing (null) or non-string cell.
+MISSING = "missing name (empty cell)"
+NOT_STRING = "not a string"
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def fold_or_error(name: str) -> tuple[str | None, str | None]:
+    """``(folded, None)`` or ``(None, message)``: :func:`~nameorigin.text.fold_checked`, cached, since real
+    files repeat names heavily (the ASCII fast path of ``fold`` stays in front)."""
+    try:
+        return fold_checked(name), None
+    except BadName as e:
+        return None, str(e)
+
+
+def as_name_array(names) -> tuple[pa.Array, np.ndarray | None]:
+    """Names as an Arrow string array, and a mask of the cells that were not strings (None where all were).
+
+    Takes an Arrow (chunked) string array or any sequence of ``str``/``None``; other cells become nulls
+    flagged in the mask, so they get an error instead of failing the chunk."""
+    if isinstance(names, pa.ChunkedArray):
+        names = names.combine_chunks() if names.num_chunks != 1 else names.chunk(0)
+    if isinstance(names, pa.Array):
+        if pa.types.is_large_string(names.type) or pa.types.is_string_view(names.type):
+            names = names.cast(pa.string())
+        if not pa.types.is_string(names.type):
+            raise TypeError(f"names must be strings, got an Arrow array of {names.type}")
+        return names, None
+    names = names if isinstance(names, list) else list(names)
+    try:
+        return pa.array(names, type=pa.string()), None
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        not_str = np.fromiter((n is not None and not isinstance(n, str) for n in names), bool, len(names))
+        return pa.array([None if bad else n for n, bad in zip(names, not_str)], type=pa.string()), not_str
+
+
+class _LogProbCache:
+    """Model log-probabilities of recently seen folded names, in one preallocated (capacity, C) array."""
+
+    def __init__(self, capacity: int, n_classes: int):
+        self.capacity = capacity
+        self.rows = np.empty((capacity, n_classes), dtype=np.float32)
+        self.slot: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def lookup(self, folded: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the cached rows (len(folded), C) and a mask of the names not cached."""
+        with self.lock:
+            slots = np.fromiter((self.slot.get(f, -1) for f in folded), np.int64, len(folded))
+            return self.rows[np.maximum(slots, 0)], slots < 0
+
+    def store(self, folded: list[str], rows: np.ndarray) -> None:
+        with self.lock:
+            for f, row in zip(folded[: self.capacity], rows):
+                if len(self.slot) >= self.capacity:  # full: start over rather than grow
+                    self.slot.clear()
+                n = self.slot.setdefault(f, len(self.slot))
+                self.rows[n] = row
+
+
 class Predictor:
     """Rank languages for names with a trained model.
 
@@ -47,12 +114,14 @@ class Predictor:
     >>> p.predict(["Hinton"], top=3)[0].predictions[0]["language"]
     """
 
-    def __init__(self, ckpt: checkpoint.Checkpoint, *, batch_size: int = 512):
+    def __init__(self, ckpt: checkpoint.Checkpoint, *, batch_size: int = 512, cache_size: int = CACHE_SIZE):
         self.checkpoint = ckpt
         self.model = ckpt.model.eval()
         self.labels = ckpt.labels
         self.batch_size = batch_size
         self.temperature = float(ckpt.meta.get("temperature", 1.0) or 1.0)
+        self._labels = pa.array(self.labels, type=pa.string())
+        self._cache = _LogProbCache(cache_size, len(self.labels)) if cache_size > 0 else None
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", **kwargs) -> "Predictor":
@@ -69,28 +138,94 @@ class Predictor:
                                     with_attention=with_attention)
         return torch.softmax(lp / self.temperature, dim=1), att
 
+    def log_probs(self, folded: list[str]) -> np.ndarray:
+        """The model's log-probabilities (N, C) of distinct folded names, from the cache where it has them."""
+        if self._cache is None:
+            return self._run(folded)
+        rows, missing = self._cache.lookup(folded)
+        if missing.any():
+            todo = [f for f, m in zip(folded, missing) if m]
+            rows[missing] = new = self._run(todo)
+            self._cache.store(todo, new)
+        return rows
+
+    def _run(self, folded: list[str]) -> np.ndarray:
+        tokens, lengths = encode_names(folded)
+        lp, _ = batched_log_probs(self.model, tokens, lengths, batch_size=self.batch_size)
+        return lp.numpy()
+
+    def predict_columns(self, names, top: int = 3) -> pa.Table:
+        """The columnar path: a whole chunk of raw names in, an Arrow table out, no per-name Python objects.
+
+        ``names``: an Arrow string array or a sequence of ``str``/``None``. Each distinct name in the chunk is
+        folded once (and cached across chunks), the model runs once per distinct readable folded name, and
+        top-K is taken for the whole chunk at once. Columns: ``name``, ``language_1, probability_1, ...,
+        language_K, probability_K`` (K = min(top, languages)) and ``error`` (null when the name was read).
+        A missing, non-string or unreadable name gets an error and null predictions, never an exception.
+        """
+        arr, not_str = as_name_array(names)
+        k = max(1, min(top, len(self.labels)))
+        encoded = arr.dictionary_encode()  # each distinct raw name once
+        row_null = np.asarray(encoded.indices.is_null())  # (N,) missing or non-string cells
+        codes = pc.fill_null(encoded.indices, 0).to_numpy().astype(np.int64)  # (N,) -> distinct raw name
+        folds = [fold_or_error(n) for n in encoded.dictionary.to_pylist()]  # (D,)
+        readable = [f for f, _ in folds if f is not None]
+        unique = list(dict.fromkeys(readable))  # distinct folded names: the model sees each once
+        position = {f: i for i, f in enumerate(unique)}
+        to_unique = np.array([position[f] if f is not None else -1 for f, _ in folds] or [0], np.int64)
+        errors = pa.array([e for _, e in folds] or [None], type=pa.string())
+        log_probs = self.log_probs(unique) if unique else np.empty((0, len(self.labels)), np.float32)  # (U, C)
+
+        # ---- per distinct folded name -> columns (U rows). The trust layer attaches its columns here:
+        # `columns.update(trust.apply(torch.from_numpy(log_probs), unique, coverage=..., prior=...))`;
+        # every column of length U in `columns` is spread to the chunk's rows below.
+        columns = self._top_columns(log_probs, k)
+
+        # ---- spread to rows: row -> distinct raw name -> distinct folded name
+        row_unique = to_unique[codes]  # (N,)
+        bad = row_null | (row_unique < 0)
+        take = pa.array(np.maximum(row_unique, 0), mask=bad)
+        out = {"name": arr}
+        for name, values in columns.items():
+            values = values if isinstance(values, pa.Array) else pa.array(values)
+            out[name] = values.take(take) if len(values) else pa.nulls(len(arr), values.type)
+        error = errors.take(pa.array(codes, mask=row_null))
+        if encoded.null_count:
+            fill = np.where(not_str, NOT_STRING, MISSING) if not_str is not None else np.full(len(arr), MISSING)
+            error = pc.if_else(pa.array(row_null), pa.array(fill, pa.string()), error)
+        out["error"] = error
+        return pa.table(out)
+
+    def _top_columns(self, log_probs: np.ndarray, k: int) -> dict[str, pa.Array]:
+        """``language_k``/``probability_k`` for distinct names, by tensor top-K on the whole set."""
+        probs = torch.softmax(torch.from_numpy(log_probs) / self.temperature, dim=1)  # (U, C)
+        values, indices = probs.topk(k, dim=1)  # (U, K)
+        columns: dict[str, pa.Array] = {}
+        for j in range(k):
+            columns[f"language_{j + 1}"] = self._labels.take(pa.array(indices[:, j].numpy()))
+            columns[f"probability_{j + 1}"] = pa.array(values[:, j].numpy())
+        return columns
+
     def predict(self, names: Iterable[str], top: int = 3, *, attention: bool = False) -> list[Prediction]:
-        """Each name's ``top`` languages with probabilities. A name that cannot be read gets ``error`` set
-        (and no predictions) instead of failing the whole batch."""
+        """Each name's ``top`` languages with probabilities, as :class:`Prediction` objects (built on
+        :meth:`predict_columns`). A name that cannot be read gets ``error`` set (and no predictions) instead
+        of failing the whole batch."""
         names = list(names)
-        results = [Prediction(name=n, predictions=[]) for n in names]
-        good: list[int] = []
-        for i, n in enumerate(names):
-            try:
-                results[i].folded = fold_checked(n)
-                good.append(i)
-            except BadName as e:
-                results[i].error = str(e)
-        if good:
-            probs, att = self.probabilities([results[i].folded for i in good], with_attention=attention)
-            k = max(1, min(top, len(self.labels)))
-            values, indices = probs.topk(k, dim=1)
-            values, indices = values.tolist(), indices.tolist()
-            for row, i in enumerate(good):
-                results[i].predictions = [{"language": self.labels[j], "probability": v}
-                                          for v, j in zip(values[row], indices[row])]
-                if att is not None:
-                    results[i].attention = att[row].tolist()
+        table = self.predict_columns(names, top)
+        k = (table.num_columns - 2) // 2
+        langs = [table.column(f"language_{j}").to_pylist() for j in range(1, k + 1)]
+        probs = [table.column(f"probability_{j}").to_pylist() for j in range(1, k + 1)]
+        results = []
+        for i, (n, error) in enumerate(zip(names, table.column("error").to_pylist())):
+            ranked = [] if error else [{"language": langs[j][i], "probability": probs[j][i]} for j in range(k)]
+            folded = "" if error else fold_or_error(n)[0]
+            results.append(Prediction(name=n, predictions=ranked, folded=folded, error=error))
+        if attention:
+            good = [r for r in results if not r.error]
+            if good:
+                _, att = self.probabilities([r.folded for r in good], with_attention=True)
+                for r, a in zip(good, att or []):
+                    r.attention = a.tolist()
         return results
 
     def predict_one(self, name: str, top: int = 3) -> Prediction:
@@ -100,8 +235,10 @@ class Predictor:
         return result
 
     def stream(self, names: Iterable[str], top: int = 3, *, chunk: int = 8192) -> Iterator[Prediction]:
-        """Predict lazily over any iterable, ``chunk`` names at a time: memory stays flat."""
-        it = iter(names)
+        """Predict lazily over any iterable, ``chunk`` names at a time: memory stays flat. Line ends are
+        stripped and blank lines skipped, so ``stream(open("names.txt"))`` works."""
+        it = (n.rstrip("\r\n") if isinstance(n, str) else n for n in names)
+        it = (n for n in it if not isinstance(n, str) or n.strip())
         while batch := list(itertools.islice(it, chunk)):
             yield from self.predict(batch, top)
 
