@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, checkpoint, data, experiments, plots
+from . import __version__, checkpoint, data, experiments, frame, plots
 from .checkpoint import CheckpointError
 from .evaluation import (confusion_matrix, expected_calibration_error, fit_temperature, format_report, metrics,
                          reliability)
 from .models import REGISTRY, UnknownModel, batched_log_probs
-from .predict import Predictor, write_csv_rows
+from .predict import Predictor
 from .text import BadName
 from .training import PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, fit, resolve_settings, validate
 
@@ -117,7 +117,7 @@ RANGES: dict[str, Range] = {
     "--patience": NATURAL, "--threads": NATURAL,
     "--lr": Range(float, 0, low_open=True), "--clip": Range(float, 0), "--weight-decay": Range(float, 0),
     "--dropout": FRACTION, "--label-smoothing": FRACTION, "--class-weight": Range(float, 0, 1),
-    "--port": Range(int, 1, 65535),
+    "--port": Range(int, 1, 65535), "--workers": COUNT,
 }
 
 
@@ -222,23 +222,36 @@ def _format_prediction(p) -> str:
     return f"{p.name:<16} {cells}"
 
 
+def _progress_bar():
+    """A names/s progress bar on stderr when stderr is a terminal, else None."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+    return tqdm(unit=" names", unit_scale=True, file=sys.stderr, leave=False)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     if not args.names and not args.input:
         raise UsageError("give names to predict, or --input FILE")
-    if args.input and not Path(args.input).is_file():
-        raise data.DataError(f"{args.input}: no such file")
+    if args.input and (args.workers or args.scheduler):
+        from . import cluster
+        summary = cluster.predict_files(cluster.ClusterJob(
+            input=args.input, output=args.output, column=args.column, top=args.top, model=args.model,
+            keep_columns=args.keep_columns, workers=args.workers, scheduler=args.scheduler))
+        print(f"nameorigin: {summary.line()}", file=sys.stderr)
+        return 0
     predictor = Predictor.load(args.model, device=_device(args.device))
     if args.input:
-        rows = data.iter_names(args.input, args.column)
-        with atomic_output(args.output) as out:
-            rows, names = itertools.tee(rows)  # lazily: line numbers beside their predictions
-            predictions = predictor.stream((name for _, name in names), args.top)
-            lines = ((lineno, p) for (lineno, _), p in zip(rows, predictions))
-            if args.json:
-                for lineno, p in lines:
-                    out.write(json.dumps({"line": lineno, **p.to_dict()}) + "\n")
-            else:
-                write_csv_rows(lines, out, args.top)
+        job = frame.FileJob(input=args.input, output=args.output, column=args.column, top=args.top,
+                            keep_columns=args.keep_columns, input_format=args.format,
+                            output_format="json" if args.json else args.output_format)
+        bar = _progress_bar()
+        try:
+            summary = frame.predict_file(predictor, job, progress=bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
+        print(f"nameorigin: {summary.line()}", file=sys.stderr)
         return 0
     results = predictor.predict(args.names, args.top)
     bad = [p for p in results if p.error]
@@ -424,11 +437,26 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="rank languages for names")
     pr.add_argument("names", nargs="*")
     pr.add_argument("--model", help="checkpoint (default: the bundled model)")
-    pr.add_argument("--top", type=ranged("--top"), default=3)
-    pr.add_argument("--json", action="store_true")
-    pr.add_argument("--input", help="file of names: text, one a line, or CSV/TSV (see --column)")
-    pr.add_argument("--column", help="CSV/TSV column holding the names (header name or 0-based index)")
-    pr.add_argument("--output", help="write CSV (or JSON lines with --json) here instead of stdout")
+    pr.add_argument("--top", type=ranged("--top"), default=3, help="languages a name (default: 3)")
+    pr.add_argument("--json", action="store_true", help="JSON: one list for names given as arguments, one line "
+                                                        "{line, name, predictions, error} a name for --input (default: off)")
+    pr.add_argument("--input", help="file of names: .txt (one a line), .csv, .tsv, .jsonl or .parquet (by extension; "
+                                    "see --format); with --workers/--scheduler a glob of Parquet files or any fsspec path")
+    pr.add_argument("--column", help="column holding the names: header name or 0-based index (default: the column "
+                                     "headed name/surname/..., else the first)")
+    pr.add_argument("--output", help="write here, atomically, in the format of its extension (default: CSV, or JSON "
+                                     "lines with --json, on stdout); with --workers/--scheduler a folder of parts")
+    pr.add_argument("--format", choices=sorted(set(frame.FORMATS.values())),
+                    help="format of --input (default: from its extension)")
+    pr.add_argument("--output-format", choices=sorted(set(frame.FORMATS.values())),
+                    help="format of --output (default: from its extension; CSV on stdout)")
+    pr.add_argument("--keep-columns", action="store_true",
+                    help="keep the input's other columns in the output (default: line number and name only)")
+    pr.add_argument("--workers", type=ranged("--workers"),
+                    help="run on a local Dask cluster of N worker processes (needs nameorigin[cluster]; default: "
+                         "one process, no Dask)")
+    pr.add_argument("--scheduler", help="run on an existing Dask cluster at this address, e.g. tcp://HOST:8786 "
+                                        "(default: none)")
     pr.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     pr.set_defaults(func=cmd_predict)
 

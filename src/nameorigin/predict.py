@@ -1,9 +1,7 @@
 """``Predictor``: names in, ranked languages (and attention) out; streaming over files."""
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import itertools
 import os
 import threading
@@ -48,7 +46,7 @@ class Prediction:
 #: Distinct folded names whose model output a predictor keeps between chunks (bounded: memory stays flat).
 CACHE_SIZE = 1 << 17
 #: The message of a missing (null) or non-string cell.
-MISSING = "missing name (empty cell)"
+MISSING = "missing name (empty or null)"
 NOT_STRING = "not a string"
 
 
@@ -56,6 +54,8 @@ NOT_STRING = "not a string"
 def fold_or_error(name: str) -> tuple[str | None, str | None]:
     """``(folded, None)`` or ``(None, message)``: :func:`~nameorigin.text.fold_checked`, cached, since real
     files repeat names heavily (the ASCII fast path of ``fold`` stays in front)."""
+    if not name.strip():
+        return None, MISSING
     try:
         return fold_checked(name), None
     except BadName as e:
@@ -241,23 +241,3 @@ class Predictor:
         it = (n for n in it if not isinstance(n, str) or n.strip())
         while batch := list(itertools.islice(it, chunk)):
             yield from self.predict(batch, top)
-
-
-def write_csv_rows(predictions: Iterable[tuple[int, Prediction]], out: io.TextIOBase, top: int) -> int:
-    """Write ``line,name,language_1,probability_1,...,error`` rows; returns how many were written."""
-    writer = csv.writer(out, lineterminator="\n")
-    header = ["line", "name"]
-    for k in range(1, top + 1):
-        header += [f"language_{k}", f"probability_{k}"]
-    writer.writerow(header + ["error"])
-    n = 0
-    for lineno, p in predictions:
-        row: list = [lineno, p.name]
-        for k in range(top):
-            if k < len(p.predictions):
-                row += [p.predictions[k]["language"], f"{p.predictions[k]['probability']:.6f}"]
-            else:
-                row += ["", ""]
-        writer.writerow(row + [p.error or ""])
-        n += 1
-    return n

@@ -1,0 +1,500 @@
+"""DataFrames and Arrow tables in and out, and the file formats (text, CSV/TSV, JSON lines, Parquet) as record
+batches, so that a file of any length streams through :meth:`Predictor.predict_columns` with flat memory."""
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from . import checkpoint
+from .data import NAME_HEADERS, DataError, _is_header
+from .predict import Predictor
+
+log = logging.getLogger(__name__)
+
+#: Formats by file extension; ``--format`` overrides.
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".txt": "txt",
+           ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: Rows a record batch holds while streaming a file.
+CHUNK_ROWS = 1 << 16
+TEXT_BLOCK_BYTES = 1 << 22
+
+
+class ColumnError(DataError):
+    """The name column is missing or does not hold strings; the message names the column and the input."""
+
+
+# ------------------------------------------------------------------------------------------- DataFrames
+
+def _predictor(model) -> Predictor:
+    return model if isinstance(model, Predictor) else Predictor.load(model)
+
+
+def _trust_kwargs(predictor: Predictor, coverage, prior) -> dict:
+    """``coverage``/``prior`` for ``predict_columns``, when given; a clear error when this predictor lacks them."""
+    wanted = {k: v for k, v in (("coverage", coverage), ("prior", prior)) if v is not None}
+    accepted = inspect.signature(predictor.predict_columns).parameters
+    missing = [k for k in wanted if k not in accepted]
+    if missing:
+        raise ValueError(f"{', '.join(k + '=' for k in missing)}: this predictor has no trust layer to apply "
+                         "them (needs a nameorigin with conformal sets and priors)")
+    return wanted
+
+
+def predict_table_columns(predictor: Predictor, names, *, top: int = 3, chunk: int = CHUNK_ROWS,
+                          **trust) -> pa.Table:
+    """:meth:`Predictor.predict_columns` over names of any length (Arrow array or list), ``chunk`` at a time."""
+    names = names.combine_chunks() if isinstance(names, pa.ChunkedArray) else names
+    parts = [predictor.predict_columns(names[i:i + chunk], top, **trust)
+             for i in range(0, max(len(names), 1), chunk)]
+    return pa.concat_tables(parts)
+
+
+def _frame_kind(df) -> str:
+    if isinstance(df, pa.Table):
+        return "arrow"
+    module = type(df).__module__.split(".")[0]
+    if module in ("pandas", "polars") and type(df).__name__ == "DataFrame":
+        return module
+    raise TypeError(f"predict_frame takes a pandas or polars DataFrame or a pyarrow Table, not {type(df).__name__}")
+
+
+def string_array(values: pa.Array | pa.ChunkedArray, column: str, where: str) -> pa.Array:
+    """The name column as an Arrow string array, or :class:`ColumnError` when it holds something else."""
+    t = values.type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+        values = values.cast(t)
+    if pa.types.is_null(t):
+        return values.cast(pa.string())
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return values.cast(pa.string()) if not pa.types.is_string(t) else values
+    raise ColumnError(f"{where}: column {column!r} holds {t}, not strings (names)")
+
+
+def _names_of(df, kind: str, column: str) -> pa.Array | list:
+    where = f"the {kind} frame"
+    columns = list(df.column_names if kind == "arrow" else df.columns)
+    if column not in columns:
+        raise ColumnError(f"{where}: no column {column!r}; it has {columns}")
+    if kind == "arrow":
+        return string_array(df.column(column), column, where)
+    if kind == "polars":
+        return string_array(df.get_column(column).to_arrow(), column, where)
+    series = df[column]
+    if series.dtype == object:  # Python objects: strings, missing values, and maybe other cells
+        return series.where(series.notna(), None).tolist()
+    try:
+        return string_array(pa.array(series, from_pandas=True), column, where)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        raise ColumnError(f"{where}: column {column!r} holds {series.dtype}, not strings (names)") from None
+
+
+def predict_frame(df, column: str = "name", *, top: int = 3, model=None, coverage=None, prior=None):
+    """Predict the origin of every name in ``df[column]``.
+
+    ``df``: a pandas or polars DataFrame or a pyarrow Table. Returns the same kind with the input's columns,
+    then ``language_1, probability_1, ..., language_K, probability_K`` and ``error`` (null when the name was
+    read; a missing value, a non-string cell or an unreadable name gets an error, never an exception). Each
+    distinct name is computed once. ``model``: a :class:`Predictor`, a checkpoint path, or None for the
+    bundled model. ``coverage``/``prior`` are passed to the predictor's trust layer.
+    Raises :class:`ColumnError` (a ``ValueError``) for a missing or non-string column.
+    """
+    kind = _frame_kind(df)
+    names = _names_of(df, kind, column)
+    predictor = _predictor(model)
+    trust = _trust_kwargs(predictor, coverage, prior)
+    preds = predict_table_columns(predictor, names, top=top, **trust)
+    preds = preds.drop_columns(["name"])
+    taken = set(df.column_names if kind == "arrow" else df.columns) & set(preds.column_names)
+    if taken:
+        raise ColumnError(f"the {kind} frame already has column(s) {sorted(taken)}; rename them first")
+    if kind == "arrow":
+        for name in preds.column_names:
+            df = df.append_column(name, preds.column(name))
+        return df
+    if kind == "polars":
+        import polars as pl
+        return pl.concat([df, pl.from_arrow(preds)], how="horizontal")
+    import pandas as pd
+    out = preds.to_pandas()
+    out.index = df.index
+    return pd.concat([df, out], axis=1)
+
+
+# ------------------------------------------------------------------------------------------- file formats
+
+def format_of(path: str, override: str | None = None, *, flag: str = "--format") -> str:
+    """The format of ``path``: ``override``, else its extension."""
+    if override:
+        return override
+    suffix = Path(str(path)).suffix.lower()
+    if suffix not in FORMATS:
+        raise DataError(f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
+                        f"use one of {', '.join(sorted(FORMATS))} or {flag} {{{','.join(sorted(set(FORMATS.values())))}}}")
+    return FORMATS[suffix]
+
+
+@dataclass
+class Source:
+    """An input file opened as a stream of record batches; ``column`` holds the names."""
+
+    path: str
+    fmt: str
+    column: str
+    columns: list[str]  # the input's own columns, in order
+    batches: Iterator[pa.RecordBatch]
+    rows: int | None = None  # known ahead (Parquet), for the progress bar
+    first_line: int | None = None  # text formats: the file line of the first row (then each row +1)
+
+
+def resolve_column(path: str, columns: list[str], column: str | None) -> str:
+    """The name column: ``column`` as a header name or 0-based index, else the first name-like header, else
+    the first column."""
+    if column is None:
+        return next((c for c in columns if c.strip().lower() in NAME_HEADERS), columns[0])
+    if column in columns:
+        return column
+    if column.isdigit():
+        if int(column) < len(columns):
+            return columns[int(column)]
+        raise ColumnError(f"{path}: no column {column} (it has {len(columns)} column(s): {columns})")
+    raise ColumnError(f"{path}: no column {column!r}; it has {columns}")
+
+
+def unreadable(path: str, e: Exception) -> DataError:
+    return DataError(f"{path}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+
+
+def _read_text(path: str, block: int = TEXT_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
+    """One name a line: line ends stripped, blank lines skipped, ``line`` numbers kept."""
+    line = 1
+    with open(path, "rb") as fh:
+        rest = b""
+        while True:
+            data = fh.read(block)
+            buf = rest + data
+            if not data:
+                cut = len(buf)
+            else:
+                cut = buf.rfind(b"\n") + 1
+            rest = buf[cut:]
+            if cut:
+                try:
+                    lines = buf[:cut].decode("utf-8").split("\n")
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{path}: is not UTF-8 text ({e.reason})") from None
+                if lines[-1] == "":
+                    lines.pop()
+                names = pc.utf8_rtrim(pa.array(lines, pa.string()), characters="\r")
+                numbers = pa.array(np.arange(line, line + len(lines), dtype=np.int64))
+                keep = pc.not_equal(pc.utf8_trim_whitespace(names), "")
+                line += len(lines)
+                yield pa.record_batch([numbers.filter(keep), names.filter(keep)], names=["line", "name"])
+            if not data:
+                return
+
+
+def _csv_header(path: str, delimiter: str, column: str | None) -> tuple[list[str] | None, int]:
+    """The header row (or None) and the column count, read with :mod:`csv` from the first record."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        try:
+            first = next(csv.reader(fh, delimiter=delimiter), None)
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: is not UTF-8 text ({e.reason})") from None
+    if first is None:
+        raise DataError(f"{path}: is empty (no names)")
+    cells = [c.strip() for c in first]
+    named = column is not None and not column.isdigit()
+    return (cells if named or _is_header(first) else None), len(first)
+
+
+def _read_csv(path: str, delimiter: str, column: str | None, chunk: int) -> Source:
+    header, width = _csv_header(path, delimiter, column)
+    names = header or [f"column_{i}" for i in range(width)]
+    col = resolve_column(path, names, column)
+    try:
+        reader = pacsv.open_csv(
+            path, read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0,
+                                                 block_size=max(chunk * 64, 1 << 20)),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
+                                                 strings_can_be_null=False))
+    except (pa.ArrowInvalid, OSError) as e:
+        raise unreadable(path, e) from None
+    return Source(path, "csv" if delimiter == "," else "tsv", col, names, _batches(path, reader),
+                  first_line=2 if header else 1)
+
+
+def _batches(path: str, reader) -> Iterator[pa.RecordBatch]:
+    """The reader's batches, with Arrow's errors as :class:`DataError` naming the file."""
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+            raise unreadable(path, e) from None
+        yield batch
+
+
+def open_source(path: str, *, fmt: str | None = None, column: str | None = None, keep: bool = False,
+                chunk: int = CHUNK_ROWS) -> Source:
+    """Open ``path`` as record batches of ``chunk`` rows (Parquet, CSV, TSV, JSON lines, or text with one name
+    a line). Raises :class:`DataError` for a file that is missing, unreadable, empty, or lacks the column, and
+    :class:`ColumnError` when the column holds something other than strings."""
+    fmt = format_of(path, fmt)
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such file")
+    if fmt == "txt":
+        col = resolve_column(path, ["name"], column)
+        source = Source(path, fmt, col, ["name"], _read_text(path), first_line=1)
+    elif fmt in ("csv", "tsv"):
+        source = _read_csv(path, "," if fmt == "csv" else "\t", column, chunk)
+    elif fmt == "parquet":
+        try:
+            pf = pq.ParquetFile(path)
+            schema = pf.schema_arrow
+        except (pa.ArrowInvalid, OSError) as e:
+            raise unreadable(path, e) from None
+        col = resolve_column(path, schema.names, column)
+        string_array(pa.array([], schema.field(col).type), col, path)
+        source = Source(path, fmt, col, schema.names,
+                        _batches(path, _ParquetReader(pf, chunk, None if keep else [col])),
+                        rows=pf.metadata.num_rows)
+    else:
+        try:
+            reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=max(chunk * 64, 1 << 20)))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise (unreadable(path, e) if os.path.getsize(path) else DataError(f"{path}: is empty (no names)")) from None
+        col = resolve_column(path, reader.schema.names, column)
+        string_array(pa.array([], reader.schema.field(col).type), col, path)
+        source = Source(path, fmt, col, reader.schema.names, _batches(path, reader))
+    return source
+
+
+class _ParquetReader:
+    """``read_next_batch`` over a Parquet file's batches, like Arrow's CSV and JSON readers."""
+
+    def __init__(self, pf: pq.ParquetFile, chunk: int, columns: list[str] | None):
+        self.it = pf.iter_batches(batch_size=chunk, columns=columns)
+
+    def read_next_batch(self) -> pa.RecordBatch:
+        return next(self.it)
+
+
+# ------------------------------------------------------------------------------------------- writers
+
+class Writer:
+    """Writes prediction tables as Parquet, CSV, TSV (also for ``.txt``), flat JSON lines, or ``json``: the
+    nested JSON lines of ``nameorigin predict --json`` (``{"line", "name", "predictions": [...], "error"}``)."""
+
+    def __init__(self, sink, fmt: str):
+        self.sink, self.fmt, self.writer = sink, fmt, None
+
+    def write(self, table: pa.Table) -> None:
+        if self.fmt in ("csv", "tsv", "txt"):
+            table = _rounded(table)
+            if self.writer is None:
+                options = pacsv.WriteOptions(delimiter="," if self.fmt == "csv" else "\t", quoting_style="needed")
+                self.writer = pacsv.CSVWriter(self.sink, table.schema, write_options=options)
+            self.writer.write_table(table)
+        elif self.fmt == "parquet":
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.sink, table.schema)
+            self.writer.write_table(table)
+        elif self.fmt == "jsonl":
+            self.sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n"
+                                    for row in table.to_pylist()).encode("utf-8"))
+        elif self.fmt == "json":
+            self.sink.write("".join(json.dumps(_nested(row)) + "\n" for row in table.to_pylist()).encode("utf-8"))
+        else:
+            raise DataError(f"unknown output format {self.fmt!r}")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _rounded(table: pa.Table, digits: int = 6) -> pa.Table:
+    """Probabilities to ``digits`` decimals for the text formats."""
+    for i, name in enumerate(table.column_names):
+        if name.startswith("probability_"):
+            table = table.set_column(i, name, pc.round(table.column(i).cast(pa.float64()), digits))
+    return table
+
+
+def _nested(row: dict) -> dict:
+    ranked, out = [], {}
+    for key, value in row.items():
+        if key.startswith("language_"):
+            if value is not None:
+                ranked.append({"language": value, "probability": row["probability_" + key[9:]]})
+        elif not key.startswith("probability_") and key != "error":
+            out[key] = value
+    out["predictions"] = ranked
+    if row.get("error"):
+        out["error"] = row["error"]
+    return out
+
+
+def partial_prefix(target: Path) -> str:
+    return f".{target.name}.partial-"
+
+
+def remove_stale_partials(folder: Path) -> None:
+    """Remove ``.NAME.partial-PID-*`` files and folders left by runs that were killed (their PID is gone)."""
+    for stale in folder.glob(".*.partial-*"):
+        try:
+            pid = int(stale.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        log.info("removing %s, left by a run that was killed", stale)
+        if stale.is_dir():
+            import shutil
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike):
+    """A binary file written as ``.NAME.partial-PID-XXXX`` beside ``path`` and renamed onto it at the end;
+    removed instead when anything fails. Stale partial files of killed runs in that folder are removed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(target.parent)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f"{partial_prefix(target)}{os.getpid()}-")
+    os.chmod(tmp, checkpoint.default_file_mode())
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------------------------------- streaming
+
+@dataclass
+class Summary:
+    names: int = 0
+    errors: int = 0
+    abstained: int | None = None  # None until the predictor has a trust layer
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        rate = self.names / self.seconds if self.seconds > 0 else 0.0
+        parts = [f"{self.names:,} names", f"{self.errors:,} errors"]
+        if self.abstained is not None:
+            parts.append(f"{self.abstained:,} abstained")
+        return ", ".join(parts) + f", {self.seconds:.1f} s ({rate:,.0f} names/s)"
+
+
+@dataclass
+class FileJob:
+    """What ``nameorigin predict --input`` does with one file."""
+
+    input: str
+    output: str | None = None  # None or "-": stdout
+    column: str | None = None
+    top: int = 3
+    keep_columns: bool = False
+    input_format: str | None = None
+    output_format: str | None = None
+    chunk: int = CHUNK_ROWS
+    trust: dict = field(default_factory=dict)
+
+
+def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Iterator[pa.Table]:
+    """Output tables, one per input batch: [``line``], the input's columns (with ``keep_columns``) or ``name``,
+    the predictions and ``error``."""
+    line = source.first_line
+    for batch in source.batches:
+        names = string_array(batch.column(source.column), source.column, source.path)
+        preds = predictor.predict_columns(names, job.top, **job.trust)
+        front: dict[str, pa.Array] = {}
+        if line is not None:
+            front["line"] = batch.column("line") if "line" in batch.schema.names and source.fmt == "txt" else \
+                pa.array(np.arange(line, line + batch.num_rows, dtype=np.int64))
+            line += batch.num_rows
+        if job.keep_columns:
+            for name in source.columns:
+                if name in front or name in preds.column_names[1:]:
+                    raise ColumnError(f"{source.path}: its column {name!r} would clash with an output column; "
+                                      "rename it or leave out --keep-columns")
+                front[name] = batch.column(name)
+            preds = preds.drop_columns(["name"])
+        yield pa.Table.from_pydict({**front, **{n: preds.column(n) for n in preds.column_names}})
+
+
+def predict_file(predictor: Predictor, job: FileJob, *, progress: Callable[[int], None] | None = None,
+                 stdout=None) -> Summary:
+    """Stream ``job.input`` through the predictor into ``job.output`` (atomically), batch by batch, with flat
+    memory. Returns the summary (names, errors, abstained, seconds)."""
+    start = time.perf_counter()
+    source = open_source(job.input, fmt=job.input_format, column=job.column, keep=job.keep_columns, chunk=job.chunk)
+    to_stdout = not job.output or job.output == "-"
+    out_fmt = job.output_format or ("csv" if to_stdout else format_of(job.output, flag="--output-format"))
+    if to_stdout and out_fmt == "parquet":
+        raise DataError("Parquet output needs --output FILE (it cannot go to stdout)")
+    summary = Summary()
+    with (_stdout_sink(stdout) if to_stdout else atomic_file(job.output)) as sink:
+        writer = Writer(sink, out_fmt)
+        for table in predict_batches(predictor, source, job):
+            writer.write(table)
+            summary.names += table.num_rows
+            summary.errors += table.num_rows - table.column("error").null_count
+            if "abstained" in table.column_names:
+                summary.abstained = (summary.abstained or 0) + int(pc.sum(table.column("abstained")).as_py() or 0)
+            if progress:
+                progress(table.num_rows)
+        if summary.names == 0:
+            raise DataError(f"{job.input}: has no names (is it empty?)")
+        writer.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+@contextmanager
+def _stdout_sink(stream=None):
+    stream = stream or sys.stdout
+    stream.flush()
+    sink = getattr(stream, "buffer", None)
+    if sink is None:  # a text stream without bytes underneath (e.g. captured): encode into it
+        buf = io.BytesIO()
+        yield buf
+        stream.write(buf.getvalue().decode("utf-8"))
+    else:
+        yield sink
+        sink.flush()
