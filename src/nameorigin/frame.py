@@ -216,7 +216,7 @@ def _csv_header(path: str, delimiter: str, column: str | None) -> tuple[list[str
     """The header row (or None) and the column count, read with :mod:`csv` from the first record."""
     with open(path, encoding="utf-8", newline="") as fh:
         try:
-            first = next(csv.reader(fh, delimiter=delimiter), None)
+            first = next((row for row in csv.reader(fh, delimiter=delimiter) if row), None)
         except UnicodeDecodeError as e:
             raise DataError(f"{path}: is not UTF-8 text ({e.reason})") from None
     if first is None:

@@ -1,0 +1,210 @@
+"""predict_frame on pandas, polars and Arrow; the columnar core; the file formats as record batches."""
+import json
+import os
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import train_tiny
+from nameorigin import Predictor, predict_frame
+from nameorigin.frame import ColumnError, FileJob, atomic_file, open_source, predict_file
+from nameorigin.predict import MISSING, NOT_STRING
+
+NAMES = ["Kalov", None, "McRaboo", "1234", "Kalov", " Kalov ", "Tesuez"]
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    _, model = train_tiny(tmp_path_factory.mktemp("frame"), "gru", "--hidden", "16", "--epochs", "15",
+                          "--lr", "0.02", "--batch-size", "16")
+    return Predictor.load(model)
+
+
+def expected(predictor, names, top=2):
+    """The per-name Prediction objects of the same names: what every columnar path must agree with."""
+    return predictor.predict(names, top)
+
+
+def assert_agrees(rows: list[dict], predictions, top=2):
+    assert len(rows) == len(predictions)
+    for row, p in zip(rows, predictions):
+        if p.error:
+            assert row["error"] == p.error and row["language_1"] is None and row["probability_1"] is None
+            continue
+        assert row["error"] is None
+        for k, x in enumerate(p.predictions, 1):
+            assert row[f"language_{k}"] == x["language"]
+            assert row[f"probability_{k}"] == pytest.approx(x["probability"], abs=1e-6)
+
+
+def test_predict_columns_is_the_columnar_form_of_predict(predictor):
+    table = predictor.predict_columns(NAMES, top=2)
+    assert table.column_names == ["name", "language_1", "probability_1", "language_2", "probability_2", "error"]
+    rows = table.to_pylist()
+    assert [r["name"] for r in rows] == NAMES
+    assert rows[1]["error"] == MISSING and "folds to nothing" in rows[3]["error"]
+    assert rows[0]["language_1"] == "Alpha" and rows[2]["language_1"] == "Beta"
+    good = [i for i, n in enumerate(NAMES) if n and n != "1234"]
+    assert_agrees([rows[i] for i in good], expected(predictor, [NAMES[i] for i in good]))
+    assert predictor.predict_columns([], top=2).num_rows == 0
+
+
+def test_each_distinct_folded_name_reaches_the_model_once(predictor, monkeypatch):
+    fresh = Predictor(predictor.checkpoint)
+    seen: list[list[str]] = []
+    run = fresh._run
+    monkeypatch.setattr(fresh, "_run", lambda folded: seen.append(list(folded)) or run(folded))
+    fresh.predict_columns(NAMES, top=1)
+    assert seen == [["Kalov", "McRaboo", "Tesuez"]]  # "Kalov" x3 (one with spaces), None and "1234" never
+    fresh.predict_columns(["Tesuez", "Kalov", "Nabov"], top=1)
+    assert seen[1:] == [["Nabov"]]  # the cache spans chunks
+    uncached = Predictor(predictor.checkpoint, cache_size=0)
+    assert uncached.predict_columns(NAMES, top=1).equals(fresh.predict_columns(NAMES, top=1))
+
+
+def test_non_string_cells_get_an_error(predictor):
+    rows = predictor.predict_columns(["Kalov", 42, 3.5], top=1).to_pylist()
+    assert rows[0]["error"] is None and rows[1]["error"] == NOT_STRING and rows[2]["error"] == NOT_STRING
+
+
+@pytest.mark.parametrize("kind", ["pandas", "polars", "arrow"])
+def test_predict_frame_returns_the_same_kind_with_prediction_columns(predictor, kind):
+    data = {"id": list(range(len(NAMES))), "surname": NAMES}
+    df = {"pandas": lambda: pd.DataFrame(data, index=[10 + i for i in range(len(NAMES))]),
+          "polars": lambda: pl.DataFrame(data), "arrow": lambda: pa.table(data)}[kind]()
+    out = predict_frame(df, "surname", top=2, model=predictor)
+    assert type(out) is type(df)
+    columns = list(out.columns) if kind != "arrow" else out.column_names
+    assert columns == ["id", "surname", "language_1", "probability_1", "language_2", "probability_2", "error"]
+    if kind == "pandas":
+        assert list(out.index) == list(df.index)
+        rows = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in out.to_dict("records")]
+    else:
+        rows = out.to_dicts() if kind == "polars" else out.to_pylist()
+    assert [r["id"] for r in rows] == data["id"]
+    assert_agrees(rows, expected(predictor, [n if isinstance(n, str) else "" for n in NAMES]))
+    assert rows[1]["error"] == MISSING
+
+
+def test_pandas_object_column_with_other_cells(predictor):
+    df = pd.DataFrame({"name": ["Kalov", 7, float("nan"), None]})
+    out = predict_frame(df, top=1, model=predictor)
+    assert list(out["error"].isna()) == [True, False, False, False]
+    assert list(out["error"][1:]) == [NOT_STRING, MISSING, MISSING]
+
+
+@pytest.mark.parametrize("df", [pd.DataFrame({"name": [1, 2]}), pl.DataFrame({"name": [1.5]}),
+                                pa.table({"name": pa.array([True])})])
+def test_a_non_string_column_is_a_clear_error(predictor, df):
+    with pytest.raises(ColumnError, match="column 'name' holds"):
+        predict_frame(df, model=predictor)
+
+
+def test_a_missing_column_is_a_clear_error(predictor):
+    with pytest.raises(ValueError, match="no column 'surname'"):
+        predict_frame(pd.DataFrame({"name": ["Kalov"]}), "surname", model=predictor)
+
+
+def test_columns_that_would_clash_are_refused(predictor):
+    with pytest.raises(ColumnError, match="error"):
+        predict_frame(pd.DataFrame({"name": ["Kalov"], "error": [1]}), model=predictor)
+
+
+def test_trust_options_need_a_predictor_that_takes_them(predictor):
+    with pytest.raises(ValueError, match="coverage="):
+        predict_frame(pd.DataFrame({"name": ["Kalov"]}), model=predictor, coverage=0.9)
+
+
+def write_input(path, fmt, names):
+    if fmt == "txt":
+        path.write_text("\n".join(n or "" for n in names) + "\n", encoding="utf-8")
+    elif fmt in ("csv", "tsv"):
+        pd.DataFrame({"id": range(len(names)), "name": names}).to_csv(path, sep="," if fmt == "csv" else "\t",
+                                                                      index=False)
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps({"id": i, "name": n}) + "\n" for i, n in enumerate(names)))
+    else:
+        pq.write_table(pa.table({"id": range(len(names)), "name": pa.array(names, pa.string())}), path)
+
+
+def read_output(path, fmt) -> list[dict]:
+    if fmt == "parquet":
+        return pq.read_table(path).to_pylist()
+    if fmt == "jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    df = pd.read_csv(path, sep="," if fmt == "csv" else "\t", keep_default_na=False, dtype=str)
+    rows = df.to_dict("records")
+    for r in rows:
+        for k, v in r.items():
+            r[k] = None if v == "" else float(v) if k.startswith("probability_") else v
+    return rows
+
+
+@pytest.mark.parametrize("fmt_in", ["txt", "csv", "tsv", "jsonl", "parquet"])
+@pytest.mark.parametrize("fmt_out", ["csv", "tsv", "jsonl", "parquet"])
+def test_every_format_in_and_out(predictor, tmp_path, fmt_in, fmt_out):
+    names = ["Kalov", "McRaboo", "1234", "Kalov"]
+    src, dst = tmp_path / f"in.{fmt_in}", tmp_path / f"out.{fmt_out}"
+    write_input(src, fmt_in, names)
+    summary = predict_file(predictor, FileJob(input=str(src), output=str(dst), top=2, chunk=3))
+    assert (summary.names, summary.errors) == (4, 1)
+    rows = read_output(dst, fmt_out)
+    assert [r["name"] for r in rows] == names
+    if fmt_in in ("txt", "csv", "tsv"):
+        assert [int(r["line"]) for r in rows] == ([1, 2, 3, 4] if fmt_in == "txt" else [2, 3, 4, 5])
+    else:
+        assert "line" not in rows[0]
+    assert_agrees(rows, expected(predictor, names))
+    assert sorted(os.listdir(tmp_path)) == sorted([src.name, dst.name])
+
+
+def test_text_input_strips_line_ends_and_skips_blank_lines(predictor, tmp_path):
+    src = tmp_path / "names.txt"
+    src.write_bytes("Kalov\r\n\n   \nŠčerbov\r\nMcRaboo".encode())
+    rows = [b.to_pylist() for b in open_source(str(src)).batches]
+    assert sum(rows, []) == [{"line": 1, "name": "Kalov"}, {"line": 4, "name": "Ščerbov"},
+                             {"line": 5, "name": "McRaboo"}]
+    with open(src, encoding="utf-8") as fh:  # the README's Predictor.stream(open("names.txt"))
+        assert [p.name for p in predictor.stream(fh)] == ["Kalov", "Ščerbov", "McRaboo"]
+
+
+def test_keep_columns_and_headerless_csv(predictor, tmp_path):
+    src = tmp_path / "people.csv"
+    src.write_text("Kalov,x\nMcRaboo,y\n")
+    dst = tmp_path / "out.parquet"
+    predict_file(predictor, FileJob(input=str(src), output=str(dst), top=1, keep_columns=True))
+    table = pq.read_table(dst)
+    assert table.column_names == ["line", "column_0", "column_1", "language_1", "probability_1", "error"]
+    assert table.column("column_1").to_pylist() == ["x", "y"] and table.column("line").to_pylist() == [1, 2]
+
+
+def test_an_unreadable_or_empty_input_writes_nothing(predictor, tmp_path):
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    dst = tmp_path / "out.csv"
+    with pytest.raises(ValueError, match="bad.parquet: cannot be read"):
+        predict_file(predictor, FileJob(input=str(bad), output=str(dst)))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(ValueError, match="empty.txt: has no names"):
+        predict_file(predictor, FileJob(input=str(empty), output=str(dst)))
+    assert sorted(os.listdir(tmp_path)) == ["bad.parquet", "empty.txt"]
+
+
+def test_atomic_file_removes_partials_of_killed_runs(tmp_path):
+    stale = tmp_path / ".out.csv.partial-999999999-abcd"  # no such process
+    stale.write_text("half")
+    live = tmp_path / f".other.csv.partial-{os.getppid()}-abcd"  # a running process: left alone
+    live.write_text("busy")
+    with atomic_file(tmp_path / "out.csv") as fh:
+        fh.write(b"done\n")
+        assert len(list(tmp_path.glob(".out.csv.partial-*"))) == 1  # its own
+    assert (tmp_path / "out.csv").read_text() == "done\n"
+    assert not stale.exists() and live.exists()
+    with pytest.raises(RuntimeError):
+        with atomic_file(tmp_path / "x.csv"):
+            raise RuntimeError("killed")
+    assert not list(tmp_path.glob(".x.csv.partial-*")) and not (tmp_path / "x.csv").exists()
