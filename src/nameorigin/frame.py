@@ -162,7 +162,7 @@ class Source:
     columns: list[str]  # the input's own columns, in order
     batches: Iterator[pa.RecordBatch]
     rows: int | None = None  # known ahead (Parquet), for the progress bar
-    first_line: int | None = None  # text formats: the file line of the first row (then each row +1)
+    has_line: bool = False  # text formats: each batch also has ``line``, the row's line in the file
 
 
 def resolve_column(path: str, columns: list[str], column: str | None) -> str:
@@ -239,8 +239,17 @@ def _read_csv(path: str, delimiter: str, column: str | None, chunk: int) -> Sour
                                                  strings_can_be_null=False))
     except (pa.ArrowInvalid, OSError) as e:
         raise unreadable(path, e) from None
-    return Source(path, "csv" if delimiter == "," else "tsv", col, names, _batches(path, reader),
-                  first_line=2 if header else 1)
+    return Source(path, "csv" if delimiter == "," else "tsv", col, names,
+                  _numbered(_batches(path, reader), 2 if header else 1), has_line=True)
+
+
+def _numbered(batches: Iterator[pa.RecordBatch], first: int) -> Iterator[pa.RecordBatch]:
+    """Each batch with a leading ``line`` column: the record's line, counting from ``first``."""
+    for batch in batches:
+        yield pa.RecordBatch.from_arrays(
+            [pa.array(np.arange(first, first + batch.num_rows, dtype=np.int64)), *batch.columns],
+            names=["line", *batch.schema.names])
+        first += batch.num_rows
 
 
 def _batches(path: str, reader) -> Iterator[pa.RecordBatch]:
@@ -265,7 +274,7 @@ def open_source(path: str, *, fmt: str | None = None, column: str | None = None,
         raise DataError(f"{path}: no such file")
     if fmt == "txt":
         col = resolve_column(path, ["name"], column)
-        source = Source(path, fmt, col, ["name"], _read_text(path), first_line=1)
+        source = Source(path, fmt, col, ["name"], _read_text(path), has_line=True)
     elif fmt in ("csv", "tsv"):
         source = _read_csv(path, "," if fmt == "csv" else "\t", column, chunk)
     elif fmt == "parquet":
@@ -439,21 +448,18 @@ class FileJob:
 def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Iterator[pa.Table]:
     """Output tables, one per input batch: [``line``], the input's columns (with ``keep_columns``) or ``name``,
     the predictions and ``error``."""
-    line = source.first_line
+    skip = 1 if source.has_line else 0  # a text format's batches start with ``line``
     for batch in source.batches:
-        names = string_array(batch.column(source.column), source.column, source.path)
+        own = batch.schema.names[skip:]  # the input's columns (duplicate names allowed): by position
+        names = string_array(batch.column(skip + own.index(source.column)), source.column, source.path)
         preds = predictor.predict_columns(names, job.top, **job.trust)
-        front: dict[str, pa.Array] = {}
-        if line is not None:
-            front["line"] = batch.column("line") if "line" in batch.schema.names and source.fmt == "txt" else \
-                pa.array(np.arange(line, line + batch.num_rows, dtype=np.int64))
-            line += batch.num_rows
+        front: dict[str, pa.Array] = {"line": batch.column(0)} if skip else {}
         if job.keep_columns:
-            for name in source.columns:
+            for i, name in enumerate(own):
                 if name in front or name in preds.column_names[1:]:
                     raise ColumnError(f"{source.path}: its column {name!r} would clash with an output column; "
                                       "rename it or leave out --keep-columns")
-                front[name] = batch.column(name)
+                front[name] = batch.column(skip + i)
             preds = preds.drop_columns(["name"])
         yield pa.Table.from_pydict({**front, **{n: preds.column(n) for n in preds.column_names}})
 
