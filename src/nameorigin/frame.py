@@ -427,7 +427,7 @@ class Summary:
         parts = [f"{self.names:,} names", f"{self.errors:,} errors"]
         if self.abstained is not None:
             parts.append(f"{self.abstained:,} abstained")
-        return ", ".join(parts) + f", {self.seconds:.1f} s ({rate:,.0f} names/s)"
+        return ", ".join(parts) + f", {self.seconds:.2f} s ({rate:,.0f} names/s)"
 
 
 @dataclass
