@@ -208,3 +208,18 @@ def test_atomic_file_removes_partials_of_killed_runs(tmp_path):
         with atomic_file(tmp_path / "x.csv"):
             raise RuntimeError("killed")
     assert not list(tmp_path.glob(".x.csv.partial-*")) and not (tmp_path / "x.csv").exists()
+
+
+def test_a_full_cache_starts_over_and_answers_stay_the_same(predictor):
+    names = ["Kalov", "McRaboo", "Tesuez", "Nabov", "Kalov", "Rateii", "McRaboo"] * 3
+    small = Predictor(predictor.checkpoint, cache_size=2)
+    plain = Predictor(predictor.checkpoint, cache_size=0)
+    for _ in range(2):
+        got, want = small.predict_columns(names, top=2), plain.predict_columns(names, top=2)
+        assert got.column("language_1").equals(want.column("language_1"))
+        assert pc_close(got.column("probability_1"), want.column("probability_1"))
+
+
+def pc_close(a, b) -> bool:
+    import numpy as np
+    return np.allclose(a.to_numpy(), b.to_numpy(), atol=1e-6)

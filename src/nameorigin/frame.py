@@ -449,7 +449,7 @@ def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Itera
     """Output tables, one per input batch: [``line``], the input's columns (with ``keep_columns``) or ``name``,
     the predictions and ``error``."""
     skip = 1 if source.has_line else 0  # a text format's batches start with ``line``
-    for batch in source.batches:
+    for batch in _sliced(source.batches, job.chunk):
         own = batch.schema.names[skip:]  # the input's columns (duplicate names allowed): by position
         names = string_array(batch.column(skip + own.index(source.column)), source.column, source.path)
         preds = predictor.predict_columns(names, job.top, **job.trust)
@@ -462,6 +462,13 @@ def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Itera
                 front[name] = batch.column(skip + i)
             preds = preds.drop_columns(["name"])
         yield pa.Table.from_pydict({**front, **{n: preds.column(n) for n in preds.column_names}})
+
+
+def _sliced(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Batches of at most ``rows`` rows (readers cut text files by bytes), so memory stays bounded."""
+    for batch in batches:
+        for start in range(0, batch.num_rows, rows):
+            yield batch.slice(start, rows)
 
 
 def predict_file(predictor: Predictor, job: FileJob, *, progress: Callable[[int], None] | None = None,

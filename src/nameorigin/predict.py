@@ -90,6 +90,7 @@ class _LogProbCache:
         self.capacity = capacity
         self.rows = np.empty((capacity, n_classes), dtype=np.float32)
         self.slot: dict[str, int] = {}
+        self.used = 0  # rows[:used] are taken
         self.lock = threading.Lock()
 
     def lookup(self, folded: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -99,12 +100,15 @@ class _LogProbCache:
             return self.rows[np.maximum(slots, 0)], slots < 0
 
     def store(self, folded: list[str], rows: np.ndarray) -> None:
+        """Keep the rows of names not cached yet (one slice assignment); when full, start over rather than grow."""
         with self.lock:
-            for f, row in zip(folded[: self.capacity], rows):
-                if len(self.slot) >= self.capacity:  # full: start over rather than grow
-                    self.slot.clear()
-                n = self.slot.setdefault(f, len(self.slot))
-                self.rows[n] = row
+            n = min(len(folded), self.capacity)
+            if self.used + n > self.capacity:
+                self.slot.clear()
+                self.used = 0
+            self.slot.update(zip(folded[:n], range(self.used, self.used + n)))
+            self.rows[self.used:self.used + n] = rows[:n]
+            self.used += n
 
 
 class Predictor:
@@ -169,10 +173,10 @@ class Predictor:
         row_null = np.asarray(encoded.indices.is_null())  # (N,) missing or non-string cells
         codes = pc.fill_null(encoded.indices, 0).to_numpy().astype(np.int64)  # (N,) -> distinct raw name
         folds = [fold_or_error(n) for n in encoded.dictionary.to_pylist()]  # (D,)
-        readable = [f for f, _ in folds if f is not None]
-        unique = list(dict.fromkeys(readable))  # distinct folded names: the model sees each once
-        position = {f: i for i, f in enumerate(unique)}
-        to_unique = np.array([position[f] if f is not None else -1 for f, _ in folds] or [0], np.int64)
+        position: dict[str, int] = {}  # distinct folded name -> its row among the model's inputs
+        to_unique = np.fromiter((-1 if f is None else position.setdefault(f, len(position)) for f, _ in folds),
+                                np.int64, len(folds))  # (D,)
+        unique = list(position)
         errors = pa.array([e for _, e in folds] or [None], type=pa.string())
         log_probs = self.log_probs(unique) if unique else np.empty((0, len(self.labels)), np.float32)  # (U, C)
 
@@ -182,7 +186,7 @@ class Predictor:
         columns = self._top_columns(log_probs, k)
 
         # ---- spread to rows: row -> distinct raw name -> distinct folded name
-        row_unique = to_unique[codes]  # (N,)
+        row_unique = to_unique[codes] if len(to_unique) else np.full(len(arr), -1)  # (N,)
         bad = row_null | (row_unique < 0)
         take = pa.array(np.maximum(row_unique, 0), mask=bad)
         out = {"name": arr}
