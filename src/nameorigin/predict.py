@@ -216,7 +216,7 @@ class Predictor:
         of failing the whole batch."""
         names = list(names)
         table = self.predict_columns(names, top)
-        k = (table.num_columns - 2) // 2
+        k = max(1, min(top, len(self.labels)))
         langs = [table.column(f"language_{j}").to_pylist() for j in range(1, k + 1)]
         probs = [table.column(f"probability_{j}").to_pylist() for j in range(1, k + 1)]
         results = []
