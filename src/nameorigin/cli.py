@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import itertools
+import io
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,21 +34,16 @@ class UsageError(ValueError):
 
 @contextmanager
 def atomic_output(path: str | None):
-    """Yield a text stream: stdout, or a temporary file renamed onto ``path`` only when all went well."""
+    """Yield a text stream: stdout, or a file written beside ``path`` and renamed onto it only when all went
+    well (:func:`nameorigin.frame.atomic_file`)."""
     if not path or path == "-":
         yield sys.stdout
         return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.chmod(tmp, checkpoint.default_file_mode())
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            yield fh
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with frame.atomic_file(path) as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+        yield text
+        text.flush()
+        text.detach()
 
 
 def _device(name: str) -> torch.device:
