@@ -116,3 +116,8 @@ def test_dask_missing_says_what_to_install(capsys, tmp_path, parquet_dir, monkey
     monkeypatch.setitem(sys.modules, "distributed", None)
     err = bad_cluster_run(capsys, tmp_path, f"{parquet_dir}/*.parquet")
     assert 'pip install "nameorigin[cluster]"' in err
+
+
+def test_other_formats_are_refused_on_the_cluster(capsys, tmp_path, parquet_dir):
+    err = bad_cluster_run(capsys, tmp_path, f"{parquet_dir}/*.parquet", "--json")
+    assert "--workers/--scheduler read Parquet" in err

@@ -228,6 +228,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("give names to predict, or --input FILE")
     if args.input and (args.workers or args.scheduler):
         from . import cluster
+        if args.json or args.format not in (None, "parquet") or args.output_format not in (None, "parquet"):
+            raise UsageError("--workers/--scheduler read Parquet and write a folder of Parquet parts; leave out "
+                             "--json, --format and --output-format")
         summary = cluster.predict_files(cluster.ClusterJob(
             input=args.input, output=args.output, column=args.column, top=args.top, model=args.model,
             keep_columns=args.keep_columns, workers=args.workers, scheduler=args.scheduler))
