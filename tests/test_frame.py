@@ -7,11 +7,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import train_tiny
 from nameorigin import Predictor, predict_frame
 from nameorigin.frame import ColumnError, FileJob, atomic_file, open_source, predict_file
-from nameorigin.predict import MISSING, NOT_STRING
+from nameorigin.predict import MISSING, NOT_STRING, fold_array, fold_or_error
 
 NAMES = ["Kalov", None, "McRaboo", "1234", "Kalov", " Kalov ", "Tesuez"]
 
@@ -223,3 +225,10 @@ def test_a_full_cache_starts_over_and_answers_stay_the_same(predictor):
 def pc_close(a, b) -> bool:
     import numpy as np
     return np.allclose(a.to_numpy(), b.to_numpy(), atol=1e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=80), st.text(alphabet=" abcXYZ.,;'\t", max_size=70),
+                          st.just("x" * 300)), max_size=20))
+def test_the_vectorised_fold_equals_fold_one_by_one(values):
+    assert fold_array(pa.array(values, pa.string())) == [fold_or_error(v) for v in values]
