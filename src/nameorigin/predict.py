@@ -67,21 +67,23 @@ def fold_or_error(name: str) -> tuple[str | None, str | None]:
 _FOLDED_RE = "^[A-Za-z" + "".join("\\" + c for c in ALPHABET if not c.isalpha()) + "]*$"
 
 
-def fold_array(values: pa.Array) -> list[tuple[str | None, str | None]]:
-    """:func:`fold_or_error` of each value of a string array without nulls. Names already in the alphabet
-    (the common case) are checked and stripped with Arrow's vectorised kernels; the rest go through
-    :func:`fold_or_error` one by one."""
+def fold_array(values: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """:func:`fold_or_error` over a string array without nulls, as two arrays: the folded names (null where the
+    name cannot be read) and the errors (null where it can). Names already in the alphabet (the common case)
+    are checked and stripped by Arrow's vectorised kernels; only the rest go through :func:`fold_or_error`."""
     trimmed = pc.utf8_trim_whitespace(values)
     length = pc.utf8_length(trimmed)
-    fast = pc.and_(pc.match_substring_regex(values, _FOLDED_RE),
+    fast = pc.and_(pc.and_(pc.match_substring_regex(values, _FOLDED_RE),
+                           pc.less_equal(pc.utf8_length(values), MAX_NAME_CHARS * 4)),
                    pc.and_(pc.greater(length, 0), pc.less_equal(length, MAX_NAME_CHARS)))
-    fast = pc.and_(fast, pc.less_equal(pc.utf8_length(values), MAX_NAME_CHARS * 4))
-    folded = pc.if_else(fast, trimmed, pa.scalar(None, pa.string())).to_pylist()
-    slow = np.flatnonzero(~np.asarray(fast))
-    out = [(f, None) for f in folded]
-    for i in slow.tolist():
-        out[i] = fold_or_error(values[i].as_py())
-    return out
+    folded = pc.if_else(fast, trimmed, pa.scalar(None, pa.string()))
+    errors = pa.nulls(len(values), pa.string())
+    slow = pc.invert(fast)
+    if pc.any(slow).as_py():
+        results = [fold_or_error(v) for v in values.filter(slow).to_pylist()]
+        folded = pc.replace_with_mask(folded, slow, pa.array([f for f, _ in results], pa.string()))
+        errors = pc.replace_with_mask(errors, slow, pa.array([e for _, e in results], pa.string()))
+    return folded, errors
 
 
 def as_name_array(names) -> tuple[pa.Array, np.ndarray | None]:
@@ -194,12 +196,10 @@ class Predictor:
         encoded = arr.dictionary_encode()  # each distinct raw name once
         row_null = np.asarray(encoded.indices.is_null())  # (N,) missing or non-string cells
         codes = pc.fill_null(encoded.indices, 0).to_numpy().astype(np.int64)  # (N,) -> distinct raw name
-        folds = fold_array(encoded.dictionary)  # (D,)
-        position: dict[str, int] = {}  # distinct folded name -> its row among the model's inputs
-        to_unique = np.fromiter((-1 if f is None else position.setdefault(f, len(position)) for f, _ in folds),
-                                np.int64, len(folds))  # (D,)
-        unique = list(position)
-        errors = pa.array([e for _, e in folds] or [None], type=pa.string())
+        folded, errors = fold_array(encoded.dictionary)  # (D,) each distinct raw name folded once
+        distinct = folded.dictionary_encode()  # raw names that fold alike go to the model once
+        to_unique = pc.fill_null(distinct.indices, -1).to_numpy().astype(np.int64)  # (D,) -1: unreadable
+        unique = distinct.dictionary.to_pylist()  # (U,)
         log_probs = self.log_probs(unique) if unique else np.empty((0, len(self.labels)), np.float32)  # (U, C)
 
         # ---- per distinct folded name -> columns (U rows). The trust layer attaches its columns here:
