@@ -34,7 +34,7 @@ FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"
            ".jsonl": "jsonl", ".ndjson": "jsonl"}
 #: Rows a record batch holds while streaming a file.
 CHUNK_ROWS = 1 << 16
-TEXT_BLOCK_BYTES = 1 << 22
+TEXT_BLOCK_BYTES = 1 << 20
 
 
 class ColumnError(DataError):
@@ -233,7 +233,7 @@ def _read_csv(path: str, delimiter: str, column: str | None, chunk: int) -> Sour
     try:
         reader = pacsv.open_csv(
             path, read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0,
-                                                 block_size=max(chunk * 64, 1 << 20)),
+                                                 block_size=TEXT_BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
                                                  strings_can_be_null=False))
@@ -290,7 +290,7 @@ def open_source(path: str, *, fmt: str | None = None, column: str | None = None,
                         rows=pf.metadata.num_rows)
     else:
         try:
-            reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=max(chunk * 64, 1 << 20)))
+            reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES))
         except (pa.ArrowInvalid, OSError) as e:
             raise (unreadable(path, e) if os.path.getsize(path) else DataError(f"{path}: is empty (no names)")) from None
         col = resolve_column(path, reader.schema.names, column)
