@@ -73,9 +73,9 @@ def fold_array(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     are checked and stripped by Arrow's vectorised kernels; only the rest go through :func:`fold_or_error`."""
     trimmed = pc.utf8_trim_whitespace(values)
     length = pc.utf8_length(trimmed)
-    fast = pc.and_(pc.and_(pc.match_substring_regex(values, _FOLDED_RE),
-                           pc.less_equal(pc.utf8_length(values), MAX_NAME_CHARS * 4)),
-                   pc.and_(pc.greater(length, 0), pc.less_equal(length, MAX_NAME_CHARS)))
+    fast = pc.and_(pc.and_(pc.match_substring_regex(values, _FOLDED_RE), pc.match_substring_regex(values, "[A-Za-z]")),
+                   pc.and_(pc.less_equal(pc.utf8_length(values), MAX_NAME_CHARS * 4),
+                           pc.less_equal(length, MAX_NAME_CHARS)))  # a letter, so never empty
     folded = pc.if_else(fast, trimmed, pa.scalar(None, pa.string()))
     errors = pa.nulls(len(values), pa.string())
     slow = pc.invert(fast)
@@ -191,6 +191,8 @@ class Predictor:
         language_K, probability_K`` (K = min(top, languages)) and ``error`` (null when the name was read).
         A missing, non-string or unreadable name gets an error and null predictions, never an exception.
         """
+        if isinstance(names, (str, bytes)):
+            raise TypeError(f"predict_columns takes names, not one string ({names[:20]!r}): use [name]")
         arr, not_str = as_name_array(names)
         k = max(1, min(top, len(self.labels)))
         encoded = arr.dictionary_encode()  # each distinct raw name once
@@ -202,10 +204,12 @@ class Predictor:
         unique = distinct.dictionary.to_pylist()  # (U,)
         log_probs = self.log_probs(unique) if unique else np.empty((0, len(self.labels)), np.float32)  # (U, C)
 
-        # ---- per distinct folded name -> columns (U rows). The trust layer attaches its columns here:
-        # `columns.update(trust.apply(torch.from_numpy(log_probs), unique, coverage=..., prior=...))`;
-        # every column of length U in `columns` is spread to the chunk's rows below.
-        columns = self._top_columns(log_probs, k)
+        # ---- per distinct folded name -> columns (U rows). THE TRUST LAYER GOES HERE: replace the next line by
+        # `r = self.trust.apply(torch.from_numpy(log_probs), unique, coverage=..., prior=..., ...)`, take
+        # `probs = r.probabilities`, and add its columns (abstained, reason, out_of_scope, set) of U rows to
+        # `columns`: every column in `columns` is spread to the chunk's rows below, whatever its Arrow type.
+        probs = torch.softmax(torch.from_numpy(log_probs) / self.temperature, dim=1).numpy()  # (U, C)
+        columns = self._top_columns(probs, k)
 
         # ---- spread to rows: row -> distinct raw name -> distinct folded name
         row_unique = to_unique[codes] if len(to_unique) else np.full(len(arr), -1)  # (N,)
@@ -222,10 +226,9 @@ class Predictor:
         out["error"] = error
         return pa.table(out)
 
-    def _top_columns(self, log_probs: np.ndarray, k: int) -> dict[str, pa.Array]:
-        """``language_k``/``probability_k`` for distinct names, by tensor top-K on the whole set."""
-        probs = torch.softmax(torch.from_numpy(log_probs) / self.temperature, dim=1)  # (U, C)
-        values, indices = probs.topk(k, dim=1)  # (U, K)
+    def _top_columns(self, probs: np.ndarray, k: int) -> dict[str, pa.Array]:
+        """``language_k``/``probability_k`` for distinct names (U, C), by tensor top-K on the whole set."""
+        values, indices = torch.from_numpy(probs).topk(k, dim=1)  # (U, K)
         columns: dict[str, pa.Array] = {}
         for j in range(k):
             columns[f"language_{j + 1}"] = self._labels.take(pa.array(indices[:, j].numpy()))
