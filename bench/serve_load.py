@@ -1,10 +1,15 @@
-"""A bounded load test of ``nameorigin serve`` on loopback.
+"""A bounded load test of ``nameorigin serve`` on loopback, before and after request batching, in one run.
 
-    python bench/serve_load.py [--requests 20000] [--concurrency 64] [--batch 100]
+    python bench/serve_load.py [--requests 5000] [--seconds 30] [--clients 1,16,64] [--batch 100]
+                               [--post-clients 16] [--servers off,on] [--workers 1] [--model CKPT]
 
-Starts the server on a free 127.0.0.1 port, sends ``--requests`` requests, ``--concurrency`` at a time,
-in two rounds (single names by GET, then batches of ``--batch`` names by POST), and prints requests/s,
-names/s, p50/p99 latency and the error count for each. Traffic goes to loopback only and stops by itself.
+For each server setting it starts ``nameorigin serve`` on a free 127.0.0.1 port: ``off`` with
+``--batch-names 1 --batch-wait-ms 0`` (every request is its own model call, as before batching), ``on`` with
+the defaults (concurrent requests gathered into one call), and, when asked for, ``eager`` with
+``--batch-wait-ms 0`` (no waiting: a batch is whatever arrived while the model was busy). Against each it runs single-name GETs at each
+``--clients`` concurrency, then POSTs of ``--batch`` names at ``--post-clients``, each round at most
+``--requests`` requests and ``--seconds`` seconds, and prints requests/s, names/s, p50/p99 latency and errors
+(any status other than 200, or a failed connection). Traffic goes to loopback only and stops by itself.
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ import httpx
 
 from nameorigin import data
 
+SERVERS = {"off": ["--batch-names", "1", "--batch-wait-ms", "0"], "on": [], "eager": ["--batch-wait-ms", "0"]}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -28,74 +35,98 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def load(url: str, make_request, total: int, concurrency: int) -> tuple[list[float], int, float]:
+async def load(url: str, make_request, total: int, seconds: float, concurrency: int):
+    """Send up to ``total`` requests, ``concurrency`` at a time, for at most ``seconds``."""
     latencies: list[float] = []
-    errors = 0
     kinds: dict[str, int] = {}
     sent = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        started = time.perf_counter()
+        deadline = started + seconds
+
         async def worker():
-            nonlocal sent, errors
-            while sent < total:
+            nonlocal sent
+            while sent < total and time.perf_counter() < deadline:
                 sent += 1
                 start = time.perf_counter()
                 try:
                     r = await make_request(client)
                     if r.status_code != 200:
-                        errors += 1
-                        kinds[f"HTTP {r.status_code}: {r.text[:80]}"] = kinds.get(f"HTTP {r.status_code}: {r.text[:80]}", 0) + 1
+                        kind = f"HTTP {r.status_code}: {r.text[:80]}"
+                        kinds[kind] = kinds.get(kind, 0) + 1
                 except httpx.HTTPError as e:
-                    errors += 1
                     kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
                 latencies.append(time.perf_counter() - start)
-        started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        for kind, n in kinds.items():
-            print(f"  error: {n} x {kind}")
-        return latencies, errors, time.perf_counter() - started
+        return latencies, kinds, time.perf_counter() - started
 
 
-def report(label: str, latencies: list[float], errors: int, seconds: float, names_per_request: int) -> None:
-    q = statistics.quantiles(latencies, n=100)
-    print(f"{label:<22} {len(latencies):>7,} {len(latencies) / seconds:>9,.0f} "
-          f"{len(latencies) * names_per_request / seconds:>9,.0f} {q[49] * 1000:>8.1f} {q[98] * 1000:>8.1f} {errors:>6}")
+def report(server: str, label: str, latencies: list[float], kinds: dict[str, int], seconds: float,
+           names_per_request: int) -> None:
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    print(f"{server:<9} {label:<22} {len(latencies):>8,} {len(latencies) / seconds:>9,.0f} "
+          f"{len(latencies) * names_per_request / seconds:>9,.0f} {q[49] * 1000:>8.1f} {q[98] * 1000:>8.1f} "
+          f"{sum(kinds.values()):>6}", flush=True)
+    for kind, n in kinds.items():
+        print(f"{'':<9}   error: {n} x {kind}")
+
+
+def serve(args, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "nameorigin", "serve", "--port", str(port), "--workers", str(args.workers), *extra]
+    if args.model:
+        cmd += ["--model", args.model]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            httpx.get(url + "/healthz", timeout=1)
+            return server, url
+        except httpx.HTTPError:
+            if server.poll() is not None:
+                raise SystemExit(f"the server stopped: {' '.join(cmd)}")
+            time.sleep(0.2)
+    server.terminate()
+    raise SystemExit(f"no answer from {url}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=20_000)
-    ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--requests", type=int, default=5_000, help="most requests a round (default: %(default)s)")
+    ap.add_argument("--seconds", type=float, default=30, help="most seconds a round (default: %(default)s)")
+    ap.add_argument("--clients", default="1,16,64", help="GET concurrencies (default: %(default)s)")
+    ap.add_argument("--batch", type=int, default=100, help="names a POST (default: %(default)s)")
+    ap.add_argument("--post-clients", type=int, default=16, help="POST concurrency (default: %(default)s)")
+    ap.add_argument("--servers", default="off,on", help=f"server settings, of {', '.join(SERVERS)} (default: %(default)s)")
+    ap.add_argument("--workers", type=int, default=1, help="serve --workers (default: %(default)s)")
     ap.add_argument("--data", help="names to send (default: $NAMEORIGIN_DATA or the tutorial's archive)")
     ap.add_argument("--model", help="checkpoint to serve (default: the bundled model)")
     args = ap.parse_args()
     names = [n for n, _ in data.read_labelled(data.resolve_data(args.data))]
     rng = random.Random(0)
-    port = free_port()
-    cmd = [sys.executable, "-m", "nameorigin", "serve", "--port", str(port)] + (["--model", args.model] if args.model else [])
-    server = subprocess.Popen(cmd)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(url + "/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        print(f"{args.requests:,} requests a round, {args.concurrency} at a time, to {url}\n")
-        print(f"{'round':<22} {'requests':>7} {'req/s':>9} {'names/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
 
-        async def single(client):
-            return await client.get("/api/predict", params={"name": rng.choice(names), "top": 3})
+    async def single(client):
+        return await client.get("/api/predict", params={"name": rng.choice(names), "top": 3})
 
-        async def batch(client):
-            return await client.post("/api/predict", json={"names": rng.sample(names, args.batch), "top": 3})
-        report("GET one name", *asyncio.run(load(url, single, args.requests, args.concurrency)), 1)
-        report(f"POST {args.batch} names", *asyncio.run(load(url, batch, args.requests, args.concurrency)), args.batch)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    async def batch(client):
+        return await client.post("/api/predict", json={"names": rng.sample(names, args.batch), "top": 3})
+
+    print(f"at most {args.requests:,} requests and {args.seconds:g} s a round; batching off: serve "
+          f"{' '.join(SERVERS['off'])}; on: the defaults; {args.workers} worker(s)\n")
+    print(f"{'batching':<9} {'round':<22} {'requests':>8} {'req/s':>9} {'names/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>6}")
+    for setting in args.servers.split(","):
+        server, url = serve(args, SERVERS[setting])
+        try:
+            for clients in (int(c) for c in args.clients.split(",")):
+                result = asyncio.run(load(url, single, args.requests, args.seconds, clients))
+                report(setting, f"GET 1 name x{clients}", *result, 1)
+            result = asyncio.run(load(url, batch, args.requests, args.seconds, args.post_clients))
+            report(setting, f"POST {args.batch} names x{args.post_clients}", *result, args.batch)
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
 
 
 if __name__ == "__main__":

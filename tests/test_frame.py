@@ -1,4 +1,5 @@
 """predict_frame on pandas, polars and Arrow; the columnar core; the file formats as record batches."""
+import csv
 import json
 import os
 
@@ -11,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import train_tiny
-from nameorigin import Predictor, predict_frame
-from nameorigin.frame import ColumnError, FileJob, atomic_file, open_source, predict_file
+from nameorigin import Predictor, predict_frame, trust
+from nameorigin.atomic import atomic_path
+from nameorigin.frame import ColumnError, FileJob, open_source, predict_file
 from nameorigin.predict import MISSING, NOT_STRING, fold_array, fold_or_error
 
 NAMES = ["Kalov", None, "McRaboo", "1234", "Kalov", " Kalov ", "Tesuez"]
@@ -40,11 +42,14 @@ def assert_agrees(rows: list[dict], predictions, top=2):
         for k, x in enumerate(p.predictions, 1):
             assert row[f"language_{k}"] == x["language"]
             assert row[f"probability_{k}"] == pytest.approx(x["probability"], abs=1e-6)
+        assert row["abstained"] == p.abstained and row["reason"] == p.reason
+        assert row["out_of_scope"] == pytest.approx(p.out_of_scope, abs=1e-4)  # 4 decimals in CSV
+        assert row.get("set") == p.set
 
 
 def test_predict_columns_is_the_columnar_form_of_predict(predictor):
     table = predictor.predict_columns(NAMES, top=2)
-    assert table.column_names == ["name", "language_1", "probability_1", "language_2", "probability_2", "error"]
+    assert table.column_names == ["name", "language_1", "probability_1", "language_2", "probability_2", "abstained", "reason", "out_of_scope", "error"]
     rows = table.to_pylist()
     assert [r["name"] for r in rows] == NAMES
     assert rows[1]["error"] == MISSING and "folds to nothing" in rows[3]["error"]
@@ -80,7 +85,7 @@ def test_predict_frame_returns_the_same_kind_with_prediction_columns(predictor, 
     out = predict_frame(df, "surname", top=2, model=predictor)
     assert type(out) is type(df)
     columns = list(out.columns) if kind != "arrow" else out.column_names
-    assert columns == ["id", "surname", "language_1", "probability_1", "language_2", "probability_2", "error"]
+    assert columns == ["id", "surname", "language_1", "probability_1", "language_2", "probability_2", "abstained", "reason", "out_of_scope", "error"]
     if kind == "pandas":
         assert list(out.index) == list(df.index)
         rows = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in out.to_dict("records")]
@@ -115,9 +120,36 @@ def test_columns_that_would_clash_are_refused(predictor):
         predict_frame(pd.DataFrame({"name": ["Kalov"], "error": [1]}), model=predictor)
 
 
-def test_trust_options_need_a_predictor_that_takes_them(predictor):
-    with pytest.raises(ValueError, match="coverage="):
-        predict_frame(pd.DataFrame({"name": ["Kalov"]}), model=predictor, coverage=0.9)
+def test_predict_frame_applies_coverage_and_an_auto_prior_of_the_whole_column(predictor):
+    names = ["Kalov", "Kalov", "Kalov", "McRaboo", "Tesuez", "Nabov", None]
+    out = predict_frame(pa.table({"name": names}), model=predictor, coverage=0.9, prior="auto")
+    assert out.schema.field("set").type == pa.list_(pa.string())
+    want, used = predictor.predict_with_prior([n or "" for n in names], 2, coverage=0.9, prior="auto")
+    assert_agrees(out.to_pylist(), want)
+    assert all(p.set and p.set[0] == p.predictions[0]["language"] for p in want[:-1])
+    # distinct names weighted by their counts give the mix of every row, as EM over all of them does
+    every_row = trust.estimate_prior(predictor.probabilities(names[:-1]).probs.double().numpy(),
+                                     predictor.trust.train_prior)
+    assert list(used.values()) == pytest.approx(every_row.tolist(), abs=1e-5)
+    assert predictor.estimate_prior(names[:-1]) == pytest.approx(used, abs=1e-6)
+
+
+def test_file_outputs_carry_the_trust_columns(predictor, tmp_path):
+    src = tmp_path / "names.txt"
+    src.write_text("Kalov\n1234\nMcRaboo\n")
+    job = dict(input=str(src), trust={"coverage": 0.9})
+    predict_file(predictor, FileJob(output=str(tmp_path / "o.csv"), **job))
+    predict_file(predictor, FileJob(output=str(tmp_path / "o.parquet"), **job))
+    with open(tmp_path / "o.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    table = pq.read_table(tmp_path / "o.parquet").to_pylist()
+    want = predictor.predict(["Kalov", "1234", "McRaboo"], 3, coverage=0.9)
+    assert list(rows[0])[-5:] == ["abstained", "reason", "out_of_scope", "set", "error"]
+    for row, got, p in zip(rows, table, want):
+        assert got["set"] == p.set and got["abstained"] == (None if p.error else p.abstained)
+        assert row["set"] == "|".join(p.set or []) and row["abstained"] == ("" if p.error else str(p.abstained).lower())
+        if p.out_of_scope is not None:
+            assert float(row["out_of_scope"]) == pytest.approx(round(p.out_of_scope, 4), abs=1e-9)
 
 
 def write_input(path, fmt, names):
@@ -141,7 +173,8 @@ def read_output(path, fmt) -> list[dict]:
     rows = df.to_dict("records")
     for r in rows:
         for k, v in r.items():
-            r[k] = None if v == "" else float(v) if k.startswith("probability_") else v
+            r[k] = (None if v == "" else float(v) if k.startswith("probability_") or k == "out_of_scope"
+                    else v == "true" if k == "abstained" else v)
     return rows
 
 
@@ -179,7 +212,7 @@ def test_keep_columns_and_headerless_csv(predictor, tmp_path):
     dst = tmp_path / "out.parquet"
     predict_file(predictor, FileJob(input=str(src), output=str(dst), top=1, keep_columns=True))
     table = pq.read_table(dst)
-    assert table.column_names == ["line", "column_0", "column_1", "language_1", "probability_1", "error"]
+    assert table.column_names == ["line", "column_0", "column_1", "language_1", "probability_1", "abstained", "reason", "out_of_scope", "error"]
     assert table.column("column_1").to_pylist() == ["x", "y"] and table.column("line").to_pylist() == [1, 2]
 
 
@@ -196,18 +229,21 @@ def test_an_unreadable_or_empty_input_writes_nothing(predictor, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["bad.parquet", "empty.txt"]
 
 
-def test_atomic_file_removes_partials_of_killed_runs(tmp_path):
-    stale = tmp_path / ".out.csv.partial-999999999-abcd"  # no such process
+def test_file_outputs_go_through_atomic_path_which_removes_partials_of_killed_runs(tmp_path, predictor):
+    src = tmp_path / "names.txt"
+    src.write_text("Kalov\n")
+    stale = tmp_path / ".out.csv.partial-abcd"  # left by a killed run into the same target
     stale.write_text("half")
-    live = tmp_path / f".other.csv.partial-{os.getppid()}-abcd"  # a running process: left alone
-    live.write_text("busy")
-    with atomic_file(tmp_path / "out.csv") as fh:
-        fh.write(b"done\n")
-        assert len(list(tmp_path.glob(".out.csv.partial-*"))) == 1  # its own
-    assert (tmp_path / "out.csv").read_text() == "done\n"
-    assert not stale.exists() and live.exists()
+    stale_dir = tmp_path / ".out.csv.partial-parts"  # a killed cluster run's staging folder
+    stale_dir.mkdir()
+    other = tmp_path / ".other.csv.partial-abcd"  # another target's: left alone
+    other.write_text("busy")
+    predict_file(predictor, FileJob(input=str(src), output=str(tmp_path / "out.csv")))
+    assert (tmp_path / "out.csv").read_text().replace('"', "").startswith("line,name")
+    assert not stale.exists() and not stale_dir.exists() and other.exists()
     with pytest.raises(RuntimeError):
-        with atomic_file(tmp_path / "x.csv"):
+        with atomic_path(tmp_path / "x.csv") as tmp:
+            tmp.write_text("half")
             raise RuntimeError("killed")
     assert not list(tmp_path.glob(".x.csv.partial-*")) and not (tmp_path / "x.csv").exists()
 

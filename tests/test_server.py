@@ -1,4 +1,6 @@
 """The HTTP API through FastAPI's test client, the real server over loopback, and the page in Chromium."""
+import asyncio
+import threading
 import json
 import os
 import shutil
@@ -9,10 +11,13 @@ import time
 import urllib.error
 import urllib.request
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from nameorigin.server import MAX_NAMES, create_app
+from nameorigin.cli import build_parser
+from nameorigin.predict import Predictor
+from nameorigin.server import MAX_NAMES, ServeConfig, create_app
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +86,19 @@ def test_too_long_name_is_400(client):
     assert r.status_code == 400 and r.json()["detail"].startswith("name 1")
 
 
+def test_a_single_names_error_says_the_name(client):
+    detail = client.get("/api/predict", params={"name": "1234"}).json()["detail"]
+    assert "'1234'" in detail and "name 0" not in detail
+    detail = client.get("/api/predict", params={"name": "z" * 70}).json()["detail"]
+    assert detail.startswith("name 'zzzz") and "70 characters long" in detail
+
+
+def test_model_metrics_say_what_they_are(client):
+    m = client.get("/api/model").json()
+    assert set(m["metrics"]) <= {"valid", "test"} and "held-out" in m["metrics_description"]
+    assert m["serving"]["precision"] == "fp32" and m["serving"]["batch_names"] == ServeConfig.batch_names
+
+
 def test_name_that_folds_to_nothing_is_400(client):
     r = client.get("/api/predict", params={"name": "1234"})
     assert r.status_code == 400 and "folds to nothing" in r.json()["detail"]
@@ -113,6 +131,106 @@ def test_page_is_served_without_external_resources(client):
     assert "http://" not in html and "https://" not in html
 
 
+# --- batching, back-pressure, the body limit ---------------------------------------------------------
+
+NAMES = ["Hinton", "Schmidhuber", "Zhou", "Nakamura", "Rossi", "Kowalski", "Dubois", "Papadopoulos", "Nguyen",
+         "O'Brien", "Novak", "Silva", "Kim", "Haddad", "Ivanov", "MacLeod", "Garcia", "Jansen"]
+
+
+def async_client(app) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=30)
+
+
+def same(got: list[dict], want: list[dict]) -> None:
+    """Same names, languages and order; probabilities equal up to float rounding (a batch's kernels differ)."""
+    assert [(x["name"], [p["language"] for p in x["predictions"]]) for x in got] == \
+           [(x["name"], [p["language"] for p in x["predictions"]]) for x in want]
+    assert all(abs(p["probability"] - q["probability"]) < 1e-5
+               for x, y in zip(got, want) for p, q in zip(x["predictions"], y["predictions"]))
+
+
+def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_answers_in_order():
+    predictor = Predictor.load()
+    batches: list[int] = []
+    real = predictor.predict
+    batched = predictor.predict_with_prior  # what the batcher calls
+
+    def counted(names, top, **kw):  # model calls of the batcher's thread only, not this test's own
+        if threading.current_thread().name.startswith("nameorigin-model"):
+            batches.append(len(names))
+        return batched(names, top, **kw)
+    predictor.predict_with_prior = counted
+    app = create_app(predictor, config=ServeConfig(batch_names=10_000, batch_wait_ms=200))
+    requests = [NAMES[i % len(NAMES):] + NAMES[: i % len(NAMES)] for i in range(40)]  # 40 different orders
+    tops = [1 + i % 5 for i in range(40)]
+    expected = [[r.to_dict() for r in real(names, top)] for names, top in zip(requests, tops)]
+
+    async def run():
+        async with async_client(app) as client:
+            posts = [client.post("/api/predict", json={"names": names, "top": top}) for names, top in zip(requests, tops)]
+            gets = [client.get("/api/predict", params={"name": name, "top": 2}) for name in NAMES]
+            return await asyncio.gather(*posts, *gets)
+
+    responses = asyncio.run(run())
+    assert all(r.status_code == 200 for r in responses)
+    for r, want in zip(responses, expected):
+        same(r.json()["results"], want)
+    for r, name in zip(responses[len(requests):], NAMES):
+        same(r.json()["results"], [real([name], 2)[0].to_dict()])
+    assert sum(batches) == len(requests) * len(NAMES) + len(NAMES)
+    assert len(batches) < len(responses) / 4  # gathered: far fewer model calls than requests
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_never_hangs():
+    predictor = Predictor.load()
+    entered, release = threading.Event(), threading.Event()
+    real = predictor.predict_with_prior
+
+    def blocking(names, top, **kw):
+        entered.set()
+        assert release.wait(30)
+        return real(names, top, **kw)
+    predictor.predict_with_prior = blocking
+    app = create_app(predictor, config=ServeConfig(batch_names=1, batch_wait_ms=0, queue_limit=2))
+
+    async def run():
+        async with async_client(app) as client:
+            first = asyncio.ensure_future(client.get("/api/predict", params={"name": "Hinton"}))
+            while not entered.is_set():  # the first request is in the model; the queue is empty
+                await asyncio.sleep(0.01)
+            queued = [asyncio.ensure_future(client.get("/api/predict", params={"name": n})) for n in ("Zhou", "Rossi")]
+            await asyncio.sleep(0.1)
+            busy = await asyncio.wait_for(client.get("/api/predict", params={"name": "Kim"}), 5)
+            too_many = await asyncio.wait_for(client.post("/api/predict", json={"names": ["Kim", "Li", "Wu"]}), 5)
+            release.set()
+            return busy, too_many, await asyncio.gather(first, *queued)
+
+    busy, too_many, served = asyncio.run(run())
+    assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1 and "busy" in busy.json()["detail"]
+    assert too_many.status_code == 503
+    assert [r.status_code for r in served] == [200, 200, 200]
+    assert [r.json()["results"][0]["name"] for r in served] == ["Hinton", "Zhou", "Rossi"]
+
+
+def test_an_oversized_body_is_413_before_it_is_parsed():
+    client = TestClient(create_app(config=ServeConfig(max_body=1000)))
+    body = json.dumps({"names": ["Abel"] * 300})  # about 2,400 bytes
+    r = client.post("/api/predict", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "1,000 bytes" in r.json()["detail"]
+    r = client.post("/api/predict", content=(body[i: i + 100].encode() for i in range(0, len(body), 100)),
+                    headers={"content-type": "application/json"})  # streamed: no Content-Length
+    assert r.status_code == 413
+    r = client.post("/api/predict", content="{" * 5000, headers={"content-type": "application/json"})
+    assert r.status_code == 413  # not 422: never parsed
+    assert client.post("/api/predict", json={"names": ["Abel"] * 100}).status_code == 200
+
+
+def test_verbose_is_accepted_before_and_after_serve():
+    parser = build_parser()
+    assert parser.parse_args(["-v", "serve"]).verbose and parser.parse_args(["serve", "-v"]).verbose
+    assert not parser.parse_args(["serve"]).verbose
+
+
 # --- the real server over loopback -----------------------------------------------------------------------
 
 def free_port() -> int:
@@ -139,6 +257,40 @@ def server():
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def start(*args: str) -> tuple[subprocess.Popen, str, str]:
+    """``nameorigin serve`` on a free port; returns the process, its first line and its URL once it answers."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "nameorigin", "serve", "--port", str(port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = proc.stdout.readline()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            return proc, first, url
+        except (urllib.error.URLError, ConnectionError):
+            if proc.poll() is not None:
+                raise RuntimeError(first + proc.stdout.read())
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError(f"no answer from {url}")
+
+
+def test_serve_prints_its_url_and_model_and_runs_worker_processes():
+    proc, first, url = start("--workers", "2", "--precision", "int8")
+    try:
+        assert f"at {url}/" in first and "the bundled model" in first and "gru-attention" in first
+        assert "int8" in first and "2 worker" in first
+        with urllib.request.urlopen(url + "/api/predict?name=Schmidhuber", timeout=10) as r:
+            assert json.load(r)["results"][0]["predictions"][0]["language"] == "German"
+        with urllib.request.urlopen(url + "/api/model", timeout=10) as r:
+            assert json.load(r)["serving"]["precision"] == "int8"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def test_real_server_over_http(server):

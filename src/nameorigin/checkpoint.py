@@ -1,9 +1,10 @@
 """One self-describing ``.safetensors`` file: the weights, and a JSON document in its metadata."""
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,11 +12,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_path
 from .models import Classifier, ModelConfig, UnknownModel, build_model
 from .text import ALPHABET
 
 FORMAT = "nameorigin-checkpoint"
 VERSION = 1
+TRUST_PREFIX = "trust."  # tensors of the trust layer, kept apart from the model's weights
 
 
 class CheckpointError(ValueError):
@@ -27,35 +30,49 @@ class Checkpoint:
     model: Classifier
     labels: list[str]
     meta: dict = field(default_factory=dict)  # training settings, metrics, data fingerprint, temperature...
+    tensors: dict = field(default_factory=dict)  # the trust layer's tensors ("trust.*"), beside the weights
 
     @property
     def config(self) -> ModelConfig:
         return self.model.config
 
 
-def default_file_mode() -> int:
-    """0o666 less the process's umask: what a plain ``open(..., "w")`` would give (mkstemp gives 0o600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def jsonable(value):
+    """``value`` with every NaN or infinite float replaced by None, so that it is valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
 
 
-def save(path: str | os.PathLike, model: Classifier, labels: list[str], meta: dict | None = None) -> Path:
-    """Write atomically: a temporary file beside ``path``, then a rename."""
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the weights: each tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save(path: str | os.PathLike, model: Classifier, labels: list[str], meta: dict | None = None, *,
+         trust=None) -> Path:
+    """Write atomically (a hidden temporary file beside ``path``, then a rename), with a SHA-256 of the weights
+    in the metadata that :func:`load` checks. ``trust`` (a :class:`nameorigin.trust.Trust`) goes into the
+    metadata as ``"trust"`` and its tensors beside the weights (covered by the SHA-256 too)."""
     path = Path(path)
     doc = {"format": FORMAT, "version": VERSION, "model": model.config.to_dict(), "alphabet": ALPHABET,
            "labels": list(labels), **(meta or {})}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, default_file_mode())
-    try:
-        save_file(tensors, tmp, metadata={"nameorigin": json.dumps(doc)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if trust is not None:
+        doc["trust"], extra = trust.to_meta()
+        tensors.update({k: v.detach().cpu().contiguous() for k, v in extra.items()})
+    doc["weights_sha256"] = tensors_digest(tensors)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"nameorigin": json.dumps(jsonable(doc), allow_nan=False)})
     return path
 
 
@@ -95,6 +112,10 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Chec
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: its weights cannot be read ({e})") from None
+    expected = doc.get("weights_sha256")
+    if expected is not None and tensors_digest(tensors) != expected:
+        raise CheckpointError(f"{path}: damaged: its weights do not match the SHA-256 recorded when it was saved")
+    extra = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(TRUST_PREFIX)]}
     try:
         config = ModelConfig.from_dict(doc["model"])
         model = build_model(config, len(doc["labels"]))
@@ -105,5 +126,6 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Chec
     if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
         raise CheckpointError(f"{path}: weights hold NaN or infinite values (damaged?)")
     model.to(device).eval()
-    meta = {k: v for k, v in doc.items() if k not in {"format", "version", "model", "alphabet", "labels"}}
-    return Checkpoint(model=model, labels=list(doc["labels"]), meta=meta)
+    meta = {k: v for k, v in doc.items()
+            if k not in {"format", "version", "model", "alphabet", "labels", "weights_sha256"}}
+    return Checkpoint(model=model, labels=list(doc["labels"]), meta=meta, tensors=extra)

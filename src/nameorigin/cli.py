@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import io
+import functools
 import json
 import logging
 import math
+import os
 import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -13,14 +14,18 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, checkpoint, data, experiments, frame, plots
+from . import __version__, checkpoint, data, distributed, experiments, frame, plots, trust
+from .atomic import atomic_text
 from .checkpoint import CheckpointError
-from .evaluation import (confusion_matrix, expected_calibration_error, fit_temperature, format_report, metrics,
-                         reliability)
+from .evaluation import (auroc, confusion_matrix, expected_calibration_error, format_report, format_trust_report,
+                         metrics, reliability, risk_coverage, set_coverage)
 from .models import REGISTRY, UnknownModel, batched_log_probs
-from .predict import Predictor
+from .models import PRECISIONS, PrecisionError
+from .predict import Predictor, default_model_path
+from .server import ServeConfig
 from .text import BadName
 from .training import PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, fit, resolve_settings, validate
+from .trust import TrustError
 
 log = logging.getLogger("nameorigin")
 EXIT_BAD_INPUT = 2
@@ -34,16 +39,12 @@ class UsageError(ValueError):
 
 @contextmanager
 def atomic_output(path: str | None):
-    """Yield a text stream: stdout, or a file written beside ``path`` and renamed onto it only when all went
-    well (:func:`nameorigin.frame.atomic_file`)."""
+    """Yield a text stream: stdout, or a file written atomically (see :mod:`nameorigin.atomic`)."""
     if not path or path == "-":
         yield sys.stdout
         return
-    with frame.atomic_file(path) as fh:
-        text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
-        yield text
-        text.flush()
-        text.detach()
+    with atomic_text(path) as fh:
+        yield fh
 
 
 def _device(name: str) -> torch.device:
@@ -56,8 +57,12 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _load_labelled(path: str | None) -> list[data.Pair]:
-    return data.dedupe(data.read_labelled(data.resolve_data(path)))
+def _load_labelled(path: str | None, *, to_train: bool = False) -> list[data.Pair]:
+    """De-duplicated labelled names; with ``to_train``, refused unless they hold two languages or more."""
+    pairs = data.dedupe(data.read_labelled(data.resolve_data(path)))
+    if to_train:
+        data.require_languages(pairs, path or os.environ.get("NAMEORIGIN_DATA") or "the data")
+    return pairs
 
 
 # ------------------------------------------------------------------------------------------- flag ranges
@@ -110,13 +115,37 @@ RANGES: dict[str, Range] = {
     "--patience": NATURAL, "--threads": NATURAL,
     "--lr": Range(float, 0, low_open=True), "--clip": Range(float, 0), "--weight-decay": Range(float, 0),
     "--dropout": FRACTION, "--label-smoothing": FRACTION, "--class-weight": Range(float, 0, 1),
-    "--port": Range(int, 1, 65535), "--workers": COUNT,
+    "--port": Range(int, 1, 65535),
+    "--coverage": Range(float, 0, 1, low_open=True, high_open=True),
+    "--min-confidence": Range(float, 0, 1), "--max-out-of-scope": Range(float, 0, 1),
+    "--workers": COUNT, "--batch-names": COUNT, "--batch-wait-ms": Range(float, 0, 1000), "--queue-limit": COUNT,
+    "--max-body": COUNT, "--nproc": COUNT,
 }
 
 
 def ranged(flag: str) -> Range:
     """The argparse ``type`` of a numeric flag, from :data:`RANGES`."""
     return RANGES[flag]
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """argparse ``type`` of a comma-separated list whose every item is checked by ``item``."""
+
+    item: Range
+
+    def __call__(self, text: str) -> list:
+        values = [self.item(x.strip()) for x in text.split(",") if x.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {self.item.describe()}, or several separated "
+                                             "by commas")
+        return values
+
+
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="arithmetic of inference: fp32, bf16 (CPUs with bf16 kernels, CUDA) or int8 (dynamic "
+                             "quantization of the recurrent and linear layers, CPU) (default: %(default)s)")
 
 
 def device_name(text: str) -> str:
@@ -134,7 +163,16 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "sampling", "clip", "p
                "plot_every")
 
 
+def _epoch_line(row: dict) -> None:
+    """One line on stderr for an epoch, where a progress bar would flood a log file."""
+    member = f"member {row['member'] + 1} " if "member" in row else ""
+    figures = ", ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "loss", "accuracy", "macro_f1") if k in row)
+    print(f"{member}epoch {row['epoch']}: {figures} ({row['seconds']:.1f}s)", file=sys.stderr, flush=True)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    fractions = data.parse_split(args.split)
     if args.threads:
         torch.set_num_threads(args.threads)
     chosen = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS if getattr(args, k) is not None}
@@ -144,33 +182,45 @@ def cmd_train(args: argparse.Namespace) -> int:
     config, train_config = settings.model, settings.train
     if settings.worksheet and config.members > 1:
         raise UsageError("--members: an ensemble trains with the batched trainer, not --worksheet")
-    pairs = _load_labelled(args.data)
-    fractions = data.parse_split(args.split)
+    if settings.worksheet and (args.nproc > 1 or distributed.launched()):
+        raise UsageError("--nproc/torchrun: the worksheet loop trains one name at a time in one process; "
+                         "several processes train with the batched trainer")
+    if args.nproc > 1 and not distributed.launched():  # this same command, once a process, under torchrun
+        return distributed.launch(args.nproc, distributed.without_flag(args.argv, "--nproc"))
+    pairs = _load_labelled(args.data, to_train=True)
     parts = data.split(pairs, fractions, seed=args.split_seed)
     labels = data.languages(pairs)
     if not parts.train:
         raise data.DataError(f"{args.data or 'the data'}: the split leaves no training names")
-    device = _device(args.device)
+    ranks = distributed.Ranks()
+    if distributed.launched():
+        ranks, device = distributed.start(device)
     valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
     test = data.encode_pairs(parts.test, labels) if parts.test else None
-    model, history, train_pairs = fit(settings, parts.train, valid, labels, device=device,
-                                      printer=None if args.json else print,
-                                      progress=not args.json and not args.quiet)
+    show = not args.json and not args.quiet and ranks.is_main
+    on_terminal = sys.stderr.isatty()  # a bar on terminals; one line an epoch in logs and pipes
+    try:
+        model, history, train_pairs = fit(settings, parts.train, valid, labels, device=device,
+                                          printer=None if args.json or not ranks.is_main else print,
+                                          progress=show and on_terminal,
+                                          on_epoch=_epoch_line if show and not on_terminal else None)
+    finally:
+        distributed.finish()
+    if not ranks.is_main:  # rank 0 calibrates, tests and writes the checkpoint
+        return 0
     if settings.worksheet and valid is not None:
         history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
-    calibration = None
-    if valid is not None:  # temperature scaling, fitted on validation names only
-        lp, _ = batched_log_probs(model, valid.tokens, valid.lengths)
-        temperature = fit_temperature(lp, valid.labels)
-        calibration = {"temperature": temperature,
-                       "valid_ece_before": expected_calibration_error(lp.softmax(1), valid.labels),
-                       "valid_ece_after": expected_calibration_error((lp / temperature).softmax(1), valid.labels)}
+    # the trust layer (temperature, conformal sets, training prior, out-of-scope detector), on validation only
+    layer = trust.calibrate(model, labels, train_pairs, parts.valid)
+    calibration = ({"temperature": layer.temperature, "valid_ece_before": layer.info["valid_ece_before"],
+                    "valid_ece_after": layer.info["valid_ece_after"]} if valid is not None else None)
     test_metrics = validate(model, test, labels) if test is not None else None
     meta = {
         "training": {"mode": "worksheet" if settings.worksheet else "batched", "preset": args.preset,
                      **asdict(train_config), "split": list(fractions), "split_seed": args.split_seed,
                      "prune": settings.prune,
-                     "n_train": len(train_pairs), "n_valid": len(parts.valid), "n_test": len(parts.test)},
+                     "n_train": len(train_pairs), "n_valid": len(parts.valid), "n_test": len(parts.test),
+                     "processes": ranks.world},
         "data_fingerprint": data.fingerprint(train_pairs),
         "temperature": calibration["temperature"] if calibration else 1.0,
         "calibration": calibration,
@@ -180,7 +230,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     "epochs": history.epochs, "best_epoch": history.best_epoch,
                     "train_seconds": history.train_seconds, "names_seen": history.names_seen},
     }
-    out = checkpoint.save(args.out, model, labels, meta)
+    out = checkpoint.save(args.out, model, labels, meta, trust=layer)
     if args.plot:
         per = "Iterations" if settings.worksheet else "Steps"
         plots.loss_curve(history.loss_steps, history.losses, xlabel=per, path=args.plot,
@@ -190,14 +240,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         "names_seen": history.names_seen, "names_per_second": round(history.names_per_second, 1),
         "best_epoch": history.best_epoch, "final_loss": history.final_loss,
         "accuracy": history.best.get("accuracy"), "macro_f1": history.best.get("macro_f1"),
+        "n_valid": len(parts.valid), "n_test": len(parts.test),
         "test_accuracy": test_metrics["accuracy"] if test_metrics else None,
         "test_macro_f1": test_metrics["macro_f1"] if test_metrics else None,
     }
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(checkpoint.jsonable(summary)))
     else:
         print(f"trained {config.name} on {len(train_pairs)} names in {history.train_seconds:.1f}s "
               f"({history.names_per_second:,.0f} names/s); saved {out}")
+        if not parts.valid and not settings.worksheet:
+            print(f"no validation names (--split {args.split}): kept the last epoch ({history.best_epoch}); "
+                  "no temperature fitted")
         if history.best:
             print(f"validation ({len(parts.valid)} names): accuracy {history.best['accuracy']:.4f}, "
                   f"macro-F1 {history.best['macro_f1']:.4f}" +
@@ -205,6 +259,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if test_metrics:
             print(f"test ({len(parts.test)} held-out names): accuracy {test_metrics['accuracy']:.4f}, "
                   f"macro-F1 {test_metrics['macro_f1']:.4f}")
+        if layer.conformal is not None:
+            print(f"trust layer: temperature {layer.temperature:.3f}, {layer.conformal.method} prediction sets, "
+                  f"abstain below confidence {layer.min_confidence:.3f}" +
+                  (f" or above out-of-scope {layer.max_out_of_scope:.3f} (detector fitted against "
+                   f"{layer.info['n_oos_fit']} Faker surnames)" if layer.oos is not None else
+                   " (no out-of-scope detector: Faker is not installed)"))
     return 0
 
 
@@ -212,7 +272,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _format_prediction(p) -> str:
     cells = "   ".join(f"{x['language']:<11} {x['probability'] * 100:5.1f}%" for x in p.predictions)
-    return f"{p.name:<16} {cells}"
+    line = f"{p.name:<16} {cells}"
+    if p.set is not None:
+        line += f"   {{{', '.join(p.set)}}}"
+    if p.abstained:
+        line += f"   ? {p.reason}"
+    return line
+
+
+def _print_prior(prior: dict | None, how: str) -> None:
+    if prior:
+        mix = ", ".join(f"{lang} {w:.3f}" for lang, w in sorted(prior.items(), key=lambda x: -x[1]) if w >= 0.0005)
+        print(f"nameorigin: language mix {how}: {mix}", file=sys.stderr)
 
 
 def _progress_bar():
@@ -231,16 +302,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.json or args.format not in (None, "parquet") or args.output_format not in (None, "parquet"):
             raise UsageError("--workers/--scheduler read Parquet and write a folder of Parquet parts; leave out "
                              "--json, --format and --output-format")
+        if args.prior == "auto":
+            raise UsageError("--prior auto: not on a cluster (each partition would estimate its own mix); "
+                             "estimate it with one process, save it as a JSON file of language weights and "
+                             "give --prior FILE")
+        labels = checkpoint.read_meta(args.model or default_model_path())["labels"]
+        prior = trust.resolve_prior(args.prior, labels)  # a bad --prior stops here, before any work
+        options = {"coverage": args.coverage, "min_confidence": args.min_confidence,
+                   "max_out_of_scope": args.max_out_of_scope,
+                   "prior": None if prior is None else dict(zip(labels, prior.tolist()))}
         summary = cluster.predict_files(cluster.ClusterJob(
             input=args.input, output=args.output, column=args.column, top=args.top, model=args.model,
-            keep_columns=args.keep_columns, workers=args.workers, scheduler=args.scheduler))
+            keep_columns=args.keep_columns, workers=args.workers, scheduler=args.scheduler, trust=options))
         print(f"nameorigin: {summary.line()}", file=sys.stderr)
         return 0
-    predictor = Predictor.load(args.model, device=_device(args.device))
+    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
+    prior = trust.resolve_prior(args.prior, predictor.labels)  # a bad --prior stops here, before any output
+    options = {"coverage": args.coverage, "min_confidence": args.min_confidence,
+               "max_out_of_scope": args.max_out_of_scope, "prior": prior}
     if args.input:
         job = frame.FileJob(input=args.input, output=args.output, column=args.column, top=args.top,
                             keep_columns=args.keep_columns, input_format=args.format,
-                            output_format="json" if args.json else args.output_format)
+                            output_format="json" if args.json else args.output_format, trust=options)
+        if isinstance(prior, str):  # auto: the mix of the whole file, estimated in a first pass
+            options["prior"] = frame.file_prior(predictor, job)
+            _print_prior(options["prior"], f"estimated on {args.input} (EM)")
         bar = _progress_bar()
         try:
             summary = frame.predict_file(predictor, job, progress=bar.update if bar else None)
@@ -249,7 +335,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 bar.close()
         print(f"nameorigin: {summary.line()}", file=sys.stderr)
         return 0
-    results = predictor.predict(args.names, args.top)
+    results, used = predictor.predict_with_prior(args.names, args.top, **options)
+    if isinstance(prior, str):
+        _print_prior(used, "estimated on these names (EM)")
     bad = [p for p in results if p.error]
     if args.json:
         print(json.dumps([p.to_dict() for p in results], indent=None))
@@ -265,7 +353,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- evaluate
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(args.model, device=_device(args.device))
+    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
     pairs = _load_labelled(args.data)
     encoded = data.encode_pairs(pairs, predictor.labels)
     lp, _ = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)
@@ -279,6 +367,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         plots.reliability_diagram(reliability(before, encoded.labels), reliability(after, encoded.labels),
                                   temperature=temperature, path=args.reliability,
                                   title=f"Reliability on {Path(args.data or 'the data').name} ({len(pairs)} names)")
+    names = [n for n, _ in pairs]
+    layer = predictor.trust
+    applied = layer.apply(lp, names)
+    if layer.conformal is not None:
+        result["sets"] = {str(c): set_coverage(layer.apply(lp, names, coverage=c).sets, encoded.labels.numpy(),
+                                               predictor.labels) for c in trust.COVERAGES}
+    if layer.min_confidence is not None:
+        result["abstained"] = float(applied.abstained.mean())
+    if args.out_of_scope:
+        result["out_of_scope"] = _out_of_scope_report(predictor, applied, args.out_of_scope,
+                                                     model=args.model or "the bundled model")
+    if args.risk_coverage:
+        correct = (lp.argmax(1) == encoded.labels).numpy()
+        curves = {"top probability": risk_coverage(after.max(1).values.numpy(), correct)}
+        if applied.out_of_scope is not None:
+            curves["top probability x (1 - out-of-scope)"] = risk_coverage(
+                after.max(1).values.numpy() * (1 - applied.out_of_scope), correct)
+        plots.risk_coverage(curves, path=args.risk_coverage,
+                            title=f"Risk-coverage on {Path(args.data or 'the data').name} ({len(pairs)} names)")
     if args.plot:
         cm = confusion_matrix(encoded.labels, lp.argmax(1), len(predictor.labels))
         plots.confusion(cm.numpy(), predictor.labels, path=args.plot,
@@ -288,7 +395,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(format_report(result))
+        trust_report = format_trust_report(result)
+        if trust_report:
+            print(trust_report)
     return 0
+
+
+def _out_of_scope_report(predictor: Predictor, in_scope, path: str, *, model: str) -> dict:
+    """Out-of-scope AUROC and abstention on a text file of names of other languages against ``in_scope``."""
+    if predictor.trust.oos is None:
+        raise UsageError(f"--out-of-scope: {model} has no out-of-scope detector "
+                         "(trained before the trust layer, or without Faker); retrain it")
+    raw = [name for _, name in data.iter_names(path)]
+    results = predictor.predict(raw, top=1)
+    readable = [p for p in results if not p.error]
+    if not readable:
+        raise data.DataError(f"{path}: no readable names")
+    scores = [p.out_of_scope for p in readable]
+    top = [p.predictions[0]["probability"] for p in readable]
+    in_top = in_scope.probabilities.max(1)
+    return {"n": len(readable), "unreadable": len(results) - len(readable),
+            "auroc": auroc(in_scope.out_of_scope, scores), "auroc_top_probability": auroc(1 - in_top, [1 - t for t in top]),
+            "abstained": sum(p.abstained for p in readable) / len(readable),
+            "abstained_in_scope": float(in_scope.abstained.mean())}
 
 
 # ------------------------------------------------------------------------------------------- attention
@@ -314,24 +443,17 @@ def cmd_attention(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- compare
 
-def _int_list(text: str, flag: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"{flag} {text!r}: expected whole numbers separated by commas") from None
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in models:
         if m != experiments.BASELINE and m not in REGISTRY:
             raise UnknownModel(f"unknown model {m!r}; known: {', '.join(REGISTRY)}, {experiments.BASELINE}")
-    config = experiments.CompareConfig(models=models, noise=_int_list(args.noise, "--noise"), seeds=args.seeds,
+    config = experiments.CompareConfig(models=models, noise=args.noise, seeds=args.seeds,
                                        worksheet=args.worksheet, epochs=args.epochs, iters=args.iters,
                                        hidden=args.hidden, prune=args.prune)
-    pairs = _load_labelled(args.data)
+    pairs = _load_labelled(args.data, to_train=True)
     experiments.compare(pairs, config, args.out)
-    print(f"wrote {args.out}/results.csv, results.md, loss curves and report.md")
+    print(f"wrote {Path(args.out) / 'results.csv'}, results.md, loss curves and report.md")
     return 0
 
 
@@ -340,13 +462,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .server import create_app
+    from .server import ServeConfig, app_from_env, config_to_env, create_app
+    config = ServeConfig(model=args.model, precision=args.precision, batch_names=args.batch_names,
+                         batch_wait_ms=args.batch_wait_ms, queue_limit=args.queue_limit, max_body=args.max_body,
+                         threads=args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
-    app = create_app(model_path=args.model)
+    predictor = Predictor.load(args.model, precision=args.precision)  # load errors exit 2 before any port opens
+    ck = predictor.checkpoint
+    print(f"nameorigin: serving {args.model or 'the bundled model'} ({ck.config.name}, hidden {ck.config.hidden}, "
+          f"{args.precision}) at http://{args.host}:{args.port}/ with {args.workers} worker(s); "
+          f"batches of up to {args.batch_names} names or {args.batch_wait_ms:g} ms", flush=True)
     # keep-alive longer than a loaded server's slowest answer, so clients never reuse a connection it just closed
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info",
-                timeout_keep_alive=30)
+    common = dict(host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
+                  access_log=args.verbose, timeout_keep_alive=30)
+    if args.workers == 1:
+        uvicorn.run(create_app(predictor, config=config), **common)
+    else:  # worker processes build their own app from the environment (uvicorn needs an import string)
+        del predictor
+        os.environ.update(config_to_env(config))
+        uvicorn.run(f"{app_from_env.__module__}:{app_from_env.__name__}", factory=True, workers=args.workers,
+                    **common)
     return 0
 
 
@@ -364,8 +500,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- split
 
 def cmd_split(args: argparse.Namespace) -> int:
-    pairs = _load_labelled(args.data)
     fractions = data.parse_split(args.split)
+    pairs = _load_labelled(args.data, to_train=True)
     parts = data.split(pairs, fractions, seed=args.seed)
     out = Path(args.out)
     for part_name, part in [("train", parts.train), ("valid", parts.valid), ("test", parts.test)]:
@@ -380,11 +516,25 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- parser
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, where it has one and the help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default not in (None, False, argparse.SUPPRESS) and "default" not in text
+                and (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))):
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nameorigin", description="Which language does a name come from?")
+    p = argparse.ArgumentParser(prog="nameorigin", description="Which language does a name come from?",
+                                formatter_class=HelpFormatter)
     p.add_argument("--version", action="version", version=f"nameorigin {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = p.add_subparsers(dest="command", required=True)
+    # every command's help shows its defaults
+    sub = p.add_subparsers(dest="command", required=True,
+                           parser_class=functools.partial(argparse.ArgumentParser, formatter_class=HelpFormatter))
 
     t = sub.add_parser("train", help="train a model on labelled names")
     t.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label "
@@ -400,7 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dropout", type=ranged("--dropout"), help="dropout before the output layer and between layers")
     t.add_argument("--members", type=ranged("--members"), help="train N models from seeds SEED..SEED+N-1 and average "
                                                      "their probabilities (an ensemble in one checkpoint)")
-    t.add_argument("--out", default="model.safetensors", help="checkpoint to write")
+    t.add_argument("--out", default="model.safetensors",
+                   help="checkpoint to write (missing parent folders are created)")
     t.add_argument("--split", default="0.8,0.1,0.1", help="TRAIN,VALID,TEST fractions of distinct names")
     t.add_argument("--split-seed", type=ranged("--split-seed"), default=0, help="seed of the leak-free split")
     t.add_argument("--prune", type=ranged("--prune"), help="keep at most N training names a language (seed 000: 50)")
@@ -409,13 +560,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=ranged("--lr"), help=f"learning rate ({TrainConfig.lr}; worksheet {WorksheetConfig.lr})")
     t.add_argument("--epochs", type=ranged("--epochs"), help=f"most epochs ({TrainConfig.epochs})")
     t.add_argument("--batch-size", type=ranged("--batch-size"), help=f"names a batch ({TrainConfig.batch_size})")
-    t.add_argument("--optimizer", choices=["adam", "sgd"])
+    t.add_argument("--optimizer", choices=["adam", "sgd"], help=f"optimizer ({TrainConfig.optimizer})")
     t.add_argument("--sampling", choices=["natural", "balanced"], help="balanced: each language equally often")
     t.add_argument("--clip", type=ranged("--clip"), help=f"gradient-norm clipping, 0 off ({TrainConfig.clip})")
     t.add_argument("--patience", type=ranged("--patience"), help=f"early stop after N epochs without progress ({TrainConfig.patience})")
     t.add_argument("--select", choices=["macro_f1", "accuracy", "loss"], help="validation figure picking the best epoch")
-    t.add_argument("--weight-decay", type=ranged("--weight-decay"))
-    t.add_argument("--label-smoothing", type=ranged("--label-smoothing"))
+    t.add_argument("--weight-decay", type=ranged("--weight-decay"), help=f"L2 weight decay ({TrainConfig.weight_decay})")
+    t.add_argument("--label-smoothing", type=ranged("--label-smoothing"),
+                   help=f"label smoothing of the loss, 0 to below 1 ({TrainConfig.label_smoothing})")
     t.add_argument("--class-weight", type=ranged("--class-weight"),
                    help="loss weight of each language: (N / (C n_c)) ** POWER; 0 none, 0.5 sqrt, 1 balanced")
     t.add_argument("--schedule", choices=["constant", "cosine", "plateau"], help="learning-rate schedule")
@@ -426,12 +578,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", help="save the run's loss curve as PNG")
     t.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     t.add_argument("--threads", type=ranged("--threads"), default=0, help="torch threads (0: torch's default)")
+    t.add_argument("--nproc", type=ranged("--nproc"), default=1,
+                   help="train in N processes with DistributedDataParallel, launched by torchrun (gloo on the "
+                        "CPU, NCCL on CUDA; each process takes 1/N of every epoch's batches) (default: %(default)s)")
     t.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="rank languages for names")
-    pr.add_argument("names", nargs="*")
+    pr.add_argument("names", nargs="*", help="names to predict (or use --input)")
     pr.add_argument("--model", help="checkpoint (default: the bundled model)")
     pr.add_argument("--top", type=ranged("--top"), default=3, help="languages a name (default: 3)")
     pr.add_argument("--json", action="store_true", help="JSON: one list for names given as arguments, one line "
@@ -454,18 +609,35 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scheduler", help="run on an existing Dask cluster at this address, e.g. tcp://HOST:8786 "
                                         "(default: none)")
     pr.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    pr.add_argument("--coverage", type=ranged("--coverage"),
+                    help="give each name the conformal set of languages that holds the true one with this "
+                         "probability, e.g. 0.9 (default: no sets)")
+    pr.add_argument("--prior", help="the language mix of your names: uniform, auto (estimated on the input by EM, "
+                                    "printed to stderr) or a JSON/CSV file of language,weight (default: the "
+                                    "training data's mix)")
+    pr.add_argument("--min-confidence", type=ranged("--min-confidence"),
+                    help="abstain (low-confidence) below this top probability (default: the checkpoint's, "
+                         "chosen on validation)")
+    pr.add_argument("--max-out-of-scope", type=ranged("--max-out-of-scope"),
+                    help="abstain (out-of-scope) above this out-of-scope score (default: the checkpoint's, "
+                         "chosen on validation)")
+    add_precision(pr)
     pr.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-language figures on labelled names")
     e.add_argument("--model", help="checkpoint (default: the bundled model)")
     e.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="print the figures as one JSON document")
     e.add_argument("--plot", help="save the row-normalised confusion matrix as PNG")
     e.add_argument("--reliability", help="save a reliability diagram (before and after temperature scaling) as PNG")
     e.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    e.add_argument("--risk-coverage", help="save a risk-coverage curve as PNG (default: none)")
+    e.add_argument("--out-of-scope", help="text file of names of other languages: report the out-of-scope AUROC "
+                                          "and abstention rates against the evaluated names (default: none)")
+    add_precision(e)
     e.set_defaults(func=cmd_evaluate)
     a = sub.add_parser("attention", help="each character's attention weight, for gru-attention models")
-    a.add_argument("names", nargs="+")
+    a.add_argument("names", nargs="+", help="names to show")
     a.add_argument("--model", help="checkpoint of a gru-attention model")
     a.add_argument("--plot", help="save a heat map as PNG")
     a.set_defaults(func=cmd_attention)
@@ -473,10 +645,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="the worksheet's experiments: models x noise x seeds, tables, curves, report")
     c.add_argument("--models", default="rnn,gru,gru-attention,baseline",
                    help=f"comma-separated: {', '.join(REGISTRY)}, {experiments.BASELINE} (needs scikit-learn)")
-    c.add_argument("--noise", default="0,5", help="noise levels, comma-separated")
+    c.add_argument("--noise", type=ListOf(ranged("--noise")), default="0,5", help="noise levels, comma-separated")
     c.add_argument("--seeds", type=ranged("--seeds"), default=1, help="seeds per model and noise level")
     c.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
-    c.add_argument("--out", required=True, help="folder for results.csv, results.md, loss_noise*.png, report.md")
+    c.add_argument("--out", required=True,
+                   help="folder for results.csv, results.md, loss_noise*.png, report.md (created if missing)")
     c.add_argument("--epochs", type=ranged("--epochs"), default=experiments.CompareConfig.epochs, help="batched trainer's epochs")
     c.add_argument("--worksheet", action="store_true", help="train with the seeds' one-name loop")
     c.add_argument("--iters", type=ranged("--iters"), default=experiments.CompareConfig.iters, help="worksheet loop steps")
@@ -487,10 +660,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="the HTTP API and web page")
     sv.add_argument("--model", help="checkpoint (default: the bundled model)")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=ranged("--port"), default=8000)
-    sv.add_argument("--threads", type=ranged("--threads"), default=1,
-                    help="torch threads for inference (1: requests are small; more threads spin against the HTTP work)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    sv.add_argument("--port", type=ranged("--port"), default=8000, help="port to listen on")
+    sv.add_argument("--threads", type=ranged("--threads"), default=ServeConfig.threads,
+                    help="torch threads for inference (default: %(default)s; requests are small and more threads "
+                         "spin against the HTTP work)")
+    sv.add_argument("--workers", type=ranged("--workers"), default=1,
+                    help="server processes, each with its own model (default: %(default)s)")
+    sv.add_argument("--batch-names", type=ranged("--batch-names"), default=ServeConfig.batch_names,
+                    help="a batch of concurrent requests closes at this many names (default: %(default)s; "
+                         "1 turns batching off)")
+    sv.add_argument("--batch-wait-ms", type=ranged("--batch-wait-ms"), default=ServeConfig.batch_wait_ms,
+                    help="...or this many milliseconds after its first request (default: %(default)s)")
+    sv.add_argument("--queue-limit", type=ranged("--queue-limit"), default=ServeConfig.queue_limit,
+                    help="names waiting for the model above which requests get 503 with Retry-After "
+                         "(default: %(default)s)")
+    sv.add_argument("--max-body", type=ranged("--max-body"), default=ServeConfig.max_body,
+                    help="largest request body in bytes; larger ones get 413 unread (default: %(default)s)")
+    add_precision(sv)
+    sv.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                    help="access log and info logging (also accepted before the command)")
     sv.set_defaults(func=cmd_serve)
 
     ps = sub.add_parser("presets", help="list the named training configurations")
@@ -499,19 +688,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("split", help="write a leak-free, stratified split of labelled names as TSV files")
     sp.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     sp.add_argument("--split", default="0.8,0,0.2", help="TRAIN,VALID,TEST fractions of distinct names")
-    sp.add_argument("--seed", type=ranged("--seed"), default=0)
-    sp.add_argument("--out", required=True, help="folder for train.tsv, valid.tsv, test.tsv")
+    sp.add_argument("--seed", type=ranged("--seed"), default=0, help="seed of the split")
+    sp.add_argument("--out", required=True, help="folder for train.tsv, valid.tsv, test.tsv (created if missing)")
     sp.set_defaults(func=cmd_split)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc relaunches the same command
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="nameorigin: %(message)s")
     try:
         return args.func(args)
-    except (data.DataError, CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError) as e:
+    except (data.DataError, CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError, TrustError,
+            PrecisionError) as e:
         print(f"nameorigin: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

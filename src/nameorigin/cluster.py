@@ -6,13 +6,14 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import frame
+from .atomic import partial_prefix, remove_stale
 from .data import DataError
 from .predict import Predictor
 
@@ -49,13 +50,15 @@ def worker_predictor(model: str | None) -> Predictor:
     return _PREDICTORS[model]
 
 
-def _predict_partition(pdf, column: str, top: int, model: str | None):
-    return frame.predict_frame(pdf, column, top=top, model=worker_predictor(model))
+def _predict_partition(pdf, column: str, top: int, model: str | None, trust: dict):
+    return frame.predict_frame(pdf, column, top=top, model=worker_predictor(model), **trust)
 
 
-def predict(ddf, column: str = "name", *, top: int = 3, model: str | os.PathLike | None = None):
+def predict(ddf, column: str = "name", *, top: int = 3, model: str | os.PathLike | None = None, **trust):
     """:func:`nameorigin.predict_frame` on every partition of a Dask DataFrame: the input's columns, then
-    ``language_k``/``probability_k`` and ``error``, row for row as on one process.
+    ``language_k``/``probability_k``, the trust columns and ``error``, row for row as on one process.
+    ``trust``: ``coverage``, ``prior`` (a mapping or ``"uniform"``; ``"auto"`` is refused: each partition would
+    estimate its own mix), ``min_confidence``, ``max_out_of_scope``.
 
     ``model``: a checkpoint path every worker can read (None: the bundled model); each worker process loads it
     once. Raises :class:`~nameorigin.frame.ColumnError` for a missing or non-string column before any work.
@@ -63,11 +66,14 @@ def predict(ddf, column: str = "name", *, top: int = 3, model: str | os.PathLike
     if isinstance(model, Predictor):
         raise TypeError("pass the checkpoint's path as model=, so each worker loads it once instead of "
                         "receiving the model with every task")
+    if trust.get("prior") == "auto":
+        raise ValueError('prior="auto" on a Dask DataFrame: each partition would estimate its own mix; estimate '
+                         "it once (Predictor.estimate_prior) and pass the mapping")
     model = None if model is None else str(model)
     _dask()
     # the single-process output on the empty frame is the meta, so the columns and types match it exactly
-    meta = _predict_partition(ddf._meta, column, top, model)
-    return ddf.map_partitions(_predict_partition, column, top, model, meta=meta)
+    meta = _predict_partition(ddf._meta, column, top, model, trust)
+    return ddf.map_partitions(_predict_partition, column, top, model, trust, meta=meta)
 
 
 @dataclass
@@ -82,6 +88,7 @@ class ClusterJob:
     keep_columns: bool = False
     workers: int | None = None
     scheduler: str | None = None
+    trust: dict = field(default_factory=dict)  # predict_frame's coverage, prior (a mapping), thresholds
 
 
 def _check_inputs(job: ClusterJob) -> tuple[list[str], str]:
@@ -138,16 +145,18 @@ def predict_files(job: ClusterJob) -> frame.Summary:
         raise ClusterError(f"--output {job.output}: exists and is not an empty folder")
     parent = os.path.dirname(out.rstrip("/")) or "."
     if isinstance(fs, LocalFileSystem):
-        frame.remove_stale_partials(Path(parent))
-    staging = f"{parent}/.{os.path.basename(out.rstrip('/'))}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+        remove_stale(Path(out.rstrip("/")))
+    staging = f"{parent}/{partial_prefix(Path(out.rstrip('/')))}{secrets.token_hex(4)}"
     client, cluster = _client(job, distributed)
     try:
         ddf = dd.read_parquet(job.input, columns=None if job.keep_columns else [column])
         if not job.keep_columns:
             ddf = ddf.rename(columns={column: "name"})
-        result = predict(ddf, "name" if not job.keep_columns else column, top=job.top, model=job.model)
+        result = predict(ddf, "name" if not job.keep_columns else column, top=job.top, model=job.model,
+                         **job.trust)
         write = result.to_parquet(fs.unstrip_protocol(staging), write_index=False, compute=False)
-        _, names, errors = dask.compute(write, result["error"].size, result["error"].count())
+        _, names, errors, abstained = dask.compute(write, result["error"].size, result["error"].count(),
+                                                   result["abstained"].eq(True).sum())
         if fs.exists(out):
             fs.rm(out, recursive=True)
         fs.mv(staging, out, recursive=True)
@@ -162,4 +171,5 @@ def predict_files(job: ClusterJob) -> frame.Summary:
         client.close()
         if cluster is not None:
             cluster.close()
-    return frame.Summary(names=int(names), errors=int(errors), seconds=time.perf_counter() - start)
+    return frame.Summary(names=int(names), errors=int(errors), abstained=int(abstained),
+                         seconds=time.perf_counter() - start)

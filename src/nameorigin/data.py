@@ -5,6 +5,7 @@ import csv
 import hashlib
 import io
 import logging
+import math
 import os
 import random
 import shutil
@@ -188,6 +189,9 @@ def _iter_name_rows(path: Path, column: str | None) -> Iterator[tuple[int, str]]
                 header = [c.strip() for c in row]
                 if column is not None and column.isdigit():
                     col = int(column)
+                    if col >= len(row):
+                        raise DataError(f"{path}: no column {col} (0-based): its first row has {len(row)} "
+                                        f"column(s)")
                 elif column is not None:
                     if column not in header:
                         raise DataError(f"{path}: no column {column!r} in its header {header}")
@@ -279,13 +283,33 @@ def dedupe(pairs: Sequence[Pair]) -> list[Pair]:
 
 
 def parse_split(text: str) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` -> (0.8, 0.1, 0.1): three fractions of distinct names, each from 0 to 1, summing to 1,
+    with a training part above 0. The message says which of these a bad value breaks."""
     try:
         parts = tuple(float(x) for x in text.split(","))
     except ValueError:
         parts = ()
-    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6 or parts[0] <= 0:
-        raise DataError(f"--split {text!r}: expected three fractions TRAIN,VALID,TEST that sum to 1, e.g. 0.8,0.1,0.1")
+    example = "e.g. 0.8,0.1,0.1"
+    if len(parts) != 3 or not all(math.isfinite(p) for p in parts):
+        raise DataError(f"--split {text!r}: expected three fractions TRAIN,VALID,TEST, {example}")
+    if any(p < 0 for p in parts):
+        raise DataError(f"--split {text!r}: fractions cannot be negative, {example}")
+    if abs(sum(parts) - 1) > 1e-6:
+        raise DataError(f"--split {text!r}: the fractions sum to {sum(parts):g}, not 1, {example}")
+    if parts[0] <= 0:
+        raise DataError(f"--split {text!r}: the training fraction is 0, so nothing would be trained on, {example}")
     return parts  # type: ignore[return-value]
+
+
+def require_languages(pairs: Sequence[Pair], source: str, *, least: int = 2) -> list[str]:
+    """The sorted languages of ``pairs``; a :class:`DataError` naming ``source`` when there are fewer than
+    ``least`` (one language cannot be classified)."""
+    langs = languages(pairs)
+    if len(langs) < least:
+        found = f"only {langs[0]!r}" if langs else "none"
+        raise DataError(f"{source}: names of at least {least} languages are needed to train or split a "
+                        f"classifier; found {found}")
+    return langs
 
 
 @dataclass

@@ -1,8 +1,10 @@
-"""Accuracy, macro-F1, per-language precision/recall/F1 and the confusion matrix."""
+"""Accuracy, macro-F1, per-language precision/recall/F1, the confusion matrix, calibration, prediction-set
+coverage, risk-coverage and AUROC."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 
@@ -94,3 +96,74 @@ def fit_temperature(log_probs: torch.Tensor, truth: torch.Tensor) -> float:
         return loss
     opt.step(closure)
     return float(log_t.detach().exp())
+
+
+def auroc(negative: Sequence[float], positive: Sequence[float]) -> float:
+    """Area under the ROC curve of a score that should be higher for ``positive`` than for ``negative``: the
+    chance that a random positive outscores a random negative (ties count half), by ranks (Mann-Whitney U)."""
+    neg, pos = np.asarray(negative, dtype=np.float64), np.asarray(positive, dtype=np.float64)
+    if not len(neg) or not len(pos):
+        raise ValueError("AUROC needs at least one score on each side")
+    both = np.concatenate([neg, pos])
+    order = both.argsort(kind="stable")
+    ranks = np.empty(len(both))
+    ranks[order] = np.arange(1, len(both) + 1)
+    _, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)  # average ranks over ties
+    sums = np.bincount(inverse, weights=ranks)
+    ranks = (sums / counts)[inverse]
+    return float((ranks[len(neg):].sum() - len(pos) * (len(pos) + 1) / 2) / (len(neg) * len(pos)))
+
+
+def set_coverage(sets, truth, labels: Sequence[str]) -> dict:
+    """Empirical coverage and mean set size of prediction sets (N, C) bool, overall and per true language."""
+    sets, truth = np.asarray(sets, dtype=bool), np.asarray(truth)
+    covered = sets[np.arange(len(truth)), truth]
+    size = sets.sum(1)
+    per_language = {}
+    for i, lang in enumerate(labels):
+        mine = truth == i
+        if mine.any():
+            per_language[lang] = {"coverage": float(covered[mine].mean()), "mean_size": float(size[mine].mean()),
+                                  "n": int(mine.sum())}
+    return {"coverage": float(covered.mean()), "mean_size": float(size.mean()), "per_language": per_language}
+
+
+def risk_coverage(confidence, correct) -> tuple[list[float], list[float]]:
+    """Answering only the most confident names first: for each share answered (coverage), the error rate
+    among them (risk). Returns (coverage, risk), one point per name."""
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=bool)
+    order = np.argsort(-confidence, kind="stable")
+    answered = np.arange(1, len(order) + 1)
+    errors = np.cumsum(~correct[order])
+    return (answered / len(order)).tolist(), (errors / answered).tolist()
+
+
+def selective_accuracy(confidence, correct, share: float) -> float:
+    """Accuracy on the ``share`` most confident names."""
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=bool)
+    k = max(1, int(round(share * len(confidence))))
+    return float(correct[np.argsort(-confidence, kind="stable")[:k]].mean())
+
+
+def format_trust_report(result: dict) -> str:
+    """Prediction-set coverage (overall and per language), abstention and out-of-scope figures as plain text."""
+    lines = []
+    sets = result.get("sets")
+    if sets:
+        levels = list(sets)
+        lines += ["", "prediction sets (conformal): empirical coverage and mean set size",
+                  f"{'language':<12} " + " ".join(f"{'cov@' + c:>9} {'size@' + c:>9}" for c in levels)]
+        rows = [("all", {c: sets[c] for c in levels})]
+        rows += [(lang, {c: sets[c]["per_language"][lang] for c in levels}) for lang in sets[levels[0]]["per_language"]]
+        for name, by_level in rows:
+            lines.append(f"{name:<12} " + " ".join(f"{by_level[c]['coverage']:>9.3f} {by_level[c]['mean_size']:>9.2f}"
+                                                   for c in levels))
+    if "abstained" in result:
+        lines += ["", f"abstained {result['abstained']:.3f} of these names (default thresholds)"]
+    oos = result.get("out_of_scope")
+    if oos:
+        lines += [f"out-of-scope names: {oos['n']} ({oos['unreadable']} unreadable, left out)",
+                  f"out-of-scope AUROC {oos['auroc']:.3f} (top probability alone: {oos['auroc_top_probability']:.3f})",
+                  f"abstained on {oos['abstained']:.3f} of the out-of-scope names, "
+                  f"{oos['abstained_in_scope']:.3f} of the in-scope ones"]
+    return "\n".join(lines)

@@ -3,13 +3,11 @@ batches, so that a file of any length streams through :meth:`Predictor.predict_c
 from __future__ import annotations
 
 import csv
-import inspect
 import io
 import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,9 +21,10 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from . import checkpoint
+from .atomic import atomic_path
 from .data import NAME_HEADERS, DataError, _is_header
 from .predict import Predictor
+from .trust import resolve_prior
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +46,17 @@ def _predictor(model) -> Predictor:
     return model if isinstance(model, Predictor) else Predictor.load(model)
 
 
-def _trust_kwargs(predictor: Predictor, coverage, prior) -> dict:
-    """``coverage``/``prior`` for ``predict_columns``, when given; a clear error when this predictor lacks them."""
-    wanted = {k: v for k, v in (("coverage", coverage), ("prior", prior)) if v is not None}
-    accepted = inspect.signature(predictor.predict_columns).parameters
-    missing = [k for k in wanted if k not in accepted]
-    if missing:
-        raise ValueError(f"{', '.join(k + '=' for k in missing)}: this predictor has no trust layer to apply "
-                         "them (needs a nameorigin with conformal sets and priors)")
-    return wanted
-
-
 def predict_table_columns(predictor: Predictor, names, *, top: int = 3, chunk: int = CHUNK_ROWS,
                           **trust) -> pa.Table:
     """:meth:`Predictor.predict_columns` over names of any length (Arrow array or list), ``chunk`` at a time."""
-    names = names.combine_chunks() if isinstance(names, pa.ChunkedArray) else names
-    parts = [predictor.predict_columns(names[i:i + chunk], top, **trust)
-             for i in range(0, max(len(names), 1), chunk)]
+    parts = [predictor.predict_columns(part, top, **trust) for part in _chunks(names, chunk)]
     return pa.concat_tables(parts)
+
+
+def _chunks(names, chunk: int) -> Iterator:
+    """``names`` (Arrow array or list) ``chunk`` at a time; one empty chunk when there are none."""
+    names = names.combine_chunks() if isinstance(names, pa.ChunkedArray) else names
+    return (names[i:i + chunk] for i in range(0, max(len(names), 1), chunk))
 
 
 def _frame_kind(df) -> str:
@@ -107,21 +99,27 @@ def _names_of(df, kind: str, column: str) -> pa.Array | list:
         raise ColumnError(f"{where}: column {column!r} holds {series.dtype}, not strings (names)") from None
 
 
-def predict_frame(df, column: str = "name", *, top: int = 3, model=None, coverage=None, prior=None):
+def predict_frame(df, column: str = "name", *, top: int = 3, model=None, coverage: float | None = None, prior=None,
+                  min_confidence: float | None = None, max_out_of_scope: float | None = None):
     """Predict the origin of every name in ``df[column]``.
 
     ``df``: a pandas or polars DataFrame or a pyarrow Table. Returns the same kind with the input's columns,
-    then ``language_1, probability_1, ..., language_K, probability_K`` and ``error`` (null when the name was
+    then ``language_1, probability_1, ..., language_K, probability_K``, ``abstained``, ``reason``,
+    ``out_of_scope`` (with ``coverage`` also ``set``, a list of languages) and ``error`` (null when the name was
     read; a missing value, a non-string cell or an unreadable name gets an error, never an exception). Each
     distinct name is computed once. ``model``: a :class:`Predictor`, a checkpoint path, or None for the
-    bundled model. ``coverage``/``prior`` are passed to the predictor's trust layer.
+    bundled model. ``coverage``, ``prior`` and the thresholds are :meth:`Predictor.predict`'s; ``prior="auto"``
+    is estimated over the whole column first.
     Raises :class:`ColumnError` (a ``ValueError``) for a missing or non-string column.
     """
     kind = _frame_kind(df)
     names = _names_of(df, kind, column)
     predictor = _predictor(model)
-    trust = _trust_kwargs(predictor, coverage, prior)
-    preds = predict_table_columns(predictor, names, top=top, **trust)
+    prior = resolve_prior(prior, predictor.labels)  # read once (a file), checked before any work
+    if isinstance(prior, str):  # "auto": the mix of the whole column, not of each chunk
+        prior = predictor.estimate_prior_batches(_chunks(names, CHUNK_ROWS))
+    preds = predict_table_columns(predictor, names, top=top, coverage=coverage, prior=prior,
+                                  min_confidence=min_confidence, max_out_of_scope=max_out_of_scope)
     preds = preds.drop_columns(["name"])
     taken = set(df.column_names if kind == "arrow" else df.columns) & set(preds.column_names)
     if taken:
@@ -342,75 +340,39 @@ class Writer:
             self.writer.close()
 
 
-def _rounded(table: pa.Table, digits: int = 6) -> pa.Table:
-    """Probabilities to ``digits`` decimals for the text formats."""
+def _rounded(table: pa.Table) -> pa.Table:
+    """For the text formats: probabilities to 6 decimals, ``out_of_scope`` to 4, ``set`` joined by ``|``."""
     for i, name in enumerate(table.column_names):
-        if name.startswith("probability_"):
+        if name.startswith("probability_") or name == "out_of_scope":
+            digits = 4 if name == "out_of_scope" else 6
             table = table.set_column(i, name, pc.round(table.column(i).cast(pa.float64()), digits))
+        elif name == "set":
+            table = table.set_column(i, name, pc.binary_join(table.column(i), "|"))
     return table
 
 
+#: The keys of :meth:`Prediction.to_dict` that the nested JSON lines always carry (after ``predictions``).
+_TRUST_KEYS = ("out_of_scope", "abstained", "reason")
+
+
 def _nested(row: dict) -> dict:
+    """A flat output row as ``{"line", "name", "predictions": [...], "out_of_scope", "abstained", "reason"[,
+    "set"][, "error"]}``: the keys of :meth:`Prediction.to_dict` (and any kept input columns)."""
     ranked, out = [], {}
     for key, value in row.items():
         if key.startswith("language_"):
             if value is not None:
                 ranked.append({"language": value, "probability": row["probability_" + key[9:]]})
-        elif not key.startswith("probability_") and key != "error":
+        elif not key.startswith("probability_") and key not in ("error", "set", *_TRUST_KEYS):
             out[key] = value
     out["predictions"] = ranked
+    out.update({key: row.get(key) for key in _TRUST_KEYS})
+    out["abstained"] = bool(out["abstained"])
+    if row.get("set") is not None:
+        out["set"] = row["set"]
     if row.get("error"):
         out["error"] = row["error"]
     return out
-
-
-def partial_prefix(target: Path) -> str:
-    return f".{target.name}.partial-"
-
-
-def remove_stale_partials(folder: Path) -> None:
-    """Remove ``.NAME.partial-PID-*`` files and folders left by runs that were killed (their PID is gone)."""
-    for stale in folder.glob(".*.partial-*"):
-        try:
-            pid = int(stale.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
-        except ValueError:
-            continue
-        if pid == os.getpid() or _alive(pid):
-            continue
-        log.info("removing %s, left by a run that was killed", stale)
-        if stale.is_dir():
-            import shutil
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextmanager
-def atomic_file(path: str | os.PathLike):
-    """A binary file written as ``.NAME.partial-PID-XXXX`` beside ``path`` and renamed onto it at the end;
-    removed instead when anything fails. Stale partial files of killed runs in that folder are removed."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(target.parent)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f"{partial_prefix(target)}{os.getpid()}-")
-    os.chmod(tmp, checkpoint.default_file_mode())
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------------------- streaming
@@ -419,7 +381,7 @@ def atomic_file(path: str | os.PathLike):
 class Summary:
     names: int = 0
     errors: int = 0
-    abstained: int | None = None  # None until the predictor has a trust layer
+    abstained: int | None = None  # None when the output has no ``abstained`` column
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -482,7 +444,7 @@ def predict_file(predictor: Predictor, job: FileJob, *, progress: Callable[[int]
     if to_stdout and out_fmt == "parquet":
         raise DataError("Parquet output needs --output FILE (it cannot go to stdout)")
     summary = Summary()
-    with (_stdout_sink(stdout) if to_stdout else atomic_file(job.output)) as sink:
+    with (_stdout_sink(stdout) if to_stdout else _atomic_sink(job.output)) as sink:
         writer = Writer(sink, out_fmt)
         for table in predict_batches(predictor, source, job):
             writer.write(table)
@@ -497,6 +459,22 @@ def predict_file(predictor: Predictor, job: FileJob, *, progress: Callable[[int]
         writer.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+@contextmanager
+def _atomic_sink(path: str):
+    """A binary file written atomically (:func:`nameorigin.atomic.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        yield fh
+
+
+def file_prior(predictor: Predictor, job: FileJob) -> dict[str, float] | None:
+    """``prior="auto"`` for a file: the language mix of all its names, in a first pass over it."""
+    source = open_source(job.input, fmt=job.input_format, column=job.column, chunk=job.chunk)
+    skip = 1 if source.has_line else 0
+    return predictor.estimate_prior_batches(
+        string_array(batch.column(skip + batch.schema.names[skip:].index(source.column)), source.column, source.path)
+        for batch in _sliced(source.batches, job.chunk))
 
 
 @contextmanager

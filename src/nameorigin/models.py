@@ -8,7 +8,9 @@ character, backward directions run over each name reversed in place, and attenti
 """
 from __future__ import annotations
 
+import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -293,6 +295,64 @@ def build_model(config: ModelConfig, n_classes: int) -> Classifier:
     return cls(config, n_classes)
 
 
+PRECISIONS = ("fp32", "bf16", "int8")
+
+#: torch modules ``quantize_dynamic`` turns into int8 ones (it has no int8 ``nn.RNN``: the rnn model's
+#: recurrence stays fp32 and only its output layer is quantized; tutorial-rnn is refused, see with_precision).
+INT8_MODULES = (nn.GRU, nn.LSTM, nn.Linear)
+
+
+class PrecisionError(ValueError):
+    """A precision this model, device or CPU cannot run."""
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where a model's weights live (an int8 model can have no float parameters left: then its buffers')."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def int8_modules(model: nn.Module) -> set[str]:
+    """Names of the submodules ``quantize_dynamic`` replaces: every GRU, LSTM and Linear."""
+    return {name for name, m in model.named_modules() if isinstance(m, INT8_MODULES)}
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether oneDNN has bfloat16 kernels for this CPU (a torch build without oneDNN: no)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def with_precision(model: Classifier, precision: str) -> Classifier:
+    """An inference copy of ``model`` in ``precision``: ``fp32`` as is; ``bf16`` weights and activations in
+    bfloat16 (where the CPU has bf16 kernels, or on CUDA); ``int8`` dynamic quantization of the recurrent and
+    linear layers (CPU only). Raises :class:`PrecisionError` where it cannot run."""
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    device = model_device(model)
+    if precision == "fp32":
+        return model
+    if precision == "bf16":
+        if device.type == "cpu" and not _cpu_has_bf16():
+            raise PrecisionError("precision bf16: this CPU has no bfloat16 kernels (needs AVX512-BF16 or AMX); "
+                                 "use fp32 or int8")
+        return model.to(torch.bfloat16).eval()
+    if device.type != "cpu":
+        raise PrecisionError(f"precision int8: dynamic quantization runs on the CPU only, not {device}")
+    if any(isinstance(m, TutorialRNN) for m in model.modules()):
+        raise PrecisionError("precision int8 does not apply to tutorial-rnn: its recurrence is a matrix read by a "
+                             "prefix scan (no module to quantize), and its output layer reads an unbounded linear "
+                             "state that int8 rounds too coarsely (probabilities move by 0.1); use fp32 or bf16")
+    if torch.backends.quantized.engine == "none":
+        raise PrecisionError("precision int8: this torch build has no quantized engine")
+    from torch.ao.quantization import quantize_dynamic
+    with warnings.catch_warnings():  # torch 2.10+ points to torchao; the eager API still works
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model.eval(), set(INT8_MODULES), dtype=torch.qint8)
+
+
 @torch.inference_mode()
 def batched_log_probs(model: Classifier, tokens: torch.Tensor, lengths: torch.Tensor, *,
                       batch_size: int = 512, with_attention: bool = False
@@ -303,7 +363,7 @@ def batched_log_probs(model: Classifier, tokens: torch.Tensor, lengths: torch.Te
     """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     out = torch.empty(len(lengths), model.n_classes)
     attention: list[torch.Tensor] | None = [torch.empty(0)] * len(lengths) if with_attention else None
     order = torch.sort(lengths, stable=True).indices

@@ -1,4 +1,4 @@
-"""Pictures: loss curves, confusion matrices, attention heat maps. Rendered with no display (Agg).
+"""Pictures: loss curves, confusion matrices, attention heat maps, reliability and risk-coverage curves. Rendered with no display (Agg).
 
 Each function draws a :class:`matplotlib.figure.Figure`, saves it as PNG (atomically) when given a path,
 and returns it, so callers and tests can read its text.
@@ -6,7 +6,6 @@ and returns it, so callers and tests can read its text.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,20 +16,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .atomic import atomic_path  # noqa: E402
+
 
 def save(fig: Figure, path: str | os.PathLike) -> Path:
     """Write a PNG through a temporary file renamed into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path
@@ -132,13 +126,30 @@ def reliability_diagram(before: Sequence[dict], after: Sequence[dict] | None = N
         if bins:
             pts = [(b["confidence"], b["accuracy"]) for b in bins if b["count"]]
             ax.plot(*zip(*pts), marker="o", label=label)
-    ax.set_xlabel("Confidence (top probability)")
-    ax.set_ylabel("Accuracy")
-    ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
+    return _finish_lines(fig, ax, xlabel="Confidence (top probability)", ylabel="Accuracy", title=title, path=path)
+
+
+def _finish_lines(fig: Figure, ax, *, xlabel: str, ylabel: str, title: str, path: str | os.PathLike | None) -> Figure:
+    """The common ending of a line plot over [0, 1]: labels, title, legend, grid, and the PNG when asked."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(0, 1)
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
     if path:
         save(fig, path)
     return fig
+
+
+def risk_coverage(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, title: str = "Risk-coverage",
+                  path: str | os.PathLike | None = None) -> Figure:
+    """Error rate among the names answered (risk) against the share answered (coverage), most confident first;
+    one line per ranking. Lower is better; the right end is the model's plain error rate."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (coverage, risk) in curves.items():
+        ax.plot(coverage, risk, label=label)
+    ax.set_ylim(bottom=0)
+    return _finish_lines(fig, ax, xlabel="Coverage (share of names answered, most confident first)",
+                         ylabel="Risk (error rate among them)", title=title, path=path)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -17,8 +18,9 @@ import torch
 
 from . import checkpoint
 from .data import encode_names
-from .models import batched_log_probs
+from .models import batched_log_probs, with_precision
 from .text import ALPHABET, MAX_NAME_CHARS, BadName, fold_checked
+from .trust import Trust, TrustResult, estimate_prior
 
 DEFAULT_MODEL = "default.safetensors"
 
@@ -28,6 +30,13 @@ def default_model_path() -> Path:
     return Path(str(resources.files("nameorigin") / "assets" / DEFAULT_MODEL))
 
 
+class Probabilities(NamedTuple):
+    """What :meth:`Predictor.probabilities` returns."""
+
+    probs: torch.Tensor  # (N, C), each row summing to 1
+    attention: list[torch.Tensor] | None  # each name's weights over its characters, or None
+
+
 @dataclass
 class Prediction:
     name: str
@@ -35,9 +44,16 @@ class Prediction:
     folded: str = ""
     attention: list[float] | None = None
     error: str | None = None
+    out_of_scope: float | None = None  # in [0, 1], higher = less like any of the model's languages; None: no detector
+    abstained: bool = False  # the answer is unsure; ``predictions`` are still there to look at
+    reason: str | None = None  # None | "low-confidence" | "out-of-scope"
+    set: list[str] | None = None  # with ``coverage``: the conformal prediction set, most probable first
 
     def to_dict(self) -> dict:
-        d = {"name": self.name, "predictions": self.predictions}
+        d = {"name": self.name, "predictions": self.predictions, "out_of_scope": self.out_of_scope,
+             "abstained": self.abstained, "reason": self.reason}
+        if self.set is not None:
+            d["set"] = self.set
         if self.error:
             d["error"] = self.error
         return d
@@ -107,6 +123,16 @@ def as_name_array(names) -> tuple[pa.Array, np.ndarray | None]:
         return pa.array([None if bad else n for n, bad in zip(names, not_str)], type=pa.string()), not_str
 
 
+class _Chunk(NamedTuple):
+    """A chunk of raw names reduced to its distinct readable folded names (what the model and trust layer see)."""
+
+    names: pa.Array  # (N,) the raw names
+    row: np.ndarray  # (N,) each row's index into ``unique``; -1: missing, non-string or unreadable
+    unique: list[str]  # (U,) distinct folded names
+    log_probs: np.ndarray  # (U, C) the model's output for them
+    error: pa.Array  # (N,) null where the name was read
+
+
 class _LogProbCache:
     """Model log-probabilities of recently seen folded names, in one preallocated (capacity, C) array."""
 
@@ -142,29 +168,36 @@ class Predictor:
     >>> p.predict(["Hinton"], top=3)[0].predictions[0]["language"]
     """
 
-    def __init__(self, ckpt: checkpoint.Checkpoint, *, batch_size: int = 512, cache_size: int = CACHE_SIZE):
+    def __init__(self, ckpt: checkpoint.Checkpoint, *, batch_size: int = 512, precision: str = "fp32",
+                 cache_size: int = CACHE_SIZE):
         self.checkpoint = ckpt
-        self.model = ckpt.model.eval()
+        self.n_parameters = sum(p.numel() for p in ckpt.model.parameters())
+        self.precision = precision
+        self.model = with_precision(ckpt.model.eval(), precision)
         self.labels = ckpt.labels
         self.batch_size = batch_size
-        self.temperature = float(ckpt.meta.get("temperature", 1.0) or 1.0)
+        self.trust = Trust.from_checkpoint(ckpt.labels, ckpt.meta, ckpt.tensors)
+        self.temperature = self.trust.temperature
         self._labels = pa.array(self.labels, type=pa.string())
         self._cache = _LogProbCache(cache_size, len(self.labels)) if cache_size > 0 else None
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", **kwargs) -> "Predictor":
+        """``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see :func:`models.with_precision`)."""
         return cls(checkpoint.load(path or default_model_path(), device=device), **kwargs)
 
     @property
     def has_attention(self) -> bool:
         return self.model.has_attention
 
-    def probabilities(self, folded: list[str], *, with_attention: bool = False):
-        """Probabilities (N, C) for already-folded names, summing to 1 over all languages."""
+    def probabilities(self, folded: list[str], *, with_attention: bool = False) -> Probabilities:
+        """For already-folded names: ``Probabilities(probs, attention)``, ``probs`` (N, C) summing to 1 over
+        the languages of :attr:`labels` (temperature applied); ``attention`` a list of each name's weights over
+        its characters with ``with_attention`` on a model that has attention, else None."""
         tokens, lengths = encode_names(folded)
         lp, att = batched_log_probs(self.model, tokens, lengths, batch_size=self.batch_size,
                                     with_attention=with_attention)
-        return torch.softmax(lp / self.temperature, dim=1), att
+        return Probabilities(torch.softmax(lp / self.temperature, dim=1), att)
 
     def log_probs(self, folded: list[str]) -> np.ndarray:
         """The model's log-probabilities (N, C) of distinct folded names, from the cache where it has them."""
@@ -180,21 +213,14 @@ class Predictor:
     def _run(self, folded: list[str]) -> np.ndarray:
         tokens, lengths = encode_names(folded)
         lp, _ = batched_log_probs(self.model, tokens, lengths, batch_size=self.batch_size)
-        return lp.numpy()
+        return lp.float().numpy()
 
-    def predict_columns(self, names, top: int = 3) -> pa.Table:
-        """The columnar path: a whole chunk of raw names in, an Arrow table out, no per-name Python objects.
-
-        ``names``: an Arrow string array or a sequence of ``str``/``None``. Each distinct name in the chunk is
-        folded once (and cached across chunks), the model runs once per distinct readable folded name, and
-        top-K is taken for the whole chunk at once. Columns: ``name``, ``language_1, probability_1, ...,
-        language_K, probability_K`` (K = min(top, languages)) and ``error`` (null when the name was read).
-        A missing, non-string or unreadable name gets an error and null predictions, never an exception.
-        """
+    def _distinct(self, names) -> _Chunk:
+        """A chunk of raw names reduced to its distinct readable folded names and their model output."""
         if isinstance(names, (str, bytes)):
-            raise TypeError(f"predict_columns takes names, not one string ({names[:20]!r}): use [name]")
+            raise TypeError(f"predict takes a list of names, not one string ({names[:20]!r}): use "
+                            "predict([name]) or predict_one(name)")
         arr, not_str = as_name_array(names)
-        k = max(1, min(top, len(self.labels)))
         encoded = arr.dictionary_encode()  # each distinct raw name once
         row_null = np.asarray(encoded.indices.is_null())  # (N,) missing or non-string cells
         codes = pc.fill_null(encoded.indices, 0).to_numpy().astype(np.int64)  # (N,) -> distinct raw name
@@ -202,29 +228,43 @@ class Predictor:
         distinct = folded.dictionary_encode()  # raw names that fold alike go to the model once
         to_unique = pc.fill_null(distinct.indices, -1).to_numpy().astype(np.int64)  # (D,) -1: unreadable
         unique = distinct.dictionary.to_pylist()  # (U,)
-        log_probs = self.log_probs(unique) if unique else np.empty((0, len(self.labels)), np.float32)  # (U, C)
-
-        # ---- per distinct folded name -> columns (U rows). THE TRUST LAYER GOES HERE: replace the next line by
-        # `r = self.trust.apply(torch.from_numpy(log_probs), unique, coverage=..., prior=..., ...)`, take
-        # `probs = r.probabilities`, and add its columns (abstained, reason, out_of_scope, set) of U rows to
-        # `columns`: every column in `columns` is spread to the chunk's rows below, whatever its Arrow type.
-        probs = torch.softmax(torch.from_numpy(log_probs) / self.temperature, dim=1).numpy()  # (U, C)
-        columns = self._top_columns(probs, k)
-
-        # ---- spread to rows: row -> distinct raw name -> distinct folded name
-        row_unique = to_unique[codes] if len(to_unique) else np.full(len(arr), -1)  # (N,)
-        bad = row_null | (row_unique < 0)
-        take = pa.array(np.maximum(row_unique, 0), mask=bad)
-        out = {"name": arr}
-        for name, values in columns.items():
-            values = values if isinstance(values, pa.Array) else pa.array(values)
-            out[name] = values.take(take) if len(values) else pa.nulls(len(arr), values.type)
+        row = np.where(row_null, -1, to_unique[codes]) if len(to_unique) else np.full(len(arr), -1)  # (N,)
         error = errors.take(pa.array(codes, mask=row_null))
         if encoded.null_count:
             fill = np.where(not_str, NOT_STRING, MISSING) if not_str is not None else np.full(len(arr), MISSING)
             error = pc.if_else(pa.array(row_null), pa.array(fill, pa.string()), error)
-        out["error"] = error
-        return pa.table(out)
+        log_probs = self.log_probs(unique) if unique else np.empty((0, len(self.labels)), np.float32)  # (U, C)
+        return _Chunk(names=arr, row=row, unique=unique, log_probs=log_probs, error=error)
+
+    def predict_columns(self, names, top: int = 3, *, coverage: float | None = None, prior=None,
+                        min_confidence: float | None = None, max_out_of_scope: float | None = None) -> pa.Table:
+        """The columnar path: a whole chunk of raw names in, an Arrow table out, no per-name Python objects.
+
+        ``names``: an Arrow string array or a sequence of ``str``/``None``. Each distinct name in the chunk is
+        folded once (and cached across chunks), the model runs once per distinct readable folded name, and the
+        trust layer and top-K are applied to the whole chunk at once. Columns: ``name``, ``language_1,
+        probability_1, ..., language_K, probability_K`` (K = min(top, languages)), ``abstained``, ``reason``,
+        ``out_of_scope``, with ``coverage`` also ``set`` (a list of languages, most probable first), and
+        ``error`` (null when the name was read). A missing, non-string or unreadable name gets an error and
+        null predictions, never an exception. The trust options are :meth:`predict`'s; ``prior="auto"``
+        estimates the mix on this chunk (each row counted): for a whole input pass :meth:`estimate_prior`'s."""
+        return self._predict_columns(names, top, coverage=coverage, prior=prior, min_confidence=min_confidence,
+                                     max_out_of_scope=max_out_of_scope)[0]
+
+    def _predict_columns(self, names, top: int, **trust_options) -> tuple[pa.Table, np.ndarray | None]:
+        """:meth:`predict_columns`, and the prior it used (None when no name was read or none was given)."""
+        chunk = self._distinct(names)
+        counts = np.bincount(chunk.row[chunk.row >= 0], minlength=len(chunk.unique))  # (U,) rows per name
+        r = self.trust.apply(torch.from_numpy(chunk.log_probs), chunk.unique, counts=counts, **trust_options)
+        columns = self._top_columns(r.probabilities, max(1, min(top, len(self.labels))))  # (U,) each
+        columns.update(self._trust_columns(r, sets=trust_options.get("coverage") is not None))
+        # spread every per-distinct-name column to the rows: row -> distinct folded name (-1: no prediction)
+        take = pa.array(np.maximum(chunk.row, 0), mask=chunk.row < 0)
+        out = {"name": chunk.names}
+        for name, values in columns.items():
+            out[name] = values.take(take) if len(values) else pa.nulls(len(chunk.names), values.type)
+        out["error"] = chunk.error
+        return pa.table(out), (r.prior if chunk.unique else None)
 
     def _top_columns(self, probs: np.ndarray, k: int) -> dict[str, pa.Array]:
         """``language_k``/``probability_k`` for distinct names (U, C), by tensor top-K on the whole set."""
@@ -235,38 +275,97 @@ class Predictor:
             columns[f"probability_{j + 1}"] = pa.array(values[:, j].numpy())
         return columns
 
-    def predict(self, names: Iterable[str], top: int = 3, *, attention: bool = False) -> list[Prediction]:
-        """Each name's ``top`` languages with probabilities, as :class:`Prediction` objects (built on
-        :meth:`predict_columns`). A name that cannot be read gets ``error`` set (and no predictions) instead
-        of failing the whole batch."""
-        names = list(names)
-        table = self.predict_columns(names, top)
+    def _trust_columns(self, r: TrustResult, *, sets: bool) -> dict[str, pa.Array]:
+        """``abstained``, ``reason``, ``out_of_scope`` (null without a detector) and, with ``sets``, ``set``."""
+        n = len(r.abstained)
+        columns = {"abstained": pa.array(r.abstained, pa.bool_()), "reason": pa.array(r.reason, pa.string()),
+                   "out_of_scope": (pa.array(r.out_of_scope, pa.float64()) if r.out_of_scope is not None
+                                    else pa.nulls(n, pa.float64()))}
+        if sets:
+            if r.sets is None:  # no conformal calibration in this checkpoint (the trust layer logged a note)
+                columns["set"] = pa.nulls(n, pa.list_(pa.string()))
+            else:
+                order = np.argsort(-r.probabilities, axis=1, kind="stable")  # (U, C) most probable first
+                member = np.take_along_axis(r.sets, order, axis=1)  # (U, C)
+                offsets = np.concatenate([[0], np.cumsum(member.sum(1))]).astype(np.int32)  # (U + 1,)
+                columns["set"] = pa.ListArray.from_arrays(pa.array(offsets), self._labels.take(pa.array(order[member])))
+        return columns
+
+    def predict(self, names: Iterable[str], top: int = 3, *, attention: bool = False, coverage: float | None = None,
+                prior=None, min_confidence: float | None = None,
+                max_out_of_scope: float | None = None) -> list[Prediction]:
+        """Each name's ``top`` languages with probabilities, its out-of-scope score and whether the answer
+        abstains (and why); with ``coverage`` (e.g. 0.9) its conformal prediction set. ``prior``: ``"uniform"``,
+        ``"auto"`` (estimated on these names), ``{language: weight}`` or a JSON/CSV file of them. Thresholds
+        left None use the checkpoint's. A name that cannot be read gets ``error`` set (and no predictions)
+        instead of failing the whole batch. Built on :meth:`predict_columns`."""
+        return self.predict_with_prior(names, top, attention=attention, coverage=coverage, prior=prior,
+                                       min_confidence=min_confidence, max_out_of_scope=max_out_of_scope)[0]
+
+    def predict_with_prior(self, names: Iterable[str], top: int = 3, *, attention: bool = False,
+                           coverage: float | None = None, prior=None, min_confidence: float | None = None,
+                           max_out_of_scope: float | None = None) -> tuple[list[Prediction], dict | None]:
+        """:meth:`predict`, and the language mix it used (``prior="auto"``: the one estimated), or None.
+        ``names`` is a list (or any iterable) of names: for one name use ``predict([name])`` or
+        :meth:`predict_one`."""
+        names = names if isinstance(names, (str, bytes)) else list(names)
+        table, used = self._predict_columns(names, top, coverage=coverage, prior=prior,
+                                            min_confidence=min_confidence, max_out_of_scope=max_out_of_scope)
         k = max(1, min(top, len(self.labels)))
-        langs = [table.column(f"language_{j}").to_pylist() for j in range(1, k + 1)]
-        probs = [table.column(f"probability_{j}").to_pylist() for j in range(1, k + 1)]
+        rows = table.to_pydict()
         results = []
-        for i, (n, error) in enumerate(zip(names, table.column("error").to_pylist())):
-            ranked = [] if error else [{"language": langs[j][i], "probability": probs[j][i]} for j in range(k)]
-            folded = "" if error else fold_or_error(n)[0]
-            results.append(Prediction(name=n, predictions=ranked, folded=folded, error=error))
+        for i, n in enumerate(names):
+            if rows["error"][i]:
+                results.append(Prediction(name=n, predictions=[], error=rows["error"][i]))
+                continue
+            ranked = [{"language": rows[f"language_{j}"][i], "probability": rows[f"probability_{j}"][i]}
+                      for j in range(1, k + 1)]
+            results.append(Prediction(name=n, predictions=ranked, folded=fold_or_error(n)[0],
+                                      out_of_scope=rows["out_of_scope"][i], abstained=rows["abstained"][i],
+                                      reason=rows["reason"][i], set=rows["set"][i] if "set" in rows else None))
         if attention:
             good = [r for r in results if not r.error]
             if good:
                 _, att = self.probabilities([r.folded for r in good], with_attention=True)
                 for r, a in zip(good, att or []):
                     r.attention = a.tolist()
-        return results
+        return results, (dict(zip(self.labels, used.tolist())) if used is not None else None)
 
-    def predict_one(self, name: str, top: int = 3) -> Prediction:
-        result = self.predict([name], top)[0]
+    def estimate_prior(self, names: Iterable[str], *, chunk: int = 8192) -> dict[str, float] | None:
+        """The language mix of ``names`` by EM (``prior="auto"`` over all of them, not chunk by chunk); reads
+        them once. None when the checkpoint has no training prior."""
+        it = iter(names)
+        return self.estimate_prior_batches(iter(lambda: list(itertools.islice(it, chunk)), []))
+
+    def estimate_prior_batches(self, batches: Iterable) -> dict[str, float] | None:
+        """:meth:`estimate_prior` over chunks of names (Arrow string arrays or lists), e.g. a file's record
+        batches; keeps only each chunk's distinct names' probabilities (U, C) and their row counts."""
+        if self.trust.train_prior is None:
+            return None
+        probs, weights = [], []
+        for batch in batches:
+            chunk = self._distinct(batch)
+            if chunk.unique:
+                probs.append(self.trust.probabilities(chunk.log_probs).astype(np.float32))
+                weights.append(np.bincount(chunk.row[chunk.row >= 0], minlength=len(chunk.unique)))
+        if not probs:
+            return dict(zip(self.labels, self.trust.train_prior.tolist()))
+        mix = estimate_prior(np.concatenate(probs).astype(np.float64), self.trust.train_prior,
+                             weights=np.concatenate(weights))
+        return dict(zip(self.labels, mix.tolist()))
+
+    def predict_one(self, name: str, top: int = 3, **trust_options) -> Prediction:
+        result = self.predict([name], top, **trust_options)[0]
         if result.error:
             raise BadName(result.error)
         return result
 
-    def stream(self, names: Iterable[str], top: int = 3, *, chunk: int = 8192) -> Iterator[Prediction]:
+    def stream(self, names: Iterable[str], top: int = 3, *, chunk: int = 8192, **trust_options) -> Iterator[Prediction]:
         """Predict lazily over any iterable, ``chunk`` names at a time: memory stays flat. Line ends are
-        stripped and blank lines skipped, so ``stream(open("names.txt"))`` works."""
+        stripped and blank lines skipped, so an open text file works as it is: ``stream(open("names.txt"))``.
+        ``trust_options`` go to :meth:`predict`; give ``prior="auto"`` as the mix :meth:`estimate_prior` found
+        over the whole input, else each chunk estimates its own."""
         it = (n.rstrip("\r\n") if isinstance(n, str) else n for n in names)
         it = (n for n in it if not isinstance(n, str) or n.strip())
         while batch := list(itertools.islice(it, chunk)):
-            yield from self.predict(batch, top)
+            yield from self.predict(batch, top, **trust_options)

@@ -1,24 +1,64 @@
-"""The HTTP API and its web page (FastAPI). ``create_app`` builds the app around one :class:`Predictor`."""
+"""The HTTP API and its web page (FastAPI). ``create_app`` builds the app around one :class:`Predictor`.
+
+Concurrent requests are gathered into one model call by a :class:`Batcher`; the model runs in one dedicated
+thread, so the event loop keeps accepting while it works. A full queue answers 503 with ``Retry-After``; a
+body over the limit answers 413 before it is parsed (:class:`BodyLimit`).
+"""
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
+import logging
+import math
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields
 from importlib import resources
+from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
-from .predict import Predictor
+from .predict import Prediction, Predictor
 from .text import MAX_NAME_CHARS
+from .trust import TrustError
 
 MAX_NAMES = 1000
 MAX_TOP = 100
+ENV_CONFIG = "NAMEORIGIN_SERVE"  # JSON of ServeConfig, for app_from_env (uvicorn's worker processes)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeConfig:
+    """The service's settings; the single source of their defaults."""
+
+    model: str | None = None  # checkpoint path; None: the bundled model
+    precision: str = "fp32"
+    batch_names: int = 256  # a batch closes at this many names...
+    batch_wait_ms: float = 2.0  # ...or this long after its first request, whichever comes first
+    queue_limit: int = 4096  # names waiting for the model; above it requests get 503
+    max_body: int = 1_000_000  # bytes of request body; above it 413
+    threads: int = 1  # torch threads of the model thread (0: torch's default)
+
+
+Coverage = Field(None, gt=0, lt=1, description="with a value, each name gets the conformal set of languages that "
+                                                 "holds the true one with this probability, e.g. 0.9")
+PRIOR_HELP = ("the language mix of the names: uniform, auto (estimated on them by EM), or (POST) an object of "
+              "language: weight; default: the training data's mix")
 
 
 class PredictRequest(BaseModel):
     names: list[str] = Field(..., description=f"at most {MAX_NAMES} names, each at most {MAX_NAME_CHARS} characters")
     top: int = Field(3, ge=1, le=MAX_TOP)
+    coverage: float | None = Coverage
+    prior: Literal["uniform", "auto"] | dict[str, float] | None = Field(None, description=PRIOR_HELP)
 
 
 class LanguageProbability(BaseModel):
@@ -29,10 +69,16 @@ class LanguageProbability(BaseModel):
 class NameResult(BaseModel):
     name: str
     predictions: list[LanguageProbability]
+    out_of_scope: float | None = Field(None, description="0..1, higher = less like any of the model's languages; "
+                                                         "null when the model has no detector")
+    abstained: bool = Field(False, description="the answer is unsure; its languages are still given")
+    reason: Literal["low-confidence", "out-of-scope"] | None = None
+    set: list[str] | None = Field(None, description="with coverage: the prediction set, most probable first")
 
 
 class PredictResponse(BaseModel):
     results: list[NameResult]
+    prior: dict[str, float] | None = Field(None, description="the language mix used (prior=auto: the one estimated)")
 
 
 class AttentionResponse(BaseModel):
@@ -44,51 +90,284 @@ class AttentionResponse(BaseModel):
     weights: list[float]
 
 
-def _check(names: list[str]) -> None:
+# ------------------------------------------------------------------------------------------- batching
+
+class Overloaded(Exception):
+    """The batcher's queue holds too many names; the caller should come back later."""
+
+
+@dataclass
+class _Job:
+    names: list[str]
+    top: int
+    future: asyncio.Future
+    options: dict  # keyword arguments of predict beyond names and top (coverage, prior)
+    key: Any = None  # jobs with equal keys share one predict call; None: this job alone (prior=auto)
+
+
+class Batcher:
+    """Gathers concurrent requests into one call of ``predict(names, top, **options)``; ``predict`` returns
+    ``(predictions, extra)``, and each caller gets its own predictions and the ``extra`` of its call.
+
+    A batch closes at ``max_names`` names or ``wait_ms`` after its first request, whichever comes first;
+    while the model works on one batch the next one fills, so under load batches close at once. The model
+    runs in one dedicated thread. Each caller gets its own predictions, in its order, cut to its ``top``.
+    More than ``queue_limit`` names waiting: :class:`Overloaded`. Requests whose options differ (another
+    coverage or prior) go to separate calls within the batch; a request whose option is computed from its
+    own names (``prior="auto"``) always has a call of its own.
+    """
+
+    def __init__(self, predict: Callable[..., tuple[list[Prediction], Any]], *, max_names: int,
+                 wait_ms: float, queue_limit: int, thread_setup: Callable[[], None] | None = None):
+        self.predict = predict
+        self.max_names = max_names
+        self.wait = wait_ms / 1000
+        self.queue_limit = queue_limit
+        self.thread_setup = thread_setup
+        self.executor: ThreadPoolExecutor | None = None
+        self.waiting = 0  # names queued, not yet taken into a batch
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._task: asyncio.Task | None = None
+
+    def _start(self) -> asyncio.Queue:
+        """The model thread, the queue and its collector on the running loop: started on first use, and again
+        after :meth:`close` or when the loop changed (a test client that starts and stops the app per request)."""
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nameorigin-model",
+                                               initializer=self.thread_setup)
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._task is None or self._task.done():
+            self._loop, self._queue, self.waiting = loop, asyncio.Queue(), 0
+            self._task = loop.create_task(self._collect())
+        return self._queue
+
+    async def submit(self, names: list[str], top: int, **options) -> tuple[list[Prediction], Any]:
+        queue = self._start()
+        if self.waiting + len(names) > self.queue_limit:
+            raise Overloaded(f"{self.waiting} names are waiting for the model (limit {self.queue_limit})")
+        self.waiting += len(names)
+        key = None if options.get("prior") == "auto" else json.dumps(options, sort_keys=True)
+        job = _Job(names, top, asyncio.get_running_loop().create_future(), options, key)
+        queue.put_nowait(job)
+        return await job.future
+
+    async def run(self, fn: Callable, *args, **kwargs):
+        """Run ``fn(*args, **kwargs)`` in the model thread (also for calls that are not batched, such as
+        attention)."""
+        self._start()
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    async def _take(self) -> list[_Job]:
+        """Wait for a first job, then gather more until ``max_names`` or the wait runs out."""
+        loop = asyncio.get_running_loop()
+        jobs = [await self._queue.get()]
+        n = len(jobs[0].names)
+        deadline = loop.time() + self.wait
+        while n < self.max_names:
+            try:
+                job = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11
+                    break
+            jobs.append(job)
+            n += len(job.names)
+        self.waiting -= n
+        return jobs
+
+    async def _collect(self) -> None:
+        while True:
+            jobs = await self._take()
+            groups: dict[Any, list[_Job]] = {}
+            for job in jobs:
+                groups.setdefault(job.key if job.key is not None else id(job), []).append(job)
+            for group in groups.values():
+                await self._call(group)
+
+    async def _call(self, jobs: list[_Job]) -> None:
+        """One model call for jobs of the same options; each job's future gets its slice."""
+        names = [name for job in jobs for name in job.names]
+        try:
+            results, extra = await self.run(self.predict, names, max(job.top for job in jobs), **jobs[0].options)
+        except Exception as e:  # the model failed, or an option was refused: every caller of this call hears it
+            if not isinstance(e, TrustError):
+                log.exception("prediction failed for a batch of %d names", len(names))
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(e)
+            return
+        start = 0
+        for job in jobs:
+            mine = results[start: start + len(job.names)]
+            start += len(job.names)
+            for r in mine:
+                r.predictions = r.predictions[: job.top]
+            if not job.future.done():  # a caller that went away has a cancelled future
+                job.future.set_result((mine, extra))
+
+    def close(self) -> None:
+        """Stop the collector and the model thread (the app's shutdown); a later request starts them again."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
+
+
+# ------------------------------------------------------------------------------------------- body limit
+
+class BodyLimit:
+    """Pure ASGI middleware: a request body over ``max_body`` bytes gets 413 before the app reads it.
+
+    A declared ``Content-Length`` over the limit is refused at once; a streamed (chunked) body is counted as
+    it arrives and refused when the count passes the limit. (FastAPI 0.16x has ``max_body_size`` built in;
+    this works with every FastAPI this package accepts.)
+    """
+
+    def __init__(self, app, max_body: int):
+        self.app = app
+        self.max_body = max_body
+
+    async def _refuse(self, send) -> None:
+        body = json.dumps({"detail": _TooLarge(self.max_body).detail}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            return await self._refuse(send)
+        received, started = 0, False
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _TooLarge(self.max_body)
+            return message
+
+        async def watched_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except _TooLarge:
+            if started:
+                raise
+            await self._refuse(send)
+
+
+class _TooLarge(HTTPException):
+    """Raised from inside the app's body read; an ``HTTPException`` so FastAPI passes it through unwrapped."""
+
+    def __init__(self, max_body: int):
+        super().__init__(413, f"request body over the limit of {max_body:,} bytes")
+
+
+# ------------------------------------------------------------------------------------------- the app
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+#: The error answers each endpoint declares in its OpenAPI schema (422, a malformed request, FastAPI adds).
+ERRORS = {400: {"model": ErrorResponse, "description": "a name that cannot be read, no names, or a bad prior"},
+          413: {"model": ErrorResponse, "description": f"more than {MAX_NAMES} names in one request, or a request "
+                                                        "body over the server's --max-body"},
+          503: {"model": ErrorResponse, "description": "too many names waiting for the model (the server's "
+                                                        "--queue-limit); the Retry-After header says when to retry"}}
+
+
+def _which(i: int, name: str, single: bool) -> str:
+    """How an error names a name: by itself for a single GET, by position and start in a list."""
+    return f"name {name[:20]!r}" if single else f"name {i} ({name[:20]!r})"
+
+
+def _check(names: list[str], *, single: bool = False) -> None:
     if len(names) > MAX_NAMES:
         raise HTTPException(413, f"too many names: {len(names)} in one request; at most {MAX_NAMES}")
     if not names:
         raise HTTPException(400, "no names given")
     for i, name in enumerate(names):
         if len(name) > MAX_NAME_CHARS:
-            raise HTTPException(400, f"name {i} ({name[:20]!r}...) is {len(name)} characters long; "
+            raise HTTPException(400, f"{_which(i, name, single)}... is {len(name)} characters long; "
                                      f"at most {MAX_NAME_CHARS}")
 
 
-def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike | None = None) -> FastAPI:
-    """The app. Endpoints are ``async`` and run the model inline: one inference at a time on the event loop,
-    so torch's own threads are not oversubscribed by a thread pool (a request holds at most 1,000 names)."""
-    predictor = predictor or Predictor.load(model_path)
-    ck = predictor.checkpoint
-    app = FastAPI(title="nameorigin", version=__version__,
-                  description="Which language does a name come from? Character-level recurrent networks.")
-    page = (resources.files("nameorigin") / "static" / "index.html").read_text(encoding="utf-8")
+METRICS_DESCRIPTION = (
+    "metrics.valid: figures on the validation names, which picked the best epoch and fitted the temperature "
+    "(so slightly optimistic); metrics.test: figures on held-out test names that training and selection never "
+    "saw; metrics.held_out (the bundled model): figures of the same preset trained on 80 % of a leak-free split "
+    "and evaluated on the other 20 %, recorded because the shipped model itself trains on all names. Each has "
+    "accuracy, macro_f1 and n (names). Missing when the training run had no such split.")
 
-    def predict(names: list[str], top: int) -> PredictResponse:
-        _check(names)
-        results = predictor.predict(names, top)
+
+def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike | None = None,
+               config: ServeConfig | None = None) -> FastAPI:
+    """The app around ``predictor`` (default: ``model_path`` or ``config.model`` loaded at ``config.precision``)."""
+    config = config or ServeConfig(model=str(model_path) if model_path else None)
+    predictor = predictor or Predictor.load(config.model, precision=config.precision)
+    ck = predictor.checkpoint
+    batcher = Batcher(predictor.predict_with_prior, max_names=config.batch_names, wait_ms=config.batch_wait_ms,
+                      queue_limit=config.queue_limit, thread_setup=_torch_threads(config.threads))
+    app = FastAPI(title="nameorigin", version=__version__,
+                  description="Which language does a name come from? Character-level recurrent networks.",
+                  lifespan=_lifespan(batcher))
+    app.add_middleware(BodyLimit, max_body=config.max_body)
+    app.state.batcher = batcher
+    page = (resources.files("nameorigin") / "static" / "index.html").read_text(encoding="utf-8")
+    retry_after = str(max(1, math.ceil(config.batch_wait_ms / 1000)))
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request, exc: Overloaded):
+        return JSONResponse({"detail": f"the server is busy: {exc}; try again shortly"}, status_code=503,
+                            headers={"Retry-After": retry_after})
+
+    async def predict(names: list[str], top: int, *, coverage: float | None = None, prior=None,
+                      single: bool = False) -> PredictResponse:
+        _check(names, single=single)
+        try:
+            results, used = await batcher.submit(names, top, coverage=coverage, prior=prior)
+        except TrustError as e:
+            raise HTTPException(400, str(e).replace("--prior", "prior").replace("--coverage", "coverage")) from None
         for i, r in enumerate(results):
             if r.error:
-                raise HTTPException(400, f"name {i}: {r.error}")
-        return PredictResponse(results=[NameResult(**r.to_dict()) for r in results])
+                raise HTTPException(400, r.error if single else f"name {i}: {r.error}")
+        return PredictResponse(results=[NameResult(**r.to_dict()) for r in results], prior=used)
 
-    @app.get("/api/predict", response_model=PredictResponse)
-    async def predict_one(name: str = Query(..., description="a name"), top: int = Query(3, ge=1, le=MAX_TOP)):
-        """The top languages of one name."""
-        return predict([name], top)
+    @app.get("/api/predict", response_model=PredictResponse, responses=ERRORS)
+    async def predict_one(name: str = Query(..., description="a name"), top: int = Query(3, ge=1, le=MAX_TOP),
+                          coverage: float | None = Query(None, gt=0, lt=1, description=Coverage.description),
+                          prior: Literal["uniform", "auto"] | None = Query(None, description=PRIOR_HELP)):
+        """The top languages of one name, its out-of-scope score and whether the answer abstains."""
+        return await predict([name], top, coverage=coverage, prior=prior, single=True)
 
-    @app.post("/api/predict", response_model=PredictResponse)
+    @app.post("/api/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict_many(request: PredictRequest):
-        """The top languages of each of up to 1,000 names."""
-        return predict(request.names, request.top)
+        """The top languages of each of up to 1,000 names (and the language mix used)."""
+        return await predict(request.names, request.top, coverage=request.coverage, prior=request.prior)
 
-    @app.get("/api/attention", response_model=AttentionResponse)
+    @app.get("/api/attention", response_model=AttentionResponse, responses=ERRORS)
     async def attention(name: str = Query(...)):
         """Each character of the folded name with its attention weight (gru-attention models)."""
         if not predictor.has_attention:
             raise HTTPException(400, f"this model ({ck.config.name}) has no attention")
-        _check([name])
-        r = predictor.predict([name], top=1, attention=True)[0]
+        _check([name], single=True)
+        r = (await batcher.run(lambda: predictor.predict([name], top=1, attention=True)))[0]
         if r.error:
             raise HTTPException(400, r.error)
         return AttentionResponse(name=name, folded=r.folded, language=r.predictions[0]["language"],
@@ -97,15 +376,31 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
 
     @app.get("/api/model")
     async def model_info():
-        """The model's name, sizes, labels, training data fingerprint and held-out metrics."""
+        """The model's name, sizes, labels, training data fingerprint, its validation and held-out test
+        metrics (see ``metrics_description``), and how this server runs it."""
         metrics = ck.meta.get("metrics") or {}
-        held_out = {split: {k: v for k, v in (m or {}).items() if k in {"accuracy", "macro_f1", "n"}}
-                    for split, m in metrics.items() if m}
+        figures = {split: {k: v for k, v in (m or {}).items() if k in {"accuracy", "macro_f1", "n", "source"}}
+                   for split, m in metrics.items() if m}
         return {"model": ck.config.to_dict(), "has_attention": predictor.has_attention, "labels": ck.labels,
-                "parameters": sum(p.numel() for p in predictor.model.parameters()),
-                "data_fingerprint": ck.meta.get("data_fingerprint"), "metrics": held_out,
+                "parameters": predictor.n_parameters,
+                "data_fingerprint": ck.meta.get("data_fingerprint"), "metrics": figures,
+                "metrics_description": METRICS_DESCRIPTION,
                 "training": {k: ck.meta.get("training", {}).get(k) for k in ("mode", "preset", "n_train", "n_valid",
-                                                                              "n_test", "split")}}
+                                                                              "n_test", "split")},
+                "serving": {"precision": predictor.precision, "batch_names": config.batch_names,
+                            "batch_wait_ms": config.batch_wait_ms, "queue_limit": config.queue_limit,
+                            "max_body": config.max_body}}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        """As FastAPI answers, except that a 405's ``Allow`` lists every method of the path (GET and POST of
+        /api/predict are two routes, and Starlette would name only the first)."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            methods = sorted({m for r in app.routes if getattr(r, "path", None) == request.url.path
+                              for m in (getattr(r, "methods", None) or ())})
+            headers["Allow"] = ", ".join(methods)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.get("/healthz")
     async def healthz():
@@ -116,3 +411,36 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
         return page
 
     return app
+
+
+def _torch_threads(threads: int) -> Callable[[], None] | None:
+    if not threads:
+        return None
+
+    def setup() -> None:
+        import torch
+        torch.set_num_threads(threads)
+    return setup
+
+
+def _lifespan(batcher: Batcher):
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        batcher.close()
+    return lifespan
+
+
+def config_to_env(config: ServeConfig) -> dict[str, str]:
+    """The environment that makes :func:`app_from_env` build the app ``config`` describes."""
+    return {ENV_CONFIG: json.dumps(asdict(config))}
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory nameorigin.server:app_from_env`` (and ``serve --workers N``): the
+    settings come from the JSON in ``$NAMEORIGIN_SERVE``, absent keys taking :class:`ServeConfig`'s defaults."""
+    raw = json.loads(os.environ.get(ENV_CONFIG) or "{}")
+    known = {f.name for f in fields(ServeConfig)}
+    return create_app(config=ServeConfig(**{k: v for k, v in raw.items() if k in known}))

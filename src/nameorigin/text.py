@@ -21,7 +21,9 @@ MAX_NAME_CHARS = 64
 
 _INDEX = {c: i + 1 for i, c in enumerate(ALPHABET)}
 _ALLOWED = frozenset(ALPHABET)
+_PUNCTUATION = frozenset(" .,;'")
 _ALREADY_FOLDED = re.compile(r"[A-Za-z .,;']*")
+_HAS_LETTER = re.compile(r"[A-Za-z]")
 
 
 class BadName(ValueError):
@@ -36,11 +38,19 @@ def seed_fold(name: str) -> str:
     )
 
 
+def _keeps_letters(category: str) -> bool:
+    """Letters of any script, and the spacing marks some scripts write vowels with (Devanagari's ``ा``)."""
+    return category[0] == "L" or category in ("Mc", "Me")
+
+
 def fold(name: str) -> str:
     """Fold any Unicode name into the alphabet, as the seeds do, transliterating other scripts first.
 
     ``Ślusàrski`` → ``Slusarski`` (the seeds' rule); ``Шевченко`` → ``Shevchenko`` (transliteration by
-    :mod:`anyascii`, where the seeds would drop every letter). Surrounding white space is stripped.
+    :mod:`anyascii`, where the seeds would drop every letter). Only letters (Unicode category ``L*``) are
+    transliterated: digits, symbols, emoji and other punctuation are dropped *before* transliteration, so
+    ``😀`` never becomes ``grinning``; other scripts' spaces and punctuation keep what they map to among
+    ``" .,;'"`` (``’`` → ``'``). Surrounding white space is stripped.
     """
     if _ALREADY_FOLDED.fullmatch(name):  # the common case: nothing to normalise or drop
         return name.strip()
@@ -48,10 +58,16 @@ def fold(name: str) -> str:
     for c in unicodedata.normalize("NFD", name.strip()):
         if c in _ALLOWED:
             out.append(c)
-        elif unicodedata.category(c) == "Mn":
             continue
-        elif ord(c) > 127:
+        if ord(c) <= 127:
+            continue
+        category = unicodedata.category(c)
+        if category == "Mn":
+            continue
+        if _keeps_letters(category):
             out.extend(t for t in anyascii(c) if t in _ALLOWED)
+        elif category[0] in "PZ":  # another script's space or punctuation: only what the alphabet has
+            out.extend(t for t in anyascii(c) if t in _PUNCTUATION)
     return "".join(out).strip()
 
 
@@ -60,7 +76,7 @@ def fold_checked(name: str, *, max_chars: int = MAX_NAME_CHARS) -> str:
     if len(name) > max_chars * 4:
         raise BadName(f"name is {len(name)} characters long; at most {max_chars} are accepted")
     folded = fold(name)
-    if not folded:
+    if not _HAS_LETTER.search(folded):  # empty, or only the alphabet's punctuation
         raise BadName(f"name {name!r} has no letters that can be read (it folds to nothing)")
     if len(folded) > max_chars:
         raise BadName(f"name {name[:20]!r}... is {len(folded)} characters long; at most {max_chars} are accepted")

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data import Encoded, Pair, add_noise_batch, length_batches
 from .evaluation import metrics
 from .models import Classifier, Ensemble, ModelConfig, batched_log_probs
@@ -79,10 +80,15 @@ class History:
 
 
 def validate(model: Classifier, data: Encoded, labels: Sequence[str]) -> dict:
-    """Loss, accuracy and macro-F1 of ``model`` on an encoded set."""
-    lp, _ = batched_log_probs(model, data.tokens, data.lengths)
-    result = metrics(data.labels, lp.argmax(1), labels)
-    result["loss"] = float(F.nll_loss(lp, data.labels))
+    """Loss, accuracy and macro-F1 of ``model`` on an encoded set. Under torch.distributed each rank scores
+    every ``world``-th name, and all ranks compute the same figures from everyone's predictions."""
+    ranks = distributed.current()
+    part = slice(ranks.rank, None, ranks.world)
+    lp, _ = batched_log_probs(model, data.tokens[part], data.lengths[part])
+    predicted, truth, loss = distributed.gather(lp.argmax(1), data.labels[part],
+                                                F.nll_loss(lp, data.labels[part], reduction="sum").view(1), ranks=ranks)
+    result = metrics(truth, predicted, labels)
+    result["loss"] = float(loss.sum()) / len(truth)
     return result
 
 
@@ -99,8 +105,14 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
                   on_epoch: Callable[[dict], None] | None = None) -> History:
     """Mini-batches bucketed by length, validation every epoch, the best epoch kept, early stopping.
 
+    Without validation names (``valid`` None or empty) every epoch runs and the last one is kept.
+
     ``train`` must have been encoded with ``noise_room >= config.noise + 1`` when ``config.noise`` > 0.
     Returns the history; ``model`` ends with the best epoch's weights.
+
+    Under torch.distributed (see :mod:`.distributed`) the model trains under DistributedDataParallel: every
+    rank builds the same shuffled batches from the shared seed and takes its share, validation is gathered
+    across ranks, and only rank 0 draws the progress bar.
     """
     if config.optimizer not in {"adam", "sgd"}:
         raise ValueError(f"optimizer {config.optimizer!r}: expected adam or sgd")
@@ -110,8 +122,10 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         raise ValueError(f"class_weight {config.class_weight!r}: expected a power from 0 to 1")
     if config.schedule not in {"constant", "cosine", "plateau"}:
         raise ValueError(f"schedule {config.schedule!r}: expected constant, cosine or plateau")
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
+    ranks = distributed.current()
+    torch.manual_seed(config.seed + ranks.rank)  # dropout: each rank its own masks
+    gen = torch.Generator().manual_seed(config.seed)  # batches and noise: the same on every rank
+    net = distributed.wrap(model, ranks)
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adam":
@@ -124,7 +138,7 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
     loss_weight = None
     if config.class_weight:
         loss_weight = ((len(train) / (len(labels) * per_class)) ** config.class_weight).float().to(device)
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    steps_per_epoch = max(1, math.ceil(len(train) / config.batch_size) // ranks.world)
     if config.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
     elif config.schedule == "plateau":
@@ -133,7 +147,8 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         scheduler = None
     best_state, best, since_best = None, None, 0
     step, window = 0, torch.zeros((), device=device)
-    bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=not progress or not ranks.is_main,
+               leave=False)
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -141,10 +156,11 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         order = (torch.multinomial(sample_weights, len(train), replacement=True, generator=gen)
                  if sample_weights is not None else None)
         batches = [(tokens[b, : int(lengths[b].max())].to(device), lengths[b].to(device), train.labels[b].to(device))
-                   for b in length_batches(lengths, config.batch_size, generator=gen, order=order)]
-        epoch_loss = torch.zeros((), device=device)
+                   for b in distributed.shard(length_batches(lengths, config.batch_size, generator=gen, order=order),
+                                              ranks)]
+        epoch_loss, epoch_names = torch.zeros((), device=device), 0
         for x, L, y in batches:
-            log_probs, _ = model(x, L)
+            log_probs, _ = net(x, L)
             if config.label_smoothing:
                 loss = F.cross_entropy(log_probs, y, weight=loss_weight, label_smoothing=config.label_smoothing)
             else:
@@ -160,13 +176,15 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
             epoch_loss += detached * len(y)
             window += detached
             step += 1
-            history.names_seen += len(y)
+            epoch_names += len(y)
             if step % config.log_every == 0:
                 history.loss_steps.append(step)
                 history.losses.append(float(window) / config.log_every)
                 window.zero_()
+        epoch_loss, epoch_names = distributed.total([float(epoch_loss), epoch_names], ranks)  # all ranks' names
+        history.names_seen += int(epoch_names)
         history.train_seconds += time.perf_counter() - started
-        row = {"epoch": epoch, "train_loss": float(epoch_loss) / len(train), "seconds": history.train_seconds}
+        row = {"epoch": epoch, "train_loss": epoch_loss / epoch_names, "seconds": history.train_seconds}
         if valid is not None and len(valid):
             row.update({k: v for k, v in validate(model, valid, labels).items() if k != "per_language"})
         history.epochs.append(row)
@@ -176,9 +194,11 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
             on_epoch(row)
         bar.update(1)
         bar.set_postfix({k: round(row[k], 4) for k in ("train_loss", "accuracy", "macro_f1") if k in row})
-        score = row if valid is not None and len(valid) else {**row, "loss": row["train_loss"], "accuracy": 0.0, "macro_f1": 0.0}
-        if _better(config.select, score, best):
-            best, best_state, since_best = score, copy.deepcopy(model.state_dict()), 0
+        if valid is None or not len(valid):  # nothing to choose an epoch by: the last one is kept
+            history.best_epoch = epoch
+            continue
+        if _better(config.select, row, best):
+            best, best_state, since_best = row, copy.deepcopy(model.state_dict()), 0
             history.best_epoch = epoch
         else:
             since_best += 1
@@ -338,9 +358,11 @@ def resolve_settings(preset: str | None, *, worksheet: bool | None = None, model
 
 def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, labels: Sequence[str], *,
         device: torch.device | str = "cpu", printer: Callable[[str], None] | None = None,
-        progress: bool = False) -> tuple[Classifier, History, list[Pair]]:
+        progress: bool = False, on_epoch: Callable[[dict], None] | None = None
+        ) -> tuple[Classifier, History, list[Pair]]:
     """Build ``settings.model`` and train it as ``settings`` says: seed, then prune (worksheet presets) and the
-    worksheet loop, or the batched trainer. Returns the model (on the CPU, in eval mode), its history, and the
+    worksheet loop, or the batched trainer (``progress``: a bar; ``on_epoch``: called with each epoch's row).
+    Returns the model (on the CPU, in eval mode), its history, and the
     training pairs it saw."""
     from .data import encode_pairs, prune
     from .models import build_model
@@ -358,20 +380,24 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
     else:
         train = encode_pairs(used, labels, noise_room=config.noise + 1 if config.noise else 0)
         if isinstance(model, Ensemble):
-            history = _train_members(model, train, valid, labels, config, progress=progress, printer=printer)
+            history = _train_members(model, train, valid, labels, config, progress=progress, printer=printer,
+                                     on_epoch=on_epoch)
         else:
-            history = train_batched(model, train, valid, labels, config, progress=progress)
+            history = train_batched(model, train, valid, labels, config, progress=progress, on_epoch=on_epoch)
     return model.cpu().eval(), history, used
 
 
 def _train_members(model: Ensemble, train: Encoded, valid: Encoded | None, labels: Sequence[str],
-                   config: TrainConfig, *, progress: bool, printer: Callable[[str], None] | None) -> History:
+                   config: TrainConfig, *, progress: bool, printer: Callable[[str], None] | None,
+                   on_epoch: Callable[[dict], None] | None = None) -> History:
     """Train each member alone (member i from seed ``config.seed + i``, its own best epoch and early stop);
     one history: the members' loss windows one after another, their epochs tagged with ``member``, and
     ``best`` the whole ensemble's validation figures."""
     history = History(kind="batched")
     for i, member in enumerate(model.members):
-        one = train_batched(member, train, valid, labels, replace(config, seed=config.seed + i), progress=progress)
+        tagged = (lambda row, i=i: on_epoch({"member": i, **row})) if on_epoch else None
+        one = train_batched(member, train, valid, labels, replace(config, seed=config.seed + i), progress=progress,
+                            on_epoch=tagged)
         offset = history.loss_steps[-1] if history.loss_steps else 0
         history.loss_steps += [offset + s for s in one.loss_steps]
         history.losses += one.losses

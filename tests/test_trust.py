@@ -1,0 +1,312 @@
+"""The trust layer: conformal sets, target priors, the out-of-scope score, abstention, storage, and bad values."""
+import csv
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from nameorigin import checkpoint, trust
+from nameorigin.cli import main
+from nameorigin.models import ModelConfig, build_model
+from nameorigin.predict import Predictor
+from nameorigin.server import create_app
+from nameorigin.text import BadName, fold, fold_checked
+from conftest import train_tiny
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small gru trained through the command line on the tiny data: its checkpoint has a trust layer."""
+    return train_tiny(tmp_path_factory.mktemp("trust"), "gru", "--hidden", "16", "--epochs", "15", "--lr", "0.02",
+                      "--batch-size", "16", "--split", "0.6,0.4,0")
+
+
+def calibrated_task(n: int, n_classes: int = 6, seed: int = 0):
+    """Probabilities that are calibrated by construction: the true class is drawn from them."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2.0, (n, n_classes))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    truth = (probs.cumsum(1) > rng.random((n, 1))).argmax(1)
+    return probs, truth
+
+
+@pytest.mark.parametrize("method", ["lac", "aps", "raps"])
+@pytest.mark.parametrize("coverage", [0.8, 0.9, 0.95])
+def test_conformal_coverage_is_near_nominal(method, coverage):
+    probs, truth = calibrated_task(3000, seed=1)
+    test_probs, test_truth = calibrated_task(20000, seed=2)
+    lam, k = (0.02, 1) if method == "raps" else (0.0, 0)
+    scores = trust._order_scores(probs, method, lam, k)[np.arange(len(truth)), truth]
+    c = trust.Conformal(method, np.sort(scores), lam, k)
+    sets = c.sets(test_probs, coverage)
+    covered = sets[np.arange(len(test_truth)), test_truth].mean()
+    # split conformal guarantees at least the coverage; LAC is tight, the (non-randomised) cumulative scores
+    # of APS and RAPS over-cover somewhat, as known
+    assert coverage - 0.02 <= covered <= coverage + (0.03 if method == "lac" else 0.08)
+    assert sets[np.arange(len(test_truth)), test_probs.argmax(1)].all()  # never empty: the top language is in
+
+
+def test_conformal_fit_keeps_the_smallest_sets():
+    probs, truth = calibrated_task(2000)
+    chosen = trust.Conformal.fit(probs, truth, trust.TrustConfig())
+    sizes = {}
+    for method in ("lac", "aps", "raps"):
+        lam, k = (0.02, 1) if method == "raps" else (0.0, 0)
+        scores = np.sort(trust._order_scores(probs, method, lam, k)[np.arange(len(truth)), truth])
+        sizes[method] = trust.Conformal(method, scores, lam, k).sets(probs, 0.9).sum(1).mean()
+    assert chosen.method == min(sizes, key=sizes.get)
+
+
+def test_em_recovers_a_known_prior_shift():
+    rng = np.random.default_rng(0)
+    means = np.array([-2.0, 0.0, 2.0])
+    train_prior = np.array([0.6, 0.3, 0.1])
+    shifted = np.array([0.1, 0.3, 0.6])
+    truth = rng.choice(3, size=20000, p=shifted)
+    x = rng.normal(means[truth], 1.0)
+    likelihood = np.exp(-0.5 * (x[:, None] - means[None, :]) ** 2)
+    posterior = likelihood * train_prior  # what a model trained on the training mix would say
+    posterior /= posterior.sum(1, keepdims=True)
+    estimate = trust.estimate_prior(posterior, train_prior)
+    assert np.abs(estimate - shifted).max() < 0.03
+    adjusted = trust.reweight(posterior, train_prior, estimate)
+    assert (adjusted.argmax(1) == truth).mean() > (posterior.argmax(1) == truth).mean()
+
+
+def test_reweighting_to_the_training_prior_changes_nothing():
+    probs, _ = calibrated_task(50)
+    prior = np.full(6, 1 / 6)
+    assert np.allclose(trust.reweight(probs, prior, prior), probs)
+
+
+@pytest.mark.parametrize("text", ["😀", "😀😀", "★☆", "123", "١٢٣", "'", "...", ";,", "∑∫", "©®™", "—–", "♥"])
+def test_what_is_not_a_name_is_refused(text):
+    with pytest.raises(BadName, match="no letters"):
+        fold_checked(text)
+
+
+def test_symbols_never_turn_into_words():
+    assert fold("Nagy😀") == "Nagy"
+    assert fold("O’Brien") == "O'Brien"
+    assert fold("Anna\u00a0Maria") == "Anna Maria"
+    assert fold("Müller2") == "Muller"
+
+
+def test_trust_layer_is_stored_and_applied(trained):
+    _, model = trained
+    predictor = Predictor.load(model)
+    layer = predictor.trust
+    assert layer.complete and layer.oos is not None
+    assert 0 < layer.min_confidence < 1 and 0 < layer.max_out_of_scope < 1
+    assert layer.info["oos_locales"] == list(trust.OOS_LOCALES) and layer.info["n_oos_fit"] > 100
+    meta = checkpoint.read_meta(model)
+    assert meta["trust"]["conformal"]["method"] in {"lac", "aps", "raps"}
+    assert abs(sum(meta["trust"]["train_prior"]) - 1) < 1e-6
+    assert meta["temperature"] == layer.temperature  # evaluate's reliability diagram still reads it
+    (p,) = predictor.predict(["Kalov"], top=2, coverage=0.9)
+    assert p.set and p.set[0] == p.predictions[0]["language"]
+    assert 0 <= p.out_of_scope <= 1 and p.abstained in (False, True)
+
+
+def test_abstention_triggers_on_garbage(trained):
+    _, model = trained
+    predictor = Predictor.load(model)
+    garbage = ["Xqzvbwxq", "Qqqqjjjj", "Zzxxkvwq", "Wbxqzjkv"]
+    results = predictor.predict(garbage + ["Kalov", "McRaboo", "Saboez"], top=1)
+    assert all(r.abstained and r.reason == "out-of-scope" for r in results[:4])
+    assert min(r.out_of_scope for r in results[:4]) > max(r.out_of_scope for r in results[4:])
+    assert all(r.predictions for r in results)  # an abstained name keeps its ranked languages
+    relaxed = predictor.predict(garbage, top=1, max_out_of_scope=1.0, min_confidence=0.0)
+    assert not any(r.abstained for r in relaxed)
+    strict = predictor.predict(["Kalov"], top=1, min_confidence=1.0, max_out_of_scope=1.0)
+    assert strict[0].abstained and strict[0].reason == "low-confidence"
+
+
+def test_priors_reweight_and_auto_reports_the_mix(trained):
+    _, model = trained
+    predictor = Predictor.load(model)
+    names = ["Kalov", "Miraov", "Tesuov", "McRaboo", "Saboez"]
+    base = predictor.predict(names, top=4)
+    tilted, used = predictor.predict_with_prior(names, top=4, prior={"Beta": 1.0, "Alpha": 0.001})
+    assert used["Beta"] > 0.99 and used["Gamma"] == 0
+    beta = [next(x["probability"] for x in p.predictions if x["language"] == "Beta") for p in tilted]
+    beta_before = [next((x["probability"] for x in p.predictions if x["language"] == "Beta"), 0) for p in base]
+    assert all(a >= b for a, b in zip(beta, beta_before))
+    _, estimated = predictor.predict_with_prior(names, prior="auto")
+    assert abs(sum(estimated.values()) - 1) < 1e-6 and estimated["Alpha"] == max(estimated.values())
+
+
+def test_an_older_checkpoint_without_trust_loads_and_predicts(tmp_path, caplog):
+    model = build_model(ModelConfig(name="gru", hidden=8), 4)
+    path = checkpoint.save(tmp_path / "old.safetensors", model, ["Alpha", "Beta", "Delta", "Gamma"],
+                           {"temperature": 1.5})
+    with caplog.at_level(logging.INFO, logger="nameorigin"):
+        predictor = Predictor.load(path)
+        (p,) = predictor.predict(["Kalov"], top=2, coverage=0.9, prior="uniform")
+    assert predictor.temperature == 1.5
+    assert p.predictions and p.out_of_scope is None and p.abstained is False and p.reason is None and p.set is None
+    assert "no trust layer" in caplog.text and "no prediction sets" in caplog.text
+    assert p.to_dict()["out_of_scope"] is None
+
+
+def test_without_faker_the_detector_is_skipped_with_a_note(monkeypatch, caplog):
+    def no_faker(*args, **kwargs):
+        raise ImportError("No module named 'faker'")
+    monkeypatch.setattr(trust, "faker_surnames", no_faker)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="gru", hidden=8), 2).eval()
+    pairs = [("Kalov", "A"), ("Miraov", "A"), ("McRa", "B"), ("McTe", "B")]
+    with caplog.at_level(logging.WARNING, logger="nameorigin"):
+        layer = trust.calibrate(model, ["A", "B"], pairs, pairs)
+    assert layer.oos is None and layer.conformal is not None and "nameorigin[trust]" in caplog.text
+
+
+def test_out_of_scope_names_split_by_hash_and_exclude_training_names():
+    fit = trust.out_of_scope_names(part="fit")
+    held = trust.out_of_scope_names(part="held-out")
+    assert fit and held and not set(fit) & set(held)
+    assert "Aaltonen" in fit + held
+    assert "Aaltonen" not in trust.out_of_scope_names(["aaltonen"], part="all")
+
+
+@pytest.mark.parametrize("argv", [["--coverage", "0"], ["--coverage", "1.5"], ["--min-confidence", "2"],
+                                  ["--max-out-of-scope", "-0.1"], ["--coverage", "nan"]])
+def test_bad_numbers_exit_2(capsys, trained, argv):
+    _, model = trained
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--model", str(model), "Kalov", *argv])
+    assert e.value.code == 2 and argv[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, suffix, message", [
+    (None, None, "expected uniform, auto"),
+    ('{"Klingon": 1}', ".json", "unknown language"),
+    ("Alpha,-1\nBeta,2\n", ".csv", ">= 0"),
+    ("language,weight\nAlpha,0\nBeta,0\n", ".csv", "sum to 0"),
+    ("Alpha,lots\n", ".csv", "not a number"),
+    ("{not json", ".json", "not valid JSON"),
+])
+def test_bad_priors_exit_2(capsys, tmp_path, trained, content, suffix, message):
+    _, model = trained
+    prior = "martian"
+    if content is not None:
+        prior = tmp_path / f"prior{suffix}"
+        prior.write_text(content)
+    assert main(["predict", "--model", str(model), "Kalov", "--prior", str(prior)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "--prior" in err
+
+
+def test_prior_files_json_and_csv(tmp_path):
+    labels = ["Alpha", "Beta", "Gamma"]
+    (tmp_path / "p.json").write_text('{"Alpha": 3, "Beta": 1}')
+    (tmp_path / "p.csv").write_text("language,weight\nAlpha,3\nBeta,1\n")
+    (tmp_path / "p.tsv").write_text("Alpha\t3\nBeta\t1\n")
+    for name in ("p.json", "p.csv", "p.tsv"):
+        assert np.allclose(trust.resolve_prior(str(tmp_path / name), labels), [0.75, 0.25, 0])
+
+
+def test_cli_predict_shows_sets_and_abstention(capsys, tmp_path, trained):
+    _, model = trained
+    assert main(["predict", "--model", str(model), "--coverage", "0.9", "--json", "Kalov", "Xqzvbwxq"]) == 0
+    kalov, garbage = json.loads(capsys.readouterr().out)
+    assert set(kalov) >= {"out_of_scope", "abstained", "reason", "set"} and kalov["set"][0] == "Alpha"
+    assert garbage["abstained"] and garbage["reason"] == "out-of-scope"
+    assert main(["predict", "--model", str(model), "Kalov", "Xqzvbwxq", "--prior", "auto"]) == 0
+    out, err = capsys.readouterr()
+    assert "? out-of-scope" in out.splitlines()[1] and "?" not in out.splitlines()[0]
+    assert "language mix estimated" in err
+    src = tmp_path / "names.txt"
+    src.write_text("Kalov\n😀\nXqzvbwxq\n")
+    target = tmp_path / "out.csv"
+    assert main(["predict", "--model", str(model), "--input", str(src), "--output", str(target), "--coverage", "0.8",
+                 "--prior", "auto"]) == 0
+    rows = list(csv.DictReader(target.open()))
+    assert [r["abstained"] for r in rows] == ["false", "", "true"]
+    assert rows[2]["reason"] == "out-of-scope" and float(rows[2]["out_of_scope"]) > 0.5
+    assert rows[0]["set"].split("|")[0] == "Alpha" and "folds to nothing" in rows[1]["error"]
+
+
+def test_evaluate_reports_coverage_risk_and_out_of_scope(capsys, tmp_path, trained):
+    folder, model = trained
+    oos = tmp_path / "oos.txt"
+    oos.write_text("\n".join(["Xqzvbwxq", "Qqqqjjjj", "Zzxxkvwq", "Wbxqzjkv", "Aaltonen", "Yilmaz", "😀"]) + "\n")
+    png = tmp_path / "rc.png"
+    assert main(["evaluate", "--model", str(model), "--data", str(folder), "--json", "--risk-coverage", str(png),
+                 "--out-of-scope", str(oos)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for c in ("0.8", "0.9", "0.95"):
+        assert 0 < result["sets"][c]["coverage"] <= 1 and result["sets"][c]["mean_size"] >= 1
+        assert set(result["sets"][c]["per_language"]) == {"Alpha", "Beta", "Gamma", "Delta"}
+    assert result["out_of_scope"]["n"] == 6 and result["out_of_scope"]["unreadable"] == 1
+    assert 0.5 < result["out_of_scope"]["auroc"] <= 1
+    assert png.stat().st_size > 1000
+    assert main(["evaluate", "--model", str(model), "--data", str(folder)]) == 0
+    assert "cov@0.9" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def client(trained):
+    return TestClient(create_app(model_path=trained[1]), raise_server_exceptions=False)
+
+
+def test_http_answers_carry_the_trust_keys(client):
+    r = client.get("/api/predict", params={"name": "Xqzvbwxq", "coverage": 0.9, "prior": "auto"})
+    assert r.status_code == 200
+    body = r.json()
+    (result,) = body["results"]
+    assert result["abstained"] and result["reason"] == "out-of-scope" and result["set"]
+    assert abs(sum(body["prior"].values()) - 1) < 1e-6
+    r = client.post("/api/predict", json={"names": ["Kalov", "McRaboo"], "prior": {"Alpha": 1, "Beta": 1}})
+    assert r.status_code == 200 and r.json()["prior"]["Gamma"] == 0
+    assert all(x["set"] is None for x in r.json()["results"])
+
+
+@pytest.mark.parametrize("params", [{"coverage": 0}, {"coverage": 1.5}, {"coverage": "x"}, {"prior": "martian"}])
+def test_http_bad_get_values_are_422(client, params):
+    assert client.get("/api/predict", params={"name": "Kalov", **params}).status_code == 422
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"coverage": 0}, 422), ({"coverage": 1}, 422), ({"prior": "martian"}, 422),
+    ({"prior": {"Klingon": 1}}, 400), ({"prior": {"Alpha": -1}}, 400), ({"prior": {"Alpha": 0}}, 400),
+])
+def test_http_bad_post_values(client, body, status):
+    r = client.post("/api/predict", json={"names": ["Kalov"], **body})
+    assert r.status_code == status
+    if status == 400:
+        assert "prior" in r.json()["detail"]
+
+
+def test_page_shows_the_set_and_the_unsure_note(client):
+    page = client.get("/").text
+    assert "coverage=0.9" in page and "not one of the 18 languages" in page and 'id="set"' in page
+
+
+def test_auroc_matches_scikit_learn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    from nameorigin.evaluation import auroc
+    rng = np.random.default_rng(0)
+    neg, pos = rng.integers(0, 5, 200).astype(float), rng.integers(1, 6, 150).astype(float)
+    expected = roc_auc_score(np.r_[np.zeros(200), np.ones(150)], np.r_[neg, pos])
+    assert abs(auroc(neg, pos) - expected) < 1e-12
+
+
+def test_risk_coverage_and_selective_accuracy(tmp_path):
+    from nameorigin import plots
+    from nameorigin.evaluation import risk_coverage, selective_accuracy
+    confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    correct = np.array([True, True, False, True, False])
+    coverage, risk = risk_coverage(confidence, correct)
+    assert coverage == [0.2, 0.4, 0.6, 0.8, 1.0] and risk[-1] == 0.4 and risk[0] == 0.0
+    assert selective_accuracy(confidence, correct, 0.4) == 1.0
+    fig = plots.risk_coverage({"top probability": (coverage, risk)}, path=tmp_path / "rc.png")
+    assert "top probability" in plots.figure_text(fig) and (tmp_path / "rc.png").stat().st_size > 1000
+
+
+def test_huge_prior_weights_do_not_overflow():
+    assert np.allclose(trust.resolve_prior({"Alpha": 1e308, "Beta": 1e308}, ["Alpha", "Beta"]), [0.5, 0.5])
