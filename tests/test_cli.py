@@ -247,7 +247,8 @@ def test_predict_parquet_in_and_out_keeping_columns(capsys, tmp_path, trained):
                        "--keep-columns", "--top", "1", "--output", out_file)
     assert code == 0
     table = pq.read_table(out_file)
-    assert table.column_names == ["id", "surname", "language_1", "probability_1", "abstained", "reason", "out_of_scope", "error"]
+    assert table.column_names == ["id", "surname", "language_1", "probability_1",
+                                  "abstained", "reason", "out_of_scope", "error"]
     assert table.column("id").to_pylist() == [7, 8, 9]
     assert table.column("language_1").to_pylist() == ["Alpha", None, "Beta"]
     assert err.strip().splitlines()[-1].startswith("nameorigin: 3 names, 1 errors, ")  # the summary line

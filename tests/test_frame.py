@@ -49,7 +49,8 @@ def assert_agrees(rows: list[dict], predictions, top=2):
 
 def test_predict_columns_is_the_columnar_form_of_predict(predictor):
     table = predictor.predict_columns(NAMES, top=2)
-    assert table.column_names == ["name", "language_1", "probability_1", "language_2", "probability_2", "abstained", "reason", "out_of_scope", "error"]
+    assert table.column_names == ["name", "language_1", "probability_1", "language_2", "probability_2",
+                                  "abstained", "reason", "out_of_scope", "error"]
     rows = table.to_pylist()
     assert [r["name"] for r in rows] == NAMES
     assert rows[1]["error"] == MISSING and "folds to nothing" in rows[3]["error"]
@@ -85,7 +86,8 @@ def test_predict_frame_returns_the_same_kind_with_prediction_columns(predictor, 
     out = predict_frame(df, "surname", top=2, model=predictor)
     assert type(out) is type(df)
     columns = list(out.columns) if kind != "arrow" else out.column_names
-    assert columns == ["id", "surname", "language_1", "probability_1", "language_2", "probability_2", "abstained", "reason", "out_of_scope", "error"]
+    assert columns == ["id", "surname", "language_1", "probability_1", "language_2", "probability_2",
+                       "abstained", "reason", "out_of_scope", "error"]
     if kind == "pandas":
         assert list(out.index) == list(df.index)
         rows = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in out.to_dict("records")]
@@ -212,7 +214,8 @@ def test_keep_columns_and_headerless_csv(predictor, tmp_path):
     dst = tmp_path / "out.parquet"
     predict_file(predictor, FileJob(input=str(src), output=str(dst), top=1, keep_columns=True))
     table = pq.read_table(dst)
-    assert table.column_names == ["line", "column_0", "column_1", "language_1", "probability_1", "abstained", "reason", "out_of_scope", "error"]
+    assert table.column_names == ["line", "column_0", "column_1", "language_1", "probability_1",
+                                  "abstained", "reason", "out_of_scope", "error"]
     assert table.column("column_1").to_pylist() == ["x", "y"] and table.column("line").to_pylist() == [1, 2]
 
 

@@ -313,7 +313,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                    "prior": None if prior is None else dict(zip(labels, prior.tolist()))}
         summary = cluster.predict_files(cluster.ClusterJob(
             input=args.input, output=args.output, column=args.column, top=args.top, model=args.model,
-            keep_columns=args.keep_columns, workers=args.workers, scheduler=args.scheduler, trust=options))
+            keep_columns=args.keep_columns, workers=args.workers, scheduler=args.scheduler,
+            precision=args.precision, trust=options))
         print(f"nameorigin: {summary.line()}", file=sys.stderr)
         return 0
     predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)

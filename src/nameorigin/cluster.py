@@ -24,7 +24,7 @@ CONNECT_TIMEOUT_S = 5
 
 #: Predictors loaded in this process, by model path (None: the bundled model). On a Dask worker this keeps the
 #: model loaded across tasks, so it is read once per worker process and never shipped with a task.
-_PREDICTORS: dict[str | None, Predictor] = {}
+_PREDICTORS: dict[tuple[str | None, str], Predictor] = {}
 
 
 class ClusterError(DataError):
@@ -42,26 +42,28 @@ def _dask():
     return dask, dd, distributed
 
 
-def worker_predictor(model: str | None) -> Predictor:
-    """The predictor of ``model`` in this process, loaded on first use."""
-    if model not in _PREDICTORS:
-        log.info("loading %s in process %d", model or "the bundled model", os.getpid())
-        _PREDICTORS[model] = Predictor.load(model)
-    return _PREDICTORS[model]
+def worker_predictor(model: str | None, precision: str = "fp32") -> Predictor:
+    """The predictor of ``model`` at ``precision`` in this process, loaded on first use."""
+    if (model, precision) not in _PREDICTORS:
+        log.info("loading %s (%s) in process %d", model or "the bundled model", precision, os.getpid())
+        _PREDICTORS[model, precision] = Predictor.load(model, precision=precision)
+    return _PREDICTORS[model, precision]
 
 
-def _predict_partition(pdf, column: str, top: int, model: str | None, trust: dict):
-    return frame.predict_frame(pdf, column, top=top, model=worker_predictor(model), **trust)
+def _predict_partition(pdf, column: str, top: int, model: str | None, precision: str, trust: dict):
+    return frame.predict_frame(pdf, column, top=top, model=worker_predictor(model, precision), **trust)
 
 
-def predict(ddf, column: str = "name", *, top: int = 3, model: str | os.PathLike | None = None, **trust):
+def predict(ddf, column: str = "name", *, top: int = 3, model: str | os.PathLike | None = None,
+            precision: str = "fp32", **trust):
     """:func:`nameorigin.predict_frame` on every partition of a Dask DataFrame: the input's columns, then
     ``language_k``/``probability_k``, the trust columns and ``error``, row for row as on one process.
     ``trust``: ``coverage``, ``prior`` (a mapping or ``"uniform"``; ``"auto"`` is refused: each partition would
     estimate its own mix), ``min_confidence``, ``max_out_of_scope``.
 
     ``model``: a checkpoint path every worker can read (None: the bundled model); each worker process loads it
-    once. Raises :class:`~nameorigin.frame.ColumnError` for a missing or non-string column before any work.
+    once, at ``precision`` (see :meth:`Predictor.load`). Raises :class:`~nameorigin.frame.ColumnError` for a
+    missing or non-string column before any work.
     """
     if isinstance(model, Predictor):
         raise TypeError("pass the checkpoint's path as model=, so each worker loads it once instead of "
@@ -72,8 +74,8 @@ def predict(ddf, column: str = "name", *, top: int = 3, model: str | os.PathLike
     model = None if model is None else str(model)
     _dask()
     # the single-process output on the empty frame is the meta, so the columns and types match it exactly
-    meta = _predict_partition(ddf._meta, column, top, model, trust)
-    return ddf.map_partitions(_predict_partition, column, top, model, trust, meta=meta)
+    meta = _predict_partition(ddf._meta, column, top, model, precision, trust)
+    return ddf.map_partitions(_predict_partition, column, top, model, precision, trust, meta=meta)
 
 
 @dataclass
@@ -88,6 +90,7 @@ class ClusterJob:
     keep_columns: bool = False
     workers: int | None = None
     scheduler: str | None = None
+    precision: str = "fp32"
     trust: dict = field(default_factory=dict)  # predict_frame's coverage, prior (a mapping), thresholds
 
 
@@ -153,7 +156,7 @@ def predict_files(job: ClusterJob) -> frame.Summary:
         if not job.keep_columns:
             ddf = ddf.rename(columns={column: "name"})
         result = predict(ddf, "name" if not job.keep_columns else column, top=job.top, model=job.model,
-                         **job.trust)
+                         precision=job.precision, **job.trust)
         write = result.to_parquet(fs.unstrip_protocol(staging), write_index=False, compute=False)
         _, names, errors, abstained = dask.compute(write, result["error"].size, result["error"].count(),
                                                    result["abstained"].eq(True).sum())
