@@ -284,3 +284,77 @@ def test_transformer_checkpoint_works_in_attention_and_predict(capsys, tmp_path,
     weights = [float(cell.split(":")[1]) for cell in text.splitlines()[1].split()]
     assert code == 0 and len(weights) == 5 and abs(sum(weights) - 1) < 0.02 and (tmp_path / "h.png").is_file()
     assert run(capsys, "predict", "--model", out, "Kalov")[0] == 0
+
+
+# --- files in and out through the columnar path ------------------------------------------------------------
+
+def test_predict_parquet_in_and_out_keeping_columns(capsys, tmp_path, trained):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    _, model = trained
+    src = tmp_path / "people.parquet"
+    pq.write_table(pa.table({"id": [7, 8, 9], "surname": ["Kalov", None, "McRaboo"]}), src)
+    out_file = tmp_path / "pred.parquet"
+    code, _, err = run(capsys, "predict", "--model", model, "--input", src, "--column", "surname",
+                       "--keep-columns", "--top", "1", "--output", out_file)
+    assert code == 0
+    table = pq.read_table(out_file)
+    assert table.column_names == ["id", "surname", "language_1", "probability_1",
+                                  "abstained", "reason", "out_of_scope", "error"]
+    assert table.column("id").to_pylist() == [7, 8, 9]
+    assert table.column("language_1").to_pylist() == ["Alpha", None, "Beta"]
+    assert err.strip().splitlines()[-1].startswith("nameorigin: 3 names, 1 errors, ")  # the summary line
+
+
+def test_format_flags_override_extensions(capsys, tmp_path, trained):
+    _, model = trained
+    src = tmp_path / "names.list"
+    src.write_text("Kalov\n\nMcRaboo\n")
+    out_file = tmp_path / "pred.out"
+    code, _, _ = run(capsys, "predict", "--model", model, "--input", src, "--format", "txt",
+                     "--output", out_file, "--output-format", "jsonl", "--top", "1")
+    assert code == 0
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert [(r["line"], r["language_1"]) for r in rows] == [(1, "Alpha"), (3, "Beta")]
+    code, _, err = run(capsys, "predict", "--model", model, "--input", src, "--output", out_file)
+    assert code == 2 and "names.list" in err and "--format" in err
+
+
+def test_column_index_beyond_the_columns(capsys, tmp_path, trained):
+    _, model = trained
+    src = tmp_path / "people.csv"
+    src.write_text("id,surname\n1,Kalov\n")
+    code, _, err = run(capsys, "predict", "--model", model, "--input", src, "--column", "5", "--output",
+                       tmp_path / "o.csv")
+    assert code == 2 and "people.csv" in err and "no column 5" in err
+    assert list(tmp_path.iterdir()) == [src]
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "name\n"])
+def test_empty_input_file(capsys, tmp_path, trained, content):
+    _, model = trained
+    src = tmp_path / "names.csv"
+    src.write_text(content)
+    code, _, err = run(capsys, "predict", "--model", model, "--input", src, "--output", tmp_path / "o.csv")
+    assert code == 2 and "names.csv" in err and ("empty" in err or "no names" in err)
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_a_killed_runs_partial_file_is_removed_by_the_next_run(capsys, tmp_path, trained):
+    _, model = trained
+    src = tmp_path / "names.txt"
+    src.write_text("Kalov\n")
+    stale = tmp_path / ".o.csv.partial-999999999-dead"
+    stale.write_text("line,name\n1,Ka")
+    code, _, _ = run(capsys, "predict", "--model", model, "--input", src, "--output", tmp_path / "o.csv")
+    assert code == 0 and not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["names.txt", "o.csv"]
+
+
+def test_every_numeric_predict_flag_is_in_the_ranges_table():
+    from nameorigin.cli import RANGES, build_parser
+    predict = build_parser()._subparsers._group_actions[0].choices["predict"]
+    for action in predict._actions:
+        if isinstance(action.type, type(RANGES["--top"])):
+            assert action.option_strings[0] in RANGES
+    assert "--workers" in RANGES

@@ -2,14 +2,15 @@
 
 Predict with :class:`Predictor`; train, compare and plot from Python with :func:`load_names`,
 :func:`split_names`, :func:`fit`, :func:`compare`, :func:`plot_losses`, :func:`plot_attention` and
-:func:`plot_confusion` (see :mod:`nameorigin.api`).
+:func:`plot_confusion` (see :mod:`nameorigin.api`); tables with :func:`predict_frame`.
 """
+from .frame import predict_frame
 from .predict import Prediction, Predictor
 from .text import fold
 
 __version__ = "0.1.0"
 _API = ("Trained", "compare", "fit", "load_names", "plot_attention", "plot_confusion", "plot_losses", "split_names")
-__all__ = ["Predictor", "Prediction", "__version__", "fold", *_API]
+__all__ = ["Predictor", "Prediction", "predict_frame", "__version__", "fold", *_API]
 
 
 def __getattr__(name: str):

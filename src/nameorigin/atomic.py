@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,12 +25,21 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def partial_prefix(target: Path) -> str:
+    """The name a partial file (or folder) of ``target`` starts with: ``.NAME.partial-``."""
+    return f".{target.name}{PARTIAL}"
+
+
 def remove_stale(target: Path) -> int:
-    """Remove ``.TARGET.partial-*`` files that a killed run left beside ``target``; returns how many."""
+    """Remove ``.TARGET.partial-*`` files (and folders: a cluster run's parts) that a killed run left beside
+    ``target``; returns how many."""
     removed = 0
-    for stale in target.parent.glob(f".{target.name}{PARTIAL}*"):
+    for stale in target.parent.glob(f"{partial_prefix(target)}*"):
         try:
-            stale.unlink()
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
             removed += 1
         except OSError:  # another run's file that just went away, or not ours to remove
             continue
@@ -45,7 +55,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}{PARTIAL}")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=partial_prefix(target))
     os.close(fd)
     tmp_path = Path(tmp)
     try:

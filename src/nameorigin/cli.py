@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import itertools
 import json
 import logging
 import math
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, checkpoint, data, distributed, experiments, plots, trust
+from . import __version__, checkpoint, data, distributed, experiments, frame, plots, trust
 from .api import checkpoint_meta, teacher_summary
 from .atomic import atomic_text
 from .checkpoint import CheckpointError
@@ -23,7 +22,7 @@ from .evaluation import (auroc, confusion_matrix, expected_calibration_error, fo
                          metrics, reliability, risk_coverage, set_coverage)
 from .models import REGISTRY, ModelConfig, UnknownModel, batched_log_probs
 from .models import PRECISIONS, PrecisionError
-from .predict import Predictor, write_csv_rows
+from .predict import Predictor, default_model_path
 from .server import ServeConfig
 from .text import BadName
 from .training import (PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, fit, recipe, resolve_settings,
@@ -297,33 +296,55 @@ def _print_prior(prior: dict | None, how: str) -> None:
         print(f"nameorigin: language mix {how}: {mix}", file=sys.stderr)
 
 
+def _progress_bar():
+    """A names/s progress bar on stderr when stderr is a terminal, else None."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+    return tqdm(unit=" names", unit_scale=True, file=sys.stderr, leave=False)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     if not args.names and not args.input:
         raise UsageError("give names to predict, or --input FILE")
-    if args.input and not Path(args.input).is_file():
-        raise data.DataError(f"{args.input}: no such file")
+    if args.input and (args.workers or args.scheduler):
+        from . import cluster
+        if args.json or args.format not in (None, "parquet") or args.output_format not in (None, "parquet"):
+            raise UsageError("--workers/--scheduler read Parquet and write a folder of Parquet parts; leave out "
+                             "--json, --format and --output-format")
+        if args.prior == "auto":
+            raise UsageError("--prior auto: not on a cluster (each partition would estimate its own mix); "
+                             "estimate it with one process, save it as a JSON file of language weights and "
+                             "give --prior FILE")
+        labels = checkpoint.read_meta(args.model or default_model_path())["labels"]
+        prior = trust.resolve_prior(args.prior, labels)  # a bad --prior stops here, before any work
+        options = {"coverage": args.coverage, "min_confidence": args.min_confidence,
+                   "max_out_of_scope": args.max_out_of_scope,
+                   "prior": None if prior is None else dict(zip(labels, prior.tolist()))}
+        summary = cluster.predict_files(cluster.ClusterJob(
+            input=args.input, output=args.output, column=args.column, top=args.top, model=args.model,
+            keep_columns=args.keep_columns, workers=args.workers, scheduler=args.scheduler,
+            precision=args.precision, trust=options))
+        print(f"nameorigin: {summary.line()}", file=sys.stderr)
+        return 0
     predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
     prior = trust.resolve_prior(args.prior, predictor.labels)  # a bad --prior stops here, before any output
     options = {"coverage": args.coverage, "min_confidence": args.min_confidence,
                "max_out_of_scope": args.max_out_of_scope, "prior": prior}
     if args.input:
+        job = frame.FileJob(input=args.input, output=args.output, column=args.column, top=args.top,
+                            keep_columns=args.keep_columns, input_format=args.format,
+                            output_format="json" if args.json else args.output_format, trust=options)
         if isinstance(prior, str):  # auto: the mix of the whole file, estimated in a first pass
-            options["prior"] = predictor.estimate_prior(name for _, name in data.iter_names(args.input, args.column))
+            options["prior"] = frame.file_prior(predictor, job)
             _print_prior(options["prior"], f"estimated on {args.input} (EM)")
-        rows = data.iter_names(args.input, args.column)
-        first = next(rows, None)
-        if first is None:
-            raise data.DataError(f"{args.input}: no names in it (the file is empty or blank)")
-        rows = itertools.chain([first], rows)
-        with atomic_output(args.output) as out:
-            rows, names = itertools.tee(rows)  # lazily: line numbers beside their predictions
-            predictions = predictor.stream((name for _, name in names), args.top, **options)
-            lines = ((lineno, p) for (lineno, _), p in zip(rows, predictions))
-            if args.json:
-                for lineno, p in lines:
-                    out.write(json.dumps({"line": lineno, **p.to_dict()}) + "\n")
-            else:
-                write_csv_rows(lines, out, args.top, sets=args.coverage is not None)
+        bar = _progress_bar()
+        try:
+            summary = frame.predict_file(predictor, job, progress=bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
+        print(f"nameorigin: {summary.line()}", file=sys.stderr)
         return 0
     results, used = predictor.predict_with_prior(args.names, args.top, **options)
     if isinstance(prior, str):
@@ -591,12 +612,26 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="rank languages for names")
     pr.add_argument("names", nargs="*", help="names to predict (or use --input)")
     pr.add_argument("--model", help="checkpoint (default: the bundled model)")
-    pr.add_argument("--top", type=ranged("--top"), default=3, help="how many languages a name")
-    pr.add_argument("--json", action="store_true", help="JSON instead of a table (JSON lines with --input)")
-    pr.add_argument("--input", help="file of names: text, one a line, or CSV/TSV (see --column)")
-    pr.add_argument("--column", help="CSV/TSV column holding the names (header name or 0-based index)")
-    pr.add_argument("--output", help="write CSV (or JSON lines with --json) here instead of stdout, atomically "
-                                      "(missing parent folders are created)")
+    pr.add_argument("--top", type=ranged("--top"), default=3, help="languages a name (default: 3)")
+    pr.add_argument("--json", action="store_true", help="JSON: one list for names given as arguments, one line "
+                                                        "{line, name, predictions, error} a name for --input (default: off)")
+    pr.add_argument("--input", help="file of names: .txt (one a line), .csv, .tsv, .jsonl or .parquet (by extension; "
+                                    "see --format); with --workers/--scheduler a glob of Parquet files or any fsspec path")
+    pr.add_argument("--column", help="column holding the names: header name or 0-based index (default: the column "
+                                     "headed name/surname/..., else the first)")
+    pr.add_argument("--output", help="write here, atomically, in the format of its extension (default: CSV, or JSON "
+                                     "lines with --json, on stdout); with --workers/--scheduler a folder of parts")
+    pr.add_argument("--format", choices=sorted(set(frame.FORMATS.values())),
+                    help="format of --input (default: from its extension)")
+    pr.add_argument("--output-format", choices=sorted(set(frame.FORMATS.values())),
+                    help="format of --output (default: from its extension; CSV on stdout)")
+    pr.add_argument("--keep-columns", action="store_true",
+                    help="keep the input's other columns in the output (default: line number and name only)")
+    pr.add_argument("--workers", type=ranged("--workers"),
+                    help="run on a local Dask cluster of N worker processes (needs nameorigin[cluster]; default: "
+                         "one process, no Dask)")
+    pr.add_argument("--scheduler", help="run on an existing Dask cluster at this address, e.g. tcp://HOST:8786 "
+                                        "(default: none)")
     pr.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     pr.add_argument("--coverage", type=ranged("--coverage"),
                     help="give each name the conformal set of languages that holds the true one with this "

@@ -1,10 +1,10 @@
 """``Predictor``: names in, ranked languages (and attention) out; streaming over files."""
 from __future__ import annotations
 
-import csv
-import io
+import functools
 import itertools
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from . import checkpoint
 from .data import encode_names
 from .models import batched_log_probs, with_precision
-from .text import BadName, fold_checked
-from .trust import Trust, check_coverage, estimate_prior, resolve_prior
+from .text import ALPHABET, MAX_NAME_CHARS, BadName, fold_checked
+from .trust import Trust, TrustResult, estimate_prior
 
 DEFAULT_MODEL = "default.safetensors"
 
@@ -57,6 +59,108 @@ class Prediction:
         return d
 
 
+#: Distinct folded names whose model output a predictor keeps between chunks (bounded: memory stays flat).
+CACHE_SIZE = 1 << 17
+#: The message of a missing (null) or non-string cell.
+MISSING = "missing name (empty or null)"
+NOT_STRING = "not a string"
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def fold_or_error(name: str) -> tuple[str | None, str | None]:
+    """``(folded, None)`` or ``(None, message)``: :func:`~nameorigin.text.fold_checked`, cached, since real
+    files repeat names heavily (the ASCII fast path of ``fold`` stays in front)."""
+    if not name.strip():
+        return None, MISSING
+    try:
+        return fold_checked(name), None
+    except BadName as e:
+        return None, str(e)
+
+
+#: Names that are already folded (letters of the alphabet only): the ASCII fast path of ``text.fold``, for a
+#: whole array at once.
+_FOLDED_RE = "^[A-Za-z" + "".join("\\" + c for c in ALPHABET if not c.isalpha()) + "]*$"
+
+
+def fold_array(values: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """:func:`fold_or_error` over a string array without nulls, as two arrays: the folded names (null where the
+    name cannot be read) and the errors (null where it can). Names already in the alphabet (the common case)
+    are checked and stripped by Arrow's vectorised kernels; only the rest go through :func:`fold_or_error`."""
+    trimmed = pc.utf8_trim_whitespace(values)
+    length = pc.utf8_length(trimmed)
+    fast = pc.and_(pc.and_(pc.match_substring_regex(values, _FOLDED_RE), pc.match_substring_regex(values, "[A-Za-z]")),
+                   pc.and_(pc.less_equal(pc.utf8_length(values), MAX_NAME_CHARS * 4),
+                           pc.less_equal(length, MAX_NAME_CHARS)))  # a letter, so never empty
+    folded = pc.if_else(fast, trimmed, pa.scalar(None, pa.string()))
+    errors = pa.nulls(len(values), pa.string())
+    slow = pc.invert(fast)
+    if pc.any(slow).as_py():
+        results = [fold_or_error(v) for v in values.filter(slow).to_pylist()]
+        folded = pc.replace_with_mask(folded, slow, pa.array([f for f, _ in results], pa.string()))
+        errors = pc.replace_with_mask(errors, slow, pa.array([e for _, e in results], pa.string()))
+    return folded, errors
+
+
+def as_name_array(names) -> tuple[pa.Array, np.ndarray | None]:
+    """Names as an Arrow string array, and a mask of the cells that were not strings (None where all were).
+
+    Takes an Arrow (chunked) string array or any sequence of ``str``/``None``; other cells become nulls
+    flagged in the mask, so they get an error instead of failing the chunk."""
+    if isinstance(names, pa.ChunkedArray):
+        names = names.combine_chunks() if names.num_chunks != 1 else names.chunk(0)
+    if isinstance(names, pa.Array):
+        if pa.types.is_large_string(names.type) or pa.types.is_string_view(names.type):
+            names = names.cast(pa.string())
+        if not pa.types.is_string(names.type):
+            raise TypeError(f"names must be strings, got an Arrow array of {names.type}")
+        return names, None
+    names = names if isinstance(names, list) else list(names)
+    try:
+        return pa.array(names, type=pa.string()), None
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        not_str = np.fromiter((n is not None and not isinstance(n, str) for n in names), bool, len(names))
+        return pa.array([None if bad else n for n, bad in zip(names, not_str)], type=pa.string()), not_str
+
+
+class _Chunk(NamedTuple):
+    """A chunk of raw names reduced to its distinct readable folded names (what the model and trust layer see)."""
+
+    names: pa.Array  # (N,) the raw names
+    row: np.ndarray  # (N,) each row's index into ``unique``; -1: missing, non-string or unreadable
+    unique: list[str]  # (U,) distinct folded names
+    log_probs: np.ndarray  # (U, C) the model's output for them
+    error: pa.Array  # (N,) null where the name was read
+
+
+class _LogProbCache:
+    """Model log-probabilities of recently seen folded names, in one preallocated (capacity, C) array."""
+
+    def __init__(self, capacity: int, n_classes: int):
+        self.capacity = capacity
+        self.rows = np.empty((capacity, n_classes), dtype=np.float32)
+        self.slot: dict[str, int] = {}
+        self.used = 0  # rows[:used] are taken
+        self.lock = threading.Lock()
+
+    def lookup(self, folded: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the cached rows (len(folded), C) and a mask of the names not cached."""
+        with self.lock:
+            slots = np.fromiter((self.slot.get(f, -1) for f in folded), np.int64, len(folded))
+            return self.rows[np.maximum(slots, 0)], slots < 0
+
+    def store(self, folded: list[str], rows: np.ndarray) -> None:
+        """Keep the rows of names not cached yet (one slice assignment); when full, start over rather than grow."""
+        with self.lock:
+            n = min(len(folded), self.capacity)
+            if self.used + n > self.capacity:
+                self.slot.clear()
+                self.used = 0
+            self.slot.update(zip(folded[:n], range(self.used, self.used + n)))
+            self.rows[self.used:self.used + n] = rows[:n]
+            self.used += n
+
+
 class Predictor:
     """Rank languages for names with a trained model.
 
@@ -64,7 +168,8 @@ class Predictor:
     >>> p.predict(["Hinton"], top=3)[0].predictions[0]["language"]
     """
 
-    def __init__(self, ckpt: checkpoint.Checkpoint, *, batch_size: int = 512, precision: str = "fp32"):
+    def __init__(self, ckpt: checkpoint.Checkpoint, *, batch_size: int = 512, precision: str = "fp32",
+                 cache_size: int = CACHE_SIZE):
         self.checkpoint = ckpt
         self.n_parameters = sum(p.numel() for p in ckpt.model.parameters())
         self.precision = precision
@@ -73,6 +178,8 @@ class Predictor:
         self.batch_size = batch_size
         self.trust = Trust.from_checkpoint(ckpt.labels, ckpt.meta, ckpt.tensors)
         self.temperature = self.trust.temperature
+        self._labels = pa.array(self.labels, type=pa.string())
+        self._cache = _LogProbCache(cache_size, len(self.labels)) if cache_size > 0 else None
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", **kwargs) -> "Predictor":
@@ -92,6 +199,98 @@ class Predictor:
                                     with_attention=with_attention)
         return Probabilities(torch.softmax(lp / self.temperature, dim=1), att)
 
+    def log_probs(self, folded: list[str]) -> np.ndarray:
+        """The model's log-probabilities (N, C) of distinct folded names, from the cache where it has them."""
+        if self._cache is None:
+            return self._run(folded)
+        rows, missing = self._cache.lookup(folded)
+        if missing.any():
+            todo = [f for f, m in zip(folded, missing) if m]
+            rows[missing] = new = self._run(todo)
+            self._cache.store(todo, new)
+        return rows
+
+    def _run(self, folded: list[str]) -> np.ndarray:
+        tokens, lengths = encode_names(folded)
+        lp, _ = batched_log_probs(self.model, tokens, lengths, batch_size=self.batch_size)
+        return lp.float().numpy()
+
+    def _distinct(self, names) -> _Chunk:
+        """A chunk of raw names reduced to its distinct readable folded names and their model output."""
+        if isinstance(names, (str, bytes)):
+            raise TypeError(f"predict takes a list of names, not one string ({names[:20]!r}): use "
+                            "predict([name]) or predict_one(name)")
+        arr, not_str = as_name_array(names)
+        encoded = arr.dictionary_encode()  # each distinct raw name once
+        row_null = np.asarray(encoded.indices.is_null())  # (N,) missing or non-string cells
+        codes = pc.fill_null(encoded.indices, 0).to_numpy().astype(np.int64)  # (N,) -> distinct raw name
+        folded, errors = fold_array(encoded.dictionary)  # (D,) each distinct raw name folded once
+        distinct = folded.dictionary_encode()  # raw names that fold alike go to the model once
+        to_unique = pc.fill_null(distinct.indices, -1).to_numpy().astype(np.int64)  # (D,) -1: unreadable
+        unique = distinct.dictionary.to_pylist()  # (U,)
+        row = np.where(row_null, -1, to_unique[codes]) if len(to_unique) else np.full(len(arr), -1)  # (N,)
+        error = errors.take(pa.array(codes, mask=row_null))
+        if encoded.null_count:
+            fill = np.where(not_str, NOT_STRING, MISSING) if not_str is not None else np.full(len(arr), MISSING)
+            error = pc.if_else(pa.array(row_null), pa.array(fill, pa.string()), error)
+        log_probs = self.log_probs(unique) if unique else np.empty((0, len(self.labels)), np.float32)  # (U, C)
+        return _Chunk(names=arr, row=row, unique=unique, log_probs=log_probs, error=error)
+
+    def predict_columns(self, names, top: int = 3, *, coverage: float | None = None, prior=None,
+                        min_confidence: float | None = None, max_out_of_scope: float | None = None) -> pa.Table:
+        """The columnar path: a whole chunk of raw names in, an Arrow table out, no per-name Python objects.
+
+        ``names``: an Arrow string array or a sequence of ``str``/``None``. Each distinct name in the chunk is
+        folded once (and cached across chunks), the model runs once per distinct readable folded name, and the
+        trust layer and top-K are applied to the whole chunk at once. Columns: ``name``, ``language_1,
+        probability_1, ..., language_K, probability_K`` (K = min(top, languages)), ``abstained``, ``reason``,
+        ``out_of_scope``, with ``coverage`` also ``set`` (a list of languages, most probable first), and
+        ``error`` (null when the name was read). A missing, non-string or unreadable name gets an error and
+        null predictions, never an exception. The trust options are :meth:`predict`'s; ``prior="auto"``
+        estimates the mix on this chunk (each row counted): for a whole input pass :meth:`estimate_prior`'s."""
+        return self._predict_columns(names, top, coverage=coverage, prior=prior, min_confidence=min_confidence,
+                                     max_out_of_scope=max_out_of_scope)[0]
+
+    def _predict_columns(self, names, top: int, **trust_options) -> tuple[pa.Table, np.ndarray | None]:
+        """:meth:`predict_columns`, and the prior it used (None when no name was read or none was given)."""
+        chunk = self._distinct(names)
+        counts = np.bincount(chunk.row[chunk.row >= 0], minlength=len(chunk.unique))  # (U,) rows per name
+        r = self.trust.apply(torch.from_numpy(chunk.log_probs), chunk.unique, counts=counts, **trust_options)
+        columns = self._top_columns(r.probabilities, max(1, min(top, len(self.labels))))  # (U,) each
+        columns.update(self._trust_columns(r, sets=trust_options.get("coverage") is not None))
+        # spread every per-distinct-name column to the rows: row -> distinct folded name (-1: no prediction)
+        take = pa.array(np.maximum(chunk.row, 0), mask=chunk.row < 0)
+        out = {"name": chunk.names}
+        for name, values in columns.items():
+            out[name] = values.take(take) if len(values) else pa.nulls(len(chunk.names), values.type)
+        out["error"] = chunk.error
+        return pa.table(out), (r.prior if chunk.unique else None)
+
+    def _top_columns(self, probs: np.ndarray, k: int) -> dict[str, pa.Array]:
+        """``language_k``/``probability_k`` for distinct names (U, C), by tensor top-K on the whole set."""
+        values, indices = torch.from_numpy(probs).topk(k, dim=1)  # (U, K)
+        columns: dict[str, pa.Array] = {}
+        for j in range(k):
+            columns[f"language_{j + 1}"] = self._labels.take(pa.array(indices[:, j].numpy()))
+            columns[f"probability_{j + 1}"] = pa.array(values[:, j].numpy())
+        return columns
+
+    def _trust_columns(self, r: TrustResult, *, sets: bool) -> dict[str, pa.Array]:
+        """``abstained``, ``reason``, ``out_of_scope`` (null without a detector) and, with ``sets``, ``set``."""
+        n = len(r.abstained)
+        columns = {"abstained": pa.array(r.abstained, pa.bool_()), "reason": pa.array(r.reason, pa.string()),
+                   "out_of_scope": (pa.array(r.out_of_scope, pa.float64()) if r.out_of_scope is not None
+                                    else pa.nulls(n, pa.float64()))}
+        if sets:
+            if r.sets is None:  # no conformal calibration in this checkpoint (the trust layer logged a note)
+                columns["set"] = pa.nulls(n, pa.list_(pa.string()))
+            else:
+                order = np.argsort(-r.probabilities, axis=1, kind="stable")  # (U, C) most probable first
+                member = np.take_along_axis(r.sets, order, axis=1)  # (U, C)
+                offsets = np.concatenate([[0], np.cumsum(member.sum(1))]).astype(np.int32)  # (U + 1,)
+                columns["set"] = pa.ListArray.from_arrays(pa.array(offsets), self._labels.take(pa.array(order[member])))
+        return columns
+
     def predict(self, names: Iterable[str], top: int = 3, *, attention: bool = False, coverage: float | None = None,
                 prior=None, min_confidence: float | None = None,
                 max_out_of_scope: float | None = None) -> list[Prediction]:
@@ -99,7 +298,7 @@ class Predictor:
         abstains (and why); with ``coverage`` (e.g. 0.9) its conformal prediction set. ``prior``: ``"uniform"``,
         ``"auto"`` (estimated on these names), ``{language: weight}`` or a JSON/CSV file of them. Thresholds
         left None use the checkpoint's. A name that cannot be read gets ``error`` set (and no predictions)
-        instead of failing the whole batch."""
+        instead of failing the whole batch. Built on :meth:`predict_columns`."""
         return self.predict_with_prior(names, top, attention=attention, coverage=coverage, prior=prior,
                                        min_confidence=min_confidence, max_out_of_scope=max_out_of_scope)[0]
 
@@ -109,65 +308,51 @@ class Predictor:
         """:meth:`predict`, and the language mix it used (``prior="auto"``: the one estimated), or None.
         ``names`` is a list (or any iterable) of names: for one name use ``predict([name])`` or
         :meth:`predict_one`."""
-        if isinstance(names, (str, bytes)):
-            raise TypeError(f"predict takes a list of names, not one string ({names[:20]!r}): use "
-                            "predict([name]) or predict_one(name)")
-        names = list(names)
-        results = [Prediction(name=n, predictions=[]) for n in names]
-        good: list[int] = []
-        for i, n in enumerate(names):
-            try:
-                results[i].folded = fold_checked(n)
-                good.append(i)
-            except BadName as e:
-                results[i].error = str(e)
-        if not good:
-            resolve_prior(prior, self.labels)  # a bad prior is an error even when no name can be read
-            check_coverage(coverage)
-            return results, None
-        folded = [results[i].folded for i in good]
-        tokens, lengths = encode_names(folded)
-        lp, att = batched_log_probs(self.model, tokens, lengths, batch_size=self.batch_size,
-                                    with_attention=attention)
-        r = self.trust.apply(lp, folded, coverage=coverage, prior=prior, min_confidence=min_confidence,
-                             max_out_of_scope=max_out_of_scope)
-        probs = torch.from_numpy(r.probabilities)
+        names = names if isinstance(names, (str, bytes)) else list(names)
+        table, used = self._predict_columns(names, top, coverage=coverage, prior=prior,
+                                            min_confidence=min_confidence, max_out_of_scope=max_out_of_scope)
         k = max(1, min(top, len(self.labels)))
-        values, indices = probs.topk(k, dim=1)
-        values, indices = values.tolist(), indices.tolist()
-        oos = r.out_of_scope.tolist() if r.out_of_scope is not None else [None] * len(good)
-        abstained = r.abstained.tolist()
-        order = probs.argsort(dim=1, descending=True).tolist() if r.sets is not None else None
-        for row, i in enumerate(good):
-            p = results[i]
-            p.predictions = [{"language": self.labels[j], "probability": v} for v, j in zip(values[row], indices[row])]
-            p.out_of_scope, p.abstained, p.reason = oos[row], abstained[row], r.reason[row]
-            if order is not None:
-                p.set = [self.labels[j] for j in order[row] if r.sets[row, j]]
-            if att is not None:
-                p.attention = att[row].tolist()
-        used = dict(zip(self.labels, r.prior.tolist())) if r.prior is not None else None
-        return results, used
+        rows = table.to_pydict()
+        results = []
+        for i, n in enumerate(names):
+            if rows["error"][i]:
+                results.append(Prediction(name=n, predictions=[], error=rows["error"][i]))
+                continue
+            ranked = [{"language": rows[f"language_{j}"][i], "probability": rows[f"probability_{j}"][i]}
+                      for j in range(1, k + 1)]
+            results.append(Prediction(name=n, predictions=ranked, folded=fold_or_error(n)[0],
+                                      out_of_scope=rows["out_of_scope"][i], abstained=rows["abstained"][i],
+                                      reason=rows["reason"][i], set=rows["set"][i] if "set" in rows else None))
+        if attention:
+            good = [r for r in results if not r.error]
+            if good:
+                _, att = self.probabilities([r.folded for r in good], with_attention=True)
+                for r, a in zip(good, att or []):
+                    r.attention = a.tolist()
+        return results, (dict(zip(self.labels, used.tolist())) if used is not None else None)
 
     def estimate_prior(self, names: Iterable[str], *, chunk: int = 8192) -> dict[str, float] | None:
         """The language mix of ``names`` by EM (``prior="auto"`` over all of them, not chunk by chunk); reads
-        them once, keeping only their (N, C) probabilities. None when the checkpoint has no training prior."""
+        them once. None when the checkpoint has no training prior."""
+        it = iter(names)
+        return self.estimate_prior_batches(iter(lambda: list(itertools.islice(it, chunk)), []))
+
+    def estimate_prior_batches(self, batches: Iterable) -> dict[str, float] | None:
+        """:meth:`estimate_prior` over chunks of names (Arrow string arrays or lists), e.g. a file's record
+        batches; keeps only each chunk's distinct names' probabilities (U, C) and their row counts."""
         if self.trust.train_prior is None:
             return None
-        it, parts = iter(names), []
-        while batch := list(itertools.islice(it, chunk)):
-            folded = []
-            for n in batch:
-                try:
-                    folded.append(fold_checked(n))
-                except BadName:
-                    continue
-            if folded:
-                tokens, lengths = encode_names(folded)
-                lp, _ = batched_log_probs(self.model, tokens, lengths, batch_size=self.batch_size)
-                parts.append(self.trust.probabilities(lp).astype(np.float32))
-        probs = np.concatenate(parts) if parts else np.zeros((0, len(self.labels)))
-        return dict(zip(self.labels, estimate_prior(probs.astype(np.float64), self.trust.train_prior).tolist()))
+        probs, weights = [], []
+        for batch in batches:
+            chunk = self._distinct(batch)
+            if chunk.unique:
+                probs.append(self.trust.probabilities(chunk.log_probs).astype(np.float32))
+                weights.append(np.bincount(chunk.row[chunk.row >= 0], minlength=len(chunk.unique)))
+        if not probs:
+            return dict(zip(self.labels, self.trust.train_prior.tolist()))
+        mix = estimate_prior(np.concatenate(probs).astype(np.float64), self.trust.train_prior,
+                             weights=np.concatenate(weights))
+        return dict(zip(self.labels, mix.tolist()))
 
     def predict_one(self, name: str, top: int = 3, **trust_options) -> Prediction:
         result = self.predict([name], top, **trust_options)[0]
@@ -180,32 +365,7 @@ class Predictor:
         stripped and blank lines skipped, so an open text file works as it is: ``stream(open("names.txt"))``.
         ``trust_options`` go to :meth:`predict`; give ``prior="auto"`` as the mix :meth:`estimate_prior` found
         over the whole input, else each chunk estimates its own."""
-        it = (n.rstrip("\r\n") for n in names if n.strip())
+        it = (n.rstrip("\r\n") if isinstance(n, str) else n for n in names)
+        it = (n for n in it if not isinstance(n, str) or n.strip())
         while batch := list(itertools.islice(it, chunk)):
             yield from self.predict(batch, top, **trust_options)
-
-
-def write_csv_rows(predictions: Iterable[tuple[int, Prediction]], out: io.TextIOBase, top: int, *,
-                   sets: bool = False) -> int:
-    """Write ``line,name,language_1,probability_1,...,abstained,reason,out_of_scope[,set],error`` rows (``set``:
-    the prediction set's languages joined by ``|``); returns how many were written."""
-    writer = csv.writer(out, lineterminator="\n")
-    header = ["line", "name"]
-    for k in range(1, top + 1):
-        header += [f"language_{k}", f"probability_{k}"]
-    writer.writerow(header + ["abstained", "reason", "out_of_scope"] + (["set"] if sets else []) + ["error"])
-    n = 0
-    for lineno, p in predictions:
-        row: list = [lineno, p.name]
-        for k in range(top):
-            if k < len(p.predictions):
-                row += [p.predictions[k]["language"], f"{p.predictions[k]['probability']:.6f}"]
-            else:
-                row += ["", ""]
-        row += ["" if p.error else str(p.abstained).lower(), p.reason or "",
-                "" if p.out_of_scope is None else f"{p.out_of_scope:.4f}"]
-        if sets:
-            row.append("|".join(p.set or []))
-        writer.writerow(row + [p.error or ""])
-        n += 1
-    return n

@@ -219,15 +219,16 @@ def reweight(probs: np.ndarray, train_prior: np.ndarray, target: np.ndarray) -> 
     return out / np.maximum(out.sum(1, keepdims=True), 1e-300)
 
 
-def estimate_prior(probs: np.ndarray, train_prior: np.ndarray, *, iterations: int = 200,
-                   tolerance: float = 1e-7) -> np.ndarray:
+def estimate_prior(probs: np.ndarray, train_prior: np.ndarray, *, weights: np.ndarray | None = None,
+                   iterations: int = 200, tolerance: float = 1e-7) -> np.ndarray:
     """The input's own language mix by EM (Saerens, Latinne & Decaestecker, 2002): alternately re-weight the
-    probabilities with the current mix and take their mean as the next mix."""
+    probabilities with the current mix and take their mean as the next mix. ``weights`` (N,): how many names
+    each row stands for (distinct names with their counts give the same mix as every name)."""
     prior = train_prior.astype(np.float64).copy()
     if len(probs) == 0:
         return prior
     for _ in range(iterations):
-        new = reweight(probs, train_prior, prior).mean(0)
+        new = np.average(reweight(probs, train_prior, prior), axis=0, weights=weights)
         done = np.abs(new - prior).max() < tolerance
         prior = new
         if done:
@@ -478,9 +479,12 @@ class Trust:
         return torch.softmax(lp, dim=1).numpy()
 
     def apply(self, log_probs, folded: Sequence[str], *, coverage: float | None = None, prior=None,
-              min_confidence: float | None = None, max_out_of_scope: float | None = None) -> TrustResult:
+              min_confidence: float | None = None, max_out_of_scope: float | None = None,
+              counts: np.ndarray | None = None) -> TrustResult:
         """The whole layer on a batch: ``log_probs`` (N, C) from the model, the N folded names; ``prior`` as
-        :func:`resolve_prior` takes it. Thresholds left None use the checkpoint's defaults."""
+        :func:`resolve_prior` takes it. Thresholds left None use the checkpoint's defaults. ``counts`` (N,): how
+        many input rows each (distinct) name stands for, so that ``prior="auto"`` weighs the names as the input
+        does."""
         check_coverage(coverage)
         for flag, value in (("--min-confidence", min_confidence), ("--max-out-of-scope", max_out_of_scope)):
             if value is not None and not 0 <= value <= 1:
@@ -492,7 +496,8 @@ class Trust:
             self._note_once("this checkpoint records no training prior (trained before the trust layer): "
                             "the prior is not applied")
         elif target is not None:
-            used_prior = (estimate_prior(calibrated, self.train_prior) if isinstance(target, str) else target)
+            used_prior = (estimate_prior(calibrated, self.train_prior, weights=counts) if isinstance(target, str)
+                          else target)
             probs = reweight(calibrated, self.train_prior, used_prior)
         sets = None
         if coverage is not None:

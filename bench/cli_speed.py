@@ -1,0 +1,71 @@
+"""End-to-end ``nameorigin predict --input`` against the model's own tensor path, side by side in one run.
+
+    python bench/cli_speed.py [--data DIR] [--names 1000000] [--model CKPT]
+
+For a gru with hidden 128 (untrained, built from seed 0: speed does not depend on the weights; or ``--model``)
+and for the bundled model, on the same names: ``Predictor.probabilities`` on every name (the tensor path: the
+model and nothing else) against ``nameorigin predict --input names.txt --output out.csv`` (reading, folding,
+the model, top-K, writing CSV; timed by its own summary line, so process start and model loading are left out,
+and by wall clock with them). Two samples: names drawn from the real data with a Zipf-like frequency (files
+repeat names; the command computes each distinct name once) and all-distinct names (each real name with a
+random three-letter tail, so nothing repeats: the worst case). The issue's target: the command >= 80 % of the
+tensor path.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import string
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale_common import gru128_checkpoint, real_names, run_cli, zipf_sample  # noqa: E402
+
+from nameorigin import Predictor  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="names folder (default: $NAMEORIGIN_DATA or the tutorial's archive)")
+    ap.add_argument("--names", type=int, default=1_000_000)
+    ap.add_argument("--model", help="checkpoint to time instead of an untrained gru 128")
+    args = ap.parse_args()
+    real, labels = real_names(args.data)
+    rng = random.Random(0)
+    samples = {
+        "zipf": zipf_sample(real, args.names),
+        "distinct": [f"{rng.choice(real)} {''.join(rng.choices(string.ascii_lowercase, k=3))}"
+                     for _ in range(args.names)],
+    }
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.names:,} names a sample\n")
+    print(f"{'model':<16} {'sample':<9} {'distinct':>9} {'tensor names/s':>15} {'CLI names/s':>12} "
+          f"{'CLI/tensor':>10} {'CLI wall names/s':>17}")
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {"gru 128": args.model or str(gru128_checkpoint(labels, Path(tmp) / "gru128.safetensors")),
+                  "bundled": None}
+        for sample, names in samples.items():
+            src = Path(tmp) / f"{sample}.txt"
+            src.write_text("\n".join(names) + "\n", encoding="utf-8")
+            for label, model in models.items():
+                predictor = Predictor.load(model)
+                predictor.probabilities(names[:2000])  # warm up
+                start = time.perf_counter()
+                predictor.probabilities(names)
+                tensor = len(names) / (time.perf_counter() - start)
+                argv = ["predict", "--input", str(src), "--output", str(Path(tmp) / "out.csv")]
+                argv += ["--model", model] if model else []
+                start = time.perf_counter()
+                n, _, seconds, _ = run_cli(*argv)
+                wall = n / (time.perf_counter() - start)
+                cli = n / seconds
+                print(f"{label:<16} {sample:<9} {len(set(names)):>9,} {tensor:>15,.0f} {cli:>12,.0f} "
+                      f"{cli / tensor:>9.0%} {wall:>17,.0f}")
+
+
+if __name__ == "__main__":
+    main()

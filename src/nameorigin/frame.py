@@ -1,0 +1,491 @@
+"""DataFrames and Arrow tables in and out, and the file formats (text, CSV/TSV, JSON lines, Parquet) as record
+batches, so that a file of any length streams through :meth:`Predictor.predict_columns` with flat memory."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from .atomic import atomic_path
+from .data import NAME_HEADERS, DataError, _is_header
+from .predict import Predictor
+from .trust import resolve_prior
+
+log = logging.getLogger(__name__)
+
+#: Formats by file extension; ``--format`` overrides.
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".txt": "txt",
+           ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: Rows a record batch holds while streaming a file.
+CHUNK_ROWS = 1 << 16
+TEXT_BLOCK_BYTES = 1 << 20
+
+
+class ColumnError(DataError):
+    """The name column is missing or does not hold strings; the message names the column and the input."""
+
+
+# ------------------------------------------------------------------------------------------- DataFrames
+
+def _predictor(model) -> Predictor:
+    return model if isinstance(model, Predictor) else Predictor.load(model)
+
+
+def predict_table_columns(predictor: Predictor, names, *, top: int = 3, chunk: int = CHUNK_ROWS,
+                          **trust) -> pa.Table:
+    """:meth:`Predictor.predict_columns` over names of any length (Arrow array or list), ``chunk`` at a time."""
+    parts = [predictor.predict_columns(part, top, **trust) for part in _chunks(names, chunk)]
+    return pa.concat_tables(parts)
+
+
+def _chunks(names, chunk: int) -> Iterator:
+    """``names`` (Arrow array or list) ``chunk`` at a time; one empty chunk when there are none."""
+    names = names.combine_chunks() if isinstance(names, pa.ChunkedArray) else names
+    return (names[i:i + chunk] for i in range(0, max(len(names), 1), chunk))
+
+
+def _frame_kind(df) -> str:
+    if isinstance(df, pa.Table):
+        return "arrow"
+    module = type(df).__module__.split(".")[0]
+    if module in ("pandas", "polars") and type(df).__name__ == "DataFrame":
+        return module
+    raise TypeError(f"predict_frame takes a pandas or polars DataFrame or a pyarrow Table, not {type(df).__name__}")
+
+
+def string_array(values: pa.Array | pa.ChunkedArray, column: str, where: str) -> pa.Array:
+    """The name column as an Arrow string array, or :class:`ColumnError` when it holds something else."""
+    t = values.type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+        values = values.cast(t)
+    if pa.types.is_null(t):
+        return values.cast(pa.string())
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return values.cast(pa.string()) if not pa.types.is_string(t) else values
+    raise ColumnError(f"{where}: column {column!r} holds {t}, not strings (names)")
+
+
+def _names_of(df, kind: str, column: str) -> pa.Array | list:
+    where = f"the {kind} frame"
+    columns = list(df.column_names if kind == "arrow" else df.columns)
+    if column not in columns:
+        raise ColumnError(f"{where}: no column {column!r}; it has {columns}")
+    if kind == "arrow":
+        return string_array(df.column(column), column, where)
+    if kind == "polars":
+        return string_array(df.get_column(column).to_arrow(), column, where)
+    series = df[column]
+    if series.dtype == object:  # Python objects: strings, missing values, and maybe other cells
+        return series.where(series.notna(), None).tolist()
+    try:
+        return string_array(pa.array(series, from_pandas=True), column, where)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        raise ColumnError(f"{where}: column {column!r} holds {series.dtype}, not strings (names)") from None
+
+
+def predict_frame(df, column: str = "name", *, top: int = 3, model=None, coverage: float | None = None, prior=None,
+                  min_confidence: float | None = None, max_out_of_scope: float | None = None):
+    """Predict the origin of every name in ``df[column]``.
+
+    ``df``: a pandas or polars DataFrame or a pyarrow Table. Returns the same kind with the input's columns,
+    then ``language_1, probability_1, ..., language_K, probability_K``, ``abstained``, ``reason``,
+    ``out_of_scope`` (with ``coverage`` also ``set``, a list of languages) and ``error`` (null when the name was
+    read; a missing value, a non-string cell or an unreadable name gets an error, never an exception). Each
+    distinct name is computed once. ``model``: a :class:`Predictor`, a checkpoint path, or None for the
+    bundled model. ``coverage``, ``prior`` and the thresholds are :meth:`Predictor.predict`'s; ``prior="auto"``
+    is estimated over the whole column first.
+    Raises :class:`ColumnError` (a ``ValueError``) for a missing or non-string column.
+    """
+    kind = _frame_kind(df)
+    names = _names_of(df, kind, column)
+    predictor = _predictor(model)
+    prior = resolve_prior(prior, predictor.labels)  # read once (a file), checked before any work
+    if isinstance(prior, str):  # "auto": the mix of the whole column, not of each chunk
+        prior = predictor.estimate_prior_batches(_chunks(names, CHUNK_ROWS))
+    preds = predict_table_columns(predictor, names, top=top, coverage=coverage, prior=prior,
+                                  min_confidence=min_confidence, max_out_of_scope=max_out_of_scope)
+    preds = preds.drop_columns(["name"])
+    taken = set(df.column_names if kind == "arrow" else df.columns) & set(preds.column_names)
+    if taken:
+        raise ColumnError(f"the {kind} frame already has column(s) {sorted(taken)}; rename them first")
+    if kind == "arrow":
+        for name in preds.column_names:
+            df = df.append_column(name, preds.column(name))
+        return df
+    if kind == "polars":
+        import polars as pl
+        return pl.concat([df, pl.from_arrow(preds)], how="horizontal")
+    import pandas as pd
+    out = preds.to_pandas()
+    out.index = df.index
+    return pd.concat([df, out], axis=1)
+
+
+# ------------------------------------------------------------------------------------------- file formats
+
+def format_of(path: str, override: str | None = None, *, flag: str = "--format") -> str:
+    """The format of ``path``: ``override``, else its extension."""
+    if override:
+        return override
+    suffix = Path(str(path)).suffix.lower()
+    if suffix not in FORMATS:
+        raise DataError(f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
+                        f"use one of {', '.join(sorted(FORMATS))} or {flag} {{{','.join(sorted(set(FORMATS.values())))}}}")
+    return FORMATS[suffix]
+
+
+@dataclass
+class Source:
+    """An input file opened as a stream of record batches; ``column`` holds the names."""
+
+    path: str
+    fmt: str
+    column: str
+    columns: list[str]  # the input's own columns, in order
+    batches: Iterator[pa.RecordBatch]
+    rows: int | None = None  # known ahead (Parquet), for the progress bar
+    has_line: bool = False  # text formats: each batch also has ``line``, the row's line in the file
+
+
+def resolve_column(path: str, columns: list[str], column: str | None) -> str:
+    """The name column: ``column`` as a header name or 0-based index, else the first name-like header, else
+    the first column."""
+    if column is None:
+        return next((c for c in columns if c.strip().lower() in NAME_HEADERS), columns[0])
+    if column in columns:
+        return column
+    if column.isdigit():
+        if int(column) < len(columns):
+            return columns[int(column)]
+        raise ColumnError(f"{path}: no column {column} (it has {len(columns)} column(s): {columns})")
+    raise ColumnError(f"{path}: no column {column!r}; it has {columns}")
+
+
+def unreadable(path: str, e: Exception) -> DataError:
+    return DataError(f"{path}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+
+
+def _read_text(path: str, block: int = TEXT_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
+    """One name a line: line ends stripped, blank lines skipped, ``line`` numbers kept."""
+    line = 1
+    with open(path, "rb") as fh:
+        rest = b""
+        while True:
+            data = fh.read(block)
+            buf = rest + data
+            if not data:
+                cut = len(buf)
+            else:
+                cut = buf.rfind(b"\n") + 1
+            rest = buf[cut:]
+            if cut:
+                try:
+                    lines = buf[:cut].decode("utf-8").split("\n")
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{path}: is not UTF-8 text ({e.reason})") from None
+                if lines[-1] == "":
+                    lines.pop()
+                names = pc.utf8_rtrim(pa.array(lines, pa.string()), characters="\r")
+                numbers = pa.array(np.arange(line, line + len(lines), dtype=np.int64))
+                keep = pc.not_equal(pc.utf8_trim_whitespace(names), "")
+                line += len(lines)
+                yield pa.record_batch([numbers.filter(keep), names.filter(keep)], names=["line", "name"])
+            if not data:
+                return
+
+
+def _csv_header(path: str, delimiter: str, column: str | None) -> tuple[list[str] | None, int]:
+    """The header row (or None) and the column count, read with :mod:`csv` from the first record."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        try:
+            first = next((row for row in csv.reader(fh, delimiter=delimiter) if row), None)
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: is not UTF-8 text ({e.reason})") from None
+    if first is None:
+        raise DataError(f"{path}: is empty (no names)")
+    cells = [c.strip() for c in first]
+    named = column is not None and not column.isdigit()
+    return (cells if named or _is_header(first) else None), len(first)
+
+
+def _read_csv(path: str, delimiter: str, column: str | None, chunk: int) -> Source:
+    header, width = _csv_header(path, delimiter, column)
+    names = header or [f"column_{i}" for i in range(width)]
+    col = resolve_column(path, names, column)
+    try:
+        reader = pacsv.open_csv(
+            path, read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0,
+                                                 block_size=TEXT_BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
+                                                 strings_can_be_null=False))
+    except (pa.ArrowInvalid, OSError) as e:
+        raise unreadable(path, e) from None
+    return Source(path, "csv" if delimiter == "," else "tsv", col, names,
+                  _numbered(_batches(path, reader), 2 if header else 1), has_line=True)
+
+
+def _numbered(batches: Iterator[pa.RecordBatch], first: int) -> Iterator[pa.RecordBatch]:
+    """Each batch with a leading ``line`` column: the record's line, counting from ``first``."""
+    for batch in batches:
+        yield pa.RecordBatch.from_arrays(
+            [pa.array(np.arange(first, first + batch.num_rows, dtype=np.int64)), *batch.columns],
+            names=["line", *batch.schema.names])
+        first += batch.num_rows
+
+
+def _batches(path: str, reader) -> Iterator[pa.RecordBatch]:
+    """The reader's batches, with Arrow's errors as :class:`DataError` naming the file."""
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+            raise unreadable(path, e) from None
+        yield batch
+
+
+def open_source(path: str, *, fmt: str | None = None, column: str | None = None, keep: bool = False,
+                chunk: int = CHUNK_ROWS) -> Source:
+    """Open ``path`` as record batches of ``chunk`` rows (Parquet, CSV, TSV, JSON lines, or text with one name
+    a line). Raises :class:`DataError` for a file that is missing, unreadable, empty, or lacks the column, and
+    :class:`ColumnError` when the column holds something other than strings."""
+    fmt = format_of(path, fmt)
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such file")
+    if fmt == "txt":
+        col = resolve_column(path, ["name"], column)
+        source = Source(path, fmt, col, ["name"], _read_text(path), has_line=True)
+    elif fmt in ("csv", "tsv"):
+        source = _read_csv(path, "," if fmt == "csv" else "\t", column, chunk)
+    elif fmt == "parquet":
+        try:
+            pf = pq.ParquetFile(path)
+            schema = pf.schema_arrow
+        except (pa.ArrowInvalid, OSError) as e:
+            raise unreadable(path, e) from None
+        col = resolve_column(path, schema.names, column)
+        string_array(pa.array([], schema.field(col).type), col, path)
+        source = Source(path, fmt, col, schema.names,
+                        _batches(path, _ParquetReader(pf, chunk, None if keep else [col])),
+                        rows=pf.metadata.num_rows)
+    else:
+        try:
+            reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise (unreadable(path, e) if os.path.getsize(path) else DataError(f"{path}: is empty (no names)")) from None
+        col = resolve_column(path, reader.schema.names, column)
+        string_array(pa.array([], reader.schema.field(col).type), col, path)
+        source = Source(path, fmt, col, reader.schema.names, _batches(path, reader))
+    return source
+
+
+class _ParquetReader:
+    """``read_next_batch`` over a Parquet file's batches, like Arrow's CSV and JSON readers."""
+
+    def __init__(self, pf: pq.ParquetFile, chunk: int, columns: list[str] | None):
+        self.it = pf.iter_batches(batch_size=chunk, columns=columns)
+
+    def read_next_batch(self) -> pa.RecordBatch:
+        return next(self.it)
+
+
+# ------------------------------------------------------------------------------------------- writers
+
+class Writer:
+    """Writes prediction tables as Parquet, CSV, TSV (also for ``.txt``), flat JSON lines, or ``json``: the
+    nested JSON lines of ``nameorigin predict --json`` (``{"line", "name", "predictions": [...], "error"}``)."""
+
+    def __init__(self, sink, fmt: str):
+        self.sink, self.fmt, self.writer = sink, fmt, None
+
+    def write(self, table: pa.Table) -> None:
+        if self.fmt in ("csv", "tsv", "txt"):
+            table = _rounded(table)
+            if self.writer is None:
+                options = pacsv.WriteOptions(delimiter="," if self.fmt == "csv" else "\t", quoting_style="needed")
+                self.writer = pacsv.CSVWriter(self.sink, table.schema, write_options=options)
+            self.writer.write_table(table)
+        elif self.fmt == "parquet":
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.sink, table.schema)
+            self.writer.write_table(table)
+        elif self.fmt == "jsonl":
+            self.sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n"
+                                    for row in table.to_pylist()).encode("utf-8"))
+        elif self.fmt == "json":
+            self.sink.write("".join(json.dumps(_nested(row)) + "\n" for row in table.to_pylist()).encode("utf-8"))
+        else:
+            raise DataError(f"unknown output format {self.fmt!r}")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _rounded(table: pa.Table) -> pa.Table:
+    """For the text formats: probabilities to 6 decimals, ``out_of_scope`` to 4, ``set`` joined by ``|``."""
+    for i, name in enumerate(table.column_names):
+        if name.startswith("probability_") or name == "out_of_scope":
+            digits = 4 if name == "out_of_scope" else 6
+            table = table.set_column(i, name, pc.round(table.column(i).cast(pa.float64()), digits))
+        elif name == "set":
+            table = table.set_column(i, name, pc.binary_join(table.column(i), "|"))
+    return table
+
+
+#: The keys of :meth:`Prediction.to_dict` that the nested JSON lines always carry (after ``predictions``).
+_TRUST_KEYS = ("out_of_scope", "abstained", "reason")
+
+
+def _nested(row: dict) -> dict:
+    """A flat output row as ``{"line", "name", "predictions": [...], "out_of_scope", "abstained", "reason"[,
+    "set"][, "error"]}``: the keys of :meth:`Prediction.to_dict` (and any kept input columns)."""
+    ranked, out = [], {}
+    for key, value in row.items():
+        if key.startswith("language_"):
+            if value is not None:
+                ranked.append({"language": value, "probability": row["probability_" + key[9:]]})
+        elif not key.startswith("probability_") and key not in ("error", "set", *_TRUST_KEYS):
+            out[key] = value
+    out["predictions"] = ranked
+    out.update({key: row.get(key) for key in _TRUST_KEYS})
+    out["abstained"] = bool(out["abstained"])
+    if row.get("set") is not None:
+        out["set"] = row["set"]
+    if row.get("error"):
+        out["error"] = row["error"]
+    return out
+
+
+# ------------------------------------------------------------------------------------------- streaming
+
+@dataclass
+class Summary:
+    names: int = 0
+    errors: int = 0
+    abstained: int | None = None  # None when the output has no ``abstained`` column
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        rate = self.names / self.seconds if self.seconds > 0 else 0.0
+        parts = [f"{self.names:,} names", f"{self.errors:,} errors"]
+        if self.abstained is not None:
+            parts.append(f"{self.abstained:,} abstained")
+        return ", ".join(parts) + f", {self.seconds:.2f} s ({rate:,.0f} names/s)"
+
+
+@dataclass
+class FileJob:
+    """What ``nameorigin predict --input`` does with one file."""
+
+    input: str
+    output: str | None = None  # None or "-": stdout
+    column: str | None = None
+    top: int = 3
+    keep_columns: bool = False
+    input_format: str | None = None
+    output_format: str | None = None
+    chunk: int = CHUNK_ROWS
+    trust: dict = field(default_factory=dict)
+
+
+def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Iterator[pa.Table]:
+    """Output tables, one per input batch: [``line``], the input's columns (with ``keep_columns``) or ``name``,
+    the predictions and ``error``."""
+    skip = 1 if source.has_line else 0  # a text format's batches start with ``line``
+    for batch in _sliced(source.batches, job.chunk):
+        own = batch.schema.names[skip:]  # the input's columns (duplicate names allowed): by position
+        names = string_array(batch.column(skip + own.index(source.column)), source.column, source.path)
+        preds = predictor.predict_columns(names, job.top, **job.trust)
+        front: dict[str, pa.Array] = {"line": batch.column(0)} if skip else {}
+        if job.keep_columns:
+            for i, name in enumerate(own):
+                if name in front or name in preds.column_names[1:]:
+                    raise ColumnError(f"{source.path}: its column {name!r} would clash with an output column; "
+                                      "rename it or leave out --keep-columns")
+                front[name] = batch.column(skip + i)
+            preds = preds.drop_columns(["name"])
+        yield pa.Table.from_pydict({**front, **{n: preds.column(n) for n in preds.column_names}})
+
+
+def _sliced(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Batches of at most ``rows`` rows (readers cut text files by bytes), so memory stays bounded."""
+    for batch in batches:
+        for start in range(0, batch.num_rows, rows):
+            yield batch.slice(start, rows)
+
+
+def predict_file(predictor: Predictor, job: FileJob, *, progress: Callable[[int], None] | None = None,
+                 stdout=None) -> Summary:
+    """Stream ``job.input`` through the predictor into ``job.output`` (atomically), batch by batch, with flat
+    memory. Returns the summary (names, errors, abstained, seconds)."""
+    start = time.perf_counter()
+    source = open_source(job.input, fmt=job.input_format, column=job.column, keep=job.keep_columns, chunk=job.chunk)
+    to_stdout = not job.output or job.output == "-"
+    out_fmt = job.output_format or ("csv" if to_stdout else format_of(job.output, flag="--output-format"))
+    if to_stdout and out_fmt == "parquet":
+        raise DataError("Parquet output needs --output FILE (it cannot go to stdout)")
+    summary = Summary()
+    with (_stdout_sink(stdout) if to_stdout else _atomic_sink(job.output)) as sink:
+        writer = Writer(sink, out_fmt)
+        for table in predict_batches(predictor, source, job):
+            writer.write(table)
+            summary.names += table.num_rows
+            summary.errors += table.num_rows - table.column("error").null_count
+            if "abstained" in table.column_names:
+                summary.abstained = (summary.abstained or 0) + int(pc.sum(table.column("abstained")).as_py() or 0)
+            if progress:
+                progress(table.num_rows)
+        if summary.names == 0:
+            raise DataError(f"{job.input}: has no names (is it empty?)")
+        writer.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+@contextmanager
+def _atomic_sink(path: str):
+    """A binary file written atomically (:func:`nameorigin.atomic.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        yield fh
+
+
+def file_prior(predictor: Predictor, job: FileJob) -> dict[str, float] | None:
+    """``prior="auto"`` for a file: the language mix of all its names, in a first pass over it."""
+    source = open_source(job.input, fmt=job.input_format, column=job.column, chunk=job.chunk)
+    skip = 1 if source.has_line else 0
+    return predictor.estimate_prior_batches(
+        string_array(batch.column(skip + batch.schema.names[skip:].index(source.column)), source.column, source.path)
+        for batch in _sliced(source.batches, job.chunk))
+
+
+@contextmanager
+def _stdout_sink(stream=None):
+    stream = stream or sys.stdout
+    stream.flush()
+    sink = getattr(stream, "buffer", None)
+    if sink is None:  # a text stream without bytes underneath (e.g. captured): encode into it
+        buf = io.BytesIO()
+        yield buf
+        stream.write(buf.getvalue().decode("utf-8"))
+    else:
+        yield sink
+        sink.flush()
