@@ -42,17 +42,19 @@ def main() -> None:
     ap.add_argument("--preset", default="bundled", help="preset to train (default: bundled)")
     ap.add_argument("--out", default=str(default_model_path()), help="where the shipped model goes")
     ap.add_argument("--work", help="folder for the 80/20 split and model (default: a temporary folder)")
+    ap.add_argument("--threads", default="1", help="torch threads of each training run (default: 1; on a busy "
+                                                   "machine more threads wait on each other)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         run("split", "--data", args.data, "--split", "0.8,0,0.2", "--seed", "0", "--out", str(work / "split80"))
         m80 = work / "model80.safetensors"
         run("train", "--preset", args.preset, "--data", str(work / "split80" / "train.tsv"), "--split", "0.9,0.1,0",
-            "--out", str(m80), "--quiet")
+            "--out", str(m80), "--threads", args.threads, "--quiet")
         held_out = json.loads(run("evaluate", "--model", str(m80), "--data", str(work / "split80" / "test.tsv"),
                                   "--json"))
         run("train", "--preset", args.preset, "--data", args.data, "--split", "0.9,0.1,0", "--out", args.out,
-            "--quiet")
+            "--threads", args.threads, "--quiet")
     ck = checkpoint.load(args.out)
     ck.meta.setdefault("metrics", {})["held_out"] = {
         "accuracy": held_out["accuracy"], "macro_f1": held_out["macro_f1"], "n": held_out.get("n"),
