@@ -1,4 +1,4 @@
-"""nameorigin: which language a name comes from, with character-level recurrent networks.
+"""nameorigin: which language a name comes from, with character-level networks.
 
 Predict with :class:`Predictor`; train, compare and plot from Python with :func:`load_names`,
 :func:`split_names`, :func:`fit`, :func:`compare`, :func:`plot_losses`, :func:`plot_attention` and
