@@ -50,6 +50,7 @@ def grad_worker(rank: int, world: int, init_file: str, out: str) -> None:
         grads = step_gradients(model, net, tokens, lengths, labels, mine)
         if rank == 0:
             torch.save(grads, out)
+        dist.barrier()  # no rank leaves while the other's gradient all-reduce may still be in flight
     finally:
         dist.destroy_process_group()
 

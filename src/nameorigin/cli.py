@@ -211,8 +211,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                                           progress=show and on_terminal,
                                           on_epoch=_epoch_line if show and not on_terminal else None,
                                           soft_targets=soft_targets)
-    finally:
-        distributed.finish()
+    except BaseException:
+        distributed.finish(wait=False)  # another rank may be gone: do not wait for it
+        raise
+    distributed.finish()
     if not ranks.is_main:  # rank 0 calibrates, tests and writes the checkpoint
         return 0
     if settings.worksheet and valid is not None:

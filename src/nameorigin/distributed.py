@@ -55,8 +55,12 @@ def start(device: torch.device) -> tuple[Ranks, torch.device]:
     return ranks, device
 
 
-def finish() -> None:
+def finish(*, wait: bool = True) -> None:
+    """Leave the process group. With ``wait`` (the normal end), first wait for every rank: a rank that tears
+    the group down while another still has a collective in flight makes gloo abort that other process."""
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
