@@ -306,6 +306,12 @@ def _progress_bar():
     return tqdm(unit=" names", unit_scale=True, file=sys.stderr, leave=False)
 
 
+def _trust_options(args: argparse.Namespace, prior) -> dict:
+    """The trust layer's keyword arguments of ``predict`` from its flags, with the prior already resolved."""
+    return {"coverage": args.coverage, "min_confidence": args.min_confidence,
+            "max_out_of_scope": args.max_out_of_scope, "prior": prior}
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     if not args.names and not args.input:
         raise UsageError("give names to predict, or --input FILE")
@@ -320,9 +326,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              "give --prior FILE")
         labels = checkpoint.read_meta(args.model or default_model_path())["labels"]
         prior = trust.resolve_prior(args.prior, labels)  # a bad --prior stops here, before any work
-        options = {"coverage": args.coverage, "min_confidence": args.min_confidence,
-                   "max_out_of_scope": args.max_out_of_scope,
-                   "prior": None if prior is None else dict(zip(labels, prior.tolist()))}
+        options = _trust_options(args, None if prior is None else dict(zip(labels, prior.tolist())))
         summary = cluster.predict_files(cluster.ClusterJob(
             input=args.input, output=args.output, column=args.column, top=args.top, model=args.model,
             keep_columns=args.keep_columns, workers=args.workers, scheduler=args.scheduler,
@@ -331,8 +335,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
     prior = trust.resolve_prior(args.prior, predictor.labels)  # a bad --prior stops here, before any output
-    options = {"coverage": args.coverage, "min_confidence": args.min_confidence,
-               "max_out_of_scope": args.max_out_of_scope, "prior": prior}
+    options = _trust_options(args, prior)
     if args.input:
         job = frame.FileJob(input=args.input, output=args.output, column=args.column, top=args.top,
                             keep_columns=args.keep_columns, input_format=args.format,
