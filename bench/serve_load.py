@@ -1,10 +1,12 @@
 """A bounded load test of ``nameorigin serve`` on loopback, before and after request batching, in one run.
 
     python bench/serve_load.py [--requests 5000] [--seconds 30] [--clients 1,16,64] [--batch 100]
-                               [--post-clients 16] [--servers off,on] [--workers 1] [--model CKPT]
+                               [--post-clients 16] [--servers before,off,on] [--workers 1] [--model CKPT]
 
 For each server setting it starts ``nameorigin serve`` on a free 127.0.0.1 port: ``off`` with
-``--batch-names 1 --batch-wait-ms 0`` (every request is its own model call, as before batching), ``on`` with
+``--batch-names 1 --batch-wait-ms 0`` (every request is its own model call, as before batching), ``before``
+the same under uvicorn's pure-Python parser and asyncio loop (``--http h11 --loop asyncio``, the server before
+httptools and uvloop were dependencies), ``on`` with
 the defaults (concurrent requests gathered into one call), and, when asked for, ``eager`` with
 ``--batch-wait-ms 0`` (no waiting: a batch is whatever arrived while the model was busy). Against each it runs single-name GETs at each
 ``--clients`` concurrency, then POSTs of ``--batch`` names at ``--post-clients``, each round at most
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import socket
 import statistics
@@ -22,11 +25,22 @@ import subprocess
 import sys
 import time
 
-import httpx
+import urllib.error
+import urllib.request
+
+try:
+    import aiohttp
+except ImportError:
+    raise SystemExit("bench/serve_load.py needs aiohttp: pip install -c constraints.txt -e \".[dev]\" "
+                     "(or pip install aiohttp)") from None
 
 from nameorigin import data
+from nameorigin.server import ServeConfig, config_to_env
 
-SERVERS = {"off": ["--batch-names", "1", "--batch-wait-ms", "0"], "on": [], "eager": ["--batch-wait-ms", "0"]}
+OFF = {"batch_names": 1, "batch_wait_ms": 0}
+#: setting -> (ServeConfig fields beyond the defaults, uvicorn options of a "before" server or None)
+SERVERS = {"before": (OFF, ["--http", "h11", "--loop", "asyncio"]), "off": (OFF, None), "on": ({}, None),
+           "eager": ({"batch_wait_ms": 0}, None)}
 
 
 def free_port() -> int:
@@ -36,12 +50,17 @@ def free_port() -> int:
 
 
 async def load(url: str, make_request, total: int, seconds: float, concurrency: int):
-    """Send up to ``total`` requests, ``concurrency`` at a time, for at most ``seconds``."""
+    """Send up to ``total`` requests, ``concurrency`` at a time, for at most ``seconds``, after one untimed
+    request a connection (so that the figures are of kept-alive connections, not of connecting)."""
     latencies: list[float] = []
     kinds: dict[str, int] = {}
     sent = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
+        async def warm():
+            async with client.get("/healthz") as r:
+                await r.read()
+        await asyncio.gather(*(warm() for _ in range(concurrency)))
         started = time.perf_counter()
         deadline = started + seconds
 
@@ -51,11 +70,12 @@ async def load(url: str, make_request, total: int, seconds: float, concurrency: 
                 sent += 1
                 start = time.perf_counter()
                 try:
-                    r = await make_request(client)
-                    if r.status_code != 200:
-                        kind = f"HTTP {r.status_code}: {r.text[:80]}"
-                        kinds[kind] = kinds.get(kind, 0) + 1
-                except httpx.HTTPError as e:
+                    async with make_request(client) as r:
+                        body = await r.read()
+                        if r.status != 200:
+                            kind = f"HTTP {r.status}: {body[:80].decode(errors='replace')}"
+                            kinds[kind] = kinds.get(kind, 0) + 1
+                except aiohttp.ClientError as e:
                     kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
                 latencies.append(time.perf_counter() - start)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -72,18 +92,29 @@ def report(server: str, label: str, latencies: list[float], kinds: dict[str, int
         print(f"{'':<9}   error: {n} x {kind}")
 
 
-def serve(args, extra: list[str]) -> tuple[subprocess.Popen, str]:
+def serve(args, setting: str) -> tuple[subprocess.Popen, str]:
+    """``nameorigin serve`` with the setting's options; "before": the same app under uvicorn's pure-Python HTTP
+    parser and asyncio's own loop (what a plain ``pip install uvicorn`` gives), batching off."""
     port = free_port()
-    cmd = [sys.executable, "-m", "nameorigin", "serve", "--port", str(port), "--workers", str(args.workers), *extra]
-    if args.model:
-        cmd += ["--model", args.model]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    config, uvicorn_options = SERVERS[setting]
+    env = None
+    if uvicorn_options is None:
+        cmd = [sys.executable, "-m", "nameorigin", "serve", "--port", str(port), "--workers", str(args.workers)]
+        for key, value in config.items():
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+        if args.model:
+            cmd += ["--model", args.model]
+    else:
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", "nameorigin.server:app_from_env", "--port", str(port),
+               "--workers", str(args.workers), "--log-level", "warning", *uvicorn_options]
+        env = {**os.environ, **config_to_env(ServeConfig(model=args.model, **config))}
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
-            httpx.get(url + "/healthz", timeout=1)
+            urllib.request.urlopen(url + "/healthz", timeout=1).read()
             return server, url
-        except httpx.HTTPError:
+        except (urllib.error.URLError, OSError):
             if server.poll() is not None:
                 raise SystemExit(f"the server stopped: {' '.join(cmd)}")
             time.sleep(0.2)
@@ -98,7 +129,7 @@ def main() -> None:
     ap.add_argument("--clients", default="1,16,64", help="GET concurrencies (default: %(default)s)")
     ap.add_argument("--batch", type=int, default=100, help="names a POST (default: %(default)s)")
     ap.add_argument("--post-clients", type=int, default=16, help="POST concurrency (default: %(default)s)")
-    ap.add_argument("--servers", default="off,on", help=f"server settings, of {', '.join(SERVERS)} (default: %(default)s)")
+    ap.add_argument("--servers", default="before,off,on", help=f"server settings, of {', '.join(SERVERS)} (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=1, help="serve --workers (default: %(default)s)")
     ap.add_argument("--data", help="names to send (default: $NAMEORIGIN_DATA or the tutorial's archive)")
     ap.add_argument("--model", help="checkpoint to serve (default: the bundled model)")
@@ -106,18 +137,19 @@ def main() -> None:
     names = [n for n, _ in data.read_labelled(data.resolve_data(args.data))]
     rng = random.Random(0)
 
-    async def single(client):
-        return await client.get("/api/predict", params={"name": rng.choice(names), "top": 3})
+    def single(client):
+        return client.get("/api/predict", params={"name": rng.choice(names), "top": 3})
 
-    async def batch(client):
-        return await client.post("/api/predict", json={"names": rng.sample(names, args.batch), "top": 3})
+    def batch(client):
+        return client.post("/api/predict", json={"names": rng.sample(names, args.batch), "top": 3})
 
-    print(f"at most {args.requests:,} requests and {args.seconds:g} s a round; batching off: serve "
-          f"{' '.join(SERVERS['off'])}; on: the defaults; {args.workers} worker(s)\n")
+    print(f"at most {args.requests:,} requests and {args.seconds:g} s a round, aiohttp clients; off: serve "
+          "--batch-names 1 --batch-wait-ms 0; on: the defaults; before: off under uvicorn --http h11 --loop asyncio; "
+          f"{args.workers} worker(s)\n")
     print(f"{'batching':<9} {'round':<22} {'requests':>8} {'req/s':>9} {'names/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'errors':>6}")
     for setting in args.servers.split(","):
-        server, url = serve(args, SERVERS[setting])
+        server, url = serve(args, setting)
         try:
             for clients in (int(c) for c in args.clients.split(",")):
                 result = asyncio.run(load(url, single, args.requests, args.seconds, clients))

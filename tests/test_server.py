@@ -1,5 +1,6 @@
 """The HTTP API through FastAPI's test client, the real server over loopback, and the page in Chromium."""
 import asyncio
+import gc
 import threading
 import json
 import os
@@ -181,6 +182,29 @@ def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_answers_in
         same(r.json()["results"], [real([name], 2)[0].to_dict()])
     assert sum(batches) == len(requests) * len(NAMES) + len(NAMES)
     assert len(batches) < len(responses) / 4  # gathered: far fewer model calls than requests
+
+
+def test_a_caller_alone_is_not_kept_waiting_for_a_batch():
+    """With a 10 s batch wait, requests that come one after another are answered at once (nobody to wait for)."""
+    app = create_app(Predictor.load(), config=ServeConfig(batch_wait_ms=10_000))
+
+    async def run():
+        async with async_client(app) as client:
+            started = time.perf_counter()
+            answers = [await client.get("/api/predict", params={"name": name}) for name in ("Hinton", "Zhou", "Rossi")]
+            return answers, time.perf_counter() - started
+
+    answers, seconds = asyncio.run(run())
+    assert [r.json()["results"][0]["name"] for r in answers] == ["Hinton", "Zhou", "Rossi"]
+    assert seconds < 5  # one wait alone would be 10 s
+
+
+def test_the_server_freezes_what_it_built_at_start_out_of_the_collectors_reach():
+    gc.unfreeze()
+    with TestClient(create_app(Predictor.load())) as client:  # runs the lifespan
+        assert client.get("/healthz").status_code == 200
+        assert gc.get_freeze_count() > 10_000
+    gc.unfreeze()
 
 
 def test_a_full_queue_answers_503_with_retry_after_and_never_hangs():
