@@ -310,3 +310,30 @@ def test_risk_coverage_and_selective_accuracy(tmp_path):
 
 def test_huge_prior_weights_do_not_overflow():
     assert np.allclose(trust.resolve_prior({"Alpha": 1e308, "Beta": 1e308}, ["Alpha", "Beta"]), [0.5, 0.5])
+
+
+def test_out_of_scope_features_equal_a_name_by_name_reference():
+    """The detector's features, computed for a whole batch at once, equal the same sums taken one name and one
+    trigram at a time from the tables (names of different lengths, one letter, a space and an apostrophe)."""
+    train = ["Abel", "Zhou", "Rossi", "Kowalski", "Li", "Nguyen", "O'Neill", "de la Cruz"]
+    language = np.array([0, 1, 2, 3, 1, 4, 0, 2])
+    keys, counts = trust.trigram_counts(train, language)
+    background = ["Virtanen", "Nagy", "Yilmaz"]
+    bg_keys, bg_counts = trust.trigram_counts(background, np.full(len(background), 5))
+    n_features = len(trust.OutOfScope.FEATURES)
+    detector = trust.OutOfScope(np.concatenate([keys, bg_keys]), np.concatenate([counts, bg_counts]), 5, 1.0, 1.0,
+                                np.zeros(n_features), np.ones(n_features), np.zeros(n_features), 0.0)
+    names = ["Abel", "x", "Kowalczyk", "O'Hara", "van der Berg", "Qwrtz"]
+    probs = np.random.default_rng(0).dirichlet(np.ones(5), len(names))
+    tables = trust.trigram_tables(detector.keys, detector.counts, 5, 1.0, 1.0)  # (L + 2, K**3)
+    got = detector.features(probs, names)
+    for i, name in enumerate(names):
+        seq = [1, 1] + [trust._CODE[ord(c)] for c in name] + [2]
+        codes = [(seq[j] * trust.K + seq[j + 1]) * trust.K + seq[j + 2] for j in range(len(seq) - 2)]
+        surprise = -tables[:, codes].astype(np.float64)  # (L + 2, letters + 1)
+        mean = surprise.mean(1)
+        top = int(probs[i].argmax())
+        entropy = -(probs[i] * np.log(probs[i])).sum()
+        want = [mean[-2], surprise[-2].max(), mean[:5].min(), mean[top], mean[-1], probs[i].max(), entropy]
+        np.testing.assert_allclose(got[i], want, rtol=1e-6, atol=1e-6)
+    assert detector.features(probs[:0], []).shape == (0, n_features)

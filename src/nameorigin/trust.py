@@ -335,27 +335,32 @@ class OutOfScope:
     std: np.ndarray
     coef: np.ndarray  # (F,)
     bias: float
-    tables: np.ndarray = field(init=False, repr=False)  # (L + 2, K**3) log P(c | a b)
+    columns: np.ndarray = field(init=False, repr=False)  # (K**3, L + 2) log P(c | a b), a row a trigram
 
     FEATURES = ("trigram surprise, all languages", "worst character's surprise, all languages",
                 "trigram surprise, best-fitting language", "trigram surprise, top language",
                 "trigram surprise, background", "top probability", "entropy")
 
     def __post_init__(self):
-        self.tables = trigram_tables(self.keys, self.counts, self.n_languages, self.smoothing,
-                                     self.background_smoothing)
+        self.columns = np.ascontiguousarray(trigram_tables(self.keys, self.counts, self.n_languages, self.smoothing,
+                                                           self.background_smoothing).T)
 
     def features(self, probs: np.ndarray, folded: Sequence[str]) -> np.ndarray:
         """(N, F): mean surprise per character (-log P) under all training names' trigrams, at the worst
         character, under the best-fitting language's, the top language's and the background's trigrams; the
         top probability; the entropy."""
         tri, mask = _trigram_codes(folded)
-        per_char = mask.sum(1).astype(np.float64)  # (N,)
-        surprise = np.where(mask[None], -self.tables[:, tri], 0.0)  # (L + 2, N, T)
-        mean = surprise.sum(2) / per_char[None]  # (L + 2, N)
+        if not len(folded):
+            return np.zeros((0, len(self.FEATURES)))
+        per_char = mask.sum(1)  # (N,) every name has at least its end
+        # only the real trigrams, name after name (row-major), each with its L + 2 surprises: (M, L + 2)
+        surprise = -self.columns[tri[mask]]
+        starts = np.concatenate([[0], np.cumsum(per_char)[:-1]])
+        mean = (np.add.reduceat(surprise, starts, axis=0, dtype=np.float64) / per_char[:, None]).T  # (L + 2, N)
+        worst = np.maximum.reduceat(surprise[:, -2], starts)
         top = probs.argmax(1)
         languages = mean[: self.n_languages]
-        return np.stack([mean[-2], surprise[-2].max(1), languages.min(0), languages[top, np.arange(len(top))],
+        return np.stack([mean[-2], worst, languages.min(0), languages[top, np.arange(len(top))],
                          mean[-1], probs.max(1), _entropy(probs)], axis=1)
 
     def score(self, probs: np.ndarray, folded: Sequence[str]) -> np.ndarray:
