@@ -14,8 +14,6 @@ tensor path.
 from __future__ import annotations
 
 import argparse
-import random
-import string
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import gru128_checkpoint, real_names, run_cli, zipf_sample  # noqa: E402
+from scale_common import gru128_checkpoint, real_names, run_cli, two_samples  # noqa: E402
 
 from nameorigin import Predictor  # noqa: E402
 
@@ -36,12 +34,7 @@ def main() -> None:
     ap.add_argument("--model", help="checkpoint to time instead of an untrained gru 128")
     args = ap.parse_args()
     real, labels = real_names(args.data)
-    rng = random.Random(0)
-    samples = {
-        "zipf": zipf_sample(real, args.names),
-        "distinct": [f"{rng.choice(real)} {''.join(rng.choices(string.ascii_lowercase, k=3))}"
-                     for _ in range(args.names)],
-    }
+    samples = two_samples(real, args.names)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.names:,} names a sample\n")
     print(f"{'model':<16} {'sample':<9} {'distinct':>9} {'tensor names/s':>15} {'CLI names/s':>12} "
           f"{'CLI/tensor':>10} {'CLI wall names/s':>17}")

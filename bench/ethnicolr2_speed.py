@@ -1,6 +1,6 @@
 """The nearest peer's prediction pipeline (ethnicolr2) against nameorigin's on the same names, in one run.
 
-    pip install --no-deps ethnicolr2==0.3.3 && pip install huggingface-hub   # next to nameorigin's [dev] install (see below)
+    pip install --no-deps ethnicolr2==0.3.3 && pip install huggingface-hub   # beside [dev]; see below
     python bench/ethnicolr2_speed.py [--data DIR] [--names 100000]
 
 ethnicolr2's weights live on the Hugging Face Hub, which this machine cannot reach, so its census last-name
@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import string
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import gru128_checkpoint, real_names, zipf_sample  # noqa: E402
+from scale_common import gru128_checkpoint, real_names, two_samples  # noqa: E402
 
 try:
     import joblib
@@ -74,12 +72,7 @@ def main() -> None:
                          "pip install huggingface-hub (see this script's docstring for why --no-deps)") from None
     from importlib.metadata import version
     real, labels = real_names(args.data)
-    rng = random.Random(0)
-    samples = {
-        "zipf": zipf_sample(real, args.names),
-        "distinct": [f"{rng.choice(real)} {''.join(rng.choices(string.ascii_lowercase, k=3))}"
-                     for _ in range(args.names)],
-    }
+    samples = two_samples(real, args.names)
     print(f"ethnicolr2 {version('ethnicolr2')} (random weights of its census last-name LSTM's shape), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.names:,} names a sample\n")
     print(f"{'sample':<9} {'distinct':>9} {'ethnicolr2 names/s':>19} {'model':<8} {'nameorigin names/s':>19} "

@@ -1,7 +1,9 @@
 """What the scale benchmarks share: realistic samples of names, a gru 128 checkpoint, running the command line."""
 from __future__ import annotations
 
+import random
 import re
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +35,17 @@ def zipf_sample(names: list[str], n: int, *, exponent: float = 1.0, seed: int = 
     weights = 1.0 / np.arange(1, len(distinct) + 1) ** exponent
     picks = rng.choice(len(distinct), size=n, p=weights / weights.sum())
     return [distinct[i] for i in picks]
+
+
+def distinct_sample(names: list[str], n: int, *, seed: int = 0) -> list[str]:
+    """``n`` names that never repeat: each a real name with a random three-letter tail (the worst case)."""
+    rng = random.Random(seed)
+    return [f"{rng.choice(names)} {''.join(rng.choices(string.ascii_lowercase, k=3))}" for _ in range(n)]
+
+
+def two_samples(names: list[str], n: int) -> dict[str, list[str]]:
+    """The speed benchmarks' two samples of ``n`` names: Zipf-like repeats of real names, and all distinct."""
+    return {"zipf": zipf_sample(names, n), "distinct": distinct_sample(names, n)}
 
 
 def gru128_checkpoint(labels: list[str], path: Path) -> Path:

@@ -8,9 +8,9 @@ For each server setting it starts ``nameorigin serve`` on a free 127.0.0.1 port:
 the same under uvicorn's pure-Python parser and asyncio loop (``--http h11 --loop asyncio``, the server before
 httptools and uvloop were dependencies), ``on`` with
 the defaults (concurrent requests gathered into one call), and, when asked for, ``eager`` with
-``--batch-wait-ms 0`` (no waiting: a batch is whatever arrived while the model was busy). Against each it runs single-name GETs at each
-``--clients`` concurrency, then POSTs of ``--batch`` names at ``--post-clients``, each round at most
-``--requests`` requests and ``--seconds`` seconds, and prints requests/s, names/s, p50/p99 latency and errors
+``--batch-wait-ms 0`` (no waiting: a batch is whatever arrived while the model was busy). Against each it runs
+single-name GETs at each ``--clients`` concurrency, then POSTs of ``--batch`` names at ``--post-clients``, each
+round at most ``--requests`` requests and ``--seconds`` seconds, and prints requests/s, names/s, p50/p99 latency and errors
 (any status other than 200, or a failed connection). Traffic goes to loopback only and stops by itself.
 """
 from __future__ import annotations
@@ -129,7 +129,8 @@ def main() -> None:
     ap.add_argument("--clients", default="1,16,64", help="GET concurrencies (default: %(default)s)")
     ap.add_argument("--batch", type=int, default=100, help="names a POST (default: %(default)s)")
     ap.add_argument("--post-clients", type=int, default=16, help="POST concurrency (default: %(default)s)")
-    ap.add_argument("--servers", default="before,off,on", help=f"server settings, of {', '.join(SERVERS)} (default: %(default)s)")
+    ap.add_argument("--servers", default="before,off,on",
+                    help=f"server settings, of {', '.join(SERVERS)} (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=1, help="serve --workers (default: %(default)s)")
     ap.add_argument("--data", help="names to send (default: $NAMEORIGIN_DATA or the tutorial's archive)")
     ap.add_argument("--model", help="checkpoint to serve (default: the bundled model)")
