@@ -353,11 +353,12 @@ class OutOfScope:
         if not len(folded):
             return np.zeros((0, len(self.FEATURES)))
         per_char = mask.sum(1)  # (N,) every name has at least its end
-        # only the real trigrams, name after name (row-major), each with its L + 2 surprises: (M, L + 2)
-        surprise = -self.columns[tri[mask]]
-        starts = np.concatenate([[0], np.cumsum(per_char)[:-1]])
-        mean = (np.add.reduceat(surprise, starts, axis=0, dtype=np.float64) / per_char[:, None]).T  # (L + 2, N)
-        worst = np.maximum.reduceat(surprise[:, -2], starts)
+        # each trigram's log-probabilities under the L + 2 tables, gathered by torch (threaded) as (N, T, L + 2);
+        # padding set to 0, which no sum notices and no minimum picks (a real log-probability is below 0)
+        logp = torch.from_numpy(self.columns)[torch.from_numpy(tri)]
+        logp.masked_fill_(~torch.from_numpy(mask)[..., None], 0.0)
+        mean = (-logp.sum(1).numpy().astype(np.float64) / per_char[:, None]).T  # (L + 2, N) mean surprise
+        worst = -logp[..., -2].amin(1).numpy().astype(np.float64)
         top = probs.argmax(1)
         languages = mean[: self.n_languages]
         return np.stack([mean[-2], worst, languages.min(0), languages[top, np.arange(len(top))],
