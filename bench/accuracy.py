@@ -10,13 +10,15 @@ as ``--members`` does). Three kinds of variant: a single model (``VARIANTS``: mo
 the default preset's, ``ngram-lr`` included); a mixed ensemble (``MIXES``: the same seed's runs of several
 variants, their weights fitted on validation as ``nameorigin train`` fits a mixed preset's); and a distilled
 student (``DISTILLED``: a variant trained on the out-of-fold probabilities of a teacher recipe, a variant or a
-mix, with its trainer's distillation settings; its time counts the teachers'). Runs are cached in ``--cache``
+mix, with its trainer's distillation settings; its time counts the teachers'; with ``synthetic``, also on
+made-up names the teacher mix labels, see ``synthetic_names``). Runs are cached in ``--cache``
 (one file of log-probabilities per variant and seed; the teachers' out-of-fold probabilities too), so an
 interrupted search resumes and ``--variants`` can add rows. The ranking uses validation figures only.
 """
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 from dataclasses import replace
@@ -76,6 +78,12 @@ DISTILLED: dict[str, tuple[str, str, int, dict]] = {
     "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.25, T 3": (
         GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.25, "distill_temperature": 3.0}),
     "gru-attention bi 128 taught by cnn + ngram-lr, 4 folds, w 0.7, T 2": (GA, "mixed: cnn + ngram-lr", 4, DISTIL),
+    # the bundled preset's student and teachers, plus a transfer set of synthetic names (see synthetic_names)
+    # that the teacher mix, trained on all the training names, labels
+    "the bundled preset + synthetic names x1, w 0.25, T 1": (
+        GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.25, "distill_temperature": 1.0, "synthetic": 1}),
+    "the bundled preset + synthetic names x1, w 0.5, T 1": (
+        GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.5, "distill_temperature": 1.0, "synthetic": 1}),
 }
 # the DESIGN's baseline, the pipeline `nameorigin compare` fits (deterministic: one run stands for every seed)
 BASELINES: dict[str, dict] = {
@@ -96,6 +104,25 @@ def settings_of(variant: str, seed: int) -> Settings:
                         worksheet=False, prune=0, members=members)
     model_values, train_values = VARIANTS[variant]
     return resolve_settings("default", model=model_values, train={**train_values, "seed": seed})
+
+
+def synthetic_names(train, k: int, seed: int, exclude: set[str]) -> list[str]:
+    """Unlabelled names for distillation: for each training name, ``k`` times, its start (2 letters or more)
+    joined to the end of another name of the same language; 3-20 characters, none a real name of the data."""
+    rng = random.Random(seed)
+    by_language: dict[str, list[str]] = {}
+    for name, language in train:
+        by_language.setdefault(language, []).append(name)
+    out = set()
+    for name, language in train:
+        for _ in range(k):
+            other = rng.choice(by_language[language])
+            if len(name) < 3 or len(other) < 3:
+                continue
+            made = name[: rng.randint(2, len(name) - 1)] + other[rng.randint(1, len(other) - 2):]
+            if 3 <= len(made) <= 20 and made not in exclude:
+                out.add(made)
+    return sorted(out)
 
 
 def cached(path: Path, compute) -> dict:
@@ -134,10 +161,27 @@ def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: 
             taught = cached(cache / f"oof_{slug(teacher)}_k{folds}_s{seed}.pt", teach)
             soft, teacher_seconds = taught["log_probs"], taught["seconds"]
         settings = settings_of(student, seed)
+        train = list(parts.train)
         if variant in DISTILLED:
-            settings.train = replace(settings.train, **DISTILLED[variant][3])
+            distil = dict(DISTILLED[variant][3])
+            k = distil.pop("synthetic", 0)
+            settings.train = replace(settings.train, **distil)
+            if k:  # the teacher mix on all training names labels the synthetic ones: soft targets, argmax labels
+                made = synthetic_names(parts.train, k, seed, {n for n, _ in [*parts.train, *parts.valid, *test_pairs]})
+
+                def label() -> dict:
+                    started = time.perf_counter()
+                    model, _, _ = fit(settings_of(teacher, seed), parts.train, valid, labels)
+                    encoded = data.encode_pairs([(n, labels[0]) for n in made], labels)
+                    return {"names": made, "log_probs": batched_log_probs(model, encoded.tokens, encoded.lengths)[0],
+                            "seconds": time.perf_counter() - started}
+                synthetic = cached(cache / f"aug_{slug(teacher)}_x{k}_s{seed}.pt", label)
+                assert synthetic["names"] == made
+                train += [(n, labels[i]) for n, i in zip(made, synthetic["log_probs"].argmax(1).tolist())]
+                soft = torch.cat([soft, synthetic["log_probs"]])
+                teacher_seconds += synthetic["seconds"]
         started = time.perf_counter()
-        model, history, _ = fit(settings, parts.train, valid, labels, soft_targets=soft)
+        model, history, _ = fit(settings, train, valid, labels, soft_targets=soft)
         seconds = time.perf_counter() - started + teacher_seconds
         return {"valid": batched_log_probs(model, valid.tokens, valid.lengths)[0],
                 "test": batched_log_probs(model, test.tokens, test.lengths)[0],
