@@ -115,19 +115,6 @@ def test_length_batches_cover_every_index_once_with_similar_lengths():
     assert max(spans) <= 2
 
 
-def test_iter_names_text_csv_and_column(tmp_path):
-    txt = tmp_path / "n.txt"
-    txt.write_text("Hinton\n\nZhou\n")
-    assert list(data.iter_names(txt)) == [(1, "Hinton"), (3, "Zhou")]
-    csv_path = tmp_path / "people.csv"
-    csv_path.write_text("id,surname\n1,Hinton\n2,Zhou\n")
-    assert list(data.iter_names(csv_path, "surname")) == [(2, "Hinton"), (3, "Zhou")]
-    assert list(data.iter_names(csv_path)) == [(2, "Hinton"), (3, "Zhou")]  # header names the column
-    assert list(data.iter_names(csv_path, "0")) == [(2, "1"), (3, "2")]
-    with pytest.raises(DataError, match="no column 'family'"):
-        list(data.iter_names(csv_path, "family"))
-
-
 def _zip_of(folder, tamper=False):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

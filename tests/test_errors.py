@@ -152,6 +152,15 @@ def test_predict_column_beyond_the_files_columns(capsys, tmp_path, tiny_model):
     assert code == 2 and "people.csv" in err and "no column 5" in err
 
 
+def test_evaluate_out_of_scope_file_missing_or_empty(capsys, tmp_path, tiny_dir, tiny_model):
+    _, model = tiny_model
+    (tmp_path / "empty.txt").write_text("\n")
+    for name, says in (("missing.txt", "no such file"), ("empty.txt", "no readable names")):
+        code = main(["evaluate", "--model", str(model), "--data", str(tiny_dir), "--out-of-scope", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert code == 2 and name in err and says in err, err
+
+
 # ---------------------------------------------------------------------------------------- the Python API
 
 def test_stream_over_an_open_text_file_strips_line_ends_and_skips_blank_lines(tmp_path):

@@ -246,6 +246,12 @@ def test_evaluate_reports_coverage_risk_and_out_of_scope(capsys, tmp_path, train
     assert png.stat().st_size > 1000
     assert main(["evaluate", "--model", str(model), "--data", str(folder)]) == 0
     assert "cov@0.9" in capsys.readouterr().out
+    # the out-of-scope names may come in any input predict reads: here a CSV whose header names the column
+    table = tmp_path / "oos.csv"
+    table.write_text("id,surname\n" + "".join(f"{i},{n}\n" for i, n in enumerate(oos.read_text().split())))
+    assert main(["evaluate", "--model", str(model), "--data", str(folder), "--json", "--out-of-scope",
+                 str(table)]) == 0
+    assert json.loads(capsys.readouterr().out)["out_of_scope"]["auroc"] == result["out_of_scope"]["auroc"]
 
 
 @pytest.fixture(scope="module")

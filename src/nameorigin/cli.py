@@ -371,6 +371,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
     pairs = _load_labelled(args.data)
+    # opened (and refused, if it must be) before the evaluation runs, not after
+    oos_source = _out_of_scope_source(predictor, args.out_of_scope, model=args.model or "the bundled model")
     encoded = data.encode_pairs(pairs, predictor.labels)
     lp, _ = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)
     result = metrics(encoded.labels, lp.argmax(1), predictor.labels)
@@ -391,9 +393,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                                predictor.labels) for c in trust.COVERAGES}
     if layer.min_confidence is not None:
         result["abstained"] = float(applied.abstained.mean())
-    if args.out_of_scope:
-        result["out_of_scope"] = _out_of_scope_report(predictor, applied, args.out_of_scope,
-                                                     model=args.model or "the bundled model")
+    if oos_source is not None:
+        result["out_of_scope"] = _out_of_scope_report(predictor, applied, oos_source)
     if args.risk_coverage:
         correct = (lp.argmax(1) == encoded.labels).numpy()
         curves = {"top probability": risk_coverage(after.max(1).values.numpy(), correct)}
@@ -417,12 +418,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _out_of_scope_report(predictor: Predictor, in_scope, path: str, *, model: str) -> dict:
-    """Out-of-scope AUROC and abstention on a text file of names of other languages against ``in_scope``."""
+def _out_of_scope_source(predictor: Predictor, path: str | None, *, model: str) -> frame.Source | None:
+    """``evaluate --out-of-scope``'s names, opened as any input predict reads (text, CSV/TSV, JSON lines,
+    Parquet); None without the option."""
+    if path is None:
+        return None
     if predictor.trust.oos is None:
         raise UsageError(f"--out-of-scope: {model} has no out-of-scope detector "
                          "(trained before the trust layer, or without Faker); retrain it")
-    raw = [name for _, name in data.iter_names(path)]
+    return frame.open_source(path)
+
+
+def _out_of_scope_report(predictor: Predictor, in_scope, source: frame.Source) -> dict:
+    """Out-of-scope AUROC and abstention on names of other languages (``source``) against ``in_scope``."""
+    path = source.path
+    raw = [name for batch in source.batches for name in batch.column(source.column).to_pylist() if name is not None]
     results = predictor.predict(raw, top=1)
     readable = [p for p in results if not p.error]
     if not readable:
@@ -661,8 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--reliability", help="save a reliability diagram (before and after temperature scaling) as PNG")
     e.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     e.add_argument("--risk-coverage", help="save a risk-coverage curve as PNG (default: none)")
-    e.add_argument("--out-of-scope", help="text file of names of other languages: report the out-of-scope AUROC "
-                                          "and abstention rates against the evaluated names (default: none)")
+    e.add_argument("--out-of-scope", help="names of other languages (any input predict --input reads): report the "
+                                          "out-of-scope AUROC and abstention rates against the evaluated names "
+                                          "(default: none)")
     add_precision(e)
     e.set_defaults(func=cmd_evaluate)
     a = sub.add_parser("attention", help="each character's attention weight, for gru-attention models")

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,52 +157,6 @@ def _read_table_rows(path: Path) -> list[Pair]:
     if skipped:
         log.warning("%s: skipped %d row(s) with no readable name or no label", path, skipped)
     return out
-
-
-def iter_names(path: str | os.PathLike, column: str | None = None) -> Iterator[tuple[int, str]]:
-    """Stream ``(line number, raw name)`` from a text file (one name a line) or a CSV/TSV's ``column``.
-
-    ``column`` is a header name or a 0-based index; without it a CSV/TSV uses its first column. Reads lazily,
-    so memory stays flat whatever the file's length.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        yield from _iter_name_rows(path, column)
-    except UnicodeDecodeError as e:
-        raise _not_utf8(path, e) from None
-
-
-def _iter_name_rows(path: Path, column: str | None) -> Iterator[tuple[int, str]]:
-    with _open_text(path) as fh:
-        first = fh.readline()
-        fh.seek(0)
-        if path.suffix.lower() not in {".csv", ".tsv"} and column is None:
-            for lineno, line in enumerate(fh, 1):
-                if line.strip():
-                    yield lineno, line.rstrip("\r\n")
-            return
-        col = 0
-        for lineno, row in enumerate(csv.reader(fh, delimiter=_sniff_delimiter(path, first)), 1):
-            if lineno == 1:
-                header = [c.strip() for c in row]
-                if column is not None and column.isdigit():
-                    col = int(column)
-                    if col >= len(row):
-                        raise DataError(f"{path}: no column {col} (0-based): its first row has {len(row)} "
-                                        f"column(s)")
-                elif column is not None:
-                    if column not in header:
-                        raise DataError(f"{path}: no column {column!r} in its header {header}")
-                    col = header.index(column)
-                    continue
-                if _is_header(row):
-                    if column is None:
-                        col = next((i for i, c in enumerate(header) if c.lower() in NAME_HEADERS), 0)
-                    continue
-            if row:
-                yield lineno, row[col] if col < len(row) else ""
 
 
 # ------------------------------------------------------------------------------------ the archive
