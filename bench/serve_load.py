@@ -6,12 +6,14 @@
 For each server setting it starts ``nameorigin serve`` on a free 127.0.0.1 port: ``off`` with
 ``--batch-names 1 --batch-wait-ms 0`` (every request is its own model call, as before batching), ``before``
 the same under uvicorn's pure-Python parser and asyncio loop (``--http h11 --loop asyncio``, the server before
-httptools and uvloop were dependencies), ``on`` with
+httptools and uvloop were dependencies), ``thawed`` the defaults without ``gc.freeze()`` at start-up (the
+collector then scans everything start-up built), ``on`` with
 the defaults (concurrent requests gathered into one call), and, when asked for, ``eager`` with
 ``--batch-wait-ms 0`` (no waiting: a batch is whatever arrived while the model was busy). Against each it runs
 single-name GETs at each ``--clients`` concurrency, then POSTs of ``--batch`` names at ``--post-clients``, each
 round at most ``--requests`` requests and ``--seconds`` seconds, and prints requests/s, names/s, p50/p99 latency and errors
-(any status other than 200, or a failed connection). Traffic goes to loopback only and stops by itself.
+(any status other than 200, or a failed connection), and the server's resident memory (all its processes)
+after each round. Traffic goes to loopback only and stops by itself.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import time
 
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 try:
     import aiohttp
@@ -40,7 +43,7 @@ from nameorigin.server import ServeConfig, config_to_env
 OFF = {"batch_names": 1, "batch_wait_ms": 0}
 #: setting -> (ServeConfig fields beyond the defaults, uvicorn options of a "before" server or None)
 SERVERS = {"before": (OFF, ["--http", "h11", "--loop", "asyncio"]), "off": (OFF, None), "on": ({}, None),
-           "eager": ({"batch_wait_ms": 0}, None)}
+           "eager": ({"batch_wait_ms": 0}, None), "thawed": ({"gc_freeze": False}, [])}
 
 
 def free_port() -> int:
@@ -82,19 +85,35 @@ async def load(url: str, make_request, total: int, seconds: float, concurrency: 
         return latencies, kinds, time.perf_counter() - started
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (uvicorn's worker processes), from /proc."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration):
+            continue
+    return total / 1024
+
+
 def report(server: str, label: str, latencies: list[float], kinds: dict[str, int], seconds: float,
-           names_per_request: int) -> None:
+           names_per_request: int, rss: float) -> None:
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     print(f"{server:<9} {label:<22} {len(latencies):>8,} {len(latencies) / seconds:>9,.0f} "
           f"{len(latencies) * names_per_request / seconds:>9,.0f} {q[49] * 1000:>8.1f} {q[98] * 1000:>8.1f} "
-          f"{sum(kinds.values()):>6}", flush=True)
+          f"{sum(kinds.values()):>6} {rss:>8.0f}", flush=True)
     for kind, n in kinds.items():
         print(f"{'':<9}   error: {n} x {kind}")
 
 
 def serve(args, setting: str) -> tuple[subprocess.Popen, str]:
-    """``nameorigin serve`` with the setting's options; "before": the same app under uvicorn's pure-Python HTTP
-    parser and asyncio's own loop (what a plain ``pip install uvicorn`` gives), batching off."""
+    """``nameorigin serve`` with the setting's options; "before" and "thawed", settings that are not flags, go
+    through uvicorn's factory with the settings in ``$NAMEORIGIN_SERVE``: "before" under uvicorn's pure-Python
+    HTTP parser and asyncio's own loop (what a plain ``pip install uvicorn`` gives), batching off."""
     port = free_port()
     config, uvicorn_options = SERVERS[setting]
     env = None
@@ -148,15 +167,17 @@ def main() -> None:
           "--batch-names 1 --batch-wait-ms 0; on: the defaults; before: off under uvicorn --http h11 --loop asyncio; "
           f"{args.workers} worker(s)\n")
     print(f"{'batching':<9} {'round':<22} {'requests':>8} {'req/s':>9} {'names/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>6}")
+          f"{'errors':>6} {'RSS MB':>8}")
     for setting in args.servers.split(","):
         server, url = serve(args, setting)
         try:
+            print(f"{setting:<9} {'(started, idle)':<22} {'':>8} {'':>9} {'':>9} {'':>8} {'':>8} {'':>6} "
+                  f"{rss_mb(server.pid):>8.0f}")
             for clients in (int(c) for c in args.clients.split(",")):
                 result = asyncio.run(load(url, single, args.requests, args.seconds, clients))
-                report(setting, f"GET 1 name x{clients}", *result, 1)
+                report(setting, f"GET 1 name x{clients}", *result, 1, rss_mb(server.pid))
             result = asyncio.run(load(url, batch, args.requests, args.seconds, args.post_clients))
-            report(setting, f"POST {args.batch} names x{args.post_clients}", *result, args.batch)
+            report(setting, f"POST {args.batch} names x{args.post_clients}", *result, args.batch, rss_mb(server.pid))
         finally:
             server.terminate()
             server.wait(timeout=20)

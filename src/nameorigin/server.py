@@ -47,6 +47,7 @@ class ServeConfig:
     queue_limit: int = 4096  # names waiting for the model; above it requests get 503
     max_body: int = 1_000_000  # bytes of request body; above it 413
     threads: int = 1  # torch threads of the model thread (0: torch's default)
+    gc_freeze: bool = True  # move what start-up built out of the garbage collector's reach (see _lifespan)
 
 
 Coverage = Field(None, gt=0, lt=1, description="with a value, each name gets the conformal set of languages that "
@@ -333,7 +334,7 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
                       queue_limit=config.queue_limit, thread_setup=_torch_threads(config.threads))
     app = FastAPI(title="nameorigin", version=__version__,
                   description="Which language does a name come from? Character-level recurrent networks.",
-                  lifespan=_lifespan(batcher))
+                  lifespan=_lifespan(batcher, freeze=config.gc_freeze))
     app.add_middleware(BodyLimit, max_body=config.max_body)
     app.state.batcher = batcher
     page = (resources.files("nameorigin") / "static" / "index.html").read_text(encoding="utf-8")
@@ -430,16 +431,18 @@ def _torch_threads(threads: int) -> Callable[[], None] | None:
     return setup
 
 
-def _lifespan(batcher: Batcher):
+def _lifespan(batcher: Batcher, *, freeze: bool):
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(app):
         # Everything built so far (torch, the model, the trust layer, FastAPI: a few hundred thousand objects)
         # lives as long as the server: moved out of the collector's reach, a full collection no longer scans
-        # it, which otherwise stalled every request in flight for ~100 ms every half second under load.
-        gc.collect()
-        gc.freeze()
+        # it, which otherwise stalls every request in flight for ~100 ms every half second under load
+        # (bench/serve_load.py --servers thawed,on shows it).
+        if freeze:
+            gc.collect()
+            gc.freeze()
         yield
         batcher.close()
     return lifespan
