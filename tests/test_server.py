@@ -201,6 +201,9 @@ def test_a_caller_alone_is_not_kept_waiting_for_a_batch():
 
 def test_the_server_freezes_what_it_built_at_start_out_of_the_collectors_reach():
     gc.unfreeze()
+    with TestClient(create_app(Predictor.load(), config=ServeConfig(gc_freeze=False))) as client:
+        assert client.get("/healthz").status_code == 200
+        assert gc.get_freeze_count() == 0  # the setting that shows what the freeze is worth
     with TestClient(create_app(Predictor.load())) as client:  # runs the lifespan
         assert client.get("/healthz").status_code == 200
         assert gc.get_freeze_count() > 10_000
