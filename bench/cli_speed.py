@@ -30,7 +30,7 @@ from nameorigin import Predictor  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="names folder (default: $NAMEORIGIN_DATA or the tutorial's archive)")
-    ap.add_argument("--names", type=int, default=1_000_000)
+    ap.add_argument("--names", type=int, default=1_000_000, help="names a sample (default: %(default)s)")
     ap.add_argument("--model", help="checkpoint to time instead of an untrained gru 128")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each side, alternating; the best of each counts "
                                                           "(this machine's speed moves by 10-20 %% from run to run)")

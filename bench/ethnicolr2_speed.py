@@ -63,7 +63,7 @@ def timed(fn) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="names folder (default: $NAMEORIGIN_DATA or the tutorial's archive)")
-    ap.add_argument("--names", type=int, default=100_000)
+    ap.add_argument("--names", type=int, default=100_000, help="names a sample (default: %(default)s)")
     args = ap.parse_args()
     try:
         import ethnicolr2  # noqa: F401

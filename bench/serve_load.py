@@ -166,7 +166,7 @@ def main() -> None:
     print(f"at most {args.requests:,} requests and {args.seconds:g} s a round, aiohttp clients; off: serve "
           "--batch-names 1 --batch-wait-ms 0; on: the defaults; before: off under uvicorn --http h11 --loop asyncio; "
           f"{args.workers} worker(s)\n")
-    print(f"{'batching':<9} {'round':<22} {'requests':>8} {'req/s':>9} {'names/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+    print(f"{'server':<9} {'round':<22} {'requests':>8} {'req/s':>9} {'names/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'errors':>6} {'RSS MB':>8}")
     for setting in args.servers.split(","):
         server, url = serve(args, setting)

@@ -17,6 +17,9 @@ split by name hash; the detector was fitted on the other half), side by side wit
 * out-of-scope AUROC (baseline: 1 - top probability);
 * abstention on out-of-scope and in-scope names with the default thresholds (baseline: the top-probability
   threshold alone, set aside the same share of validation names);
+* ``--prior auto`` (EM) on the held-out names and on a sample of them shifted towards English and Spanish:
+  accuracy and the distance of the estimated mix from the true one, EM against the model's own prior (the
+  layer) and against the training mix (the baseline: what the layer did before it recorded the model's prior);
 * the share of emoji, symbol, digit and punctuation strings refused as unreadable (baseline: transliterating
   every character, as nameorigin did before);
 * and, as a check of how the detector does on languages it never saw, the out-of-scope AUROC and abstention on
@@ -152,6 +155,32 @@ def main(argv: list[str] | None = None) -> int:
     base_out = oos_probs.max(1) < layer.min_confidence
     rows.append(("abstain OOS", f"{oos_result.abstained.mean():.3f}", f"{base_out.mean():.3f}"))
     rows.append(("abstain in-scope", f"{result.abstained.mean():.3f}", f"{base_in.mean():.3f}"))
+    # --prior auto: EM against the model's own prior (the layer) and against the training mix (as before)
+    shift = np.ones(len(labels))  # a population of mostly English and Spanish names, few Russian ones
+    for language, weight in (("Russian", 0.05), ("English", 2.0), ("Spanish", 10.0)):
+        if language in labels:
+            shift[labels.index(language)] = weight
+    shifted = np.random.default_rng(0).random(len(truth)) < shift[truth] / shift.max()
+    notes = []
+    if layer.model_prior is not None:
+        ratio = layer.model_prior / layer.train_prior
+        notes.append("the model's own prior against the training mix, most over-said languages: " + ", ".join(
+            f"{labels[i]} {layer.model_prior[i]:.3f} vs {layer.train_prior[i]:.3f}" for i in np.argsort(-ratio)[:3]))
+    for label, keep in (("held-out names", np.ones(len(truth), dtype=bool)),
+                        (f"shifted sample ({int(shifted.sum())} names)", shifted)):
+        sub, sub_truth = probs[keep], truth[keep]
+        true_mix = np.bincount(sub_truth, minlength=len(labels)) / len(sub_truth)
+        auto = layer.apply(lp[keep], [n for n, k in zip(test_names, keep) if k], prior="auto")
+        old_mix = trust.estimate_prior(sub, layer.train_prior)
+        old = trust.reweight(sub, layer.train_prior, old_mix)
+        rows.append((f"--prior auto: accuracy, {label}", f"{(auto.probabilities.argmax(1) == sub_truth).mean():.3f}",
+                     f"{(old.argmax(1) == sub_truth).mean():.3f} (EM against the training mix); "
+                     f"{(sub.argmax(1) == sub_truth).mean():.3f} (no prior)"))
+        if keep.all():
+            notes.append("EM against the training mix on the held-out names, its largest estimates: " + ", ".join(
+                f"{labels[i]} {old_mix[i]:.3f} (true {true_mix[i]:.3f})" for i in np.argsort(-old_mix)[:4]))
+        rows.append((f"--prior auto: L1 from the true mix, {label}", f"{np.abs(auto.prior - true_mix).sum():.3f}",
+                     f"{np.abs(old_mix - true_mix).sum():.3f} (EM against the training mix)"))
     now, before = refused(not_names())
     rows.append(("refused", f"{now:.3f}", f"{before:.3f} (before: transliterate all)"))
     unseen = [loc for loc in args.unseen.split(",") if loc]
@@ -172,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {setting}; conformal method {layer.conformal.method}; thresholds: min confidence "
           f"{layer.min_confidence:.3f}, max out-of-scope {layer.max_out_of_scope:.3f}")
     print(f"held out: {len(test_names)} names of {len(labels)} languages; {len(oos_names)} out-of-scope names "
-          f"(held-out half) of {len(trust.OOS_LOCALES)} Faker locales\n")
+          f"(held-out half) of {len(trust.OOS_LOCALES)} Faker locales")
+    for note in notes:
+        print(note)
+    print()
     print("| figure | target | trust layer | top-probability baseline |")
     print("| --- | --- | --- | --- |")
     for figure, ours, base in rows:

@@ -161,6 +161,19 @@ def test_evaluate_out_of_scope_file_missing_or_empty(capsys, tmp_path, tiny_dir,
         assert code == 2 and name in err and says in err, err
 
 
+def test_serve_on_a_port_already_taken_or_a_host_not_here(capsys):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--port", str(port)])
+        err = capsys.readouterr()
+        assert code == 2 and f"--port {port}" in err.err and "serving" not in err.out
+    code = main(["serve", "--host", "no-such-host.invalid", "--port", "8000"])
+    assert code == 2 and "--host no-such-host.invalid" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------- the Python API
 
 def test_stream_over_an_open_text_file_strips_line_ends_and_skips_blank_lines(tmp_path):

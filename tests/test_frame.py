@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import train_tiny
-from nameorigin import Predictor, predict_frame, trust
+from nameorigin import Predictor, predict_frame
 from nameorigin.atomic import atomic_path
 from nameorigin.frame import ColumnError, FileJob, open_source, predict_file
 from nameorigin.predict import MISSING, NOT_STRING, fold_array, fold_or_error
@@ -130,8 +130,7 @@ def test_predict_frame_applies_coverage_and_an_auto_prior_of_the_whole_column(pr
     assert_agrees(out.to_pylist(), want)
     assert all(p.set and p.set[0] == p.predictions[0]["language"] for p in want[:-1])
     # distinct names weighted by their counts give the mix of every row, as EM over all of them does
-    every_row = trust.estimate_prior(predictor.probabilities(names[:-1]).probs.double().numpy(),
-                                     predictor.trust.train_prior)
+    every_row = predictor.trust.estimate_prior(predictor.probabilities(names[:-1]).probs.double().numpy())
     assert list(used.values()) == pytest.approx(every_row.tolist(), abs=1e-5)
     assert predictor.estimate_prior(names[:-1]) == pytest.approx(used, abs=1e-6)
 

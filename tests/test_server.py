@@ -84,14 +84,16 @@ def test_too_long_name_is_400(client):
     r = client.get("/api/predict", params={"name": "a" * 65})
     assert r.status_code == 400 and "65 characters long" in r.json()["detail"]
     r = client.post("/api/predict", json={"names": ["Abel", "b" * 10_000]})
-    assert r.status_code == 400 and r.json()["detail"].startswith("name 1")
+    assert r.status_code == 400 and r.json()["detail"].startswith("name 2 of the request ('bbbbbbbbbbbbbbbbbbbb…')")
+    r = client.post("/api/predict", json={"names": ["Abel", "1234"]})  # counted from 1, as a person counts
+    assert r.status_code == 400 and r.json()["detail"].startswith("name 2 of the request: ")
 
 
 def test_a_single_names_error_says_the_name(client):
     detail = client.get("/api/predict", params={"name": "1234"}).json()["detail"]
     assert "'1234'" in detail and "name 0" not in detail
     detail = client.get("/api/predict", params={"name": "z" * 70}).json()["detail"]
-    assert detail.startswith("name 'zzzz") and "70 characters long" in detail
+    assert detail.startswith("name 'zzzzzzzzzzzzzzzzzzzz…' is 70 characters long")
 
 
 def test_model_metrics_say_what_they_are(client):
@@ -239,6 +241,13 @@ def test_a_full_queue_answers_503_with_retry_after_and_never_hangs():
     assert too_many.status_code == 503
     assert [r.status_code for r in served] == [200, 200, 200]
     assert [r.json()["results"][0]["name"] for r in served] == ["Hinton", "Zhou", "Rossi"]
+
+
+def test_a_request_larger_than_the_whole_queue_is_413_not_a_503_to_retry_forever():
+    client = TestClient(create_app(Predictor.load(), config=ServeConfig(queue_limit=50)))
+    r = client.post("/api/predict", json={"names": ["Abel"] * 60})
+    assert r.status_code == 413 and "--queue-limit" in r.json()["detail"] and "retry-after" not in r.headers
+    assert client.post("/api/predict", json={"names": ["Abel"] * 50}).status_code == 200
 
 
 def test_an_oversized_body_is_413_before_it_is_parsed():

@@ -76,6 +76,33 @@ def test_em_recovers_a_known_prior_shift():
     assert (adjusted.argmax(1) == truth).mean() > (posterior.argmax(1) == truth).mean()
 
 
+def test_em_against_the_models_own_prior_stays_put_when_training_favoured_rare_languages():
+    """A model trained with loss weights for rare languages says more of them than the training mix holds:
+    Bayes' rule and EM against the training mix then over-correct; against the model's own prior (its mean
+    probability on validation, what ``calibrate`` stores) a population of the training mix keeps its answers."""
+    rng = np.random.default_rng(0)
+    means, train_prior = np.array([-2.0, 0.0, 2.0]), np.array([0.8, 0.15, 0.05])
+
+    def sample(n):
+        truth = rng.choice(3, size=n, p=train_prior)
+        posterior = np.exp(-0.5 * (rng.normal(means[truth], 1.0)[:, None] - means[None, :]) ** 2) * train_prior
+        biased = posterior * np.array([1.0, 2.0, 6.0])  # the loss weights' lean towards the rare languages
+        return biased / biased.sum(1, keepdims=True), truth
+
+    valid, _ = sample(5000)
+    layer = trust.Trust(labels=["a", "b", "c"], train_prior=train_prior, model_prior=valid.mean(0))
+    probs, truth = sample(20000)
+    result = layer.apply(np.log(probs), ["x"] * len(probs), prior="auto")
+    naive = trust.estimate_prior(probs, train_prior)
+    plain = (probs.argmax(1) == truth).mean()
+    assert np.abs(result.prior - train_prior).sum() < np.abs(naive - train_prior).sum() / 2
+    assert (result.probabilities.argmax(1) == truth).mean() >= plain - 0.005
+    assert (trust.reweight(probs, train_prior, naive).argmax(1) == truth).mean() < plain - 0.01
+    # a checkpoint without the model's prior (the first trust layers) re-weights against the training mix
+    older = trust.Trust(labels=["a", "b", "c"], train_prior=train_prior)
+    assert older.prior_base is train_prior and layer.prior_base is layer.model_prior
+
+
 def test_reweighting_to_the_training_prior_changes_nothing():
     probs, _ = calibrated_task(50)
     prior = np.full(6, 1 / 6)
@@ -105,6 +132,8 @@ def test_trust_layer_is_stored_and_applied(trained):
     meta = checkpoint.read_meta(model)
     assert meta["trust"]["conformal"]["method"] in {"lac", "aps", "raps"}
     assert abs(sum(meta["trust"]["train_prior"]) - 1) < 1e-6
+    assert abs(sum(meta["trust"]["model_prior"]) - 1) < 1e-5  # the model's own prior, mean on validation
+    assert np.allclose(layer.model_prior, meta["trust"]["model_prior"]) and layer.prior_base is layer.model_prior
     assert meta["temperature"] == layer.temperature  # evaluate's reliability diagram still reads it
     (p,) = predictor.predict(["Kalov"], top=2, coverage=0.9)
     assert p.set and p.set[0] == p.predictions[0]["language"]

@@ -485,6 +485,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- serve
 
+def _check_port_free(host: str, port: int) -> None:
+    """A port another program holds (or a host this machine does not have) is refused before "serving" is said."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UsageError(f"--host {host}: not an address of this machine ({e.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise UsageError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); "
+                             "another server holds it? pick another --port") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -495,6 +512,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     predictor = Predictor.load(args.model, precision=args.precision)  # load errors exit 2 before any port opens
+    _check_port_free(args.host, args.port)
     ck = predictor.checkpoint
     print(f"nameorigin: serving {args.model or 'the bundled model'} ({ck.config.name}, hidden {ck.config.hidden}, "
           f"{args.precision}) at http://{args.host}:{args.port}/ with {args.workers} worker(s); "
@@ -709,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="server processes, each with its own model (default: %(default)s)")
     sv.add_argument("--batch-names", type=ranged("--batch-names"), default=ServeConfig.batch_names,
                     help="a batch of concurrent requests closes at this many names (default: %(default)s; "
-                         "1 turns batching off)")
+                         "1 with --batch-wait-ms 0 turns batching off)")
     sv.add_argument("--batch-wait-ms", type=ranged("--batch-wait-ms"), default=ServeConfig.batch_wait_ms,
                     help="...or this many milliseconds after its first request (default: %(default)s)")
     sv.add_argument("--queue-limit", type=ranged("--queue-limit"), default=ServeConfig.queue_limit,

@@ -20,7 +20,7 @@ from . import checkpoint
 from .data import encode_names
 from .models import batched_log_probs, with_precision
 from .text import ALPHABET, MAX_NAME_CHARS, BadName, fold_checked
-from .trust import Trust, TrustResult, estimate_prior
+from .trust import Trust, TrustResult
 
 DEFAULT_MODEL = "default.safetensors"
 
@@ -350,8 +350,7 @@ class Predictor:
                 weights.append(np.bincount(chunk.row[chunk.row >= 0], minlength=len(chunk.unique)))
         if not probs:
             return dict(zip(self.labels, self.trust.train_prior.tolist()))
-        mix = estimate_prior(np.concatenate(probs).astype(np.float64), self.trust.train_prior,
-                             weights=np.concatenate(weights))
+        mix = self.trust.estimate_prior(np.concatenate(probs).astype(np.float64), weights=np.concatenate(weights))
         return dict(zip(self.labels, mix.tolist()))
 
     def predict_one(self, name: str, top: int = 3, **trust_options) -> Prediction:

@@ -294,15 +294,17 @@ class ErrorResponse(BaseModel):
 
 #: The error answers each endpoint declares in its OpenAPI schema (422, a malformed request, FastAPI adds).
 ERRORS = {400: {"model": ErrorResponse, "description": "a name that cannot be read, no names, or a bad prior"},
-          413: {"model": ErrorResponse, "description": f"more than {MAX_NAMES} names in one request, or a request "
-                                                        "body over the server's --max-body"},
+          413: {"model": ErrorResponse, "description": f"more than {MAX_NAMES} names (or than the server's "
+                                                        "--queue-limit) in one request, or a request body over the "
+                                                        "server's --max-body"},
           503: {"model": ErrorResponse, "description": "too many names waiting for the model (the server's "
                                                         "--queue-limit); the Retry-After header says when to retry"}}
 
 
 def _which(i: int, name: str, single: bool) -> str:
-    """How an error names a name: by itself for a single GET, by position and start in a list."""
-    return f"name {name[:20]!r}" if single else f"name {i} ({name[:20]!r})"
+    """How an error names a name: by itself for a single GET, by position (from 1) and start in a list."""
+    shown = repr(name if len(name) <= 20 else name[:20] + "…")
+    return f"name {shown}" if single else f"name {i + 1} of the request ({shown})"
 
 
 def _check(names: list[str], *, single: bool = False) -> None:
@@ -312,7 +314,7 @@ def _check(names: list[str], *, single: bool = False) -> None:
         raise HTTPException(400, "no names given")
     for i, name in enumerate(names):
         if len(name) > MAX_NAME_CHARS:
-            raise HTTPException(400, f"{_which(i, name, single)}... is {len(name)} characters long; "
+            raise HTTPException(400, f"{_which(i, name, single)} is {len(name)} characters long; "
                                      f"at most {MAX_NAME_CHARS}")
 
 
@@ -348,13 +350,16 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
     async def predict(names: list[str], top: int, *, coverage: float | None = None, prior=None,
                       single: bool = False) -> PredictResponse:
         _check(names, single=single)
+        if len(names) > config.queue_limit:  # would be refused however long the caller waited: not a 503
+            raise HTTPException(413, f"too many names: {len(names)} in one request; this server queues at most "
+                                     f"{config.queue_limit} (--queue-limit)")
         try:
             results, used = await batcher.submit(names, top, coverage=coverage, prior=prior)
         except TrustError as e:
             raise HTTPException(400, str(e).replace("--prior", "prior").replace("--coverage", "coverage")) from None
         for i, r in enumerate(results):
             if r.error:
-                raise HTTPException(400, r.error if single else f"name {i}: {r.error}")
+                raise HTTPException(400, r.error if single else f"name {i + 1} of the request: {r.error}")
         return PredictResponse(results=[NameResult(**r.to_dict()) for r in results], prior=used)
 
     @app.get("/api/predict", response_model=PredictResponse, responses=ERRORS)
