@@ -24,6 +24,7 @@ from pathlib import Path
 
 from nameorigin import checkpoint
 from nameorigin.predict import default_model_path
+from nameorigin.trust import Trust
 
 
 def run(*argv: str) -> str:
@@ -61,7 +62,10 @@ def main() -> None:
         "source": f"the same preset ({args.preset}) trained on 80 % of a leak-free split of distinct names "
                   "(split seed 0) and evaluated on the other 20 %, which it never saw",
     }
-    checkpoint.save(args.out, ck.model, ck.labels, ck.meta)
+    layer = Trust.from_checkpoint(ck.labels, ck.meta, ck.tensors, source=args.out)  # its tensors go back too
+    checkpoint.save(args.out, ck.model, ck.labels, {k: v for k, v in ck.meta.items() if k != "trust"}, trust=layer)
+    if Trust.from_checkpoint(ck.labels, checkpoint.load(args.out).meta, checkpoint.load(args.out).tensors).oos is None:
+        raise SystemExit(f"{args.out}: the out-of-scope detector did not survive the rewrite")
     print(f"{args.out}: held-out accuracy {held_out['accuracy']:.4f}, macro-F1 {held_out['macro_f1']:.4f} "
           "recorded in its metadata")
 

@@ -140,6 +140,22 @@ def test_trust_layer_is_stored_and_applied(trained):
     assert 0 <= p.out_of_scope <= 1 and p.abstained in (False, True)
 
 
+def test_rewriting_a_checkpoint_keeps_its_detector_or_refuses(trained, tmp_path):
+    """Re-saving a checkpoint (as bench/bundle.py does to add figures) must carry the trust layer's tensors;
+    metadata with a detector but no ``trust=`` is refused rather than written without its tables."""
+    _, model = trained
+    ck = checkpoint.load(model)
+    with pytest.raises(ValueError, match="trust="):
+        checkpoint.save(tmp_path / "lost.safetensors", ck.model, ck.labels, ck.meta)
+    assert not (tmp_path / "lost.safetensors").exists()
+    layer = trust.Trust.from_checkpoint(ck.labels, ck.meta, ck.tensors)
+    meta = {k: v for k, v in ck.meta.items() if k != "trust"}
+    again = checkpoint.save(tmp_path / "again.safetensors", ck.model, ck.labels, meta, trust=layer)
+    names = ["Kalov", "Qwrtz"]
+    assert [p.out_of_scope for p in Predictor.load(again).predict(names)] == \
+           [p.out_of_scope for p in Predictor.load(model).predict(names)]
+
+
 def test_abstention_triggers_on_garbage(trained):
     _, model = trained
     predictor = Predictor.load(model)
@@ -372,3 +388,9 @@ def test_out_of_scope_features_equal_a_name_by_name_reference():
         want = [mean[-2], surprise[-2].max(), mean[:5].min(), mean[top], mean[-1], probs[i].max(), entropy]
         np.testing.assert_allclose(got[i], want, rtol=1e-6, atol=1e-6)
     assert detector.features(probs[:0], []).shape == (0, n_features)
+
+
+def test_the_shipped_model_has_the_whole_trust_layer():
+    layer = Predictor.load().trust
+    assert layer.complete and layer.oos is not None and layer.model_prior is not None
+    assert layer.min_confidence is not None and layer.max_out_of_scope is not None

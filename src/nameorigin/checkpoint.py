@@ -64,6 +64,9 @@ def save(path: str | os.PathLike, model: Classifier, labels: list[str], meta: di
     in the metadata that :func:`load` checks. ``trust`` (a :class:`nameorigin.trust.Trust`) goes into the
     metadata as ``"trust"`` and its tensors beside the weights (covered by the SHA-256 too)."""
     path = Path(path)
+    if trust is None and isinstance((meta or {}).get("trust"), dict) and (meta or {})["trust"].get("out_of_scope"):
+        raise ValueError("the metadata carries a trust layer whose detector tables are tensors: pass it as "
+                         "trust=Trust.from_checkpoint(labels, meta, checkpoint.tensors), or the tables are lost")
     doc = {"format": FORMAT, "version": VERSION, "model": model.config.to_dict(), "alphabet": ALPHABET,
            "labels": list(labels), **(meta or {})}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
