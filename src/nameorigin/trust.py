@@ -217,9 +217,10 @@ class Conformal:
 
 # ------------------------------------------------------------------------------------------- target priors
 
-def reweight(probs: np.ndarray, train_prior: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Bayes' rule for a new language mix: ``p'(c|x) ∝ p(c|x) target(c) / train_prior(c)`` (N, C)."""
-    w = target / np.maximum(train_prior, 1e-12)
+def reweight(probs: np.ndarray, base: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Bayes' rule for a new language mix: ``p'(c|x) ∝ p(c|x) target(c) / base(c)`` (N, C), ``base`` the mix
+    the probabilities were made for (:attr:`Trust.prior_base`)."""
+    w = target / np.maximum(base, 1e-12)
     out = probs * w[None, :]
     return out / np.maximum(out.sum(1, keepdims=True), 1e-300)
 
