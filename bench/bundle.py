@@ -64,7 +64,8 @@ def main() -> None:
     }
     layer = Trust.from_checkpoint(ck.labels, ck.meta, ck.tensors, source=args.out)  # its tensors go back too
     checkpoint.save(args.out, ck.model, ck.labels, {k: v for k, v in ck.meta.items() if k != "trust"}, trust=layer)
-    if Trust.from_checkpoint(ck.labels, checkpoint.load(args.out).meta, checkpoint.load(args.out).tensors).oos is None:
+    again = checkpoint.load(args.out)
+    if Trust.from_checkpoint(again.labels, again.meta, again.tensors).oos is None:
         raise SystemExit(f"{args.out}: the out-of-scope detector did not survive the rewrite")
     print(f"{args.out}: held-out accuracy {held_out['accuracy']:.4f}, macro-F1 {held_out['macro_f1']:.4f} "
           "recorded in its metadata")
