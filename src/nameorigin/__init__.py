@@ -8,7 +8,7 @@ from .frame import predict_frame
 from .predict import Prediction, Predictor
 from .text import fold
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is stated (pyproject.toml reads it)
 _API = ("Trained", "compare", "fit", "load_names", "plot_attention", "plot_confusion", "plot_losses", "split_names")
 __all__ = ["Predictor", "Prediction", "predict_frame", "__version__", "fold", *_API]
 
