@@ -151,3 +151,10 @@ def test_importing_the_command_line_loads_no_heavy_library(module):
     code = (f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_the_tests_do_not_import_from_bench():
+    """The seeds' reference code is nameorigin.reference; bench/ is for benchmarks only."""
+    from pathlib import Path
+    assert not any(Path(p).name == "bench" for p in sys.path)
+    assert not any(getattr(m, "__file__", None) and "/bench/" in m.__file__ for m in list(sys.modules.values()))
