@@ -389,7 +389,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(checkpoint.jsonable(info)))
         return 0
     m, t, f = info["model"], info["trust"], info["file"]
-    sizes = ", ".join(f"{k} {v}" for k, v in m.items() if k != "name" and v not in (None, [], False, 0))
+    sizes = ", ".join(f"{k} {v}" for k, v in m.items() if k not in ("name", "mix") and v not in (None, [], False, 0)
+                      and (k != "heads" or m["name"] == "transformer"))
     print(f"model     {m['name']} ({sizes}); {info['parameters']:,} parameters"
           + ("; attention" if info["has_attention"] else ""))
     print(f"file      {f['path']}{' (bundled)' if f['bundled'] else ''}\nsha256    {f['sha256']}")
