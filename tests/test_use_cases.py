@@ -134,10 +134,31 @@ def test_info_of_a_missing_file_is_an_error(capsys, tmp_path):
 
 
 def test_version_has_one_source(capsys):
+    import re
     from importlib.metadata import version
+    from pathlib import Path
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"nameorigin {nameorigin.__version__}" == f"nameorigin {version('nameorigin')}"
+    project = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    project_table = project.split("[project]", 1)[1].split("\n[", 1)[0]
+    assert not re.search(r"(?m)^version\s*=", project_table) and 'version = { attr = "nameorigin.__version__" }' in project
+
+
+def test_the_compare_baseline_is_the_ngram_lr_model_on_noisy_names(folder):
+    """One n-gram baseline: compare's ``baseline`` trains the ngram-lr model, which now sees the noise too."""
+    pytest.importorskip("sklearn")
+    from nameorigin import experiments
+    from nameorigin.training import fit, resolve_settings
+    pairs = nameorigin.load_names(folder)
+    labels = data.languages(pairs)
+    clean, _, _ = fit(resolve_settings("ngram-lr"), pairs, None, labels)
+    noisy, _, _ = fit(resolve_settings("ngram-lr", train={"noise": 3}), pairs, None, labels)
+    assert noisy.vocab.numel() > clean.vocab.numel()  # the appended punctuation's n-grams are in its vocabulary
+    parts = data.split(pairs, (0.8, 0.1, 0.1), seed=0)
+    result = experiments.run_baseline(3, 0, experiments.CompareConfig(), parts, labels)
+    assert result.model == experiments.BASELINE and result.accuracy > 0.9 and result.final_loss > 0
+    assert not hasattr(experiments, "baseline_pipeline")
 
 
 HEAVY = ("fastapi", "uvicorn", "pydantic", "starlette", "matplotlib", "pandas", "polars", "dask", "distributed",
