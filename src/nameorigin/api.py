@@ -71,9 +71,18 @@ def _source_name(source: Source) -> str:
     return "the names given"
 
 
+def training_names(source: Source) -> list[data.Pair]:
+    """Distinct pairs to train or split on, from a path (None: ``NAMEORIGIN_DATA``, else the archive) or from
+    pairs; refused (:class:`~nameorigin.data.DataError` naming the source) unless they hold two languages or
+    more."""
+    return _pairs_of(source, to_train=True)
+
+
 def _pairs_of(source: Source, *, to_train: bool) -> list[data.Pair]:
     """Distinct pairs from a path (None: ``NAMEORIGIN_DATA``, else the archive) or from pairs; with
-    ``to_train``, refused unless they hold two languages or more."""
+    ``to_train``, refused unless they hold two languages or more. A Split gives all its parts."""
+    if isinstance(source, data.Split):
+        source = source.train + source.valid + source.test
     pairs = load_names(source) if source is None or isinstance(source, (str, os.PathLike)) else data.dedupe(source)
     if to_train:
         data.require_languages(pairs, _source_name(source))
@@ -194,7 +203,7 @@ def _training_split(source: Source, fractions: Sequence[float], seed: int) -> tu
         data.require_languages(parts.train + parts.valid + parts.test, _source_name(source))
         return parts, _fractions_of(parts)
     fractions = data.check_fractions(fractions)
-    return data.split(_pairs_of(source, to_train=True), fractions, seed=seed), list(fractions)
+    return data.split(training_names(source), fractions, seed=seed), list(fractions)
 
 
 def _teacher_targets(path: str | os.PathLike, settings: Settings, train_pairs: Sequence[data.Pair],
@@ -385,8 +394,7 @@ def evaluate(model: Trained | Predictor | str | os.PathLike | None = None, names
     conformal sets' coverage at each of ``trust.COVERAGES``, the default abstention rate, and with
     ``out_of_scope`` (names of other languages, or a file of them) the out-of-scope AUROC and abstention."""
     predictor = _predictor(model, device=device, precision=precision)
-    pairs = _pairs_of(names.train + names.valid + names.test if isinstance(names, data.Split) else names,
-                      to_train=False)
+    pairs = _pairs_of(names, to_train=False)
     if not pairs:
         raise InputError(f"names {_source_name(names)}: no names to evaluate on", param="names")
     layer = predictor.trust
@@ -439,7 +447,7 @@ def compare(pairs: Source = None, models: Sequence[str] | None = None, *, out: s
     config = experiments.CompareConfig(**settings)
     experiments.check_models(config.models)
     report = report or log.info
-    pairs = _pairs_of(pairs, to_train=True)
+    pairs = training_names(pairs)
     if out is not None:
         results = experiments.compare(pairs, config, out, report=report)
     else:

@@ -476,7 +476,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def cmd_split(args: argparse.Namespace) -> int:
     fractions = data.parse_split(args.split)
-    parts = api.split_names(api._pairs_of(args.data, to_train=True), fractions, seed=args.seed)
+    parts = api.split_names(api.training_names(args.data), fractions, seed=args.seed)
     out = Path(args.out)
     for part_name, part in [("train", parts.train), ("valid", parts.valid), ("test", parts.test)]:
         if not part:
