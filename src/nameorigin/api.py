@@ -245,15 +245,40 @@ def train(source: Source = None, *, preset: str | None = None, worksheet: bool |
     With validation names, the best epoch is kept and the trust layer (temperature, conformal sets, the
     out-of-scope detector, abstention thresholds) is fitted on them; the test names give the held-out figures.
     """
-    # the steps, each a seam of its own: settings, data, the distributed start, teacher, training, trust, metadata
+    # The steps, each a seam of its own. A further training source (a weakly labelled corpus, full names) joins
+    # the data step and reaches the trainer through the training step, as the teacher's soft targets do.
     settings = train_settings(preset=preset, worksheet=worksheet, model=model, **overrides)
     if settings.worksheet and distributed.launched():
         raise InputError("worksheet: the worksheet loop trains one name at a time in one process; several "
                          "processes train with the batched trainer", param="worksheet")
-    parts, fractions = _training_split(source, split, split_seed)
+    parts, fractions = _training_split(source, split, split_seed)  # data: read, de-duplicate, split
     labels = data.languages(parts.train + parts.valid + parts.test)
     if not parts.train:
         raise data.DataError(f"{_source_name(source)}: the split leaves no training names")
+    done = _train_step(settings, parts, labels, teacher=teacher, device=device, printer=printer, progress=progress,
+                       on_epoch=on_epoch)
+    if done is None:  # another rank of a distributed run
+        return None
+    net, history, used, processes = done
+    test_metrics = validate(net, data.encode_pairs(parts.test, labels), labels) if parts.test else None
+    layer = trust.calibrate(net, labels, used, parts.valid)  # trust: on the validation names only
+    meta = checkpoint_meta(settings, history, parts, used, preset=preset, fractions=fractions,
+                           split_seed=split_seed, layer=layer, test_metrics=test_metrics,
+                           teacher=teacher_summary(settings, None if teacher is None else str(teacher)),
+                           processes=processes)
+    doc, tensors = layer.to_meta()
+    predictor = Predictor(checkpoint.Checkpoint(model=net, labels=labels, meta={**meta, "trust": doc},
+                                                tensors=tensors))
+    return Trained(model=net, history=history, labels=labels, settings=settings, predictor=predictor,
+                   split=parts, meta=meta, trust=layer, train_pairs=used)
+
+
+def _train_step(settings: Settings, parts: data.Split, labels: list[str], *, teacher, device, printer, progress,
+                on_epoch) -> tuple[Classifier, History, list[data.Pair], int] | None:
+    """The training step of :func:`train`: the distributed start (under ``torchrun``), the teacher's soft
+    targets, the trainer, the distributed finish (without waiting, after an error: another rank may be gone).
+    Returns the model, its history (with the validation figures of its best epoch), the names it trained on and
+    the number of processes; None on every rank but 0."""
     device = torch.device(device)
     ranks = distributed.Ranks()
     if distributed.launched():
@@ -266,24 +291,14 @@ def train(source: Source = None, *, preset: str | None = None, worksheet: bool |
                                     printer=printer if ranks.is_main else None, progress=progress and ranks.is_main,
                                     on_epoch=on_epoch if ranks.is_main else None, soft_targets=soft_targets)
     except BaseException:
-        distributed.finish(wait=False)  # another rank may be gone: do not wait for it
+        distributed.finish(wait=False)
         raise
     distributed.finish()
     if not ranks.is_main:  # rank 0 calibrates, tests and keeps the model
         return None
     if settings.worksheet and valid is not None:
         history.best = {k: v for k, v in validate(net, valid, labels).items() if k != "per_language"}
-    test_metrics = validate(net, data.encode_pairs(parts.test, labels), labels) if parts.test else None
-    layer = trust.calibrate(net, labels, used, parts.valid)  # on the validation names only
-    meta = checkpoint_meta(settings, history, parts, used, preset=preset, fractions=fractions,
-                           split_seed=split_seed, layer=layer, test_metrics=test_metrics,
-                           teacher=teacher_summary(settings, None if teacher is None else str(teacher)),
-                           processes=ranks.world)
-    doc, tensors = layer.to_meta()
-    predictor = Predictor(checkpoint.Checkpoint(model=net, labels=labels, meta={**meta, "trust": doc},
-                                                tensors=tensors))
-    return Trained(model=net, history=history, labels=labels, settings=settings, predictor=predictor,
-                   split=parts, meta=meta, trust=layer, train_pairs=used)
+    return net, history, used, ranks.world
 
 
 def fit(pairs_or_split: Sequence[data.Pair] | data.Split, *, preset: str | None = None,
