@@ -464,10 +464,12 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
     return model.cpu().eval(), history, used
 
 
-def fit_ngram_lr(train: Encoded, n_classes: int, *, c: float = 10.0, max_iter: int = 2000) -> NgramLR:
-    """The n-gram member: its vocabulary (every 1-5-gram of the training names) and idf from ``train``, then
-    scikit-learn's logistic regression (L2, ``C=c``) on the TF-IDF rows the model itself computes; the
-    fitted coefficients become the model's weights."""
+def fit_ngram_lr(train: Encoded, n_classes: int, *, c: float = 10.0, max_iter: int = 2000,
+                 class_weight: str | dict | None = None) -> NgramLR:
+    """The n-gram member, and the DESIGN's baseline: its vocabulary (every 1-5-gram of the training names) and
+    idf from ``train``, then scikit-learn's logistic regression (L2, ``C=c``, ``class_weight`` as scikit-learn
+    takes it) on the TF-IDF rows the model itself computes; the fitted coefficients become the model's
+    weights."""
     try:
         from scipy.sparse import csr_matrix
         from sklearn.linear_model import LogisticRegression
@@ -484,7 +486,7 @@ def fit_ngram_lr(train: Encoded, n_classes: int, *, c: float = 10.0, max_iter: i
     with torch.no_grad():
         r, col, values = model.features(train.tokens, train.lengths)
     x = csr_matrix((values.numpy(), (r.numpy(), col.numpy())), shape=(len(train), len(vocab)))
-    clf = LogisticRegression(C=c, max_iter=max_iter).fit(x, train.labels.numpy())
+    clf = LogisticRegression(C=c, max_iter=max_iter, class_weight=class_weight).fit(x, train.labels.numpy())
     classes = torch.as_tensor(clf.classes_)
     with torch.no_grad():
         model.bias.fill_(-30.0)  # languages absent from training: never predicted
