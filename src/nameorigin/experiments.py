@@ -80,7 +80,8 @@ def check_models(models: list[str]) -> None:
     """Refuse a name that is neither a registry model nor ``baseline``, naming the ``models`` parameter."""
     for m in models:
         if m != BASELINE and m not in REGISTRY:
-            raise UnknownModel(f"models: unknown model {m!r}; known: {', '.join(REGISTRY)}, {BASELINE}")
+            raise UnknownModel(f"models: unknown model {m!r}; known: {', '.join(REGISTRY)}, {BASELINE}",
+                               param="models")
 
 
 def run_network(name: str, noise: int, seed: int, config: CompareConfig, parts: data.Split,
