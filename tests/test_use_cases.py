@@ -179,3 +179,12 @@ def test_the_tests_do_not_import_from_bench():
     from pathlib import Path
     assert not any(Path(p).name == "bench" for p in sys.path)
     assert not any(getattr(m, "__file__", None) and "/bench/" in m.__file__ for m in list(sys.modules.values()))
+
+
+def test_info_of_a_checkpoint_without_a_trust_layer(capsys, tmp_path, trained):
+    path = checkpoint.save(tmp_path / "old.safetensors", trained.model, trained.labels, {"temperature": 1.5})
+    code, out, _ = run(capsys, "info", "--model", path)
+    assert code == 0 and "trust     temperature 1.500, no out-of-scope detector" in out
+    code, out, _ = run(capsys, "info", "--model", path, "--json")
+    doc = json.loads(out)
+    assert doc["trust"]["conformal"] is None and doc["metrics"] == {} and doc["file"]["bundled"] is False
