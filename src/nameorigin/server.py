@@ -372,7 +372,8 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
     @app.get("/api/model")
     async def model_info():
         """The model's name, sizes, labels, training data fingerprint, its validation and held-out test
-        metrics (see ``metrics_description``), and how this server runs it."""
+        metrics (see ``metrics_description``), its trust layer, its file's SHA-256 digest (as ``nameorigin
+        info --json`` prints them), and how this server runs it."""
         return {**about,
                 "serving": {"precision": predictor.precision, "batch_names": config.batch_names,
                             "batch_wait_ms": config.batch_wait_ms, "queue_limit": config.queue_limit,
