@@ -28,9 +28,8 @@ import torch
 
 from nameorigin import data
 from nameorigin.evaluation import metrics
-from nameorigin.experiments import baseline_pipeline
 from nameorigin.models import MIXED, ModelConfig, batched_log_probs, mean_probabilities
-from nameorigin.training import (PRESETS, Settings, fit, fit_mixture_weights, out_of_fold_log_probs,
+from nameorigin.training import (PRESETS, Settings, fit, fit_mixture_weights, fit_ngram_lr, out_of_fold_log_probs,
                                  resolve_settings)
 
 BI = {"bidirectional": True, "embed": 64, "dropout": 0.3}
@@ -85,7 +84,8 @@ DISTILLED: dict[str, tuple[str, str, int, dict]] = {
     "the bundled preset + synthetic names x1, w 0.5, T 1": (
         GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.5, "distill_temperature": 1.0, "synthetic": 1}),
 }
-# the DESIGN's baseline, the pipeline `nameorigin compare` fits (deterministic: one run stands for every seed)
+# the DESIGN's baseline, the ngram-lr model `nameorigin compare` fits (deterministic: one run stands for every seed),
+# with scikit-learn's keyword arguments of its logistic regression
 BASELINES: dict[str, dict] = {
     "baseline: TF-IDF char 1-5, logistic regression C=10": {},
     "baseline: same, balanced class weights": {"class_weight": "balanced"},
@@ -190,17 +190,14 @@ def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: 
 
 
 def baseline(parts, test_pairs, labels, **kwargs) -> dict:
-    index = {lang: i for i, lang in enumerate(labels)}
     started = time.perf_counter()
-    clf = baseline_pipeline(**kwargs)
-    clf.fit([n for n, _ in parts.train], [index[lang] for _, lang in parts.train])
+    model = fit_ngram_lr(data.encode_pairs(parts.train, labels), len(labels), **kwargs)
     seconds = time.perf_counter() - started
 
-    def log_probs(names):
-        out = torch.full((len(names), len(labels)), -1e9)
-        out[:, list(clf.classes_)] = torch.tensor(clf.predict_log_proba(names), dtype=torch.float32)
-        return out
-    return {"valid": log_probs([n for n, _ in parts.valid]), "test": log_probs([n for n, _ in test_pairs]),
+    def log_probs(pairs):
+        encoded = data.encode_pairs(pairs, labels)
+        return batched_log_probs(model, encoded.tokens, encoded.lengths)[0]
+    return {"valid": log_probs(parts.valid), "test": log_probs(test_pairs),
             "seconds": seconds, "epochs": None, "best_epoch": None}
 
 

@@ -7,7 +7,7 @@ names/s (the trainer's own clock: all processes' names over rank 0's training se
 wall time of the whole command, and validation and held-out test accuracy. The cores are shared out between the
 processes (``OMP_NUM_THREADS`` = cores / N). With N processes each step takes N batches at once (the global
 batch is N x --batch-size) and there are N times fewer steps, so accuracy can move a little: compare with the
-seed-to-seed spread of bench/seeds.py. On a machine with 2 cores a second process cannot double the speed:
+seed-to-seed spread of nameorigin.reference. On a machine with 2 cores a second process cannot double the speed:
 the two processes split the same 2 cores that one process already uses, and add an all-reduce every step.
 """
 from __future__ import annotations

@@ -19,13 +19,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import seeds  # noqa: E402
-
-from nameorigin import Predictor, data  # noqa: E402
-from nameorigin.checkpoint import Checkpoint  # noqa: E402
-from nameorigin.models import ModelConfig, build_model  # noqa: E402
-from nameorigin.text import ALPHABET  # noqa: E402
+from nameorigin import Predictor, data
+from nameorigin import reference as seeds  # the seeds' code, reimplemented once for tests and benchmarks
+from nameorigin.checkpoint import Checkpoint
+from nameorigin.models import ModelConfig, build_model
+from nameorigin.text import ALPHABET
 
 PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")

@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import seeds  # noqa: E402
-
-from nameorigin import data  # noqa: E402
-from nameorigin.evaluation import metrics  # noqa: E402
-from nameorigin.models import ModelConfig, batched_log_probs, build_model  # noqa: E402
-from nameorigin.text import ALPHABET  # noqa: E402
-from nameorigin.training import (TrainConfig, WorksheetConfig, category_lines, train_batched,  # noqa: E402
+from nameorigin import data
+from nameorigin import reference as seeds  # the seeds' code, reimplemented once for tests and benchmarks
+from nameorigin.evaluation import metrics
+from nameorigin.models import ModelConfig, batched_log_probs, build_model
+from nameorigin.text import ALPHABET
+from nameorigin.training import (TrainConfig, WorksheetConfig, category_lines, train_batched,
                                  train_worksheet)
 
 

@@ -2,13 +2,8 @@
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
 import pytest
-
-# The seeds' code lives once, in bench/seeds.py, for the benchmarks and for the tests that compare with it.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 PATTERNS = {
     "Alpha": lambda r, s: s.capitalize() + "ov",

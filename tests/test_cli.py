@@ -201,7 +201,7 @@ def test_sizes_must_be_positive_whole_numbers(capsys, tmp_path, tiny_dir, flag, 
 
 def test_ensemble_with_the_worksheet_loop_is_refused(capsys, tmp_path, tiny_dir):
     code, _, err = run(capsys, "train", "--worksheet", "--members", "2", "--data", tiny_dir, "--out", tmp_path / "m.st")
-    assert code == 2 and "--members" in err and "--worksheet" in err
+    assert code == 2 and "--members" in err and "worksheet" in err
     assert not (tmp_path / "m.st").exists()
 
 

@@ -78,8 +78,10 @@ def test_split_is_leak_free_stratified_and_seeded(tiny_dir):
 
 @pytest.mark.parametrize("text", ["0.8,0.2", "0.5,0.5,0.5", "a,b,c", "0,0.5,0.5", "-0.1,0.6,0.5"])
 def test_bad_split_fractions_are_errors(text):
-    with pytest.raises(DataError, match="--split"):
+    """The message starts with the parameter's name, which the error carries (the CLI says it as --split)."""
+    with pytest.raises(DataError, match=f"^split {text!r}: ") as caught:
         data.parse_split(text)
+    assert caught.value.param == "split" and caught.value.named("--split").startswith(f"--split {text!r}: ")
 
 
 def test_prune_keeps_n_per_language_as_the_seed_does(tiny_dir):

@@ -4,8 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import seeds  # bench/seeds.py
-
+from nameorigin import reference as seeds  # the seeds' code, reimplemented once for tests and benchmarks
 from nameorigin.data import encode_names
 from nameorigin.models import REGISTRY, ModelConfig, build_model
 

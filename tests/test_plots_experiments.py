@@ -147,7 +147,7 @@ def test_evaluate_plot(capsys, tmp_path, attention_model):
 def test_compare_command_and_its_bad_input(capsys, tmp_path, attention_model):
     folder, _ = attention_model
     assert main(["compare", "--models", "gru,perceiver", "--data", str(folder), "--out", str(tmp_path)]) == 2
-    assert "unknown model 'perceiver'" in capsys.readouterr().err
+    assert "error: --models: unknown model 'perceiver'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         main(["compare", "--noise", "0,x", "--data", str(folder), "--out", str(tmp_path)])
     assert info.value.code == 2 and "--noise" in capsys.readouterr().err

@@ -4,9 +4,8 @@ import re
 import pytest
 import torch
 
-import seeds  # bench/seeds.py: the seeds' code, reimplemented once for tests and benchmarks
-
 from nameorigin import data
+from nameorigin import reference as seeds  # the seeds' code, reimplemented once for tests and benchmarks
 from nameorigin.models import REGISTRY, ModelConfig, build_model
 from nameorigin.text import ALPHABET
 from nameorigin.training import TrainConfig, WorksheetConfig, category_lines, train_batched, train_worksheet, validate

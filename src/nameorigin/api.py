@@ -1,4 +1,4 @@
-"""The Python training API: load and split names, train, evaluate, compare and plot, without the command line.
+"""The use cases as library functions: load and split names, train, evaluate, compare and plot.
 
 >>> import nameorigin
 >>> pairs = nameorigin.load_names()                        # NAMEORIGIN_DATA, or the tutorial's archive
@@ -6,35 +6,45 @@
 >>> gru = nameorigin.fit(parts, model="gru", epochs=5)     # the batched trainer
 >>> rnn = nameorigin.fit(parts, preset="worksheet-rnn", iters=5000)   # the worksheet's loop
 >>> gru.evaluate(parts.test)["macro_f1"], gru.predictor.predict(["Hinton"])[0].predictions[0]
+>>> nameorigin.evaluate(gru, parts.test).report["macro_f1"]           # what ``nameorigin evaluate`` prints
 >>> nameorigin.plot_losses({"gru": gru, "rnn": rnn})
 >>> gru.save("gru.safetensors")                            # the same file ``nameorigin train`` writes
 
-Everything here calls the modules the command line calls (:mod:`.data`, :mod:`.training`,
-:mod:`.experiments`, :mod:`.plots`); nothing is trained or written that a caller did not ask for.
+This is the one place orchestration lives: ``nameorigin train`` and :func:`fit` are both :func:`train`,
+``nameorigin evaluate`` is :func:`evaluate`, ``nameorigin compare`` is :func:`compare`; the command line only
+parses, formats and maps parameter names to its flags. Bad input raises an
+:class:`~nameorigin.errors.InputError` whose ``param`` names the parameter. Nothing is trained or written
+that a caller did not ask for, and matplotlib is imported only by the plotting helpers.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from matplotlib.figure import Figure
 
-from . import checkpoint, data, experiments, plots, trust
-from .evaluation import confusion_matrix
+from . import checkpoint, data, distributed, trust
+from .errors import InputError
+from .evaluation import (auroc, confusion_matrix, expected_calibration_error, metrics, reliability, risk_coverage,
+                         set_coverage)
 from .models import Classifier, ModelConfig, batched_log_probs
 from .predict import Predictor
-from .training import History, Settings, TrainConfig, WorksheetConfig, resolve_settings, validate
+from .training import History, Settings, TrainConfig, WorksheetConfig, recipe, resolve_settings, validate
 from .training import fit as _train
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
 _MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"name"}
 _TRAIN_KEYS = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(WorksheetConfig)}
+
+Source = Sequence[data.Pair] | data.Split | str | os.PathLike | None
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -50,12 +60,33 @@ def split_names(pairs: Sequence[data.Pair], fractions: Sequence[float] = (0.8, 0
                 seed: int = 0) -> data.Split:
     """The leak-free split (by distinct name, stratified by language) into ``train``, ``valid`` and ``test``:
     a name never stands on two sides. ``fractions`` are (train, valid, test), summing to 1."""
-    fractions = tuple(float(f) for f in fractions)
-    if (len(fractions) != 3 or not all(math.isfinite(f) and f >= 0 for f in fractions)
-            or abs(sum(fractions) - 1) > 1e-6 or fractions[0] <= 0):
-        raise ValueError(f"fractions {fractions!r}: expected three (train, valid, test) fractions from 0 to 1 "
-                         "summing to 1, with a training part above 0, e.g. (0.8, 0.1, 0.1)")
-    return data.split(pairs, fractions, seed=seed)
+    return data.split(pairs, data.check_fractions(fractions, param="fractions"), seed=seed)
+
+
+def _source_name(source: Source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if source is None:
+        return os.environ.get("NAMEORIGIN_DATA") or "the data"
+    return "the names given"
+
+
+def training_names(source: Source) -> list[data.Pair]:
+    """Distinct pairs to train or split on, from a path (None: ``NAMEORIGIN_DATA``, else the archive) or from
+    pairs; refused (:class:`~nameorigin.data.DataError` naming the source) unless they hold two languages or
+    more."""
+    return _pairs_of(source, to_train=True)
+
+
+def _pairs_of(source: Source, *, to_train: bool) -> list[data.Pair]:
+    """Distinct pairs from a path (None: ``NAMEORIGIN_DATA``, else the archive) or from pairs; with
+    ``to_train``, refused unless they hold two languages or more. A Split gives all its parts."""
+    if isinstance(source, data.Split):
+        source = source.train + source.valid + source.test
+    pairs = load_names(source) if source is None or isinstance(source, (str, os.PathLike)) else data.dedupe(source)
+    if to_train:
+        data.require_languages(pairs, _source_name(source))
+    return pairs
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -73,24 +104,31 @@ class Trained:
     split: data.Split
     meta: dict = field(default_factory=dict)
     trust: trust.Trust | None = None  # temperature, conformal sets, out-of-scope detector, fitted on validation
+    train_pairs: list[data.Pair] = field(default_factory=list)  # the names it trained on (after any prune)
 
     @property
     def name(self) -> str:
         return self.settings.model.name
 
-    def log_probs(self, pairs: Sequence[data.Pair], *, noise: int = 0, seed: int = 0) -> tuple[data.Encoded, torch.Tensor]:
+    @property
+    def test_metrics(self) -> dict | None:
+        """Accuracy, macro-F1, loss and per-language figures on the held-out test names (None without them)."""
+        return (self.meta.get("metrics") or {}).get("test")
+
+    def log_probs(self, pairs: Sequence[data.Pair], *, noise: int = 0, seed: int = 0
+                  ) -> tuple[data.Encoded, torch.Tensor]:
         """The encoded ``pairs`` (with the worksheet's noise appended when ``noise`` > 0, seeded) and the model's
         log-probabilities for them (N, C), without temperature."""
-        encoded = experiments.noisy_copy(data.encode_pairs(pairs, self.labels), noise, seed)
+        encoded = data.noisy_copy(data.encode_pairs(pairs, self.labels), noise, seed)
         return encoded, batched_log_probs(self.model, encoded.tokens, encoded.lengths)[0]
 
     def evaluate(self, pairs: Sequence[data.Pair], *, noise: int = 0, seed: int = 0) -> dict:
         """``{"accuracy", "macro_f1", "loss", "per_language": {language: {precision, recall, f1, support}},
         "n"}`` on ``pairs`` (e.g. ``trained.split.test``); with ``noise``, on the names with that much of the
-        worksheet's punctuation appended."""
+        worksheet's punctuation appended. (The whole report of ``nameorigin evaluate``: :func:`evaluate`.)"""
         if not pairs:
-            raise ValueError("no names to evaluate on")
-        encoded = experiments.noisy_copy(data.encode_pairs(pairs, self.labels), noise, seed)
+            raise InputError("pairs: no names to evaluate on", param="pairs")
+        encoded = data.noisy_copy(data.encode_pairs(pairs, self.labels), noise, seed)
         return validate(self.model, encoded, self.labels)
 
     def confusion(self, pairs: Sequence[data.Pair]) -> torch.Tensor:
@@ -104,15 +142,8 @@ class Trained:
         return checkpoint.save(path, self.model, self.labels, self.meta, trust=self.trust)
 
 
-def _split_of(pairs_or_split: Sequence[data.Pair] | data.Split, fractions: Sequence[float],
-              seed: int) -> data.Split:
-    if isinstance(pairs_or_split, data.Split):
-        return pairs_or_split
-    return split_names(data.dedupe(pairs_or_split), fractions, seed=seed)
-
-
 def teacher_summary(settings: Settings, path: str | None = None) -> dict | None:
-    """What the checkpoint records of a teacher: a teacher file (``--teacher``), the recipe trained out of fold
+    """What the checkpoint records of a teacher: a teacher file (``teacher``), the recipe trained out of fold
     (``settings.teacher``), or None."""
     if settings.teacher is None and not path:
         return None
@@ -123,9 +154,9 @@ def teacher_summary(settings: Settings, path: str | None = None) -> dict | None:
 def checkpoint_meta(settings: Settings, history: History, parts: data.Split, train_pairs: Sequence[data.Pair], *,
                     preset: str | None, fractions: Sequence[float], split_seed: int, layer: trust.Trust,
                     test_metrics: dict | None, **training: object) -> dict:
-    """The metadata document of a trained model's checkpoint, as ``nameorigin train`` and :func:`fit` write
-    it (training settings and any extra ``training`` keys, data fingerprint, temperature and calibration,
-    validation and test metrics, history); the trust ``layer`` itself is stored by ``checkpoint.save``."""
+    """The metadata document of a trained model's checkpoint, as :func:`train` writes it (training settings
+    and any extra ``training`` keys, data fingerprint, temperature and calibration, validation and test
+    metrics, history); the trust ``layer`` itself is stored by ``checkpoint.save``."""
     calibration = ({"temperature": layer.temperature, "valid_ece_before": layer.info["valid_ece_before"],
                     "valid_ece_after": layer.info["valid_ece_after"]} if parts.valid else None)
     return {
@@ -143,57 +174,152 @@ def checkpoint_meta(settings: Settings, history: History, parts: data.Split, tra
     }
 
 
-def fit(pairs_or_split: Sequence[data.Pair] | data.Split, *, preset: str | None = None,
-        worksheet: bool | None = None, model: str | None = None, split: Sequence[float] = (0.8, 0.1, 0.1),
-        split_seed: int = 0, device: str | torch.device = "cpu", progress: bool = False,
-        printer: Callable[[str], None] | None = None, **overrides) -> Trained:
-    """Train a model as ``nameorigin train`` does and return it as :class:`Trained`.
-
-    ``pairs_or_split``: a :class:`~nameorigin.data.Split` (from :func:`split_names`), or (name, language) pairs,
-    split here by ``split`` fractions and ``split_seed``. Settings come from the dataclass defaults, then
-    ``preset`` (see ``nameorigin presets``; none: ``default``, or the worksheet loop's defaults with
-    ``worksheet=True``), then ``model`` (a registry name) and ``overrides``: any field of
-    :class:`~nameorigin.models.ModelConfig` (``hidden``, ``layers``, ``embed``, ``dropout``, ``members``...),
-    :class:`~nameorigin.training.TrainConfig` (``epochs``, ``lr``, ``noise``, ``seed``...) or
-    :class:`~nameorigin.training.WorksheetConfig` (``iters``, ``print_every``, ``plot_every``...), and
-    ``prune`` (names kept a language). ``printer`` gets the worksheet loop's lines (e.g. ``print``);
-    ``progress`` shows the batched trainer's bar.
-
-    With validation names, the best epoch is kept and the trust layer (temperature, conformal sets, the
-    out-of-scope detector, abstention thresholds) is fitted on them for the predictor and the checkpoint.
-    """
+def train_settings(*, preset: str | None = None, worksheet: bool | None = None, model: str | None = None,
+                   **overrides) -> Settings:
+    """The settings :func:`train` trains with: the dataclass defaults, then ``preset``, then ``model`` (a
+    registry name) and ``overrides`` (fields of :class:`~nameorigin.models.ModelConfig`,
+    :class:`~nameorigin.training.TrainConfig` or :class:`~nameorigin.training.WorksheetConfig`, and
+    ``prune``). Unknown names raise ``TypeError``; settings that cannot go together an :class:`InputError`."""
     unknown = sorted(set(overrides) - _MODEL_KEYS - _TRAIN_KEYS - {"prune"})
     if unknown:
-        raise TypeError(f"fit() got unknown setting(s) {', '.join(unknown)}; model settings: "
+        raise TypeError(f"train() got unknown setting(s) {', '.join(unknown)}; model settings: "
                         f"{', '.join(sorted(_MODEL_KEYS))}; training settings: {', '.join(sorted(_TRAIN_KEYS))}; "
                         "and prune")
-    parts = _split_of(pairs_or_split, split, split_seed)
-    all_pairs = parts.train + parts.valid + parts.test
-    labels = data.require_languages(all_pairs, "the names given to fit()")
-    if not parts.train:
-        raise ValueError("the split leaves no training names")
     model_values = {k: v for k, v in overrides.items() if k in _MODEL_KEYS} | ({"name": model} if model else {})
     settings = resolve_settings(preset, worksheet=worksheet, model=model_values,
                                 train={k: v for k, v in overrides.items() if k in _TRAIN_KEYS},
                                 prune=overrides.get("prune"))
     if settings.worksheet and settings.model.members > 1:
-        raise ValueError("members: an ensemble trains with the batched trainer, not the worksheet loop")
-    valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
-    net, history, used = _train(settings, parts.train, valid, labels, device=device, printer=printer,
-                                progress=progress)
-    if settings.worksheet and valid is not None:
-        history.best = {k: v for k, v in validate(net, valid, labels).items() if k != "per_language"}
+        raise InputError("members: an ensemble trains with the batched trainer, not the worksheet loop",
+                         param="members")
+    return settings
+
+
+def _training_split(source: Source, fractions: Sequence[float], seed: int) -> tuple[data.Split, list[float]]:
+    """The split to train on and the fractions it records: a given :class:`~nameorigin.data.Split` as it is,
+    else the leak-free split of the source's distinct pairs."""
+    if isinstance(source, data.Split):
+        parts = source
+        data.require_languages(parts.train + parts.valid + parts.test, _source_name(source))
+        return parts, _fractions_of(parts)
+    fractions = data.check_fractions(fractions)
+    return data.split(training_names(source), fractions, seed=seed), list(fractions)
+
+
+def _teacher_targets(path: str | os.PathLike, settings: Settings, train_pairs: Sequence[data.Pair],
+                     labels: list[str], device) -> torch.Tensor | None:
+    """A teacher checkpoint: with ``teacher_folds`` K >= 2 its recipe, set as ``settings.teacher`` to train out
+    of fold; otherwise its own log-probabilities on the training names (the soft targets)."""
+    if settings.worksheet:
+        raise InputError("teacher: distillation trains with the batched trainer, not the worksheet loop",
+                         param="teacher")
+    doc = checkpoint.read_meta(path)
+    if doc["labels"] != labels:
+        raise InputError(f"teacher {path}: made for the languages {', '.join(doc['labels'])}, not this data's",
+                         param="teacher")
+    if settings.train.teacher_folds >= 2:
+        settings.teacher = recipe(doc)
+        return None
+    if settings.train.teacher_folds == 1:
+        raise InputError("teacher_folds 1: expected 0 (the teacher's own probabilities) or 2 or more",
+                         param="teacher_folds")
+    teacher = checkpoint.load(path, device=device).model
+    encoded = data.encode_pairs(train_pairs, labels)
+    return batched_log_probs(teacher, encoded.tokens, encoded.lengths)[0]
+
+
+def train(source: Source = None, *, preset: str | None = None, worksheet: bool | None = None,
+          model: str | None = None, split: Sequence[float] = (0.8, 0.1, 0.1), split_seed: int = 0,
+          teacher: str | os.PathLike | None = None, device: str | torch.device = "cpu", progress: bool = False,
+          printer: Callable[[str], None] | None = None, on_epoch: Callable[[dict], None] | None = None,
+          **overrides) -> Trained | None:
+    """Train, calibrate and evaluate a model: what ``nameorigin train`` does (it writes ``.save(out)``).
+
+    ``source``: a :class:`~nameorigin.data.Split`; or (name, language) pairs, or a path as :func:`load_names`
+    reads it (None: ``NAMEORIGIN_DATA``, else the tutorial's archive), split here by the ``split`` fractions and
+    ``split_seed``. Settings: see :func:`train_settings`. ``teacher``: a checkpoint that teaches by
+    distillation (its probabilities, or with ``teacher_folds`` >= 2 its recipe out of fold). ``printer`` gets
+    the worksheet loop's lines (e.g. ``print``); ``progress`` shows the batched trainer's bar; ``on_epoch`` gets
+    each epoch's row. Under ``torchrun`` each process trains its share; rank 0 gets the result, the others None.
+
+    With validation names, the best epoch is kept and the trust layer (temperature, conformal sets, the
+    out-of-scope detector, abstention thresholds) is fitted on them; the test names give the held-out figures.
+    """
+    # The steps, each a seam of its own. A further training source (a weakly labelled corpus, full names) joins
+    # the data step and reaches the trainer through the training step, as the teacher's soft targets do.
+    settings = train_settings(preset=preset, worksheet=worksheet, model=model, **overrides)
+    if settings.worksheet and distributed.launched():
+        raise InputError("worksheet: the worksheet loop trains one name at a time in one process; several "
+                         "processes train with the batched trainer", param="worksheet")
+    parts, fractions = _training_split(source, split, split_seed)  # data: read, de-duplicate, split
+    labels = data.languages(parts.train + parts.valid + parts.test)
+    if not parts.train:
+        raise data.DataError(f"{_source_name(source)}: the split leaves no training names")
+    done = _train_step(settings, parts, labels, teacher=teacher, device=device, printer=printer, progress=progress,
+                       on_epoch=on_epoch)
+    if done is None:  # another rank of a distributed run
+        return None
+    net, history, used, processes = done
     test_metrics = validate(net, data.encode_pairs(parts.test, labels), labels) if parts.test else None
-    fractions = split if not isinstance(pairs_or_split, data.Split) else _fractions_of(parts)
-    layer = trust.calibrate(net, labels, used, parts.valid)  # on the validation names only
+    layer = trust.calibrate(net, labels, used, parts.valid)  # trust: on the validation names only
     meta = checkpoint_meta(settings, history, parts, used, preset=preset, fractions=fractions,
                            split_seed=split_seed, layer=layer, test_metrics=test_metrics,
-                           teacher=teacher_summary(settings), processes=1)
+                           teacher=teacher_summary(settings, None if teacher is None else str(teacher)),
+                           processes=processes)
     doc, tensors = layer.to_meta()
     predictor = Predictor(checkpoint.Checkpoint(model=net, labels=labels, meta={**meta, "trust": doc},
                                                 tensors=tensors))
     return Trained(model=net, history=history, labels=labels, settings=settings, predictor=predictor,
-                   split=parts, meta=meta, trust=layer)
+                   split=parts, meta=meta, trust=layer, train_pairs=used)
+
+
+def _train_step(settings: Settings, parts: data.Split, labels: list[str], *, teacher, device, printer, progress,
+                on_epoch) -> tuple[Classifier, History, list[data.Pair], int] | None:
+    """The training step of :func:`train`: the distributed start (under ``torchrun``), the teacher's soft
+    targets, the trainer, the distributed finish (without waiting, after an error: another rank may be gone).
+    Returns the model, its history (with the validation figures of its best epoch), the names it trained on and
+    the number of processes; None on every rank but 0."""
+    device = torch.device(device)
+    ranks = distributed.Ranks()
+    if distributed.launched():
+        ranks, device = distributed.start(device)
+    valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
+    try:
+        soft_targets = (_teacher_targets(teacher, settings, parts.train, labels, device) if teacher is not None
+                        else None)
+        net, history, used = _train(settings, parts.train, valid, labels, device=device,
+                                    printer=printer if ranks.is_main else None, progress=progress and ranks.is_main,
+                                    on_epoch=on_epoch if ranks.is_main else None, soft_targets=soft_targets)
+    except BaseException:
+        distributed.finish(wait=False)
+        raise
+    distributed.finish()
+    if not ranks.is_main:  # rank 0 calibrates, tests and keeps the model
+        return None
+    if settings.worksheet and valid is not None:
+        history.best = {k: v for k, v in validate(net, valid, labels).items() if k != "per_language"}
+    return net, history, used, ranks.world
+
+
+def fit(pairs_or_split: Sequence[data.Pair] | data.Split, *, preset: str | None = None,
+        worksheet: bool | None = None, model: str | None = None, split: Sequence[float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0, device: str | torch.device = "cpu", progress: bool = False,
+        printer: Callable[[str], None] | None = None, **overrides) -> Trained:
+    """:func:`train` on names in hand: ``pairs_or_split``, a :class:`~nameorigin.data.Split` (from
+    :func:`split_names`) or (name, language) pairs, split here by ``split`` fractions and ``split_seed``.
+    Settings come from the dataclass defaults, then ``preset`` (see ``nameorigin presets``; none: ``default``,
+    or the worksheet loop's defaults with ``worksheet=True``), then ``model`` (a registry name) and
+    ``overrides``: any field of :class:`~nameorigin.models.ModelConfig` (``hidden``, ``layers``, ``embed``,
+    ``dropout``, ``members``...), :class:`~nameorigin.training.TrainConfig` (``epochs``, ``lr``, ``noise``,
+    ``seed``, ``distill_weight``...) or :class:`~nameorigin.training.WorksheetConfig` (``iters``,
+    ``print_every``, ``plot_every``...), and ``prune`` (names kept a language); ``teacher=PATH`` distils.
+    ``printer`` gets the worksheet loop's lines (e.g. ``print``); ``progress`` shows the batched trainer's bar.
+    """
+    if isinstance(pairs_or_split, (str, os.PathLike)) or pairs_or_split is None:
+        raise InputError("pairs_or_split: expected (name, language) pairs or a Split; to read a file, "
+                         "nameorigin.train(path) or fit(load_names(path))", param="pairs_or_split")
+    return train(pairs_or_split, preset=preset, worksheet=worksheet, model=model, split=split,
+                 split_seed=split_seed, device=device, progress=progress, printer=printer, **overrides)
 
 
 def _fractions_of(parts: data.Split) -> list[float]:
@@ -201,37 +327,150 @@ def _fractions_of(parts: data.Split) -> list[float]:
     return [round(len(p) / total, 4) for p in (parts.train, parts.valid, parts.test)]
 
 
+# ------------------------------------------------------------------------------------------------ evaluate
+
+@dataclass
+class Evaluation:
+    """What ``nameorigin evaluate`` reports, and the arrays its plots are drawn from."""
+
+    report: dict  # accuracy, macro-F1, per-language figures, calibration, sets, abstention, out-of-scope
+    labels: list[str]
+    truth: torch.Tensor  # (N,) true language indices
+    log_probs: torch.Tensor  # (N, C) the model's, before temperature
+    applied: trust.TrustResult  # the trust layer with the checkpoint's defaults: probabilities, out-of-scope...
+
+    @property
+    def predicted(self) -> torch.Tensor:
+        return self.log_probs.argmax(1)
+
+    def confusion(self) -> torch.Tensor:
+        """Counts ``[true language, predicted language]`` (C, C)."""
+        return confusion_matrix(self.truth, self.predicted, len(self.labels))
+
+    def reliability(self) -> tuple[list[dict], list[dict]]:
+        """Reliability bins before and after temperature scaling."""
+        return (reliability(self.log_probs.softmax(1), self.truth),
+                reliability(torch.from_numpy(self.applied.probabilities), self.truth))
+
+    def risk_coverage(self) -> dict[str, tuple[list[float], list[float]]]:
+        """Risk-coverage curves by the calibrated top probability and, with a detector, by it times
+        (1 - out-of-scope score)."""
+        correct = (self.predicted == self.truth).numpy()
+        top = self.applied.probabilities.max(1)
+        curves = {"top probability": risk_coverage(top, correct)}
+        if self.applied.out_of_scope is not None:
+            curves["top probability x (1 - out-of-scope)"] = risk_coverage(top * (1 - self.applied.out_of_scope),
+                                                                           correct)
+        return curves
+
+
+def _predictor(model: Trained | Predictor | str | os.PathLike | None, **load) -> Predictor:
+    """A predictor for ``model``: a :class:`Trained`'s, a Predictor as it is, or a checkpoint path (None: the
+    bundled model) loaded with ``load`` (``device``, ``precision``)."""
+    if isinstance(model, Trained):
+        return model.predictor
+    if isinstance(model, Predictor):
+        return model
+    return Predictor.load(model, **load)
+
+
+def _name_list(names: Sequence[str] | str | os.PathLike) -> tuple[list[str], str]:
+    """Raw names from a sequence, or from a file any ``predict --input`` reads, and what to call them."""
+    if isinstance(names, (str, os.PathLike)):
+        from . import frame
+        source = frame.open_source(names)
+        return ([name for batch in source.batches for name in batch.column(source.column).to_pylist()
+                 if name is not None], str(source.path))
+    return list(names), "the out-of-scope names"
+
+
+def _out_of_scope_report(predictor: Predictor, in_scope: trust.TrustResult, names: list[str], what: str) -> dict:
+    """Out-of-scope AUROC and abstention on names of other languages against the ``in_scope`` names."""
+    results = predictor.predict(names, top=1)
+    readable = [p for p in results if not p.error]
+    if not readable:
+        raise InputError(f"out_of_scope {what}: no readable names", param="out_of_scope")
+    scores = [p.out_of_scope for p in readable]
+    top = [p.predictions[0]["probability"] for p in readable]
+    in_top = in_scope.probabilities.max(1)
+    return {"n": len(readable), "unreadable": len(results) - len(readable),
+            "auroc": auroc(in_scope.out_of_scope, scores),
+            "auroc_top_probability": auroc(1 - in_top, [1 - t for t in top]),
+            "abstained": sum(p.abstained for p in readable) / len(readable),
+            "abstained_in_scope": float(in_scope.abstained.mean())}
+
+
+def evaluate(model: Trained | Predictor | str | os.PathLike | None = None, names: Source = None, *,
+             out_of_scope: Sequence[str] | str | os.PathLike | None = None, device: str = "cpu",
+             precision: str = "fp32") -> Evaluation:
+    """The whole report of ``nameorigin evaluate``: ``model`` (a :class:`Trained`, a Predictor, a checkpoint
+    path, or None for the bundled model) on labelled ``names`` (pairs, or a path as :func:`load_names` reads
+    it): accuracy, macro-F1 and per-language figures, the calibration before and after the temperature, the
+    conformal sets' coverage at each of ``trust.COVERAGES``, the default abstention rate, and with
+    ``out_of_scope`` (names of other languages, or a file of them) the out-of-scope AUROC and abstention."""
+    predictor = _predictor(model, device=device, precision=precision)
+    pairs = _pairs_of(names, to_train=False)
+    if not pairs:
+        raise InputError(f"names {_source_name(names)}: no names to evaluate on", param="names")
+    layer = predictor.trust
+    if out_of_scope is not None and layer.oos is None:  # refused before the evaluation runs, not after
+        raise InputError("out_of_scope: the model has no out-of-scope detector (trained before the trust layer, "
+                         "or without Faker); retrain it", param="out_of_scope")
+    oos_names = _name_list(out_of_scope) if out_of_scope is not None else None
+    encoded = data.encode_pairs(pairs, predictor.labels)
+    lp, _ = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)
+    folded = [n for n, _ in pairs]
+    applied = layer.apply(lp, folded)  # temperature, and the checkpoint's thresholds; no prior
+    calibrated = torch.from_numpy(applied.probabilities)
+    report = metrics(encoded.labels, lp.argmax(1), predictor.labels)
+    report["temperature"] = layer.temperature
+    report["ece_before"] = expected_calibration_error(lp.softmax(1), encoded.labels)
+    report["ece_after"] = expected_calibration_error(calibrated, encoded.labels)
+    if layer.conformal is not None:
+        report["sets"] = {str(c): set_coverage(layer.apply(lp, folded, coverage=c).sets, encoded.labels.numpy(),
+                                               predictor.labels) for c in trust.COVERAGES}
+    if layer.min_confidence is not None:
+        report["abstained"] = float(applied.abstained.mean())
+    if oos_names is not None:
+        report["out_of_scope"] = _out_of_scope_report(predictor, applied, *oos_names)
+    return Evaluation(report=report, labels=list(predictor.labels), truth=encoded.labels, log_probs=lp,
+                      applied=applied)
+
+
 # ------------------------------------------------------------------------------------------------ compare
 
-def compare(pairs: Sequence[data.Pair], models: Sequence[str] = ("rnn", "gru", "gru-attention"), *,
-            noise: Sequence[int] = (0, 5), seeds: int = 1, epochs: int = 10, iters: int = 80000,
-            worksheet: bool = False, hidden: int | None = None, prune: int = 50, plot_every: int = 1000,
-            split_seed: int = 0, out: str | os.PathLike | None = None,
-            report: Callable[[str], None] | None = None):
+def compare(pairs: Source = None, models: Sequence[str] | None = None, *, out: str | os.PathLike | None = None,
+            report: Callable[[str], None] | None = None, as_frame: bool = True, **settings):
     """The worksheet's comparison: every model (registry names, and ``"baseline"`` for the character n-gram
-    logistic regression, which needs scikit-learn) at every noise level and seed, trained on the training part
-    of the leak-free split of ``pairs`` (the same split as ``split_names(pairs, seed=split_seed)``), measured
-    on its test part, clean and with the same noise.
+    logistic regression, ``ngram-lr``, which needs scikit-learn) at every noise level and seed, trained on the
+    training part of the leak-free split of ``pairs`` (pairs, or a path as :func:`load_names` reads it; the
+    same split as ``split_names(pairs, seed=split_seed)``), measured on its test part, clean and with the same
+    noise.
 
-    ``worksheet``: the seeds' loop (``iters`` steps, ``prune`` names a language, hidden 32 unless ``hidden``)
-    instead of the batched trainer (``epochs``). ``report`` gets one line a run (e.g. ``print``). With ``out``,
-    the folder ``nameorigin compare`` writes is written too (tables, loss curves, report.md).
+    ``settings`` are the fields of :class:`~nameorigin.experiments.CompareConfig`, the single source of their
+    defaults: ``noise``, ``seeds``, ``epochs``, ``worksheet`` (the seeds' loop: ``iters`` steps, ``prune``
+    names a language, hidden 32 unless ``hidden``), ``plot_every``, ``split_seed``. ``report`` gets one line a
+    run (e.g. ``print``). With ``out``, the folder ``nameorigin compare`` writes is written too (tables, loss
+    curves, report.md).
 
-    Returns a pandas DataFrame when pandas is installed (else a list of dicts): one row a run, with the
-    columns of ``results.csv`` and the loss curve (``curve_x``: training names seen, ``curve_loss``).
+    Returns a pandas DataFrame when pandas is installed and ``as_frame`` (else a list of dicts): one row a run,
+    with the columns of ``results.csv`` and the loss curve (``curve_x``: training names seen, ``curve_loss``).
     """
-    config = experiments.CompareConfig(models=list(models), noise=list(noise), seeds=seeds, worksheet=worksheet,
-                                       epochs=epochs, iters=iters, hidden=hidden, prune=prune,
-                                       plot_every=plot_every, split_seed=split_seed)
+    from . import experiments
+    if models is not None:
+        settings["models"] = list(models)
+    config = experiments.CompareConfig(**settings)
+    experiments.check_models(config.models)
     report = report or log.info
-    pairs = data.dedupe(pairs)
-    data.require_languages(pairs, "the names given to compare()")
+    pairs = training_names(pairs)
     if out is not None:
         results = experiments.compare(pairs, config, out, report=report)
     else:
         results = experiments.run_grid(pairs, config, report=report)
     rows = [{**{c: r.row().get(c) for c in experiments.COLUMNS}, "curve_x": r.curve_x, "curve_loss": r.curve_loss}
             for r in results]
+    if not as_frame:
+        return rows
     try:
         import pandas
     except ImportError:
@@ -258,18 +497,16 @@ def plot_losses(runs: Mapping[str, Trained | History | Curve], *, title: str = "
                 xlabel: str | None = None) -> Figure:
     """Several runs' training loss on one figure, ``{label: run}``; a run is a :class:`Trained` (x: training
     names seen), a :class:`~nameorigin.training.History` (x: steps) or an ``(x, loss)`` pair."""
+    from . import plots
     if xlabel is None:
         xlabel = "Steps" if any(isinstance(r, History) for r in runs.values()) else "Training names seen"
     return plots.loss_curves({label: [_curve(run)] for label, run in runs.items()}, title=title, xlabel=xlabel)
 
 
-def _predictor(model: Trained | Predictor) -> Predictor:
-    return model.predictor if isinstance(model, Trained) else model
-
-
 def plot_attention(model: Trained | Predictor, names: Sequence[str], *, title: str | None = None) -> Figure:
     """A heat map of where an attention model looks in each name (rows: names as folded, with the predicted
     language). A model without attention raises ``ValueError``."""
+    from . import plots
     predictor = _predictor(model)
     if not predictor.has_attention:
         raise ValueError(f"a {predictor.model.config.name} model has no attention; train gru-attention")
@@ -285,5 +522,6 @@ def plot_attention(model: Trained | Predictor, names: Sequence[str], *, title: s
 
 def plot_confusion(trained: Trained, pairs: Sequence[data.Pair], *, title: str | None = None) -> Figure:
     """The row-normalised confusion matrix of ``trained`` on ``pairs`` (rows: true language)."""
+    from . import plots
     return plots.confusion(trained.confusion(pairs).numpy(), trained.labels,
                            title=title or f"{trained.name} on {len(pairs)} names (rows: true language)")

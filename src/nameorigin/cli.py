@@ -14,20 +14,17 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, checkpoint, data, distributed, experiments, frame, plots, trust
-from .api import checkpoint_meta, teacher_summary
+from . import __version__, api, checkpoint, data, distributed, experiments, frame, trust
 from .atomic import atomic_text
 from .checkpoint import CheckpointError
-from .evaluation import (auroc, confusion_matrix, expected_calibration_error, format_report, format_trust_report,
-                         metrics, reliability, risk_coverage, set_coverage)
-from .models import REGISTRY, ModelConfig, UnknownModel, batched_log_probs
+from .errors import InputError
+from .evaluation import format_report, format_trust_report
+from .models import REGISTRY, ModelConfig, UnknownModel
 from .models import PRECISIONS, PrecisionError
-from .predict import Predictor, default_model_path
-from .server import ServeConfig
+from .predict import Predictor, default_model_path, model_info
+from .service import ServeConfig
 from .text import BadName
-from .training import (PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, fit, recipe, resolve_settings,
-                       validate)
-from .trust import TrustError
+from .training import PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, resolve_settings
 
 log = logging.getLogger("nameorigin")
 EXIT_BAD_INPUT = 2
@@ -59,12 +56,13 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _load_labelled(path: str | None, *, to_train: bool = False) -> list[data.Pair]:
-    """De-duplicated labelled names; with ``to_train``, refused unless they hold two languages or more."""
-    pairs = data.dedupe(data.read_labelled(data.resolve_data(path)))
-    if to_train:
-        data.require_languages(pairs, path or os.environ.get("NAMEORIGIN_DATA") or "the data")
-    return pairs
+#: Library parameters whose flag is not ``--`` + the name with dashes (see :func:`flag_of`).
+FLAGS = {"source": "--data", "names": "--data", "pairs": "--data", "fractions": "--split"}
+
+
+def flag_of(param: str) -> str:
+    """The flag a library parameter comes through: ``min_confidence`` -> ``--min-confidence``."""
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
 
 
 # ------------------------------------------------------------------------------------------- flag ranges
@@ -179,57 +177,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     chosen = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS if getattr(args, k) is not None}
-    model_values = {("name" if k == "model" else k): chosen[k] for k in MODEL_FLAGS if k in chosen}
-    settings = resolve_settings(args.preset, worksheet=args.worksheet, model=model_values,
-                                train={k: chosen[k] for k in TRAIN_FLAGS if k in chosen}, prune=args.prune)
-    config, train_config = settings.model, settings.train
-    if settings.worksheet and config.members > 1:
-        raise UsageError("--members: an ensemble trains with the batched trainer, not --worksheet")
+    if args.prune is not None:
+        chosen["prune"] = args.prune
+    options = dict(preset=args.preset, worksheet=args.worksheet, **chosen)
+    settings = api.train_settings(**options)  # refused here, before any process is launched
     if settings.worksheet and (args.nproc > 1 or distributed.launched()):
         raise UsageError("--nproc/torchrun: the worksheet loop trains one name at a time in one process; "
                          "several processes train with the batched trainer")
     if args.nproc > 1 and not distributed.launched():  # this same command, once a process, under torchrun
         return distributed.launch(args.nproc, distributed.without_flag(args.argv, "--nproc"))
-    pairs = _load_labelled(args.data, to_train=True)
-    parts = data.split(pairs, fractions, seed=args.split_seed)
-    labels = data.languages(pairs)
-    if not parts.train:
-        raise data.DataError(f"{args.data or 'the data'}: the split leaves no training names")
-    ranks = distributed.Ranks()
-    if distributed.launched():
-        ranks, device = distributed.start(device)
-    valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
-    test = data.encode_pairs(parts.test, labels) if parts.test else None
-    soft_targets = None
-    if args.teacher:
-        settings.teacher, soft_targets = _teacher(args.teacher, settings, parts.train, labels, device)
-    show = not args.json and not args.quiet and ranks.is_main
+    show = not args.json and not args.quiet
     on_terminal = sys.stderr.isatty()  # a bar on terminals; one line an epoch in logs and pipes
-    try:
-        model, history, train_pairs = fit(settings, parts.train, valid, labels, device=device,
-                                          printer=None if args.json or not ranks.is_main else print,
-                                          progress=show and on_terminal,
-                                          on_epoch=_epoch_line if show and not on_terminal else None,
-                                          soft_targets=soft_targets)
-    except BaseException:
-        distributed.finish(wait=False)  # another rank may be gone: do not wait for it
-        raise
-    distributed.finish()
-    if not ranks.is_main:  # rank 0 calibrates, tests and writes the checkpoint
+    trained = api.train(args.data, split=fractions, split_seed=args.split_seed, teacher=args.teacher, device=device,
+                        printer=None if args.json else print, progress=show and on_terminal,
+                        on_epoch=_epoch_line if show and not on_terminal else None, **options)
+    if trained is None:  # another rank of a distributed run: rank 0 writes the checkpoint
         return 0
-    if settings.worksheet and valid is not None:
-        history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
-    # the trust layer (temperature, conformal sets, training prior, out-of-scope detector), on validation only
-    layer = trust.calibrate(model, labels, train_pairs, parts.valid)
-    test_metrics = validate(model, test, labels) if test is not None else None
-    meta = checkpoint_meta(settings, history, parts, train_pairs, preset=args.preset, fractions=fractions,
-                           split_seed=args.split_seed, layer=layer, test_metrics=test_metrics,
-                           teacher=teacher_summary(settings, args.teacher), processes=ranks.world)
-    out = checkpoint.save(args.out, model, labels, meta, trust=layer)
+    out = trained.save(args.out)
+    history, parts, layer, test_metrics = trained.history, trained.split, trained.trust, trained.test_metrics
+    config = trained.settings.model
     if args.plot:
-        per = "Iterations" if settings.worksheet else "Steps"
+        from . import plots
+        per = "Iterations" if trained.settings.worksheet else "Steps"
         plots.loss_curve(history.loss_steps, history.losses, xlabel=per, path=args.plot,
-                         title=f"Training loss: {config.name}, noise {train_config.noise}")
+                         title=f"Training loss: {config.name}, noise {trained.settings.train.noise}")
     summary = {
         "model": config.name, "out": str(out), "train_seconds": round(history.train_seconds, 3),
         "names_seen": history.names_seen, "names_per_second": round(history.names_per_second, 1),
@@ -242,9 +213,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(checkpoint.jsonable(summary)))
     else:
-        print(f"trained {config.name} on {len(train_pairs)} names in {history.train_seconds:.1f}s "
+        print(f"trained {config.name} on {len(trained.train_pairs)} names in {history.train_seconds:.1f}s "
               f"({history.names_per_second:,.0f} names/s); saved {out}")
-        if not parts.valid and not settings.worksheet:
+        if not parts.valid and not trained.settings.worksheet:
             print(f"no validation names (--split {args.split}): kept the last epoch ({history.best_epoch}); "
                   "no temperature fitted")
         if history.best:
@@ -261,23 +232,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                    f"{layer.info['n_oos_fit']} Faker surnames)" if layer.oos is not None else
                    " (no out-of-scope detector: Faker is not installed)"))
     return 0
-
-
-def _teacher(path: str, settings, train_pairs: list[data.Pair], labels: list[str], device):
-    """``--teacher FILE``: with ``--teacher-folds K`` (K >= 2), FILE's recipe to train out of fold; otherwise
-    FILE's own log-probabilities on the training names. Returns (recipe or None, soft targets or None)."""
-    if settings.worksheet:
-        raise UsageError("--teacher: distillation trains with the batched trainer, not --worksheet")
-    doc = checkpoint.read_meta(path)
-    if doc["labels"] != labels:
-        raise UsageError(f"--teacher {path}: made for the languages {', '.join(doc['labels'])}, not this data's")
-    if settings.train.teacher_folds >= 2:
-        return recipe(doc), None
-    if settings.train.teacher_folds == 1:
-        raise UsageError("--teacher-folds 1: expected 0 (the teacher's own probabilities) or 2 or more")
-    teacher = checkpoint.load(path, device=device).model
-    encoded = data.encode_pairs(train_pairs, labels)
-    return None, batched_log_probs(teacher, encoded.tokens, encoded.lengths)[0]
 
 
 # ------------------------------------------------------------------------------------------- predict
@@ -370,80 +324,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
-    pairs = _load_labelled(args.data)
-    # opened (and refused, if it must be) before the evaluation runs, not after
-    oos_source = _out_of_scope_source(predictor, args.out_of_scope, model=args.model or "the bundled model")
-    encoded = data.encode_pairs(pairs, predictor.labels)
-    lp, _ = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)
-    result = metrics(encoded.labels, lp.argmax(1), predictor.labels)
-    temperature = predictor.temperature
-    before, after = lp.softmax(1), (lp / temperature).softmax(1)
-    result["temperature"] = temperature
-    result["ece_before"] = expected_calibration_error(before, encoded.labels)
-    result["ece_after"] = expected_calibration_error(after, encoded.labels)
+    result = api.evaluate(predictor, args.data, out_of_scope=args.out_of_scope)
+    report, n = result.report, result.report["n"]
+    where = f"{Path(args.data or 'the data').name} ({n} names"
+    if args.reliability or args.risk_coverage or args.plot:
+        from . import plots
     if args.reliability:
-        plots.reliability_diagram(reliability(before, encoded.labels), reliability(after, encoded.labels),
-                                  temperature=temperature, path=args.reliability,
-                                  title=f"Reliability on {Path(args.data or 'the data').name} ({len(pairs)} names)")
-    names = [n for n, _ in pairs]
-    layer = predictor.trust
-    applied = layer.apply(lp, names)
-    if layer.conformal is not None:
-        result["sets"] = {str(c): set_coverage(layer.apply(lp, names, coverage=c).sets, encoded.labels.numpy(),
-                                               predictor.labels) for c in trust.COVERAGES}
-    if layer.min_confidence is not None:
-        result["abstained"] = float(applied.abstained.mean())
-    if oos_source is not None:
-        result["out_of_scope"] = _out_of_scope_report(predictor, applied, oos_source)
+        before, after = result.reliability()
+        plots.reliability_diagram(before, after, temperature=report["temperature"], path=args.reliability,
+                                  title=f"Reliability on {where})")
     if args.risk_coverage:
-        correct = (lp.argmax(1) == encoded.labels).numpy()
-        curves = {"top probability": risk_coverage(after.max(1).values.numpy(), correct)}
-        if applied.out_of_scope is not None:
-            curves["top probability x (1 - out-of-scope)"] = risk_coverage(
-                after.max(1).values.numpy() * (1 - applied.out_of_scope), correct)
-        plots.risk_coverage(curves, path=args.risk_coverage,
-                            title=f"Risk-coverage on {Path(args.data or 'the data').name} ({len(pairs)} names)")
+        plots.risk_coverage(result.risk_coverage(), path=args.risk_coverage, title=f"Risk-coverage on {where})")
     if args.plot:
-        cm = confusion_matrix(encoded.labels, lp.argmax(1), len(predictor.labels))
-        plots.confusion(cm.numpy(), predictor.labels, path=args.plot,
-                        title=f"Confusion matrix on {Path(args.data or 'the data').name} ({len(pairs)} names; "
-                              "rows: true language)")
+        plots.confusion(result.confusion().numpy(), result.labels, path=args.plot,
+                        title=f"Confusion matrix on {where}; rows: true language)")
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(report))
     else:
-        print(format_report(result))
-        trust_report = format_trust_report(result)
+        print(format_report(report))
+        trust_report = format_trust_report(report)
         if trust_report:
             print(trust_report)
     return 0
-
-
-def _out_of_scope_source(predictor: Predictor, path: str | None, *, model: str) -> frame.Source | None:
-    """``evaluate --out-of-scope``'s names, opened as any input predict reads (text, CSV/TSV, JSON lines,
-    Parquet); None without the option."""
-    if path is None:
-        return None
-    if predictor.trust.oos is None:
-        raise UsageError(f"--out-of-scope: {model} has no out-of-scope detector "
-                         "(trained before the trust layer, or without Faker); retrain it")
-    return frame.open_source(path)
-
-
-def _out_of_scope_report(predictor: Predictor, in_scope, source: frame.Source) -> dict:
-    """Out-of-scope AUROC and abstention on names of other languages (``source``) against ``in_scope``."""
-    path = source.path
-    raw = [name for batch in source.batches for name in batch.column(source.column).to_pylist() if name is not None]
-    results = predictor.predict(raw, top=1)
-    readable = [p for p in results if not p.error]
-    if not readable:
-        raise data.DataError(f"{path}: no readable names")
-    scores = [p.out_of_scope for p in readable]
-    top = [p.predictions[0]["probability"] for p in readable]
-    in_top = in_scope.probabilities.max(1)
-    return {"n": len(readable), "unreadable": len(results) - len(readable),
-            "auroc": auroc(in_scope.out_of_scope, scores), "auroc_top_probability": auroc(1 - in_top, [1 - t for t in top]),
-            "abstained": sum(p.abstained for p in readable) / len(readable),
-            "abstained_in_scope": float(in_scope.abstained.mean())}
 
 
 # ------------------------------------------------------------------------------------------- attention
@@ -460,6 +362,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
         print(f"{r.name} -> {r.predictions[0]['language']} ({r.predictions[0]['probability']:.2f})")
         print("  " + "  ".join(f"{ch}:{w:.2f}" for ch, w in zip(r.folded, r.attention)))
     if args.plot and good:
+        from . import plots
         plots.attention_map([r.folded for r in good], [r.attention for r in good], path=args.plot,
                             title=f"Attention of {Path(args.model).name if args.model else 'the bundled model'}")
     for r in bad:
@@ -471,15 +374,41 @@ def cmd_attention(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    for m in models:
-        if m != experiments.BASELINE and m not in REGISTRY:
-            raise UnknownModel(f"unknown model {m!r}; known: {', '.join(REGISTRY)}, {experiments.BASELINE}")
-    config = experiments.CompareConfig(models=models, noise=args.noise, seeds=args.seeds,
-                                       worksheet=args.worksheet, epochs=args.epochs, iters=args.iters,
-                                       hidden=args.hidden, prune=args.prune)
-    pairs = _load_labelled(args.data, to_train=True)
-    experiments.compare(pairs, config, args.out)
+    api.compare(args.data, models, out=args.out, report=print, as_frame=False, noise=args.noise, seeds=args.seeds,
+                worksheet=args.worksheet, epochs=args.epochs, iters=args.iters, hidden=args.hidden,
+                prune=args.prune)
     print(f"wrote {Path(args.out) / 'results.csv'}, results.md, loss curves and report.md")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- info
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = model_info(Predictor.load(args.model))
+    if args.json:
+        print(json.dumps(checkpoint.jsonable(info)))
+        return 0
+    m, t, f = info["model"], info["trust"], info["file"]
+    sizes = ", ".join(f"{k} {v}" for k, v in m.items() if k not in ("name", "mix") and v not in (None, [], False, 0)
+                      and (k != "heads" or m["name"] == "transformer"))
+    print(f"model     {m['name']} ({sizes}); {info['parameters']:,} parameters"
+          + ("; attention" if info["has_attention"] else ""))
+    print(f"file      {f['path']}{' (bundled)' if f['bundled'] else ''}\nsha256    {f['sha256']}")
+    print(f"languages {len(info['labels'])}: {', '.join(info['labels'])}")
+    training = {k: v for k, v in info["training"].items() if v is not None}
+    if training:
+        print("training  " + ", ".join(f"{k} {v}" for k, v in training.items()))
+    for split, figures in info["metrics"].items():
+        shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
+        print(f"{split + ':':<9} {shown}")
+    parts = [f"temperature {t['temperature']:.3f}"]
+    if t["conformal"]:
+        parts.append(f"{t['conformal']} prediction sets")
+    if t["min_confidence"] is not None:
+        parts.append(f"abstain below confidence {t['min_confidence']:.3f}")
+    parts.append(f"out-of-scope detector, abstain above {t['max_out_of_scope']:.3f}" if t["out_of_scope_detector"]
+                 else "no out-of-scope detector")
+    print("trust     " + ", ".join(parts))
     return 0
 
 
@@ -505,7 +434,7 @@ def _check_port_free(host: str, port: int) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .server import ServeConfig, app_from_env, config_to_env, create_app
+    from .server import app_from_env, config_to_env, create_app
     config = ServeConfig(model=args.model, precision=args.precision, batch_names=args.batch_names,
                          batch_wait_ms=args.batch_wait_ms, queue_limit=args.queue_limit, max_body=args.max_body,
                          threads=args.threads)
@@ -547,8 +476,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def cmd_split(args: argparse.Namespace) -> int:
     fractions = data.parse_split(args.split)
-    pairs = _load_labelled(args.data, to_train=True)
-    parts = data.split(pairs, fractions, seed=args.seed)
+    parts = api.split_names(api.training_names(args.data), fractions, seed=args.seed)
     out = Path(args.out)
     for part_name, part in [("train", parts.train), ("valid", parts.valid), ("test", parts.test)]:
         if not part:
@@ -740,6 +668,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="access log and info logging (also accepted before the command)")
     sv.set_defaults(func=cmd_serve)
 
+    inf = sub.add_parser("info", help="what a model is: languages, held-out figures, trust layer, file digest "
+                                      "(as GET /api/model)")
+    inf.add_argument("--model", help="checkpoint (default: the bundled model)")
+    inf.add_argument("--json", action="store_true", help="print it as one JSON document, as /api/model answers")
+    inf.set_defaults(func=cmd_info)
+
     ps = sub.add_parser("presets", help="list the named training configurations")
     ps.set_defaults(func=cmd_presets)
 
@@ -759,8 +693,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="nameorigin: %(message)s")
     try:
         return args.func(args)
-    except (data.DataError, CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError, TrustError,
-            PrecisionError) as e:
+    except InputError as e:  # the library names its parameter; say it as this command's flag
+        print(f"nameorigin: error: {e.named(flag_of(e.param)) if e.param else e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError, PrecisionError) as e:
         print(f"nameorigin: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import InputError
 from .text import ALPHABET, MAX_NAME_CHARS, NOISE_INDICES, encode, fold
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,8 @@ LABEL_HEADERS = {"label", "language", "lang", "origin", "category", "class", "na
 Pair = tuple[str, str]  # (folded name, language)
 
 
-class DataError(ValueError):
-    """Data that cannot be used; the message names the file or folder."""
+class DataError(InputError):
+    """Data that cannot be used; the message names the file or folder (or, with ``param``, the parameter)."""
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -237,21 +238,33 @@ def dedupe(pairs: Sequence[Pair]) -> list[Pair]:
 
 
 def parse_split(text: str) -> tuple[float, float, float]:
-    """``"0.8,0.1,0.1"`` -> (0.8, 0.1, 0.1): three fractions of distinct names, each from 0 to 1, summing to 1,
-    with a training part above 0. The message says which of these a bad value breaks."""
+    """``"0.8,0.1,0.1"`` -> (0.8, 0.1, 0.1), checked by :func:`check_fractions`."""
     try:
         parts = tuple(float(x) for x in text.split(","))
     except ValueError:
         parts = ()
+    return check_fractions(parts, shown=repr(text))
+
+
+def check_fractions(fractions: Sequence[float], *, param: str = "split", shown: str | None = None
+                    ) -> tuple[float, float, float]:
+    """Three fractions (train, valid, test) of distinct names, each from 0 to 1, summing to 1, with a training
+    part above 0; else a :class:`DataError` for ``param`` saying which of these a bad value breaks."""
+    try:
+        parts = tuple(float(f) for f in fractions)
+    except (TypeError, ValueError):
+        parts = ()
+    head = f"{param} {shown if shown is not None else repr(tuple(fractions))}"
     example = "e.g. 0.8,0.1,0.1"
     if len(parts) != 3 or not all(math.isfinite(p) for p in parts):
-        raise DataError(f"--split {text!r}: expected three fractions TRAIN,VALID,TEST, {example}")
+        raise DataError(f"{head}: expected three fractions TRAIN,VALID,TEST, {example}", param=param)
     if any(p < 0 for p in parts):
-        raise DataError(f"--split {text!r}: fractions cannot be negative, {example}")
+        raise DataError(f"{head}: fractions cannot be negative, {example}", param=param)
     if abs(sum(parts) - 1) > 1e-6:
-        raise DataError(f"--split {text!r}: the fractions sum to {sum(parts):g}, not 1, {example}")
+        raise DataError(f"{head}: the fractions sum to {sum(parts):g}, not 1, {example}", param=param)
     if parts[0] <= 0:
-        raise DataError(f"--split {text!r}: the training fraction is 0, so nothing would be trained on, {example}")
+        raise DataError(f"{head}: the training fraction is 0, so nothing would be trained on, {example}",
+                        param=param)
     return parts  # type: ignore[return-value]
 
 
@@ -400,3 +413,14 @@ def length_batches(lengths: torch.Tensor, batch_size: int, *, generator: torch.G
     if generator is not None:
         batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
     return batches
+
+
+def noisy_copy(enc: Encoded, level: int, seed: int) -> Encoded:
+    """The held-out names with the worksheet's noise appended (same as ``enc`` at level 0)."""
+    if level <= 0:
+        return enc
+    width = enc.tokens.size(1) + level + 1
+    tokens = torch.zeros(len(enc), width, dtype=torch.long)
+    tokens[:, : enc.tokens.size(1)] = enc.tokens
+    noisy, lengths = add_noise_batch(tokens, enc.lengths, level, torch.Generator().manual_seed(seed))
+    return Encoded(noisy, lengths, enc.labels)

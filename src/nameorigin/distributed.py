@@ -12,6 +12,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .errors import InputError
+
 log = logging.getLogger(__name__)
 
 
@@ -82,8 +84,8 @@ def shard(batches: Sequence, ranks: Ranks) -> list:
         return list(batches)
     per_rank = len(batches) // ranks.world
     if not per_rank:
-        raise ValueError(f"{len(batches)} batch(es) an epoch cannot be shared by {ranks.world} processes: "
-                         "use fewer processes or a smaller --batch-size")
+        raise InputError(f"batch_size: {len(batches)} batch(es) an epoch cannot be shared by {ranks.world} "
+                         "processes: use fewer processes or smaller batches", param="batch_size")
     return list(batches[ranks.rank: per_rank * ranks.world: ranks.world])
 
 

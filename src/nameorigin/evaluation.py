@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .fitting import minimize
+
 
 def confusion_matrix(truth: torch.Tensor, pred: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Counts ``[true, predicted]`` (C, C)."""
@@ -86,15 +88,9 @@ def reliability(probs: torch.Tensor, truth: torch.Tensor, bins: int = 15) -> lis
 def fit_temperature(log_probs: torch.Tensor, truth: torch.Tensor) -> float:
     """Temperature scaling: the T > 0 that minimises the NLL of ``softmax(log_probs / T)`` (fit on validation)."""
     log_t = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100, line_search_fn="strong_wolfe")
     lp = log_probs.detach().double()
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(lp / log_t.exp().double(), truth)
-        loss.backward()
-        return loss
-    opt.step(closure)
+    minimize(lambda: torch.nn.functional.cross_entropy(lp / log_t.exp().double(), truth), [log_t],
+             lr=0.1, max_iter=100)
     return float(log_t.detach().exp())
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import random
-import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
-from . import data, plots
+from . import data
+from .atomic import atomic_text
+from .data import noisy_copy
 from .evaluation import metrics
-from .models import batched_log_probs
-from .training import fit, resolve_settings
+from .models import REGISTRY, UnknownModel, batched_log_probs
+from .training import fit, resolve_settings, validate
 
 log = logging.getLogger(__name__)
 BASELINE = "baseline"
@@ -59,17 +57,6 @@ class RunResult:
         return d
 
 
-def noisy_copy(enc: data.Encoded, level: int, seed: int) -> data.Encoded:
-    """The held-out names with the worksheet's noise appended (same as ``enc`` at level 0)."""
-    if level <= 0:
-        return enc
-    width = enc.tokens.size(1) + level + 1
-    tokens = torch.zeros(len(enc), width, dtype=torch.long)
-    tokens[:, : enc.tokens.size(1)] = enc.tokens
-    noisy, lengths = data.add_noise_batch(tokens, enc.lengths, level, torch.Generator().manual_seed(seed))
-    return data.Encoded(noisy, lengths, enc.labels)
-
-
 def attention_shares(model, clean: data.Encoded, noisy: data.Encoded) -> dict:
     """Mean attention on the appended punctuation, on the name's last letter, and on the final position."""
     _, att = batched_log_probs(model, noisy.tokens, noisy.lengths, with_attention=True)
@@ -89,10 +76,16 @@ def _evaluate(predict, clean, noisy, labels) -> tuple[dict, dict]:
     return (metrics(clean.labels, predict(clean), labels), metrics(noisy.labels, predict(noisy), labels))
 
 
+def check_models(models: list[str]) -> None:
+    """Refuse a name that is neither a registry model nor ``baseline``, naming the ``models`` parameter."""
+    for m in models:
+        if m != BASELINE and m not in REGISTRY:
+            raise UnknownModel(f"models: unknown model {m!r}; known: {', '.join(REGISTRY)}, {BASELINE}",
+                               param="models")
+
+
 def run_network(name: str, noise: int, seed: int, config: CompareConfig, parts: data.Split,
                 labels: list[str]) -> RunResult:
-    test = data.encode_pairs(parts.test, labels)
-    noisy = noisy_copy(test, noise, 10_000 + seed)
     overrides = {"name": name}
     if config.worksheet:
         overrides["hidden"] = config.hidden or 32
@@ -106,59 +99,36 @@ def run_network(name: str, noise: int, seed: int, config: CompareConfig, parts: 
                                        "log_every": max(1, steps // 40)},  # about 40 points a curve
                                 prune=config.prune if config.worksheet else 0)
     valid = data.encode_pairs(parts.valid, labels) if parts.valid and not config.worksheet else None
-    model, history, _ = fit(settings, parts.train, valid, labels)
-    per_point = 1 if config.worksheet else settings.train.batch_size  # x axis: training names seen
+    return _measure(name, settings, noise, seed, parts, labels, valid=valid)
+
+
+def run_baseline(noise: int, seed: int, config: CompareConfig, parts: data.Split, labels: list[str]) -> RunResult:
+    """The DESIGN's baseline, the ``ngram-lr`` model (TF-IDF character 1-5-grams and logistic regression,
+    scikit-learn), on the same training names (pruned as the worksheet loop's), noise and test names."""
+    settings = resolve_settings("ngram-lr", train={"noise": noise, "seed": seed},
+                                prune=config.prune if config.worksheet else 0)
+    return _measure(BASELINE, settings, noise, seed, parts, labels, valid=None)
+
+
+def _measure(name: str, settings, noise: int, seed: int, parts: data.Split, labels: list[str], *,
+             valid: data.Encoded | None) -> RunResult:
+    """Train as ``settings`` say, then the held-out figures, clean and with the same noise."""
+    test = data.encode_pairs(parts.test, labels)
+    noisy = noisy_copy(test, noise, 10_000 + seed)
+    model, history, used = fit(settings, parts.train, valid, labels)
+    per_point = 1 if settings.worksheet else settings.train.batch_size  # x axis: training names seen
     curve_x = [float(s * per_point) for s in history.loss_steps]
+    final_loss = (history.final_loss if history.losses
+                  else validate(model, data.encode_pairs(used, labels), labels)["loss"])  # ngram-lr: its fit's
 
     def predict(enc):
         return batched_log_probs(model, enc.tokens, enc.lengths)[0].argmax(1)
     clean_m, noisy_m = _evaluate(predict, test, noisy, labels)
     return RunResult(model=name, noise=noise, seed=seed, train_seconds=history.train_seconds,
-                     final_loss=history.final_loss, accuracy=clean_m["accuracy"], macro_f1=clean_m["macro_f1"],
+                     final_loss=final_loss, accuracy=clean_m["accuracy"], macro_f1=clean_m["macro_f1"],
                      noisy_accuracy=noisy_m["accuracy"], noisy_macro_f1=noisy_m["macro_f1"], curve_x=curve_x,
                      curve_loss=list(history.losses),
                      attention=attention_shares(model, test, noisy) if model.has_attention else None)
-
-
-def baseline_pipeline(**logistic_regression):
-    """The DESIGN's baseline, unfitted: TF-IDF character 1-5-grams and logistic regression (scikit-learn, C=10;
-    keyword arguments go to ``LogisticRegression``, e.g. ``class_weight="balanced"``)."""
-    try:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-    except ImportError:
-        raise RuntimeError("the baseline needs scikit-learn: pip install 'nameorigin[baseline]'") from None
-    return make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(1, 5), sublinear_tf=True, lowercase=False),
-                         LogisticRegression(max_iter=2000, **{"C": 10.0, **logistic_regression}))
-
-
-def run_baseline(noise: int, seed: int, config: CompareConfig, parts: data.Split, labels: list[str]) -> RunResult:
-    """TF-IDF character 1-5-grams and logistic regression (scikit-learn), on the same names and noise."""
-    clf = baseline_pipeline()
-    from sklearn.metrics import log_loss
-    rng = random.Random(seed)
-    train_pairs = data.prune(parts.train, config.prune, rng) if config.worksheet and config.prune else parts.train
-    index = {lang: i for i, lang in enumerate(labels)}
-
-    def with_noise(names, r):
-        from .text import add_noise
-        return [add_noise(n, noise, r) for n in names]
-    x_train = with_noise([n for n, _ in train_pairs], rng)
-    y_train = [index[lang] for _, lang in train_pairs]
-    clean_names = [n for n, _ in parts.test]
-    noisy_names = with_noise(clean_names, random.Random(10_000 + seed))
-    y_test = torch.tensor([index[lang] for _, lang in parts.test])
-    started = time.perf_counter()
-    clf.fit(x_train, y_train)
-    seconds = time.perf_counter() - started
-    classes = list(clf.classes_)
-    final_loss = float(log_loss(y_train, clf.predict_proba(x_train), labels=classes))
-    clean_m = metrics(y_test, torch.tensor(clf.predict(clean_names)), labels)
-    noisy_m = metrics(y_test, torch.tensor(clf.predict(noisy_names)), labels)
-    return RunResult(model=BASELINE, noise=noise, seed=seed, train_seconds=seconds, final_loss=final_loss,
-                     accuracy=clean_m["accuracy"], macro_f1=clean_m["macro_f1"],
-                     noisy_accuracy=noisy_m["accuracy"], noisy_macro_f1=noisy_m["macro_f1"])
 
 
 def run_grid(pairs: list[data.Pair], config: CompareConfig, *, report=print) -> list[RunResult]:
@@ -206,7 +176,7 @@ def _fmt(x, digits=3):
 
 
 def write_tables(results: list[RunResult], out: Path) -> None:
-    with open(out / "results.csv", "w", newline="") as fh:
+    with atomic_text(out / "results.csv") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for r in results:
@@ -216,7 +186,8 @@ def write_tables(results: list[RunResult], out: Path) -> None:
     for r in results:
         lines.append(f"| {r.model} | {r.noise} | {r.seed} | {r.train_seconds:.1f} | {_fmt(r.final_loss)} | "
                      f"{_fmt(r.accuracy)} | {_fmt(r.macro_f1)} | {_fmt(r.noisy_accuracy)} | {_fmt(r.noisy_macro_f1)} |")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    with atomic_text(out / "results.md") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 def write_curves(results: list[RunResult], out: Path, config: CompareConfig) -> list[Path]:
@@ -228,6 +199,7 @@ def write_curves(results: list[RunResult], out: Path, config: CompareConfig) -> 
                 curves[r.model].append((r.curve_x, r.curve_loss))
         if curves:
             xlabel = "Iterations" if config.worksheet else "Training names seen"
+            from . import plots  # matplotlib, only when curves are drawn
             path = out / f"loss_noise{noise}.png"
             plots.loss_curves(curves, title=f"Training loss, noise level {noise}", xlabel=xlabel, path=path)
             paths.append(path)
@@ -351,7 +323,8 @@ def write_report(results: list[RunResult], out: Path, config: CompareConfig, cur
     md.append(bonus)
     md.append("")
     path = out / "report.md"
-    path.write_text("\n".join(md))
+    with atomic_text(path) as fh:
+        fh.write("\n".join(md))
     return path
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError
 from .text import ALPHABET, VOCAB_SIZE
 
 
@@ -438,8 +439,8 @@ REGISTRY: dict[str, type[Classifier]] = {
 MIXED = "mixed"  # the name of a mixed ensemble's config
 
 
-class UnknownModel(ValueError):
-    pass
+class UnknownModel(InputError):
+    """A model name the registry does not have."""
 
 
 def build_model(config: ModelConfig, n_classes: int) -> Classifier:

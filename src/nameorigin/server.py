@@ -26,6 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .predict import Prediction, Predictor
+from .predict import model_info as describe_model
+from .service import ServeConfig  # here since the start; defined apart so the CLI need not import FastAPI
 from .text import MAX_NAME_CHARS
 from .trust import TrustError
 
@@ -34,20 +36,6 @@ MAX_TOP = 100
 ENV_CONFIG = "NAMEORIGIN_SERVE"  # JSON of ServeConfig, for app_from_env (uvicorn's worker processes)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServeConfig:
-    """The service's settings; the single source of their defaults."""
-
-    model: str | None = None  # checkpoint path; None: the bundled model
-    precision: str = "fp32"
-    batch_names: int = 256  # a batch closes at this many names...
-    batch_wait_ms: float = 2.0  # ...or this long after its first request, whichever comes first
-    queue_limit: int = 4096  # names waiting for the model; above it requests get 503
-    max_body: int = 1_000_000  # bytes of request body; above it 413
-    threads: int = 1  # torch threads of the model thread (0: torch's default)
-    gc_freeze: bool = True  # move what start-up built out of the garbage collector's reach (see _lifespan)
 
 
 Coverage = Field(None, gt=0, lt=1, description="with a value, each name gets the conformal set of languages that "
@@ -318,14 +306,6 @@ def _check(names: list[str], *, single: bool = False) -> None:
                                      f"at most {MAX_NAME_CHARS}")
 
 
-METRICS_DESCRIPTION = (
-    "metrics.valid: figures on the validation names, which picked the best epoch and fitted the temperature "
-    "(so slightly optimistic); metrics.test: figures on held-out test names that training and selection never "
-    "saw; metrics.held_out (the bundled model): figures of the same preset trained on 80 % of a leak-free split "
-    "and evaluated on the other 20 %, recorded because the shipped model itself trains on all names. Each has "
-    "accuracy, macro_f1 and n (names). Missing when the training run had no such split.")
-
-
 def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike | None = None,
                config: ServeConfig | None = None) -> FastAPI:
     """The app around ``predictor`` (default: ``model_path`` or ``config.model`` loaded at ``config.precision``)."""
@@ -356,7 +336,7 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
         try:
             results, used = await batcher.submit(names, top, coverage=coverage, prior=prior)
         except TrustError as e:
-            raise HTTPException(400, str(e).replace("--prior", "prior").replace("--coverage", "coverage")) from None
+            raise HTTPException(400, str(e)) from None  # it names the parameter, the request's field of that name
         for i, r in enumerate(results):
             if r.error:
                 raise HTTPException(400, r.error if single else f"name {i + 1} of the request: {r.error}")
@@ -387,19 +367,14 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
                                  probability=r.predictions[0]["probability"], characters=list(r.folded),
                                  weights=r.attention)
 
+    about = describe_model(predictor)  # what the model is, its figures, its trust layer, its file's digest
+
     @app.get("/api/model")
     async def model_info():
         """The model's name, sizes, labels, training data fingerprint, its validation and held-out test
-        metrics (see ``metrics_description``), and how this server runs it."""
-        metrics = ck.meta.get("metrics") or {}
-        figures = {split: {k: v for k, v in (m or {}).items() if k in {"accuracy", "macro_f1", "n", "source"}}
-                   for split, m in metrics.items() if m}
-        return {"model": ck.config.to_dict(), "has_attention": predictor.has_attention, "labels": ck.labels,
-                "parameters": predictor.n_parameters,
-                "data_fingerprint": ck.meta.get("data_fingerprint"), "metrics": figures,
-                "metrics_description": METRICS_DESCRIPTION,
-                "training": {k: ck.meta.get("training", {}).get(k) for k in ("mode", "preset", "n_train", "n_valid",
-                                                                              "n_test", "split")},
+        metrics (see ``metrics_description``), its trust layer, its file's SHA-256 digest (as ``nameorigin
+        info --json`` prints them), and how this server runs it."""
+        return {**about,
                 "serving": {"precision": predictor.precision, "batch_names": config.batch_names,
                             "batch_wait_ms": config.batch_wait_ms, "queue_limit": config.queue_limit,
                             "max_body": config.max_body}}

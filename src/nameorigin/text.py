@@ -9,10 +9,12 @@ from collections.abc import Sequence
 
 from anyascii import anyascii
 
-#: The seeds' 57 letters: ``ascii_letters + " .,;'"``.
-ALPHABET = string.ascii_letters + " .,;'"
-#: Characters the worksheet appends as noise.
-NOISE_CHARS = ".,;'"
+#: The alphabet's punctuation: the seeds' ``" .,;'"``.
+PUNCTUATION = " .,;'"
+#: The seeds' 57 letters: ``ascii_letters + " .,;'"``, stated here only.
+ALPHABET = string.ascii_letters + PUNCTUATION
+#: Characters the worksheet appends as noise: the punctuation but the space.
+NOISE_CHARS = PUNCTUATION.replace(" ", "")
 #: Index 0 is padding; letter ``c`` has index ``ALPHABET.index(c) + 1``.
 PAD = 0
 VOCAB_SIZE = len(ALPHABET) + 1
@@ -21,8 +23,8 @@ MAX_NAME_CHARS = 64
 
 _INDEX = {c: i + 1 for i, c in enumerate(ALPHABET)}
 _ALLOWED = frozenset(ALPHABET)
-_PUNCTUATION = frozenset(" .,;'")
-_ALREADY_FOLDED = re.compile(r"[A-Za-z .,;']*")
+_PUNCTUATION = frozenset(PUNCTUATION)
+_ALREADY_FOLDED = re.compile(f"[A-Za-z{re.escape(PUNCTUATION)}]*")
 _HAS_LETTER = re.compile(r"[A-Za-z]")
 
 

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .data import Encoded, Pair, add_noise_batch, length_batches
 from .evaluation import metrics
+from .fitting import minimize
 from .models import MIXED, Classifier, Ensemble, ModelConfig, NgramLR, batched_log_probs
 from .text import MAX_NAME_CHARS, VOCAB_SIZE, add_noise, encode
 
@@ -50,7 +51,7 @@ class TrainConfig:
 
 @dataclass
 class WorksheetConfig:
-    """The seeds' settings."""
+    """The seeds' settings (the worksheet presets' and ``--worksheet``'s); the single source of their defaults."""
 
     iters: int = 80000
     lr: float = 0.005
@@ -312,7 +313,6 @@ class Preset:
     teacher: str | None = None  # a preset whose recipe teaches this one, out of fold (see TrainConfig.teacher_folds)
 
 
-_SEEDS = {"iters": 80000, "lr": 0.005, "print_every": 5000, "plot_every": 1000}
 PRESETS: dict[str, Preset] = {
     "default": Preset(
         "The batched trainer's default: gru, hidden 128, dropout 0.3 before the output layer, Adam 3e-3, "
@@ -355,12 +355,12 @@ PRESETS: dict[str, Preset] = {
                  ({"name": "cnn", "hidden": 128, "embed": 64, "dropout": 0.3}, {}))),
     "worksheet-rnn": Preset("Seed 000's plain RNN, as the worksheet trains it: hidden 32, 80,000 SGD steps at "
                             "0.005, one name at a time, 50 names a language.",
-                            model={"name": "rnn", "hidden": 32}, train=_SEEDS, worksheet=True, prune=50),
+                            model={"name": "rnn", "hidden": 32}, worksheet=True, prune=50),
     "worksheet-gru": Preset("Seed 000's GRU, as the worksheet trains it (settings of worksheet-rnn).",
-                            model={"name": "gru", "hidden": 32}, train=_SEEDS, worksheet=True, prune=50),
+                            model={"name": "gru", "hidden": 32}, worksheet=True, prune=50),
     "worksheet-attention": Preset("Seed 000's GRU with attention, as the worksheet trains it (settings of "
                                   "worksheet-rnn).",
-                                  model={"name": "gru-attention", "hidden": 32}, train=_SEEDS, worksheet=True,
+                                  model={"name": "gru-attention", "hidden": 32}, worksheet=True,
                                   prune=50),
 }
 
@@ -439,7 +439,11 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
         if settings.worksheet or soft_targets is not None:
             raise ValueError("ngram-lr is fitted by logistic regression: no worksheet loop, no teacher")
         started = time.perf_counter()
-        model = fit_ngram_lr(encode_pairs(used, labels), len(labels))
+        train = encode_pairs(used, labels, noise_room=config.noise + 1 if config.noise else 0)
+        if config.noise:  # the worksheet's noise, once on each training name, seeded
+            train = Encoded(*add_noise_batch(train.tokens, train.lengths, config.noise,
+                                             torch.Generator().manual_seed(config.seed)), train.labels)
+        model = fit_ngram_lr(train, len(labels))
         history = History(kind="ngram-lr", train_seconds=time.perf_counter() - started, names_seen=len(used))
         if valid is not None and len(valid):
             history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
@@ -460,10 +464,12 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
     return model.cpu().eval(), history, used
 
 
-def fit_ngram_lr(train: Encoded, n_classes: int, *, c: float = 10.0, max_iter: int = 2000) -> NgramLR:
-    """The n-gram member: its vocabulary (every 1-5-gram of the training names) and idf from ``train``, then
-    scikit-learn's logistic regression (L2, ``C=c``) on the TF-IDF rows the model itself computes; the
-    fitted coefficients become the model's weights."""
+def fit_ngram_lr(train: Encoded, n_classes: int, *, c: float = 10.0, max_iter: int = 2000,
+                 class_weight: str | dict | None = None) -> NgramLR:
+    """The n-gram member, and the DESIGN's baseline: its vocabulary (every 1-5-gram of the training names) and
+    idf from ``train``, then scikit-learn's logistic regression (L2, ``C=c``, ``class_weight`` as scikit-learn
+    takes it) on the TF-IDF rows the model itself computes; the fitted coefficients become the model's
+    weights."""
     try:
         from scipy.sparse import csr_matrix
         from sklearn.linear_model import LogisticRegression
@@ -480,7 +486,7 @@ def fit_ngram_lr(train: Encoded, n_classes: int, *, c: float = 10.0, max_iter: i
     with torch.no_grad():
         r, col, values = model.features(train.tokens, train.lengths)
     x = csr_matrix((values.numpy(), (r.numpy(), col.numpy())), shape=(len(train), len(vocab)))
-    clf = LogisticRegression(C=c, max_iter=max_iter).fit(x, train.labels.numpy())
+    clf = LogisticRegression(C=c, max_iter=max_iter, class_weight=class_weight).fit(x, train.labels.numpy())
     classes = torch.as_tensor(clf.classes_)
     with torch.no_grad():
         model.bias.fill_(-30.0)  # languages absent from training: never predicted
@@ -503,15 +509,11 @@ def fit_mixture_weights(log_probs: Sequence[torch.Tensor], target: torch.Tensor
     rows = torch.arange(len(target))
     z = torch.zeros(stacked.size(0), dtype=torch.float64, requires_grad=True)
     log_t = torch.zeros(stacked.size(0), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([z, log_t], max_iter=500, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
 
-    def closure():
-        opt.zero_grad()
+    def loss() -> torch.Tensor:
         tempered = torch.log_softmax(stacked / log_t.exp().view(-1, 1, 1), dim=2)[:, rows, target]  # (M, N)
-        loss = -torch.logsumexp(tempered + torch.log_softmax(z, 0).unsqueeze(1), dim=0).mean()
-        loss.backward()
-        return loss
-    opt.step(closure)
+        return -torch.logsumexp(tempered + torch.log_softmax(z, 0).unsqueeze(1), dim=0).mean()
+    minimize(loss, [z, log_t], max_iter=500, tolerance_grad=1e-10)
     return torch.softmax(z.detach(), 0).float(), log_t.detach().exp().float()
 
 

@@ -49,12 +49,17 @@ import hashlib
 import json
 import logging
 import math
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .errors import InputError
+from .fitting import minimize
+from .text import PUNCTUATION
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +74,8 @@ COVERAGES = (0.8, 0.9, 0.95)
 FORMAT_VERSION = 1  # of the trust layer's document in the checkpoint  # the coverages evaluate and the benchmark report
 
 
-class TrustError(ValueError):
-    """A bad trust setting (coverage, prior, threshold); the message names it."""
+class TrustError(InputError):
+    """A bad trust setting (coverage, prior, threshold); ``param`` and the message's first word name it."""
 
 
 @dataclass
@@ -105,7 +110,7 @@ class TrustResult:
 
 # ------------------------------------------------------------------------------------------- character trigrams
 
-_SYMBOLS = "abcdefghijklmnopqrstuvwxyz .,;'"
+_SYMBOLS = string.ascii_lowercase + PUNCTUATION  # the alphabet, case folded
 K = len(_SYMBOLS) + 3  # 0 padding, 1 start, 2 end, then the symbols
 _CODE = np.zeros(256, dtype=np.int64)
 for _i, _c in enumerate(_SYMBOLS):
@@ -249,14 +254,14 @@ def read_prior_file(path: str | Path, labels: Sequence[str]) -> dict[str, float]
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise TrustError(f"--prior {path}: cannot be read ({e})") from None
+        raise TrustError(f"prior {path}: cannot be read ({e})", param="prior") from None
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
-            raise TrustError(f"--prior {path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+            raise TrustError(f"prior {path}: not valid JSON ({e.msg} at line {e.lineno})", param="prior") from None
         if not isinstance(doc, dict):
-            raise TrustError(f"--prior {path}: expected a JSON object of language: weight")
+            raise TrustError(f"prior {path}: expected a JSON object of language: weight", param="prior")
         return doc
     out: dict[str, float] = {}
     lines = text.splitlines()
@@ -265,7 +270,7 @@ def read_prior_file(path: str | Path, labels: Sequence[str]) -> dict[str, float]
         if not row or not "".join(row).strip():
             continue
         if len(row) < 2:
-            raise TrustError(f"--prior {path}:{lineno}: expected language,weight, got {row!r}")
+            raise TrustError(f"prior {path}:{lineno}: expected language,weight, got {row!r}", param="prior")
         language, weight = row[0].strip(), row[1].strip()
         if lineno == 1 and language not in labels:
             try:
@@ -282,19 +287,21 @@ def prior_vector(weights: Mapping[str, object], labels: Sequence[str], *, source
     unknown = sorted(set(weights) - set(labels))
     if unknown:
         raise TrustError(f"{source}: unknown language(s) {', '.join(map(repr, unknown))}; the model knows "
-                         f"{', '.join(labels)}")
+                         f"{', '.join(labels)}", param="prior")
     vector = np.zeros(len(labels))
     for i, language in enumerate(labels):
         value = weights.get(language, 0.0)
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise TrustError(f"{source}: weight of {language} is {value!r}, not a number") from None
+            raise TrustError(f"{source}: weight of {language} is {value!r}, not a number", param="prior") from None
         if not math.isfinite(value) or value < 0:
-            raise TrustError(f"{source}: weight of {language} is {value}; weights must be finite and >= 0")
+            raise TrustError(f"{source}: weight of {language} is {value}; weights must be finite and >= 0",
+                             param="prior")
         vector[i] = value
     if vector.max() <= 0:
-        raise TrustError(f"{source}: the weights sum to 0; give at least one language a positive weight")
+        raise TrustError(f"{source}: the weights sum to 0; give at least one language a positive weight",
+                         param="prior")
     vector = vector / vector.max()  # first to at most 1, so that huge weights cannot overflow the sum
     return vector / vector.sum()
 
@@ -310,14 +317,14 @@ def resolve_prior(spec, labels: Sequence[str]):
         if spec == "auto":
             return "auto"
         if Path(spec).is_file():
-            return prior_vector(read_prior_file(spec, labels), labels, source=f"--prior {spec}")
-        raise TrustError(f"--prior {spec!r}: expected uniform, auto, or a JSON/CSV file of language,weight "
-                         "(no such file)")
+            return prior_vector(read_prior_file(spec, labels), labels, source=f"prior {spec}")
+        raise TrustError(f"prior {spec!r}: expected uniform, auto, or a JSON/CSV file of language,weight "
+                         "(no such file)", param="prior")
     if isinstance(spec, Mapping):
         return prior_vector(spec, labels)
     vector = np.asarray(spec, dtype=np.float64)
     if vector.shape != (len(labels),):
-        raise TrustError(f"prior: expected {len(labels)} weights, got shape {vector.shape}")
+        raise TrustError(f"prior: expected {len(labels)} weights, got shape {vector.shape}", param="prior")
     return prior_vector(dict(zip(labels, vector.tolist())), labels)
 
 
@@ -408,16 +415,12 @@ def _logistic_regression(x: np.ndarray, y: np.ndarray, weights: np.ndarray, *, l
     """Weighted, ridge-penalised logistic regression by L-BFGS: coefficients (F,) and bias."""
     xt, yt, wt = (torch.as_tensor(a, dtype=torch.float64) for a in (x, y, weights))
     w = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w], lr=1, max_iter=200, line_search_fn="strong_wolfe")
 
-    def closure():
-        opt.zero_grad()
+    def loss() -> torch.Tensor:
         logits = xt @ w[:-1] + w[-1]
-        loss = (wt * torch.nn.functional.binary_cross_entropy_with_logits(logits, yt, reduction="none")).sum()
-        loss = loss + l2 * (w[:-1] ** 2).sum()
-        loss.backward()
-        return loss
-    opt.step(closure)
+        value = (wt * torch.nn.functional.binary_cross_entropy_with_logits(logits, yt, reduction="none")).sum()
+        return value + l2 * (w[:-1] ** 2).sum()
+    minimize(loss, [w], lr=1, max_iter=200)
     coef = w.detach().numpy()
     return coef[:-1].copy(), float(coef[-1])
 
@@ -510,9 +513,9 @@ class Trust:
         many input rows each (distinct) name stands for, so that ``prior="auto"`` weighs the names as the input
         does."""
         check_coverage(coverage)
-        for flag, value in (("--min-confidence", min_confidence), ("--max-out-of-scope", max_out_of_scope)):
+        for param, value in (("min_confidence", min_confidence), ("max_out_of_scope", max_out_of_scope)):
             if value is not None and not 0 <= value <= 1:
-                raise TrustError(f"{flag} {value}: expected a number from 0 to 1")
+                raise TrustError(f"{param} {value}: expected a number from 0 to 1", param=param)
         calibrated = self.probabilities(log_probs)  # (N, C)
         probs, used_prior = calibrated, None
         target = resolve_prior(prior, self.labels)
@@ -621,7 +624,8 @@ def _rounded(a: np.ndarray | None, digits: int = 7) -> list[float] | None:
 
 def check_coverage(coverage: float | None) -> None:
     if coverage is not None and not (isinstance(coverage, (int, float)) and 0 < coverage < 1):
-        raise TrustError(f"--coverage {coverage!r}: expected a number between 0 and 1 (exclusive), e.g. 0.9")
+        raise TrustError(f"coverage {coverage!r}: expected a number between 0 and 1 (exclusive), e.g. 0.9",
+                         param="coverage")
 
 
 def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str]],

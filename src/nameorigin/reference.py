@@ -1,4 +1,6 @@
-"""The seeds' one-name-at-a-time code, reimplemented faithfully for side-by-side benchmarks.
+"""The seeds' one-name-at-a-time code, reimplemented faithfully: the reference that the tests check the
+batched models and the worksheet loop against, and that the benchmarks in ``bench/`` time side by side.
+Nothing in the package uses it.
 
 Every step does what the worksheet does: pick a language, then a name, add noise, build the one-hot
 ``lineToTensor`` for that name, run the model one name at a time, and take one SGD step.

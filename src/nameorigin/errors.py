@@ -1,0 +1,28 @@
+"""The one base of the errors a caller's input causes, and the parameter each came through."""
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Input that cannot be used. ``param`` names the library parameter it came through (``coverage``,
+    ``prior``, ``split``, ``data``...), and then the message starts with that name, so that each front end says
+    it in its own words: the command line as its flag (``--coverage``), the server as its field."""
+
+    def __init__(self, message: str, *, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+    def __reduce__(self):  # keep ``param`` across processes (Dask workers, torchrun ranks)
+        return _rebuild, (type(self), str(self), self.param)
+
+    def named(self, name: str) -> str:
+        """The message with its leading parameter name replaced by ``name`` (e.g. a flag)."""
+        text = str(self)
+        if self.param and text.startswith(self.param):
+            return name + text[len(self.param):]
+        return text
+
+
+def _rebuild(cls: type[InputError], message: str, param: str | None) -> InputError:
+    error = cls(message)
+    error.param = param
+    return error

@@ -1,0 +1,19 @@
+"""The service's settings, apart from the web framework: the command line reads their defaults without
+importing FastAPI (``nameorigin.server.ServeConfig`` is this same class)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ServeConfig:
+    """The service's settings; the single source of their defaults."""
+
+    model: str | None = None  # checkpoint path; None: the bundled model
+    precision: str = "fp32"
+    batch_names: int = 256  # a batch closes at this many names...
+    batch_wait_ms: float = 2.0  # ...or this long after its first request, whichever comes first
+    queue_limit: int = 4096  # names waiting for the model; above it requests get 503
+    max_body: int = 1_000_000  # bytes of request body; above it 413
+    threads: int = 1  # torch threads of the model thread (0: torch's default)
+    gc_freeze: bool = True  # move what start-up built out of the garbage collector's reach (see _lifespan)

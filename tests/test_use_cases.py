@@ -1,0 +1,190 @@
+"""One way through the house: the command line and Python run the same use cases (api.train, api.evaluate,
+predict.model_info), the command line stays light, and library errors name parameters, not flags."""
+import json
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import nameorigin
+from conftest import write_names_dir
+from nameorigin import api, checkpoint, data
+from nameorigin.cli import flag_of, main
+from nameorigin.errors import InputError
+from nameorigin.trust import TrustError
+
+SETTINGS = {"model": "gru", "hidden": 12, "epochs": 3, "batch_size": 16, "lr": 0.02, "seed": 3, "patience": 0}
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _flags(settings: dict) -> list[str]:
+    return [x for k, v in settings.items() for x in ("--" + k.replace("_", "-"), str(v))]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_names_dir(tmp_path_factory.mktemp("use-cases"))
+
+
+@pytest.fixture(scope="module")
+def trained(folder):
+    return nameorigin.fit(nameorigin.load_names(folder), split_seed=2, **SETTINGS)
+
+
+def test_train_command_and_fit_give_identical_weights(capsys, tmp_path, folder, trained):
+    out = tmp_path / "cli.safetensors"
+    code, _, err = run(capsys, "train", "--data", folder, "--split-seed", "2", "--out", out, "--quiet",
+                       *_flags(SETTINGS))
+    assert code == 0, err
+    from_cli = checkpoint.load(out)
+    mine = trained.model.state_dict()
+    theirs = from_cli.model.state_dict()
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    meta = checkpoint.jsonable(trained.meta)  # the same metadata too, but for the seconds things took
+    for key in ("training", "data_fingerprint", "temperature", "calibration"):
+        assert meta[key] == from_cli.meta[key], key
+    assert meta["metrics"]["test"] == from_cli.meta["metrics"]["test"]
+    assert meta["history"]["losses"] == from_cli.meta["history"]["losses"]
+    assert from_cli.meta["training"]["seed"] == 3 and from_cli.meta["training"]["split_seed"] == 2
+
+
+def test_a_different_seed_gives_different_weights(folder, trained):
+    other = api.train(folder, split_seed=2, **{**SETTINGS, "seed": 4})
+    assert not torch.equal(other.model.state_dict()["h2o.weight"], trained.model.state_dict()["h2o.weight"])
+
+
+def test_evaluate_command_prints_what_api_evaluate_reports(capsys, tmp_path, folder, trained):
+    path = trained.save(tmp_path / "m.safetensors")
+    code, out, _ = run(capsys, "evaluate", "--model", path, "--data", folder, "--json")
+    assert code == 0
+    report = api.evaluate(path, folder).report
+    assert json.loads(out) == json.loads(json.dumps(report))
+    assert {"accuracy", "macro_f1", "per_language", "temperature", "ece_before", "ece_after", "sets"} <= set(report)
+    twin = nameorigin.evaluate(trained, trained.split.test)  # the Python twin on names in hand
+    assert twin.report["n"] == len(trained.split.test) and twin.confusion().sum() == len(trained.split.test)
+    before, after = twin.reliability()
+    assert sum(b["count"] for b in before) == sum(b["count"] for b in after) == len(trained.split.test)
+    assert "top probability" in twin.risk_coverage()
+
+
+def test_evaluate_refuses_what_it_cannot_use(folder, trained):
+    with pytest.raises(InputError, match="no names to evaluate") as caught:
+        api.evaluate(trained, [])
+    assert caught.value.param == "names"
+    with pytest.raises(data.DataError, match="languages not known"):
+        api.evaluate(trained, [("Kalov", "Klingon")])
+
+
+def test_train_refuses_settings_by_their_parameter(folder):
+    with pytest.raises(InputError, match="^members: ") as caught:
+        api.train(folder, preset="worksheet-rnn", members=2)
+    assert caught.value.param == "members"
+    with pytest.raises(InputError, match="^split ") as caught:
+        api.train(folder, split=(0.5, 0.6, 0.1))
+    assert caught.value.param == "split"
+    with pytest.raises(InputError, match="^pairs_or_split"):
+        nameorigin.fit(str(folder))
+
+
+def test_the_cli_says_parameters_as_its_flags(capsys, tmp_path, folder):
+    code, _, err = run(capsys, "train", "--data", folder, "--preset", "worksheet-rnn", "--members", "2",
+                       "--out", tmp_path / "m.safetensors")
+    assert code == 2 and "error: --members: an ensemble" in err
+    code, _, err = run(capsys, "predict", "Kalov", "--prior", "martian")
+    assert code == 2 and "error: --prior 'martian'" in err
+    assert flag_of("min_confidence") == "--min-confidence" and flag_of("source") == "--data"
+
+
+def test_input_errors_keep_their_parameter_across_processes():
+    error = pickle.loads(pickle.dumps(TrustError("coverage 2: expected a number", param="coverage")))
+    assert isinstance(error, TrustError) and error.param == "coverage"
+    assert error.named("--coverage") == "--coverage 2: expected a number"
+
+
+def test_info_is_the_command_line_twin_of_api_model(capsys, tmp_path, trained):
+    from fastapi.testclient import TestClient
+
+    from nameorigin.predict import file_sha256
+    from nameorigin.server import create_app
+    path = trained.save(tmp_path / "m.safetensors")
+    code, out, _ = run(capsys, "info", "--model", path, "--json")
+    assert code == 0
+    info = json.loads(out)
+    served = TestClient(create_app(model_path=path)).get("/api/model").json()
+    assert {k: v for k, v in served.items() if k != "serving"} == info
+    assert info["file"]["sha256"] == file_sha256(path) and len(info["file"]["sha256"]) == 64
+    assert info["labels"] == trained.labels and info["trust"]["temperature"] == pytest.approx(trained.trust.temperature)
+    assert set(info["metrics"]) == {"valid", "test"}
+    code, out, _ = run(capsys, "info", "--model", path)
+    assert code == 0 and f"sha256    {info['file']['sha256']}" in out and "languages 4: Alpha" in out
+    assert "trust     temperature" in out
+
+
+def test_info_of_a_missing_file_is_an_error(capsys, tmp_path):
+    code, _, err = run(capsys, "info", "--model", tmp_path / "none.safetensors")
+    assert code == 2 and "none.safetensors" in err
+
+
+def test_version_has_one_source(capsys):
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"nameorigin {nameorigin.__version__}" == f"nameorigin {version('nameorigin')}"
+    project = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    project_table = project.split("[project]", 1)[1].split("\n[", 1)[0]
+    assert not re.search(r"(?m)^version\s*=", project_table) and 'version = { attr = "nameorigin.__version__" }' in project
+
+
+def test_the_compare_baseline_is_the_ngram_lr_model_on_noisy_names(folder):
+    """One n-gram baseline: compare's ``baseline`` trains the ngram-lr model, which now sees the noise too."""
+    pytest.importorskip("sklearn")
+    from nameorigin import experiments
+    from nameorigin.training import fit, resolve_settings
+    pairs = nameorigin.load_names(folder)
+    labels = data.languages(pairs)
+    clean, _, _ = fit(resolve_settings("ngram-lr"), pairs, None, labels)
+    noisy, _, _ = fit(resolve_settings("ngram-lr", train={"noise": 3}), pairs, None, labels)
+    assert noisy.vocab.numel() > clean.vocab.numel()  # the appended punctuation's n-grams are in its vocabulary
+    parts = data.split(pairs, (0.8, 0.1, 0.1), seed=0)
+    result = experiments.run_baseline(3, 0, experiments.CompareConfig(), parts, labels)
+    assert result.model == experiments.BASELINE and result.accuracy > 0.9 and result.final_loss > 0
+    assert not hasattr(experiments, "baseline_pipeline")
+
+
+HEAVY = ("fastapi", "uvicorn", "pydantic", "starlette", "matplotlib", "pandas", "polars", "dask", "distributed",
+         "sklearn", "scipy")
+
+
+@pytest.mark.parametrize("module", ["nameorigin.cli", "nameorigin.api", "nameorigin"])
+def test_importing_the_command_line_loads_no_heavy_library(module):
+    """The core is torch and pyarrow; the service, plots, DataFrames, Dask and scikit-learn come with the commands
+    that use them."""
+    code = (f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_the_tests_do_not_import_from_bench():
+    """The seeds' reference code is nameorigin.reference; bench/ is for benchmarks only."""
+    from pathlib import Path
+    assert not any(Path(p).name == "bench" for p in sys.path)
+    assert not any(getattr(m, "__file__", None) and "/bench/" in m.__file__ for m in list(sys.modules.values()))
+
+
+def test_info_of_a_checkpoint_without_a_trust_layer(capsys, tmp_path, trained):
+    path = checkpoint.save(tmp_path / "old.safetensors", trained.model, trained.labels, {"temperature": 1.5})
+    code, out, _ = run(capsys, "info", "--model", path)
+    assert code == 0 and "trust     temperature 1.500, no out-of-scope detector" in out
+    code, out, _ = run(capsys, "info", "--model", path, "--json")
+    doc = json.loads(out)
+    assert doc["trust"]["conformal"] is None and doc["metrics"] == {} and doc["file"]["bundled"] is False
