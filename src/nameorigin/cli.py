@@ -151,6 +151,12 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
                              "quantization of the recurrent and linear layers, CPU) (default: %(default)s)")
 
 
+def add_model_sha256(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-sha256", metavar="HEX",
+                        help="refuse the checkpoint unless its file has this SHA-256 (as sha256sum prints it); the "
+                             "hash a checkpoint records finds damage, this one also finds a changed file")
+
+
 def device_name(text: str) -> str:
     """argparse type of ``--device``: ``cpu``, ``cuda`` or ``cuda:N`` (whether CUDA is there is checked on use)."""
     if text == "cpu" or text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
@@ -324,7 +330,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise UsageError("--prior auto: not on a cluster (each partition would estimate its own mix); "
                              "estimate it with one process, save it as a JSON file of language weights and "
                              "give --prior FILE")
-        labels = checkpoint.read_meta(args.model or default_model_path())["labels"]
+        labels = checkpoint.read_meta(args.model or default_model_path(), sha256=args.model_sha256)["labels"]
         prior = trust.resolve_prior(args.prior, labels)  # a bad --prior stops here, before any work
         options = _trust_options(args, None if prior is None else dict(zip(labels, prior.tolist())))
         summary = cluster.predict_files(cluster.ClusterJob(
@@ -333,7 +339,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             precision=args.precision, trust=options))
         print(f"nameorigin: {summary.line()}", file=sys.stderr)
         return 0
-    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
+    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision,
+                               sha256=args.model_sha256)
     prior = trust.resolve_prior(args.prior, predictor.labels)  # a bad --prior stops here, before any output
     options = _trust_options(args, prior)
     if args.input:
@@ -369,7 +376,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- evaluate
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
+    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision,
+                               sha256=args.model_sha256)
     pairs = _load_labelled(args.data)
     # opened (and refused, if it must be) before the evaluation runs, not after
     oos_source = _out_of_scope_source(predictor, args.out_of_scope, model=args.model or "the bundled model")
@@ -449,7 +457,7 @@ def _out_of_scope_report(predictor: Predictor, in_scope, source: frame.Source) -
 # ------------------------------------------------------------------------------------------- attention
 
 def cmd_attention(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(args.model)
+    predictor = Predictor.load(args.model, sha256=args.model_sha256)
     if not predictor.has_attention:
         raise UsageError(f"{args.model or 'the bundled model'}: a {predictor.model.config.name} model has no "
                          "attention; train one with --model gru-attention")
@@ -511,7 +519,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          threads=args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
-    predictor = Predictor.load(args.model, precision=args.precision)  # load errors exit 2 before any port opens
+    predictor = Predictor.load(args.model, precision=args.precision,
+                               sha256=args.model_sha256)  # load errors exit 2 before any port opens
     _check_port_free(args.host, args.port)
     ck = predictor.checkpoint
     print(f"nameorigin: serving {args.model or 'the bundled model'} ({ck.config.name}, hidden {ck.config.hidden}, "
@@ -645,6 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="rank languages for names")
     pr.add_argument("names", nargs="*", help="names to predict (or use --input)")
     pr.add_argument("--model", help="checkpoint (default: the bundled model)")
+    add_model_sha256(pr)
     pr.add_argument("--top", type=ranged("--top"), default=3, help="languages a name (default: 3)")
     pr.add_argument("--json", action="store_true", help="JSON: one list for names given as arguments, one line "
                                                         "{line, name, predictions, error} a name for --input (default: off)")
@@ -683,6 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-language figures on labelled names")
     e.add_argument("--model", help="checkpoint (default: the bundled model)")
+    add_model_sha256(e)
     e.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     e.add_argument("--json", action="store_true", help="print the figures as one JSON document")
     e.add_argument("--plot", help="save the row-normalised confusion matrix as PNG")
@@ -697,6 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("attention", help="each character's attention weight, for gru-attention models")
     a.add_argument("names", nargs="+", help="names to show")
     a.add_argument("--model", help="checkpoint of a gru-attention model")
+    add_model_sha256(a)
     a.add_argument("--plot", help="save a heat map as PNG")
     a.set_defaults(func=cmd_attention)
 
@@ -718,6 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="the HTTP API and web page")
     sv.add_argument("--model", help="checkpoint (default: the bundled model)")
+    add_model_sha256(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     sv.add_argument("--port", type=ranged("--port"), default=8000, help="port to listen on")
     sv.add_argument("--threads", type=ranged("--threads"), default=ServeConfig.threads,

@@ -199,9 +199,11 @@ class Predictor:
         self._cache = _LogProbCache(cache_size, len(self.labels)) if cache_size > 0 else None
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", **kwargs) -> "Predictor":
-        """``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see :func:`models.with_precision`)."""
-        return cls(checkpoint.load(path or default_model_path(), device=device), **kwargs)
+    def load(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", sha256: str | None = None,
+             **kwargs) -> "Predictor":
+        """``sha256``: the checkpoint file's digest (as ``sha256sum`` prints it), which it must have.
+        ``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see :func:`models.with_precision`)."""
+        return cls(checkpoint.load(path or default_model_path(), device=device, sha256=sha256), **kwargs)
 
     @property
     def has_attention(self) -> bool:
