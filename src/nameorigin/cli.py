@@ -122,7 +122,8 @@ RANGES: dict[str, Range] = {
     "--coverage": Range(float, 0, 1, low_open=True, high_open=True),
     "--min-confidence": Range(float, 0, 1), "--max-out-of-scope": Range(float, 0, 1),
     "--workers": COUNT, "--batch-names": COUNT, "--batch-wait-ms": Range(float, 0, 1000), "--queue-limit": COUNT,
-    "--max-body": COUNT, "--nproc": COUNT,
+    "--max-body": COUNT, "--nproc": COUNT, "--limit-concurrency": COUNT,
+    "--request-timeout": Range(float, 0, 3600, low_open=True),
 }
 
 
@@ -143,6 +144,15 @@ class ListOf:
             raise argparse.ArgumentTypeError(f"{text!r}: expected {self.item.describe()}, or several separated "
                                              "by commas")
         return values
+
+
+def host_list(text: str) -> list[str]:
+    """argparse ``type`` of ``--allowed-hosts``: host names separated by commas."""
+    hosts = [h.strip() for h in text.split(",") if h.strip()]
+    if not hosts or any(" " in h or "/" in h for h in hosts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected host names separated by commas, e.g. "
+                                         "api.example.org,localhost")
+    return hosts
 
 
 def add_precision(parser: argparse.ArgumentParser) -> None:
@@ -510,13 +520,29 @@ def _check_port_free(host: str, port: int) -> None:
                              "another server holds it? pick another --port") from None
 
 
+def allowed_hosts(given: list[str] | None, host: str) -> list[str]:
+    """``--allowed-hosts``, or by default the bound address and this machine's localhost names (and, bound to
+    every interface, its host names)."""
+    if given:
+        return given
+    import socket
+    names = {"localhost", "127.0.0.1", "::1", "[::1]"}
+    if host in ("0.0.0.0", "::", ""):
+        names |= {socket.gethostname(), socket.getfqdn()}
+    else:
+        names.add(host)
+    return sorted(names)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .server import ServeConfig, app_from_env, config_to_env, create_app
+    from .server import ServeConfig, app_from_env, config_to_env, create_app, uvicorn_settings
     config = ServeConfig(model=args.model, precision=args.precision, batch_names=args.batch_names,
                          batch_wait_ms=args.batch_wait_ms, queue_limit=args.queue_limit, max_body=args.max_body,
-                         threads=args.threads)
+                         threads=args.threads, allowed_hosts=allowed_hosts(args.allowed_hosts, args.host),
+                         api_docs=args.api_docs, model_sha256=args.model_sha256,
+                         limit_concurrency=args.limit_concurrency, request_timeout=args.request_timeout)
     if args.threads:
         torch.set_num_threads(args.threads)
     predictor = Predictor.load(args.model, precision=args.precision,
@@ -528,7 +554,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"batches of up to {args.batch_names} names or {args.batch_wait_ms:g} ms", flush=True)
     # keep-alive longer than a loaded server's slowest answer, so clients never reuse a connection it just closed
     common = dict(host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
-                  access_log=args.verbose, timeout_keep_alive=30)
+                  access_log=args.verbose, **uvicorn_settings(config))
     if args.workers == 1:
         uvicorn.run(create_app(predictor, config=config), **common)
     else:  # worker processes build their own app from the environment (uvicorn needs an import string)
@@ -748,6 +774,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: %(default)s)")
     sv.add_argument("--max-body", type=ranged("--max-body"), default=ServeConfig.max_body,
                     help="largest request body in bytes; larger ones get 413 unread (default: %(default)s)")
+    sv.add_argument("--allowed-hosts", type=host_list, metavar="HOST,...",
+                    help="Host headers answered, comma-separated (*.example.org for subdomains; * for any); others "
+                         "get 400, which stops DNS rebinding (default: the --host address and localhost names)")
+    sv.add_argument("--api-docs", action="store_true",
+                    help="serve the /docs and /redoc pages (off by default: they load Swagger UI and ReDoc from a "
+                         "CDN); /openapi.json is always served")
+    sv.add_argument("--limit-concurrency", type=ranged("--limit-concurrency"), default=ServeConfig.limit_concurrency,
+                    help="connections at once; above it new ones get 503 (default: %(default)s)")
+    sv.add_argument("--request-timeout", type=ranged("--request-timeout"), default=ServeConfig.request_timeout,
+                    help="seconds a request's headers and body may take to arrive before the connection is closed "
+                         "(default: %(default)s)")
     add_precision(sv)
     sv.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                     help="access log and info logging (also accepted before the command)")
