@@ -356,7 +356,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.input:
         job = frame.FileJob(input=args.input, output=args.output, column=args.column, top=args.top,
                             keep_columns=args.keep_columns, input_format=args.format,
-                            output_format="json" if args.json else args.output_format, trust=options)
+                            output_format="json" if args.json else args.output_format, trust=options,
+                            keep_formulas=args.keep_formulas)
         if isinstance(prior, str):  # auto: the mix of the whole file, estimated in a first pass
             options["prior"] = frame.file_prior(predictor, job)
             _print_prior(options["prior"], f"estimated on {args.input} (EM)")
@@ -696,6 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="format of --output (default: from its extension; CSV on stdout)")
     pr.add_argument("--keep-columns", action="store_true",
                     help="keep the input's other columns in the output (default: line number and name only)")
+    pr.add_argument("--keep-formulas", action="store_true",
+                    help="CSV/TSV output: write cells that begin with =, +, -, @, tab or CR as they are (by default "
+                         "they get a leading ' so that a spreadsheet shows them instead of running them)")
     pr.add_argument("--workers", type=ranged("--workers"),
                     help="run on a local Dask cluster of N worker processes (needs nameorigin[cluster]; default: "
                          "one process, no Dask)")
