@@ -171,7 +171,7 @@ def _number(value, what: str, *, low: float | None = None, high: float | None = 
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
         raise ValueError(f"{what} is {value!r}, not {'an integer' if integer else 'a finite number'}")
     if (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high):
-        raise ValueError(f"{what} is {value!r}, outside {'(' if low_open else '['}{low}, {high}]")
+        raise ValueError(f"{what} is {value!r}, outside {'(' if low_open else '['}{low:g}, {high:g}]")
 
 
 def _check_model(m, what: str = "model", nested: bool = False) -> None:

@@ -618,7 +618,7 @@ class Trust:
 def _finite(value, what: str, low: float, high: float, *, low_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value > high or (value <= low if low_open else value < low):
-        raise ValueError(f"{what} is {value!r}, not a number in {'(' if low_open else '['}{low}, {high}]")
+        raise ValueError(f"{what} is {value!r}, not a number in {'(' if low_open else '['}{low:g}, {high:g}]")
     return float(value)
 
 
