@@ -504,11 +504,19 @@ def test_page_in_headless_chromium(server):
             "--disable-component-update", "--disable-sync"])
         try:
             page = browser.new_page()
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
             page.goto(server + "/")
             page.fill("#name", "Schmidhuber")
             page.click("#go")
             page.wait_for_selector("#results .row .language", timeout=15_000)
             assert page.inner_text("#results .row .language >> nth=0") == "German"
             assert page.locator("#results .row").count() == 5
+            page.wait_for_selector("#attention:not([hidden])", timeout=15_000)  # its script ran under the CSP
+            page.fill("#name", "1234")
+            page.click("#go")
+            page.wait_for_function("document.getElementById('error').textContent.includes('no letters')",
+                                   timeout=15_000)  # a name's error entry is shown as the page's error
+            assert not [m for m in console if "Content Security Policy" in m], console
         finally:
             browser.close()
