@@ -276,7 +276,7 @@ def test_every_answer_sends_the_security_headers(client):
     import base64
     import hashlib
     import re
-    script = re.search(r"<script>(.*?)</script>", page.text, re.S).group(1)
+    script = re.search(r"<script>(.*?)</script>", page.text, re.DOTALL).group(1)
     assert base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() in policy  # the page's own script
 
 

@@ -494,7 +494,7 @@ def page_policy(page: str) -> str:
 
     def hashes(tag: str) -> str:
         return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
-                        for body in re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.S))
+                        for body in re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL))
     return (f"default-src 'none'; connect-src 'self'; img-src 'self' data:; script-src 'self' {hashes('script')}; "
             f"style-src 'self' {hashes('style')}; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
