@@ -75,7 +75,19 @@ def test_each_distinct_folded_name_reaches_the_model_once(predictor, monkeypatch
 
 def test_non_string_cells_get_an_error(predictor):
     rows = predictor.predict_columns(["Kalov", 42, 3.5], top=1).to_pylist()
-    assert rows[0]["error"] is None and rows[1]["error"] == NOT_STRING and rows[2]["error"] == NOT_STRING
+    assert rows[0]["error"] is None and rows[1]["error"].startswith(NOT_STRING) and rows[2]["error"].startswith(NOT_STRING)
+
+
+@pytest.mark.parametrize("bad, says", [("\ud800", "lone surrogate"), ("Ko\udcffs", "lone surrogate"),
+                                       (b"Zhou", "not a string (bytes)"), (bytearray(b"Li"), "not a string")])
+def test_an_unreadable_cell_is_an_error_row_for_that_name_only(predictor, bad, says):
+    alone = predictor.predict(["Kalov", "Nabov"], top=2)
+    results = predictor.predict(["Kalov", bad, "Nabov"], top=2)
+    assert says in results[1].error and results[1].predictions == []
+    assert [r.to_dict() for r in (results[0], results[2])] == [r.to_dict() for r in alone]
+    names = pd.Series(["Kalov", bad, "Nabov"], dtype=object)  # pandas cannot store these as its string dtype
+    out = predict_frame(pd.DataFrame({"name": names}), top=1, model=predictor)
+    assert list(out["error"].isna()) == [True, False, True] and says in out["error"][1]
 
 
 @pytest.mark.parametrize("kind", ["pandas", "polars", "arrow"])
@@ -102,7 +114,7 @@ def test_pandas_object_column_with_other_cells(predictor):
     df = pd.DataFrame({"name": ["Kalov", 7, float("nan"), None]})
     out = predict_frame(df, top=1, model=predictor)
     assert list(out["error"].isna()) == [True, False, False, False]
-    assert list(out["error"][1:]) == [NOT_STRING, MISSING, MISSING]
+    assert out["error"][1].startswith(NOT_STRING) and list(out["error"][2:]) == [MISSING, MISSING]
 
 
 @pytest.mark.parametrize("df", [pd.DataFrame({"name": [1, 2]}), pl.DataFrame({"name": [1.5]}),
@@ -271,3 +283,40 @@ def pc_close(a, b) -> bool:
 def test_the_vectorised_fold_equals_fold_one_by_one(values):
     folded, errors = fold_array(pa.array(values, pa.string()))
     assert list(zip(folded.to_pylist(), errors.to_pylist())) == [fold_or_error(v) for v in values]
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tTab", "\rCR"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_spreadsheet_formulas_are_neutralised_in_every_column_unless_asked(predictor, tmp_path, fmt):
+    sep = "," if fmt == "csv" else "\t"
+    src = tmp_path / f"in.{fmt}"
+    with open(src, "w", newline="") as fh:
+        w = csv.writer(fh, delimiter=sep)
+        w.writerow(["name", "note"])
+        w.writerows([[f, f] for f in FORMULAS] + [["Kalov", "=1+1"], ["Nabov", "fine"]])
+    for keep in (False, True):
+        dst = tmp_path / f"out-{keep}.{fmt}"
+        predict_file(predictor, FileJob(input=str(src), output=str(dst), top=1, keep_columns=True,
+                                        keep_formulas=keep))
+        with open(dst, newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter=sep))
+        cells = [r[k] for r in rows for k in ("name", "note")]
+        if keep:
+            assert cells == [c for f in FORMULAS for c in (f, f)] + ["Kalov", "=1+1", "Nabov", "fine"]
+        else:
+            assert cells == [c for f in FORMULAS for c in ("'" + f, "'" + f)] + ["Kalov", "'=1+1", "Nabov", "fine"]
+            assert not any(v[:1] in "=+-@\t\r" for r in rows for v in r.values() if v)
+        assert rows[-1]["language_1"] and float(rows[-1]["probability_1"]) > 0  # the rest as it was
+
+
+def test_predict_keep_formulas_flag(tmp_path):
+    from nameorigin.cli import main
+    src = tmp_path / "in.txt"
+    src.write_text("=1+1\nSmith\n")
+    for flags, first in (([], "'=1+1"), (["--keep-formulas"], "=1+1")):
+        dst = tmp_path / f"out{len(flags)}.csv"
+        assert main(["predict", "--input", str(src), "--output", str(dst), *flags]) == 0
+        with open(dst, newline="") as fh:
+            assert next(csv.DictReader(fh))["name"] == first

@@ -48,7 +48,9 @@ def test_model_and_health(client):
     assert m["has_attention"] is True and m["parameters"] > 0
     assert client.get("/healthz").json() == {"status": "ok"}
     assert "/api/predict" in client.get("/openapi.json").json()["paths"]
-    assert client.get("/docs").status_code == 200
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404  # off by default
+    docs = TestClient(create_app(Predictor.load(), config=ServeConfig(api_docs=True)))
+    assert docs.get("/docs").status_code == 200 and docs.get("/redoc").status_code == 200
 
 
 def test_attention_on_a_model_without_it_is_400(tmp_path):
@@ -74,26 +76,45 @@ def test_attention_with_an_attention_model(tmp_path):
 
 # --- limits and bad input ------------------------------------------------------------------------------
 
-def test_too_many_names_is_413(client):
+def test_too_many_or_no_names_is_422_as_the_schema_says(client):
     r = client.post("/api/predict", json={"names": ["Abel"] * (MAX_NAMES + 1)})
-    assert r.status_code == 413 and "at most 1000" in r.json()["detail"]
+    assert r.status_code == 422 and "at most 1000" in r.text
     assert client.post("/api/predict", json={"names": ["Abel"] * MAX_NAMES}).status_code == 200
+    assert client.post("/api/predict", json={"names": []}).status_code == 422
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]["properties"]["names"]
+    assert schema["minItems"] == 1 and schema["maxItems"] == MAX_NAMES and "error" in schema["description"]
 
 
-def test_too_long_name_is_400(client):
-    r = client.get("/api/predict", params={"name": "a" * 65})
-    assert r.status_code == 400 and "65 characters long" in r.json()["detail"]
-    r = client.post("/api/predict", json={"names": ["Abel", "b" * 10_000]})
-    assert r.status_code == 400 and r.json()["detail"].startswith("name 2 of the request ('bbbbbbbbbbbbbbbbbbbb…')")
-    r = client.post("/api/predict", json={"names": ["Abel", "1234"]})  # counted from 1, as a person counts
-    assert r.status_code == 400 and r.json()["detail"].startswith("name 2 of the request: ")
+def test_a_get_name_too_long_or_empty_is_422_as_the_schema_says(client):
+    for name in ("a" * 65, ""):
+        r = client.get("/api/predict", params={"name": name})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "name"]
+    (name,) = [p for p in client.get("/openapi.json").json()["paths"]["/api/predict"]["get"]["parameters"]
+               if p["name"] == "name"]
+    assert name["schema"]["minLength"] == 1 and name["schema"]["maxLength"] == 64
+
+
+def test_an_unreadable_name_in_a_post_is_an_error_entry_in_its_place(client):
+    body = b'{"names": ["Abel", "\\ud800", "1234", "%s", " ", "Zhou"]}' % (b"b" * 10_000)
+    r = client.post("/api/predict", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert [x["name"] for x in results[:3]] == ["Abel", "\ud800", "1234"] and results[4]["name"] == " "
+    assert [x["error"] is None for x in results] == [True, False, False, False, False, True]
+    assert "lone surrogate" in results[1]["error"] and "'1234'" in results[2]["error"]
+    assert "10000 characters" in results[3]["error"].replace(",", "")
+    assert all(x["predictions"] == [] for x in results[1:5]) and results[5]["predictions"][0]["language"] == "Chinese"
+    alone = client.post("/api/predict", json={"names": ["Abel", "Zhou"]}).json()["results"]
+    assert [results[0], results[5]] == alone
 
 
 def test_a_single_names_error_says_the_name(client):
-    detail = client.get("/api/predict", params={"name": "1234"}).json()["detail"]
-    assert "'1234'" in detail and "name 0" not in detail
-    detail = client.get("/api/predict", params={"name": "z" * 70}).json()["detail"]
-    assert detail.startswith("name 'zzzzzzzzzzzzzzzzzzzz…' is 70 characters long")
+    r = client.get("/api/predict", params={"name": "1234"})
+    assert r.status_code == 200
+    (result,) = r.json()["results"]
+    assert "'1234'" in result["error"] and result["predictions"] == []
+    a = client.get("/api/attention", params={"name": "1234"}).json()
+    assert "'1234'" in a["error"] and a["characters"] == [] and a["language"] is None
 
 
 def test_model_metrics_say_what_they_are(client):
@@ -104,11 +125,16 @@ def test_model_metrics_say_what_they_are(client):
     assert m["serving"]["precision"] == "fp32" and m["serving"]["batch_names"] == ServeConfig.batch_names
 
 
-def test_name_that_folds_to_nothing_is_400(client):
-    r = client.get("/api/predict", params={"name": "1234"})
-    assert r.status_code == 400 and "folds to nothing" in r.json()["detail"]
-    r = client.post("/api/predict", json={"names": []})
-    assert r.status_code == 400
+@pytest.mark.parametrize("field, value", [("coverage", "NaN"), ("coverage", "Infinity"), ("top", "-Infinity"),
+                                          ("coverage", "1e400"), ("names", "NaN"), ("names", "[NaN]"),
+                                          ("prior", '{"English": NaN}'), ("prior", '{"English": 1e400}'),
+                                          ("top", '"\\udc80"')])
+def test_non_finite_numbers_are_422_with_a_message_not_500(client, field, value):
+    body = {"names": '["Abel"]', "top": "3", field: value}
+    text = "{" + ", ".join(f'"{k}": {v}' for k, v in body.items()) + "}"
+    r = client.post("/api/predict", content=text, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["msg"]
+    assert client.get("/api/predict", params={"name": "Abel", "coverage": "nan"}).status_code == 422
 
 
 @pytest.mark.parametrize("body", ['{"names": ["Abel"', '{"names": "Abel"}', '{"names": [1, 2]}',
@@ -184,6 +210,92 @@ def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_answers_in
         same(r.json()["results"], [real([name], 2)[0].to_dict()])
     assert sum(batches) == len(requests) * len(NAMES) + len(NAMES)
     assert len(batches) < len(responses) / 4  # gathered: far fewer model calls than requests
+
+
+def test_a_request_with_a_bad_name_beside_others_hurts_none_of_them():
+    """The issue's probe: a lone surrogate among concurrent ordinary requests. Every request is answered 200, the
+    bad name gets its error entry, and the others get exactly what they get alone."""
+    predictor = Predictor.load()
+    app = create_app(predictor, config=ServeConfig(batch_names=10_000, batch_wait_ms=100))
+    bad = b'{"names": ["Smith", "\\ud800"]}'
+
+    async def run():
+        async with async_client(app) as client:
+            posts = [client.post("/api/predict", json={"names": NAMES[i % 5:i % 5 + 3]}) for i in range(30)]
+            evil = [client.post("/api/predict", content=bad, headers={"content-type": "application/json"})
+                    for _ in range(5)]
+            return await asyncio.gather(*posts, *evil)
+
+    responses = asyncio.run(run())
+    assert [r.status_code for r in responses] == [200] * 35
+    for i, r in enumerate(responses[:30]):
+        same(r.json()["results"], [p.to_dict() for p in predictor.predict(NAMES[i % 5:i % 5 + 3])])
+    assert all("lone surrogate" in r.json()["results"][1]["error"] for r in responses[30:])
+
+
+def test_when_a_joined_model_call_fails_each_request_is_retried_alone():
+    """Isolation as a rule, whatever the fault: only the request whose names break the model call hears of it."""
+    predictor = Predictor.load()
+    real = predictor.predict_with_prior
+    calls: list[list[str]] = []
+
+    def fragile(names, top, **kw):
+        calls.append(list(names))
+        if "Boom" in names:
+            raise RuntimeError("the model fell over")
+        return real(names, top, **kw)
+    predictor.predict_with_prior = fragile
+    app = create_app(predictor, config=ServeConfig(batch_names=10_000, batch_wait_ms=200))
+
+    async def run():
+        async with async_client(app) as client:
+            return await asyncio.gather(*[client.post("/api/predict", json={"names": names})
+                                          for names in (["Hinton"], ["Boom", "Zhou"], ["Rossi"], ["Kim"])])
+
+    codes = [r.status_code for r in asyncio.run(run())]
+    assert codes == [200, 500, 200, 200]
+    assert any(len(c) > 2 for c in calls) and ["Boom", "Zhou"] in calls  # joined first, then alone
+
+
+def test_head_is_answered_wherever_get_is(client):
+    for path in ("/healthz", "/", "/api/model", "/api/predict?name=Abel", "/openapi.json"):
+        r = client.head(path)
+        assert r.status_code == 200 and r.content == b"" and int(r.headers["content-length"]) > 0, path
+    assert client.head("/api/predict").status_code == 422  # as its GET: no name
+    assert not any(op == "head" for ops in client.get("/openapi.json").json()["paths"].values() for op in ops)
+
+
+def test_every_answer_sends_the_security_headers(client):
+    page = client.get("/")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src 'self' 'sha256-" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy and "https:" not in policy
+    for r in (page, client.get("/api/model"), client.get("/nowhere")):
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
+        assert "content-security-policy" in r.headers
+    import base64
+    import hashlib
+    import re
+    script = re.search(r"<script>(.*?)</script>", page.text, re.DOTALL).group(1)
+    assert base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() in policy  # the page's own script
+
+
+def test_only_the_allowed_hosts_are_answered():
+    app = create_app(Predictor.load(), config=ServeConfig(allowed_hosts=["localhost", "127.0.0.1"]))
+    ok = TestClient(app, base_url="http://localhost:8000")
+    assert ok.get("/healthz").status_code == 200
+    evil = TestClient(app, base_url="http://evil.example", follow_redirects=False)
+    for path in ("/healthz", "/docs/", "/api/predict?name=Abel"):
+        r = evil.get(path)
+        assert r.status_code == 400 and "evil.example" not in r.headers.get("location", "")
+    assert evil.get("/healthz", headers={"host": "127.0.0.1:8000"}).status_code == 200
+
+
+def test_serve_allows_the_bound_address_and_localhost_names_by_default():
+    from nameorigin.cli import allowed_hosts
+    assert set(allowed_hosts(None, "127.0.0.1")) >= {"127.0.0.1", "localhost", "::1"}
+    assert "10.1.2.3" in allowed_hosts(None, "10.1.2.3")
+    assert allowed_hosts(["api.example.org", "*.example.net"], "0.0.0.0") == ["api.example.org", "*.example.net"]
 
 
 def test_a_caller_alone_is_not_kept_waiting_for_a_batch():
@@ -337,11 +449,44 @@ def test_real_server_over_http(server):
         assert json.load(r)["results"][0]["predictions"][0]["language"] == "German"
     request = urllib.request.Request(server + "/api/predict", data=json.dumps({"names": ["x" * 70]}).encode(),
                                      headers={"content-type": "application/json"})
-    with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(request, timeout=10)
+    with urllib.request.urlopen(request, timeout=10) as r:  # a per-name fault: an error entry, not a refusal
+        assert "70 characters" in json.load(r)["results"][0]["error"]
+    with urllib.request.urlopen(urllib.request.Request(server + "/healthz", method="HEAD"), timeout=10) as r:
+        assert r.status == 200 and r.read() == b"" and r.headers["x-content-type-options"] == "nosniff"
+    with pytest.raises(urllib.error.HTTPError) as e:  # serve answers only its own host names by default
+        urllib.request.urlopen(urllib.request.Request(server + "/healthz", headers={"host": "evil.example"}),
+                               timeout=10)
     assert e.value.code == 400
-    with urllib.request.urlopen(server + "/healthz", timeout=10) as r:
-        assert r.status == 200
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bytes:
+    """What the server sends before it closes the connection, which it must do within ``seconds``."""
+    sock.settimeout(seconds)
+    got = b""
+    while chunk := sock.recv(65536):
+        got += chunk
+    return got
+
+
+def test_a_slow_or_oversized_request_does_not_hold_its_connection():
+    proc, _, url = start("--request-timeout", "1", "--max-body", "1000", "--limit-concurrency", "50")
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as slow:  # headers that never end
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            t0 = time.monotonic()
+            assert _closed_within(slow, 5) == b"" and time.monotonic() - t0 < 4
+        with socket.create_connection(("127.0.0.1", port)) as big:  # a chunked body over the limit, never ended
+            big.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n" + b"800\r\n" + b"x" * 0x800 + b"\r\n")
+            t0 = time.monotonic()
+            answer = _closed_within(big, 5)  # refused and closed at once, without the rest being read
+            assert answer.startswith(b"HTTP/1.1 413") and time.monotonic() - t0 < 0.8  # before the 1 s deadline
+        with urllib.request.urlopen(url + "/healthz", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 # --- the page in headless Chromium ---------------------------------------------------------------------
@@ -359,11 +504,19 @@ def test_page_in_headless_chromium(server):
             "--disable-component-update", "--disable-sync"])
         try:
             page = browser.new_page()
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
             page.goto(server + "/")
             page.fill("#name", "Schmidhuber")
             page.click("#go")
             page.wait_for_selector("#results .row .language", timeout=15_000)
             assert page.inner_text("#results .row .language >> nth=0") == "German"
             assert page.locator("#results .row").count() == 5
+            page.wait_for_selector("#attention:not([hidden])", timeout=15_000)  # its script ran under the CSP
+            page.fill("#name", "1234")
+            page.click("#go")
+            page.wait_for_function("document.getElementById('error').textContent.includes('no letters')",
+                                   timeout=15_000)  # a name's error entry is shown as the page's error
+            assert not [m for m in console if "Content Security Policy" in m], console
         finally:
             browser.close()

@@ -120,7 +120,8 @@ RANGES: dict[str, Range] = {
     "--coverage": Range(float, 0, 1, low_open=True, high_open=True),
     "--min-confidence": Range(float, 0, 1), "--max-out-of-scope": Range(float, 0, 1),
     "--workers": COUNT, "--batch-names": COUNT, "--batch-wait-ms": Range(float, 0, 1000), "--queue-limit": COUNT,
-    "--max-body": COUNT, "--nproc": COUNT,
+    "--max-body": COUNT, "--nproc": COUNT, "--limit-concurrency": COUNT,
+    "--request-timeout": Range(float, 0, 3600, low_open=True),
 }
 
 
@@ -143,10 +144,25 @@ class ListOf:
         return values
 
 
+def host_list(text: str) -> list[str]:
+    """argparse ``type`` of ``--allowed-hosts``: host names separated by commas."""
+    hosts = [h.strip() for h in text.split(",") if h.strip()]
+    if not hosts or any(" " in h or "/" in h for h in hosts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected host names separated by commas, e.g. "
+                                         "api.example.org,localhost")
+    return hosts
+
+
 def add_precision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="arithmetic of inference: fp32, bf16 (CPUs with bf16 kernels, CUDA) or int8 (dynamic "
                              "quantization of the recurrent and linear layers, CPU) (default: %(default)s)")
+
+
+def add_model_sha256(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-sha256", metavar="HEX",
+                        help="refuse the checkpoint unless its file has this SHA-256 (as sha256sum prints it); the "
+                             "hash a checkpoint records finds damage, this one also finds a changed file")
 
 
 def device_name(text: str) -> str:
@@ -278,7 +294,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise UsageError("--prior auto: not on a cluster (each partition would estimate its own mix); "
                              "estimate it with one process, save it as a JSON file of language weights and "
                              "give --prior FILE")
-        labels = checkpoint.read_meta(args.model or default_model_path())["labels"]
+        labels = checkpoint.read_meta(args.model or default_model_path(), sha256=args.model_sha256)["labels"]
         prior = trust.resolve_prior(args.prior, labels)  # a bad --prior stops here, before any work
         options = _trust_options(args, None if prior is None else dict(zip(labels, prior.tolist())))
         summary = cluster.predict_files(cluster.ClusterJob(
@@ -287,13 +303,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             precision=args.precision, trust=options))
         print(f"nameorigin: {summary.line()}", file=sys.stderr)
         return 0
-    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
+    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision,
+                               sha256=args.model_sha256)
     prior = trust.resolve_prior(args.prior, predictor.labels)  # a bad --prior stops here, before any output
     options = _trust_options(args, prior)
     if args.input:
         job = frame.FileJob(input=args.input, output=args.output, column=args.column, top=args.top,
                             keep_columns=args.keep_columns, input_format=args.format,
-                            output_format="json" if args.json else args.output_format, trust=options)
+                            output_format="json" if args.json else args.output_format, trust=options,
+                            keep_formulas=args.keep_formulas)
         if isinstance(prior, str):  # auto: the mix of the whole file, estimated in a first pass
             options["prior"] = frame.file_prior(predictor, job)
             _print_prior(options["prior"], f"estimated on {args.input} (EM)")
@@ -323,7 +341,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- evaluate
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision)
+    predictor = Predictor.load(args.model, device=_device(args.device), precision=args.precision,
+                               sha256=args.model_sha256)
     result = api.evaluate(predictor, args.data, out_of_scope=args.out_of_scope)
     report, n = result.report, result.report["n"]
     where = f"{Path(args.data or 'the data').name} ({n} names"
@@ -351,7 +370,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- attention
 
 def cmd_attention(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(args.model)
+    predictor = Predictor.load(args.model, sha256=args.model_sha256)
     if not predictor.has_attention:
         raise UsageError(f"{args.model or 'the bundled model'}: a {predictor.model.config.name} model has no "
                          "attention; train one with --model gru-attention")
@@ -431,16 +450,33 @@ def _check_port_free(host: str, port: int) -> None:
                              "another server holds it? pick another --port") from None
 
 
+def allowed_hosts(given: list[str] | None, host: str) -> list[str]:
+    """``--allowed-hosts``, or by default the bound address and this machine's localhost names (and, bound to
+    every interface, its host names)."""
+    if given:
+        return given
+    import socket
+    names = {"localhost", "127.0.0.1", "::1", "[::1]"}
+    if host in ("0.0.0.0", "::", ""):
+        names |= {socket.gethostname(), socket.getfqdn()}
+    else:
+        names.add(host)
+    return sorted(names)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .server import app_from_env, config_to_env, create_app
+    from .server import app_from_env, config_to_env, create_app, uvicorn_settings
     config = ServeConfig(model=args.model, precision=args.precision, batch_names=args.batch_names,
                          batch_wait_ms=args.batch_wait_ms, queue_limit=args.queue_limit, max_body=args.max_body,
-                         threads=args.threads)
+                         threads=args.threads, allowed_hosts=allowed_hosts(args.allowed_hosts, args.host),
+                         api_docs=args.api_docs, model_sha256=args.model_sha256,
+                         limit_concurrency=args.limit_concurrency, request_timeout=args.request_timeout)
     if args.threads:
         torch.set_num_threads(args.threads)
-    predictor = Predictor.load(args.model, precision=args.precision)  # load errors exit 2 before any port opens
+    predictor = Predictor.load(args.model, precision=args.precision,
+                               sha256=args.model_sha256)  # load errors exit 2 before any port opens
     _check_port_free(args.host, args.port)
     ck = predictor.checkpoint
     print(f"nameorigin: serving {args.model or 'the bundled model'} ({ck.config.name}, hidden {ck.config.hidden}, "
@@ -448,7 +484,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"batches of up to {args.batch_names} names or {args.batch_wait_ms:g} ms", flush=True)
     # keep-alive longer than a loaded server's slowest answer, so clients never reuse a connection it just closed
     common = dict(host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
-                  access_log=args.verbose, timeout_keep_alive=30)
+                  access_log=args.verbose, **uvicorn_settings(config))
     if args.workers == 1:
         uvicorn.run(create_app(predictor, config=config), **common)
     else:  # worker processes build their own app from the environment (uvicorn needs an import string)
@@ -573,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="rank languages for names")
     pr.add_argument("names", nargs="*", help="names to predict (or use --input)")
     pr.add_argument("--model", help="checkpoint (default: the bundled model)")
+    add_model_sha256(pr)
     pr.add_argument("--top", type=ranged("--top"), default=3, help="languages a name (default: 3)")
     pr.add_argument("--json", action="store_true", help="JSON: one list for names given as arguments, one line "
                                                         "{line, name, predictions, error} a name for --input (default: off)")
@@ -588,6 +625,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="format of --output (default: from its extension; CSV on stdout)")
     pr.add_argument("--keep-columns", action="store_true",
                     help="keep the input's other columns in the output (default: line number and name only)")
+    pr.add_argument("--keep-formulas", action="store_true",
+                    help="CSV/TSV output: write cells that begin with =, +, -, @, tab or CR as they are (by default "
+                         "they get a leading ' so that a spreadsheet shows them instead of running them)")
     pr.add_argument("--workers", type=ranged("--workers"),
                     help="run on a local Dask cluster of N worker processes (needs nameorigin[cluster]; default: "
                          "one process, no Dask)")
@@ -611,6 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-language figures on labelled names")
     e.add_argument("--model", help="checkpoint (default: the bundled model)")
+    add_model_sha256(e)
     e.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     e.add_argument("--json", action="store_true", help="print the figures as one JSON document")
     e.add_argument("--plot", help="save the row-normalised confusion matrix as PNG")
@@ -625,6 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("attention", help="each character's attention weight, for gru-attention models")
     a.add_argument("names", nargs="+", help="names to show")
     a.add_argument("--model", help="checkpoint of a gru-attention model")
+    add_model_sha256(a)
     a.add_argument("--plot", help="save a heat map as PNG")
     a.set_defaults(func=cmd_attention)
 
@@ -646,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="the HTTP API and web page")
     sv.add_argument("--model", help="checkpoint (default: the bundled model)")
+    add_model_sha256(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     sv.add_argument("--port", type=ranged("--port"), default=8000, help="port to listen on")
     sv.add_argument("--threads", type=ranged("--threads"), default=ServeConfig.threads,
@@ -663,6 +706,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: %(default)s)")
     sv.add_argument("--max-body", type=ranged("--max-body"), default=ServeConfig.max_body,
                     help="largest request body in bytes; larger ones get 413 unread (default: %(default)s)")
+    sv.add_argument("--allowed-hosts", type=host_list, metavar="HOST,...",
+                    help="Host headers answered, comma-separated (*.example.org for subdomains; * for any); others "
+                         "get 400, which stops DNS rebinding (default: the --host address and localhost names)")
+    sv.add_argument("--api-docs", action="store_true",
+                    help="serve the /docs and /redoc pages (off by default: they load Swagger UI and ReDoc from a "
+                         "CDN); /openapi.json is always served")
+    sv.add_argument("--limit-concurrency", type=ranged("--limit-concurrency"), default=ServeConfig.limit_concurrency,
+                    help="connections at once; above it new ones get 503 (default: %(default)s)")
+    sv.add_argument("--request-timeout", type=ranged("--request-timeout"), default=ServeConfig.request_timeout,
+                    help="seconds a request's headers and body may take to arrive before the connection is closed "
+                         "(default: %(default)s)")
     add_precision(sv)
     sv.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                     help="access log and info logging (also accepted before the command)")

@@ -309,16 +309,40 @@ class _ParquetReader:
 
 # ------------------------------------------------------------------------------------------- writers
 
+#: What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection): =, +, -, @, tab, CR.
+FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def neutralise_formulas(table: pa.Table) -> pa.Table:
+    """Every text cell (in every column, kept input columns included) that a spreadsheet would run as a formula
+    (:data:`FORMULA_START`) gets a leading ``'``, as OWASP advises for CSV injection: ``=HYPERLINK(...)`` is
+    written ``'=HYPERLINK(...)``. Vectorised over each column; numbers and nulls are left as they are."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type) and pa.types.is_string(f.type.value_type):
+            table = table.set_column(i, f.name, table.column(i).cast(pa.string()))
+        elif not (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)):
+            continue
+        column = table.column(i)
+        guarded = pc.binary_join_element_wise(pa.scalar("'", column.type), column, pa.scalar("", column.type))
+        table = table.set_column(i, f.name, pc.if_else(pc.match_substring_regex(column, FORMULA_START),
+                                                       guarded, column))
+    return table
+
+
 class Writer:
     """Writes prediction tables as Parquet, CSV, TSV (also for ``.txt``), flat JSON lines, or ``json``: the
-    nested JSON lines of ``nameorigin predict --json`` (``{"line", "name", "predictions": [...], "error"}``)."""
+    nested JSON lines of ``nameorigin predict --json`` (``{"line", "name", "predictions": [...], "error"}``).
+    CSV and TSV cells that a spreadsheet would run as formulas are neutralised (:func:`neutralise_formulas`)
+    unless ``formulas`` is True."""
 
-    def __init__(self, sink, fmt: str):
-        self.sink, self.fmt, self.writer = sink, fmt, None
+    def __init__(self, sink, fmt: str, *, formulas: bool = False):
+        self.sink, self.fmt, self.writer, self.formulas = sink, fmt, None, formulas
 
     def write(self, table: pa.Table) -> None:
         if self.fmt in ("csv", "tsv", "txt"):
             table = _rounded(table)
+            if not self.formulas:
+                table = neutralise_formulas(table)
             if self.writer is None:
                 options = pacsv.WriteOptions(delimiter="," if self.fmt == "csv" else "\t", quoting_style="needed")
                 self.writer = pacsv.CSVWriter(self.sink, table.schema, write_options=options)
@@ -405,6 +429,7 @@ class FileJob:
     output_format: str | None = None
     chunk: int = CHUNK_ROWS
     trust: dict = field(default_factory=dict)
+    keep_formulas: bool = False  # CSV/TSV: write cells that begin as formulas (=, +, -, @) without a leading '
 
 
 def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Iterator[pa.Table]:
@@ -445,7 +470,7 @@ def predict_file(predictor: Predictor, job: FileJob, *, progress: Callable[[int]
         raise DataError("Parquet output needs --output FILE (it cannot go to stdout)")
     summary = Summary()
     with (_stdout_sink(stdout) if to_stdout else _atomic_sink(job.output)) as sink:
-        writer = Writer(sink, out_fmt)
+        writer = Writer(sink, out_fmt, formulas=job.keep_formulas)
         for table in predict_batches(predictor, source, job):
             writer.write(table)
             summary.names += table.num_rows

@@ -103,11 +103,26 @@ def fold_array(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     return folded, errors
 
 
-def as_name_array(names) -> tuple[pa.Array, np.ndarray | None]:
-    """Names as an Arrow string array, and a mask of the cells that were not strings (None where all were).
+def _cell_error(cell) -> str | None:
+    """Why one cell of a name list cannot be read as a name (None: it can, or it is missing)."""
+    if cell is None:
+        return None
+    if not isinstance(cell, str):
+        return f"{NOT_STRING} ({type(cell).__name__})"
+    try:
+        cell.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"not valid Unicode (a lone surrogate {cell[e.start]!r} at character {e.start + 1})"
+    return None
 
-    Takes an Arrow (chunked) string array or any sequence of ``str``/``None``; other cells become nulls
-    flagged in the mask, so they get an error instead of failing the chunk."""
+
+def as_name_array(names) -> tuple[pa.Array, list[str | None] | None]:
+    """Names as an Arrow string array, and each cell's error where some cells could not be read (None where all
+    could).
+
+    Takes an Arrow (chunked) string array or any sequence of ``str``/``None``; any other cell (bytes, a number,
+    a string holding a lone surrogate, which UTF-8 cannot encode) becomes a null with its own error, so that it
+    gets an error row instead of failing the chunk for the names beside it."""
     if isinstance(names, pa.ChunkedArray):
         names = names.combine_chunks() if names.num_chunks != 1 else names.chunk(0)
     if isinstance(names, pa.Array):
@@ -117,11 +132,13 @@ def as_name_array(names) -> tuple[pa.Array, np.ndarray | None]:
             raise TypeError(f"names must be strings, got an Arrow array of {names.type}")
         return names, None
     names = names if isinstance(names, list) else list(names)
-    try:
-        return pa.array(names, type=pa.string()), None
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
-        not_str = np.fromiter((n is not None and not isinstance(n, str) for n in names), bool, len(names))
-        return pa.array([None if bad else n for n, bad in zip(names, not_str)], type=pa.string()), not_str
+    if all(n is None or type(n) is str for n in names):  # the common case: one pass, no per-cell errors
+        try:
+            return pa.array(names, type=pa.string()), None
+        except UnicodeEncodeError:  # a lone surrogate somewhere: find it cell by cell below
+            pass
+    errors = [_cell_error(n) for n in names]
+    return pa.array([None if e else n for n, e in zip(names, errors)], type=pa.string()), errors
 
 
 class _Chunk(NamedTuple):
@@ -184,10 +201,12 @@ class Predictor:
         self._cache = _LogProbCache(cache_size, len(self.labels)) if cache_size > 0 else None
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", **kwargs) -> "Predictor":
-        """``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see :func:`models.with_precision`)."""
+    def load(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", sha256: str | None = None,
+             **kwargs) -> "Predictor":
+        """``sha256``: the checkpoint file's digest (as ``sha256sum`` prints it), which it must have.
+        ``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see :func:`models.with_precision`)."""
         path = Path(path or default_model_path())
-        predictor = cls(checkpoint.load(path, device=device), **kwargs)
+        predictor = cls(checkpoint.load(path, device=device, sha256=sha256), **kwargs)
         predictor.path = path
         return predictor
 
@@ -225,7 +244,7 @@ class Predictor:
         if isinstance(names, (str, bytes)):
             raise TypeError(f"predict takes a list of names, not one string ({names[:20]!r}): use "
                             "predict([name]) or predict_one(name)")
-        arr, not_str = as_name_array(names)
+        arr, cell_errors = as_name_array(names)
         encoded = arr.dictionary_encode()  # each distinct raw name once
         row_null = np.asarray(encoded.indices.is_null())  # (N,) missing or non-string cells
         codes = pc.fill_null(encoded.indices, 0).to_numpy().astype(np.int64)  # (N,) -> distinct raw name
@@ -236,7 +255,7 @@ class Predictor:
         row = np.where(row_null, -1, to_unique[codes]) if len(to_unique) else np.full(len(arr), -1)  # (N,)
         error = errors.take(pa.array(codes, mask=row_null))
         if encoded.null_count:
-            fill = np.where(not_str, NOT_STRING, MISSING) if not_str is not None else np.full(len(arr), MISSING)
+            fill = [e or MISSING for e in cell_errors] if cell_errors is not None else np.full(len(arr), MISSING)
             error = pc.if_else(pa.array(row_null), pa.array(fill, pa.string()), error)
         log_probs = self.log_probs(unique) if unique else np.empty((0, len(self.labels)), np.float32)  # (U, C)
         return _Chunk(names=arr, row=row, unique=unique, log_probs=log_probs, error=error)

@@ -17,14 +17,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import __version__
+from .checkpoint import jsonable
 from .predict import Prediction, Predictor
 from .predict import model_info as describe_model
 from .service import ServeConfig  # here since the start; defined apart so the CLI need not import FastAPI
@@ -38,17 +44,38 @@ ENV_CONFIG = "NAMEORIGIN_SERVE"  # JSON of ServeConfig, for app_from_env (uvicor
 log = logging.getLogger(__name__)
 
 
-Coverage = Field(None, gt=0, lt=1, description="with a value, each name gets the conformal set of languages that "
-                                                 "holds the true one with this probability, e.g. 0.9")
+Coverage = Field(None, gt=0, lt=1, allow_inf_nan=False,
+                 description="with a value, each name gets the conformal set of languages that holds the true one "
+                             "with this probability, e.g. 0.9")
 PRIOR_HELP = ("the language mix of the names: uniform, auto (estimated on them by EM), or (POST) an object of "
               "language: weight; default: the training data's mix")
 
 
+#: How a per-name fault is answered, in the schema's words.
+PER_NAME = (f"a name that cannot be read (no letters, empty, over {MAX_NAME_CHARS} characters, invalid Unicode) "
+            "is not refused: its result carries `error` and no predictions, and the names beside it are answered")
+
+
 class PredictRequest(BaseModel):
-    names: list[str] = Field(..., description=f"at most {MAX_NAMES} names, each at most {MAX_NAME_CHARS} characters")
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN, Infinity and 1e400 (read as inf) are 422, not 500
+
+    names: list[str] = Field(..., min_length=1, max_length=MAX_NAMES,
+                             description=f"1 to {MAX_NAMES} names; {PER_NAME}")
     top: int = Field(3, ge=1, le=MAX_TOP)
     coverage: float | None = Coverage
     prior: Literal["uniform", "auto"] | dict[str, float] | None = Field(None, description=PRIOR_HELP)
+
+
+def request_model(labels: list[str]) -> type[PredictRequest]:
+    """:class:`PredictRequest` for a model of these languages: its schema says which languages a prior may name
+    and that their weights are above 0 (a language left out weighs 0), so a prior the model cannot apply is a
+    malformed request (422), as the schema says, not a 400 the schema did not announce."""
+    language = Literal[tuple(labels)]  # type: ignore[valid-type]
+    weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    prior = Literal["uniform", "auto"] | Annotated[dict[language, weight], Field(min_length=1)] | None
+    return create_model("PredictRequest", __base__=PredictRequest,
+                        prior=(prior, Field(None, description=PRIOR_HELP + "; weights above 0, languages left out "
+                                                                           "weigh 0")))
 
 
 class LanguageProbability(BaseModel):
@@ -64,6 +91,8 @@ class NameResult(BaseModel):
     abstained: bool = Field(False, description="the answer is unsure; its languages are still given")
     reason: Literal["low-confidence", "out-of-scope"] | None = None
     set: list[str] | None = Field(None, description="with coverage: the prediction set, most probable first")
+    error: str | None = Field(None, description="why this name cannot be read (then predictions is empty); "
+                                                "absent when it was read")
 
 
 class PredictResponse(BaseModel):
@@ -74,10 +103,12 @@ class PredictResponse(BaseModel):
 class AttentionResponse(BaseModel):
     name: str
     folded: str
-    language: str
-    probability: float
+    language: str | None = Field(description="null when the name cannot be read (see error)")
+    probability: float | None
     characters: list[str]
     weights: list[float]
+    error: str | None = Field(None, description="why the name cannot be read (then folded is empty and there are "
+                                                "no characters); absent when it was read")
 
 
 # ------------------------------------------------------------------------------------------- batching
@@ -186,16 +217,22 @@ class Batcher:
                 await self._call(group)
 
     async def _call(self, jobs: list[_Job]) -> None:
-        """One model call for jobs of the same options; each job's future gets its slice."""
+        """One model call for jobs of the same options; each job's future gets its slice. When a joined call
+        fails, each job is tried again alone, so that only the request at fault hears of it."""
         names = [name for job in jobs for name in job.names]
         try:
             results, extra = await self.run(self.predict, names, max(job.top for job in jobs), **jobs[0].options)
-        except Exception as e:  # the model failed, or an option was refused: every caller of this call hears it
+        except Exception as e:  # the model failed, or an option was refused
+            if len(jobs) > 1:
+                log.warning("a batch of %d requests failed (%s: %s); trying each alone", len(jobs),
+                            type(e).__name__, e)
+                for job in jobs:
+                    await self._call([job])
+                return
             if not isinstance(e, TrustError):
-                log.exception("prediction failed for a batch of %d names", len(names))
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(e)
+                log.exception("prediction failed for a request of %d names", len(names))
+            if not jobs[0].future.done():
+                jobs[0].future.set_exception(e)
             return
         start = 0
         for job in jobs:
@@ -271,7 +308,8 @@ class _TooLarge(HTTPException):
     """Raised from inside the app's body read; an ``HTTPException`` so FastAPI passes it through unwrapped."""
 
     def __init__(self, max_body: int):
-        super().__init__(413, f"request body over the limit of {max_body:,} bytes")
+        super().__init__(413, f"request body over the limit of {max_body:,} bytes",
+                         headers={"Connection": "close"})  # uvicorn closes after the answer: the rest goes unread
 
 
 # ------------------------------------------------------------------------------------------- the app
@@ -281,45 +319,35 @@ class ErrorResponse(BaseModel):
 
 
 #: The error answers each endpoint declares in its OpenAPI schema (422, a malformed request, FastAPI adds).
-ERRORS = {400: {"model": ErrorResponse, "description": "a name that cannot be read, no names, or a bad prior"},
-          413: {"model": ErrorResponse, "description": f"more than {MAX_NAMES} names (or than the server's "
-                                                        "--queue-limit) in one request, or a request body over the "
-                                                        "server's --max-body"},
+ERRORS = {400: {"model": ErrorResponse, "description": "a prior or coverage the model cannot apply (a prior naming "
+                                                        "no language of the model, a coverage without calibration)"},
+          413: {"model": ErrorResponse, "description": "more names than the server's --queue-limit in one request, "
+                                                        "or a request body over the server's --max-body"},
           503: {"model": ErrorResponse, "description": "too many names waiting for the model (the server's "
                                                         "--queue-limit); the Retry-After header says when to retry"}}
 
 
-def _which(i: int, name: str, single: bool) -> str:
-    """How an error names a name: by itself for a single GET, by position (from 1) and start in a list."""
-    shown = repr(name if len(name) <= 20 else name[:20] + "…")
-    return f"name {shown}" if single else f"name {i + 1} of the request ({shown})"
-
-
-def _check(names: list[str], *, single: bool = False) -> None:
-    if len(names) > MAX_NAMES:
-        raise HTTPException(413, f"too many names: {len(names)} in one request; at most {MAX_NAMES}")
-    if not names:
-        raise HTTPException(400, "no names given")
-    for i, name in enumerate(names):
-        if len(name) > MAX_NAME_CHARS:
-            raise HTTPException(400, f"{_which(i, name, single)} is {len(name)} characters long; "
-                                     f"at most {MAX_NAME_CHARS}")
 
 
 def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike | None = None,
                config: ServeConfig | None = None) -> FastAPI:
     """The app around ``predictor`` (default: ``model_path`` or ``config.model`` loaded at ``config.precision``)."""
     config = config or ServeConfig(model=str(model_path) if model_path else None)
-    predictor = predictor or Predictor.load(config.model, precision=config.precision)
+    predictor = predictor or Predictor.load(config.model, precision=config.precision, sha256=config.model_sha256)
     ck = predictor.checkpoint
     batcher = Batcher(predictor.predict_with_prior, max_names=config.batch_names, wait_ms=config.batch_wait_ms,
                       queue_limit=config.queue_limit, thread_setup=_torch_threads(config.threads))
+    docs = {} if config.api_docs else {"docs_url": None, "redoc_url": None}
     app = FastAPI(title="nameorigin", version=__version__,
                   description="Which language does a name come from? Character-level recurrent networks.",
-                  lifespan=_lifespan(batcher, freeze=config.gc_freeze))
+                  lifespan=_lifespan(batcher, freeze=config.gc_freeze), default_response_class=SafeJSONResponse,
+                  **docs)
     app.add_middleware(BodyLimit, max_body=config.max_body)
-    app.state.batcher = batcher
     page = (resources.files("nameorigin") / "static" / "index.html").read_text(encoding="utf-8")
+    app.add_middleware(SecurityHeaders, page_policy=page_policy(page))
+    if config.allowed_hosts is not None:  # outermost: a foreign Host is refused before anything else runs
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=config.allowed_hosts, www_redirect=False)
+    app.state.batcher = batcher
     retry_after = str(max(1, math.ceil(config.batch_wait_ms / 1000)))
 
     @app.exception_handler(Overloaded)
@@ -327,9 +355,12 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
         return JSONResponse({"detail": f"the server is busy: {exc}; try again shortly"}, status_code=503,
                             headers={"Retry-After": retry_after})
 
-    async def predict(names: list[str], top: int, *, coverage: float | None = None, prior=None,
-                      single: bool = False) -> PredictResponse:
-        _check(names, single=single)
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request, exc: RequestValidationError):
+        """FastAPI's 422, with values JSON cannot hold (NaN, infinities, lone surrogates) made safe to echo."""
+        return SafeJSONResponse({"detail": jsonable(jsonable_encoder(exc.errors()))}, status_code=422)
+
+    async def predict(names: list[str], top: int, *, coverage: float | None = None, prior=None) -> PredictResponse:
         if len(names) > config.queue_limit:  # would be refused however long the caller waited: not a 503
             raise HTTPException(413, f"too many names: {len(names)} in one request; this server queues at most "
                                      f"{config.queue_limit} (--queue-limit)")
@@ -337,32 +368,39 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
             results, used = await batcher.submit(names, top, coverage=coverage, prior=prior)
         except TrustError as e:
             raise HTTPException(400, str(e)) from None  # it names the parameter, the request's field of that name
-        for i, r in enumerate(results):
-            if r.error:
-                raise HTTPException(400, r.error if single else f"name {i + 1} of the request: {r.error}")
+        except Overloaded:
+            raise
+        except Exception as e:  # the model failed on this request's names (the batcher logged it): a clean 500
+            raise HTTPException(500, f"prediction failed for this request ({type(e).__name__}); "
+                                     "the server logged it") from None
         return PredictResponse(results=[NameResult(**r.to_dict()) for r in results], prior=used)
 
     @app.get("/api/predict", response_model=PredictResponse, responses=ERRORS)
-    async def predict_one(name: str = Query(..., description="a name"), top: int = Query(3, ge=1, le=MAX_TOP),
-                          coverage: float | None = Query(None, gt=0, lt=1, description=Coverage.description),
+    async def predict_one(name: str = Query(..., min_length=1, max_length=MAX_NAME_CHARS,
+                                            description=f"a name; {PER_NAME}"),
+                          top: int = Query(3, ge=1, le=MAX_TOP),
+                          coverage: float | None = Query(None, gt=0, lt=1, allow_inf_nan=False,
+                                                         description=Coverage.description),
                           prior: Literal["uniform", "auto"] | None = Query(None, description=PRIOR_HELP)):
         """The top languages of one name, its out-of-scope score and whether the answer abstains."""
-        return await predict([name], top, coverage=coverage, prior=prior, single=True)
+        return await predict([name], top, coverage=coverage, prior=prior)
 
-    @app.post("/api/predict", response_model=PredictResponse, responses=ERRORS)
-    async def predict_many(request: PredictRequest):
+    async def predict_many(request):
         """The top languages of each of up to 1,000 names (and the language mix used)."""
         return await predict(request.names, request.top, coverage=request.coverage, prior=request.prior)
+    predict_many.__annotations__["request"] = request_model(list(predictor.labels))  # a class made here
+    app.post("/api/predict", response_model=PredictResponse, responses=ERRORS)(predict_many)
 
     @app.get("/api/attention", response_model=AttentionResponse, responses=ERRORS)
-    async def attention(name: str = Query(...)):
+    async def attention(name: str = Query(..., min_length=1, max_length=MAX_NAME_CHARS,
+                                          description=f"a name; {PER_NAME}")):
         """Each character of the folded name with its attention weight (gru-attention models)."""
         if not predictor.has_attention:
             raise HTTPException(400, f"this model ({ck.config.name}) has no attention")
-        _check([name], single=True)
         r = (await batcher.run(lambda: predictor.predict([name], top=1, attention=True)))[0]
         if r.error:
-            raise HTTPException(400, r.error)
+            return AttentionResponse(name=name, folded="", language=None, probability=None, characters=[],
+                                     weights=[], error=r.error)
         return AttentionResponse(name=name, folded=r.folded, language=r.predictions[0]["language"],
                                  probability=r.predictions[0]["probability"], characters=list(r.folded),
                                  weights=r.attention)
@@ -398,7 +436,113 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
     async def index():
         return page
 
+    for route in list(app.routes):  # HEAD wherever GET is answered, as Starlette's own routes do (not in the schema)
+        if isinstance(route, APIRoute) and "GET" in route.methods:
+            app.add_api_route(route.path, route.endpoint, methods=["HEAD"], include_in_schema=False,
+                              response_model=route.response_model, response_class=route.response_class)
     return app
+
+
+class SafeJSONResponse(JSONResponse):
+    """FastAPI's JSON answer, but one that can always be sent: a value JSON cannot hold (NaN, an infinity) is
+    written as null, and a string UTF-8 cannot encode (a lone surrogate a client sent as ``"\\ud800"``) is
+    escaped as JSON allows, instead of failing with 500."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except ValueError:  # NaN or infinite, or UnicodeEncodeError (a ValueError too)
+            return json.dumps(jsonable(content), ensure_ascii=True, allow_nan=False,
+                              separators=(",", ":")).encode("ascii")
+
+
+def page_policy(page: str) -> str:
+    """The web page's Content-Security-Policy: its own origin only, its inline script and style by hash."""
+    import base64
+    import hashlib
+    import re
+
+    def hashes(tag: str) -> str:
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+                        for body in re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL))
+    return (f"default-src 'none'; connect-src 'self'; img-src 'self' data:; script-src 'self' {hashes('script')}; "
+            f"style-src 'self' {hashes('style')}; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: every answer says ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``
+    and ``Referrer-Policy: no-referrer``, and carries a Content-Security-Policy (the web page's own, which allows
+    only its inline script and style; for everything else ``default-src 'none'``). The /docs pages, when turned
+    on, load their assets from a CDN and get no policy that would block it."""
+
+    API_POLICY = "default-src 'none'; frame-ancestors 'none'"
+    DOCS = ("/docs", "/redoc")
+
+    def __init__(self, app, page_policy: str):
+        self.app = app
+        self.page_policy = page_policy
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        policy = self.page_policy if path == "/" else None if path.startswith(self.DOCS) else self.API_POLICY
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                            (b"referrer-policy", b"no-referrer")]
+                if policy:
+                    headers.append((b"content-security-policy", policy.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class RequestDeadline(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline on reading each request: its headers and body must arrive
+    within ``request_timeout`` seconds of its first byte, or the connection is closed. uvicorn itself has no
+    header or body timeout (only the idle keep-alive one), and middleware runs only once the headers are in, so
+    a client sending a request a byte at a time would hold its connection forever. Give it to uvicorn as
+    ``http=functools.partial(RequestDeadline, request_timeout=30)``."""
+
+    def __init__(self, *args, request_timeout: float = ServeConfig.request_timeout, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request_timeout = request_timeout
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def _clear_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            log.info("closing a connection whose request did not arrive within %g s", self.request_timeout)
+            self.transport.close()
+
+    def on_message_begin(self) -> None:  # the request's first byte
+        super().on_message_begin()
+        self._clear_deadline()
+        self._deadline = self.loop.call_later(self.request_timeout, self._too_slow)
+
+    def on_message_complete(self) -> None:  # its last byte
+        self._clear_deadline()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._clear_deadline()
+        super().connection_lost(exc)
+
+
+def uvicorn_settings(config: ServeConfig) -> dict:
+    """The keyword arguments of ``uvicorn.run`` that bound what one client can hold: connections at once, idle
+    keep-alive time, and the time a request may take to arrive."""
+    return {"limit_concurrency": config.limit_concurrency, "timeout_keep_alive": config.timeout_keep_alive,
+            "http": functools.partial(RequestDeadline, request_timeout=config.request_timeout)}
 
 
 def _torch_threads(threads: int) -> Callable[[], None] | None:

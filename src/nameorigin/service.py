@@ -17,3 +17,10 @@ class ServeConfig:
     max_body: int = 1_000_000  # bytes of request body; above it 413
     threads: int = 1  # torch threads of the model thread (0: torch's default)
     gc_freeze: bool = True  # move what start-up built out of the garbage collector's reach (see _lifespan)
+    allowed_hosts: list[str] | None = None  # Host headers answered (TrustedHostMiddleware); None: any (`serve`
+    # always gives a list: the bound address and the localhost names unless --allowed-hosts says otherwise)
+    api_docs: bool = False  # serve /docs and /redoc (their pages load Swagger UI / ReDoc from a CDN)
+    model_sha256: str | None = None  # the checkpoint file's SHA-256 that loading insists on
+    limit_concurrency: int = 256  # connections and tasks at once; above it uvicorn answers 503 and closes
+    timeout_keep_alive: float = 30.0  # seconds an idle keep-alive connection is held (longer than a slow answer)
+    request_timeout: float = 30.0  # seconds a request's headers and body may take to arrive (RequestDeadline)

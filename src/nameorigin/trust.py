@@ -574,16 +574,16 @@ class Trust:
         """The layer stored in a checkpoint; for an older one, only its temperature, with a logged note."""
         doc = meta.get("trust")
         temperature = float(meta.get("temperature") or 1.0)
+        if doc is not None and not isinstance(doc, dict):
+            raise TrustError(f"{source}: its trust layer is {type(doc).__name__}, not an object")
         if not isinstance(doc, dict):
             log.info("%s has no trust layer (trained before it existed): answers carry no out-of-scope score, "
                      "no prediction sets and no default abstention; retrain to get them", source)
             return cls(labels=list(labels), temperature=temperature)
         try:
-            return cls._from_doc(labels, doc, tensors, temperature, source)
-        except (KeyError, TypeError, ValueError) as e:
-            log.warning("%s: its trust layer cannot be read (%s: %s; another nameorigin version?): answers carry "
-                        "only the temperature; retrain to get the rest", source, type(e).__name__, e)
-            return cls(labels=list(labels), temperature=temperature)
+            return cls._from_doc(labels, _checked_doc(doc, len(labels)), tensors, temperature, source)
+        except (KeyError, TypeError, ValueError) as e:  # present but invalid: refused, never silently skipped
+            raise TrustError(f"{source}: its trust layer is invalid ({type(e).__name__}: {e})") from None
 
     @classmethod
     def _from_doc(cls, labels: Sequence[str], doc: dict, tensors: Mapping[str, torch.Tensor], temperature: float,
@@ -616,6 +616,53 @@ class Trust:
         return cls(labels=list(labels), temperature=float(doc.get("temperature") or temperature), **priors,
                    conformal=conformal, oos=oos, min_confidence=doc.get("min_confidence"),
                    max_out_of_scope=doc.get("max_out_of_scope"), info=doc.get("info") or {})
+
+
+def _finite(value, what: str, low: float, high: float, *, low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value > high or (value <= low if low_open else value < low):
+        raise ValueError(f"{what} is {value!r}, not a number in {'(' if low_open else '['}{low:g}, {high:g}]")
+    return float(value)
+
+
+def _finite_list(values, what: str, n: int | None = None, *, low: float = -math.inf) -> None:
+    if not isinstance(values, list) or (n is not None and len(values) != n):
+        raise ValueError(f"{what} is not a list{f' of {n} numbers' if n is not None else ''}")
+    for i, v in enumerate(values):
+        _finite(v, f"{what}[{i}]", low, math.inf if low == -math.inf else 1e300)
+
+
+def _checked_doc(doc: dict, n_labels: int) -> dict:
+    """The trust layer's document with every value it is built from checked (types, ranges, finiteness)."""
+    if doc.get("temperature") is not None:
+        _finite(doc["temperature"], "temperature", 0, 1e6, low_open=True)
+    for key in ("min_confidence", "max_out_of_scope"):
+        if doc.get(key) is not None:
+            _finite(doc[key], key, 0, 1)
+    for key in ("train_prior", "model_prior"):
+        if doc.get(key) is not None:
+            _finite_list(doc[key], key, n_labels, low=0)
+            if not sum(doc[key]) > 0:
+                raise ValueError(f"{key} sums to 0")
+    if doc.get("info") is not None and not isinstance(doc["info"], dict):
+        raise ValueError("info is not an object")
+    c = doc.get("conformal")
+    if c:
+        if not isinstance(c, dict) or not isinstance(c.get("method"), str):
+            raise ValueError("conformal is not an object with a method")
+        _finite_list(c.get("scores"), "conformal.scores")
+        _finite(c.get("lambda"), "conformal.lambda", 0, 1e6)
+        _finite(c.get("k_reg"), "conformal.k_reg", 0, 1e6)
+    o = doc.get("out_of_scope")
+    if o:
+        if not isinstance(o, dict):
+            raise ValueError("out_of_scope is not an object")
+        for key in ("mean", "std", "coef"):
+            _finite_list(o.get(key), f"out_of_scope.{key}", len(OutOfScope.FEATURES))
+        for key in ("smoothing", "background_smoothing"):
+            _finite(o.get(key), f"out_of_scope.{key}", 0, 1e6, low_open=True)
+        _finite(o.get("bias"), "out_of_scope.bias", -1e6, 1e6)
+    return doc
 
 
 def _rounded(a: np.ndarray | None, digits: int = 7) -> list[float] | None:
