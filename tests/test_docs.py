@@ -17,7 +17,9 @@ import pytest
 from nameorigin.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+# the pages of the site and the repository's own; drafts named docs/_from-*.md are not built (mkdocs.yml)
+PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "CHANGELOG.md",
+         *sorted(p for p in (ROOT / "docs").glob("*.md") if not p.name.startswith("_from-"))]
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)")
 NOT_SHELL = {"python", "py", "pycon", "text", "json", "yaml", "toml", "csv"}
 OPERATORS = {"|", "||", "&&", ";", "&", "(", ")"}
