@@ -182,8 +182,9 @@ class _LogProbCache:
 class Predictor:
     """Rank languages for names with a trained model.
 
-    >>> p = Predictor.load()            # the bundled model
-    >>> p.predict(["Hinton"], top=3)[0].predictions[0]["language"]
+    Examples:
+        >>> p = Predictor.load()            # the bundled model
+        >>> p.predict(["Hinton"], top=3)[0].predictions[0]["language"]
     """
 
     def __init__(self, ckpt: checkpoint.Checkpoint, *, batch_size: int = 512, precision: str = "fp32",

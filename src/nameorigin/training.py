@@ -330,7 +330,7 @@ PRESETS: dict[str, Preset] = {
         train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0}),
     "bundled": Preset(
         "The model that ships in the package, distilled: one bidirectional gru-attention (hidden 128, embedding "
-        "64, dropout 0.3; about 1.8x a gru 128's prediction time) trained as `best` trains its members, on the "
+        "64, dropout 0.3; about 2x a gru 128's prediction time) trained as `best` trains its members, on the "
         "labels and, with weight 0.25 at temperature 1, on out-of-fold probabilities of the `mixed` preset "
         "(3 mixed teachers, each trained on two thirds of the training names and predicting the third it did "
         "not see). Teachers and student train in one command; `--distill-weight 0` skips the teachers.",
