@@ -127,7 +127,7 @@ FOLD_SCHEMES = {
        "satou -> Sato), other Han by a Chinese one (pypinyin), Hangul with its family name in the customary "
        "spelling (name-variants) and the rest in Revised Romanization (korean-romanizer); a word of a "
        "script without case is written as the tutorial writes names: a capital, then small letters "
-       "(GimMinJun -> Kim Minjun, mhmd -> Mhmd)",
+       "(GimMinJun -> Kim Minjun, mhmd -> Mhmd), and a word in capitals stays so (SHEVCHENKO, not ShEVChENKO)",
 }
 #: The scheme of checkpoints that record none (every model trained before the record existed).
 LEGACY_FOLD_SCHEME = 1
@@ -316,13 +316,16 @@ def _runs(name: str) -> list[tuple[str, str]]:
 
 def _caseless_words(name: str) -> str:
     """Scheme 1's fold of ``name`` where each word transliterated from a script without case (Arabic, Hebrew,
-    Thai...) starts with a capital and goes on in small letters, as the tutorial's names do."""
+    Thai...) starts with a capital and goes on in small letters, as the tutorial's names do, and a word written
+    in capitals stays in capitals (one letter may transliterate to two: Ш → Sh)."""
     words = []
     for word in re.split(r"(\s+)", name):
         folded = _fold_letters(word)
         letters = [c for c in word if unicodedata.category(c)[0] == "L"]
         if letters and all(unicodedata.category(c) == "Lo" for c in letters):
             folded = folded.capitalize()
+        elif len(letters) > 1 and all(c.isupper() for c in letters):  # ШЕВЧЕНКО: SHEVCHENKO, not ShEVChENKO
+            folded = folded.upper()
         words.append(folded if word.strip() else " ")
     return "".join(words)
 
