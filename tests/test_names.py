@@ -1,4 +1,6 @@
 """The full-name parser: a table of cases, the kinds of name, and bad input."""
+import json
+
 import pytest
 
 from nameorigin import names
@@ -123,3 +125,30 @@ def test_faker_lexicon_knows_first_names():
     lexicon = Lexicon.from_faker(("it_IT", "es_ES"))
     assert lexicon.is_given("Giuseppe") and lexicon.is_family("García") and not lexicon.is_given("García")
     assert names.default_lexicon().is_given("Wojciech")
+
+
+def test_cli_parse_plain_and_json(capsys):
+    from nameorigin.cli import main
+    assert main(["parse", "Verdi, Giuseppe", "김민준"]) == 0
+    out = capsys.readouterr().out
+    assert "Verdi, Giuseppe\n  full, family-given: given: Giuseppe; family: Verdi" in out
+    assert "given: 민준; family: 김" in out
+    assert main(["parse", "--json", "van der Berg", "Kim Jong-un"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["family"] == ["van der Berg"] and rows[0]["name_type"] == "surname"
+    assert rows[1]["order"] == "family-given" and rows[1]["given"] == ["Jong-un"]
+
+
+def test_cli_parse_bad_names_exit_2_and_the_rest_are_shown(capsys):
+    from nameorigin.cli import main
+    assert main(["parse", ",", "Hinton", " ".join(["Ab"] * 200)]) == 2
+    captured = capsys.readouterr()
+    assert "Hinton\n  surname" in captured.out
+    assert "name ',' has no letters" in captured.err and "200 tokens" in captured.err
+
+
+def test_cli_parse_unknown_name_type_exits_2(capsys):
+    from nameorigin.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["parse", "--name-type", "nick", "Hinton"])
+    assert e.value.code == 2 and "invalid choice: 'nick'" in capsys.readouterr().err

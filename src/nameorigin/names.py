@@ -276,7 +276,7 @@ def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
     """Given name first (or ``Family, Given``), through nameparser, then the rules it lacks."""
     from nameparser import HumanName
     h = HumanName(cleaned, constants=_constants())
-    why: list[str] = ["nameparser"] + (["comma form: family name first"] if "," in cleaned else [])
+    why: list[str] = ["nameparser: comma form, family name first" if "," in cleaned else "nameparser: given name first"]
     title = tuple(h.title_list)
     suffix = tuple(h.suffix_list)
     given = _bind(" ".join(w for w in [*h.first_list, *h.middle_list] if w).split())
@@ -354,8 +354,8 @@ def _kind(given: list[str], family: list[str], initials: tuple, lexicon: Lexicon
         why.append("known as a given name, not a family name")
         return "first"
     if len(family) >= 2:
-        why.append("every word a family name: two surnames" if all(lexicon.is_family(f) for f in family)
-                   else "read as surnames")
+        if not why[-1].endswith("surnames only") and not why[-1].startswith("two surnames"):
+            why.append("family names only")
         return "surname"
     why.append("one family name")
     return "surname"
