@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from . import checkpoint, data, experiments, plots, trust
+from . import checkpoint, data, experiments, plots, text, trust
 from .evaluation import confusion_matrix
 from .models import Classifier, ModelConfig, batched_log_probs
 from .predict import Predictor
@@ -134,6 +134,7 @@ def checkpoint_meta(settings: Settings, history: History, parts: data.Split, tra
                      "prune": settings.prune, **training, "n_train": len(train_pairs), "n_valid": len(parts.valid),
                      "n_test": len(parts.test)},
         "data_fingerprint": data.fingerprint(train_pairs),
+        "folding": text.folding_info(text.DEFAULT_FOLD_SCHEME),  # how its names were folded, with versions
         "temperature": layer.temperature,
         "calibration": calibration,
         "metrics": {"valid": history.best or None, "test": test_metrics},

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path
 from .models import Classifier, ModelConfig, UnknownModel, build_model
-from .text import ALPHABET
+from .text import ALPHABET, scheme_of
 
 FORMAT = "nameorigin-checkpoint"
 VERSION = 1
@@ -104,6 +104,10 @@ def read_meta(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path}: made for another alphabet than this nameorigin's")
     if not isinstance(doc.get("labels"), list) or not doc["labels"] or not isinstance(doc.get("model"), dict):
         raise CheckpointError(f"{path}: checkpoint metadata lacks its labels or model settings")
+    try:
+        scheme_of(doc)  # how its names were folded (none recorded: the scheme of every older checkpoint)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     return doc
 
 
