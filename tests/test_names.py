@@ -152,3 +152,19 @@ def test_cli_parse_unknown_name_type_exits_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["parse", "--name-type", "nick", "Hinton"])
     assert e.value.code == 2 and "invalid choice: 'nick'" in capsys.readouterr().err
+
+
+def test_any_string_parses_or_is_an_error_result():
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(max_size=80) | st.lists(st.sampled_from(["van", "de", "Dr.", ",", "y", "Jr.", "J.", "Kim", "김",
+                                                           "佐藤", "al-", "bin", "O'", "III", "-", "Abu"]),
+                                           max_size=15).map(" ".join))
+    def check(raw):
+        for name_type in names.NAME_TYPES:
+            p = parse(raw, name_type=name_type, lexicon=LEXICON)
+            assert p.error or p.given or p.family or p.initials
+            assert p.name_type in ("surname", "first", "full")
+
+    check()

@@ -106,3 +106,17 @@ def test_a_missing_reader_names_what_to_install(monkeypatch):
             text.read_japanese("佐藤")
     finally:
         text._kakasi.cache_clear()
+
+
+def test_scheme_2_folds_any_string_into_the_alphabet():
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(max_size=40) | st.text(alphabet="佐藤김민준さとうあ欧阳 ·-ー々", max_size=12))
+    def check(raw):
+        folded = fold(raw, 2)
+        assert all(c in text.ALPHABET for c in folded) and folded == folded.strip()
+        for r in readings(raw):
+            assert r.text and all(c in text.ALPHABET for c in r.text)
+
+    check()

@@ -331,10 +331,14 @@ def _caseless_words(name: str) -> str:
 
 
 def _read_run(kind: str, text: str, *, japanese: bool, first: bool) -> str:
-    """A run of Han/kana or Hangul read; a family name is looked for only in the ``first`` run of a name."""
+    """A run of Han/kana or Hangul read; a family name is looked for only in the ``first`` run of a name. Only
+    letters and spaces of what the reader writes are kept (pykakasi writes ``(kurikaesi)`` for a lone ``々``)."""
     if kind == "hangul":
-        return read_korean(text, family=first)
-    return read_japanese(text) if japanese else read_chinese(text, family=first)
+        read = read_korean(text, family=first)
+    else:
+        read = read_japanese(text) if japanese else read_chinese(text, family=first)
+    return " ".join(w.capitalize() if w.islower() else w for w in
+                    re.sub(r"[^A-Za-z ]", "", re.sub(r"\(\w*\)", "", read)).split())
 
 
 def _fold_v2(name: str) -> str:
@@ -353,9 +357,8 @@ def readings(name: str) -> list[Reading]:
     if script == "none":
         return []
     if script == "Han":
-        out = [Reading(fold(name, 2), "Han", "chinese")]
-        ja = _fold_with(name, japanese=True)
-        return [Reading(ja, "Han", "japanese"), *out] if ja else out
+        candidates = [Reading(_fold_with(name, japanese=True), "Han", "japanese"), Reading(fold(name, 2), "Han", "chinese")]
+        return [r for r in candidates if _HAS_LETTER.search(r.text)]
     reader = {"Kana": "japanese", "Hangul": "korean", "Latin": "none"}.get(script, "transliteration")
     text = fold(name, 2)
     return [Reading(text, script, reader)] if _HAS_LETTER.search(text) else []
