@@ -1,12 +1,11 @@
 """The checkpoint records how its names were folded, and a Predictor folds with that scheme."""
 import pytest
+from conftest import train_tiny
 
 from nameorigin import checkpoint, text
 from nameorigin.checkpoint import CheckpointError
 from nameorigin.models import ModelConfig, build_model
 from nameorigin.predict import Predictor
-
-from conftest import train_tiny
 
 LABELS = ["Alpha", "Beta", "Gamma"]
 

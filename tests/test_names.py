@@ -70,7 +70,8 @@ def test_titles_suffixes_and_initials_are_kept_apart():
 
 
 def test_the_kind_comes_from_the_parse_not_the_token_count():
-    two_tokens = {raw: parse(raw, lexicon=LEXICON).name_type for raw in ["García López", "María José", "Giuseppe Verdi"]}
+    two_tokens = {raw: parse(raw, lexicon=LEXICON).name_type
+                  for raw in ["García López", "María José", "Giuseppe Verdi"]}
     assert two_tokens == {"García López": "surname", "María José": "first", "Giuseppe Verdi": "full"}
     one_token = {raw: parse(raw, lexicon=LEXICON).name_type for raw in ["김민준", "Giuseppe", "Hinton"]}
     assert one_token == {"김민준": "full", "Giuseppe": "first", "Hinton": "surname"}
@@ -155,7 +156,8 @@ def test_cli_parse_unknown_name_type_exits_2(capsys):
 
 
 def test_any_string_parses_or_is_an_error_result():
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     @settings(max_examples=300, deadline=None)
     @given(st.text(max_size=80) | st.lists(st.sampled_from(["van", "de", "Dr.", ",", "y", "Jr.", "J.", "Kim", "김",

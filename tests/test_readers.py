@@ -109,7 +109,8 @@ def test_a_missing_reader_names_what_to_install(monkeypatch):
 
 
 def test_scheme_2_folds_any_string_into_the_alphabet():
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     @settings(max_examples=300, deadline=None)
     @given(st.text(max_size=40) | st.text(alphabet="佐藤김민준さとうあ欧阳 ·-ー々", max_size=12))

@@ -122,12 +122,13 @@ NOISE_INDICES = [_INDEX[c] for c in NOISE_CHARS]
 #: (:func:`folding_info`) and its names are always folded with it; a checkpoint without the record used scheme 1.
 FOLD_SCHEMES = {
     1: "NFD, drop combining marks, keep the alphabet; other scripts' letters through anyascii one by one "
-       "(Han as Mandarin syllables, Hangul by syllable: GimMinJun)",
+       "(Han as capitalised Mandarin syllables: ZuoTeng; Hangul in small letters: gimminjun; Arabic: mhmd)",
     2: "scheme 1, but Han with kana read by a Japanese reader (pykakasi, Hepburn, long vowels shortened: "
        "satou -> Sato), other Han by a Chinese one (pypinyin), Hangul with its family name in the customary "
        "spelling (name-variants) and the rest in Revised Romanization (korean-romanizer); a word of a "
        "script without case is written as the tutorial writes names: a capital, then small letters "
-       "(GimMinJun -> Kim Minjun, mhmd -> Mhmd), and a word in capitals stays so (SHEVCHENKO, not ShEVChENKO)",
+       "(gimminjun -> Kim Minjun, ZuoTeng -> Zuoteng, mhmd -> Mhmd), and a word in capitals stays so "
+       "(SHEVCHENKO, not ShEVChENKO)",
 }
 #: The scheme of checkpoints that record none (every model trained before the record existed).
 LEGACY_FOLD_SCHEME = 1
@@ -357,7 +358,8 @@ def readings(name: str) -> list[Reading]:
     if script == "none":
         return []
     if script == "Han":
-        candidates = [Reading(_fold_with(name, japanese=True), "Han", "japanese"), Reading(fold(name, 2), "Han", "chinese")]
+        candidates = [Reading(_fold_with(name, japanese=True), "Han", "japanese"),
+                      Reading(fold(name, 2), "Han", "chinese")]
         return [r for r in candidates if _HAS_LETTER.search(r.text)]
     reader = {"Kana": "japanese", "Hangul": "korean", "Latin": "none"}.get(script, "transliteration")
     text = fold(name, 2)
