@@ -35,6 +35,11 @@ CASES = [
     ("John Smith III", ["John"], ["Smith"], "given-family", "full"),
     ("J. R. R. Tolkien", [], ["Tolkien"], "given-family", "full"),
     ("John F. Kennedy", ["John"], ["Kennedy"], "given-family", "full"),
+    ("Tomás Ó Súilleabháin", ["Tomás"], ["Ó Súilleabháin"], "given-family", "full"),
+    ("Mairéad Nic Giolla", ["Mairéad"], ["Nic Giolla"], "given-family", "full"),
+    ("Rhys ap Gruffydd", ["Rhys"], ["ap Gruffydd"], "given-family", "full"),
+    ("Gerrit ten Hoopen", ["Gerrit"], ["ten Hoopen"], "given-family", "full"),
+    ("Ben Smith", ["Ben"], ["Smith"], "given-family", "full"),
     ("Lee Harvey Oswald", ["Lee", "Harvey"], ["Oswald"], "given-family", "full"),
     # family name first, decided from the name
     ("Kim Jong-un", ["Jong-un"], ["Kim"], "family-given", "full"),

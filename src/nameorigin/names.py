@@ -212,13 +212,20 @@ def _native(raw: str, tokens: list[str], lexicon: Lexicon) -> ParsedName | None:
                       why=(f"{script} script: no known family name at the start; read as a surname",))
 
 
+#: Particles nameparser's list lacks: Irish and Scottish (``Uí``, ``Nic``, ``Mhic``), Welsh ``ap``, Dutch ``ten``,
+#: German ``zum``/``zur``, Italian ``dalla``, Hassaniya ``ould``. (``ben`` and ``lo`` are left out: they are also a
+#: given name and a Chinese family name.)
+EXTRA_PARTICLES = ("ui", "uí", "nic", "mhic", "ap", "ten", "zum", "zur", "dalla", "ould")
+
+
 @functools.cache
 def _constants():
-    """nameparser's constants for this parser: its own instance, so that the library's module-wide defaults
-    (which other code in the process may use) are left as they are; the conjunctions that join two surnames
-    stay conjunctions, and ``y``/``e``/``i`` are not read as initials."""
+    """nameparser's constants for this parser: its own instance, configured with :data:`EXTRA_PARTICLES`, so
+    that the library's module-wide defaults (which other code in the process may use) are left as they are."""
     from nameparser.config import Constants
-    return Constants()
+    constants = Constants()
+    constants.prefixes.add(*EXTRA_PARTICLES)
+    return constants
 
 
 def _tokens(raw: str) -> list[str]:
