@@ -55,6 +55,7 @@ CASES = [
     ("欧阳娜娜", ["娜娜"], ["欧阳"], "family-given", "full"),
     ("佐藤", [], ["佐藤"], "family-given", "surname"),
     ("田中太郎", ["太郎"], ["田中"], "family-given", "full"),
+    ("佐藤さくら", ["さくら"], ["佐藤"], "family-given", "full"),
     ("佐藤 太郎", ["太郎"], ["佐藤"], "family-given", "full"),
     ("김", [], ["김"], "family-given", "surname"),
 ]

@@ -204,7 +204,7 @@ def _native(raw: str, tokens: list[str], lexicon: Lexicon) -> ParsedName | None:
     if word in table:
         return ParsedName(raw, family=(word,), order="family-given", name_type="surname",
                           why=(f"{script} script: a known family name alone",))
-    split = text.split_family(word, table)
+    split = text.split_family(word, table, max_len=4 if script == "Hangul" else 6)  # 佐藤さくら: kana given names
     if split:
         return ParsedName(raw, given=(split[1],), family=(split[0],), order="family-given", name_type="full",
                           why=(f"{script} script: split after the known family name {split[0]}",))
