@@ -124,16 +124,20 @@ def default_lexicon() -> Lexicon:
 
 @functools.cache
 def _eastern_latin() -> dict[str, frozenset[str]]:
-    """Each Eastern language's family names as written in Latin letters (lower case, folded)."""
+    """Each Eastern language's family names as written in Latin letters (lower case, folded): the customary
+    spelling of :func:`text.family_tables`, and for Chinese and Korean every Latin spelling name-variants
+    gives (Wong, Cheung; Rhee, Pak); Vietnamese ones are their own written forms (Nguyễn → nguyen)."""
+    nv = text.require_reader("name_variants")
+    tables = text.family_tables()
+    variants = {"chinese": nv.CHINESE_SURNAME_VARIANTS, "korean": nv.KOREAN_SURNAME_VARIANTS}
     out = {}
     for language in EASTERN:
-        table = text.family_tables()[language]
-        out[language] = frozenset({_key(v) for v in table.values()} | {_key(k) for k in table if k.isascii()}
-                                  | {_key(k) for k in table if language == "vietnamese"})
-    nv = text._require("name_variants")
-    entries = {"chinese": nv.CHINESE_SURNAME_VARIANTS, "korean": nv.KOREAN_SURNAME_VARIANTS}
-    for language, table in entries.items():  # every Latin spelling the tables know (Wong, Cheung; Rhee, Pak)
-        out[language] |= {_key(f) for e in table.values() for f in e["forms"] if f.isascii()}
+        spellings = {_key(v) for v in tables[language].values()}
+        if language in variants:
+            spellings |= {_key(f) for e in variants[language].values() for f in e["forms"] if f.isascii()}
+        else:
+            spellings |= {_key(k) for k in tables[language]}
+        out[language] = frozenset(spellings)
     return out
 
 
@@ -141,9 +145,9 @@ def _eastern_latin() -> dict[str, frozenset[str]]:
 def _syllables() -> frozenset[str]:
     """Syllables of Chinese (pinyin, from pypinyin's dictionary), Korean (Revised Romanization of every Hangul
     syllable by korean-romanizer, and the customary spellings of name-variants) and Vietnamese given names."""
-    pinyin_dict = text._require("pypinyin.pinyin_dict").pinyin_dict
-    romanizer = text._require("korean_romanizer.romanizer").Romanizer
-    nv = text._require("name_variants")
+    pinyin_dict = text.require_reader("pypinyin.pinyin_dict").pinyin_dict
+    romanizer = text.require_reader("korean_romanizer.romanizer").Romanizer
+    nv = text.require_reader("name_variants")
     out = {text.fold(r).lower() for v in pinyin_dict.values() for r in v.split(",")}
     out |= {romanizer(chr(c)).romanize() for c in range(0xAC00, 0xD7A4)}
     for table in (nv.KOREAN_GIVEN_NAME_VARIANTS, nv.KOREAN_SURNAME_VARIANTS, nv.CHINESE_GIVEN_NAME_VARIANTS,
@@ -180,8 +184,9 @@ def _fewest(part: str, syllables: frozenset[str]) -> float:
 
 def _eastern_family_first(tokens: list[str]) -> str | None:
     """The Eastern language whose order a Latin-script name follows (family name first), or None: its first
-    token is one of that language's family names, each token after it is a given name of one to three
-    syllables (``Kim Jong-un``, ``Nguyen Van An``, ``Ma Long``, ``Wang Wei``; not ``Kim Basinger``)."""
+    token is one of that language's family names, each token after it a given name of one or two syllables
+    (Vietnamese: one) of that language (``Kim Jong-un``, ``Nguyen Van An``, ``Ma Long``, ``Wang Wei``; not
+    ``Kim Basinger``)."""
     if len(tokens) < 2 or len(tokens) > 4:
         return None
     latin = _eastern_latin()
@@ -190,7 +195,7 @@ def _eastern_family_first(tokens: list[str]) -> str | None:
     return " or ".join(languages) or None
 
 
-def _native(raw: str, tokens: list[str], lexicon: Lexicon) -> ParsedName | None:
+def _native(raw: str, tokens: list[str]) -> ParsedName | None:
     """A name in Han, kana or Hangul: family name first, split by the family tables when written as one word."""
     script = text.script_of(raw)
     if script not in _NATIVE:
@@ -259,7 +264,7 @@ def parse(raw: str, *, name_type: str = "auto", lexicon: Lexicon | None = None) 
     lexicon = default_lexicon() if lexicon is None else lexicon
     words = [t for t in tokens if t != ","]
     try:
-        native = _native(cleaned, words, lexicon)
+        native = _native(cleaned, words)
     except text.ReaderMissing as e:  # the family-name tables are not installed
         return _bad(raw, str(e))
     if native is not None:
@@ -342,9 +347,9 @@ def _surnames(words: list[str], prefixes, why: list[str]) -> list[str]:
         if w.lower() not in prefixes:
             out.append(" ".join(pending))
             pending = []
-    if pending:
+    if pending:  # particles with no name after them (a name cut short): kept as they are
         out.append(" ".join(pending))
-    return [*out[:-1], out[-1]] if out else []
+    return out
 
 
 def _kind(given: list[str], family: list[str], initials: tuple, lexicon: Lexicon, why: list[str]) -> str:

@@ -214,7 +214,8 @@ def script_of(name: str) -> str:
     return "Other" if letters else "none"
 
 
-def _require(module: str):
+def require_reader(module: str):
+    """``module`` (a reader or the family-name tables) imported, or :class:`ReaderMissing` naming what to install."""
     import importlib
     try:
         return importlib.import_module(module)
@@ -231,7 +232,7 @@ def family_tables() -> dict[str, dict[str, str]]:
     form), ``japanese`` (kanji → Hepburn), ``korean`` (Hangul → the customary spelling, its first form: 김 →
     Kim, 이 → Lee, 박 → Park), ``vietnamese`` (the names it gives a population count for: its table also
     holds given names)."""
-    nv = _require("name_variants")
+    nv = require_reader("name_variants")
     chinese: dict[str, str] = {}
     for key, entry in nv.CHINESE_SURNAME_VARIANTS.items():
         latin = [f for f in entry["forms"] if f.isascii()]
@@ -267,7 +268,7 @@ def _shorten_long_vowels(romaji: str) -> str:
 
 @functools.cache
 def _kakasi():
-    return _require("pykakasi").kakasi()
+    return require_reader("pykakasi").kakasi()
 
 
 def read_japanese(text: str) -> str:
@@ -281,7 +282,7 @@ def read_chinese(text: str, *, family: bool = True) -> str:
     """Han read by pypinyin as Mandarin without tones, written as Chinese names are: a known family name
     apart, the given name as one word (``张伟`` → ``Zhang Wei``, ``欧阳娜娜`` → ``Ouyang Nana``, ``王`` →
     ``Wang``). ``family``: whether the text starts the name (a given name alone is not searched for one)."""
-    lazy_pinyin = _require("pypinyin").lazy_pinyin
+    lazy_pinyin = require_reader("pypinyin").lazy_pinyin
     split = split_family(text, family_tables()["chinese"]) if family else None
     parts = split if split else (text,)
     return " ".join("".join(lazy_pinyin(p, errors="ignore")).capitalize() for p in parts if p)
@@ -290,7 +291,7 @@ def read_chinese(text: str, *, family: bool = True) -> str:
 def read_korean(text: str, *, family: bool = True) -> str:
     """Hangul: a known family name at the start in its customary spelling (김 → Kim, 이 → Lee), the rest in
     Revised Romanization by korean-romanizer (``김민준`` → ``Kim Minjun``). ``family``: as :func:`read_chinese`."""
-    romanizer = _require("korean_romanizer.romanizer").Romanizer
+    romanizer = require_reader("korean_romanizer.romanizer").Romanizer
     table = family_tables()["korean"] if family else {}
     if text in table:
         return table[text]
