@@ -251,6 +251,16 @@ def parse(raw: str, *, name_type: str = "auto", lexicon: Lexicon | None = None) 
         raise ValueError(f"unknown name type {name_type!r}; expected one of {', '.join(NAME_TYPES)}")
     if not isinstance(raw, str):
         return _bad(str(raw), "not a string")
+    return _parse(raw, name_type, default_lexicon() if lexicon is None else lexicon)
+
+
+#: Distinct (name, kind, lexicon) parses kept: files repeat names, and each distinct one is parsed once.
+CACHE_SIZE = 1 << 16
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _parse(raw: str, name_type: str, lexicon: Lexicon) -> ParsedName:
+    """:func:`parse` of a string, cached (a :class:`ParsedName` is frozen, so a cached one is safe to share)."""
     cleaned = unicodedata.normalize("NFC", " ".join(raw.split()))
     tokens = _tokens(cleaned)
     if len(tokens) > MAX_TOKENS:
@@ -261,7 +271,6 @@ def parse(raw: str, *, name_type: str = "auto", lexicon: Lexicon | None = None) 
         part = (cleaned.strip(" ,"),)
         return ParsedName(raw, given=part if name_type == "first" else (), family=part if name_type == "surname"
                           else (), name_type=name_type, why=(f"read whole as a {name_type} (as asked)",))
-    lexicon = default_lexicon() if lexicon is None else lexicon
     words = [t for t in tokens if t != ","]
     try:
         native = _native(cleaned, words)
