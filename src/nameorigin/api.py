@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from . import checkpoint, data, distributed, trust
+from . import checkpoint, data, distributed, text, trust
 from .errors import InputError
 from .evaluation import (auroc, confusion_matrix, expected_calibration_error, metrics, reliability, risk_coverage,
                          set_coverage)
@@ -165,6 +165,7 @@ def checkpoint_meta(settings: Settings, history: History, parts: data.Split, tra
                      "prune": settings.prune, **training, "n_train": len(train_pairs), "n_valid": len(parts.valid),
                      "n_test": len(parts.test)},
         "data_fingerprint": data.fingerprint(train_pairs),
+        "folding": text.folding_info(text.DEFAULT_FOLD_SCHEME),  # how its names were folded, with versions
         "temperature": layer.temperature,
         "calibration": calibration,
         "metrics": {"valid": history.best or None, "test": test_metrics},

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path
 from .models import Classifier, ModelConfig, UnknownModel, build_model
-from .text import ALPHABET
+from .text import ALPHABET, scheme_of
 
 FORMAT = "nameorigin-checkpoint"
 VERSION = 2  # 2: one SHA-256 over the tensors and the whole metadata document; 1: over the tensors only
@@ -255,6 +255,10 @@ def _document(path: Path, metadata: dict) -> tuple[dict, str]:
         validate(doc)
     except ValueError as e:
         raise CheckpointError(f"{path}: invalid metadata: {e}") from None
+    try:
+        scheme_of(doc)  # how its names were folded (none recorded: the scheme of every older checkpoint)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     return doc, raw
 
 

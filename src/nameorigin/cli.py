@@ -508,6 +508,28 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- parse
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    """How each name splits into its parts; a name that cannot be read is an error line (exit 2 at the end)."""
+    from . import names
+    failed = 0
+    for raw in args.names:
+        p = names.parse(raw, name_type=args.name_type)
+        if p.error:
+            failed += 1
+            print(f"nameorigin: error: {p.error}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps(p.to_dict(), ensure_ascii=False))
+            continue
+        parts = [f"{label}: {' | '.join(values)}" for label, values in
+                 [("title", p.title), ("given", p.given), ("initials", p.initials), ("family", p.family),
+                  ("suffix", p.suffix)] if values]
+        print(f"{raw}\n  {p.name_type}, {p.order}: {'; '.join(parts)}\n  why: {'; '.join(p.why)}")
+    return EXIT_BAD_INPUT if failed else 0
+
+
 # ------------------------------------------------------------------------------------------- split
 
 def cmd_split(args: argparse.Namespace) -> int:
@@ -730,6 +752,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ps = sub.add_parser("presets", help="list the named training configurations")
     ps.set_defaults(func=cmd_presets)
+
+    pa_ = sub.add_parser("parse", help="show how full names split into given and family names")
+    pa_.add_argument("names", nargs="+", metavar="NAME", help="names to parse (quote a full name)")
+    pa_.add_argument("--name-type", choices=["auto", "surname", "first", "full"], default="auto",
+                     help="the kind of name: auto decides from the parse (default)")
+    pa_.add_argument("--json", action="store_true", help="one JSON object a line")
+    pa_.set_defaults(func=cmd_parse)
 
     sp = sub.add_parser("split", help="write a leak-free, stratified split of labelled names as TSV files")
     sp.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")

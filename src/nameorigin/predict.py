@@ -20,7 +20,7 @@ import torch
 from . import checkpoint
 from .data import encode_names
 from .models import batched_log_probs, with_precision
-from .text import ALPHABET, MAX_NAME_CHARS, BadName, fold_checked
+from .text import ALPHABET, MAX_NAME_CHARS, BadName, fold_checked, scheme_of
 from .trust import Trust, TrustResult
 
 DEFAULT_MODEL = "default.safetensors"
@@ -68,13 +68,13 @@ NOT_STRING = "not a string"
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
-def fold_or_error(name: str) -> tuple[str | None, str | None]:
-    """``(folded, None)`` or ``(None, message)``: :func:`~nameorigin.text.fold_checked`, cached, since real
-    files repeat names heavily (the ASCII fast path of ``fold`` stays in front)."""
+def fold_or_error(name: str, scheme: int = 1) -> tuple[str | None, str | None]:
+    """``(folded, None)`` or ``(None, message)``: :func:`~nameorigin.text.fold_checked` with the folding
+    ``scheme``, cached, since real files repeat names heavily (the ASCII fast path of ``fold`` stays in front)."""
     if not name.strip():
         return None, MISSING
     try:
-        return fold_checked(name), None
+        return fold_checked(name, scheme=scheme), None
     except BadName as e:
         return None, str(e)
 
@@ -84,10 +84,11 @@ def fold_or_error(name: str) -> tuple[str | None, str | None]:
 _FOLDED_RE = "^[A-Za-z" + "".join("\\" + c for c in ALPHABET if not c.isalpha()) + "]*$"
 
 
-def fold_array(values: pa.Array) -> tuple[pa.Array, pa.Array]:
+def fold_array(values: pa.Array, scheme: int = 1) -> tuple[pa.Array, pa.Array]:
     """:func:`fold_or_error` over a string array without nulls, as two arrays: the folded names (null where the
     name cannot be read) and the errors (null where it can). Names already in the alphabet (the common case)
-    are checked and stripped by Arrow's vectorised kernels; only the rest go through :func:`fold_or_error`."""
+    are checked and stripped by Arrow's vectorised kernels (they fold alike in every scheme); only the rest go
+    through :func:`fold_or_error` with ``scheme``."""
     trimmed = pc.utf8_trim_whitespace(values)
     length = pc.utf8_length(trimmed)
     fast = pc.and_(pc.and_(pc.match_substring_regex(values, _FOLDED_RE), pc.match_substring_regex(values, "[A-Za-z]")),
@@ -97,7 +98,7 @@ def fold_array(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     errors = pa.nulls(len(values), pa.string())
     slow = pc.invert(fast)
     if pc.any(slow).as_py():
-        results = [fold_or_error(v) for v in values.filter(slow).to_pylist()]
+        results = [fold_or_error(v, scheme) for v in values.filter(slow).to_pylist()]
         folded = pc.replace_with_mask(folded, slow, pa.array([f for f, _ in results], pa.string()))
         errors = pc.replace_with_mask(errors, slow, pa.array([e for _, e in results], pa.string()))
     return folded, errors
@@ -197,6 +198,7 @@ class Predictor:
         self.labels = ckpt.labels
         self.batch_size = batch_size
         self.trust = Trust.from_checkpoint(ckpt.labels, ckpt.meta, ckpt.tensors)
+        self.fold_scheme = scheme_of(ckpt.meta)  # names are folded the way the model's were in training
         self.temperature = self.trust.temperature
         self._labels = pa.array(self.labels, type=pa.string())
         self._cache = _LogProbCache(cache_size, len(self.labels)) if cache_size > 0 else None
@@ -249,7 +251,7 @@ class Predictor:
         encoded = arr.dictionary_encode()  # each distinct raw name once
         row_null = np.asarray(encoded.indices.is_null())  # (N,) missing or non-string cells
         codes = pc.fill_null(encoded.indices, 0).to_numpy().astype(np.int64)  # (N,) -> distinct raw name
-        folded, errors = fold_array(encoded.dictionary)  # (D,) each distinct raw name folded once
+        folded, errors = fold_array(encoded.dictionary, self.fold_scheme)  # (D,) each distinct raw name folded once
         distinct = folded.dictionary_encode()  # raw names that fold alike go to the model once
         to_unique = pc.fill_null(distinct.indices, -1).to_numpy().astype(np.int64)  # (D,) -1: unreadable
         unique = distinct.dictionary.to_pylist()  # (U,)
@@ -345,7 +347,7 @@ class Predictor:
                 continue
             ranked = [{"language": rows[f"language_{j}"][i], "probability": rows[f"probability_{j}"][i]}
                       for j in range(1, k + 1)]
-            results.append(Prediction(name=n, predictions=ranked, folded=fold_or_error(n)[0],
+            results.append(Prediction(name=n, predictions=ranked, folded=fold_or_error(n, self.fold_scheme)[0],
                                       out_of_scope=rows["out_of_scope"][i], abstained=rows["abstained"][i],
                                       reason=rows["reason"][i], set=rows["set"][i] if "set" in rows else None))
         if attention:

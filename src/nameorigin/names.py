@@ -1,0 +1,402 @@
+"""A full name into its parts (given, family), with ``nameparser`` underneath.
+
+``nameparser`` reads titles, suffixes, the comma form (``Verdi, Giuseppe``), nicknames, particles (``van der``,
+``de la``, ``da``, ``dos``, ``al-``, ``bin``, ``ibn``, ``Abu``) and conjunctions (Spanish ``y``). This module adds
+what it lacks: family-name-first order for Chinese, Korean and Vietnamese names, decided from the name (a known
+family name at the start and a given name of that language's syllables after it); names in Han or Hangul split
+by their family name (``김민준`` → 김 + 민준, ``欧阳娜娜`` → 欧阳 + 娜娜); two surnames of one person
+(``María José García López``) where a :class:`Lexicon` knows the given and the family names; initials kept apart
+(they carry no evidence); and a guess of the kind of name (``surname``, ``first`` or ``full``) from the parse.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
+
+from . import text
+
+log = logging.getLogger(__name__)
+
+#: Kinds of name a caller may give; ``auto`` asks :func:`parse` to decide.
+NAME_TYPES = ("auto", "surname", "first", "full")
+#: Most tokens a full name may have (titles and suffixes included); a longer string is an error, not a name.
+MAX_TOKENS = 12
+#: Languages whose names are written family name first, as their family tables are called in ``text``.
+EASTERN = ("chinese", "korean", "vietnamese")
+_INITIAL = re.compile(r"^(?:[^\W\d_]\.-?)+$|^[^\W\d_]$")  # J. J.R.R. J.-P. J
+_NATIVE = ("Han", "Kana", "Hangul")
+#: Arabic name elements that bind the next word into one given name (``Abd al-Rahman``, ``Abu Bakr``).
+_BINDS_NEXT = frozenset({"abd", "abdul", "abu", "umm"})
+
+
+class ParseError(ValueError):
+    """A string that cannot be parsed into a name; the message names it."""
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    """How a name was split. ``given`` and ``family`` are names (a family name keeps its particles: ``van der
+    Berg``; two surnames are two entries: ``García``, ``López``), most significant order as written;
+    ``initials`` the given names written as initials (``J.``); ``order`` ``given-family`` or ``family-given``
+    (as written); ``name_type`` the kind of name (``surname``, ``first``, ``full``); ``why`` the rules that
+    decided; ``error`` set (and the parts empty) when nothing could be read."""
+
+    raw: str
+    given: tuple[str, ...] = ()
+    family: tuple[str, ...] = ()
+    title: tuple[str, ...] = ()
+    suffix: tuple[str, ...] = ()
+    initials: tuple[str, ...] = ()
+    order: str = "given-family"
+    name_type: str = "surname"
+    why: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def given_name(self) -> str:
+        return " ".join(self.given)
+
+    @property
+    def family_name(self) -> str:
+        return " ".join(self.family)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Given names and family names known to be such (lower case, folded), which decide what the token order
+    alone cannot: whether ``García López`` is two surnames or a given name and a surname, whether a lone
+    ``Giuseppe`` is a first name. :meth:`from_faker` builds one from Faker's lists of the 18 languages' locales;
+    :func:`parse` uses it when Faker is installed (the ``[trust]`` extra), else an empty one."""
+
+    given: frozenset[str] = field(default_factory=frozenset)
+    family: frozenset[str] = field(default_factory=frozenset)
+
+    def is_given(self, word: str) -> bool:
+        return _key(word) in self.given
+
+    def is_family(self, word: str) -> bool:
+        return _key(word) in self.family
+
+    #: Faker's locales for the 18 languages of the tutorial (Scottish and Irish names are in en_GB/en_IE).
+    FAKER_LOCALES = ("ar_AA", "ar_SA", "cs_CZ", "de_DE", "el_GR", "en_GB", "en_IE", "en_US", "es_ES", "es_MX",
+                     "fr_FR", "ga_IE", "it_IT", "ja_JP", "ko_KR", "nl_NL", "pl_PL", "pt_BR", "pt_PT", "ru_RU",
+                     "vi_VN", "zh_CN", "zh_TW")
+
+    @classmethod
+    def from_faker(cls, locales: tuple[str, ...] = FAKER_LOCALES) -> "Lexicon":
+        """Given and family names of Faker's person providers for ``locales`` (missing ones skipped)."""
+        import importlib
+        given: set[str] = set()
+        family: set[str] = set()
+        for locale in locales:
+            try:
+                provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+            except ImportError:
+                continue
+            for attr, out in (("first_names", given), ("first_names_male", given), ("first_names_female", given),
+                              ("last_names", family)):
+                out.update(_key(n) for n in getattr(provider, attr, ()) or ())
+        return cls(given=frozenset(given), family=frozenset(family))
+
+
+def _key(word: str) -> str:
+    return text.fold(word).lower()
+
+
+@functools.cache
+def default_lexicon() -> Lexicon:
+    """:meth:`Lexicon.from_faker` when Faker is installed, else an empty lexicon (logged once)."""
+    try:
+        import faker  # noqa: F401
+    except ImportError:
+        log.info("Faker is not installed: names are parsed without a lexicon of given and family names "
+                 "(pip install 'nameorigin[trust]')")
+        return Lexicon()
+    return Lexicon.from_faker()
+
+
+@functools.cache
+def _eastern_latin() -> dict[str, frozenset[str]]:
+    """Each Eastern language's family names as written in Latin letters (lower case, folded): the customary
+    spelling of :func:`text.family_tables`, and for Chinese and Korean every Latin spelling name-variants
+    gives (Wong, Cheung; Rhee, Pak); Vietnamese ones are their own written forms (Nguyễn → nguyen)."""
+    nv = text.require_reader("name_variants")
+    tables = text.family_tables()
+    variants = {"chinese": nv.CHINESE_SURNAME_VARIANTS, "korean": nv.KOREAN_SURNAME_VARIANTS}
+    out = {}
+    for language in EASTERN:
+        spellings = {_key(v) for v in tables[language].values()}
+        if language in variants:
+            spellings |= {_key(f) for e in variants[language].values() for f in e["forms"] if f.isascii()}
+        else:
+            spellings |= {_key(k) for k in tables[language]}
+        out[language] = frozenset(spellings)
+    return out
+
+
+@functools.cache
+def _syllables() -> frozenset[str]:
+    """Syllables of Chinese (pinyin, from pypinyin's dictionary), Korean (Revised Romanization of every Hangul
+    syllable by korean-romanizer, and the customary spellings of name-variants) and Vietnamese given names."""
+    pinyin_dict = text.require_reader("pypinyin.pinyin_dict").pinyin_dict
+    romanizer = text.require_reader("korean_romanizer.romanizer").Romanizer
+    nv = text.require_reader("name_variants")
+    out = {text.fold(r).lower() for v in pinyin_dict.values() for r in v.split(",")}
+    out |= {romanizer(chr(c)).romanize() for c in range(0xAC00, 0xD7A4)}
+    for table in (nv.KOREAN_GIVEN_NAME_VARIANTS, nv.KOREAN_SURNAME_VARIANTS, nv.CHINESE_GIVEN_NAME_VARIANTS,
+                  nv.VIETNAMESE_SURNAME_VARIANTS):
+        for key, entry in table.items():
+            out |= {_key(f) for f in [key, *entry["forms"]] if _key(f).isalpha()}
+    return frozenset(s for s in out if re.search("[aeiouy]", s))
+
+
+def _syllabic(word: str, *, vietnamese: bool = False, most: int = 2) -> bool:
+    """Whether ``word`` (hyphens and apostrophes aside) is one to ``most`` syllables of :func:`_syllables`
+    (``Jong-un``, ``Minjun``, ``Xiaoming``; not ``Basinger``: ba-sing-er is three). Korean and Chinese given names
+    are one or two syllables, Vietnamese ones a word a syllable."""
+    syllables = _syllables()
+    parts = [p for p in re.split(r"[-'’\s]+", _key(word)) if p]
+    if vietnamese:
+        return bool(parts) and all(_VIETNAMESE_SYLLABLE.fullmatch(p) for p in parts)
+    return bool(parts) and sum(_fewest(p, syllables) for p in parts) <= most
+
+
+#: One syllable of Vietnamese as written without its marks (onset, vowels, final): ``Thi``, ``Minh``, ``Khai``.
+_VIETNAMESE_SYLLABLE = re.compile(r"(?:ngh|ch|gh|gi|kh|ng|nh|ph|qu|th|tr|[bcdghklmnprstvx])?[aeiouy]{1,3}"
+                                  r"(?:ch|ng|nh|[cmnpt])?")
+
+
+def _fewest(part: str, syllables: frozenset[str]) -> float:
+    """The fewest syllables ``part`` splits into (infinite when it does not split)."""
+    best = [0.0] + [float("inf")] * len(part)  # best[i]: fewest syllables for part[:i]
+    for i in range(1, len(part) + 1):
+        best[i] = min((best[j] + 1 for j in range(max(0, i - 6), i) if part[j:i] in syllables),
+                      default=float("inf"))
+    return best[-1]
+
+
+def _eastern_family_first(tokens: list[str]) -> str | None:
+    """The Eastern language whose order a Latin-script name follows (family name first), or None: its first
+    token is one of that language's family names, each token after it a given name of one or two syllables
+    (Vietnamese: one) of that language (``Kim Jong-un``, ``Nguyen Van An``, ``Ma Long``, ``Wang Wei``; not
+    ``Kim Basinger``)."""
+    if len(tokens) < 2 or len(tokens) > 4:
+        return None
+    latin = _eastern_latin()
+    languages = [lang for lang in EASTERN if _key(tokens[0]) in latin[lang]
+                 and all(_syllabic(t, vietnamese=lang == "vietnamese") for t in tokens[1:])]
+    return " or ".join(languages) or None
+
+
+def _native(raw: str, tokens: list[str]) -> ParsedName | None:
+    """A name in Han, kana or Hangul: family name first, split by the family tables when written as one word."""
+    script = text.script_of(raw)
+    if script not in _NATIVE:
+        return None
+    tables = text.family_tables()
+    table = tables["korean"] if script == "Hangul" else {**tables["chinese"], **tables["japanese"]}
+    if len(tokens) >= 2:
+        return ParsedName(raw, given=tuple(tokens[1:]), family=(tokens[0],), order="family-given",
+                          name_type="full", why=(f"{script} script: family name first",))
+    word = tokens[0]
+    if word in table:
+        return ParsedName(raw, family=(word,), order="family-given", name_type="surname",
+                          why=(f"{script} script: a known family name alone",))
+    split = text.split_family(word, table, max_len=4 if script == "Hangul" else 6)  # 佐藤さくら: kana given names
+    if split:
+        return ParsedName(raw, given=(split[1],), family=(split[0],), order="family-given", name_type="full",
+                          why=(f"{script} script: split after the known family name {split[0]}",))
+    return ParsedName(raw, family=(word,), order="family-given", name_type="surname",
+                      why=(f"{script} script: no known family name at the start; read as a surname",))
+
+
+#: Particles nameparser's list lacks: Irish and Scottish (``Uí``, ``Nic``, ``Mhic``), Welsh ``ap``, Dutch ``ten``,
+#: German ``zum``/``zur``, Italian ``dalla``, Hassaniya ``ould``. (``ben`` and ``lo`` are left out: they are also a
+#: given name and a Chinese family name.)
+EXTRA_PARTICLES = ("ui", "uí", "nic", "mhic", "ap", "ten", "zum", "zur", "dalla", "ould")
+
+
+@functools.cache
+def _constants():
+    """nameparser's constants for this parser: its own instance, configured with :data:`EXTRA_PARTICLES`, so
+    that the library's module-wide defaults (which other code in the process may use) are left as they are."""
+    from nameparser.config import Constants
+    constants = Constants()
+    constants.prefixes.add(*EXTRA_PARTICLES)
+    return constants
+
+
+def _tokens(raw: str) -> list[str]:
+    return raw.replace(",", " , ").split()
+
+
+def _bad(raw: str, message: str) -> ParsedName:
+    return ParsedName(raw, name_type="full", error=message)
+
+
+def parse(raw: str, *, name_type: str = "auto", lexicon: Lexicon | None = None) -> ParsedName:
+    """Split ``raw`` into its parts. ``name_type``: ``auto`` decides the kind from the parse; ``surname`` and
+    ``first`` read the whole string as one family or given name; ``full`` parses it as a full name.
+    ``lexicon``: the known given and family names (default: :func:`default_lexicon`). Never raises for a bad
+    string: the result has ``error`` set (no readable letter, only punctuation, more than :data:`MAX_TOKENS`
+    tokens); an unknown ``name_type`` is a :class:`ValueError`."""
+    if name_type not in NAME_TYPES:
+        raise ValueError(f"unknown name type {name_type!r}; expected one of {', '.join(NAME_TYPES)}")
+    if not isinstance(raw, str):
+        return _bad(str(raw), "not a string")
+    return _parse(raw, name_type, default_lexicon() if lexicon is None else lexicon)
+
+
+#: Distinct (name, kind, lexicon) parses kept: files repeat names, and each distinct one is parsed once.
+CACHE_SIZE = 1 << 16
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _parse(raw: str, name_type: str, lexicon: Lexicon) -> ParsedName:
+    """:func:`parse` of a string, cached (a :class:`ParsedName` is frozen, so a cached one is safe to share)."""
+    cleaned = unicodedata.normalize("NFC", " ".join(raw.split()))
+    tokens = _tokens(cleaned)
+    if len(tokens) > MAX_TOKENS:
+        return _bad(raw, f"name {raw[:30]!r}... has {len(tokens)} tokens; a full name has at most {MAX_TOKENS}")
+    if not any(unicodedata.category(c)[0] == "L" for c in cleaned):
+        return _bad(raw, f"name {raw!r} has no letters that can be read")
+    if name_type in ("surname", "first"):
+        part = (cleaned.strip(" ,"),)
+        return ParsedName(raw, given=part if name_type == "first" else (), family=part if name_type == "surname"
+                          else (), name_type=name_type, why=(f"read whole as a {name_type} (as asked)",))
+    words = [t for t in tokens if t != ","]
+    try:
+        native = _native(cleaned, words)
+    except text.ReaderMissing as e:  # the family-name tables are not installed
+        return _bad(raw, str(e))
+    if native is not None:
+        return native
+    try:
+        language = _eastern_family_first(words) if "," not in cleaned else None
+    except text.ReaderMissing:  # without the tables, Latin names are read in the order nameparser reads them
+        log.info("the East Asian family-name tables are not installed: family-name-first order is not looked for")
+        language = None
+    if language:
+        return ParsedName(raw, given=tuple(words[1:]), family=(words[0],), order="family-given",
+                          name_type="full", why=(f"family name first: {words[0]} is a known {language} family "
+                                                 "name and the rest are given-name syllables",))
+    parsed = _western(raw, cleaned, lexicon)
+    if name_type == "full" and parsed.name_type != "full" and not parsed.error:
+        parsed = _as_full(parsed)
+    return parsed
+
+
+def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
+    """Given name first (or ``Family, Given``), through nameparser, then the rules it lacks."""
+    from nameparser import HumanName
+    h = HumanName(cleaned, constants=_constants())
+    why: list[str] = ["nameparser: comma form, family name first" if "," in cleaned else "nameparser: given name first"]
+    title = tuple(h.title_list)
+    suffix = tuple(h.suffix_list)
+    given = _bind(" ".join(w for w in [*h.first_list, *h.middle_list] if w).split())
+    family_words = " ".join(h.last_list).split()
+    if not family_words and given and not h.middle_list and "," not in cleaned:
+        family_words, given = given, []  # one name: a surname until the lexicon says otherwise
+    prefixes = _constants().prefixes
+    if given and given[0].lower() in prefixes and not family_words[:1] == []:
+        family_words, given = [*given, *family_words], []  # "van der Berg", "de la Cruz" alone: one surname
+        why.append("a particle starts the name: all of it is the family name")
+    family = _surnames(family_words, prefixes, why)
+    if given and all(_surname_only(g, lexicon) for g in given) and "," not in cleaned:
+        family = [*given, *family]  # García López: two surnames, no given name
+        given = []
+        why.append("every word a known family name, none a given name: surnames only")
+    elif len(family) == 1 and len(given) >= 2 and _surname_only(given[-1], lexicon):
+        family.insert(0, given.pop())  # María José García López: two surnames
+        why.append(f"two surnames: {family[0]} is a known family name, not a given name")
+    initials = tuple(g for g in given if _INITIAL.match(g) and len(g.replace(".", "").replace("-", "")) <= 3)
+    given = [g for g in given if g not in initials]
+    kind = _kind(given, family, initials, lexicon, why)
+    if kind == "first":
+        given, family = [*given, *family], []
+    if not given and not family and not initials:
+        return _bad(raw, f"name {raw!r} has no part that can be read (only titles or suffixes?)")
+    return ParsedName(raw, given=tuple(given), family=tuple(family), title=title, suffix=suffix,
+                      initials=initials, order="family-given" if "," in cleaned else "given-family",
+                      name_type=kind, why=tuple(why))
+
+
+def _surname_only(word: str, lexicon: Lexicon) -> bool:
+    return lexicon.is_family(word) and not lexicon.is_given(word)
+
+
+def _bind(words: list[str]) -> list[str]:
+    """Given-name words with ``Abd``, ``Abu``, ``Umm`` bound to the word after them (``Abd al-Rahman``)."""
+    out: list[str] = []
+    for w in words:
+        if out and out[-1].lower() in _BINDS_NEXT:
+            out[-1] = f"{out[-1]} {w}"
+        else:
+            out.append(w)
+    return out
+
+
+def _surnames(words: list[str], prefixes, why: list[str]) -> list[str]:
+    """The family words as surnames: particles stay with the name they precede (``van der Berg``, ``bin
+    Salman``, ``al-Saud``); a conjunction (``y``, ``e``, ``i``) separates two surnames."""
+    out: list[str] = []
+    pending: list[str] = []
+    for w in words:
+        if w.lower() in ("y", "e", "i", "-"):
+            why.append(f"two surnames joined by {w!r}")
+            continue
+        pending.append(w)
+        if w.lower() not in prefixes:
+            out.append(" ".join(pending))
+            pending = []
+    if pending:  # particles with no name after them (a name cut short): kept as they are
+        out.append(" ".join(pending))
+    return out
+
+
+def _kind(given: list[str], family: list[str], initials: tuple, lexicon: Lexicon, why: list[str]) -> str:
+    """``surname``, ``first`` or ``full`` from the parts (and, for a name of one kind of word, the lexicon)."""
+    if given or initials:
+        words = [*given, *family]
+        if not initials and len(words) <= 2 and all(lexicon.is_given(w) for w in words) and \
+                not any(lexicon.is_family(f) for f in family):
+            why.append("every word a known given name, none a family name: given names only")
+            return "first"
+        return "full"
+    words = [w for f in family for w in f.split()]
+    if all(lexicon.is_given(w) and not lexicon.is_family(w) for w in words):
+        why.append("known as a given name, not a family name")
+        return "first"
+    if len(family) >= 2:
+        if not why[-1].endswith("surnames only") and not why[-1].startswith("two surnames"):
+            why.append("family names only")
+        return "surname"
+    why.append("one family name")
+    return "surname"
+
+
+def _as_full(parsed: ParsedName) -> ParsedName:
+    """A name the caller says is full but that parsed as one kind: its first word the given name."""
+    words = [*parsed.given, *parsed.family]
+    if len(words) < 2:
+        return ParsedName(parsed.raw, given=parsed.given, family=parsed.family, title=parsed.title,
+                          suffix=parsed.suffix, initials=parsed.initials, order=parsed.order, name_type="full",
+                          why=(*parsed.why, "full as asked, but only one part"))
+    return ParsedName(parsed.raw, given=(words[0],), family=tuple(words[1:]), title=parsed.title,
+                      suffix=parsed.suffix, initials=parsed.initials, order=parsed.order, name_type="full",
+                      why=(*parsed.why, "full as asked: the first word is the given name"))
+
+
+def parse_checked(raw: str, **kwargs) -> ParsedName:
+    """:func:`parse`, raising :class:`ParseError` for a string that is no name."""
+    parsed = parse(raw, **kwargs)
+    if parsed.error:
+        raise ParseError(parsed.error)
+    return parsed
