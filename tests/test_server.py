@@ -515,8 +515,9 @@ def test_page_in_headless_chromium(server):
             page.wait_for_selector("#attention:not([hidden])", timeout=15_000)  # its script ran under the CSP
             page.fill("#name", "1234")
             page.click("#go")
-            page.wait_for_function("document.getElementById('error').textContent.includes('no letters')",
-                                   timeout=15_000)  # a name's error entry is shown as the page's error
+            # a name's error entry is shown as the page's error (a locator, not wait_for_function: its string
+            # would be evaluated as script, which the page's CSP rightly forbids)
+            page.locator("#error", has_text="no letters").wait_for(timeout=15_000)
             assert not [m for m in console if "Content Security Policy" in m], console
         finally:
             browser.close()
