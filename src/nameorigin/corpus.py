@@ -488,6 +488,14 @@ class Corpus:
         t = self.rows(split="held-out")
         return [(n, lab) for n, lab in zip(t["name"].to_pylist(), t["label"].to_pylist()) if lab is not None]
 
+    def scored_pairs(self, split: str) -> list[tuple[str, str]]:
+        """In-scope names of ``split`` whose top language holds at least the corpus's label share, with it (the
+        held-out benchmark for ``held-out``; the corpus's own validation for ``valid``)."""
+        least = self.meta.get("config", {}).get("label_share", CorpusConfig.label_share)
+        t = self.rows(split=split)
+        return [(n, lab) for n, lab, s in zip(t["name"].to_pylist(), t["top_language"].to_pylist(),
+                                              t["top_share"].to_pylist()) if lab is not None and s >= least - 1e-6]
+
     def names(self, split: str, *, scope: str = "in") -> list[str]:
         return self.rows(scope=scope, split=split)["name"].to_pylist()
 
