@@ -188,6 +188,18 @@ def test_cli_builds_from_a_table_and_reads_back(tmp_path, capsys):
     assert pairs == corpus.held_out_pairs()
 
 
+def test_out_of_scope_names_by_country_with_whole_countries_held_out(tmp_path):
+    rows = [(f"Virta{letters(i)}", "FI", 5) for i in range(5)] + [(f"Yil{letters(i)}", "TR", 5) for i in range(3)]
+    rows += [("Kowalski", "PL", 9)]
+    out = tmp_path / "c.parquet"
+    assert main(["corpus", "--source", str(write_source(tmp_path, rows)), "--out", str(out)]) == 0
+    real = C.read(out)
+    fit_part = real.out_of_scope(held_out_countries=["tr"])
+    held = real.out_of_scope(held_out_countries=["tr"], part="held-out")
+    assert set(fit_part) == {"FI"} and len(fit_part["FI"]) == 5 and set(held) == {"TR"} and len(held["TR"]) == 3
+    assert "Kowalski" not in sum(fit_part.values(), [])
+
+
 def test_exclude_reads_any_predict_input(tmp_path):
     (tmp_path / "a.txt").write_text("Шевченко\nMCDONALD\n")
     pq.write_table(pa.table({"surname": ["Novák"]}), tmp_path / "b.parquet")

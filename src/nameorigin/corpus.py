@@ -496,6 +496,20 @@ class Corpus:
         return [(n, lab) for n, lab, s in zip(t["name"].to_pylist(), t["top_language"].to_pylist(),
                                               t["top_share"].to_pylist()) if lab is not None and s >= least - 1e-6]
 
+    def out_of_scope(self, *, held_out_countries: Sequence[str] = (), part: str = "fit") -> dict[str, list[str]]:
+        """Real out-of-scope names by their main country: ``part`` ``fit`` gives the countries not in
+        ``held_out_countries`` (for fitting the out-of-scope detector and the abstention thresholds), ``held-out``
+        only those (a benchmark of whole countries the detector never saw)."""
+        if part not in {"fit", "held-out"}:
+            raise ValueError(f"part {part!r}: expected fit or held-out")
+        held = {c.upper() for c in held_out_countries}
+        t = self.rows(scope="out")
+        out: dict[str, list[str]] = defaultdict(list)
+        for name, country in zip(t["name"].to_pylist(), t["country"].to_pylist()):
+            if (country in held) == (part == "held-out"):
+                out[country].append(name)
+        return dict(out)
+
     def names(self, split: str, *, scope: str = "in") -> list[str]:
         return self.rows(scope=scope, split=split)["name"].to_pylist()
 
