@@ -355,3 +355,14 @@ def test_the_worksheet_loop_refuses_a_corpus(tiny_corpus):
     with pytest.raises(ValueError, match="worksheet loop"):
         fit(resolve_settings("worksheet-rnn", train={"iters": 10}), PAIRS, None, LABELS, corpus=part)
     assert TrainConfig().corpus_mode in {"joint", "pretrain"}
+
+
+def test_a_teacher_and_a_mixed_ensemble_train_with_the_corpus(tiny_corpus):
+    part = C.training_part(tiny_corpus, LABELS)
+    settings = resolve_settings(None, model={"name": "gru", "hidden": 8}, train={"epochs": 1, "distill_weight": 0.5})
+    teacher = torch.log_softmax(torch.randn(len(PAIRS), len(LABELS)), 1)
+    _, history, _ = fit(settings, PAIRS, None, LABELS, soft_targets=teacher, corpus=part)
+    assert history.names_seen == len(PAIRS) + len(part)
+    mixed = resolve_settings("mixed", train={"epochs": 1})
+    model, history, _ = fit(mixed, PAIRS, data.encode_pairs(PAIRS[:4], LABELS), LABELS, corpus=part)
+    assert len(model.members) == 2 and history.names_seen == 2 * (len(PAIRS) + len(part))
