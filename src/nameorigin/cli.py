@@ -122,7 +122,7 @@ RANGES: dict[str, Range] = {
     "--coverage": Range(float, 0, 1, low_open=True, high_open=True),
     "--min-confidence": Range(float, 0, 1), "--max-out-of-scope": Range(float, 0, 1),
     "--workers": COUNT, "--batch-names": COUNT, "--batch-wait-ms": Range(float, 0, 1000), "--queue-limit": COUNT,
-    "--max-body": COUNT, "--nproc": COUNT,
+    "--max-body": COUNT, "--nproc": COUNT, "--per-language": COUNT,
 }
 
 
@@ -565,8 +565,6 @@ def cmd_split(args: argparse.Namespace) -> int:
 def cmd_corpus(args: argparse.Namespace) -> int:
     from . import corpus
     config = corpus.CorpusConfig(kind=args.kind, per_language=args.per_language)
-    if config.per_language is not None and config.per_language < 1:
-        raise UsageError(f"--per-language {config.per_language}: expected at least 1 name a language")
     mapping = corpus.load_map(args.map)
     exclude = corpus.read_exclude(args.exclude or [])
     if args.source:
@@ -789,7 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "(default: the names-dataset package, extra [corpus])")
     co.add_argument("--map", metavar="FILE", help="country -> language rows (COUNTRY<TAB>TARGET[<TAB>WEIGHT]) over "
                                                   "the shipped table")
-    co.add_argument("--per-language", type=int, metavar="N", help="at most N names a language (and an "
+    co.add_argument("--per-language", type=ranged("--per-language"), metavar="N", help="at most N names a language (and an "
                                                                   "out-of-scope country), the most frequent")
     co.add_argument("--exclude", nargs="+", metavar="FILE", help="names never to include (any file predict "
                                                                  "--input reads; compared folded, without case)")
