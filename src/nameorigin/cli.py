@@ -120,7 +120,7 @@ RANGES: dict[str, Range] = {
     "--coverage": Range(float, 0, 1, low_open=True, high_open=True),
     "--min-confidence": Range(float, 0, 1), "--max-out-of-scope": Range(float, 0, 1),
     "--workers": COUNT, "--batch-names": COUNT, "--batch-wait-ms": Range(float, 0, 1000), "--queue-limit": COUNT,
-    "--max-body": COUNT, "--nproc": COUNT, "--limit-concurrency": COUNT,
+    "--max-body": COUNT, "--nproc": COUNT, "--limit-concurrency": COUNT, "--per-language": COUNT,
     "--request-timeout": Range(float, 0, 3600, low_open=True),
 }
 
@@ -546,6 +546,36 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- corpus
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from . import corpus
+    config = corpus.CorpusConfig(kind=args.kind, per_language=args.per_language)
+    mapping = corpus.load_map(args.map)
+    exclude = corpus.read_exclude(args.exclude or [])
+    if args.source:
+        records, source = corpus.from_table(args.source), args.source
+    else:
+        records, source = corpus.from_names_dataset(args.kind), "names-dataset"
+    table, stats = corpus.build(records, mapping=mapping, config=config, exclude=exclude)
+    if not table.num_rows:
+        raise UsageError(f"{source}: no name could be labelled (check the map and the table's countries)")
+    corpus.write(table, args.out, meta=corpus.meta_of(source=source, mapping=mapping, map_path=args.map,
+                                                      config=config, stats=stats))
+    print(f"{args.out}: {table.num_rows} names from {source} ({stats.source_names} read): {stats.in_scope} in "
+          f"scope, {stats.out_of_scope} out of scope")
+    print("  per language: " + ", ".join(f"{lang} {stats.by_language.get(lang, 0)}" for lang in corpus.LANGUAGES))
+    print(f"  left out: {stats.han} Han-character names (no reader yet), {stats.hangul_not_surname} Hangul words "
+          f"that are not surnames, {stats.unreadable} unreadable, {stats.excluded} excluded, "
+          f"{stats.only_mixed + stats.mostly_mixed} mostly in mixed countries, {stats.capped} over the cap")
+    print(f"  held out (never trained on): {stats.held_out} names, {stats.held_out_labelled} scored (top language "
+          f">= {config.label_share}), {stats.held_out_unlabelled} not scored")
+    if args.benchmark:
+        n = corpus.write_benchmark(corpus.read(args.out), args.benchmark)
+        print(f"{args.benchmark}: {n} held-out names with their top language (for `nameorigin evaluate --data`)")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- parser
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -766,6 +796,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=ranged("--seed"), default=0, help="seed of the split")
     sp.add_argument("--out", required=True, help="folder for train.tsv, valid.tsv, test.tsv (created if missing)")
     sp.set_defaults(func=cmd_split)
+
+    co = sub.add_parser("corpus", help="build a weakly labelled corpus of real surnames (names-dataset or a table)")
+    co.add_argument("--out", required=True, help="the corpus file to write (Parquet)")
+    co.add_argument("--kind", default="surname", choices=["surname"], help="which names")
+    co.add_argument("--source", metavar="TABLE", help="a CSV/TSV/Parquet table of name, country and count or share "
+                                                      "(default: the names-dataset package, extra [corpus])")
+    co.add_argument("--map", metavar="FILE", help="country -> language rows (COUNTRY<TAB>TARGET[<TAB>WEIGHT]) over "
+                                                  "the shipped table")
+    co.add_argument("--per-language", type=ranged("--per-language"), metavar="N", help="at most N names a language (and an "
+                                                                  "out-of-scope country), the most frequent")
+    co.add_argument("--exclude", nargs="+", metavar="FILE", help="names never to include (any file predict "
+                                                                 "--input reads; compared folded, without case)")
+    co.add_argument("--benchmark", metavar="FILE.tsv", help="also write the held-out real names with their "
+                                                            "language, for evaluate")
+    co.set_defaults(func=cmd_corpus)
     return p
 
 

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -340,6 +340,35 @@ def fingerprint(pairs: Sequence[Pair]) -> str:
     for name, lang in sorted(set(pairs)):
         h.update(f"{name}\t{lang}\n".encode())
     return h.hexdigest()
+
+
+@dataclass
+class Guarded:
+    """What :func:`leak_guard` kept: the labelled training pairs, the indices of the corpus names kept, and how
+    many of each it removed."""
+
+    train: list[Pair]
+    corpus_kept: list[int]
+    removed_from_train: int
+    removed_from_corpus: int
+
+
+def leak_guard(train: Sequence[Pair], corpus_names: Sequence[str], *, labelled_held: Iterable[str] = (),
+               corpus_held: Iterable[str] = (), exclude: Iterable[str] = ()) -> Guarded:
+    """Keep every evaluated name on one side of training, across both sources, comparing folded names without
+    case: the labelled data's validation and test names (``labelled_held``) and every excluded name leave the
+    corpus; the corpus's validation and held-out names (``corpus_held``) and every excluded name leave the
+    labelled training pairs (``Smith`` stands in both)."""
+    excluded = {n.lower() for n in exclude}
+    off_corpus = excluded | {n.lower() for n in labelled_held}
+    off_train = excluded | {n.lower() for n in corpus_held}
+    kept_train = [p for p in train if p[0].lower() not in off_train]
+    kept_corpus = [i for i, n in enumerate(corpus_names) if n.lower() not in off_corpus]
+    guarded = Guarded(kept_train, kept_corpus, len(train) - len(kept_train), len(corpus_names) - len(kept_corpus))
+    if guarded.removed_from_train or guarded.removed_from_corpus:
+        log.info("leak guard: %d labelled training name(s) and %d corpus name(s) removed",
+                 guarded.removed_from_train, guarded.removed_from_corpus)
+    return guarded
 
 
 # ---------------------------------------------------------------------------------------- tensors

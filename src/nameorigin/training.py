@@ -47,6 +47,9 @@ class TrainConfig:
     distill_weight: float = 0.5  # with a teacher: loss = (1 - w) label loss + w T² KL(teacher_T || student_T)
     distill_temperature: float = 2.0  # T: both distributions softened as softmax(log p / T)
     teacher_folds: int = 0  # 0: a teacher file's own probabilities; K >= 2: its recipe trained on K folds, out of fold
+    corpus_mode: str = "joint"  # with a corpus: joint (both sources in every epoch) | pretrain (corpus, then labels)
+    corpus_weight: float = 0.5  # joint: loss weight of a corpus name against a labelled name's 1
+    pretrain_epochs: int = 3  # pretrain: epochs on the corpus alone before the labelled epochs
 
 
 @dataclass
@@ -59,6 +62,22 @@ class WorksheetConfig:
     print_every: int = 5000
     plot_every: int = 1000
     seed: int = 0
+
+
+@dataclass
+class CorpusPart:
+    """A second training source: folded names and their soft labels (N, C) over the trainer's labels, each row
+    a probability distribution (a corpus's language shares; see :mod:`.corpus`)."""
+
+    names: list[str]
+    targets: torch.Tensor
+
+    def __post_init__(self):
+        if self.targets.shape != (len(self.names), self.targets.size(1) if self.targets.dim() == 2 else -1):
+            raise ValueError(f"corpus targets {tuple(self.targets.shape)}: expected ({len(self.names)}, C)")
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 @dataclass
@@ -111,17 +130,49 @@ def distillation_loss(log_probs: torch.Tensor, teacher: torch.Tensor, temperatur
                     reduction="batchmean") * temperature ** 2
 
 
+def soft_loss(log_probs: torch.Tensor, target: torch.Tensor, row_weight: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against probability targets (B, C), ``-Σ_c t_c log q_c`` per row, as the weighted mean
+    over rows of ``row_weight`` (B,): with one-hot targets and unit weights it is ``nll_loss``."""
+    per_row = -(target * log_probs.clamp(min=-1e4)).sum(1)  # -inf where the target is 0 must not make NaN
+    return (per_row * row_weight).sum() / row_weight.sum().clamp(min=1e-12)
+
+
+def joint_set(train: Encoded, corpus: CorpusPart, weight: float, *, noise_room: int = 0,
+              soft_targets: torch.Tensor | None = None
+              ) -> tuple[Encoded, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The labelled names and the corpus names as one training set: the encoded names (a corpus name's label
+    is its top language, for balanced sampling and loss weights), the targets (N, C) (one-hot for labelled
+    names, soft labels for corpus names), the row weights (N,) (1 and ``weight``), and the teacher's
+    log-probabilities extended over the corpus names by the corpus's own soft labels (None without a teacher)."""
+    from .data import encode_names
+    n_classes = corpus.targets.size(1)
+    tokens, lengths = encode_names(corpus.names, extra=noise_room)
+    width = max(train.tokens.size(1), tokens.size(1))
+    pad = lambda t: F.pad(t, (0, width - t.size(1)))  # noqa: E731
+    joined = Encoded(torch.cat([pad(train.tokens), pad(tokens)]), torch.cat([train.lengths, lengths]),
+                     torch.cat([train.labels, corpus.targets.argmax(1)]))
+    targets = torch.cat([F.one_hot(train.labels, n_classes).float(), corpus.targets.float()])
+    weights = torch.cat([torch.ones(len(train)), torch.full((len(corpus),), float(weight))])
+    teacher = None
+    if soft_targets is not None:
+        teacher = torch.cat([soft_targets.float(), corpus.targets.float().clamp(min=1e-8).log()])
+    return joined, targets, weights, teacher
+
+
 def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labels: Sequence[str],
                   config: TrainConfig, *, progress: bool = True,
                   on_epoch: Callable[[dict], None] | None = None,
-                  soft_targets: torch.Tensor | None = None) -> History:
+                  soft_targets: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+                  row_weights: torch.Tensor | None = None) -> History:
     """Mini-batches bucketed by length, validation every epoch, the best epoch kept, early stopping.
 
     Without validation names (``valid`` None or empty) every epoch runs and the last one is kept.
 
     ``train`` must have been encoded with ``noise_room >= config.noise + 1`` when ``config.noise`` > 0.
     ``soft_targets`` (N, C), a teacher's log-probabilities on the training names, adds the distillation
-    loss (``config.distill_weight``, ``config.distill_temperature``).
+    loss (``config.distill_weight``, ``config.distill_temperature``). ``targets`` (N, C), probability rows (a
+    corpus's soft labels beside one-hot labels, see :func:`joint_set`), replace the labels as the loss's
+    targets, each row weighted by ``row_weights`` (N,) (default 1) times its language's loss weight.
     Returns the history; ``model`` ends with the best epoch's weights.
 
     Under torch.distributed (see :mod:`.distributed`) the model trains under DistributedDataParallel: every
@@ -136,6 +187,10 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         raise ValueError(f"class_weight {config.class_weight!r}: expected a power from 0 to 1")
     if config.schedule not in {"constant", "cosine", "plateau"}:
         raise ValueError(f"schedule {config.schedule!r}: expected constant, cosine or plateau")
+    if targets is not None and targets.shape != (len(train), len(labels)):
+        raise ValueError(f"targets {tuple(targets.shape)}: expected ({len(train)}, {len(labels)})")
+    if targets is not None and row_weights is None:
+        row_weights = torch.ones(len(train))
     ranks = distributed.current()
     torch.manual_seed(config.seed + ranks.rank)  # dropout: each rank its own masks
     gen = torch.Generator().manual_seed(config.seed)  # batches and noise: the same on every rank
@@ -170,13 +225,19 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         order = (torch.multinomial(sample_weights, len(train), replacement=True, generator=gen)
                  if sample_weights is not None else None)
         batches = [(tokens[b, : int(lengths[b].max())].to(device), lengths[b].to(device), train.labels[b].to(device),
-                    soft_targets[b].to(device) if soft_targets is not None else None)
+                    soft_targets[b].to(device) if soft_targets is not None else None,
+                    (targets[b].to(device), row_weights[b].to(device)) if targets is not None else None)
                    for b in distributed.shard(length_batches(lengths, config.batch_size, generator=gen, order=order),
                                               ranks)]
         epoch_loss, epoch_names = torch.zeros((), device=device), 0
-        for x, L, y, soft in batches:
+        for x, L, y, soft, target in batches:
             log_probs, _ = net(x, L)
-            if config.label_smoothing:
+            if target is not None:
+                t, w = target
+                if config.label_smoothing:
+                    t = t * (1 - config.label_smoothing) + config.label_smoothing / t.size(1)
+                loss = soft_loss(log_probs, t, w * loss_weight[y] if loss_weight is not None else w)
+            elif config.label_smoothing:
                 loss = F.cross_entropy(log_probs, y, weight=loss_weight, label_smoothing=config.label_smoothing)
             else:
                 loss = F.nll_loss(log_probs, y, weight=loss_weight)
@@ -415,13 +476,20 @@ def recipe(doc: dict) -> Settings:
 def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, labels: Sequence[str], *,
         device: torch.device | str = "cpu", printer: Callable[[str], None] | None = None,
         progress: bool = False, on_epoch: Callable[[dict], None] | None = None,
-        soft_targets: torch.Tensor | None = None) -> tuple[Classifier, History, list[Pair]]:
+        soft_targets: torch.Tensor | None = None,
+        corpus: CorpusPart | None = None) -> tuple[Classifier, History, list[Pair]]:
     """Build ``settings.model`` and train it as ``settings`` says: seed, then prune (worksheet presets) and the
     worksheet loop, or the batched trainer (``progress``: a bar; ``on_epoch``: called with each epoch's row);
     a mixed ensemble trains each member and fits their weights on ``valid``; ``ngram-lr`` is fitted by
     logistic regression. A teacher (``soft_targets``, a teacher's log-probabilities on ``train_pairs``, or
     ``settings.teacher``, a recipe trained out of fold here) adds distillation. Returns the model (on the CPU,
-    in eval mode), its history, and the training pairs it saw."""
+    in eval mode), its history, and the training pairs it saw.
+
+    ``corpus`` (names with soft labels over ``labels``, already leak-guarded: see :func:`.data.leak_guard`) is a
+    second source: ``config.corpus_mode`` ``joint`` trains on both in every epoch, a corpus name weighing
+    ``config.corpus_weight``; ``pretrain`` trains ``config.pretrain_epochs`` epochs on the corpus alone, then on
+    the labelled names. A teacher's targets cover the labelled names; on corpus names the corpus's soft labels
+    stand in for it. ``ngram-lr`` takes the corpus as weighted rows (one per language of a name's soft label)."""
     from .data import encode_pairs, prune
     from .models import build_model
     config = settings.train
@@ -429,8 +497,15 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
     used = prune(train_pairs, settings.prune, rng) if settings.prune else list(train_pairs)
     if not used:
         raise ValueError("no training names")
+    if corpus is not None and not len(corpus):
+        corpus = None
+    if corpus is not None and settings.worksheet:
+        raise ValueError("the worksheet loop trains on labelled names only: it takes no corpus")
+    if corpus is not None and config.corpus_mode not in {"joint", "pretrain"}:
+        raise ValueError(f"corpus mode {config.corpus_mode!r}: expected joint or pretrain")
     if settings.members:
-        return _fit_mixed(settings, used, valid, labels, device=device, printer=printer, progress=progress)
+        return _fit_mixed(settings, used, valid, labels, device=device, printer=printer, progress=progress,
+                          corpus=corpus)
     if settings.teacher is not None and soft_targets is None and not settings.worksheet and config.distill_weight:
         soft_targets = out_of_fold_log_probs(settings.teacher, used, labels, valid=valid, folds=config.teacher_folds,
                                              seed=config.seed, device=device, printer=printer, progress=progress)
@@ -443,7 +518,8 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
         if config.noise:  # the worksheet's noise, once on each training name, seeded
             train = Encoded(*add_noise_batch(train.tokens, train.lengths, config.noise,
                                              torch.Generator().manual_seed(config.seed)), train.labels)
-        model = fit_ngram_lr(train, len(labels))
+        rows, row_weights = _weighted_rows(train, corpus, config.corpus_weight)
+        model = fit_ngram_lr(rows, len(labels), sample_weight=row_weights)
         history = History(kind="ngram-lr", train_seconds=time.perf_counter() - started, names_seen=len(used))
         if valid is not None and len(valid):
             history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
@@ -454,22 +530,61 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
             raise ValueError("an ensemble (members > 1) trains with the batched trainer, not the worksheet loop")
         history = train_worksheet(model.cpu(), category_lines(used), labels, config, rng=rng, printer=printer)
     else:
-        train = encode_pairs(used, labels, noise_room=config.noise + 1 if config.noise else 0)
+        room = config.noise + 1 if config.noise else 0
+        train = encode_pairs(used, labels, noise_room=room)
+        targets = row_weights = None
+        pretrained = None
+        if corpus is not None and config.corpus_mode == "joint":
+            train, targets, row_weights, soft_targets = joint_set(train, corpus, config.corpus_weight,
+                                                                  noise_room=room, soft_targets=soft_targets)
+        elif corpus is not None:  # pretrain: the corpus alone first, its last epoch kept
+            alone, targets_alone, _, _ = joint_set(encode_pairs([], labels, noise_room=room), corpus, 1.0,
+                                                   noise_room=room)
+            pretrained = train_batched(model, alone, None, labels,
+                                       replace(config, epochs=config.pretrain_epochs, schedule="constant"),
+                                       progress=progress, targets=targets_alone)
         if isinstance(model, Ensemble):
             history = _train_members(model, train, valid, labels, config, progress=progress, printer=printer,
-                                     on_epoch=on_epoch, soft_targets=soft_targets)
+                                     on_epoch=on_epoch, soft_targets=soft_targets, targets=targets,
+                                     row_weights=row_weights)
         else:
             history = train_batched(model, train, valid, labels, config, progress=progress, on_epoch=on_epoch,
-                                    soft_targets=soft_targets)
+                                    soft_targets=soft_targets, targets=targets, row_weights=row_weights)
+        if pretrained is not None:
+            history = _after_pretraining(pretrained, history)
     return model.cpu().eval(), history, used
 
 
-def fit_ngram_lr(train: Encoded, n_classes: int, *, c: float = 10.0, max_iter: int = 2000,
-                 class_weight: str | dict | None = None) -> NgramLR:
+def _weighted_rows(train: Encoded, corpus: CorpusPart | None, weight: float
+                   ) -> tuple[Encoded, torch.Tensor | None]:
+    """The n-gram member's rows: the labelled names (weight 1) and, with a corpus, one row per (corpus name,
+    language of its soft label) weighing ``weight`` times that language's share."""
+    if corpus is None:
+        return train, None
+    from .data import encode_names
+    rows, cols = corpus.targets.nonzero(as_tuple=True)
+    tokens, lengths = encode_names([corpus.names[i] for i in rows.tolist()])
+    width = max(train.tokens.size(1), tokens.size(1))
+    joined = Encoded(torch.cat([F.pad(train.tokens, (0, width - train.tokens.size(1))),
+                                F.pad(tokens, (0, width - tokens.size(1)))]),
+                     torch.cat([train.lengths, lengths]), torch.cat([train.labels, cols]))
+    return joined, torch.cat([torch.ones(len(train)), weight * corpus.targets[rows, cols].float()])
+
+
+def _after_pretraining(pretrained: History, history: History) -> History:
+    """One history: the corpus epochs (tagged ``phase: pretrain``), then the labelled ones."""
+    out = History(kind=history.kind, best_epoch=history.best_epoch, best=history.best)
+    _append_member(out, pretrained, 0, key="phase", tag="pretrain")
+    _append_member(out, history, 1, key="phase", tag="fine-tune")
+    return out
+
+
+def fit_ngram_lr(train: Encoded, n_classes: int, *, sample_weight: torch.Tensor | None = None, c: float = 10.0,
+                 max_iter: int = 2000, class_weight: str | dict | None = None) -> NgramLR:
     """The n-gram member, and the DESIGN's baseline: its vocabulary (every 1-5-gram of the training names) and
     idf from ``train``, then scikit-learn's logistic regression (L2, ``C=c``, ``class_weight`` as scikit-learn
-    takes it) on the TF-IDF rows the model itself computes; the fitted coefficients become the model's
-    weights."""
+    takes it, rows weighted by ``sample_weight``) on the TF-IDF rows the model itself computes; the fitted
+    coefficients become the model's weights."""
     try:
         from scipy.sparse import csr_matrix
         from sklearn.linear_model import LogisticRegression
@@ -486,7 +601,8 @@ def fit_ngram_lr(train: Encoded, n_classes: int, *, c: float = 10.0, max_iter: i
     with torch.no_grad():
         r, col, values = model.features(train.tokens, train.lengths)
     x = csr_matrix((values.numpy(), (r.numpy(), col.numpy())), shape=(len(train), len(vocab)))
-    clf = LogisticRegression(C=c, max_iter=max_iter, class_weight=class_weight).fit(x, train.labels.numpy())
+    clf = LogisticRegression(C=c, max_iter=max_iter, class_weight=class_weight).fit(
+        x, train.labels.numpy(), sample_weight=None if sample_weight is None else sample_weight.numpy())
     classes = torch.as_tensor(clf.classes_)
     with torch.no_grad():
         model.bias.fill_(-30.0)  # languages absent from training: never predicted
@@ -534,12 +650,13 @@ def mixed_ensemble(models: Sequence[Classifier], valid: Encoded | None, n_classe
 
 
 def _fit_mixed(settings: Settings, used: list[Pair], valid: Encoded | None, labels: Sequence[str], *,
-               device, printer, progress) -> tuple[Classifier, History, list[Pair]]:
+               device, printer, progress, corpus: CorpusPart | None = None) -> tuple[Classifier, History, list[Pair]]:
     """Each member as its own settings say, then their mixture weights on ``valid``; one history."""
     history = History(kind="batched")
     models = []
     for i, member in enumerate(settings.members):
-        model, one, _ = fit(member, used, valid, labels, device=device, printer=printer, progress=progress)
+        model, one, _ = fit(member, used, valid, labels, device=device, printer=printer, progress=progress,
+                            corpus=corpus)
         models.append(model)
         _append_member(history, one, i)
         if printer:
@@ -586,12 +703,13 @@ def out_of_fold_log_probs(teacher: Settings, pairs: Sequence[Pair], labels: Sequ
     return out
 
 
-def _append_member(history: History, one: History, i: int) -> None:
-    """Add member ``i``'s history to an ensemble's: loss windows after the previous member's, epochs tagged."""
+def _append_member(history: History, one: History, i: int, *, key: str = "member", tag=None) -> None:
+    """Add member ``i``'s history to an ensemble's: loss windows after the previous member's, epochs tagged
+    ``{key: tag}`` (``tag`` default ``i``)."""
     offset = history.loss_steps[-1] if history.loss_steps else 0
     history.loss_steps += [offset + s for s in one.loss_steps]
     history.losses += one.losses
-    history.epochs += [{"member": i, **row, "seconds": history.train_seconds + row["seconds"]} for row in one.epochs]
+    history.epochs += [{key: i if tag is None else tag, **row, "seconds": history.train_seconds + row["seconds"]} for row in one.epochs]
     history.train_seconds += one.train_seconds
     history.names_seen += one.names_seen
 
@@ -599,7 +717,8 @@ def _append_member(history: History, one: History, i: int) -> None:
 def _train_members(model: Ensemble, train: Encoded, valid: Encoded | None, labels: Sequence[str],
                    config: TrainConfig, *, progress: bool, printer: Callable[[str], None] | None,
                    on_epoch: Callable[[dict], None] | None = None,
-                   soft_targets: torch.Tensor | None = None) -> History:
+                   soft_targets: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+                   row_weights: torch.Tensor | None = None) -> History:
     """Train each member alone (member i from seed ``config.seed + i``, its own best epoch and early stop);
     one history: the members' loss windows one after another, their epochs tagged with ``member``, and
     ``best`` the whole ensemble's validation figures."""
@@ -607,7 +726,7 @@ def _train_members(model: Ensemble, train: Encoded, valid: Encoded | None, label
     for i, member in enumerate(model.members):
         tagged = (lambda row, i=i: on_epoch({"member": i, **row})) if on_epoch else None
         one = train_batched(member, train, valid, labels, replace(config, seed=config.seed + i), progress=progress,
-                            on_epoch=tagged, soft_targets=soft_targets)
+                            on_epoch=tagged, soft_targets=soft_targets, targets=targets, row_weights=row_weights)
         _append_member(history, one, i)
         if printer:
             figures = (f": validation accuracy {one.best['accuracy']:.4f}, macro-F1 {one.best['macro_f1']:.4f}"
