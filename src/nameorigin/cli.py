@@ -7,7 +7,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +37,14 @@ EXIT_BAD_INPUT = 2
 
 class UsageError(ValueError):
     pass
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that partial files are removed on the way out."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -334,7 +344,7 @@ def _argument_error(name: str) -> str | None:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        return f"name argument {escaped(name)!r} is not valid UTF-8 text"
+        return f"name argument '{escaped(name)}' is not valid UTF-8 text"
     return None
 
 
@@ -362,6 +372,7 @@ def _stdin_spool():
     import tempfile
     spool = tempfile.TemporaryFile()
     shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+    spool.seek(0)
     return spool
 
 
@@ -405,7 +416,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not args.names and not args.input:
         raise UsageError("give names to predict, or --input FILE (- for standard input)")
     if args.names and args.input:
-        raise UsageError(f"names as arguments ({escaped(args.names[0])!r}...) and --input {args.input} together: "
+        raise UsageError(f"names as arguments ('{escaped(args.names[0])}'...) and --input {args.input} together: "
                          "give one or the other (add the names to the file, or run twice)")
     if args.input and (args.workers or args.scheduler):
         from . import cluster
@@ -843,6 +854,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="nameorigin: %(message)s")
     if getattr(args, "threads", None) and args.func is not cmd_serve:  # serve sets its model thread's
         set_threads(args.threads)
+    # SIGTERM as SIGINT: the write in progress is undone (serve leaves signals to uvicorn)
+    terminate = args.func is not cmd_serve and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if terminate else None
     try:
         return args.func(args)
     except (data.DataError, CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError, TrustError,
@@ -854,3 +868,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nameorigin: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("nameorigin: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if terminate:
+            signal.signal(signal.SIGTERM, previous)

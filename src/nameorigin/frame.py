@@ -226,9 +226,9 @@ def _read_text(path: str, fh, block: int = TEXT_BLOCK_BYTES) -> Iterator[pa.Reco
             if not data:
                 cut = len(buf)
             else:
-                cut = max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
-                if cut == len(buf) and buf.endswith(b"\r"):
-                    cut -= 1  # a \r\n may be cut in two: the next block tells
+                # up to the last line end; a final \r may be half of a \r\n cut in two: the next block tells
+                seen = buf[:-1] if buf.endswith(b"\r") else buf
+                cut = max(seen.rfind(b"\n"), seen.rfind(b"\r")) + 1
             rest = buf[cut:]
             if len(rest) > MAX_LINE_BYTES:
                 raise DataError(f"{path}: line {line} runs over {MAX_LINE_BYTES >> 20} MiB without a line end; "
@@ -327,7 +327,7 @@ def _read_csv(path: str, fh, delimiter: str, column: str | None, chunk: int) -> 
         reader = pacsv.open_csv(
             io.BufferedReader(_Replay(head, fh), TEXT_BLOCK_BYTES),
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0,
-                                           block_size=TEXT_BLOCK_BYTES),
+                                           block_size=TEXT_BLOCK_BYTES, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
                                                  strings_can_be_null=False))
@@ -403,7 +403,9 @@ def open_source(path: str, *, fmt: str | None = None, column: str | None = None,
         head = raw.removeprefix(BOM)
         try:
             reader = pajson.open_json(io.BufferedReader(_Replay(head, fh), TEXT_BLOCK_BYTES),
-                                      read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES))
+                                      # threads over a Python stream abort the process when a parse fails
+                                      read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES,
+                                                                      use_threads=False))
         except (pa.ArrowInvalid, OSError) as e:
             raise unreadable(where, e) from None
         col = resolve_column(where, reader.schema.names, column)
@@ -575,7 +577,7 @@ def predict_file(predictor: Predictor, job: FileJob, *, progress: Callable[[int]
             if progress:
                 progress(table.num_rows)
         if summary.names == 0:
-            raise DataError(f"{job.input}: has no names (is it empty?)")
+            raise DataError(f"{source.path}: has no names (is it empty?)")
         writer.close()
     summary.seconds = time.perf_counter() - start
     return summary
