@@ -247,7 +247,7 @@ def read_prior_file(path: str | Path, labels: Sequence[str]) -> dict[str, float]
     """``{language: weight}`` from a JSON object or a two-column CSV/TSV (a header row is allowed)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is dropped
     except (OSError, UnicodeDecodeError) as e:
         raise TrustError(f"--prior {path}: cannot be read ({e})") from None
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
