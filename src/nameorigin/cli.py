@@ -366,6 +366,13 @@ def _predict_names(predictor: Predictor, names: list[str], top: int, options: di
     return rows, used
 
 
+def _em_note(n_languages: int, distinct: int | None = None) -> str:
+    """How far ``--prior auto`` rests on the names: EM shrunk towards the model's own mix."""
+    extra = trust.pseudo_names(n_languages)
+    weight = f"; the names weigh {distinct / (distinct + extra):.0%}" if distinct else ""
+    return f"EM, shrunk towards the training mix as if it were {extra:g} more names{weight}"
+
+
 def _stdin_spool():
     """Standard input copied to an anonymous temporary file, for ``--prior auto``'s two passes over it."""
     import shutil
@@ -388,7 +395,8 @@ def _predict_input(args: argparse.Namespace, predictor: Predictor, prior, option
         if isinstance(prior, str):  # auto: the mix of the whole file, estimated in a first pass
             job.stream = spool
             options["prior"] = frame.file_prior(predictor, job)
-            _print_prior(options["prior"], f"estimated on {args.input if spool is None else 'standard input'} (EM)")
+            _print_prior(options["prior"], f"estimated on {args.input if spool is None else 'standard input'} "
+                                           f"({_em_note(len(predictor.labels))})")
             if spool is not None:
                 spool.seek(0)
         bar = None if args.quiet else _progress_bar()
@@ -443,7 +451,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _predict_input(args, predictor, prior, options)
     results, used = _predict_names(predictor, args.names, args.top, options)
     if isinstance(prior, str):
-        _print_prior(used, "estimated on these names (EM)")
+        distinct = len({n for n, p in zip(args.names, results) if not p.error})
+        _print_prior(used, f"estimated on these {distinct} distinct name(s) ({_em_note(len(predictor.labels), distinct)})")
     bad = [p for p in results if p.error]
     if args.json:
         print(json.dumps([p.to_dict() for p in results], indent=None))
