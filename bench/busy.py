@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import distinct_sample, real_names  # noqa: E402
+from scale_common import distinct_sample, real_names
 
-from nameorigin import data  # noqa: E402
+from nameorigin import data
 
 HERE = Path(__file__).resolve().parents[1] / "src"
 
@@ -141,7 +141,8 @@ def main() -> None:
         _, work, unit = commands[name]
         for label in sources:
             q, b = results[(name, label, "quiet")], results[(name, label, "busy")]
-            rate = lambda r: work / r.wall
+            def rate(r: Run, work=work) -> float:
+                return work / r.wall
             print(f"{name:<9} {label:<9} {rate(q):>11,.1f} {q.cpu:>7.1f} {rate(b):>11,.1f} {b.cpu:>7.1f} "
                   f"{rate(b) / rate(q):>11.2f}   ({unit}; wall {q.wall:.1f} s / {b.wall:.1f} s)")
         if "baseline" in sources:

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import make_names, train_tiny
+
 from nameorigin import checkpoint
 from nameorigin.cli import main
 
@@ -79,8 +79,9 @@ def test_a_long_text_line_without_line_ends_is_refused_with_flat_memory(capsys, 
 
 
 def test_cr_line_ends_cut_between_blocks_count_once():
-    from nameorigin.frame import _read_text
     import io
+
+    from nameorigin.frame import _read_text
     batches = list(_read_text("x", io.BytesIO(b"Kalov\r\nMcRaboo\r\n\rTesuez"), block=6))
     rows = [r for b in batches for r in b.to_pylist()]
     assert rows == [{"line": 1, "name": "Kalov"}, {"line": 2, "name": "McRaboo"}, {"line": 4, "name": "Tesuez"}]
@@ -272,6 +273,7 @@ def test_sigterm_during_train_out_leaves_no_partial_file(tmp_path):
 
 def test_threads_default_to_one_and_are_recorded_in_the_checkpoint(capsys, tmp_path, trained):
     import torch
+
     from nameorigin.cli import build_parser
     parser = build_parser()
     for argv in (["predict", "x"], ["evaluate"], ["compare", "--out", "o"], ["train"]):

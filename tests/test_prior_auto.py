@@ -2,8 +2,8 @@
 away with it, while a large input still finds its own mix."""
 import numpy as np
 import pytest
-
 from conftest import make_names, train_tiny
+
 from nameorigin import Predictor
 from nameorigin.cli import main
 from nameorigin.trust import estimate_prior
@@ -42,8 +42,8 @@ def test_auto_on_few_names_stays_near_the_model_prior_and_many_names_find_their_
                 probs = predictor.probabilities(names).probs.double().numpy()
                 raw = estimate_prior(probs, predictor.trust.prior_base, start=predictor.trust.train_prior, strength=0)
                 runaway.append(np.abs(raw - truth).sum())
-            right = lambda t: np.mean(np.array(t.column("language_1").to_pylist()) == drawn)
-            gap.append(right(auto) - right(plain))
+            right = [np.mean(np.array(t.column("language_1").to_pylist()) == drawn) for t in (auto, plain)]
+            gap.append(right[0] - right[1])
         errors[size], gaps[size] = np.mean(l1), np.mean(gap)
     assert errors[3] > errors[30] > errors[3000], errors
     assert errors[3] < np.mean(runaway) - 0.1, (errors, np.mean(runaway))  # unshrunk EM runs away on 3 names
@@ -53,7 +53,6 @@ def test_auto_on_few_names_stays_near_the_model_prior_and_many_names_find_their_
 
 def test_auto_on_three_names_says_what_it_rests_on(capsys, predictor, tmp_path):
     path = tmp_path / "m.safetensors"
-    predictor.checkpoint  # the fixture's model, saved again for the command line
     from nameorigin import checkpoint
     checkpoint.save(path, predictor.model, predictor.labels, predictor.checkpoint.meta, trust=predictor.trust)
     assert main(["predict", "--model", str(path), "--prior", "auto", "Kalov", "Nabov", "Tesuez"]) == 0
