@@ -250,8 +250,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     test_metrics = validate(model, test, labels) if test is not None else None
     meta = checkpoint_meta(settings, history, parts, train_pairs, preset=args.preset, fractions=fractions,
                            split_seed=args.split_seed, layer=layer, test_metrics=test_metrics,
-                           teacher=teacher_summary(settings, args.teacher), processes=ranks.world,
-                           threads=torch.get_num_threads())
+                           teacher=teacher_summary(settings, args.teacher), processes=ranks.world)
     out = checkpoint.save(args.out, model, labels, meta, trust=layer)
     if args.plot:
         per = "Iterations" if settings.worksheet else "Steps"
