@@ -130,8 +130,13 @@ def test_predict_frame_applies_coverage_and_an_auto_prior_of_the_whole_column(pr
     want, used = predictor.predict_with_prior([n or "" for n in names], 2, coverage=0.9, prior="auto")
     assert_agrees(out.to_pylist(), want)
     assert all(p.set and p.set[0] == p.predictions[0]["language"] for p in want[:-1])
-    # distinct names weighted by their counts give the mix of every row, as EM over all of them does
-    every_row = predictor.trust.estimate_prior(predictor.probabilities(names[:-1]).probs.double().numpy())
+    # distinct names weighted by their counts give the mix of every row, as EM over all of them does (with the
+    # shrinkage of the distinct count: a repeated name is no new evidence)
+    from nameorigin.trust import estimate_prior, pseudo_names
+    rows = names[:-1]
+    strength = pseudo_names(len(predictor.labels)) * len(rows) / len(set(rows))
+    every_row = estimate_prior(predictor.probabilities(rows).probs.double().numpy(), predictor.trust.prior_base,
+                               start=predictor.trust.train_prior, strength=strength)
     assert list(used.values()) == pytest.approx(every_row.tolist(), abs=1e-5)
     assert predictor.estimate_prior(names[:-1]) == pytest.approx(used, abs=1e-6)
 
