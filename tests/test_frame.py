@@ -1,5 +1,6 @@
 """predict_frame on pandas, polars and Arrow; the columnar core; the file formats as record batches."""
 import csv
+import fcntl
 import json
 import os
 
@@ -141,8 +142,13 @@ def test_predict_frame_applies_coverage_and_an_auto_prior_of_the_whole_column(pr
     want, used = predictor.predict_with_prior([n or "" for n in names], 2, coverage=0.9, prior="auto")
     assert_agrees(out.to_pylist(), want)
     assert all(p.set and p.set[0] == p.predictions[0]["language"] for p in want[:-1])
-    # distinct names weighted by their counts give the mix of every row, as EM over all of them does
-    every_row = predictor.trust.estimate_prior(predictor.probabilities(names[:-1]).probs.double().numpy())
+    # distinct names weighted by their counts give the mix of every row, as EM over all of them does (with the
+    # shrinkage of the distinct count: a repeated name is no new evidence)
+    from nameorigin.trust import estimate_prior, pseudo_names
+    rows = names[:-1]
+    strength = pseudo_names(len(predictor.labels)) * len(rows) / len(set(rows))
+    every_row = estimate_prior(predictor.probabilities(rows).probs.double().numpy(), predictor.trust.prior_base,
+                               start=predictor.trust.train_prior, strength=strength)
     assert list(used.values()) == pytest.approx(every_row.tolist(), abs=1e-5)
     assert predictor.estimate_prior(names[:-1]) == pytest.approx(used, abs=1e-6)
 
@@ -159,8 +165,9 @@ def test_file_outputs_carry_the_trust_columns(predictor, tmp_path):
     want = predictor.predict(["Kalov", "1234", "McRaboo"], 3, coverage=0.9)
     assert list(rows[0])[-5:] == ["abstained", "reason", "out_of_scope", "set", "error"]
     for row, got, p in zip(rows, table, want):
-        assert got["set"] == p.set and got["abstained"] == (None if p.error else p.abstained)
-        assert row["set"] == "|".join(p.set or []) and row["abstained"] == ("" if p.error else str(p.abstained).lower())
+        # one value for an error row's ``abstained`` in every output: false, as Prediction and --json give it
+        assert got["set"] == p.set and got["abstained"] is p.abstained and (not p.error or p.abstained is False)
+        assert row["set"] == "|".join(p.set or []) and row["abstained"] == str(p.abstained).lower()
         if p.out_of_scope is not None:
             assert float(row["out_of_scope"]) == pytest.approx(round(p.out_of_scope, 4), abs=1e-9)
 
@@ -250,11 +257,18 @@ def test_file_outputs_go_through_atomic_path_which_removes_partials_of_killed_ru
     stale.write_text("half")
     stale_dir = tmp_path / ".out.csv.partial-parts"  # a killed cluster run's staging folder
     stale_dir.mkdir()
-    other = tmp_path / ".other.csv.partial-abcd"  # another target's: left alone
-    other.write_text("busy")
-    predict_file(predictor, FileJob(input=str(src), output=str(tmp_path / "out.csv")))
+    other = tmp_path / ".other.csv.partial-abcd"  # another target's, left by a killed run: removed too
+    other.write_text("dead")
+    live = tmp_path / ".other.csv.partial-live"  # another target's, held by a live writer: left alone
+    live.write_text("busy")
+    other_dir = tmp_path / ".other.csv.partial-parts"  # another target's staging folder: may be live, left alone
+    other_dir.mkdir()
+    with open(live) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        predict_file(predictor, FileJob(input=str(src), output=str(tmp_path / "out.csv")))
     assert (tmp_path / "out.csv").read_text().replace('"', "").startswith("line,name")
-    assert not stale.exists() and not stale_dir.exists() and other.exists()
+    assert not stale.exists() and not stale_dir.exists() and not other.exists()
+    assert live.exists() and other_dir.exists()
     with pytest.raises(RuntimeError):
         with atomic_path(tmp_path / "x.csv") as tmp:
             tmp.write_text("half")

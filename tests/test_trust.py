@@ -270,7 +270,7 @@ def test_cli_predict_shows_sets_and_abstention(capsys, tmp_path, trained):
     assert main(["predict", "--model", str(model), "--input", str(src), "--output", str(target), "--coverage", "0.8",
                  "--prior", "auto"]) == 0
     rows = list(csv.DictReader(target.open()))
-    assert [r["abstained"] for r in rows] == ["false", "", "true"]
+    assert [r["abstained"] for r in rows] == ["false", "false", "true"]  # the error row: false, as in --json
     assert rows[2]["reason"] == "out-of-scope" and float(rows[2]["out_of_scope"]) > 0.5
     assert rows[0]["set"].split("|")[0] == "Alpha" and "folds to nothing" in rows[1]["error"]
 

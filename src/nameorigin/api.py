@@ -162,7 +162,8 @@ def checkpoint_meta(settings: Settings, history: History, parts: data.Split, tra
     return {
         "training": {"mode": "worksheet" if settings.worksheet else "batched", "preset": preset,
                      **asdict(settings.train), "split": list(fractions), "split_seed": split_seed,
-                     "prune": settings.prune, **training, "n_train": len(train_pairs), "n_valid": len(parts.valid),
+                     "prune": settings.prune, "threads": torch.get_num_threads(),  # the arithmetic's, for reruns
+                     **training, "n_train": len(train_pairs), "n_valid": len(parts.valid),
                      "n_test": len(parts.test)},
         "data_fingerprint": data.fingerprint(train_pairs),
         "folding": text.folding_info(text.DEFAULT_FOLD_SCHEME),  # how its names were folded, with versions

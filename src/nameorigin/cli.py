@@ -7,7 +7,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,13 +17,13 @@ from pathlib import Path
 import torch
 
 from . import __version__, api, checkpoint, data, distributed, experiments, frame, trust
-from .atomic import atomic_text
+from .atomic import OutputError, atomic_text, check_output
 from .checkpoint import CheckpointError
 from .errors import InputError
 from .evaluation import format_report, format_trust_report
 from .models import REGISTRY, ModelConfig, UnknownModel
 from .models import PRECISIONS, PrecisionError
-from .predict import Predictor, default_model_path, model_info
+from .predict import Prediction, Predictor, default_model_path, model_info
 from .service import ServeConfig
 from .text import BadName
 from .training import PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, resolve_settings
@@ -32,6 +34,14 @@ EXIT_BAD_INPUT = 2
 
 class UsageError(ValueError):
     pass
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that partial files are removed on the way out."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -163,6 +173,22 @@ def add_model_sha256(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-sha256", metavar="HEX",
                         help="refuse the checkpoint unless its file has this SHA-256 (as sha256sum prints it); the "
                              "hash a checkpoint records finds damage, this one also finds a changed file")
+#: Torch threads of train/predict/evaluate/compare: one keeps these small models at their fair share of a busy
+#: machine (more threads spin waiting for each other when another process takes a core) and the arithmetic,
+#: hence the weights, the same whatever the load.
+DEFAULT_THREADS = 1
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=ranged("--threads"), default=DEFAULT_THREADS,
+                        help="torch threads (default: %(default)s; 0: torch's default, one a core; more help "
+                             "only large models on an otherwise idle machine)")
+
+
+def set_threads(threads: int) -> None:
+    """``--threads``: before torch starts its thread pool (0 leaves torch's default)."""
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def device_name(text: str) -> str:
@@ -190,8 +216,6 @@ def _epoch_line(row: dict) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     device = _device(args.device)
     fractions = data.parse_split(args.split)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     chosen = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS if getattr(args, k) is not None}
     if args.prune is not None:
         chosen["prune"] = args.prune
@@ -282,9 +306,94 @@ def _trust_options(args: argparse.Namespace, prior) -> dict:
             "max_out_of_scope": args.max_out_of_scope, "prior": prior}
 
 
+def _argument_error(name: str) -> str | None:
+    """The error of a name argument that is not valid UTF-8 (Python keeps its bytes as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"name argument '{escaped(name)}' is not valid UTF-8 text"
+    return None
+
+
+def escaped(name: str) -> str:
+    """A name argument as printable text: bytes that are not UTF-8 as ``\\xNN``."""
+    try:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    except UnicodeError:
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _predict_names(predictor: Predictor, names: list[str], top: int, options: dict):
+    """:meth:`Predictor.predict_with_prior` on the readable arguments; the others get their error row in place."""
+    errors = [_argument_error(n) for n in names]
+    results, used = predictor.predict_with_prior([n for n, e in zip(names, errors) if e is None], top, **options)
+    it = iter(results)
+    rows = [next(it) if e is None else Prediction(name=escaped(n), predictions=[], error=e)
+            for n, e in zip(names, errors)]
+    return rows, used
+
+
+def _em_note(n_languages: int, distinct: int | None = None) -> str:
+    """How far ``--prior auto`` rests on the names: EM shrunk towards the model's own mix."""
+    extra = trust.pseudo_names(n_languages)
+    weight = f"; the names weigh {distinct / (distinct + extra):.0%}" if distinct else ""
+    return f"EM, shrunk towards the training mix as if it were {extra:g} more names{weight}"
+
+
+def _stdin_spool():
+    """Standard input copied to an anonymous temporary file, for ``--prior auto``'s two passes over it."""
+    import shutil
+    import tempfile
+    spool = tempfile.TemporaryFile()
+    shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+    spool.seek(0)
+    return spool
+
+
+def _predict_input(args: argparse.Namespace, predictor: Predictor, prior, options: dict) -> int:
+    """``predict --input FILE`` (or ``-``, standard input): streamed, with a bar on a terminal."""
+    job = frame.FileJob(input=args.input, output=args.output, column=args.column, top=args.top,
+                        keep_columns=args.keep_columns, input_format=args.format,
+                        output_format="json" if args.json else args.output_format, trust=options,
+                        keep_formulas=args.keep_formulas)
+    if args.output and args.output != "-":
+        check_output(args.output, [args.input])  # before any work, not after it
+    spool = _stdin_spool() if args.input == "-" and isinstance(prior, str) else None
+    try:
+        if isinstance(prior, str):  # auto: the mix of the whole file, estimated in a first pass
+            job.stream = spool
+            options["prior"] = frame.file_prior(predictor, job)
+            _print_prior(options["prior"], f"estimated on {args.input if spool is None else 'standard input'} "
+                                           f"({_em_note(len(predictor.labels))})")
+            if spool is not None:
+                spool.seek(0)
+        bar = None if args.quiet else _progress_bar()
+        try:
+            summary = frame.predict_file(predictor, job, progress=None if bar is None else bar.update,
+                                         opened=lambda source: _say_column(source, args.column))
+        finally:
+            if bar is not None:  # a tqdm without a total cannot be tested for truth
+                bar.close()
+    finally:
+        if spool is not None:
+            spool.close()
+    if not args.quiet:
+        print(f"nameorigin: {summary.line()}", file=sys.stderr)
+    return 0
+
+
+def _say_column(source: frame.Source, column: str | None) -> None:
+    note = frame.column_note(source, column is not None)
+    if note:
+        print(f"nameorigin: {note}", file=sys.stderr)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     if not args.names and not args.input:
-        raise UsageError("give names to predict, or --input FILE")
+        raise UsageError("give names to predict, or --input FILE (- for standard input)")
+    if args.names and args.input:
+        raise UsageError(f"names as arguments ('{escaped(args.names[0])}'...) and --input {args.input} together: "
+                         "give one or the other (add the names to the file, or run twice)")
     if args.input and (args.workers or args.scheduler):
         from . import cluster
         if args.json or args.format not in (None, "parquet") or args.output_format not in (None, "parquet"):
@@ -308,24 +417,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     prior = trust.resolve_prior(args.prior, predictor.labels)  # a bad --prior stops here, before any output
     options = _trust_options(args, prior)
     if args.input:
-        job = frame.FileJob(input=args.input, output=args.output, column=args.column, top=args.top,
-                            keep_columns=args.keep_columns, input_format=args.format,
-                            output_format="json" if args.json else args.output_format, trust=options,
-                            keep_formulas=args.keep_formulas)
-        if isinstance(prior, str):  # auto: the mix of the whole file, estimated in a first pass
-            options["prior"] = frame.file_prior(predictor, job)
-            _print_prior(options["prior"], f"estimated on {args.input} (EM)")
-        bar = _progress_bar()
-        try:
-            summary = frame.predict_file(predictor, job, progress=bar.update if bar else None)
-        finally:
-            if bar:
-                bar.close()
-        print(f"nameorigin: {summary.line()}", file=sys.stderr)
-        return 0
-    results, used = predictor.predict_with_prior(args.names, args.top, **options)
+        return _predict_input(args, predictor, prior, options)
+    results, used = _predict_names(predictor, args.names, args.top, options)
     if isinstance(prior, str):
-        _print_prior(used, "estimated on these names (EM)")
+        distinct = len({n for n, p in zip(args.names, results) if not p.error})
+        _print_prior(used, f"estimated on these {distinct} distinct name(s) ({_em_note(len(predictor.labels), distinct)})")
     bad = [p for p in results if p.error]
     if args.json:
         print(json.dumps([p.to_dict() for p in results], indent=None))
@@ -650,7 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot-every", type=ranged("--plot-every"), help=f"worksheet: a loss average every N steps ({WorksheetConfig.plot_every})")
     t.add_argument("--plot", help="save the run's loss curve as PNG")
     t.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    t.add_argument("--threads", type=ranged("--threads"), default=0, help="torch threads (0: torch's default)")
+    add_threads(t)
     t.add_argument("--nproc", type=ranged("--nproc"), default=1,
                    help="train in N processes with DistributedDataParallel, launched by torchrun (gloo on the "
                         "CPU, NCCL on CUDA; each process takes 1/N of every epoch's batches) (default: %(default)s)")
@@ -686,6 +782,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scheduler", help="run on an existing Dask cluster at this address, e.g. tcp://HOST:8786 "
                                         "(default: none)")
     pr.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    add_threads(pr)
+    pr.add_argument("--quiet", action="store_true", help="no progress bar and no summary line on stderr")
     pr.add_argument("--coverage", type=ranged("--coverage"),
                     help="give each name the conformal set of languages that holds the true one with this "
                          "probability, e.g. 0.9 (default: no sets)")
@@ -709,15 +807,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", help="save the row-normalised confusion matrix as PNG")
     e.add_argument("--reliability", help="save a reliability diagram (before and after temperature scaling) as PNG")
     e.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    add_threads(e)
     e.add_argument("--risk-coverage", help="save a risk-coverage curve as PNG (default: none)")
     e.add_argument("--out-of-scope", help="names of other languages (any input predict --input reads): report the "
                                           "out-of-scope AUROC and abstention rates against the evaluated names "
                                           "(default: none)")
     add_precision(e)
     e.set_defaults(func=cmd_evaluate)
-    a = sub.add_parser("attention", help="each character's attention weight, for gru-attention models")
+    a = sub.add_parser("attention", help="each character's weight in the model's attention pooling (gru-attention "
+                                         "and transformer models, and ensembles of them)")
     a.add_argument("names", nargs="+", help="names to show")
-    a.add_argument("--model", help="checkpoint of a gru-attention model")
+    a.add_argument("--model", help="checkpoint of a model with attention pooling (default: the bundled model)")
     add_model_sha256(a)
     a.add_argument("--plot", help="save a heat map as PNG")
     a.set_defaults(func=cmd_attention)
@@ -736,6 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--hidden", type=ranged("--hidden"), help="hidden size (default: 32 with --worksheet, else the default preset's)")
     c.add_argument("--prune", type=ranged("--prune"), default=experiments.CompareConfig.prune,
                    help="worksheet loop: names a language, as seed 000")
+    add_threads(c)
     c.set_defaults(func=cmd_compare)
 
     sv = sub.add_parser("serve", help="the HTTP API and web page")
@@ -819,12 +920,17 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc relaunches the same command
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="nameorigin: %(message)s")
+    if getattr(args, "threads", None) and args.func is not cmd_serve:  # serve sets its model thread's
+        set_threads(args.threads)
+    # SIGTERM as SIGINT: the write in progress is undone (serve leaves signals to uvicorn)
+    terminate = args.func is not cmd_serve and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if terminate else None
     try:
         return args.func(args)
     except InputError as e:  # the library names its parameter; say it as this command's flag
         print(f"nameorigin: error: {e.named(flag_of(e.param)) if e.param else e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError, PrecisionError) as e:
+    except (CheckpointError, BadName, UnknownModel, UnknownPreset, UsageError, PrecisionError, OutputError) as e:
         print(f"nameorigin: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:
@@ -832,3 +938,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nameorigin: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("nameorigin: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if terminate:
+            signal.signal(signal.SIGTERM, previous)

@@ -68,7 +68,7 @@ def _sniff_delimiter(path: Path, first_line: str) -> str:
 
 def _open_text(path: Path):
     try:
-        return open(path, encoding="utf-8", newline="")
+        return open(path, encoding="utf-8-sig", newline="")  # a byte-order mark is dropped
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
 

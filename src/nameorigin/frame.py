@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import logging
-import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -161,13 +161,20 @@ class Source:
     batches: Iterator[pa.RecordBatch]
     rows: int | None = None  # known ahead (Parquet), for the progress bar
     has_line: bool = False  # text formats: each batch also has ``line``, the row's line in the file
+    delimiter: str | None = None  # CSV/TSV: the one found in the file
+    headerless: bool = False  # CSV/TSV without a header row: columns named column_0, column_1, ...
+
+
+def header_key(cell: str) -> str:
+    """A header as :data:`NAME_HEADERS` holds it: lowercased, spaces and hyphens as ``_`` (``Last Name``)."""
+    return "_".join(cell.strip().lower().replace("-", " ").split())
 
 
 def resolve_column(path: str, columns: list[str], column: str | None) -> str:
-    """The name column: ``column`` as a header name or 0-based index, else the first name-like header, else
-    the first column."""
+    """The name column: ``column`` as a header name or 0-based index, else the first name-like header
+    (``name``, ``surname``, ``last name``, ``family_name``...), else the first column."""
     if column is None:
-        return next((c for c in columns if c.strip().lower() in NAME_HEADERS), columns[0])
+        return next((c for c in columns if header_key(c) in NAME_HEADERS), columns[0])
     if column in columns:
         return column
     if column.isdigit():
@@ -177,31 +184,63 @@ def resolve_column(path: str, columns: list[str], column: str | None) -> str:
     raise ColumnError(f"{path}: no column {column!r}; it has {columns}")
 
 
+def column_note(source: Source, chosen_by_user: bool) -> str | None:
+    """The line that says which column of a many-column input holds the names (None for one column)."""
+    if chosen_by_user or len(source.columns) < 2:
+        return None
+    sep = {",": "comma", ";": "semicolon", "\t": "tab", "|": "bar"}.get(source.delimiter or "", "")
+    how = f"{sep}-separated, " if sep else ""
+    if header_key(source.column) in NAME_HEADERS:
+        why = "its header looks like a name's"
+    elif source.column.startswith("column_") and source.headerless:
+        why = "no header row, so the first column; choose another with --column N"
+    else:
+        why = "no header looks like a name's (name, surname, last name, family name), so the first; " \
+              "choose another with --column"
+    return f"{source.path}: {how}{len(source.columns)} columns; names from column {source.column!r} ({why})"
+
+
 def unreadable(path: str, e: Exception) -> DataError:
     return DataError(f"{path}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
 
 
-def _read_text(path: str, block: int = TEXT_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
-    """One name a line: line ends stripped, blank lines skipped, ``line`` numbers kept."""
-    line = 1
-    with open(path, "rb") as fh:
-        rest = b""
+BOM = b"\xef\xbb\xbf"
+#: Longest line a text file may have before it is refused (no line end this far in: not names, one a line).
+MAX_LINE_BYTES = 1 << 24
+_LINE_END = re.compile("\r\n|\r|\n")
+
+
+def _read_text(path: str, fh, block: int = TEXT_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
+    """One name a line from the binary stream ``fh``: line ends (``\\n``, ``\\r\\n`` or a lone ``\\r``)
+    stripped, a leading byte-order mark dropped, blank lines skipped, ``line`` numbers kept; memory stays
+    within a block and one line (a line over :data:`MAX_LINE_BYTES` is refused)."""
+    line, rest, first = 1, b"", True
+    with fh:
         while True:
             data = fh.read(block)
             buf = rest + data
+            if first and buf.startswith(BOM):
+                buf, first = buf[len(BOM):], False
+            elif first and len(buf) >= len(BOM):
+                first = False
             if not data:
                 cut = len(buf)
             else:
-                cut = buf.rfind(b"\n") + 1
+                # up to the last line end; a final \r may be half of a \r\n cut in two: the next block tells
+                seen = buf[:-1] if buf.endswith(b"\r") else buf
+                cut = max(seen.rfind(b"\n"), seen.rfind(b"\r")) + 1
             rest = buf[cut:]
+            if len(rest) > MAX_LINE_BYTES:
+                raise DataError(f"{path}: line {line} runs over {MAX_LINE_BYTES >> 20} MiB without a line end; "
+                                "expected names, one a line")
             if cut:
                 try:
-                    lines = buf[:cut].decode("utf-8").split("\n")
+                    lines = _LINE_END.split(buf[:cut].decode("utf-8"))
                 except UnicodeDecodeError as e:
                     raise DataError(f"{path}: is not UTF-8 text ({e.reason})") from None
                 if lines[-1] == "":
                     lines.pop()
-                names = pc.utf8_rtrim(pa.array(lines, pa.string()), characters="\r")
+                names = pa.array(lines, pa.string())
                 numbers = pa.array(np.arange(line, line + len(lines), dtype=np.int64))
                 keep = pc.not_equal(pc.utf8_trim_whitespace(names), "")
                 line += len(lines)
@@ -210,35 +249,93 @@ def _read_text(path: str, block: int = TEXT_BLOCK_BYTES) -> Iterator[pa.RecordBa
                 return
 
 
-def _csv_header(path: str, delimiter: str, column: str | None) -> tuple[list[str] | None, int]:
+class _Replay(io.RawIOBase):
+    """A binary stream: ``head`` (already read, to sniff the header) and then the rest of ``rest``, which is
+    closed with it when ``own`` (a stream the caller lent, such as standard input, is not)."""
+
+    def __init__(self, head: bytes, rest, *, own: bool = True):
+        self.head, self.rest, self.own = head, rest, own
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        data = self.rest.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self.own:
+            self.rest.close()
+        super().close()
+
+
+def _head(fh, want: int = 1 << 16) -> bytes:
+    """The stream's first bytes: at least one whole line (or all of it), ``want`` or more when there are."""
+    head = b""
+    while len(head) < want or not re.search(b"[\r\n]", head):
+        data = fh.read(want)
+        if not data:
+            break
+        head += data
+        if len(head) > MAX_LINE_BYTES:
+            break
+    return head
+
+
+def _sniff(head: str, default: str) -> str:
+    """The delimiter of a CSV/TSV: the extension's own if the first line has it, else the one of ``,`` ``;``
+    tab ``|`` that :class:`csv.Sniffer` finds in the first lines, else the extension's."""
+    first = _LINE_END.split(head, 1)[0]
+    if default in first:
+        return default
+    try:
+        return csv.Sniffer().sniff("\n".join(_LINE_END.split(head)[:50]), delimiters=",;\t|").delimiter
+    except csv.Error:
+        return default
+
+
+def _csv_header(path: str, head: str, delimiter: str, column: str | None) -> tuple[list[str] | None, int]:
     """The header row (or None) and the column count, read with :mod:`csv` from the first record."""
-    with open(path, encoding="utf-8", newline="") as fh:
-        try:
-            first = next((row for row in csv.reader(fh, delimiter=delimiter) if row), None)
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: is not UTF-8 text ({e.reason})") from None
+    first = next((row for row in csv.reader(io.StringIO(head, newline=""), delimiter=delimiter) if row), None)
     if first is None:
         raise DataError(f"{path}: is empty (no names)")
     cells = [c.strip() for c in first]
     named = column is not None and not column.isdigit()
-    return (cells if named or _is_header(first) else None), len(first)
+    return (cells if named or _is_header(first) or any(header_key(c) in NAME_HEADERS for c in first) else None), \
+        len(first)
 
 
-def _read_csv(path: str, delimiter: str, column: str | None, chunk: int) -> Source:
-    header, width = _csv_header(path, delimiter, column)
+def _read_csv(path: str, fh, delimiter: str, column: str | None, chunk: int) -> Source:
+    raw = _head(fh)
+    head = raw.removeprefix(BOM)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:  # not only a character cut at the end of the sample
+            raise DataError(f"{path}: is not UTF-8 text ({e.reason})") from None
+        text = head[:e.start].decode("utf-8")
+    delimiter = _sniff(text, delimiter)
+    header, width = _csv_header(path, text, delimiter, column)
     names = header or [f"column_{i}" for i in range(width)]
     col = resolve_column(path, names, column)
     try:
         reader = pacsv.open_csv(
-            path, read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0,
-                                                 block_size=TEXT_BLOCK_BYTES),
+            io.BufferedReader(_Replay(head, fh), TEXT_BLOCK_BYTES),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0,
+                                           block_size=TEXT_BLOCK_BYTES, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
                                                  strings_can_be_null=False))
     except (pa.ArrowInvalid, OSError) as e:
         raise unreadable(path, e) from None
-    return Source(path, "csv" if delimiter == "," else "tsv", col, names,
-                  _numbered(_batches(path, reader), 2 if header else 1), has_line=True)
+    return Source(path, "tsv" if delimiter == "\t" else "csv", col, names,
+                  _numbered(_batches(path, reader), 2 if header else 1), has_line=True, delimiter=delimiter,
+                  headerless=header is None)
 
 
 def _numbered(batches: Iterator[pa.RecordBatch], first: int) -> Iterator[pa.RecordBatch]:
@@ -262,19 +359,32 @@ def _batches(path: str, reader) -> Iterator[pa.RecordBatch]:
         yield batch
 
 
+#: How standard input (``--input -``) is named in messages.
+STDIN = "standard input"
+
+
 def open_source(path: str, *, fmt: str | None = None, column: str | None = None, keep: bool = False,
-                chunk: int = CHUNK_ROWS) -> Source:
+                chunk: int = CHUNK_ROWS, stream=None) -> Source:
     """Open ``path`` as record batches of ``chunk`` rows (Parquet, CSV, TSV, JSON lines, or text with one name
-    a line). Raises :class:`DataError` for a file that is missing, unreadable, empty, or lacks the column, and
-    :class:`ColumnError` when the column holds something other than strings."""
-    fmt = format_of(path, fmt)
-    if not Path(path).is_file():
-        raise DataError(f"{path}: no such file")
+    a line). ``path`` ``"-"`` reads ``stream`` (a binary file object; default: standard input) in ``fmt``
+    (default: text). Raises :class:`DataError` for a file that is missing, unreadable, empty, or lacks the
+    column, and :class:`ColumnError` when the column holds something other than strings."""
+    if path == "-":
+        fmt, where = fmt or "txt", STDIN
+        if fmt == "parquet":
+            raise DataError("--input -: Parquet cannot be read from standard input (it is read from its end); "
+                            "give the file's path")
+        fh = _Replay(b"", stream if stream is not None else sys.stdin.buffer, own=False)
+    else:
+        fmt, where = format_of(path, fmt), path
+        if not Path(path).is_file():
+            raise DataError(f"{path}: no such file")
+        fh = None if fmt == "parquet" else open(path, "rb")
     if fmt == "txt":
-        col = resolve_column(path, ["name"], column)
-        source = Source(path, fmt, col, ["name"], _read_text(path), has_line=True)
+        col = resolve_column(where, ["name"], column)
+        source = Source(where, fmt, col, ["name"], _read_text(where, fh), has_line=True)
     elif fmt in ("csv", "tsv"):
-        source = _read_csv(path, "," if fmt == "csv" else "\t", column, chunk)
+        source = _read_csv(where, fh, "," if fmt == "csv" else "\t", column, chunk)
     elif fmt == "parquet":
         try:
             pf = pq.ParquetFile(path)
@@ -287,13 +397,20 @@ def open_source(path: str, *, fmt: str | None = None, column: str | None = None,
                         _batches(path, _ParquetReader(pf, chunk, None if keep else [col])),
                         rows=pf.metadata.num_rows)
     else:
+        raw = _head(fh)
+        if not raw.strip():
+            raise DataError(f"{where}: is empty (no names)")
+        head = raw.removeprefix(BOM)
         try:
-            reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES))
+            reader = pajson.open_json(io.BufferedReader(_Replay(head, fh), TEXT_BLOCK_BYTES),
+                                      # threads over a Python stream abort the process when a parse fails
+                                      read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES,
+                                                                      use_threads=False))
         except (pa.ArrowInvalid, OSError) as e:
-            raise (unreadable(path, e) if os.path.getsize(path) else DataError(f"{path}: is empty (no names)")) from None
-        col = resolve_column(path, reader.schema.names, column)
-        string_array(pa.array([], reader.schema.field(col).type), col, path)
-        source = Source(path, fmt, col, reader.schema.names, _batches(path, reader))
+            raise unreadable(where, e) from None
+        col = resolve_column(where, reader.schema.names, column)
+        string_array(pa.array([], reader.schema.field(col).type), col, where)
+        source = Source(where, fmt, col, reader.schema.names, _batches(where, reader))
     return source
 
 
@@ -430,6 +547,7 @@ class FileJob:
     chunk: int = CHUNK_ROWS
     trust: dict = field(default_factory=dict)
     keep_formulas: bool = False  # CSV/TSV: write cells that begin as formulas (=, +, -, @) without a leading '
+    stream: object = None  # input "-": the binary stream to read (default: standard input)
 
 
 def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Iterator[pa.Table]:
@@ -459,17 +577,21 @@ def _sliced(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordB
 
 
 def predict_file(predictor: Predictor, job: FileJob, *, progress: Callable[[int], None] | None = None,
-                 stdout=None) -> Summary:
+                 stdout=None, opened: Callable[[Source], None] | None = None) -> Summary:
     """Stream ``job.input`` through the predictor into ``job.output`` (atomically), batch by batch, with flat
-    memory. Returns the summary (names, errors, abstained, seconds)."""
+    memory. ``opened`` is called with the input once it is open (its column chosen). Returns the summary
+    (names, errors, abstained, seconds)."""
     start = time.perf_counter()
-    source = open_source(job.input, fmt=job.input_format, column=job.column, keep=job.keep_columns, chunk=job.chunk)
+    source = open_source(job.input, fmt=job.input_format, column=job.column, keep=job.keep_columns, chunk=job.chunk,
+                         stream=job.stream)
+    if opened:
+        opened(source)
     to_stdout = not job.output or job.output == "-"
     out_fmt = job.output_format or ("csv" if to_stdout else format_of(job.output, flag="--output-format"))
     if to_stdout and out_fmt == "parquet":
         raise DataError("Parquet output needs --output FILE (it cannot go to stdout)")
     summary = Summary()
-    with (_stdout_sink(stdout) if to_stdout else _atomic_sink(job.output)) as sink:
+    with (_stdout_sink(stdout) if to_stdout else _atomic_sink(job.output, inputs=[job.input])) as sink:
         writer = Writer(sink, out_fmt, formulas=job.keep_formulas)
         for table in predict_batches(predictor, source, job):
             writer.write(table)
@@ -480,22 +602,22 @@ def predict_file(predictor: Predictor, job: FileJob, *, progress: Callable[[int]
             if progress:
                 progress(table.num_rows)
         if summary.names == 0:
-            raise DataError(f"{job.input}: has no names (is it empty?)")
+            raise DataError(f"{source.path}: has no names (is it empty?)")
         writer.close()
     summary.seconds = time.perf_counter() - start
     return summary
 
 
 @contextmanager
-def _atomic_sink(path: str):
-    """A binary file written atomically (:func:`nameorigin.atomic.atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+def _atomic_sink(path: str, *, inputs=()):
+    """A binary file written atomically (:func:`nameorigin.atomic.atomic_path`; never one of ``inputs``)."""
+    with atomic_path(path, inputs=inputs) as tmp, open(tmp, "wb") as fh:
         yield fh
 
 
 def file_prior(predictor: Predictor, job: FileJob) -> dict[str, float] | None:
     """``prior="auto"`` for a file: the language mix of all its names, in a first pass over it."""
-    source = open_source(job.input, fmt=job.input_format, column=job.column, chunk=job.chunk)
+    source = open_source(job.input, fmt=job.input_format, column=job.column, chunk=job.chunk, stream=job.stream)
     skip = 1 if source.has_line else 0
     return predictor.estimate_prior_batches(
         string_array(batch.column(skip + batch.schema.names[skip:].index(source.column)), source.column, source.path)

@@ -290,6 +290,7 @@ class Predictor:
         out = {"name": chunk.names}
         for name, values in columns.items():
             out[name] = values.take(take) if len(values) else pa.nulls(len(chunk.names), values.type)
+        out["abstained"] = pc.fill_null(out["abstained"], False)  # an error row: false, as in Prediction
         out["error"] = chunk.error
         return pa.table(out), (r.prior if chunk.unique else None)
 

@@ -230,17 +230,35 @@ def reweight(probs: np.ndarray, base: np.ndarray, target: np.ndarray) -> np.ndar
     return out / np.maximum(out.sum(1, keepdims=True), 1e-300)
 
 
+#: The Dirichlet prior of ``prior="auto"``: the model's own mix counts as this many distinct names of evidence a
+#: language, so that EM on a handful of names stays near it and a large input decides (18 languages: 3 names
+#: weigh 3 %, 30 names 25 %, 3,000 names 97 %).
+PRIOR_PSEUDO_NAMES = 5.0
+
+
+def pseudo_names(n_languages: int) -> float:
+    """How many names of evidence the model's own mix counts for in ``prior="auto"``."""
+    return PRIOR_PSEUDO_NAMES * n_languages
+
+
 def estimate_prior(probs: np.ndarray, base: np.ndarray, *, start: np.ndarray | None = None,
-                   weights: np.ndarray | None = None, iterations: int = 200, tolerance: float = 1e-7) -> np.ndarray:
+                   weights: np.ndarray | None = None, iterations: int = 200, tolerance: float = 1e-7,
+                   strength: float | None = None) -> np.ndarray:
     """The input's own language mix by EM (Saerens, Latinne & Decaestecker, 2002): alternately re-weight the
     probabilities (whose own prior is ``base``) with the current mix and take their mean as the next mix,
     from ``start`` (default ``base``). ``weights`` (N,): how many names each row stands for (distinct names
-    with their counts give the same mix as every name)."""
-    prior = (base if start is None else start).astype(np.float64).copy()
+    with their counts give the same mix as every name). The estimate is the posterior mode under a Dirichlet
+    prior centred on ``start`` worth ``strength`` names (default :func:`pseudo_names`): each M step mixes the
+    names' mean with ``start`` as N : ``strength``, N the number of rows (distinct names: a name repeated is no
+    new evidence)."""
+    centre = (base if start is None else start).astype(np.float64)
+    prior = centre.copy()
     if len(probs) == 0:
         return prior
+    strength = pseudo_names(probs.shape[1]) if strength is None else strength
+    share = len(probs) / (len(probs) + strength)  # of the evidence that is the names'
     for _ in range(iterations):
-        new = np.average(reweight(probs, base, prior), axis=0, weights=weights)
+        new = share * np.average(reweight(probs, base, prior), axis=0, weights=weights) + (1 - share) * centre
         done = np.abs(new - prior).max() < tolerance
         prior = new
         if done:
@@ -252,7 +270,7 @@ def read_prior_file(path: str | Path, labels: Sequence[str]) -> dict[str, float]
     """``{language: weight}`` from a JSON object or a two-column CSV/TSV (a header row is allowed)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is dropped
     except (OSError, UnicodeDecodeError) as e:
         raise TrustError(f"prior {path}: cannot be read ({e})", param="prior") from None
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
