@@ -115,7 +115,7 @@ def test_zero_workers(capsys, tmp_path, parquet_dir):
 def test_dask_missing_says_what_to_install(capsys, tmp_path, parquet_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     err = bad_cluster_run(capsys, tmp_path, f"{parquet_dir}/*.parquet")
-    assert 'pip install "nameorigin[cluster]"' in err
+    assert 'pip install -c constraints.txt -e ".[cluster]"' in err
 
 
 def test_other_formats_are_refused_on_the_cluster(capsys, tmp_path, parquet_dir):

@@ -224,7 +224,7 @@ def test_per_language_zero_is_refused_before_anything_is_read(tmp_path, capsys):
 def test_missing_extra_names_it(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "names_dataset", None)  # import fails as when the package is missing
     assert no_file_written(tmp_path) == 2
-    assert 'pip install "nameorigin[corpus]"' in capsys.readouterr().err
+    assert 'pip install -c constraints.txt -e ".[corpus]"' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("make, message", [

@@ -206,7 +206,7 @@ def test_without_faker_the_detector_is_skipped_with_a_note(monkeypatch, caplog):
     pairs = [("Kalov", "A"), ("Miraov", "A"), ("McRa", "B"), ("McTe", "B")]
     with caplog.at_level(logging.WARNING, logger="nameorigin"):
         layer = trust.calibrate(model, ["A", "B"], pairs, pairs)
-    assert layer.oos is None and layer.conformal is not None and "nameorigin[trust]" in caplog.text
+    assert layer.oos is None and layer.conformal is not None and '-e ".[trust]"' in caplog.text
 
 
 def test_out_of_scope_names_split_by_hash_and_exclude_training_names():

@@ -777,7 +777,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CSV/TSV output: write cells that begin with =, +, -, @, tab or CR as they are (by default "
                          "they get a leading ' so that a spreadsheet shows them instead of running them)")
     pr.add_argument("--workers", type=ranged("--workers"),
-                    help="run on a local Dask cluster of N worker processes (needs nameorigin[cluster]; default: "
+                    help="run on a local Dask cluster of N worker processes (needs the cluster extra; default: "
                          "one process, no Dask)")
     pr.add_argument("--scheduler", help="run on an existing Dask cluster at this address, e.g. tcp://HOST:8786 "
                                         "(default: none)")

@@ -1,5 +1,5 @@
 """The same prediction over a Dask DataFrame or a glob of Parquet files on a Dask cluster, the model loaded once
-per worker process. Dask is optional: ``pip install "nameorigin[cluster]"``."""
+per worker process. Dask is optional: the ``cluster`` extra (``pip install -c constraints.txt -e ".[cluster]"``)."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from . import frame
 from .atomic import partial_prefix, remove_stale
 from .data import DataError
+from .errors import install_hint
 from .predict import Predictor
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def _dask():
         import distributed
     except ImportError as e:
         raise ClusterError(f"running on a Dask cluster needs Dask ({e.name} is missing): "
-                           'pip install "nameorigin[cluster]"') from None
+                           f"{install_hint('cluster')}") from None
     return dask, dd, distributed
 
 

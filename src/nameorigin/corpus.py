@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from .atomic import atomic_path, atomic_text
 from .data import NAMES_SHA256, DataError
+from .errors import install_hint
 from .text import MAX_NAME_CHARS, fold
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ SPLITS = ("train", "valid", "held-out")
 KOREAN_COMPOUND_SURNAMES = frozenset("남궁 황보 제갈 선우 독고 사공 서문 동방 어금 망절 소봉".split())
 COLUMNS = ("name", "soft", "in_scope", "out_of_scope", "mixed", "top_language", "top_share", "scope",
            "country", "countries", "rank", "script", "split", "label")
-EXTRA_HINT = 'the corpus is built from the names-dataset package: pip install "nameorigin[corpus]"'
+EXTRA_HINT = f"the corpus is built from the names-dataset package: {install_hint('corpus')}"
 
 
 class CorpusError(DataError):

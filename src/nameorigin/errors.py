@@ -22,6 +22,12 @@ class InputError(ValueError):
         return text
 
 
+def install_hint(extra: str) -> str:
+    """How to install one of nameorigin's extras, in the form that works from a clone of the repository (the
+    package is not on PyPI): ``pip install -c constraints.txt -e ".[cluster]"``."""
+    return f'pip install -c constraints.txt -e ".[{extra}]" (the {extra} extra, from the repository root)'
+
+
 def _rebuild(cls: type[InputError], message: str, param: str | None) -> InputError:
     error = cls(message)
     error.param = param

@@ -17,6 +17,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 
 from . import text
+from .errors import install_hint
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def default_lexicon() -> Lexicon:
         import faker  # noqa: F401
     except ImportError:
         log.info("Faker is not installed: names are parsed without a lexicon of given and family names "
-                 "(pip install 'nameorigin[trust]')")
+                 "(%s)", install_hint("trust"))
         return Lexicon()
     return Lexicon.from_faker()
 

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .data import Encoded, Pair, add_noise_batch, length_batches
+from .errors import install_hint
 from .evaluation import metrics
 from .fitting import minimize
 from .models import MIXED, Classifier, Ensemble, ModelConfig, NgramLR, batched_log_probs
@@ -589,7 +590,7 @@ def fit_ngram_lr(train: Encoded, n_classes: int, *, sample_weight: torch.Tensor 
         from scipy.sparse import csr_matrix
         from sklearn.linear_model import LogisticRegression
     except ImportError:
-        raise RuntimeError('ngram-lr is fitted with scikit-learn: pip install "nameorigin[baseline]"') from None
+        raise RuntimeError(f"ngram-lr is fitted with scikit-learn: {install_hint('baseline')}") from None
     codes, valid = NgramLR.ngram_codes(train.tokens, train.lengths)  # (N, W)
     rows = torch.arange(len(train)).unsqueeze(1).expand_as(codes)[valid]
     width = int(VOCAB_SIZE ** NgramLR.max_n)

@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, install_hint
 from .fitting import minimize
 from .text import PUNCTUATION
 
@@ -729,8 +729,8 @@ def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str
         out_names = out_of_scope_names([n for n, _ in train_pairs] + valid_names, part="fit",
                                        fit_share=config.oos_fit_share, locales=config.oos_locales)
     except ImportError:
-        log.warning('Faker is not installed: no out-of-scope detector in this checkpoint (pip install '
-                    '"nameorigin[trust]" and retrain to get one)')
+        log.warning("Faker is not installed: no out-of-scope detector in this checkpoint (%s, and retrain to "
+                    "get one)", install_hint("trust"))
         return trust
     tokens, lengths = encode_names(out_names)
     out_lp, _ = batched_log_probs(model, tokens, lengths)
