@@ -100,7 +100,7 @@ def test_input_dash_reads_standard_input_as_text_or_csv_and_spools_it_for_prior_
     r = _stdin_run(trained, b"id;surname\n1;Kalov\n2;McRaboo\n", "--format", "csv", "--prior", "auto", "--quiet")
     assert r.returncode == 0, r.stderr
     assert [x["name"] for x in rows_of(r.stdout.decode())] == ["Kalov", "McRaboo"]
-    assert b"estimated on standard input (EM, shrunk towards the training mix" in r.stderr
+    assert b"estimated on standard input, 2 distinct name(s) (EM, shrunk towards the training mix" in r.stderr
     r = _stdin_run(trained, b"", "--top", "1")
     assert r.returncode == 2 and b"standard input: has no names" in r.stderr
     r = _stdin_run(trained, b"x", "--format", "parquet")

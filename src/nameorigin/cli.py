@@ -23,7 +23,7 @@ from .errors import InputError
 from .evaluation import format_report, format_trust_report
 from .models import REGISTRY, ModelConfig, UnknownModel
 from .models import PRECISIONS, PrecisionError
-from .predict import Prediction, Predictor, default_model_path, model_info
+from .predict import Prediction, Predictor, default_model_path, model_info, prior_names
 from .service import ServeConfig
 from .text import BadName
 from .training import PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, resolve_settings
@@ -362,9 +362,10 @@ def _predict_input(args: argparse.Namespace, predictor: Predictor, prior, option
     try:
         if isinstance(prior, str):  # auto: the mix of the whole file, estimated in a first pass
             job.stream = spool
-            options["prior"] = frame.file_prior(predictor, job)
-            _print_prior(options["prior"], f"estimated on {args.input if spool is None else 'standard input'} "
-                                           f"({_em_note(len(predictor.labels))})")
+            options["prior"], distinct = frame.file_prior(predictor, job)
+            where = args.input if spool is None else "standard input"
+            _print_prior(options["prior"], f"estimated on {where}, {distinct} distinct name(s) "
+                                           f"({_em_note(len(predictor.labels), distinct)})")
             if spool is not None:
                 spool.seek(0)
         bar = None if args.quiet else _progress_bar()
@@ -419,12 +420,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.input:
         return _predict_input(args, predictor, prior, options)
     results, used = _predict_names(predictor, args.names, args.top, options)
-    if isinstance(prior, str):
-        distinct = len({n for n, p in zip(args.names, results) if not p.error})
-        _print_prior(used, f"estimated on these {distinct} distinct name(s) ({_em_note(len(predictor.labels), distinct)})")
+    distinct = prior_names(results) if isinstance(prior, str) and used else None
+    if distinct is not None:
+        _print_prior(used, f"estimated on these {distinct} distinct name(s) "
+                           f"({_em_note(len(predictor.labels), distinct)})")
     bad = [p for p in results if p.error]
-    if args.json:
-        print(json.dumps([p.to_dict() for p in results], indent=None))
+    if args.json:  # a list of results as ever; with --prior auto each also says what the estimate rested on
+        extra = {} if distinct is None else {"prior_names": distinct}
+        print(json.dumps([{**p.to_dict(), **extra} for p in results], indent=None))
     else:
         for p in results:
             if not p.error:

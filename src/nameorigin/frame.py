@@ -615,11 +615,12 @@ def _atomic_sink(path: str, *, inputs=()):
         yield fh
 
 
-def file_prior(predictor: Predictor, job: FileJob) -> dict[str, float] | None:
-    """``prior="auto"`` for a file: the language mix of all its names, in a first pass over it."""
+def file_prior(predictor: Predictor, job: FileJob) -> tuple[dict[str, float] | None, int]:
+    """``prior="auto"`` for a file: the language mix of all its names, in a first pass over it, and how many
+    names the estimate rests on (the distinct names of each chunk of ``job.chunk`` rows)."""
     source = open_source(job.input, fmt=job.input_format, column=job.column, chunk=job.chunk, stream=job.stream)
     skip = 1 if source.has_line else 0
-    return predictor.estimate_prior_batches(
+    return predictor._estimate_prior_batches(
         string_array(batch.column(skip + batch.schema.names[skip:].index(source.column)), source.column, source.path)
         for batch in _sliced(source.batches, job.chunk))
 

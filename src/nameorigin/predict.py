@@ -60,6 +60,12 @@ class Prediction:
         return d
 
 
+def prior_names(results: Iterable[Prediction]) -> int:
+    """How many distinct names ``prior="auto"`` rested on in the one call that made ``results``: the distinct
+    folded names read (names that fold alike are one name of evidence; error rows are none)."""
+    return len({r.folded for r in results if not r.error})
+
+
 #: Distinct folded names whose model output a predictor keeps between chunks (bounded: memory stays flat).
 CACHE_SIZE = 1 << 17
 #: The message of a missing (null) or non-string cell.
@@ -368,8 +374,12 @@ class Predictor:
     def estimate_prior_batches(self, batches: Iterable) -> dict[str, float] | None:
         """:meth:`estimate_prior` over chunks of names (Arrow string arrays or lists), e.g. a file's record
         batches; keeps only each chunk's distinct names' probabilities (U, C) and their row counts."""
+        return self._estimate_prior_batches(batches)[0]
+
+    def _estimate_prior_batches(self, batches: Iterable) -> tuple[dict[str, float] | None, int]:
+        """:meth:`estimate_prior_batches`, and the number of names EM rested on (each chunk's distinct names)."""
         if self.trust.train_prior is None:
-            return None
+            return None, 0
         probs, weights = [], []
         for batch in batches:
             chunk = self._distinct(batch)
@@ -377,9 +387,10 @@ class Predictor:
                 probs.append(self.trust.probabilities(chunk.log_probs).astype(np.float32))
                 weights.append(np.bincount(chunk.row[chunk.row >= 0], minlength=len(chunk.unique)))
         if not probs:
-            return dict(zip(self.labels, self.trust.train_prior.tolist()))
-        mix = self.trust.estimate_prior(np.concatenate(probs).astype(np.float64), weights=np.concatenate(weights))
-        return dict(zip(self.labels, mix.tolist()))
+            return dict(zip(self.labels, self.trust.train_prior.tolist())), 0
+        rows = np.concatenate(probs).astype(np.float64)
+        mix = self.trust.estimate_prior(rows, weights=np.concatenate(weights))
+        return dict(zip(self.labels, mix.tolist())), len(rows)
 
     def predict_one(self, name: str, top: int = 3, **trust_options) -> Prediction:
         result = self.predict([name], top, **trust_options)[0]
