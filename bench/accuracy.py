@@ -29,8 +29,15 @@ import torch
 from nameorigin import data
 from nameorigin.evaluation import metrics
 from nameorigin.models import MIXED, ModelConfig, batched_log_probs, mean_probabilities
-from nameorigin.training import (PRESETS, Settings, fit, fit_mixture_weights, fit_ngram_lr, out_of_fold_log_probs,
-                                 resolve_settings)
+from nameorigin.training import (
+    PRESETS,
+    Settings,
+    fit,
+    fit_mixture_weights,
+    fit_ngram_lr,
+    out_of_fold_log_probs,
+    resolve_settings,
+)
 
 BI = {"bidirectional": True, "embed": 64, "dropout": 0.3}
 LS = {"label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0}
@@ -248,7 +255,7 @@ def main() -> None:
             v, t = figures(ens("valid"), valid.labels, labels), figures(ens("test"), test.labels, labels)
             rows.append((variant, f"{len(runs)} (seeds 0–{len(runs) - 1})", *v, *t, sum(r["seconds"] for r in runs)))
     print()
-    print(f"| variant | models | valid acc | valid macro-F1 | test acc | test macro-F1 | train s |")
+    print("| variant | models | valid acc | valid macro-F1 | test acc | test macro-F1 | train s |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for variant, members, va, vf, ta, tf, secs in rows:
         print(f"| {variant} | {members} | {va:.4f} | {vf:.4f} | {ta:.4f} | {tf:.4f} | {secs:.0f} |")

@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import distinct_sample, real_names
-
 from nameorigin import data
+from scale_common import distinct_sample, real_names
 
 HERE = Path(__file__).resolve().parents[1] / "src"
 

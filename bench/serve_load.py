@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import time
-
 import urllib.error
 import urllib.request
 from pathlib import Path

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from nameorigin.cli import main
 from conftest import train_tiny
+from nameorigin.cli import main
 
 
 @pytest.fixture(scope="module")

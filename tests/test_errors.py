@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import train_tiny
 from nameorigin import checkpoint
 from nameorigin.checkpoint import CheckpointError
 from nameorigin.cli import RANGES, HelpFormatter, ListOf, build_parser, main
 from nameorigin.models import ModelConfig, build_model
 from nameorigin.predict import Predictor, Probabilities
-from conftest import train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-from conftest import make_names, train_tiny
 
+from conftest import make_names, train_tiny
 from nameorigin import checkpoint
 from nameorigin.cli import main
 

@@ -269,10 +269,9 @@ def test_file_outputs_go_through_atomic_path_which_removes_partials_of_killed_ru
     assert (tmp_path / "out.csv").read_text().replace('"', "").startswith("line,name")
     assert not stale.exists() and not stale_dir.exists() and not other.exists()
     assert live.exists() and other_dir.exists()
-    with pytest.raises(RuntimeError):
-        with atomic_path(tmp_path / "x.csv") as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "x.csv") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert not list(tmp_path.glob(".x.csv.partial-*")) and not (tmp_path / "x.csv").exists()
 
 

@@ -2,8 +2,8 @@
 away with it, while a large input still finds its own mix."""
 import numpy as np
 import pytest
-from conftest import make_names, train_tiny
 
+from conftest import make_names, train_tiny
 from nameorigin import Predictor
 from nameorigin.cli import main
 from nameorigin.trust import estimate_prior

@@ -1,13 +1,13 @@
 """The HTTP API through FastAPI's test client, the real server over loopback, and the page in Chromium."""
 import asyncio
 import gc
-import threading
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request

@@ -137,6 +137,7 @@ def test_fit_ngram_lr_learns_the_tiny_languages(tiny_split):
 
 def test_distillation_weight_zero_is_training_on_labels_alone(tiny_split):
     from dataclasses import replace
+
     from nameorigin.training import fit
     parts, labels = tiny_split
     plain = _settings(name="gru")
@@ -153,6 +154,7 @@ def test_distillation_weight_zero_is_training_on_labels_alone(tiny_split):
 
 def test_distillation_alone_makes_the_student_follow_the_teacher(tiny_split):
     from dataclasses import replace
+
     from nameorigin.training import distillation_loss, fit
     parts, labels = tiny_split
     settings = _settings(name="gru")
@@ -206,6 +208,7 @@ def test_fit_trains_a_mixed_ensemble_and_fits_its_weights_on_validation(tiny_spl
 
 def test_a_preset_teacher_trains_out_of_fold_and_weight_zero_skips_it(tiny_split):
     from dataclasses import replace
+
     from nameorigin.training import fit
     parts, labels = tiny_split
     student = _settings(name="gru")

@@ -8,13 +8,13 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from conftest import train_tiny
 from nameorigin import checkpoint, trust
 from nameorigin.cli import main
 from nameorigin.models import ModelConfig, build_model
 from nameorigin.predict import Predictor
 from nameorigin.server import create_app
 from nameorigin.text import BadName, fold, fold_checked
-from conftest import train_tiny
 
 
 @pytest.fixture(scope="module")

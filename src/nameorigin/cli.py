@@ -21,8 +21,7 @@ from .atomic import OutputError, atomic_text, check_output
 from .checkpoint import CheckpointError
 from .errors import InputError
 from .evaluation import format_report, format_trust_report
-from .models import REGISTRY, ModelConfig, UnknownModel
-from .models import PRECISIONS, PrecisionError
+from .models import PRECISIONS, REGISTRY, ModelConfig, PrecisionError, UnknownModel
 from .predict import Prediction, Predictor, default_model_path, model_info, prior_names
 from .service import ServeConfig
 from .text import BadName

@@ -109,7 +109,7 @@ def _check_inputs(job: ClusterJob) -> tuple[list[str], str]:
         try:
             with fs.open(path, "rb") as fh:
                 schema = pq.read_schema(fh)
-        except Exception as e:  # noqa: BLE001 - any reader failure is a bad file here
+        except Exception as e:
             raise frame.unreadable(path, e) from None
         name = frame.resolve_column(path, schema.names, job.column)
         frame.string_array(pa.array([], schema.field(name).type), name, path)

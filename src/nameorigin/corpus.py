@@ -37,7 +37,7 @@ FORMAT = "nameorigin-corpus/1"
 SPLITS = ("train", "valid", "held-out")
 #: Korean surnames written with two Hangul syllables (the customary compound family names); any other Hangul
 #: string of more than one syllable in the surname field is a given name or a word (남성 "male", 남자 "man").
-KOREAN_COMPOUND_SURNAMES = frozenset("남궁 황보 제갈 선우 독고 사공 서문 동방 어금 망절 소봉".split())
+KOREAN_COMPOUND_SURNAMES = frozenset(["남궁", "황보", "제갈", "선우", "독고", "사공", "서문", "동방", "어금", "망절", "소봉"])
 COLUMNS = ("name", "soft", "in_scope", "out_of_scope", "mixed", "top_language", "top_share", "scope",
            "country", "countries", "rank", "script", "split", "label")
 EXTRA_HINT = 'the corpus is built from the names-dataset package: pip install "nameorigin[corpus]"'

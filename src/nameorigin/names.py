@@ -90,7 +90,7 @@ class Lexicon:
                      "vi_VN", "zh_CN", "zh_TW")
 
     @classmethod
-    def from_faker(cls, locales: tuple[str, ...] = FAKER_LOCALES) -> "Lexicon":
+    def from_faker(cls, locales: tuple[str, ...] = FAKER_LOCALES) -> Lexicon:
         """Given and family names of Faker's person providers for ``locales`` (missing ones skipped)."""
         import importlib
         given: set[str] = set()

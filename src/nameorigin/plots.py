@@ -13,11 +13,11 @@ import matplotlib
 
 if "inline" not in os.environ.get("MPLBACKEND", ""):  # a notebook kernel draws inline; elsewhere, no display
     matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-from .atomic import atomic_path  # noqa: E402
+from .atomic import atomic_path
 
 
 def save(fig: Figure, path: str | os.PathLike) -> Path:

@@ -211,7 +211,7 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", sha256: str | None = None,
-             **kwargs) -> "Predictor":
+             **kwargs) -> Predictor:
         """``sha256``: the checkpoint file's digest (as ``sha256sum`` prints it), which it must have.
         ``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see :func:`models.with_precision`)."""
         path = Path(path or default_model_path())

@@ -436,8 +436,8 @@ class Settings:
     train: TrainConfig | WorksheetConfig
     worksheet: bool
     prune: int
-    members: list["Settings"] = field(default_factory=list)  # a mixed ensemble: each member's settings
-    teacher: "Settings | None" = None  # a recipe whose out-of-fold probabilities teach this model
+    members: list[Settings] = field(default_factory=list)  # a mixed ensemble: each member's settings
+    teacher: Settings | None = None  # a recipe whose out-of-fold probabilities teach this model
 
 
 def resolve_settings(preset: str | None, *, worksheet: bool | None = None, model: dict | None = None,
