@@ -184,7 +184,7 @@ def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: 
                             "seconds": time.perf_counter() - started}
                 synthetic = cached(cache / f"aug_{slug(teacher)}_x{k}_s{seed}.pt", label)
                 assert synthetic["names"] == made
-                train += [(n, labels[i]) for n, i in zip(made, synthetic["log_probs"].argmax(1).tolist())]
+                train += [(n, labels[i]) for n, i in zip(made, synthetic["log_probs"].argmax(1).tolist(), strict=True)]
                 soft = torch.cat([soft, synthetic["log_probs"]])
                 teacher_seconds += synthetic["seconds"]
         started = time.perf_counter()
@@ -251,7 +251,7 @@ def main() -> None:
                      mean(s[1][0] for s in single), mean(s[1][1] for s in single),
                      mean(r["seconds"] for r in runs)))
         if len(runs) > 1:
-            ens = lambda split: mean_probabilities([r[split] for r in runs])  # noqa: E731
+            ens = lambda split, runs=runs: mean_probabilities([r[split] for r in runs])  # noqa: E731
             v, t = figures(ens("valid"), valid.labels, labels), figures(ens("test"), test.labels, labels)
             rows.append((variant, f"{len(runs)} (seeds 0–{len(runs) - 1})", *v, *t, sum(r["seconds"] for r in runs)))
     print()

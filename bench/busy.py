@@ -102,12 +102,12 @@ def main() -> None:
     labelled.write_text("name\tlanguage\n" + "".join(f"{n}\t{lang}\n" for n, lang in pairs), encoding="utf-8")
     py = [sys.executable, "-m", "nameorigin"]
     commands = {
-        "predict": (py + ["predict", "--input", str(names_txt), "--output", str(tmp / "out.csv")],
+        "predict": ([*py, "predict", "--input", str(names_txt), "--output", str(tmp / "out.csv")],
                     args.names, "names/s"),
-        "train": (py + ["train", "--data", str(labelled), "--model", "gru", "--hidden", "64", "--epochs", "3",
+        "train": ([*py, "train", "--data", str(labelled), "--model", "gru", "--hidden", "64", "--epochs", "3",
                         "--patience", "0", "--out", str(tmp / "m.safetensors"), "--quiet"],
                   len(pairs) * 0.8 * 3, "names/s"),
-        "compare": (py + ["compare", "--models", "rnn,gru", "--noise", "0", "--epochs", "1", "--hidden", "32",
+        "compare": ([*py, "compare", "--models", "rnn,gru", "--noise", "0", "--epochs", "1", "--hidden", "32",
                           "--data", str(labelled), "--out", str(tmp / "cmp")], 2 * 60, "runs/min"),
     }
     chosen = [c for c in args.only.split(",") if c]

@@ -29,7 +29,7 @@ def main() -> None:
     encoded = data.encode_pairs(test, labels)
     predicted = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)[0].argmax(1)
     support = Counter(lang for _, lang in test)
-    pairs = Counter((labels[t], labels[p]) for t, p in zip(encoded.labels.tolist(), predicted.tolist()) if t != p)
+    pairs = Counter((labels[t], labels[p]) for t, p in zip(encoded.labels.tolist(), predicted.tolist(), strict=False) if t != p)
     print(f"{len(test)} held-out names, {sum(pairs.values())} wrong\n")
     print("| true | predicted | names | share of the true language's names |")
     print("| --- | --- | ---: | ---: |")

@@ -94,9 +94,9 @@ def main() -> None:
             predict_frame(warm, model=p)
         for sample, names in samples.items():
             df = pd.DataFrame({"name": names})
-            peer = len(names) / timed(lambda: pred_census_last_name(df, "name"))
+            peer = len(names) / timed(lambda df=df: pred_census_last_name(df, "name"))
             for label, predictor in predictors.items():
-                ours = len(names) / timed(lambda: predict_frame(df, model=predictor))
+                ours = len(names) / timed(lambda df=df, predictor=predictor: predict_frame(df, model=predictor))
                 print(f"{sample:<9} {len(set(names)):>9,} {peer:>19,.0f} {label:<8} {ours:>19,.0f} "
                       f"{ours / peer:>6.1f}x", flush=True)
 

@@ -134,7 +134,7 @@ def serve(args, setting: str) -> tuple[subprocess.Popen, str]:
             return server, url
         except (urllib.error.URLError, OSError):
             if server.poll() is not None:
-                raise SystemExit(f"the server stopped: {' '.join(cmd)}")
+                raise SystemExit(f"the server stopped: {' '.join(cmd)}") from None
             time.sleep(0.2)
     server.terminate()
     raise SystemExit(f"no answer from {url}")

@@ -63,7 +63,7 @@ def _options(parser: argparse.ArgumentParser, command: list[str]):
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
-                yield from _options(sub, command + [name])
+                yield from _options(sub, [*command, name])
         elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
             yield command, action
 

@@ -250,7 +250,8 @@ def test_sigterm_during_predict_output_leaves_no_partial_file(tmp_path, trained)
     proc = subprocess.Popen([sys.executable, "-m", "nameorigin", "predict", "--model", str(trained[1]),
                              "--input", str(big), "--output", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    partial = lambda: out.parent.exists() and any(p.stat().st_size for p in out.parent.glob(".O.csv.partial-*"))
+    def partial():
+        return out.parent.exists() and any(p.stat().st_size for p in out.parent.glob(".O.csv.partial-*"))
     assert _terminate_when(proc, partial) == 128 + signal.SIGTERM
     assert "nameorigin: terminated" in proc.stderr.read()
     assert not out.exists() and os.listdir(out.parent) == []

@@ -114,7 +114,7 @@ def test_fit_trains_each_ensemble_member_from_its_own_seed(tiny_split):
     single = build_model(one.model, len(labels))
     train = data.encode_pairs(parts.train, labels)
     train_batched(single, train, valid, labels, one.train, progress=False)
-    for a, b in zip(single.state_dict().values(), model.members[1].state_dict().values()):
+    for a, b in zip(single.state_dict().values(), model.members[1].state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -147,7 +147,7 @@ def test_distillation_weight_zero_is_training_on_labels_alone(tiny_split):
                      soft_targets=teacher)
     taught, _, _ = fit(replace(plain, train=replace(plain.train, distill_weight=1.0)), parts.train, None, labels,
                        soft_targets=teacher)
-    for a, b in zip(alone.state_dict().values(), zero.state_dict().values()):
+    for a, b in zip(alone.state_dict().values(), zero.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     assert not torch.equal(alone.h2o.weight, taught.h2o.weight)
 
@@ -184,9 +184,9 @@ def test_out_of_fold_probabilities_come_from_teachers_that_did_not_see_the_name(
     teacher = _settings(name="ngram-lr")
     oof = out_of_fold_log_probs(teacher, parts.train, labels, folds=3, seed=5)
     fold = fold_of_each(parts.train, 3, seed=5)
-    rest = [p for p, f in zip(parts.train, fold.tolist()) if f != 0]
+    rest = [p for p, f in zip(parts.train, fold.tolist(), strict=True) if f != 0]
     model, _, _ = fit(teacher, rest, None, labels)
-    held = data.encode_pairs([p for p, f in zip(parts.train, fold.tolist()) if f == 0], labels)
+    held = data.encode_pairs([p for p, f in zip(parts.train, fold.tolist(), strict=True) if f == 0], labels)
     torch.testing.assert_close(oof[fold == 0], model(held.tokens, held.lengths)[0])
     with pytest.raises(ValueError, match="folds 1"):
         out_of_fold_log_probs(teacher, parts.train, labels, folds=1)

@@ -160,7 +160,7 @@ def test_abstention_triggers_on_garbage(trained):
     _, model = trained
     predictor = Predictor.load(model)
     garbage = ["Xqzvbwxq", "Qqqqjjjj", "Zzxxkvwq", "Wbxqzjkv"]
-    results = predictor.predict(garbage + ["Kalov", "McRaboo", "Saboez"], top=1)
+    results = predictor.predict([*garbage, "Kalov", "McRaboo", "Saboez"], top=1)
     assert all(r.abstained and r.reason == "out-of-scope" for r in results[:4])
     assert min(r.out_of_scope for r in results[:4]) > max(r.out_of_scope for r in results[4:])
     assert all(r.predictions for r in results)  # an abstained name keeps its ranked languages
@@ -179,7 +179,7 @@ def test_priors_reweight_and_auto_reports_the_mix(trained):
     assert used["Beta"] > 0.99 and used["Gamma"] == 0
     beta = [next(x["probability"] for x in p.predictions if x["language"] == "Beta") for p in tilted]
     beta_before = [next((x["probability"] for x in p.predictions if x["language"] == "Beta"), 0) for p in base]
-    assert all(a >= b for a, b in zip(beta, beta_before))
+    assert all(a >= b for a, b in zip(beta, beta_before, strict=True))
     _, estimated = predictor.predict_with_prior(names, prior="auto")
     assert abs(sum(estimated.values()) - 1) < 1e-6 and estimated["Alpha"] == max(estimated.values())
 

@@ -84,13 +84,13 @@ def test_evaluate_refuses_what_it_cannot_use(folder, trained):
 
 
 def test_train_refuses_settings_by_their_parameter(folder):
-    with pytest.raises(InputError, match="^members: ") as caught:
+    with pytest.raises(InputError, match=r"^members: ") as caught:
         api.train(folder, preset="worksheet-rnn", members=2)
     assert caught.value.param == "members"
-    with pytest.raises(InputError, match="^split ") as caught:
+    with pytest.raises(InputError, match=r"^split ") as caught:
         api.train(folder, split=(0.5, 0.6, 0.1))
     assert caught.value.param == "split"
-    with pytest.raises(InputError, match="^pairs_or_split"):
+    with pytest.raises(InputError, match=r"^pairs_or_split"):
         nameorigin.fit(str(folder))
 
 

@@ -325,10 +325,10 @@ def escaped(name: str) -> str:
 def _predict_names(predictor: Predictor, names: list[str], top: int, options: dict):
     """:meth:`Predictor.predict_with_prior` on the readable arguments; the others get their error row in place."""
     errors = [_argument_error(n) for n in names]
-    results, used = predictor.predict_with_prior([n for n, e in zip(names, errors) if e is None], top, **options)
+    results, used = predictor.predict_with_prior([n for n, e in zip(names, errors, strict=True) if e is None], top, **options)
     it = iter(results)
     rows = [next(it) if e is None else Prediction(name=escaped(n), predictions=[], error=e)
-            for n, e in zip(names, errors)]
+            for n, e in zip(names, errors, strict=True)]
     return rows, used
 
 
@@ -343,7 +343,7 @@ def _stdin_spool():
     """Standard input copied to an anonymous temporary file, for ``--prior auto``'s two passes over it."""
     import shutil
     import tempfile
-    spool = tempfile.TemporaryFile()
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 (returned: the caller closes it)
     shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
     spool.seek(0)
     return spool
@@ -405,7 +405,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              "give --prior FILE")
         labels = checkpoint.read_meta(args.model or default_model_path(), sha256=args.model_sha256)["labels"]
         prior = trust.resolve_prior(args.prior, labels)  # a bad --prior stops here, before any work
-        options = _trust_options(args, None if prior is None else dict(zip(labels, prior.tolist())))
+        options = _trust_options(args, None if prior is None else dict(zip(labels, prior.tolist(), strict=True)))
         summary = cluster.predict_files(cluster.ClusterJob(
             input=args.input, output=args.output, column=args.column, top=args.top, model=args.model,
             keep_columns=args.keep_columns, workers=args.workers, scheduler=args.scheduler,
@@ -477,7 +477,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
     good = [r for r in results if not r.error]
     for r in good:
         print(f"{r.name} -> {r.predictions[0]['language']} ({r.predictions[0]['probability']:.2f})")
-        print("  " + "  ".join(f"{ch}:{w:.2f}" for ch, w in zip(r.folded, r.attention)))
+        print("  " + "  ".join(f"{ch}:{w:.2f}" for ch, w in zip(r.folded, r.attention, strict=False)))
     if args.plot and good:
         from . import plots
         plots.attention_map([r.folded for r in good], [r.attention for r in good], path=args.plot,

@@ -142,7 +142,7 @@ def predict_files(job: ClusterJob) -> frame.Summary:
     if not job.output or job.output == "-":
         raise ClusterError("--workers/--scheduler write a folder of Parquet parts: give --output FOLDER")
     start = time.perf_counter()
-    paths, column = _check_inputs(job)
+    _paths, column = _check_inputs(job)
     fs, out = fsspec.core.url_to_fs(job.output)
     if fs.exists(out) and (not fs.isdir(out) or fs.ls(out)):
         raise ClusterError(f"--output {job.output}: exists and is not an empty folder")

@@ -379,7 +379,7 @@ def open_source(path: str, *, fmt: str | None = None, column: str | None = None,
         fmt, where = format_of(path, fmt), path
         if not Path(path).is_file():
             raise DataError(f"{path}: no such file")
-        fh = None if fmt == "parquet" else open(path, "rb")
+        fh = None if fmt == "parquet" else open(path, "rb")  # noqa: SIM115 (the Source owns it)
     if fmt == "txt":
         col = resolve_column(where, ["name"], column)
         source = Source(where, fmt, col, ["name"], _read_text(where, fh), has_line=True)

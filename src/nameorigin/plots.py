@@ -126,7 +126,7 @@ def reliability_diagram(before: Sequence[dict], after: Sequence[dict] | None = N
     for bins, label in [(before, "before (T = 1)"), (after, f"after (T = {temperature:.2f})")]:
         if bins:
             pts = [(b["confidence"], b["accuracy"]) for b in bins if b["count"]]
-            ax.plot(*zip(*pts), marker="o", label=label)
+            ax.plot(*zip(*pts, strict=False), marker="o", label=label)
     ax.set_ylim(0, 1)
     return _finish_lines(fig, ax, xlabel="Confidence (top probability)", ylabel="Accuracy", title=title, path=path)
 

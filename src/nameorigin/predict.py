@@ -145,7 +145,7 @@ def as_name_array(names) -> tuple[pa.Array, list[str | None] | None]:
         except UnicodeEncodeError:  # a lone surrogate somewhere: find it cell by cell below
             pass
     errors = [_cell_error(n) for n in names]
-    return pa.array([None if e else n for n, e in zip(names, errors)], type=pa.string()), errors
+    return pa.array([None if e else n for n, e in zip(names, errors, strict=True)], type=pa.string()), errors
 
 
 class _Chunk(NamedTuple):
@@ -181,7 +181,7 @@ class _LogProbCache:
             if self.used + n > self.capacity:
                 self.slot.clear()
                 self.used = 0
-            self.slot.update(zip(folded[:n], range(self.used, self.used + n)))
+            self.slot.update(zip(folded[:n], range(self.used, self.used + n), strict=True))
             self.rows[self.used:self.used + n] = rows[:n]
             self.used += n
 
@@ -238,7 +238,7 @@ class Predictor:
             return self._run(folded)
         rows, missing = self._cache.lookup(folded)
         if missing.any():
-            todo = [f for f, m in zip(folded, missing) if m]
+            todo = [f for f, m in zip(folded, missing, strict=True) if m]
             rows[missing] = new = self._run(todo)
             self._cache.store(todo, new)
         return rows
@@ -361,9 +361,9 @@ class Predictor:
             good = [r for r in results if not r.error]
             if good:
                 _, att = self.probabilities([r.folded for r in good], with_attention=True)
-                for r, a in zip(good, att or []):
+                for r, a in zip(good, att or [], strict=False):
                     r.attention = a.tolist()
-        return results, (dict(zip(self.labels, used.tolist())) if used is not None else None)
+        return results, (dict(zip(self.labels, used.tolist(), strict=True)) if used is not None else None)
 
     def estimate_prior(self, names: Iterable[str], *, chunk: int = 8192) -> dict[str, float] | None:
         """The language mix of ``names`` by EM (``prior="auto"`` over all of them, not chunk by chunk); reads
@@ -387,10 +387,10 @@ class Predictor:
                 probs.append(self.trust.probabilities(chunk.log_probs).astype(np.float32))
                 weights.append(np.bincount(chunk.row[chunk.row >= 0], minlength=len(chunk.unique)))
         if not probs:
-            return dict(zip(self.labels, self.trust.train_prior.tolist())), 0
+            return dict(zip(self.labels, self.trust.train_prior.tolist(), strict=True)), 0
         rows = np.concatenate(probs).astype(np.float64)
         mix = self.trust.estimate_prior(rows, weights=np.concatenate(weights))
-        return dict(zip(self.labels, mix.tolist())), len(rows)
+        return dict(zip(self.labels, mix.tolist(), strict=True)), len(rows)
 
     def predict_one(self, name: str, top: int = 3, **trust_options) -> Prediction:
         result = self.predict([name], top, **trust_options)[0]

@@ -297,7 +297,7 @@ def _time_since(since: float) -> str:
     s = time.time() - since
     m = math.floor(s / 60)
     s -= m * 60
-    return "%dm %ds" % (m, s)
+    return f"{m}m {int(s)}s"
 
 
 def train_worksheet(model: Classifier, category_lines: dict[str, list[str]], labels: Sequence[str],
@@ -340,9 +340,9 @@ def train_worksheet(model: Classifier, category_lines: dict[str, list[str]], lab
         current_loss += loss.detach()
         if printer and config.print_every and it % config.print_every == 0:
             guess = labels[int(output.argmax(1))]
-            correct = "✓" if guess == category else "✗ (%s)" % category
-            printer("%d %d%% (%s) %.4f %s / %s %s" % (it, it / config.iters * 100, _time_since(start),
-                                                      loss.item(), line, guess, correct))
+            correct = "✓" if guess == category else f"✗ ({category})"
+            printer(f"{it} {int(it / config.iters * 100)}% ({_time_since(start)}) {loss.item():.4f} {line} / {guess} "
+                    f"{correct}")
         if config.plot_every and it % config.plot_every == 0:
             history.loss_steps.append(it)
             history.losses.append(current_loss.item() / config.plot_every)
@@ -639,7 +639,7 @@ def mixed_ensemble(models: Sequence[Classifier], valid: Encoded | None, n_classe
     from .models import build_model
     config = ModelConfig(name=MIXED, mix=[m.config.to_dict() for m in models])
     ensemble = build_model(config, n_classes)
-    for mine, trained in zip(ensemble.members, models):
+    for mine, trained in zip(ensemble.members, models, strict=True):
         mine.load_state_dict(trained.state_dict())
     if valid is not None and len(valid):
         weights, temperatures = fit_mixture_weights(
@@ -667,7 +667,7 @@ def _fit_mixed(settings: Settings, used: list[Pair], valid: Encoded | None, labe
     if printer:
         printer("member weights (temperatures) fitted on validation: " + ", ".join(
             f"{m.config.name} {w:.3f} ({t:.2f})" for m, w, t in zip(models, model.weights.tolist(),
-                                                                     model.temperatures.tolist())))
+                                                                     model.temperatures.tolist(), strict=True)))
     if valid is not None and len(valid):
         history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
     return model, history, used
@@ -694,7 +694,7 @@ def out_of_fold_log_probs(teacher: Settings, pairs: Sequence[Pair], labels: Sequ
     out = torch.empty(len(pairs), len(labels))
     for k in range(folds):
         held = (fold == k).nonzero().squeeze(1)
-        rest = [p for p, f in zip(pairs, fold.tolist()) if f != k]
+        rest = [p for p, f in zip(pairs, fold.tolist(), strict=True) if f != k]
         model, history, _ = fit(teacher, rest, valid, labels, device=device, printer=None, progress=progress)
         out[held] = batched_log_probs(model, encoded.tokens[held], encoded.lengths[held])[0]
         if printer:

@@ -343,7 +343,7 @@ def resolve_prior(spec, labels: Sequence[str]):
     vector = np.asarray(spec, dtype=np.float64)
     if vector.shape != (len(labels),):
         raise TrustError(f"prior: expected {len(labels)} weights, got shape {vector.shape}", param="prior")
-    return prior_vector(dict(zip(labels, vector.tolist())), labels)
+    return prior_vector(dict(zip(labels, vector.tolist(), strict=True)), labels)
 
 
 # ------------------------------------------------------------------------------------------- out-of-scope score
@@ -418,7 +418,7 @@ class OutOfScope:
         fold = (np.array([hash_share(n) for n in out_names]) * config.folds * 1000).astype(int) % config.folds
         out_x = np.zeros((len(out_names), f))
         for k in range(config.folds):
-            rest = [n for n, g in zip(out_names, fold) if g != k]
+            rest = [n for n, g in zip(out_names, fold, strict=True) if g != k]
             mine = np.flatnonzero(fold == k)
             out_x[mine] = model(rest).features(out_probs[mine], [out_names[i] for i in mine])
         x = np.concatenate([full.features(in_probs, in_names), out_x])
