@@ -46,14 +46,17 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "default (gru 128)": ({}, {}),
     "gru-attention bi, embed 64": ({"name": "gru-attention", **BI}, {}),
     "gru-attention bi, embed 64, class weight 0.5": ({"name": "gru-attention", **BI}, {"class_weight": 0.5}),
-    "gru-attention bi, hidden 256, embed 64, dropout 0.4": ({"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, {}),
+    "gru-attention bi, hidden 256, embed 64, dropout 0.4": (
+        {"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, {}),
     "gru bi, 2 layers, embed 64": ({"name": "gru", **BI, "layers": 2}, {}),
     "gru-attention bi, embed 64, smoothing 0.1, cosine 20": ({"name": "gru-attention", **BI}, LS),
-    "gru-attention bi, 2 layers, embed 64, smoothing 0.1, cosine 20": ({"name": "gru-attention", **BI, "layers": 2}, LS),
+    "gru-attention bi, 2 layers, embed 64, smoothing 0.1, cosine 20": (
+        {"name": "gru-attention", **BI, "layers": 2}, LS),
     "gru-attention bi, hidden 256, embed 64, dropout 0.4, smoothing 0.1, cosine 20": (
         {"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, LS),
     "lstm bi, embed 64, smoothing 0.1, cosine 20": ({"name": "lstm", **BI}, LS),
-    "gru-attention bi, embed 64, smoothing 0.1, cosine 20, noise 2": ({"name": "gru-attention", **BI}, {**LS, "noise": 2}),
+    "gru-attention bi, embed 64, smoothing 0.1, cosine 20, noise 2": (
+        {"name": "gru-attention", **BI}, {**LS, "noise": 2}),
     "transformer 128, 2 layers, 4 heads, positions from both ends, dropout 0.1, Adam 1e-3, smoothing 0.1, cosine 20": (
         {"name": "transformer", "layers": 2, "heads": 4, "dropout": 0.1}, {**LS, "lr": 1e-3}),
     "cnn 128 x 4 widths, embed 64, dropout 0.3, smoothing 0.1, cosine 20": ({"name": "cnn", "embed": 64}, LS),
@@ -218,7 +221,8 @@ def main() -> None:
     ap.add_argument("--train", required=True, help="labelled names to train on (validation: 10 %% of them)")
     ap.add_argument("--test", required=True, help="held-out labelled names, never used for choices")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--variants", help=f"subset, separated by semicolons (default: all): {'; '.join([*BASELINES, *VARIANTS, *MIXES, *DISTILLED])}")
+    every = "; ".join([*BASELINES, *VARIANTS, *MIXES, *DISTILLED])
+    ap.add_argument("--variants", help=f"subset, separated by semicolons (default: all): {every}")
     ap.add_argument("--cache", default="bench-accuracy-cache", help="folder of cached runs")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()

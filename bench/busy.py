@@ -114,7 +114,8 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"{cores} cores; busy: {args.spinners} CPU-bound process(es) beside each run; {args.names:,} distinct "
           f"names for predict, {len(pairs):,} labelled names for train/compare; best of {args.repeat}; "
-          f"sources: {', '.join(f'{k} {v}' for k, v in sources.items())}" + (f"; this with {args.args}" if extra else ""),
+          f"sources: {', '.join(f'{k} {v}' for k, v in sources.items())}"
+          + (f"; this with {args.args}" if extra else ""),
           flush=True)
     results: dict[tuple[str, str, str], Run] = {}
     for load in ("quiet", "busy"):

@@ -124,7 +124,8 @@ def test_a_digest_the_user_knows_is_insisted_on(saved, tmp_path):
         checkpoint.load(path, sha256="0" * 64)
     with pytest.raises(CheckpointError, match="64 hexadecimal digits"):
         checkpoint.load(path, sha256="abc")
-    _rewrite_metadata(path, lambda d: {**d, "temperature": 9.0})  # the recorded hash recomputed: only the digest sees it
+    # the recorded hash recomputed: only the digest sees it
+    _rewrite_metadata(path, lambda d: {**d, "temperature": 9.0})
     with pytest.raises(CheckpointError, match="asked for"):
         checkpoint.load(path, sha256=digest)
     from nameorigin.cli import main

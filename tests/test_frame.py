@@ -76,7 +76,8 @@ def test_each_distinct_folded_name_reaches_the_model_once(predictor, monkeypatch
 
 def test_non_string_cells_get_an_error(predictor):
     rows = predictor.predict_columns(["Kalov", 42, 3.5], top=1).to_pylist()
-    assert rows[0]["error"] is None and rows[1]["error"].startswith(NOT_STRING) and rows[2]["error"].startswith(NOT_STRING)
+    assert rows[0]["error"] is None
+    assert rows[1]["error"].startswith(NOT_STRING) and rows[2]["error"].startswith(NOT_STRING)
 
 
 @pytest.mark.parametrize("bad, says", [("\ud800", "lone surrogate"), ("Ko\udcffs", "lone surrogate"),

@@ -41,7 +41,8 @@ def test_attention_map_shows_each_character(tmp_path):
 
 
 def test_loss_curves_show_each_model_with_its_seed_count(tmp_path):
-    curves = {"rnn": [([1, 2, 3], [2.0, 1.5, 1.2]), ([1, 2, 3], [2.2, 1.4, 1.1])], "gru": [([1, 2, 3], [2.0, 1.0, 0.5])]}
+    curves = {"rnn": [([1, 2, 3], [2.0, 1.5, 1.2]), ([1, 2, 3], [2.2, 1.4, 1.1])],
+              "gru": [([1, 2, 3], [2.0, 1.0, 0.5])]}
     fig = plots.loss_curves(curves, title="Training loss, noise level 5", path=tmp_path / "l.png")
     assert is_png(tmp_path / "l.png")
     text = plots.figure_text(fig)

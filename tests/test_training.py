@@ -57,7 +57,8 @@ def test_same_seed_same_run(tiny_split):
         torch.manual_seed(1)
         model = build_model(ModelConfig(name="gru", hidden=8), len(labels))
         train = data.encode_pairs(parts.train, labels, noise_room=3)
-        h = train_batched(model, train, None, labels, TrainConfig(epochs=2, seed=5, noise=2, log_every=2), progress=False)
+        h = train_batched(model, train, None, labels, TrainConfig(epochs=2, seed=5, noise=2, log_every=2),
+                          progress=False)
         runs.append(h.losses)
     assert runs[0] == runs[1]
 
@@ -89,7 +90,8 @@ def test_worksheet_loop_prints_the_seeds_lines(tiny_dir):
     train_worksheet(model, cat_lines, labels, WorksheetConfig(iters=300, print_every=100, plot_every=30),
                     printer=lines.append)
     assert len(lines) == 3
-    pattern = re.compile(r"^(100|200|300) (33|66|100)% \(\d+m \d+s\) \d+\.\d{4} \S+ / (Alpha|Beta|Gamma|Delta) (✓|✗ \((Alpha|Beta|Gamma|Delta)\))$")
+    pattern = re.compile(r"^(100|200|300) (33|66|100)% \(\d+m \d+s\) \d+\.\d{4} \S+ / (Alpha|Beta|Gamma|Delta) "
+                         r"(✓|✗ \((Alpha|Beta|Gamma|Delta)\))$")
     assert all(pattern.match(line) for line in lines), lines
 
 

@@ -330,7 +330,8 @@ def test_http_bad_post_values_are_422_as_the_schema_says(client, body):
     assert r.status_code == 422 and any("prior" in e["loc"] or "coverage" in e["loc"] for e in r.json()["detail"])
     prior = client.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]["properties"]["prior"]
     objects = [s for s in prior["anyOf"] if s.get("type") == "object"]
-    assert objects[0]["propertyNames"]["enum"] == ["Alpha", "Beta", "Delta", "Gamma"] and objects[0]["minProperties"] == 1
+    assert objects[0]["propertyNames"]["enum"] == ["Alpha", "Beta", "Delta", "Gamma"]
+    assert objects[0]["minProperties"] == 1
 
 
 def test_page_shows_the_set_and_the_unsure_note(client):

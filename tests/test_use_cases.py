@@ -139,10 +139,12 @@ def test_version_has_one_source(capsys):
     from pathlib import Path
     with pytest.raises(SystemExit):
         main(["--version"])
-    assert capsys.readouterr().out.strip() == f"nameorigin {nameorigin.__version__}" == f"nameorigin {version('nameorigin')}"
+    printed = capsys.readouterr().out.strip()
+    assert printed == f"nameorigin {nameorigin.__version__}" == f"nameorigin {version('nameorigin')}"
     project = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     project_table = project.split("[project]", 1)[1].split("\n[", 1)[0]
-    assert not re.search(r"(?m)^version\s*=", project_table) and 'version = { attr = "nameorigin.__version__" }' in project
+    assert not re.search(r"(?m)^version\s*=", project_table)
+    assert 'version = { attr = "nameorigin.__version__" }' in project
 
 
 def test_the_compare_baseline_is_the_ngram_lr_model_on_noisy_names(folder):

@@ -325,7 +325,8 @@ def escaped(name: str) -> str:
 def _predict_names(predictor: Predictor, names: list[str], top: int, options: dict):
     """:meth:`Predictor.predict_with_prior` on the readable arguments; the others get their error row in place."""
     errors = [_argument_error(n) for n in names]
-    results, used = predictor.predict_with_prior([n for n, e in zip(names, errors, strict=True) if e is None], top, **options)
+    readable = [n for n, e in zip(names, errors, strict=True) if e is None]
+    results, used = predictor.predict_with_prior(readable, top, **options)
     it = iter(results)
     rows = [next(it) if e is None else Prediction(name=escaped(n), predictions=[], error=e)
             for n, e in zip(names, errors, strict=True)]
@@ -728,15 +729,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--prune", type=ranged("--prune"), help="keep at most N training names a language (seed 000: 50)")
     t.add_argument("--seed", type=ranged("--seed"), help="seed of initial weights, sampling and noise")
     t.add_argument("--noise", type=ranged("--noise"), help="the worksheet's punctuation noise level")
-    t.add_argument("--lr", type=ranged("--lr"), help=f"learning rate ({TrainConfig.lr}; worksheet {WorksheetConfig.lr})")
+    t.add_argument("--lr", type=ranged("--lr"),
+                   help=f"learning rate ({TrainConfig.lr}; worksheet {WorksheetConfig.lr})")
     t.add_argument("--epochs", type=ranged("--epochs"), help=f"most epochs ({TrainConfig.epochs})")
     t.add_argument("--batch-size", type=ranged("--batch-size"), help=f"names a batch ({TrainConfig.batch_size})")
     t.add_argument("--optimizer", choices=["adam", "sgd"], help=f"optimizer ({TrainConfig.optimizer})")
     t.add_argument("--sampling", choices=["natural", "balanced"], help="balanced: each language equally often")
     t.add_argument("--clip", type=ranged("--clip"), help=f"gradient-norm clipping, 0 off ({TrainConfig.clip})")
-    t.add_argument("--patience", type=ranged("--patience"), help=f"early stop after N epochs without progress ({TrainConfig.patience})")
-    t.add_argument("--select", choices=["macro_f1", "accuracy", "loss"], help="validation figure picking the best epoch")
-    t.add_argument("--weight-decay", type=ranged("--weight-decay"), help=f"L2 weight decay ({TrainConfig.weight_decay})")
+    t.add_argument("--patience", type=ranged("--patience"),
+                   help=f"early stop after N epochs without progress ({TrainConfig.patience})")
+    t.add_argument("--select", choices=["macro_f1", "accuracy", "loss"],
+                   help="validation figure picking the best epoch")
+    t.add_argument("--weight-decay", type=ranged("--weight-decay"),
+                   help=f"L2 weight decay ({TrainConfig.weight_decay})")
     t.add_argument("--label-smoothing", type=ranged("--label-smoothing"),
                    help=f"label smoothing of the loss, 0 to below 1 ({TrainConfig.label_smoothing})")
     t.add_argument("--class-weight", type=ranged("--class-weight"),
@@ -744,8 +749,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=["constant", "cosine", "plateau"], help="learning-rate schedule")
     t.add_argument("--worksheet", action="store_const", const=True, help="the seeds' one-name-at-a-time loop")
     t.add_argument("--iters", type=ranged("--iters"), help=f"worksheet steps ({WorksheetConfig.iters})")
-    t.add_argument("--print-every", type=ranged("--print-every"), help=f"worksheet: a line every N steps ({WorksheetConfig.print_every})")
-    t.add_argument("--plot-every", type=ranged("--plot-every"), help=f"worksheet: a loss average every N steps ({WorksheetConfig.plot_every})")
+    t.add_argument("--print-every", type=ranged("--print-every"),
+                   help=f"worksheet: a line every N steps ({WorksheetConfig.print_every})")
+    t.add_argument("--plot-every", type=ranged("--plot-every"),
+                   help=f"worksheet: a loss average every N steps ({WorksheetConfig.plot_every})")
     t.add_argument("--plot", help="save the run's loss curve as PNG")
     t.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     add_threads(t)
@@ -761,10 +768,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", help="checkpoint (default: the bundled model)")
     add_model_sha256(pr)
     pr.add_argument("--top", type=ranged("--top"), default=3, help="languages a name (default: 3)")
-    pr.add_argument("--json", action="store_true", help="JSON: one list for names given as arguments, one line "
-                                                        "{line, name, predictions, error} a name for --input (default: off)")
+    pr.add_argument("--json", action="store_true",
+                    help="JSON: one list for names given as arguments, one line "
+                         "{line, name, predictions, error} a name for --input (default: off)")
     pr.add_argument("--input", help="file of names: .txt (one a line), .csv, .tsv, .jsonl or .parquet (by extension; "
-                                    "see --format); with --workers/--scheduler a glob of Parquet files or any fsspec path")
+                                    "see --format); with --workers/--scheduler a glob of Parquet files or any "
+                                    "fsspec path")
     pr.add_argument("--column", help="column holding the names: header name or 0-based index (default: the column "
                                      "headed name/surname/..., else the first)")
     pr.add_argument("--output", help="write here, atomically, in the format of its extension (default: CSV, or JSON "
@@ -832,10 +841,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     c.add_argument("--out", required=True,
                    help="folder for results.csv, results.md, loss_noise*.png, report.md (created if missing)")
-    c.add_argument("--epochs", type=ranged("--epochs"), default=experiments.CompareConfig.epochs, help="batched trainer's epochs")
+    c.add_argument("--epochs", type=ranged("--epochs"), default=experiments.CompareConfig.epochs,
+                   help="batched trainer's epochs")
     c.add_argument("--worksheet", action="store_true", help="train with the seeds' one-name loop")
-    c.add_argument("--iters", type=ranged("--iters"), default=experiments.CompareConfig.iters, help="worksheet loop steps")
-    c.add_argument("--hidden", type=ranged("--hidden"), help="hidden size (default: 32 with --worksheet, else the default preset's)")
+    c.add_argument("--iters", type=ranged("--iters"), default=experiments.CompareConfig.iters,
+                   help="worksheet loop steps")
+    c.add_argument("--hidden", type=ranged("--hidden"),
+                   help="hidden size (default: 32 with --worksheet, else the default preset's)")
     c.add_argument("--prune", type=ranged("--prune"), default=experiments.CompareConfig.prune,
                    help="worksheet loop: names a language, as seed 000")
     add_threads(c)
@@ -907,8 +919,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "(default: the names-dataset package, extra [corpus])")
     co.add_argument("--map", metavar="FILE", help="country -> language rows (COUNTRY<TAB>TARGET[<TAB>WEIGHT]) over "
                                                   "the shipped table")
-    co.add_argument("--per-language", type=ranged("--per-language"), metavar="N", help="at most N names a language (and an "
-                                                                  "out-of-scope country), the most frequent")
+    co.add_argument("--per-language", type=ranged("--per-language"), metavar="N",
+                    help="at most N names a language (and an out-of-scope country), the most frequent")
     co.add_argument("--exclude", nargs="+", metavar="FILE", help="names never to include (any file predict "
                                                                  "--input reads; compared folded, without case)")
     co.add_argument("--benchmark", metavar="FILE.tsv", help="also write the held-out real names with their "

@@ -167,8 +167,8 @@ def predict_files(job: ClusterJob) -> frame.Summary:
         if fs.exists(staging):
             fs.rm(staging, recursive=True)
         if isinstance(e, Exception) and not isinstance(e, DataError):
-            raise ClusterError(f"{job.input}: prediction on the cluster failed "
-                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); nothing was written") from e
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ClusterError(f"{job.input}: prediction on the cluster failed ({why}); nothing was written") from e
         raise
     finally:
         client.close()

@@ -37,7 +37,8 @@ FORMAT = "nameorigin-corpus/1"
 SPLITS = ("train", "valid", "held-out")
 #: Korean surnames written with two Hangul syllables (the customary compound family names); any other Hangul
 #: string of more than one syllable in the surname field is a given name or a word (남성 "male", 남자 "man").
-KOREAN_COMPOUND_SURNAMES = frozenset(["남궁", "황보", "제갈", "선우", "독고", "사공", "서문", "동방", "어금", "망절", "소봉"])
+KOREAN_COMPOUND_SURNAMES = frozenset(["남궁", "황보", "제갈", "선우", "독고", "사공",
+                                      "서문", "동방", "어금", "망절", "소봉"])
 COLUMNS = ("name", "soft", "in_scope", "out_of_scope", "mixed", "top_language", "top_share", "scope",
            "country", "countries", "rank", "script", "split", "label")
 EXTRA_HINT = 'the corpus is built from the names-dataset package: pip install "nameorigin[corpus]"'
@@ -487,7 +488,8 @@ class Corpus:
     def held_out_pairs(self) -> list[tuple[str, str]]:
         """The real-names benchmark: held-out in-scope names with a top language of at least the label share."""
         t = self.rows(split="held-out")
-        return [(n, lab) for n, lab in zip(t["name"].to_pylist(), t["label"].to_pylist(), strict=True) if lab is not None]
+        return [(n, lab) for n, lab in zip(t["name"].to_pylist(), t["label"].to_pylist(), strict=True)
+                if lab is not None]
 
     def scored_pairs(self, split: str) -> list[tuple[str, str]]:
         """In-scope names of ``split`` whose top language holds at least the corpus's label share, with it (the
@@ -495,7 +497,8 @@ class Corpus:
         least = self.meta.get("config", {}).get("label_share", CorpusConfig.label_share)
         t = self.rows(split=split)
         return [(n, lab) for n, lab, s in zip(t["name"].to_pylist(), t["top_language"].to_pylist(),
-                                              t["top_share"].to_pylist(), strict=True) if lab is not None and s >= least - 1e-6]
+                                              t["top_share"].to_pylist(), strict=True)
+                if lab is not None and s >= least - 1e-6]
 
     def out_of_scope(self, *, held_out_countries: Sequence[str] = (), part: str = "fit") -> dict[str, list[str]]:
         """Real out-of-scope names by their main country: ``part`` ``fit`` gives the countries not in

@@ -67,7 +67,8 @@ def expected_calibration_error(probs: torch.Tensor, truth: torch.Tensor, bins: i
     for lo, hi in itertools.pairwise(edges):
         in_bin = (confidence > lo) & (confidence <= hi)
         if in_bin.any():
-            ece += float(in_bin.double().mean()) * abs(float(confidence[in_bin].double().mean() - correct[in_bin].mean()))
+            gap = float(confidence[in_bin].double().mean() - correct[in_bin].mean())
+            ece += float(in_bin.double().mean()) * abs(gap)
     return ece
 
 

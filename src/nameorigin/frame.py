@@ -146,7 +146,8 @@ def format_of(path: str, override: str | None = None, *, flag: str = "--format")
     suffix = Path(str(path)).suffix.lower()
     if suffix not in FORMATS:
         raise DataError(f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
-                        f"use one of {', '.join(sorted(FORMATS))} or {flag} {{{','.join(sorted(set(FORMATS.values())))}}}")
+                        f"use one of {', '.join(sorted(FORMATS))} or "
+                        f"{flag} {{{','.join(sorted(set(FORMATS.values())))}}}")
     return FORMATS[suffix]
 
 

@@ -1,4 +1,5 @@
-"""Pictures: loss curves, confusion matrices, attention heat maps, reliability and risk-coverage curves. Rendered with no display (Agg).
+"""Pictures: loss curves, confusion matrices, attention heat maps, reliability and risk-coverage curves.
+Rendered with no display (Agg).
 
 Each function draws a :class:`matplotlib.figure.Figure`, saves it as PNG (atomically) when given a path,
 and returns it, so callers and tests can read its text.

@@ -213,7 +213,8 @@ class Predictor:
     def load(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", sha256: str | None = None,
              **kwargs) -> Predictor:
         """``sha256``: the checkpoint file's digest (as ``sha256sum`` prints it), which it must have.
-        ``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see :func:`models.with_precision`)."""
+        ``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see
+        :func:`models.with_precision`)."""
         path = Path(path or default_model_path())
         predictor = cls(checkpoint.load(path, device=device, sha256=sha256), **kwargs)
         predictor.path = path

@@ -709,7 +709,8 @@ def _append_member(history: History, one: History, i: int, *, key: str = "member
     offset = history.loss_steps[-1] if history.loss_steps else 0
     history.loss_steps += [offset + s for s in one.loss_steps]
     history.losses += one.losses
-    history.epochs += [{key: i if tag is None else tag, **row, "seconds": history.train_seconds + row["seconds"]} for row in one.epochs]
+    history.epochs += [{key: i if tag is None else tag, **row, "seconds": history.train_seconds + row["seconds"]}
+                       for row in one.epochs]
     history.train_seconds += one.train_seconds
     history.names_seen += one.names_seen
 
