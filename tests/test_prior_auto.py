@@ -91,3 +91,16 @@ def test_the_api_says_how_many_names_prior_auto_rests_on(predictor):
     assert r.status_code == 200 and r.json()["prior_names"] == 1
     r = client.post("/api/predict", json={"names": ["Kalov", "Nabov"]})
     assert r.status_code == 200 and r.json()["prior_names"] is None
+
+
+def test_a_name_in_many_chunks_is_one_name_of_evidence(predictor, tmp_path):
+    """Read in chunks (a file's batches), the estimate is the whole input's: a name that comes back in a later
+    chunk adds rows to its weight, not names to the evidence that the shrinkage counts."""
+    from nameorigin import frame
+    names = ["Kalov", "Nabov", "Tesuez", "McRaboo", "Kalov"] * 40  # 200 rows, 4 distinct names
+    _, used = predictor.predict_with_prior(names, prior="auto")  # one call: every row, each name once
+    assert predictor.estimate_prior(names, chunk=7) == pytest.approx(used, abs=1e-9)
+    src = tmp_path / "many.txt"
+    src.write_text("\n".join(names) + "\n", encoding="utf-8")
+    mix, distinct = frame.file_prior(predictor, frame.FileJob(input=str(src), output=None, chunk=7))
+    assert distinct == 4 and mix == pytest.approx(used, abs=1e-9)

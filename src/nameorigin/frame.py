@@ -618,7 +618,7 @@ def _atomic_sink(path: str, *, inputs=()):
 
 def file_prior(predictor: Predictor, job: FileJob) -> tuple[dict[str, float] | None, int]:
     """``prior="auto"`` for a file: the language mix of all its names, in a first pass over it, and how many
-    names the estimate rests on (the distinct names of each chunk of ``job.chunk`` rows)."""
+    distinct names the estimate rests on."""
     source = open_source(job.input, fmt=job.input_format, column=job.column, chunk=job.chunk, stream=job.stream)
     skip = 1 if source.has_line else 0
     return predictor._estimate_prior_batches(

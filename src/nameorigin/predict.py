@@ -374,23 +374,32 @@ class Predictor:
 
     def estimate_prior_batches(self, batches: Iterable) -> dict[str, float] | None:
         """:meth:`estimate_prior` over chunks of names (Arrow string arrays or lists), e.g. a file's record
-        batches; keeps only each chunk's distinct names' probabilities (U, C) and their row counts."""
+        batches; keeps each distinct name's probabilities once (U, C), with its row count over all chunks."""
         return self._estimate_prior_batches(batches)[0]
 
     def _estimate_prior_batches(self, batches: Iterable) -> tuple[dict[str, float] | None, int]:
-        """:meth:`estimate_prior_batches`, and the number of names EM rested on (each chunk's distinct names)."""
+        """:meth:`estimate_prior_batches`, and the number of distinct names EM rested on: a name that comes back
+        in a later chunk adds its rows to its weight, not a second name of evidence."""
         if self.trust.train_prior is None:
             return None, 0
-        probs, weights = [], []
+        seen: dict[str, int] = {}  # folded name -> its row in probs
+        probs, at, counts = [], [], []
         for batch in batches:
             chunk = self._distinct(batch)
-            if chunk.unique:
-                probs.append(self.trust.probabilities(chunk.log_probs).astype(np.float32))
-                weights.append(np.bincount(chunk.row[chunk.row >= 0], minlength=len(chunk.unique)))
+            if not chunk.unique:
+                continue
+            before = len(seen)
+            index = np.fromiter((seen.setdefault(n, len(seen)) for n in chunk.unique), np.int64, len(chunk.unique))
+            fresh = index >= before  # new names, in the order they got their rows
+            if fresh.any():
+                probs.append(self.trust.probabilities(chunk.log_probs[fresh]).astype(np.float32))
+            at.append(index)
+            counts.append(np.bincount(chunk.row[chunk.row >= 0], minlength=len(chunk.unique)))
         if not probs:
             return dict(zip(self.labels, self.trust.train_prior.tolist(), strict=True)), 0
         rows = np.concatenate(probs).astype(np.float64)
-        mix = self.trust.estimate_prior(rows, weights=np.concatenate(weights))
+        weights = np.bincount(np.concatenate(at), weights=np.concatenate(counts), minlength=len(rows))
+        mix = self.trust.estimate_prior(rows, weights=weights)
         return dict(zip(self.labels, mix.tolist(), strict=True)), len(rows)
 
     def predict_one(self, name: str, top: int = 3, **trust_options) -> Prediction:
