@@ -29,8 +29,15 @@ import torch
 from nameorigin import data
 from nameorigin.evaluation import metrics
 from nameorigin.models import MIXED, ModelConfig, batched_log_probs, mean_probabilities
-from nameorigin.training import (PRESETS, Settings, fit, fit_mixture_weights, fit_ngram_lr, out_of_fold_log_probs,
-                                 resolve_settings)
+from nameorigin.training import (
+    PRESETS,
+    Settings,
+    fit,
+    fit_mixture_weights,
+    fit_ngram_lr,
+    out_of_fold_log_probs,
+    resolve_settings,
+)
 
 BI = {"bidirectional": True, "embed": 64, "dropout": 0.3}
 LS = {"label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0}
@@ -39,14 +46,17 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "default (gru 128)": ({}, {}),
     "gru-attention bi, embed 64": ({"name": "gru-attention", **BI}, {}),
     "gru-attention bi, embed 64, class weight 0.5": ({"name": "gru-attention", **BI}, {"class_weight": 0.5}),
-    "gru-attention bi, hidden 256, embed 64, dropout 0.4": ({"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, {}),
+    "gru-attention bi, hidden 256, embed 64, dropout 0.4": (
+        {"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, {}),
     "gru bi, 2 layers, embed 64": ({"name": "gru", **BI, "layers": 2}, {}),
     "gru-attention bi, embed 64, smoothing 0.1, cosine 20": ({"name": "gru-attention", **BI}, LS),
-    "gru-attention bi, 2 layers, embed 64, smoothing 0.1, cosine 20": ({"name": "gru-attention", **BI, "layers": 2}, LS),
+    "gru-attention bi, 2 layers, embed 64, smoothing 0.1, cosine 20": (
+        {"name": "gru-attention", **BI, "layers": 2}, LS),
     "gru-attention bi, hidden 256, embed 64, dropout 0.4, smoothing 0.1, cosine 20": (
         {"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, LS),
     "lstm bi, embed 64, smoothing 0.1, cosine 20": ({"name": "lstm", **BI}, LS),
-    "gru-attention bi, embed 64, smoothing 0.1, cosine 20, noise 2": ({"name": "gru-attention", **BI}, {**LS, "noise": 2}),
+    "gru-attention bi, embed 64, smoothing 0.1, cosine 20, noise 2": (
+        {"name": "gru-attention", **BI}, {**LS, "noise": 2}),
     "transformer 128, 2 layers, 4 heads, positions from both ends, dropout 0.1, Adam 1e-3, smoothing 0.1, cosine 20": (
         {"name": "transformer", "layers": 2, "heads": 4, "dropout": 0.1}, {**LS, "lr": 1e-3}),
     "cnn 128 x 4 widths, embed 64, dropout 0.3, smoothing 0.1, cosine 20": ({"name": "cnn", "embed": 64}, LS),
@@ -177,7 +187,7 @@ def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: 
                             "seconds": time.perf_counter() - started}
                 synthetic = cached(cache / f"aug_{slug(teacher)}_x{k}_s{seed}.pt", label)
                 assert synthetic["names"] == made
-                train += [(n, labels[i]) for n, i in zip(made, synthetic["log_probs"].argmax(1).tolist())]
+                train += [(n, labels[i]) for n, i in zip(made, synthetic["log_probs"].argmax(1).tolist(), strict=True)]
                 soft = torch.cat([soft, synthetic["log_probs"]])
                 teacher_seconds += synthetic["seconds"]
         started = time.perf_counter()
@@ -211,7 +221,8 @@ def main() -> None:
     ap.add_argument("--train", required=True, help="labelled names to train on (validation: 10 %% of them)")
     ap.add_argument("--test", required=True, help="held-out labelled names, never used for choices")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--variants", help=f"subset, separated by semicolons (default: all): {'; '.join([*BASELINES, *VARIANTS, *MIXES, *DISTILLED])}")
+    every = "; ".join([*BASELINES, *VARIANTS, *MIXES, *DISTILLED])
+    ap.add_argument("--variants", help=f"subset, separated by semicolons (default: all): {every}")
     ap.add_argument("--cache", default="bench-accuracy-cache", help="folder of cached runs")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
@@ -244,11 +255,11 @@ def main() -> None:
                      mean(s[1][0] for s in single), mean(s[1][1] for s in single),
                      mean(r["seconds"] for r in runs)))
         if len(runs) > 1:
-            ens = lambda split: mean_probabilities([r[split] for r in runs])  # noqa: E731
+            ens = lambda split, runs=runs: mean_probabilities([r[split] for r in runs])  # noqa: E731
             v, t = figures(ens("valid"), valid.labels, labels), figures(ens("test"), test.labels, labels)
             rows.append((variant, f"{len(runs)} (seeds 0–{len(runs) - 1})", *v, *t, sum(r["seconds"] for r in runs)))
     print()
-    print(f"| variant | models | valid acc | valid macro-F1 | test acc | test macro-F1 | train s |")
+    print("| variant | models | valid acc | valid macro-F1 | test acc | test macro-F1 | train s |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for variant, members, va, vf, ta, tf, secs in rows:
         print(f"| {variant} | {members} | {va:.4f} | {vf:.4f} | {ta:.4f} | {tf:.4f} | {secs:.0f} |")

@@ -1,6 +1,7 @@
 """Make the model that ships in the package, with honest held-out figures in its metadata.
 
-    python bench/bundle.py --data ../shared/data/names [--preset bundled] [--out src/nameorigin/assets/default.safetensors]
+    python bench/bundle.py --data ../shared/data/names [--preset bundled] \
+        [--out src/nameorigin/assets/default.safetensors]
 
 1. a leak-free 80/20 split of distinct names (``nameorigin split --split 0.8,0,0.2``);
 2. ``nameorigin train --preset PRESET --data 80%/train.tsv --split 0.9,0.1,0`` and ``nameorigin evaluate`` on the

@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import distinct_sample, real_names
-
 from nameorigin import data
+from scale_common import distinct_sample, real_names
 
 HERE = Path(__file__).resolve().parents[1] / "src"
 
@@ -103,19 +102,20 @@ def main() -> None:
     labelled.write_text("name\tlanguage\n" + "".join(f"{n}\t{lang}\n" for n, lang in pairs), encoding="utf-8")
     py = [sys.executable, "-m", "nameorigin"]
     commands = {
-        "predict": (py + ["predict", "--input", str(names_txt), "--output", str(tmp / "out.csv")],
+        "predict": ([*py, "predict", "--input", str(names_txt), "--output", str(tmp / "out.csv")],
                     args.names, "names/s"),
-        "train": (py + ["train", "--data", str(labelled), "--model", "gru", "--hidden", "64", "--epochs", "3",
+        "train": ([*py, "train", "--data", str(labelled), "--model", "gru", "--hidden", "64", "--epochs", "3",
                         "--patience", "0", "--out", str(tmp / "m.safetensors"), "--quiet"],
                   len(pairs) * 0.8 * 3, "names/s"),
-        "compare": (py + ["compare", "--models", "rnn,gru", "--noise", "0", "--epochs", "1", "--hidden", "32",
+        "compare": ([*py, "compare", "--models", "rnn,gru", "--noise", "0", "--epochs", "1", "--hidden", "32",
                           "--data", str(labelled), "--out", str(tmp / "cmp")], 2 * 60, "runs/min"),
     }
     chosen = [c for c in args.only.split(",") if c]
     cores = len(os.sched_getaffinity(0))
     print(f"{cores} cores; busy: {args.spinners} CPU-bound process(es) beside each run; {args.names:,} distinct "
           f"names for predict, {len(pairs):,} labelled names for train/compare; best of {args.repeat}; "
-          f"sources: {', '.join(f'{k} {v}' for k, v in sources.items())}" + (f"; this with {args.args}" if extra else ""),
+          f"sources: {', '.join(f'{k} {v}' for k, v in sources.items())}"
+          + (f"; this with {args.args}" if extra else ""),
           flush=True)
     results: dict[tuple[str, str, str], Run] = {}
     for load in ("quiet", "busy"):

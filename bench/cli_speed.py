@@ -22,9 +22,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import gru128_checkpoint, real_names, run_cli, two_samples  # noqa: E402
-
-from nameorigin import Predictor  # noqa: E402
+from nameorigin import Predictor
+from scale_common import gru128_checkpoint, real_names, run_cli, two_samples
 
 
 def main() -> None:

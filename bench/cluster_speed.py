@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import real_names, run_cli, zipf_sample  # noqa: E402
+from scale_common import real_names, run_cli, zipf_sample
 
 
 def write_parquet(names: list[str], folder: Path, files: int) -> None:

@@ -68,9 +68,11 @@ def main() -> None:
         rows.append((variant, seconds, figures))
         print(f"{variant}: {seconds:.0f}s, best epoch {history.best_epoch}: " + "; ".join(
             f"{what} {m['accuracy']:.3f}/{m['macro_f1']:.3f}" for what, m in
-            zip(("tutorial valid", "corpus valid", "tutorial test", "corpus held-out"), figures)), flush=True)
-    print("\n| gru (default preset), seed %d | tutorial valid acc / F1 | corpus valid acc / F1 | tutorial held-out "
-          "acc / F1 | real names held-out acc / F1 | train s |" % args.seed)
+            zip(("tutorial valid", "corpus valid", "tutorial test", "corpus held-out"), figures, strict=False)),
+          flush=True)
+    print(f"\n| gru (default preset), seed {args.seed} | tutorial valid acc / F1 | corpus valid acc / F1 | "
+          "tutorial held-out "
+          "acc / F1 | real names held-out acc / F1 | train s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for variant, seconds, figures in rows:
         print(f"| {variant} | " + " | ".join(f"{m['accuracy']:.3f} / {m['macro_f1']:.3f}" for m in figures)

@@ -34,10 +34,12 @@ def main() -> None:
     cores = os.cpu_count() or 1
     print(f"{cores} cores; train --epochs {args.epochs}{f' --prune {args.prune}' if args.prune else ''} "
           f"{' '.join(args.extra)}\n")
-    print(f"{'processes':>9} {'names/s':>9} {'train s':>8} {'wall s':>7} {'valid acc':>9} {'test acc':>9} {'test F1':>8}")
+    print(f"{'processes':>9} {'names/s':>9} {'train s':>8} {'wall s':>7} {'valid acc':>9} {'test acc':>9} "
+          f"{'test F1':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for n in counts:
-            cmd = [sys.executable, "-m", "nameorigin", "train", "--json", "--nproc", str(n), "--epochs", str(args.epochs),
+            cmd = [sys.executable, "-m", "nameorigin", "train", "--json", "--nproc", str(n),
+                   "--epochs", str(args.epochs),
                    "--split", "0.8,0.1,0.1", "--out", str(Path(tmp) / f"ddp{n}.safetensors"), *args.extra]
             if args.data:
                 cmd += ["--data", args.data]

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import gru128_checkpoint, real_names, two_samples  # noqa: E402
+from scale_common import gru128_checkpoint, real_names, two_samples
 
 try:
     import joblib
@@ -38,7 +38,7 @@ except ImportError as e:
     raise SystemExit(f"bench/ethnicolr2_speed.py needs pandas, scikit-learn and joblib ({e}): "
                      "pip install -c constraints.txt -e \".[dev]\"") from None
 
-from nameorigin import Predictor, predict_frame  # noqa: E402
+from nameorigin import Predictor, predict_frame
 
 
 def random_ethnicolr2_model(folder: Path, names: list[str]) -> None:
@@ -81,9 +81,10 @@ def main() -> None:
         folder = Path(tmp)
         random_ethnicolr2_model(folder, real)
         os.environ["ETHNICOLR2_MODEL_DIR"] = str(folder)
-        from ethnicolr2 import pred_census_last_name
-        import tqdm  # ethnicolr2 draws a bar per call; off, so that both sides print nothing
         from functools import partialmethod
+
+        import tqdm  # ethnicolr2 draws a bar per call; off, so that both sides print nothing
+        from ethnicolr2 import pred_census_last_name
         tqdm.tqdm.__init__ = partialmethod(tqdm.tqdm.__init__, disable=True)
         predictors = {"bundled": Predictor.load(None),
                       "gru 128": Predictor.load(gru128_checkpoint(labels, folder / "gru128.safetensors"))}
@@ -93,9 +94,9 @@ def main() -> None:
             predict_frame(warm, model=p)
         for sample, names in samples.items():
             df = pd.DataFrame({"name": names})
-            peer = len(names) / timed(lambda: pred_census_last_name(df, "name"))
+            peer = len(names) / timed(lambda df=df: pred_census_last_name(df, "name"))
             for label, predictor in predictors.items():
-                ours = len(names) / timed(lambda: predict_frame(df, model=predictor))
+                ours = len(names) / timed(lambda df=df, predictor=predictor: predict_frame(df, model=predictor))
                 print(f"{sample:<9} {len(set(names)):>9,} {peer:>19,.0f} {label:<8} {ours:>19,.0f} "
                       f"{ours / peer:>6.1f}x", flush=True)
 

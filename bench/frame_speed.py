@@ -22,9 +22,8 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import real_names, zipf_sample  # noqa: E402
-
-from nameorigin import Predictor, predict_frame  # noqa: E402
+from nameorigin import Predictor, predict_frame
+from scale_common import real_names, zipf_sample
 
 
 def loop(predictor: Predictor, names: list[str], top: int = 3, chunk: int = 8192) -> pd.DataFrame:

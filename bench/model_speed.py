@@ -1,10 +1,12 @@
 """Prediction speed of model shapes against a gru with hidden 128, side by side in one run.
 
     python bench/model_speed.py [--data DIR] [--names 200000] [--presets best,bundled] [--shape JSON ...]
-    python bench/model_speed.py --presets bundled --shape '{"name": "transformer", "layers": 2}' --shape '{"name": "cnn", "embed": 64}'
+    python bench/model_speed.py --presets bundled --shape '{"name": "transformer", "layers": 2}' \
+        --shape '{"name": "cnn", "embed": 64}'
 
 Speed does not depend on the weights, so each shape is built fresh (untrained) from a preset's model
-settings (or from ``--shape '{"name": "lstm", "bidirectional": true}'``, over the default preset's) and timed through ``Predictor.probabilities`` on the same folded names, batched as the
+settings (or from ``--shape '{"name": "lstm", "bidirectional": true}'``, over the default preset's) and timed
+through ``Predictor.probabilities`` on the same folded names, batched as the
 command line does (``Predictor.predict`` computes each distinct name once, so on repeated names it would time
 its cache, not the model). Prints names per second and the slowdown against gru 128: the rule for the bundled
 model is that it stays within 3x.

@@ -67,9 +67,9 @@ def main() -> None:
     results = predictor.predict(names, top=3)
     rate = len(names) / (time.perf_counter() - start)
     ours = [predictor.labels.index(r.predictions[0]["language"]) for r in results[: len(sample)]]
-    agree = sum(int(a == b) for a, b in zip(ours, seed_pred.tolist())) / len(sample)
+    agree = sum(int(a == b) for a, b in zip(ours, seed_pred.tolist(), strict=False)) / len(sample)
     start = time.perf_counter()
-    probs, _ = predictor.probabilities(names)
+    predictor.probabilities(names)
     tensor_rate = len(names) / (time.perf_counter() - start)
     print(f"{'path':<44} {'names/s':>10} {'vs seeds':>9}")
     print(f"{'seeds: one name at a time (' + format(len(sample), ',') + ' names)':<44} {seed_rate:>10,.0f} {1:>8.0f}x")

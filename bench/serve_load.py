@@ -11,7 +11,8 @@ collector then scans everything start-up built), ``on`` with
 the defaults (concurrent requests gathered into one call), and, when asked for, ``eager`` with
 ``--batch-wait-ms 0`` (no waiting: a batch is whatever arrived while the model was busy). Against each it runs
 single-name GETs at each ``--clients`` concurrency, then POSTs of ``--batch`` names at ``--post-clients``, each
-round at most ``--requests`` requests and ``--seconds`` seconds, and prints requests/s, names/s, p50/p99 latency and errors
+round at most ``--requests`` requests and ``--seconds`` seconds, and prints requests/s, names/s, p50/p99 latency
+and errors
 (any status other than 200, or a failed connection), and the server's resident memory (all its processes)
 after each round. Traffic goes to loopback only and stops by itself.
 """
@@ -26,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import time
-
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -135,7 +135,7 @@ def serve(args, setting: str) -> tuple[subprocess.Popen, str]:
             return server, url
         except (urllib.error.URLError, OSError):
             if server.poll() is not None:
-                raise SystemExit(f"the server stopped: {' '.join(cmd)}")
+                raise SystemExit(f"the server stopped: {' '.join(cmd)}") from None
             time.sleep(0.2)
     server.terminate()
     raise SystemExit(f"no answer from {url}")

@@ -20,8 +20,7 @@ from nameorigin import reference as seeds  # the seeds' code, reimplemented once
 from nameorigin.evaluation import metrics
 from nameorigin.models import ModelConfig, batched_log_probs, build_model
 from nameorigin.text import ALPHABET
-from nameorigin.training import (TrainConfig, WorksheetConfig, category_lines, train_batched,
-                                 train_worksheet)
+from nameorigin.training import TrainConfig, WorksheetConfig, category_lines, train_batched, train_worksheet
 
 
 def held_out_accuracy(model, test, labels) -> float:

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                         (f"shifted sample ({int(shifted.sum())} names)", shifted)):
         sub, sub_truth = probs[keep], truth[keep]
         true_mix = np.bincount(sub_truth, minlength=len(labels)) / len(sub_truth)
-        auto = layer.apply(lp[keep], [n for n, k in zip(test_names, keep) if k], prior="auto")
+        auto = layer.apply(lp[keep], [n for n, k in zip(test_names, keep, strict=False) if k], prior="auto")
         old_mix = trust.estimate_prior(sub, layer.train_prior)
         old = trust.reweight(sub, layer.train_prior, old_mix)
         rows.append((f"--prior auto: accuracy, {label}", f"{(auto.probabilities.argmax(1) == sub_truth).mean():.3f}",

@@ -51,7 +51,7 @@ def test_fit_learns_and_gives_a_calibrated_predictor(tiny, attention_model):
     assert trained.predictor.temperature == pytest.approx(trained.meta["temperature"]) != 1.0
     assert trained.meta["calibration"]["valid_ece_after"] <= trained.meta["calibration"]["valid_ece_before"] + 1e-9
     best = trained.predictor.predict([n for n, _ in parts.test], top=1)
-    assert sum(p.predictions[0]["language"] == lang for p, (_, lang) in zip(best, parts.test)) == round(
+    assert sum(p.predictions[0]["language"] == lang for p, (_, lang) in zip(best, parts.test, strict=False)) == round(
         result["accuracy"] * len(parts.test))
     # noisy names: a different encoding, still scored
     assert trained.evaluate(parts.test, noise=5)["n"] == len(parts.test)

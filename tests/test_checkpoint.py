@@ -33,14 +33,14 @@ def test_round_trip_gives_the_same_outputs(saved):
 def test_truncated_file(saved):
     _, path = saved
     path.write_bytes(path.read_bytes()[:-40])
-    with pytest.raises(CheckpointError, match="m.safetensors"):
+    with pytest.raises(CheckpointError, match=r"m.safetensors"):
         checkpoint.load(path)
 
 
 def test_random_bytes(tmp_path):
     path = tmp_path / "junk.safetensors"
     path.write_bytes(b"not a checkpoint at all" * 10)
-    with pytest.raises(CheckpointError, match="junk.safetensors: not a readable .safetensors file"):
+    with pytest.raises(CheckpointError, match=r"junk.safetensors: not a readable .safetensors file"):
         checkpoint.load(path)
 
 
@@ -120,11 +120,12 @@ def test_a_digest_the_user_knows_is_insisted_on(saved, tmp_path):
     _, path = saved
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert checkpoint.load(path, sha256=digest.upper()).labels == LABELS
-    with pytest.raises(CheckpointError, match="its SHA-256 is .*not the 0{64} asked for"):
+    with pytest.raises(CheckpointError, match=r"its SHA-256 is .*not the 0{64} asked for"):
         checkpoint.load(path, sha256="0" * 64)
     with pytest.raises(CheckpointError, match="64 hexadecimal digits"):
         checkpoint.load(path, sha256="abc")
-    _rewrite_metadata(path, lambda d: {**d, "temperature": 9.0})  # the recorded hash recomputed: only the digest sees it
+    # the recorded hash recomputed: only the digest sees it
+    _rewrite_metadata(path, lambda d: {**d, "temperature": 9.0})
     with pytest.raises(CheckpointError, match="asked for"):
         checkpoint.load(path, sha256=digest)
     from nameorigin.cli import main
@@ -154,7 +155,7 @@ def test_a_digest_the_user_knows_is_insisted_on(saved, tmp_path):
 def test_every_metadata_field_is_validated(saved, edit, says):
     _, path = saved
     _rewrite_metadata(path, edit)
-    with pytest.raises(CheckpointError, match="m.safetensors") as info:
+    with pytest.raises(CheckpointError, match=r"m.safetensors") as info:
         checkpoint.load(path)
     assert says in str(info.value)
 
@@ -219,7 +220,7 @@ def test_tampered_model_settings(saved):
 
 def test_tampered_labels(saved):
     _, path = saved
-    _rewrite_metadata(path, lambda d: {**d, "labels": LABELS + ["Delta"]})
+    _rewrite_metadata(path, lambda d: {**d, "labels": [*LABELS, "Delta"]})
     with pytest.raises(CheckpointError, match="weights do not match"):
         checkpoint.load(path)
 

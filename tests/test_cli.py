@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from nameorigin.cli import main
 from conftest import train_tiny
+from nameorigin.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,8 @@ def test_ensemble_checkpoint_round_trip(capsys, tmp_path, tiny_dir):
     assert code == 0 and "K" in text
 
 
-@pytest.mark.parametrize("flag, value", [("--members", "0"), ("--hidden", "-3"), ("--layers", "two"), ("--epochs", "0")])
+@pytest.mark.parametrize("flag, value", [("--members", "0"), ("--hidden", "-3"), ("--layers", "two"),
+                                         ("--epochs", "0")])
 def test_sizes_must_be_positive_whole_numbers(capsys, tmp_path, tiny_dir, flag, value):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--data", str(tiny_dir), flag, value, "--out", str(tmp_path / "m.st")])

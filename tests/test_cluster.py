@@ -40,7 +40,7 @@ def run(capsys, *argv):
 
 
 def test_predict_on_a_dask_dataframe_equals_predict_frame(model):
-    df = pd.DataFrame({"id": range(7), "surname": sum(PARTS.values(), [])})
+    df = pd.DataFrame({"id": range(7), "surname": [n for part in PARTS.values() for n in part]})
     expected = predict_frame(df, "surname", top=2, model=model)
     ddf = dd.from_pandas(df, npartitions=3)
     result = cluster.predict(ddf, "surname", top=2, model=model)

@@ -31,7 +31,7 @@ def by_name(table: pa.Table) -> dict[str, dict]:
 
 
 def soft_of(row) -> dict[str, float]:
-    return {lang: round(s, 4) for lang, s in zip(C.LANGUAGES, row["soft"]) if s > 1e-6}
+    return {lang: round(s, 4) for lang, s in zip(C.LANGUAGES, row["soft"], strict=False) if s > 1e-6}
 
 
 # ------------------------------------------------------------------------------------------------ the map
@@ -197,7 +197,7 @@ def test_out_of_scope_names_by_country_with_whole_countries_held_out(tmp_path):
     fit_part = real.out_of_scope(held_out_countries=["tr"])
     held = real.out_of_scope(held_out_countries=["tr"], part="held-out")
     assert set(fit_part) == {"FI"} and len(fit_part["FI"]) == 5 and set(held) == {"TR"} and len(held["TR"]) == 3
-    assert "Kowalski" not in sum(fit_part.values(), [])
+    assert "Kowalski" not in [n for part in fit_part.values() for n in part]
 
 
 def test_exclude_reads_any_predict_input(tmp_path):
@@ -308,7 +308,7 @@ def capture_batches(monkeypatch) -> list[str]:
         def hook(module, inputs):
             if module.training:
                 tokens, lengths = inputs[:2]
-                seen.extend(decode(t[: int(n)].tolist()) for t, n in zip(tokens, lengths))
+                seen.extend(decode(t[: int(n)].tolist()) for t, n in zip(tokens, lengths, strict=False))
         model.register_forward_pre_hook(hook)
         return model
     monkeypatch.setattr(models, "build_model", recording)
@@ -325,7 +325,7 @@ def test_corpus_trains_and_an_excluded_name_never_reaches_a_batch(tiny_corpus, m
     settings = resolve_settings(None, model={"name": "gru", "hidden": 8},
                                 train={"epochs": 2, "corpus_mode": mode, "pretrain_epochs": 1, "batch_size": 4})
     valid = data.encode_pairs([("Loov", "Russian"), ("Mclo", "English")], LABELS)
-    model, history, used = fit(settings, train, valid, LABELS, corpus=part)
+    _model, history, used = fit(settings, train, valid, LABELS, corpus=part)
     assert {n.lower() for n in seen} >= {n.lower() for n in part.names} | {n.lower() for n, _ in train}
     assert not {"rabov", "mckal", "kaov"} & {n.lower() for n in seen}
     assert ("Kaov", "Russian") not in used

@@ -27,7 +27,8 @@ def test_killed_predict_leaves_no_output_and_the_next_run_cleans_up(tmp_path):
     out = out_dir / "OUT.csv"
     proc = subprocess.Popen([sys.executable, "-m", "nameorigin", "predict", "--input", str(big), "--output", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    partial = lambda: [p for p in out_dir.glob(".OUT.csv.partial-*") if p.stat().st_size > 0] if out_dir.exists() else []
+    def partial():
+        return [p for p in out_dir.glob(".OUT.csv.partial-*") if p.stat().st_size > 0] if out_dir.exists() else []
     _kill_when(proc, partial)
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()

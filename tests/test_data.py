@@ -45,26 +45,26 @@ def test_missing_label_column_is_an_error(tmp_path):
 def test_empty_file_is_an_error(tmp_path, content):
     path = tmp_path / "empty.csv"
     path.write_text(content)
-    with pytest.raises(DataError, match="empty.csv: no labelled names"):
+    with pytest.raises(DataError, match=r"empty.csv: no labelled names"):
         data.read_labelled(path)
 
 
 def test_missing_path_and_empty_folder_are_errors(tmp_path):
     with pytest.raises(DataError, match="no such file or folder"):
         data.read_labelled(tmp_path / "nope")
-    with pytest.raises(DataError, match="no <Language>.txt files"):
+    with pytest.raises(DataError, match=r"no <Language>.txt files"):
         data.read_labelled(tmp_path)
 
 
 def test_binary_file_is_an_error(tmp_path):
     path = tmp_path / "blob.csv"
     path.write_bytes(b"\xff\xfe\x00\x01garbage,\x80\x81\n")
-    with pytest.raises(DataError, match="blob.csv: is not UTF-8"):
+    with pytest.raises(DataError, match=r"blob.csv: is not UTF-8"):
         data.read_labelled(path)
 
 
 def test_split_is_leak_free_stratified_and_seeded(tiny_dir):
-    pairs = data.read_labelled(tiny_dir) + [("Kalov", "Beta")]  # a name under two languages
+    pairs = [*data.read_labelled(tiny_dir), ("Kalov", "Beta")]  # a name under two languages
     parts = data.split(pairs, (0.5, 0.25, 0.25), seed=3)
     sides = [{n for n, _ in part} for part in (parts.train, parts.valid, parts.test)]
     assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
@@ -156,7 +156,7 @@ def test_download_with_wrong_checksum_keeps_nothing(tmp_path, fake_names):
     archive = tmp_path / "data.zip"
     archive.write_bytes(_zip_of(fake_names, tamper=True))
     cache = tmp_path / "cache"
-    with pytest.raises(DataError, match="checksum check failed.*Greek.txt"):
+    with pytest.raises(DataError, match=r"checksum check failed.*Greek.txt"):
         data.download_tutorial_data(cache, url=archive.as_uri())
     assert list(cache.iterdir()) == []
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import train_tiny
 from nameorigin import checkpoint
 from nameorigin.checkpoint import CheckpointError
 from nameorigin.cli import RANGES, HelpFormatter, ListOf, build_parser, main
 from nameorigin.models import ModelConfig, build_model
 from nameorigin.predict import Predictor, Probabilities
-from conftest import train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,8 @@ def test_train_flag_out_of_range(capsys, tmp_path, tiny_dir, flag, value):
                                   ["evaluate", "--device", "gpu"], ["serve", "--port", "70000"],
                                   ["serve", "--threads", "-2"], ["compare", "--out", "o", "--seeds", "0"],
                                   ["compare", "--out", "o", "--epochs", "0"],
-                                  ["compare", "--out", "o", "--noise", "0,-2"], ["split", "--out", "o", "--seed", "-1"]])
+                                  ["compare", "--out", "o", "--noise", "0,-2"],
+                                  ["split", "--out", "o", "--seed", "-1"]])
 def test_other_commands_flag_out_of_range(capsys, argv):
     err = exits_with_usage_error(capsys, argv)
     assert "expected" in err
@@ -63,7 +64,7 @@ def _options(parser: argparse.ArgumentParser, command: list[str]):
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
-                yield from _options(sub, command + [name])
+                yield from _options(sub, [*command, name])
         elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
             yield command, action
 
@@ -156,7 +157,8 @@ def test_evaluate_out_of_scope_file_missing_or_empty(capsys, tmp_path, tiny_dir,
     _, model = tiny_model
     (tmp_path / "empty.txt").write_text("\n")
     for name, says in (("missing.txt", "no such file"), ("empty.txt", "no readable names")):
-        code = main(["evaluate", "--model", str(model), "--data", str(tiny_dir), "--out-of-scope", str(tmp_path / name)])
+        code = main(["evaluate", "--model", str(model), "--data", str(tiny_dir),
+                     "--out-of-scope", str(tmp_path / name)])
         err = capsys.readouterr().err
         assert code == 2 and name in err and says in err, err
 

@@ -1,9 +1,8 @@
 import pytest
 import torch
 
-from nameorigin.evaluation import (confusion_matrix, expected_calibration_error, fit_temperature, metrics,
-                                   reliability)
 from nameorigin import plots
+from nameorigin.evaluation import confusion_matrix, expected_calibration_error, fit_temperature, metrics, reliability
 
 
 def test_metrics_by_hand():

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-from conftest import make_names, train_tiny
 
+from conftest import make_names, train_tiny
 from nameorigin import checkpoint
 from nameorigin.cli import main
 
@@ -100,7 +100,7 @@ def test_input_dash_reads_standard_input_as_text_or_csv_and_spools_it_for_prior_
     r = _stdin_run(trained, b"id;surname\n1;Kalov\n2;McRaboo\n", "--format", "csv", "--prior", "auto", "--quiet")
     assert r.returncode == 0, r.stderr
     assert [x["name"] for x in rows_of(r.stdout.decode())] == ["Kalov", "McRaboo"]
-    assert b"estimated on standard input (EM, shrunk towards the training mix" in r.stderr
+    assert b"estimated on standard input, 2 distinct name(s) (EM, shrunk towards the training mix" in r.stderr
     r = _stdin_run(trained, b"", "--top", "1")
     assert r.returncode == 2 and b"standard input: has no names" in r.stderr
     r = _stdin_run(trained, b"x", "--format", "parquet")
@@ -250,7 +250,8 @@ def test_sigterm_during_predict_output_leaves_no_partial_file(tmp_path, trained)
     proc = subprocess.Popen([sys.executable, "-m", "nameorigin", "predict", "--model", str(trained[1]),
                              "--input", str(big), "--output", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    partial = lambda: out.parent.exists() and any(p.stat().st_size for p in out.parent.glob(".O.csv.partial-*"))
+    def partial():
+        return out.parent.exists() and any(p.stat().st_size for p in out.parent.glob(".O.csv.partial-*"))
     assert _terminate_when(proc, partial) == 128 + signal.SIGTERM
     assert "nameorigin: terminated" in proc.stderr.read()
     assert not out.exists() and os.listdir(out.parent) == []

@@ -1,7 +1,7 @@
 """The checkpoint records how its names were folded, and a Predictor folds with that scheme."""
 import pytest
-from conftest import train_tiny
 
+from conftest import train_tiny
 from nameorigin import checkpoint, text
 from nameorigin.checkpoint import CheckpointError
 from nameorigin.models import ModelConfig, build_model

@@ -35,7 +35,7 @@ def expected(predictor, names, top=2):
 
 def assert_agrees(rows: list[dict], predictions, top=2):
     assert len(rows) == len(predictions)
-    for row, p in zip(rows, predictions):
+    for row, p in zip(rows, predictions, strict=False):
         if p.error:
             assert row["error"] == p.error and row["language_1"] is None and row["probability_1"] is None
             continue
@@ -76,7 +76,8 @@ def test_each_distinct_folded_name_reaches_the_model_once(predictor, monkeypatch
 
 def test_non_string_cells_get_an_error(predictor):
     rows = predictor.predict_columns(["Kalov", 42, 3.5], top=1).to_pylist()
-    assert rows[0]["error"] is None and rows[1]["error"].startswith(NOT_STRING) and rows[2]["error"].startswith(NOT_STRING)
+    assert rows[0]["error"] is None
+    assert rows[1]["error"].startswith(NOT_STRING) and rows[2]["error"].startswith(NOT_STRING)
 
 
 @pytest.mark.parametrize("bad, says", [("\ud800", "lone surrogate"), ("Ko\udcffs", "lone surrogate"),
@@ -164,7 +165,7 @@ def test_file_outputs_carry_the_trust_columns(predictor, tmp_path):
     table = pq.read_table(tmp_path / "o.parquet").to_pylist()
     want = predictor.predict(["Kalov", "1234", "McRaboo"], 3, coverage=0.9)
     assert list(rows[0])[-5:] == ["abstained", "reason", "out_of_scope", "set", "error"]
-    for row, got, p in zip(rows, table, want):
+    for row, got, p in zip(rows, table, want, strict=False):
         # one value for an error row's ``abstained`` in every output: false, as Prediction and --json give it
         assert got["set"] == p.set and got["abstained"] is p.abstained and (not p.error or p.abstained is False)
         assert row["set"] == "|".join(p.set or []) and row["abstained"] == str(p.abstained).lower()
@@ -220,7 +221,7 @@ def test_text_input_strips_line_ends_and_skips_blank_lines(predictor, tmp_path):
     src = tmp_path / "names.txt"
     src.write_bytes("Kalov\r\n\n   \nŠčerbov\r\nMcRaboo".encode())
     rows = [b.to_pylist() for b in open_source(str(src)).batches]
-    assert sum(rows, []) == [{"line": 1, "name": "Kalov"}, {"line": 4, "name": "Ščerbov"},
+    assert [row for chunk in rows for row in chunk] == [{"line": 1, "name": "Kalov"}, {"line": 4, "name": "Ščerbov"},
                              {"line": 5, "name": "McRaboo"}]
     with open(src, encoding="utf-8") as fh:  # the README's Predictor.stream(open("names.txt"))
         assert [p.name for p in predictor.stream(fh)] == ["Kalov", "Ščerbov", "McRaboo"]
@@ -241,11 +242,11 @@ def test_an_unreadable_or_empty_input_writes_nothing(predictor, tmp_path):
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"not parquet at all")
     dst = tmp_path / "out.csv"
-    with pytest.raises(ValueError, match="bad.parquet: cannot be read"):
+    with pytest.raises(ValueError, match=r"bad.parquet: cannot be read"):
         predict_file(predictor, FileJob(input=str(bad), output=str(dst)))
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
-    with pytest.raises(ValueError, match="empty.txt: has no names"):
+    with pytest.raises(ValueError, match=r"empty.txt: has no names"):
         predict_file(predictor, FileJob(input=str(empty), output=str(dst)))
     assert sorted(os.listdir(tmp_path)) == ["bad.parquet", "empty.txt"]
 
@@ -269,10 +270,9 @@ def test_file_outputs_go_through_atomic_path_which_removes_partials_of_killed_ru
     assert (tmp_path / "out.csv").read_text().replace('"', "").startswith("line,name")
     assert not stale.exists() and not stale_dir.exists() and not other.exists()
     assert live.exists() and other_dir.exists()
-    with pytest.raises(RuntimeError):
-        with atomic_path(tmp_path / "x.csv") as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "x.csv") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert not list(tmp_path.glob(".x.csv.partial-*")) and not (tmp_path / "x.csv").exists()
 
 
@@ -296,7 +296,7 @@ def pc_close(a, b) -> bool:
                           st.just("x" * 300)), max_size=20))
 def test_the_vectorised_fold_equals_fold_one_by_one(values):
     folded, errors = fold_array(pa.array(values, pa.string()))
-    assert list(zip(folded.to_pylist(), errors.to_pylist())) == [fold_or_error(v) for v in values]
+    assert list(zip(folded.to_pylist(), errors.to_pylist(), strict=False)) == [fold_or_error(v) for v in values]
 
 
 FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tTab", "\rCR"]

@@ -12,7 +12,8 @@ NAMES = ["Abl", "Schmidhuber", "Zhou", "O'Neal", "Ng", "X", "Nakamura", "Hinton"
 N_CLASSES = 5
 NOT_FROM_THE_SEEDS = {"transformer", "cnn", "ngram-lr"}
 VARIANTS = [(name, 1, False) for name in REGISTRY if name not in NOT_FROM_THE_SEEDS] + [
-    (name, layers, bi) for name in ("rnn", "gru", "gru-attention", "lstm") for layers, bi in [(2, False), (1, True), (2, True)]
+    (name, layers, bi) for name in ("rnn", "gru", "gru-attention", "lstm")
+    for layers, bi in [(2, False), (1, True), (2, True)]
 ]
 
 
@@ -51,7 +52,7 @@ def reference(model, line):
         fwd = run_cell(seed_cell(enc.fwd[i]), xs)
         if enc.directions == 2:
             bwd = run_cell(seed_cell(enc.bwd[i]), xs[::-1])[::-1]
-            xs = [torch.cat([f, b], 1) for f, b in zip(fwd, bwd)]
+            xs = [torch.cat([f, b], 1) for f, b in zip(fwd, bwd, strict=False)]
         else:
             xs = fwd
         last_fwd, first_bwd = fwd[-1], (bwd[0] if enc.directions == 2 else None)
@@ -240,7 +241,8 @@ def test_mixed_ensemble_weights_its_members_and_round_trips_through_a_checkpoint
     with torch.no_grad():
         log_probs, attention = model(tokens, lengths)
         outputs = [m.eval()(tokens, lengths) for m in members]
-    probs = sum(w * torch.softmax(lp / t, 1) for w, t, (lp, _) in zip([0.4, 0.3, 0.2, 0.1], [1.0, 2.0, 0.5, 1.0], outputs))
+    probs = sum(w * torch.softmax(lp / t, 1)
+                for w, t, (lp, _) in zip([0.4, 0.3, 0.2, 0.1], [1.0, 2.0, 0.5, 1.0], outputs, strict=True))
     torch.testing.assert_close(log_probs.exp(), probs)
     torch.testing.assert_close(attention, (0.4 * outputs[0][1] + 0.3 * outputs[1][1]) / 0.7)
     path = checkpoint.save(tmp_path / "mixed.safetensors", model, [f"L{i}" for i in range(N_CLASSES)])

@@ -54,7 +54,8 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     if not os.environ.get("NAMEORIGIN_DATA"):
         monkeypatch.setenv("NAMEORIGIN_DATA", str(write_names_dir(tmp_path)))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=300,
+                                     resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, naming the cell, when any cell raises
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]

@@ -31,8 +31,8 @@ def models(tmp_path_factory):
     out = {}
     for key, extra in MODELS.items():
         root = tmp_path_factory.mktemp(key)
-        _, out[key] = train_tiny(root, key.replace("-ensemble", ""), "--epochs", "10", "--lr", "0.01", "--split", "1,0,0",
-                                *extra)
+        _, out[key] = train_tiny(root, key.replace("-ensemble", ""), "--epochs", "10", "--lr", "0.01",
+                                 "--split", "1,0,0", *extra)
     return out
 
 

@@ -36,7 +36,7 @@ def test_probabilities_sum_to_one_over_all_languages(predictor):
 def test_batch_and_one_by_one_agree(predictor):
     names = ["Hinton", "Ó Súilleabháin", "Шевченко", "Nguyen", "Abl"]
     batch = predictor.predict(names, top=2)
-    for name, p in zip(names, batch):
+    for name, p in zip(names, batch, strict=True):
         single = predictor.predict_one(name, top=2)
         assert single.predictions[0]["language"] == p.predictions[0]["language"]
         assert abs(single.predictions[0]["probability"] - p.predictions[0]["probability"]) < 1e-5

@@ -9,6 +9,7 @@ import sys
 import termios
 
 import pytest
+
 from conftest import make_names, write_names_dir
 
 pytestmark = pytest.mark.skipif(not hasattr(pty, "openpty"), reason="no pseudo-terminals here")

@@ -48,7 +48,7 @@ def test_long_vowels(romaji, short):
 def test_readings_of_han_give_both_readers():
     r = readings("佐藤")
     assert r[0] == Reading("Sato", "Han", "japanese") and Reading("Zuoteng", "Han", "chinese") in r
-    assert [x.text for x in readings("鈴木")][0] == "Suzuki"
+    assert next(x.text for x in readings("鈴木")) == "Suzuki"
     assert readings("田中")[0] == Reading("Tanaka", "Han", "japanese")
 
 

@@ -1,13 +1,13 @@
 """The HTTP API through FastAPI's test client, the real server over loopback, and the page in Chromium."""
 import asyncio
 import gc
-import threading
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -177,7 +177,8 @@ def same(got: list[dict], want: list[dict]) -> None:
     assert [(x["name"], [p["language"] for p in x["predictions"]]) for x in got] == \
            [(x["name"], [p["language"] for p in x["predictions"]]) for x in want]
     assert all(abs(p["probability"] - q["probability"]) < 1e-5
-               for x, y in zip(got, want) for p, q in zip(x["predictions"], y["predictions"]))
+               for x, y in zip(got, want, strict=False)
+               for p, q in zip(x["predictions"], y["predictions"], strict=False))
 
 
 def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_answers_in_order():
@@ -194,19 +195,20 @@ def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_answers_in
     app = create_app(predictor, config=ServeConfig(batch_names=10_000, batch_wait_ms=200))
     requests = [NAMES[i % len(NAMES):] + NAMES[: i % len(NAMES)] for i in range(40)]  # 40 different orders
     tops = [1 + i % 5 for i in range(40)]
-    expected = [[r.to_dict() for r in real(names, top)] for names, top in zip(requests, tops)]
+    expected = [[r.to_dict() for r in real(names, top)] for names, top in zip(requests, tops, strict=True)]
 
     async def run():
         async with async_client(app) as client:
-            posts = [client.post("/api/predict", json={"names": names, "top": top}) for names, top in zip(requests, tops)]
+            posts = [client.post("/api/predict", json={"names": names, "top": top})
+                     for names, top in zip(requests, tops, strict=True)]
             gets = [client.get("/api/predict", params={"name": name, "top": 2}) for name in NAMES]
             return await asyncio.gather(*posts, *gets)
 
     responses = asyncio.run(run())
     assert all(r.status_code == 200 for r in responses)
-    for r, want in zip(responses, expected):
+    for r, want in zip(responses, expected, strict=False):
         same(r.json()["results"], want)
-    for r, name in zip(responses[len(requests):], NAMES):
+    for r, name in zip(responses[len(requests):], NAMES, strict=False):
         same(r.json()["results"], [real([name], 2)[0].to_dict()])
     assert sum(batches) == len(requests) * len(NAMES) + len(NAMES)
     assert len(batches) < len(responses) / 4  # gathered: far fewer model calls than requests
@@ -268,7 +270,8 @@ def test_head_is_answered_wherever_get_is(client):
 def test_every_answer_sends_the_security_headers(client):
     page = client.get("/")
     policy = page.headers["content-security-policy"]
-    assert "default-src 'none'" in policy and "script-src 'self' 'sha256-" in policy and "frame-ancestors 'none'" in policy
+    assert "default-src 'none'" in policy and "script-src 'self' 'sha256-" in policy
+    assert "frame-ancestors 'none'" in policy
     assert "unsafe-inline" not in policy and "https:" not in policy
     for r in (page, client.get("/api/model"), client.get("/nowhere")):
         assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
@@ -402,7 +405,7 @@ def server():
             break
         except (urllib.error.URLError, ConnectionError):
             if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read().decode())
+                raise RuntimeError(proc.stdout.read().decode()) from None
             time.sleep(0.2)
     yield url
     proc.terminate()
@@ -423,7 +426,7 @@ def start(*args: str) -> tuple[subprocess.Popen, str, str]:
             return proc, first, url
         except (urllib.error.URLError, ConnectionError):
             if proc.poll() is not None:
-                raise RuntimeError(first + proc.stdout.read())
+                raise RuntimeError(first + proc.stdout.read()) from None
             time.sleep(0.2)
     proc.terminate()
     raise RuntimeError(f"no answer from {url}")

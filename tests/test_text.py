@@ -3,12 +3,22 @@ import string
 
 import pytest
 
-from nameorigin.text import (ALPHABET, NOISE_CHARS, VOCAB_SIZE, BadName, add_noise, decode, encode, fold,
-                             fold_checked, seed_fold)
+from nameorigin.text import (
+    ALPHABET,
+    NOISE_CHARS,
+    VOCAB_SIZE,
+    BadName,
+    add_noise,
+    decode,
+    encode,
+    fold,
+    fold_checked,
+    seed_fold,
+)
 
 
 def test_alphabet_is_the_seeds():
-    assert ALPHABET == string.ascii_letters + " .,;'"
+    assert string.ascii_letters + " .,;'" == ALPHABET
     assert len(ALPHABET) == 57 and VOCAB_SIZE == 58
 
 

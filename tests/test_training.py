@@ -57,7 +57,8 @@ def test_same_seed_same_run(tiny_split):
         torch.manual_seed(1)
         model = build_model(ModelConfig(name="gru", hidden=8), len(labels))
         train = data.encode_pairs(parts.train, labels, noise_room=3)
-        h = train_batched(model, train, None, labels, TrainConfig(epochs=2, seed=5, noise=2, log_every=2), progress=False)
+        h = train_batched(model, train, None, labels, TrainConfig(epochs=2, seed=5, noise=2, log_every=2),
+                          progress=False)
         runs.append(h.losses)
     assert runs[0] == runs[1]
 
@@ -89,7 +90,8 @@ def test_worksheet_loop_prints_the_seeds_lines(tiny_dir):
     train_worksheet(model, cat_lines, labels, WorksheetConfig(iters=300, print_every=100, plot_every=30),
                     printer=lines.append)
     assert len(lines) == 3
-    pattern = re.compile(r"^(100|200|300) (33|66|100)% \(\d+m \d+s\) \d+\.\d{4} \S+ / (Alpha|Beta|Gamma|Delta) (✓|✗ \((Alpha|Beta|Gamma|Delta)\))$")
+    pattern = re.compile(r"^(100|200|300) (33|66|100)% \(\d+m \d+s\) \d+\.\d{4} \S+ / (Alpha|Beta|Gamma|Delta) "
+                         r"(✓|✗ \((Alpha|Beta|Gamma|Delta)\))$")
     assert all(pattern.match(line) for line in lines), lines
 
 
@@ -114,7 +116,7 @@ def test_fit_trains_each_ensemble_member_from_its_own_seed(tiny_split):
     single = build_model(one.model, len(labels))
     train = data.encode_pairs(parts.train, labels)
     train_batched(single, train, valid, labels, one.train, progress=False)
-    for a, b in zip(single.state_dict().values(), model.members[1].state_dict().values()):
+    for a, b in zip(single.state_dict().values(), model.members[1].state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -137,6 +139,7 @@ def test_fit_ngram_lr_learns_the_tiny_languages(tiny_split):
 
 def test_distillation_weight_zero_is_training_on_labels_alone(tiny_split):
     from dataclasses import replace
+
     from nameorigin.training import fit
     parts, labels = tiny_split
     plain = _settings(name="gru")
@@ -146,13 +149,14 @@ def test_distillation_weight_zero_is_training_on_labels_alone(tiny_split):
                      soft_targets=teacher)
     taught, _, _ = fit(replace(plain, train=replace(plain.train, distill_weight=1.0)), parts.train, None, labels,
                        soft_targets=teacher)
-    for a, b in zip(alone.state_dict().values(), zero.state_dict().values()):
+    for a, b in zip(alone.state_dict().values(), zero.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     assert not torch.equal(alone.h2o.weight, taught.h2o.weight)
 
 
 def test_distillation_alone_makes_the_student_follow_the_teacher(tiny_split):
     from dataclasses import replace
+
     from nameorigin.training import distillation_loss, fit
     parts, labels = tiny_split
     settings = _settings(name="gru")
@@ -182,9 +186,9 @@ def test_out_of_fold_probabilities_come_from_teachers_that_did_not_see_the_name(
     teacher = _settings(name="ngram-lr")
     oof = out_of_fold_log_probs(teacher, parts.train, labels, folds=3, seed=5)
     fold = fold_of_each(parts.train, 3, seed=5)
-    rest = [p for p, f in zip(parts.train, fold.tolist()) if f != 0]
+    rest = [p for p, f in zip(parts.train, fold.tolist(), strict=True) if f != 0]
     model, _, _ = fit(teacher, rest, None, labels)
-    held = data.encode_pairs([p for p, f in zip(parts.train, fold.tolist()) if f == 0], labels)
+    held = data.encode_pairs([p for p, f in zip(parts.train, fold.tolist(), strict=True) if f == 0], labels)
     torch.testing.assert_close(oof[fold == 0], model(held.tokens, held.lengths)[0])
     with pytest.raises(ValueError, match="folds 1"):
         out_of_fold_log_probs(teacher, parts.train, labels, folds=1)
@@ -206,6 +210,7 @@ def test_fit_trains_a_mixed_ensemble_and_fits_its_weights_on_validation(tiny_spl
 
 def test_a_preset_teacher_trains_out_of_fold_and_weight_zero_skips_it(tiny_split):
     from dataclasses import replace
+
     from nameorigin.training import fit
     parts, labels = tiny_split
     student = _settings(name="gru")

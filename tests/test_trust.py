@@ -8,13 +8,13 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from conftest import train_tiny
 from nameorigin import checkpoint, trust
 from nameorigin.cli import main
 from nameorigin.models import ModelConfig, build_model
 from nameorigin.predict import Predictor
 from nameorigin.server import create_app
 from nameorigin.text import BadName, fold, fold_checked
-from conftest import train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def test_abstention_triggers_on_garbage(trained):
     _, model = trained
     predictor = Predictor.load(model)
     garbage = ["Xqzvbwxq", "Qqqqjjjj", "Zzxxkvwq", "Wbxqzjkv"]
-    results = predictor.predict(garbage + ["Kalov", "McRaboo", "Saboez"], top=1)
+    results = predictor.predict([*garbage, "Kalov", "McRaboo", "Saboez"], top=1)
     assert all(r.abstained and r.reason == "out-of-scope" for r in results[:4])
     assert min(r.out_of_scope for r in results[:4]) > max(r.out_of_scope for r in results[4:])
     assert all(r.predictions for r in results)  # an abstained name keeps its ranked languages
@@ -179,7 +179,7 @@ def test_priors_reweight_and_auto_reports_the_mix(trained):
     assert used["Beta"] > 0.99 and used["Gamma"] == 0
     beta = [next(x["probability"] for x in p.predictions if x["language"] == "Beta") for p in tilted]
     beta_before = [next((x["probability"] for x in p.predictions if x["language"] == "Beta"), 0) for p in base]
-    assert all(a >= b for a, b in zip(beta, beta_before))
+    assert all(a >= b for a, b in zip(beta, beta_before, strict=True))
     _, estimated = predictor.predict_with_prior(names, prior="auto")
     assert abs(sum(estimated.values()) - 1) < 1e-6 and estimated["Alpha"] == max(estimated.values())
 
@@ -330,7 +330,8 @@ def test_http_bad_post_values_are_422_as_the_schema_says(client, body):
     assert r.status_code == 422 and any("prior" in e["loc"] or "coverage" in e["loc"] for e in r.json()["detail"])
     prior = client.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]["properties"]["prior"]
     objects = [s for s in prior["anyOf"] if s.get("type") == "object"]
-    assert objects[0]["propertyNames"]["enum"] == ["Alpha", "Beta", "Delta", "Gamma"] and objects[0]["minProperties"] == 1
+    assert objects[0]["propertyNames"]["enum"] == ["Alpha", "Beta", "Delta", "Gamma"]
+    assert objects[0]["minProperties"] == 1
 
 
 def test_page_shows_the_set_and_the_unsure_note(client):

@@ -84,13 +84,13 @@ def test_evaluate_refuses_what_it_cannot_use(folder, trained):
 
 
 def test_train_refuses_settings_by_their_parameter(folder):
-    with pytest.raises(InputError, match="^members: ") as caught:
+    with pytest.raises(InputError, match=r"^members: ") as caught:
         api.train(folder, preset="worksheet-rnn", members=2)
     assert caught.value.param == "members"
-    with pytest.raises(InputError, match="^split ") as caught:
+    with pytest.raises(InputError, match=r"^split ") as caught:
         api.train(folder, split=(0.5, 0.6, 0.1))
     assert caught.value.param == "split"
-    with pytest.raises(InputError, match="^pairs_or_split"):
+    with pytest.raises(InputError, match=r"^pairs_or_split"):
         nameorigin.fit(str(folder))
 
 
@@ -139,10 +139,12 @@ def test_version_has_one_source(capsys):
     from pathlib import Path
     with pytest.raises(SystemExit):
         main(["--version"])
-    assert capsys.readouterr().out.strip() == f"nameorigin {nameorigin.__version__}" == f"nameorigin {version('nameorigin')}"
+    printed = capsys.readouterr().out.strip()
+    assert printed == f"nameorigin {nameorigin.__version__}" == f"nameorigin {version('nameorigin')}"
     project = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     project_table = project.split("[project]", 1)[1].split("\n[", 1)[0]
-    assert not re.search(r"(?m)^version\s*=", project_table) and 'version = { attr = "nameorigin.__version__" }' in project
+    assert not re.search(r"(?m)^version\s*=", project_table)
+    assert 'version = { attr = "nameorigin.__version__" }' in project
 
 
 def test_the_compare_baseline_is_the_ngram_lr_model_on_noisy_names(folder):

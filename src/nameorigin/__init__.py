@@ -1,7 +1,8 @@
 """nameorigin: which language a name comes from, with character-level networks.
 
 Predict with :class:`Predictor`; train, evaluate, compare and plot from Python with :func:`load_names`,
-:func:`split_names`, :func:`fit` (or :func:`train`), :func:`evaluate`, :func:`compare`, :func:`plot_losses`, :func:`plot_attention` and
+:func:`split_names`, :func:`fit` (or :func:`train`), :func:`evaluate`, :func:`compare`, :func:`plot_losses`,
+:func:`plot_attention` and
 :func:`plot_confusion` (see :mod:`nameorigin.api`); tables with :func:`predict_frame`.
 """
 from .frame import predict_frame

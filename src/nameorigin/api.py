@@ -29,8 +29,15 @@ import torch
 
 from . import checkpoint, data, distributed, text, trust
 from .errors import InputError
-from .evaluation import (auroc, confusion_matrix, expected_calibration_error, metrics, reliability, risk_coverage,
-                         set_coverage)
+from .evaluation import (
+    auroc,
+    confusion_matrix,
+    expected_calibration_error,
+    metrics,
+    reliability,
+    risk_coverage,
+    set_coverage,
+)
 from .models import Classifier, ModelConfig, batched_log_probs
 from .predict import Predictor
 from .training import History, Settings, TrainConfig, WorksheetConfig, recipe, resolve_settings, validate

@@ -18,7 +18,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 try:
@@ -175,10 +175,8 @@ def target_lock(target: Path) -> Iterator[None]:
         os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         yield
     finally:
-        try:
+        with suppress(OSError):
             os.unlink(lock)
-        except OSError:
-            pass
         os.close(fd)
 
 

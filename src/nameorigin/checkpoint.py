@@ -238,7 +238,8 @@ def _document(path: Path, metadata: dict) -> tuple[dict, str]:
     """The parsed, validated document and its exact text."""
     raw = metadata.get(DOC_KEY)
     if raw is None:
-        raise CheckpointError(f"{path}: a .safetensors file, but not a nameorigin checkpoint (no 'nameorigin' metadata)")
+        raise CheckpointError(f"{path}: a .safetensors file, but not a nameorigin checkpoint "
+                              "(no 'nameorigin' metadata)")
     try:
         doc = json.loads(raw, parse_constant=_no_constant)
     except (json.JSONDecodeError, ValueError, RecursionError) as e:

@@ -21,9 +21,8 @@ from .atomic import OutputError, atomic_text, check_output
 from .checkpoint import CheckpointError
 from .errors import InputError
 from .evaluation import format_report, format_trust_report
-from .models import REGISTRY, ModelConfig, UnknownModel
-from .models import PRECISIONS, PrecisionError
-from .predict import Prediction, Predictor, default_model_path, model_info
+from .models import PRECISIONS, REGISTRY, ModelConfig, PrecisionError, UnknownModel
+from .predict import Prediction, Predictor, default_model_path, model_info, prior_names
 from .service import ServeConfig
 from .text import BadName
 from .training import PRESETS, TrainConfig, UnknownPreset, WorksheetConfig, resolve_settings
@@ -326,10 +325,11 @@ def escaped(name: str) -> str:
 def _predict_names(predictor: Predictor, names: list[str], top: int, options: dict):
     """:meth:`Predictor.predict_with_prior` on the readable arguments; the others get their error row in place."""
     errors = [_argument_error(n) for n in names]
-    results, used = predictor.predict_with_prior([n for n, e in zip(names, errors) if e is None], top, **options)
+    readable = [n for n, e in zip(names, errors, strict=True) if e is None]
+    results, used = predictor.predict_with_prior(readable, top, **options)
     it = iter(results)
     rows = [next(it) if e is None else Prediction(name=escaped(n), predictions=[], error=e)
-            for n, e in zip(names, errors)]
+            for n, e in zip(names, errors, strict=True)]
     return rows, used
 
 
@@ -344,7 +344,7 @@ def _stdin_spool():
     """Standard input copied to an anonymous temporary file, for ``--prior auto``'s two passes over it."""
     import shutil
     import tempfile
-    spool = tempfile.TemporaryFile()
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 (returned: the caller closes it)
     shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
     spool.seek(0)
     return spool
@@ -362,9 +362,10 @@ def _predict_input(args: argparse.Namespace, predictor: Predictor, prior, option
     try:
         if isinstance(prior, str):  # auto: the mix of the whole file, estimated in a first pass
             job.stream = spool
-            options["prior"] = frame.file_prior(predictor, job)
-            _print_prior(options["prior"], f"estimated on {args.input if spool is None else 'standard input'} "
-                                           f"({_em_note(len(predictor.labels))})")
+            options["prior"], distinct = frame.file_prior(predictor, job)
+            where = args.input if spool is None else "standard input"
+            _print_prior(options["prior"], f"estimated on {where}, {distinct} distinct name(s) "
+                                           f"({_em_note(len(predictor.labels), distinct)})")
             if spool is not None:
                 spool.seek(0)
         bar = None if args.quiet else _progress_bar()
@@ -405,7 +406,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              "give --prior FILE")
         labels = checkpoint.read_meta(args.model or default_model_path(), sha256=args.model_sha256)["labels"]
         prior = trust.resolve_prior(args.prior, labels)  # a bad --prior stops here, before any work
-        options = _trust_options(args, None if prior is None else dict(zip(labels, prior.tolist())))
+        options = _trust_options(args, None if prior is None else dict(zip(labels, prior.tolist(), strict=True)))
         summary = cluster.predict_files(cluster.ClusterJob(
             input=args.input, output=args.output, column=args.column, top=args.top, model=args.model,
             keep_columns=args.keep_columns, workers=args.workers, scheduler=args.scheduler,
@@ -419,12 +420,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.input:
         return _predict_input(args, predictor, prior, options)
     results, used = _predict_names(predictor, args.names, args.top, options)
-    if isinstance(prior, str):
-        distinct = len({n for n, p in zip(args.names, results) if not p.error})
-        _print_prior(used, f"estimated on these {distinct} distinct name(s) ({_em_note(len(predictor.labels), distinct)})")
+    distinct = prior_names(results) if isinstance(prior, str) and used else None
+    if distinct is not None:
+        _print_prior(used, f"estimated on these {distinct} distinct name(s) "
+                           f"({_em_note(len(predictor.labels), distinct)})")
     bad = [p for p in results if p.error]
-    if args.json:
-        print(json.dumps([p.to_dict() for p in results], indent=None))
+    if args.json:  # a list of results as ever; with --prior auto each also says what the estimate rested on
+        extra = {} if distinct is None else {"prior_names": distinct}
+        print(json.dumps([{**p.to_dict(), **extra} for p in results], indent=None))
     else:
         for p in results:
             if not p.error:
@@ -475,7 +478,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
     good = [r for r in results if not r.error]
     for r in good:
         print(f"{r.name} -> {r.predictions[0]['language']} ({r.predictions[0]['probability']:.2f})")
-        print("  " + "  ".join(f"{ch}:{w:.2f}" for ch, w in zip(r.folded, r.attention)))
+        print("  " + "  ".join(f"{ch}:{w:.2f}" for ch, w in zip(r.folded, r.attention, strict=False)))
     if args.plot and good:
         from . import plots
         plots.attention_map([r.folded for r in good], [r.attention for r in good], path=args.plot,
@@ -726,15 +729,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--prune", type=ranged("--prune"), help="keep at most N training names a language (seed 000: 50)")
     t.add_argument("--seed", type=ranged("--seed"), help="seed of initial weights, sampling and noise")
     t.add_argument("--noise", type=ranged("--noise"), help="the worksheet's punctuation noise level")
-    t.add_argument("--lr", type=ranged("--lr"), help=f"learning rate ({TrainConfig.lr}; worksheet {WorksheetConfig.lr})")
+    t.add_argument("--lr", type=ranged("--lr"),
+                   help=f"learning rate ({TrainConfig.lr}; worksheet {WorksheetConfig.lr})")
     t.add_argument("--epochs", type=ranged("--epochs"), help=f"most epochs ({TrainConfig.epochs})")
     t.add_argument("--batch-size", type=ranged("--batch-size"), help=f"names a batch ({TrainConfig.batch_size})")
     t.add_argument("--optimizer", choices=["adam", "sgd"], help=f"optimizer ({TrainConfig.optimizer})")
     t.add_argument("--sampling", choices=["natural", "balanced"], help="balanced: each language equally often")
     t.add_argument("--clip", type=ranged("--clip"), help=f"gradient-norm clipping, 0 off ({TrainConfig.clip})")
-    t.add_argument("--patience", type=ranged("--patience"), help=f"early stop after N epochs without progress ({TrainConfig.patience})")
-    t.add_argument("--select", choices=["macro_f1", "accuracy", "loss"], help="validation figure picking the best epoch")
-    t.add_argument("--weight-decay", type=ranged("--weight-decay"), help=f"L2 weight decay ({TrainConfig.weight_decay})")
+    t.add_argument("--patience", type=ranged("--patience"),
+                   help=f"early stop after N epochs without progress ({TrainConfig.patience})")
+    t.add_argument("--select", choices=["macro_f1", "accuracy", "loss"],
+                   help="validation figure picking the best epoch")
+    t.add_argument("--weight-decay", type=ranged("--weight-decay"),
+                   help=f"L2 weight decay ({TrainConfig.weight_decay})")
     t.add_argument("--label-smoothing", type=ranged("--label-smoothing"),
                    help=f"label smoothing of the loss, 0 to below 1 ({TrainConfig.label_smoothing})")
     t.add_argument("--class-weight", type=ranged("--class-weight"),
@@ -742,8 +749,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=["constant", "cosine", "plateau"], help="learning-rate schedule")
     t.add_argument("--worksheet", action="store_const", const=True, help="the seeds' one-name-at-a-time loop")
     t.add_argument("--iters", type=ranged("--iters"), help=f"worksheet steps ({WorksheetConfig.iters})")
-    t.add_argument("--print-every", type=ranged("--print-every"), help=f"worksheet: a line every N steps ({WorksheetConfig.print_every})")
-    t.add_argument("--plot-every", type=ranged("--plot-every"), help=f"worksheet: a loss average every N steps ({WorksheetConfig.plot_every})")
+    t.add_argument("--print-every", type=ranged("--print-every"),
+                   help=f"worksheet: a line every N steps ({WorksheetConfig.print_every})")
+    t.add_argument("--plot-every", type=ranged("--plot-every"),
+                   help=f"worksheet: a loss average every N steps ({WorksheetConfig.plot_every})")
     t.add_argument("--plot", help="save the run's loss curve as PNG")
     t.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     add_threads(t)
@@ -759,10 +768,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", help="checkpoint (default: the bundled model)")
     add_model_sha256(pr)
     pr.add_argument("--top", type=ranged("--top"), default=3, help="languages a name (default: 3)")
-    pr.add_argument("--json", action="store_true", help="JSON: one list for names given as arguments, one line "
-                                                        "{line, name, predictions, error} a name for --input (default: off)")
+    pr.add_argument("--json", action="store_true",
+                    help="JSON: one list for names given as arguments, one line "
+                         "{line, name, predictions, error} a name for --input (default: off)")
     pr.add_argument("--input", help="file of names: .txt (one a line), .csv, .tsv, .jsonl or .parquet (by extension; "
-                                    "see --format); with --workers/--scheduler a glob of Parquet files or any fsspec path")
+                                    "see --format); with --workers/--scheduler a glob of Parquet files or any "
+                                    "fsspec path")
     pr.add_argument("--column", help="column holding the names: header name or 0-based index (default: the column "
                                      "headed name/surname/..., else the first)")
     pr.add_argument("--output", help="write here, atomically, in the format of its extension (default: CSV, or JSON "
@@ -830,10 +841,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     c.add_argument("--out", required=True,
                    help="folder for results.csv, results.md, loss_noise*.png, report.md (created if missing)")
-    c.add_argument("--epochs", type=ranged("--epochs"), default=experiments.CompareConfig.epochs, help="batched trainer's epochs")
+    c.add_argument("--epochs", type=ranged("--epochs"), default=experiments.CompareConfig.epochs,
+                   help="batched trainer's epochs")
     c.add_argument("--worksheet", action="store_true", help="train with the seeds' one-name loop")
-    c.add_argument("--iters", type=ranged("--iters"), default=experiments.CompareConfig.iters, help="worksheet loop steps")
-    c.add_argument("--hidden", type=ranged("--hidden"), help="hidden size (default: 32 with --worksheet, else the default preset's)")
+    c.add_argument("--iters", type=ranged("--iters"), default=experiments.CompareConfig.iters,
+                   help="worksheet loop steps")
+    c.add_argument("--hidden", type=ranged("--hidden"),
+                   help="hidden size (default: 32 with --worksheet, else the default preset's)")
     c.add_argument("--prune", type=ranged("--prune"), default=experiments.CompareConfig.prune,
                    help="worksheet loop: names a language, as seed 000")
     add_threads(c)
@@ -905,8 +919,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "(default: the names-dataset package, extra [corpus])")
     co.add_argument("--map", metavar="FILE", help="country -> language rows (COUNTRY<TAB>TARGET[<TAB>WEIGHT]) over "
                                                   "the shipped table")
-    co.add_argument("--per-language", type=ranged("--per-language"), metavar="N", help="at most N names a language (and an "
-                                                                  "out-of-scope country), the most frequent")
+    co.add_argument("--per-language", type=ranged("--per-language"), metavar="N",
+                    help="at most N names a language (and an out-of-scope country), the most frequent")
     co.add_argument("--exclude", nargs="+", metavar="FILE", help="names never to include (any file predict "
                                                                  "--input reads; compared folded, without case)")
     co.add_argument("--benchmark", metavar="FILE.tsv", help="also write the held-out real names with their "

@@ -110,7 +110,7 @@ def _check_inputs(job: ClusterJob) -> tuple[list[str], str]:
         try:
             with fs.open(path, "rb") as fh:
                 schema = pq.read_schema(fh)
-        except Exception as e:  # noqa: BLE001 - any reader failure is a bad file here
+        except Exception as e:
             raise frame.unreadable(path, e) from None
         name = frame.resolve_column(path, schema.names, job.column)
         frame.string_array(pa.array([], schema.field(name).type), name, path)
@@ -143,7 +143,7 @@ def predict_files(job: ClusterJob) -> frame.Summary:
     if not job.output or job.output == "-":
         raise ClusterError("--workers/--scheduler write a folder of Parquet parts: give --output FOLDER")
     start = time.perf_counter()
-    paths, column = _check_inputs(job)
+    _paths, column = _check_inputs(job)
     fs, out = fsspec.core.url_to_fs(job.output)
     if fs.exists(out) and (not fs.isdir(out) or fs.ls(out)):
         raise ClusterError(f"--output {job.output}: exists and is not an empty folder")
@@ -168,8 +168,8 @@ def predict_files(job: ClusterJob) -> frame.Summary:
         if fs.exists(staging):
             fs.rm(staging, recursive=True)
         if isinstance(e, Exception) and not isinstance(e, DataError):
-            raise ClusterError(f"{job.input}: prediction on the cluster failed "
-                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); nothing was written") from e
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ClusterError(f"{job.input}: prediction on the cluster failed ({why}); nothing was written") from e
         raise
     finally:
         client.close()

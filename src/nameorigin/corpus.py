@@ -38,7 +38,8 @@ FORMAT = "nameorigin-corpus/1"
 SPLITS = ("train", "valid", "held-out")
 #: Korean surnames written with two Hangul syllables (the customary compound family names); any other Hangul
 #: string of more than one syllable in the surname field is a given name or a word (남성 "male", 남자 "man").
-KOREAN_COMPOUND_SURNAMES = frozenset("남궁 황보 제갈 선우 독고 사공 서문 동방 어금 망절 소봉".split())
+KOREAN_COMPOUND_SURNAMES = frozenset(["남궁", "황보", "제갈", "선우", "독고", "사공",
+                                      "서문", "동방", "어금", "망절", "소봉"])
 COLUMNS = ("name", "soft", "in_scope", "out_of_scope", "mixed", "top_language", "top_share", "scope",
            "country", "countries", "rank", "script", "split", "label")
 EXTRA_HINT = f"the corpus is built from the names-dataset package: {install_hint('corpus')}"
@@ -200,7 +201,7 @@ def from_table(path: str | os.PathLike) -> Iterator[Record]:
     ranks = table.column(cols["rank"]).to_pylist() if "rank" in cols else None
     per_name: dict[str, dict[str, float]] = defaultdict(dict)
     given_rank: dict[str, dict[str, int]] = defaultdict(dict)
-    for i, (name, country, value) in enumerate(zip(names, countries, values)):
+    for i, (name, country, value) in enumerate(zip(names, countries, values, strict=True)):
         if not name or not country:
             continue
         if not math.isfinite(value) or value < 0:
@@ -317,7 +318,7 @@ def split_of(key: str, config: CorpusConfig) -> str:
         else "train"
 
 
-def build(records: Iterable[Record], *, mapping: CountryMap, config: CorpusConfig = CorpusConfig(),
+def build(records: Iterable[Record], *, mapping: CountryMap, config: CorpusConfig | None = None,
           exclude: set[str] = frozenset()) -> tuple[pa.Table, Stats]:
     """The corpus table (columns :data:`COLUMNS`) and its counts, from source records.
 
@@ -328,6 +329,7 @@ def build(records: Iterable[Record], *, mapping: CountryMap, config: CorpusConfi
     in-scope names (the 18 languages hold ``min_scope`` of the non-mixed share) and out-of-scope names, capped,
     and split by name. ``exclude`` holds case-folded names (``str.lower`` of folded) that never enter.
     """
+    config = CorpusConfig() if config is None else config
     if config.per_language is not None and config.per_language < 1:
         raise CorpusError(f"--per-language {config.per_language}: expected at least 1 name a language")
     stats = Stats()
@@ -487,7 +489,8 @@ class Corpus:
     def held_out_pairs(self) -> list[tuple[str, str]]:
         """The real-names benchmark: held-out in-scope names with a top language of at least the label share."""
         t = self.rows(split="held-out")
-        return [(n, lab) for n, lab in zip(t["name"].to_pylist(), t["label"].to_pylist()) if lab is not None]
+        return [(n, lab) for n, lab in zip(t["name"].to_pylist(), t["label"].to_pylist(), strict=True)
+                if lab is not None]
 
     def scored_pairs(self, split: str) -> list[tuple[str, str]]:
         """In-scope names of ``split`` whose top language holds at least the corpus's label share, with it (the
@@ -495,7 +498,8 @@ class Corpus:
         least = self.meta.get("config", {}).get("label_share", CorpusConfig.label_share)
         t = self.rows(split=split)
         return [(n, lab) for n, lab, s in zip(t["name"].to_pylist(), t["top_language"].to_pylist(),
-                                              t["top_share"].to_pylist()) if lab is not None and s >= least - 1e-6]
+                                              t["top_share"].to_pylist(), strict=True)
+                if lab is not None and s >= least - 1e-6]
 
     def out_of_scope(self, *, held_out_countries: Sequence[str] = (), part: str = "fit") -> dict[str, list[str]]:
         """Real out-of-scope names by their main country: ``part`` ``fit`` gives the countries not in
@@ -506,7 +510,7 @@ class Corpus:
         held = {c.upper() for c in held_out_countries}
         t = self.rows(scope="out")
         out: dict[str, list[str]] = defaultdict(list)
-        for name, country in zip(t["name"].to_pylist(), t["country"].to_pylist()):
+        for name, country in zip(t["name"].to_pylist(), t["country"].to_pylist(), strict=True):
             if (country in held) == (part == "held-out"):
                 out[country].append(name)
         return dict(out)

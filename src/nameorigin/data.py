@@ -436,7 +436,8 @@ def length_batches(lengths: torch.Tensor, batch_size: int, *, generator: torch.G
     """Index batches of names of similar length: ``order`` (default: all, shuffled when a generator is
     given) is sorted by length, cut into batches, and the batches shuffled."""
     if order is None:
-        order = torch.randperm(len(lengths), generator=generator) if generator is not None else torch.arange(len(lengths))
+        order = (torch.randperm(len(lengths), generator=generator) if generator is not None
+                 else torch.arange(len(lengths)))
     order = order[torch.sort(lengths[order], stable=True).indices]
     batches = list(torch.split(order, batch_size))
     if generator is not None:

@@ -2,6 +2,7 @@
 coverage, risk-coverage and AUROC."""
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -63,10 +64,11 @@ def expected_calibration_error(probs: torch.Tensor, truth: torch.Tensor, bins: i
     correct = (predicted == truth).double()
     edges = torch.linspace(0, 1, bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         in_bin = (confidence > lo) & (confidence <= hi)
         if in_bin.any():
-            ece += float(in_bin.double().mean()) * abs(float(confidence[in_bin].double().mean() - correct[in_bin].mean()))
+            gap = float(confidence[in_bin].double().mean() - correct[in_bin].mean())
+            ece += float(in_bin.double().mean()) * abs(gap)
     return ece
 
 
@@ -76,7 +78,7 @@ def reliability(probs: torch.Tensor, truth: torch.Tensor, bins: int = 15) -> lis
     correct = (predicted == truth).double()
     edges = torch.linspace(0, 1, bins + 1)
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         in_bin = (confidence > lo) & (confidence <= hi)
         n = int(in_bin.sum())
         out.append({"low": float(lo), "high": float(hi), "count": n,
@@ -137,7 +139,7 @@ def risk_coverage(confidence, correct) -> tuple[list[float], list[float]]:
 def selective_accuracy(confidence, correct, share: float) -> float:
     """Accuracy on the ``share`` most confident names."""
     confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=bool)
-    k = max(1, int(round(share * len(confidence))))
+    k = max(1, round(share * len(confidence)))
     return float(correct[np.argsort(-confidence, kind="stable")[:k]].mean())
 
 

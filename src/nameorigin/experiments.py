@@ -299,7 +299,8 @@ def write_report(results: list[RunResult], out: Path, config: CompareConfig, cur
             else:
                 md.append(f"At noise {noise}, on held-out names carrying that noise, {a['on_noise']:.0%} of the "
                           f"attention falls on the appended punctuation, {a['on_last_letter']:.2f} on the name's last "
-                          f"letter and {a['on_final_position']:.2f} on the final position, which is the last letter itself "
+                          f"letter and {a['on_final_position']:.2f} on the final position, which is the last letter "
+                          f"itself "
                           f"when no noise was drawn (even spread: "
                           f"{a['uniform_share']:.2f} a character). "
                           + ("The model has learned to look past the noise to the states that carry the name."
@@ -347,14 +348,15 @@ def self_attention_answer(config: CompareConfig, at, noises: list[int]) -> list[
             verdict = "no: the best recurrent model is ahead on both figures"
         else:
             verdict = "neither clearly: each is ahead on one figure"
-        md.append(f"At noise {noise}, the transformer reaches held-out accuracy {_fmt(at('transformer', noise, 'accuracy'))} "
+        md.append(f"At noise {noise}, the transformer reaches held-out accuracy "
+                  f"{_fmt(at('transformer', noise, 'accuracy'))} "
                   f"and macro-F1 {_fmt(at('transformer', noise, 'macro_f1'))}; the best recurrent model by macro-F1, "
                   f"{best}, {_fmt(at(best, noise, 'accuracy'))} and {_fmt(at(best, noise, 'macro_f1'))} "
                   f"(differences {dacc:+.3f} accuracy, {df1:+.3f} macro-F1, over {config.seeds} seed(s)); "
                   f"training took {at('transformer', noise, 'train_seconds'):.1f} s against "
                   f"{at(best, noise, 'train_seconds'):.1f} s. So, {verdict}"
-                  + (" — by less than a point, within what seeds alone can move." if abs(df1) < 0.01 and abs(dacc) < 0.01
-                     else "."))
+                  + (" — by less than a point, within what seeds alone can move."
+                     if abs(df1) < 0.01 and abs(dacc) < 0.01 else "."))
         md.append("")
     return md
 

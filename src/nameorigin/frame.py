@@ -146,7 +146,8 @@ def format_of(path: str, override: str | None = None, *, flag: str = "--format")
     suffix = Path(str(path)).suffix.lower()
     if suffix not in FORMATS:
         raise DataError(f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
-                        f"use one of {', '.join(sorted(FORMATS))} or {flag} {{{','.join(sorted(set(FORMATS.values())))}}}")
+                        f"use one of {', '.join(sorted(FORMATS))} or "
+                        f"{flag} {{{','.join(sorted(set(FORMATS.values())))}}}")
     return FORMATS[suffix]
 
 
@@ -379,7 +380,7 @@ def open_source(path: str, *, fmt: str | None = None, column: str | None = None,
         fmt, where = format_of(path, fmt), path
         if not Path(path).is_file():
             raise DataError(f"{path}: no such file")
-        fh = None if fmt == "parquet" else open(path, "rb")
+        fh = None if fmt == "parquet" else open(path, "rb")  # noqa: SIM115 (the Source owns it)
     if fmt == "txt":
         col = resolve_column(where, ["name"], column)
         source = Source(where, fmt, col, ["name"], _read_text(where, fh), has_line=True)
@@ -615,11 +616,12 @@ def _atomic_sink(path: str, *, inputs=()):
         yield fh
 
 
-def file_prior(predictor: Predictor, job: FileJob) -> dict[str, float] | None:
-    """``prior="auto"`` for a file: the language mix of all its names, in a first pass over it."""
+def file_prior(predictor: Predictor, job: FileJob) -> tuple[dict[str, float] | None, int]:
+    """``prior="auto"`` for a file: the language mix of all its names, in a first pass over it, and how many
+    distinct names the estimate rests on."""
     source = open_source(job.input, fmt=job.input_format, column=job.column, chunk=job.chunk, stream=job.stream)
     skip = 1 if source.has_line else 0
-    return predictor.estimate_prior_batches(
+    return predictor._estimate_prior_batches(
         string_array(batch.column(skip + batch.schema.names[skip:].index(source.column)), source.column, source.path)
         for batch in _sliced(source.batches, job.chunk))
 

@@ -14,6 +14,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -177,7 +178,7 @@ class RecurrentClassifier(Classifier):
     """An encoder's final state (forward: last real character; backward: first) -> linear."""
 
     cell: type[nn.RNNBase] = nn.GRU
-    cell_kwargs: dict = {}
+    cell_kwargs: ClassVar[dict] = {}
 
     def __init__(self, config: ModelConfig, n_classes: int):
         super().__init__(config, n_classes)
@@ -200,7 +201,7 @@ class SeedRNN(RecurrentClassifier):
     """
 
     cell = nn.RNN
-    cell_kwargs = {"nonlinearity": "tanh"}
+    cell_kwargs: ClassVar[dict] = {"nonlinearity": "tanh"}
 
     def __init__(self, config: ModelConfig, n_classes: int):
         with torch.random.fork_rng():  # initialise as the seed does: Linear(I + H, H), then h2o
@@ -324,7 +325,7 @@ class CharCNN(Classifier):
     def forward(self, tokens, lengths):
         x = self.input(tokens).transpose(1, 2)  # (B, E, T)
         pooled = []
-        for w, conv in zip(self.widths, self.convs):
+        for w, conv in zip(self.widths, self.convs, strict=False):
             h = F.relu(conv(x))  # (B, H, T + w - 1): window t covers characters t - w + 1 .. t
             touches = real_mask(h[:, 0], lengths + w - 1)  # (B, T + w - 1): windows holding a real character
             pooled.append(h.masked_fill(~touches.unsqueeze(1), float("-inf")).amax(2))  # (B, H)
@@ -421,7 +422,7 @@ class Ensemble(Classifier):
         mixed = torch.logsumexp(tempered + self.weights.log().view(-1, 1, 1), dim=0)  # (B, C)
         attention = None
         if self.has_attention:
-            w = [(wi, a) for wi, (_, a) in zip(self.weights, outputs) if a is not None]
+            w = [(wi, a) for wi, (_, a) in zip(self.weights, outputs, strict=False) if a is not None]
             attention = sum(wi * a for wi, a in w) / sum(wi for wi, _ in w).clamp(min=1e-12)  # (B, T)
         return mixed, attention
 

@@ -91,7 +91,7 @@ class Lexicon:
                      "vi_VN", "zh_CN", "zh_TW")
 
     @classmethod
-    def from_faker(cls, locales: tuple[str, ...] = FAKER_LOCALES) -> "Lexicon":
+    def from_faker(cls, locales: tuple[str, ...] = FAKER_LOCALES) -> Lexicon:
         """Given and family names of Faker's person providers for ``locales`` (missing ones skipped)."""
         import importlib
         given: set[str] = set()
@@ -306,7 +306,7 @@ def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
     if not family_words and given and not h.middle_list and "," not in cleaned:
         family_words, given = given, []  # one name: a surname until the lexicon says otherwise
     prefixes = _constants().prefixes
-    if given and given[0].lower() in prefixes and not family_words[:1] == []:
+    if given and given[0].lower() in prefixes and family_words[:1] != []:
         family_words, given = [*given, *family_words], []  # "van der Berg", "de la Cruz" alone: one surname
         why.append("a particle starts the name: all of it is the family name")
     family = _surnames(family_words, prefixes, why)

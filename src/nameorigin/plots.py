@@ -1,4 +1,5 @@
-"""Pictures: loss curves, confusion matrices, attention heat maps, reliability and risk-coverage curves. Rendered with no display (Agg).
+"""Pictures: loss curves, confusion matrices, attention heat maps, reliability and risk-coverage curves.
+Rendered with no display (Agg).
 
 Each function draws a :class:`matplotlib.figure.Figure`, saves it as PNG (atomically) when given a path,
 and returns it, so callers and tests can read its text.
@@ -13,11 +14,11 @@ import matplotlib
 
 if "inline" not in os.environ.get("MPLBACKEND", ""):  # a notebook kernel draws inline; elsewhere, no display
     matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-from .atomic import atomic_path  # noqa: E402
+from .atomic import atomic_path
 
 
 def save(fig: Figure, path: str | os.PathLike) -> Path:
@@ -126,7 +127,7 @@ def reliability_diagram(before: Sequence[dict], after: Sequence[dict] | None = N
     for bins, label in [(before, "before (T = 1)"), (after, f"after (T = {temperature:.2f})")]:
         if bins:
             pts = [(b["confidence"], b["accuracy"]) for b in bins if b["count"]]
-            ax.plot(*zip(*pts), marker="o", label=label)
+            ax.plot(*zip(*pts, strict=False), marker="o", label=label)
     ax.set_ylim(0, 1)
     return _finish_lines(fig, ax, xlabel="Confidence (top probability)", ylabel="Accuracy", title=title, path=path)
 

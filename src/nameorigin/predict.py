@@ -60,6 +60,12 @@ class Prediction:
         return d
 
 
+def prior_names(results: Iterable[Prediction]) -> int:
+    """How many distinct names ``prior="auto"`` rested on in the one call that made ``results``: the distinct
+    folded names read (names that fold alike are one name of evidence; error rows are none)."""
+    return len({r.folded for r in results if not r.error})
+
+
 #: Distinct folded names whose model output a predictor keeps between chunks (bounded: memory stays flat).
 CACHE_SIZE = 1 << 17
 #: The message of a missing (null) or non-string cell.
@@ -139,7 +145,7 @@ def as_name_array(names) -> tuple[pa.Array, list[str | None] | None]:
         except UnicodeEncodeError:  # a lone surrogate somewhere: find it cell by cell below
             pass
     errors = [_cell_error(n) for n in names]
-    return pa.array([None if e else n for n, e in zip(names, errors)], type=pa.string()), errors
+    return pa.array([None if e else n for n, e in zip(names, errors, strict=True)], type=pa.string()), errors
 
 
 class _Chunk(NamedTuple):
@@ -175,7 +181,7 @@ class _LogProbCache:
             if self.used + n > self.capacity:
                 self.slot.clear()
                 self.used = 0
-            self.slot.update(zip(folded[:n], range(self.used, self.used + n)))
+            self.slot.update(zip(folded[:n], range(self.used, self.used + n), strict=True))
             self.rows[self.used:self.used + n] = rows[:n]
             self.used += n
 
@@ -205,9 +211,10 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", sha256: str | None = None,
-             **kwargs) -> "Predictor":
+             **kwargs) -> Predictor:
         """``sha256``: the checkpoint file's digest (as ``sha256sum`` prints it), which it must have.
-        ``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see :func:`models.with_precision`)."""
+        ``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see
+        :func:`models.with_precision`)."""
         path = Path(path or default_model_path())
         predictor = cls(checkpoint.load(path, device=device, sha256=sha256), **kwargs)
         predictor.path = path
@@ -232,7 +239,7 @@ class Predictor:
             return self._run(folded)
         rows, missing = self._cache.lookup(folded)
         if missing.any():
-            todo = [f for f, m in zip(folded, missing) if m]
+            todo = [f for f, m in zip(folded, missing, strict=True) if m]
             rows[missing] = new = self._run(todo)
             self._cache.store(todo, new)
         return rows
@@ -355,9 +362,9 @@ class Predictor:
             good = [r for r in results if not r.error]
             if good:
                 _, att = self.probabilities([r.folded for r in good], with_attention=True)
-                for r, a in zip(good, att or []):
+                for r, a in zip(good, att or [], strict=False):
                     r.attention = a.tolist()
-        return results, (dict(zip(self.labels, used.tolist())) if used is not None else None)
+        return results, (dict(zip(self.labels, used.tolist(), strict=True)) if used is not None else None)
 
     def estimate_prior(self, names: Iterable[str], *, chunk: int = 8192) -> dict[str, float] | None:
         """The language mix of ``names`` by EM (``prior="auto"`` over all of them, not chunk by chunk); reads
@@ -367,19 +374,33 @@ class Predictor:
 
     def estimate_prior_batches(self, batches: Iterable) -> dict[str, float] | None:
         """:meth:`estimate_prior` over chunks of names (Arrow string arrays or lists), e.g. a file's record
-        batches; keeps only each chunk's distinct names' probabilities (U, C) and their row counts."""
+        batches; keeps each distinct name's probabilities once (U, C), with its row count over all chunks."""
+        return self._estimate_prior_batches(batches)[0]
+
+    def _estimate_prior_batches(self, batches: Iterable) -> tuple[dict[str, float] | None, int]:
+        """:meth:`estimate_prior_batches`, and the number of distinct names EM rested on: a name that comes back
+        in a later chunk adds its rows to its weight, not a second name of evidence."""
         if self.trust.train_prior is None:
-            return None
-        probs, weights = [], []
+            return None, 0
+        seen: dict[str, int] = {}  # folded name -> its row in probs
+        probs, at, counts = [], [], []
         for batch in batches:
             chunk = self._distinct(batch)
-            if chunk.unique:
-                probs.append(self.trust.probabilities(chunk.log_probs).astype(np.float32))
-                weights.append(np.bincount(chunk.row[chunk.row >= 0], minlength=len(chunk.unique)))
+            if not chunk.unique:
+                continue
+            before = len(seen)
+            index = np.fromiter((seen.setdefault(n, len(seen)) for n in chunk.unique), np.int64, len(chunk.unique))
+            fresh = index >= before  # new names, in the order they got their rows
+            if fresh.any():
+                probs.append(self.trust.probabilities(chunk.log_probs[fresh]).astype(np.float32))
+            at.append(index)
+            counts.append(np.bincount(chunk.row[chunk.row >= 0], minlength=len(chunk.unique)))
         if not probs:
-            return dict(zip(self.labels, self.trust.train_prior.tolist()))
-        mix = self.trust.estimate_prior(np.concatenate(probs).astype(np.float64), weights=np.concatenate(weights))
-        return dict(zip(self.labels, mix.tolist()))
+            return dict(zip(self.labels, self.trust.train_prior.tolist(), strict=True)), 0
+        rows = np.concatenate(probs).astype(np.float64)
+        weights = np.bincount(np.concatenate(at), weights=np.concatenate(counts), minlength=len(rows))
+        mix = self.trust.estimate_prior(rows, weights=weights)
+        return dict(zip(self.labels, mix.tolist(), strict=True)), len(rows)
 
     def predict_one(self, name: str, top: int = 3, **trust_options) -> Prediction:
         result = self.predict([name], top, **trust_options)[0]

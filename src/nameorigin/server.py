@@ -31,7 +31,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import __version__
 from .checkpoint import jsonable
-from .predict import Prediction, Predictor
+from .predict import Prediction, Predictor, prior_names
 from .predict import model_info as describe_model
 from .service import ServeConfig  # here since the start; defined apart so the CLI need not import FastAPI
 from .text import MAX_NAME_CHARS
@@ -98,6 +98,8 @@ class NameResult(BaseModel):
 class PredictResponse(BaseModel):
     results: list[NameResult]
     prior: dict[str, float] | None = Field(None, description="the language mix used (prior=auto: the one estimated)")
+    prior_names: int | None = Field(None, description="prior=auto: how many distinct names the estimate rests on "
+                                                      "(few names keep it near the model's own mix); else null")
 
 
 class AttentionResponse(BaseModel):
@@ -373,7 +375,8 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
         except Exception as e:  # the model failed on this request's names (the batcher logged it): a clean 500
             raise HTTPException(500, f"prediction failed for this request ({type(e).__name__}); "
                                      "the server logged it") from None
-        return PredictResponse(results=[NameResult(**r.to_dict()) for r in results], prior=used)
+        return PredictResponse(results=[NameResult(**r.to_dict()) for r in results], prior=used,
+                               prior_names=prior_names(results) if prior == "auto" and used else None)
 
     @app.get("/api/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict_one(name: str = Query(..., min_length=1, max_length=MAX_NAME_CHARS,

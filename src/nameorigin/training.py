@@ -298,7 +298,7 @@ def _time_since(since: float) -> str:
     s = time.time() - since
     m = math.floor(s / 60)
     s -= m * 60
-    return "%dm %ds" % (m, s)
+    return f"{m}m {int(s)}s"
 
 
 def train_worksheet(model: Classifier, category_lines: dict[str, list[str]], labels: Sequence[str],
@@ -341,9 +341,9 @@ def train_worksheet(model: Classifier, category_lines: dict[str, list[str]], lab
         current_loss += loss.detach()
         if printer and config.print_every and it % config.print_every == 0:
             guess = labels[int(output.argmax(1))]
-            correct = "✓" if guess == category else "✗ (%s)" % category
-            printer("%d %d%% (%s) %.4f %s / %s %s" % (it, it / config.iters * 100, _time_since(start),
-                                                      loss.item(), line, guess, correct))
+            correct = "✓" if guess == category else f"✗ ({category})"
+            printer(f"{it} {int(it / config.iters * 100)}% ({_time_since(start)}) {loss.item():.4f} {line} / {guess} "
+                    f"{correct}")
         if config.plot_every and it % config.plot_every == 0:
             history.loss_steps.append(it)
             history.losses.append(current_loss.item() / config.plot_every)
@@ -437,8 +437,8 @@ class Settings:
     train: TrainConfig | WorksheetConfig
     worksheet: bool
     prune: int
-    members: list["Settings"] = field(default_factory=list)  # a mixed ensemble: each member's settings
-    teacher: "Settings | None" = None  # a recipe whose out-of-fold probabilities teach this model
+    members: list[Settings] = field(default_factory=list)  # a mixed ensemble: each member's settings
+    teacher: Settings | None = None  # a recipe whose out-of-fold probabilities teach this model
 
 
 def resolve_settings(preset: str | None, *, worksheet: bool | None = None, model: dict | None = None,
@@ -640,7 +640,7 @@ def mixed_ensemble(models: Sequence[Classifier], valid: Encoded | None, n_classe
     from .models import build_model
     config = ModelConfig(name=MIXED, mix=[m.config.to_dict() for m in models])
     ensemble = build_model(config, n_classes)
-    for mine, trained in zip(ensemble.members, models):
+    for mine, trained in zip(ensemble.members, models, strict=True):
         mine.load_state_dict(trained.state_dict())
     if valid is not None and len(valid):
         weights, temperatures = fit_mixture_weights(
@@ -668,7 +668,7 @@ def _fit_mixed(settings: Settings, used: list[Pair], valid: Encoded | None, labe
     if printer:
         printer("member weights (temperatures) fitted on validation: " + ", ".join(
             f"{m.config.name} {w:.3f} ({t:.2f})" for m, w, t in zip(models, model.weights.tolist(),
-                                                                     model.temperatures.tolist())))
+                                                                     model.temperatures.tolist(), strict=True)))
     if valid is not None and len(valid):
         history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
     return model, history, used
@@ -695,7 +695,7 @@ def out_of_fold_log_probs(teacher: Settings, pairs: Sequence[Pair], labels: Sequ
     out = torch.empty(len(pairs), len(labels))
     for k in range(folds):
         held = (fold == k).nonzero().squeeze(1)
-        rest = [p for p, f in zip(pairs, fold.tolist()) if f != k]
+        rest = [p for p, f in zip(pairs, fold.tolist(), strict=True) if f != k]
         model, history, _ = fit(teacher, rest, valid, labels, device=device, printer=None, progress=progress)
         out[held] = batched_log_probs(model, encoded.tokens[held], encoded.lengths[held])[0]
         if printer:
@@ -710,7 +710,8 @@ def _append_member(history: History, one: History, i: int, *, key: str = "member
     offset = history.loss_steps[-1] if history.loss_steps else 0
     history.loss_steps += [offset + s for s in one.loss_steps]
     history.losses += one.losses
-    history.epochs += [{key: i if tag is None else tag, **row, "seconds": history.train_seconds + row["seconds"]} for row in one.epochs]
+    history.epochs += [{key: i if tag is None else tag, **row, "seconds": history.train_seconds + row["seconds"]}
+                       for row in one.epochs]
     history.train_seconds += one.train_seconds
     history.names_seen += one.names_seen
 

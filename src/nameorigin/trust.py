@@ -205,7 +205,7 @@ class Conformal:
                                k_reg=self.k_reg)
 
     @classmethod
-    def fit(cls, probs: np.ndarray, truth: np.ndarray, config: TrustConfig) -> "Conformal":
+    def fit(cls, probs: np.ndarray, truth: np.ndarray, config: TrustConfig) -> Conformal:
         """Try each method of ``config.methods`` and keep the smallest mean set at coverage 0.9."""
         best, best_size = None, math.inf
         rows = np.arange(len(truth))
@@ -343,7 +343,7 @@ def resolve_prior(spec, labels: Sequence[str]):
     vector = np.asarray(spec, dtype=np.float64)
     if vector.shape != (len(labels),):
         raise TrustError(f"prior: expected {len(labels)} weights, got shape {vector.shape}", param="prior")
-    return prior_vector(dict(zip(labels, vector.tolist())), labels)
+    return prior_vector(dict(zip(labels, vector.tolist(), strict=True)), labels)
 
 
 # ------------------------------------------------------------------------------------------- out-of-scope score
@@ -403,13 +403,13 @@ class OutOfScope:
     @classmethod
     def fit(cls, keys: np.ndarray, counts: np.ndarray, n_languages: int, in_probs: np.ndarray,
             in_names: Sequence[str], out_probs: np.ndarray, out_names: Sequence[str], *, config: TrustConfig
-            ) -> "OutOfScope":
+            ) -> OutOfScope:
         """Fit on in-scope names (label 0) against out-of-scope names (label 1), the two classes weighted equally.
         ``keys``/``counts`` hold the training names' trigrams; the out-of-scope names' are added as the
         background. Their own features are cross-fitted: each fold's background leaves that fold out."""
         f = len(cls.FEATURES)
 
-        def model(names: Sequence[str]) -> "OutOfScope":
+        def model(names: Sequence[str]) -> OutOfScope:
             bg_keys, bg_counts = trigram_counts(names, np.full(len(names), n_languages))
             return cls(np.concatenate([keys, bg_keys]), np.concatenate([counts, bg_counts]), n_languages,
                        config.smoothing, config.background_smoothing, np.zeros(f), np.ones(f), np.zeros(f), 0.0)
@@ -418,7 +418,7 @@ class OutOfScope:
         fold = (np.array([hash_share(n) for n in out_names]) * config.folds * 1000).astype(int) % config.folds
         out_x = np.zeros((len(out_names), f))
         for k in range(config.folds):
-            rest = [n for n, g in zip(out_names, fold) if g != k]
+            rest = [n for n, g in zip(out_names, fold, strict=True) if g != k]
             mine = np.flatnonzero(fold == k)
             out_x[mine] = model(rest).features(out_probs[mine], [out_names[i] for i in mine])
         x = np.concatenate([full.features(in_probs, in_names), out_x])
@@ -588,7 +588,7 @@ class Trust:
 
     @classmethod
     def from_checkpoint(cls, labels: Sequence[str], meta: dict, tensors: Mapping[str, torch.Tensor],
-                        *, source: str = "checkpoint") -> "Trust":
+                        *, source: str = "checkpoint") -> Trust:
         """The layer stored in a checkpoint; for an older one, only its temperature, with a logged note."""
         doc = meta.get("trust")
         temperature = float(meta.get("temperature") or 1.0)
@@ -605,7 +605,7 @@ class Trust:
 
     @classmethod
     def _from_doc(cls, labels: Sequence[str], doc: dict, tensors: Mapping[str, torch.Tensor], temperature: float,
-                  source: str) -> "Trust":
+                  source: str) -> Trust:
         if doc.get("version") != FORMAT_VERSION:
             raise ValueError(f"trust layer version {doc.get('version')!r}, this nameorigin reads {FORMAT_VERSION}")
         conformal = oos = None
@@ -698,7 +698,7 @@ def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str
     """Fit the whole layer for a trained ``model``: the temperature, the conformal scores, the training prior,
     the out-of-scope detector (skipped, with a logged note, when Faker is not installed) and the default
     abstention thresholds, all on ``valid_pairs`` (never the test names)."""
-    from .data import encode_pairs, encode_names
+    from .data import encode_names, encode_pairs
     from .evaluation import expected_calibration_error, fit_temperature
     from .models import batched_log_probs
     config = config or TrustConfig()
