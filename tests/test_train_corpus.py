@@ -6,12 +6,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from test_corpus import capture_batches, letters, write_source
 
 import nameorigin
 from nameorigin import checkpoint, data
 from nameorigin import corpus as C
 from nameorigin.cli import main
+from test_corpus import capture_batches, letters, write_source
 
 STEMS = ["ka", "lo", "mi", "ra", "te", "su", "bo", "ne", "di", "fa", "gu", "pe"]
 #: labelled names of three of the tutorial's languages, 24 each
@@ -51,8 +51,10 @@ def test_cli_and_fit_train_the_same_weights_and_record_the_corpus(tmp_path, labe
     trained = nameorigin.fit(nameorigin.load_names(labelled), model="gru", hidden=8, epochs=2, batch_size=8,
                              corpus=corpus_file)
     saved = checkpoint.load(out)
-    for (name, mine), (_, theirs) in zip(saved.model.state_dict().items(), trained.model.state_dict().items()):
-        assert torch.equal(mine, theirs), name
+    theirs = trained.model.state_dict()
+    assert saved.model.state_dict().keys() == theirs.keys()
+    for name, mine in saved.model.state_dict().items():
+        assert torch.equal(mine, theirs[name]), name
     record = saved.meta["training"]["corpus"]
     assert record["sha256"] == checkpoint.file_sha256(corpus_file) and record["n_train"] > 0
     assert record["names_dataset"] is None and len(record["map_sha256"]) == 64  # built from a table
