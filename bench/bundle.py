@@ -85,7 +85,7 @@ def main() -> None:
             real = corpus.read(args.corpus)
             bench, oos = work / "real-names.tsv", work / "real-out-of-scope.txt"
             corpus.write_benchmark(real, bench)
-            oos.write_text("".join(n + "\n" for n in corpus.out_of_scope_held_out(real)), encoding="utf-8")
+            corpus.write_out_of_scope_benchmark(real, oos)
             held_out["real_names"] = held_out_figures(json.loads(run(
                 "evaluate", "--model", str(m80), "--data", str(bench), "--out-of-scope", str(oos), "--json")),
                 f"the same 80 % model on the corpus's held-out real names (never trained on; scored where the top "

@@ -114,3 +114,13 @@ def test_bad_corpus_is_refused_and_nothing_written(tmp_path, labelled, corpus_fi
             "worksheet": "--corpus: the worksheet loop", "not parquet": "is not a Parquet file"}[case] in err
     assert str(path) in err or case == "worksheet"
     assert not out.exists() and not list(tmp_path.glob("model*"))
+
+
+def test_corpus_writes_both_benchmarks_for_evaluate(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(C, "OOS_HELD_OUT_COUNTRIES", ("IS",))
+    rows = [(f"Gudmunds{letters(i)}dottir", "IS", 5) for i in range(6)] + [("Kowalski", "PL", 9)]
+    out, oos = tmp_path / "c.parquet", tmp_path / "oos.txt"
+    assert main(["corpus", "--source", str(write_source(tmp_path, rows)), "--out", str(out),
+                 "--out-of-scope-benchmark", str(oos)]) == 0
+    assert "6 out-of-scope names of IS" in capsys.readouterr().out
+    assert oos.read_text().split() == C.out_of_scope_held_out(C.read(out), held_out_countries=("IS",))

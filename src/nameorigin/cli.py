@@ -677,6 +677,10 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     if args.benchmark:
         n = corpus.write_benchmark(corpus.read(args.out), args.benchmark)
         print(f"{args.benchmark}: {n} held-out names with their top language (for `nameorigin evaluate --data`)")
+    if args.out_of_scope_benchmark:
+        n = corpus.write_out_of_scope_benchmark(corpus.read(args.out), args.out_of_scope_benchmark)
+        print(f"{args.out_of_scope_benchmark}: {n} out-of-scope names of {', '.join(corpus.OOS_HELD_OUT_COUNTRIES)}, "
+              "never fitted on (for `nameorigin evaluate --out-of-scope`)")
     return 0
 
 
@@ -931,6 +935,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "--input reads; compared folded, without case)")
     co.add_argument("--benchmark", metavar="FILE.tsv", help="also write the held-out real names with their "
                                                             "language, for evaluate")
+    co.add_argument("--out-of-scope-benchmark", metavar="FILE.txt", help="also write the out-of-scope names of the "
+                                                                         "countries held out from fitting the "
+                                                                         "detector, for evaluate --out-of-scope")
     co.set_defaults(func=cmd_corpus)
     return p
 

@@ -648,6 +648,15 @@ def out_of_scope_held_out(corpus: Corpus, *, held_out_countries: Sequence[str] =
                                                        part="held-out").values() for n in names})
 
 
+def write_out_of_scope_benchmark(corpus: Corpus, path: str | os.PathLike) -> int:
+    """The real out-of-scope benchmark (:func:`out_of_scope_held_out`) as a text file, one name a line, which
+    ``nameorigin evaluate --out-of-scope`` reads; returns how many names."""
+    names = out_of_scope_held_out(corpus)
+    with atomic_text(path) as fh:
+        fh.writelines(n + "\n" for n in names)
+    return len(names)
+
+
 def for_training(path: str | os.PathLike, train: Sequence[tuple[str, str]], labels: Sequence[str], *,
                  labelled_held: Iterable[str] = (), exclude: Iterable[str] = ()) -> ForTraining:
     """Read the corpus file at ``path`` and guard both sources (see :func:`guarded_sources`); its real
