@@ -14,6 +14,15 @@ mix, with its trainer's distillation settings; its time counts the teachers'; wi
 made-up names the teacher mix labels, see ``synthetic_names``). Runs are cached in ``--cache``
 (one file of log-probabilities per variant and seed; the teachers' out-of-fold probabilities too), so an
 interrupted search resumes and ``--variants`` can add rows. The ranking uses validation figures only.
+
+With ``--corpus FILE`` (``nameorigin corpus``), every variant runs twice, "tutorial only" and "tutorial + corpus"
+(trained jointly with the corpus as ``nameorigin train --corpus`` trains, the leak guard applied: the validation
+and ``--test`` names leave the corpus, the corpus's held-out names leave the training names), and every row is
+scored on both benchmarks, the tutorial's held-out ``--test`` and the corpus's held-out real names, overall and per
+language. The baselines train on the tutorial only.
+
+    python bench/accuracy.py --train split80/train.tsv --test split80/test.tsv --corpus corpus.parquet \
+        --variants 'default (gru 128)' --seeds 1 --threads 1
 """
 from __future__ import annotations
 
@@ -26,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from nameorigin import data
+from nameorigin import corpus, data
 from nameorigin.evaluation import metrics
 from nameorigin.models import MIXED, ModelConfig, batched_log_probs, mean_probabilities
 from nameorigin.training import (
@@ -144,20 +153,42 @@ def cached(path: Path, compute) -> dict:
     return result
 
 
-def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: Path) -> dict:
+PLUS = " + corpus"
+
+
+class Real:
+    """The corpus side of a run: the corpus made ready for training (leak-guarded) and its held-out benchmark."""
+
+    def __init__(self, path: str, parts, test_pairs, labels):
+        self.ready = corpus.for_training(path, parts.train, labels,
+                                         labelled_held=[n for n, _ in parts.valid + test_pairs])
+        self.pairs = [(n, lab) for n, lab in corpus.read(path).held_out_pairs() if lab in labels]
+        self.bench = data.encode_pairs(self.pairs, labels)
+        self.tag = self.ready.info["sha256"][:12]
+
+
+def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: Path, real: Real | None = None,
+        with_corpus: bool = False) -> dict:
+    """One variant's log-probabilities on validation, test (and with ``real``, the real-names benchmark ``bench``);
+    ``with_corpus``: trained with the corpus too."""
+    if real is not None:
+        cache = cache / (f"corpus-{real.tag}" if with_corpus else f"bench-{real.tag}")
+    if real is not None:  # both rows train on the same labelled names: the leak guard's
+        parts = data.Split(real.ready.train, parts.valid, parts.test)
     if variant in MIXES:
-        runs = [run(v, seed, parts, valid, test, test_pairs, labels, cache) for v in MIXES[variant]]
+        runs = [run(v, seed, parts, valid, test, test_pairs, labels, cache.parent if real else cache, real,
+                    with_corpus) for v in MIXES[variant]]
         weights, temperatures = fit_mixture_weights([r["valid"] for r in runs], valid.labels)
         mix = lambda split: torch.logsumexp(torch.log_softmax(  # noqa: E731
             torch.stack([r[split] for r in runs]) / temperatures.view(-1, 1, 1), 2) + weights.log().view(-1, 1, 1), 0)
         print(f"  {variant}, seed {seed}: weights " + ", ".join(f"{w:.3f}" for w in weights.tolist())
               + "; temperatures " + ", ".join(f"{t:.2f}" for t in temperatures.tolist()))
-        return {"valid": mix("valid"), "test": mix("test"), "seconds": sum(r["seconds"] for r in runs),
-                "epochs": None, "best_epoch": None}
+        return {"valid": mix("valid"), "test": mix("test"), **({"bench": mix("bench")} if real else {}),
+                "seconds": sum(r["seconds"] for r in runs), "epochs": None, "best_epoch": None}
 
     def compute() -> dict:
         if variant in BASELINES:
-            return baseline(parts, test_pairs, labels, **BASELINES[variant])
+            return baseline(parts, test_pairs, labels, bench=real.pairs if real else None, **BASELINES[variant])
         soft, teacher_seconds = None, 0.0
         student = variant
         if variant in DISTILLED:
@@ -191,15 +222,17 @@ def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: 
                 soft = torch.cat([soft, synthetic["log_probs"]])
                 teacher_seconds += synthetic["seconds"]
         started = time.perf_counter()
-        model, history, _ = fit(settings, train, valid, labels, soft_targets=soft)
+        model, history, _ = fit(settings, train, valid, labels, soft_targets=soft,
+                                corpus=real.ready.part if with_corpus else None)
         seconds = time.perf_counter() - started + teacher_seconds
         return {"valid": batched_log_probs(model, valid.tokens, valid.lengths)[0],
                 "test": batched_log_probs(model, test.tokens, test.lengths)[0],
+                **({"bench": batched_log_probs(model, real.bench.tokens, real.bench.lengths)[0]} if real else {}),
                 "seconds": seconds, "epochs": len(history.epochs), "best_epoch": history.best_epoch}
     return cached(cache / f"{slug(variant)}_s{seed}.pt", compute)
 
 
-def baseline(parts, test_pairs, labels, **kwargs) -> dict:
+def baseline(parts, test_pairs, labels, bench=None, **kwargs) -> dict:
     started = time.perf_counter()
     model = fit_ngram_lr(data.encode_pairs(parts.train, labels), len(labels), **kwargs)
     seconds = time.perf_counter() - started
@@ -208,12 +241,32 @@ def baseline(parts, test_pairs, labels, **kwargs) -> dict:
         encoded = data.encode_pairs(pairs, labels)
         return batched_log_probs(model, encoded.tokens, encoded.lengths)[0]
     return {"valid": log_probs(parts.valid), "test": log_probs(test_pairs),
+            **({"bench": log_probs(bench)} if bench is not None else {}),
             "seconds": seconds, "epochs": None, "best_epoch": None}
 
 
 def figures(log_probs: torch.Tensor, target: torch.Tensor, labels) -> tuple[float, float]:
     m = metrics(target, log_probs.argmax(1), labels)
     return m["accuracy"], m["macro_f1"]
+
+
+def print_both(per_language, labels) -> None:
+    """Seed 0 of each row on both benchmarks, overall and per language (F1)."""
+    print("\n| variant (seed 0) | tutorial held-out acc / macro-F1 | real names held-out acc / macro-F1 |")
+    print("| --- | ---: | ---: |")
+    for variant, tutorial, real in per_language:
+        print(f"| {variant} | {tutorial['accuracy']:.4f} / {tutorial['macro_f1']:.4f} | "
+              f"{real['accuracy']:.4f} / {real['macro_f1']:.4f} |")
+    for what, k in (("tutorial held-out", 1), ("real names held-out", 2)):
+        print(f"\nper language, {what} (F1; support in the last row):\n")
+        print("| variant | " + " | ".join(labels) + " |")
+        print("| --- |" + " ---: |" * len(labels))
+        for row in per_language:
+            per = row[k]["per_language"]
+            print(f"| {row[0]} | " + " | ".join(f"{per[lang]['f1']:.2f}" if per.get(lang, {}).get("support") else "-"
+                                                for lang in labels) + " |")
+        per = per_language[0][k]["per_language"]
+        print("| support | " + " | ".join(str(per.get(lang, {}).get("support", 0)) for lang in labels) + " |")
 
 
 def main() -> None:
@@ -225,6 +278,8 @@ def main() -> None:
     ap.add_argument("--variants", help=f"subset, separated by semicolons (default: all): {every}")
     ap.add_argument("--cache", default="bench-accuracy-cache", help="folder of cached runs")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--corpus", help="also train each variant with this corpus and score the corpus's held-out real "
+                                     "names (see above)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -240,15 +295,24 @@ def main() -> None:
     test_pairs = data.read_labelled(args.test)
     test = data.encode_pairs(test_pairs, labels)
     print(f"train {len(parts.train)}, validation {len(parts.valid)}, held-out test {len(test)} names")
-    rows = []
+    real = Real(args.corpus, parts, test_pairs, labels) if args.corpus else None
+    if real:
+        print(f"corpus: {len(real.ready.part)} training names; real-names benchmark {len(real.pairs)} names; "
+              f"tutorial training names with the corpus {len(real.ready.train)}")
+        chosen = [v + suffix for v in chosen for suffix in ("", PLUS) if not (suffix and v in BASELINES)]
+    rows, per_language = [], []
     for variant in chosen:
         runs = []
-        for seed in range(1 if variant in BASELINES or variant == NG else args.seeds):
-            r = run(variant, seed, parts, valid, test, test_pairs, labels, Path(args.cache))
+        base, with_corpus = (variant[: -len(PLUS)], True) if variant.endswith(PLUS) else (variant, False)
+        for seed in range(1 if base in BASELINES or base == NG else args.seeds):
+            r = run(base, seed, parts, valid, test, test_pairs, labels, Path(args.cache), real, with_corpus)
             runs.append(r)
             v, t = figures(r["valid"], valid.labels, labels), figures(r["test"], test.labels, labels)
             print(f"{variant} | seed {seed}: {r['seconds']:.0f}s, best epoch {r['best_epoch']}; validation "
                   f"{v[0]:.4f}/{v[1]:.4f}; test {t[0]:.4f}/{t[1]:.4f}", flush=True)
+        if real:
+            per_language.append((variant, *(metrics(target, runs[0][split].argmax(1), labels) for split, target in
+                                            (("test", test.labels), ("bench", real.bench.labels)))))
         single = [(figures(r["valid"], valid.labels, labels), figures(r["test"], test.labels, labels)) for r in runs]
         mean = lambda xs: statistics.mean(xs)  # noqa: E731
         rows.append((variant, "1", mean(s[0][0] for s in single), mean(s[0][1] for s in single),
@@ -263,6 +327,8 @@ def main() -> None:
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for variant, members, va, vf, ta, tf, secs in rows:
         print(f"| {variant} | {members} | {va:.4f} | {vf:.4f} | {ta:.4f} | {tf:.4f} | {secs:.0f} |")
+    if real:
+        print_both(per_language, labels)
     best = max(rows, key=lambda r: (r[3] + r[2]))
     print(f"\nbest on validation (accuracy + macro-F1): {best[0]}, {best[1]} model(s)")
     print(f"the `best` preset: {PRESETS['best'].description if 'best' in PRESETS else '(not defined)'}")

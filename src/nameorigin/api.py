@@ -239,7 +239,8 @@ def _teacher_targets(path: str | os.PathLike, settings: Settings, train_pairs: S
 
 def train(source: Source = None, *, preset: str | None = None, worksheet: bool | None = None,
           model: str | None = None, split: Sequence[float] = (0.8, 0.1, 0.1), split_seed: int = 0,
-          teacher: str | os.PathLike | None = None, device: str | torch.device = "cpu", progress: bool = False,
+          teacher: str | os.PathLike | None = None, corpus: str | os.PathLike | None = None,
+          exclude: Sequence[str | os.PathLike] = (), device: str | torch.device = "cpu", progress: bool = False,
           printer: Callable[[str], None] | None = None, on_epoch: Callable[[dict], None] | None = None,
           **overrides) -> Trained | None:
     """Train, calibrate and evaluate a model: what ``nameorigin train`` does (it writes ``.save(out)``).
@@ -264,17 +265,22 @@ def train(source: Source = None, *, preset: str | None = None, worksheet: bool |
     labels = data.languages(parts.train + parts.valid + parts.test)
     if not parts.train:
         raise data.DataError(f"{_source_name(source)}: the split leaves no training names")
+    parts, real = _corpus_step(settings, parts, labels, corpus, exclude)  # a second source, leak-guarded
     done = _train_step(settings, parts, labels, teacher=teacher, device=device, printer=printer, progress=progress,
-                       on_epoch=on_epoch)
+                       on_epoch=on_epoch, corpus=real.part if real else None)
     if done is None:  # another rank of a distributed run
         return None
     net, history, used, processes = done
     test_metrics = validate(net, data.encode_pairs(parts.test, labels), labels) if parts.test else None
-    layer = trust.calibrate(net, labels, used, parts.valid)  # trust: on the validation names only
+    layer = trust.calibrate(net, labels, used, parts.valid,  # trust: on the validation names only
+                            out_of_scope=real.out_of_scope if real else ())
     meta = checkpoint_meta(settings, history, parts, used, preset=preset, fractions=fractions,
                            split_seed=split_seed, layer=layer, test_metrics=test_metrics,
                            teacher=teacher_summary(settings, None if teacher is None else str(teacher)),
-                           processes=processes)
+                           processes=processes, corpus=real.info if real else None)
+    if real:  # the fingerprint covers the corpus file's content, its map and its source's version
+        meta["data_fingerprint"] = data.fingerprint_with(
+            meta["data_fingerprint"], {k: real.info[k] for k in ("sha256", "map_sha256", "names_dataset")})
     doc, tensors = layer.to_meta()
     predictor = Predictor(checkpoint.Checkpoint(model=net, labels=labels, meta={**meta, "trust": doc},
                                                 tensors=tensors))
@@ -282,8 +288,31 @@ def train(source: Source = None, *, preset: str | None = None, worksheet: bool |
                    split=parts, meta=meta, trust=layer, train_pairs=used)
 
 
+def _corpus_step(settings: Settings, parts: data.Split, labels: list[str], path: str | os.PathLike | None,
+                 exclude: Sequence[str | os.PathLike]):
+    """The corpus step of :func:`train`: ``exclude`` files' names leave the training names; with a corpus file,
+    the leak guard between both sources (see :func:`~nameorigin.corpus.for_training`). Returns the split to
+    train on and the corpus ready for training (None without one)."""
+    if path is None and not exclude:
+        return parts, None
+    from . import corpus as corpus_module
+    if path is not None and settings.worksheet:
+        raise InputError("corpus: the worksheet loop trains on labelled names only; a corpus trains with the "
+                         "batched trainer", param="corpus")
+    excluded = corpus_module.read_exclude(exclude) if exclude else set()
+    if path is None:
+        train = [p for p in parts.train if p[0].lower() not in excluded]
+        log.info("exclude: %d labelled training name(s) removed", len(parts.train) - len(train))
+        return data.Split(train, parts.valid, parts.test), None
+    real = corpus_module.for_training(path, parts.train, labels, labelled_held=[n for n, _ in parts.valid + parts.test],
+                                      exclude=excluded)
+    if not real.train:
+        raise data.DataError(f"corpus {path}: the leak guard leaves no labelled training names")
+    return data.Split(real.train, parts.valid, parts.test), real
+
+
 def _train_step(settings: Settings, parts: data.Split, labels: list[str], *, teacher, device, printer, progress,
-                on_epoch) -> tuple[Classifier, History, list[data.Pair], int] | None:
+                on_epoch, corpus=None) -> tuple[Classifier, History, list[data.Pair], int] | None:
     """The training step of :func:`train`: the distributed start (under ``torchrun``), the teacher's soft
     targets, the trainer, the distributed finish (without waiting, after an error: another rank may be gone).
     Returns the model, its history (with the validation figures of its best epoch), the names it trained on and
@@ -298,7 +327,8 @@ def _train_step(settings: Settings, parts: data.Split, labels: list[str], *, tea
                         else None)
         net, history, used = _train(settings, parts.train, valid, labels, device=device,
                                     printer=printer if ranks.is_main else None, progress=progress and ranks.is_main,
-                                    on_epoch=on_epoch if ranks.is_main else None, soft_targets=soft_targets)
+                                    on_epoch=on_epoch if ranks.is_main else None, soft_targets=soft_targets,
+                                    corpus=corpus)
     except BaseException:
         distributed.finish(wait=False)
         raise

@@ -122,7 +122,8 @@ RANGES: dict[str, Range] = {
     "--iters": COUNT, "--print-every": COUNT, "--plot-every": COUNT, "--seeds": COUNT, "--top": COUNT,
     "--embed": NATURAL, "--prune": NATURAL, "--seed": NATURAL, "--split-seed": NATURAL, "--noise": NATURAL,
     "--patience": NATURAL, "--threads": NATURAL, "--heads": COUNT, "--teacher-folds": NATURAL,
-    "--distill-weight": Range(float, 0, 1), "--distill-temperature": Range(float, 0, low_open=True),
+    "--distill-weight": Range(float, 0, 1), "--corpus-weight": Range(float, 0, low_open=True),
+    "--pretrain-epochs": COUNT, "--distill-temperature": Range(float, 0, low_open=True),
     "--lr": Range(float, 0, low_open=True), "--clip": Range(float, 0), "--weight-decay": Range(float, 0),
     "--dropout": FRACTION, "--label-smoothing": FRACTION, "--class-weight": Range(float, 0, 1),
     "--port": Range(int, 1, 65535),
@@ -202,7 +203,8 @@ def device_name(text: str) -> str:
 MODEL_FLAGS = ("model", "hidden", "layers", "bidirectional", "embed", "dropout", "members", "heads")
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "sampling", "clip", "patience", "select", "noise",
                "weight_decay", "label_smoothing", "class_weight", "schedule", "seed", "iters", "print_every",
-               "plot_every", "distill_weight", "distill_temperature", "teacher_folds")
+               "plot_every", "distill_weight", "distill_temperature", "teacher_folds", "corpus_mode", "corpus_weight",
+               "pretrain_epochs")
 
 
 def _epoch_line(row: dict) -> None:
@@ -228,6 +230,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     show = not args.json and not args.quiet
     on_terminal = sys.stderr.isatty()  # a bar on terminals; one line an epoch in logs and pipes
     trained = api.train(args.data, split=fractions, split_seed=args.split_seed, teacher=args.teacher, device=device,
+                        corpus=args.corpus, exclude=args.exclude or (),
                         printer=None if args.json else print, progress=show and on_terminal,
                         on_epoch=_epoch_line if show and not on_terminal else None, **options)
     if trained is None:  # another rank of a distributed run: rank 0 writes the checkpoint
@@ -252,7 +255,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(checkpoint.jsonable(summary)))
     else:
-        print(f"trained {config.name} on {len(trained.train_pairs)} names in {history.train_seconds:.1f}s "
+        real = trained.meta["training"].get("corpus")
+        print(f"trained {config.name} on {len(trained.train_pairs)} names"
+              + (f" and {real['n_train']} corpus names" if real else "") + f" in {history.train_seconds:.1f}s "
               f"({history.names_per_second:,.0f} names/s); saved {out}")
         if not parts.valid and not trained.settings.worksheet:
             print(f"no validation names (--split {args.split}): kept the last epoch ({history.best_epoch}); "
@@ -268,7 +273,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"trust layer: temperature {layer.temperature:.3f}, {layer.conformal.method} prediction sets, "
                   f"abstain below confidence {layer.min_confidence:.3f}" +
                   (f" or above out-of-scope {layer.max_out_of_scope:.3f} (detector fitted against "
-                   f"{layer.info['n_oos_fit']} Faker surnames)" if layer.oos is not None else
+                   + (f"{layer.info['n_oos_fit']} surnames: {layer.info['n_oos_fit_faker']} Faker, "
+                      f"{layer.info['n_oos_fit_real']} real from the corpus)" if real else
+                      f"{layer.info['n_oos_fit']} Faker surnames)")
+                   if layer.oos is not None else
                    " (no out-of-scope detector: Faker is not installed)"))
     return 0
 
@@ -672,6 +680,10 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     if args.benchmark:
         n = corpus.write_benchmark(corpus.read(args.out), args.benchmark)
         print(f"{args.benchmark}: {n} held-out names with their top language (for `nameorigin evaluate --data`)")
+    if args.out_of_scope_benchmark:
+        n = corpus.write_out_of_scope_benchmark(corpus.read(args.out), args.out_of_scope_benchmark)
+        print(f"{args.out_of_scope_benchmark}: {n} out-of-scope names of {', '.join(corpus.OOS_HELD_OUT_COUNTRIES)}, "
+              "never fitted on (for `nameorigin evaluate --out-of-scope`)")
     return 0
 
 
@@ -722,6 +734,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"share of the teacher's loss in the total, 0 to 1 ({TrainConfig.distill_weight})")
     t.add_argument("--distill-temperature", type=ranged("--distill-temperature"),
                    help=f"softens teacher and student before comparing them ({TrainConfig.distill_temperature})")
+    t.add_argument("--corpus", metavar="FILE.parquet", help="also learn from a corpus of real surnames with soft "
+                                                             "labels (`nameorigin corpus`); batched trainer only")
+    t.add_argument("--corpus-mode", choices=["joint", "pretrain"],
+                   help=f"with --corpus: joint (both sources every epoch) or pretrain (the corpus first, then the "
+                        f"labelled names) ({TrainConfig.corpus_mode})")
+    t.add_argument("--corpus-weight", type=ranged("--corpus-weight"),
+                   help=f"joint: loss weight of a corpus name against a labelled name's 1 "
+                        f"({TrainConfig.corpus_weight})")
+    t.add_argument("--pretrain-epochs", type=ranged("--pretrain-epochs"),
+                   help=f"pretrain: epochs on the corpus alone ({TrainConfig.pretrain_epochs})")
+    t.add_argument("--exclude", nargs="+", metavar="FILE", help="names never to train on, in the labelled data "
+                                                                "and the corpus (any file predict --input reads)")
     t.add_argument("--out", default="model.safetensors",
                    help="checkpoint to write (missing parent folders are created)")
     t.add_argument("--split", default="0.8,0.1,0.1", help="TRAIN,VALID,TEST fractions of distinct names")
@@ -925,6 +949,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "--input reads; compared folded, without case)")
     co.add_argument("--benchmark", metavar="FILE.tsv", help="also write the held-out real names with their "
                                                             "language, for evaluate")
+    co.add_argument("--out-of-scope-benchmark", metavar="FILE.txt", help="also write the out-of-scope names of the "
+                                                                         "countries held out from fitting the "
+                                                                         "detector, for evaluate --out-of-scope")
     co.set_defaults(func=cmd_corpus)
     return p
 

@@ -613,3 +613,70 @@ def meta_of(*, source: str, mapping: CountryMap, map_path: str | None, config: C
     return {"source": source, "names_dataset": names_dataset_version() if source == "names-dataset" else None,
             "map": map_path or "shipped", "map_sha256": map_fingerprint(mapping), "config": asdict(config),
             "stats": asdict(stats)}
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+#: Whole countries whose out-of-scope names never fit the detector or the abstention thresholds: the report's
+#: real out-of-scope benchmark: Bangladesh, Ethiopia, Croatia, Iceland, Cambodia (none of them a Faker locale
+#: the detector is fitted on either: South Asian, East African, South Slavic, Nordic, South-East Asian names).
+OOS_HELD_OUT_COUNTRIES = ("BD", "ET", "HR", "IS", "KH")
+#: At most this many out-of-scope names a country (the most frequent first) join Faker's for fitting.
+OOS_FIT_PER_COUNTRY = 150
+
+
+@dataclass
+class ForTraining:
+    """A corpus made ready for one training run (see :func:`for_training`)."""
+
+    train: list[tuple[str, str]]  # the labelled training pairs, less the corpus's validation and held-out names
+    part: object  # the corpus's training names and soft labels (a .training.CorpusPart), leak-guarded
+    out_of_scope: list[str]  # real out-of-scope names to fit the detector on (held-out countries left out)
+    info: dict  # what the checkpoint records: file digest, map, names-dataset version, counts
+
+
+def out_of_scope_fit(corpus: Corpus, *, exclude: Iterable[str] = (), per_country: int = OOS_FIT_PER_COUNTRY,
+                     held_out_countries: Sequence[str] = OOS_HELD_OUT_COUNTRIES) -> list[str]:
+    """Real out-of-scope names for fitting: the most frequent ``per_country`` of each country not held out,
+    less ``exclude`` (compared without case)."""
+    off = {n.lower() for n in exclude}
+    out: list[str] = []
+    for names in corpus.out_of_scope(held_out_countries=held_out_countries, part="fit").values():
+        out.extend([n for n in names if n.lower() not in off][:per_country])
+    return sorted(set(out))
+
+
+def out_of_scope_held_out(corpus: Corpus, *, held_out_countries: Sequence[str] = OOS_HELD_OUT_COUNTRIES
+                          ) -> list[str]:
+    """The real out-of-scope benchmark: every out-of-scope name of the held-out countries."""
+    return sorted({n for names in corpus.out_of_scope(held_out_countries=held_out_countries,
+                                                       part="held-out").values() for n in names})
+
+
+def write_out_of_scope_benchmark(corpus: Corpus, path: str | os.PathLike) -> int:
+    """The real out-of-scope benchmark (:func:`out_of_scope_held_out`) as a text file, one name a line, which
+    ``nameorigin evaluate --out-of-scope`` reads; returns how many names."""
+    names = out_of_scope_held_out(corpus)
+    with atomic_text(path) as fh:
+        fh.writelines(n + "\n" for n in names)
+    return len(names)
+
+
+def for_training(path: str | os.PathLike, train: Sequence[tuple[str, str]], labels: Sequence[str], *,
+                 labelled_held: Iterable[str] = (), exclude: Iterable[str] = ()) -> ForTraining:
+    """Read the corpus file at ``path`` and guard both sources (see :func:`guarded_sources`); its real
+    out-of-scope names (countries of :data:`OOS_HELD_OUT_COUNTRIES` left out) for the detector, less every
+    labelled and excluded name; and what the checkpoint's data fingerprint records of it."""
+    from .checkpoint import file_sha256
+    corpus = read(path)
+    exclude = {n.lower() for n in exclude}
+    labelled_held = list(labelled_held)
+    pairs, part, guard = guarded_sources(corpus, train, labels, labelled_held=labelled_held, exclude=exclude)
+    oos = out_of_scope_fit(corpus, exclude=exclude | {n.lower() for n, _ in train} | {n.lower() for n in labelled_held})
+    info = {"file": str(path), "sha256": file_sha256(Path(path)), "format": corpus.meta.get("format"),
+            "source": corpus.meta.get("source"), "names_dataset": corpus.meta.get("names_dataset"),
+            "map": corpus.meta.get("map"), "map_sha256": corpus.meta.get("map_sha256"),
+            "config": corpus.meta.get("config"), "n_train": len(part),
+            "removed_from_corpus": guard.removed_from_corpus, "removed_from_train": guard.removed_from_train,
+            "n_out_of_scope_fit": len(oos), "out_of_scope_held_out_countries": list(OOS_HELD_OUT_COUNTRIES)}
+    return ForTraining(train=pairs, part=part, out_of_scope=oos, info=info)

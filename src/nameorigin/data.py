@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 import math
 import os
@@ -340,6 +341,12 @@ def fingerprint(pairs: Sequence[Pair]) -> str:
     for name, lang in sorted(set(pairs)):
         h.update(f"{name}\t{lang}\n".encode())
     return h.hexdigest()
+
+
+def fingerprint_with(pairs_fingerprint: str, source: dict) -> str:
+    """SHA-256 of a labelled data fingerprint and a further source's record (e.g. a corpus file's digest, its
+    map's and its package's version): identifies all the data a model was trained on."""
+    return hashlib.sha256((pairs_fingerprint + json.dumps(source, sort_keys=True, default=str)).encode()).hexdigest()
 
 
 @dataclass

@@ -694,10 +694,12 @@ def check_coverage(coverage: float | None) -> None:
 
 
 def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str]],
-              valid_pairs: Sequence[tuple[str, str]], *, config: TrustConfig | None = None) -> Trust:
+              valid_pairs: Sequence[tuple[str, str]], *, config: TrustConfig | None = None,
+              out_of_scope: Sequence[str] = ()) -> Trust:
     """Fit the whole layer for a trained ``model``: the temperature, the conformal scores, the training prior,
-    the out-of-scope detector (skipped, with a logged note, when Faker is not installed) and the default
-    abstention thresholds, all on ``valid_pairs`` (never the test names)."""
+    the out-of-scope detector (skipped, with a logged note, when Faker is not installed and no ``out_of_scope``
+    names are given) and the default abstention thresholds, all on ``valid_pairs`` (never the test names).
+    ``out_of_scope``: real surnames of other languages (a corpus's) that join Faker's for the detector."""
     from .data import encode_names, encode_pairs
     from .evaluation import expected_calibration_error, fit_temperature
     from .models import batched_log_probs
@@ -729,9 +731,15 @@ def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str
         out_names = out_of_scope_names([n for n, _ in train_pairs] + valid_names, part="fit",
                                        fit_share=config.oos_fit_share, locales=config.oos_locales)
     except ImportError:
-        log.warning("Faker is not installed: no out-of-scope detector in this checkpoint (%s, and retrain to "
-                    "get one)", install_hint("trust"))
-        return trust
+        if not out_of_scope:
+            log.warning("Faker is not installed: no out-of-scope detector in this checkpoint (%s, and retrain to "
+                        "get one)", install_hint("trust"))
+            return trust
+        out_names = []
+    n_faker = len(out_names)
+    if out_of_scope:
+        in_scope = {n.lower() for n, _ in train_pairs} | {n.lower() for n in valid_names}
+        out_names = sorted(set(out_names) | {n for n in out_of_scope if n.lower() not in in_scope})
     tokens, lengths = encode_names(out_names)
     out_lp, _ = batched_log_probs(model, tokens, lengths)
     keys, counts = trigram_counts([n for n, _ in train_pairs], language)
@@ -741,5 +749,6 @@ def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str
     trust.max_out_of_scope = max(float(np.quantile(trust.oos.score(probs, valid_names), 1 - config.abstain_share)),
                                  0.5)
     trust.info.update({"oos_locales": list(config.oos_locales), "n_oos_fit": len(out_names),
+                       "n_oos_fit_faker": n_faker, "n_oos_fit_real": len(out_names) - n_faker,
                        "abstain_share": config.abstain_share})
     return trust
