@@ -24,6 +24,7 @@ language. The baselines train on the tutorial only.
     python bench/accuracy.py --train split80/train.tsv --test split80/test.tsv --corpus corpus.parquet \
         --variants 'default (gru 128)' --seeds 1 --threads 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,18 +57,28 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "gru-attention bi, embed 64": ({"name": "gru-attention", **BI}, {}),
     "gru-attention bi, embed 64, class weight 0.5": ({"name": "gru-attention", **BI}, {"class_weight": 0.5}),
     "gru-attention bi, hidden 256, embed 64, dropout 0.4": (
-        {"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, {}),
+        {"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4},
+        {},
+    ),
     "gru bi, 2 layers, embed 64": ({"name": "gru", **BI, "layers": 2}, {}),
     "gru-attention bi, embed 64, smoothing 0.1, cosine 20": ({"name": "gru-attention", **BI}, LS),
     "gru-attention bi, 2 layers, embed 64, smoothing 0.1, cosine 20": (
-        {"name": "gru-attention", **BI, "layers": 2}, LS),
+        {"name": "gru-attention", **BI, "layers": 2},
+        LS,
+    ),
     "gru-attention bi, hidden 256, embed 64, dropout 0.4, smoothing 0.1, cosine 20": (
-        {"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4}, LS),
+        {"name": "gru-attention", **BI, "hidden": 256, "dropout": 0.4},
+        LS,
+    ),
     "lstm bi, embed 64, smoothing 0.1, cosine 20": ({"name": "lstm", **BI}, LS),
     "gru-attention bi, embed 64, smoothing 0.1, cosine 20, noise 2": (
-        {"name": "gru-attention", **BI}, {**LS, "noise": 2}),
+        {"name": "gru-attention", **BI},
+        {**LS, "noise": 2},
+    ),
     "transformer 128, 2 layers, 4 heads, positions from both ends, dropout 0.1, Adam 1e-3, smoothing 0.1, cosine 20": (
-        {"name": "transformer", "layers": 2, "heads": 4, "dropout": 0.1}, {**LS, "lr": 1e-3}),
+        {"name": "transformer", "layers": 2, "heads": 4, "dropout": 0.1},
+        {**LS, "lr": 1e-3},
+    ),
     "cnn 128 x 4 widths, embed 64, dropout 0.3, smoothing 0.1, cosine 20": ({"name": "cnn", "embed": 64}, LS),
     "ngram-lr (TF-IDF char 1-5 in torch, C=10)": ({"name": "ngram-lr"}, {}),
 }
@@ -90,18 +101,38 @@ HALF = {"distill_weight": 0.5, "distill_temperature": 2.0}
 DISTILLED: dict[str, tuple[str, str, int, dict]] = {
     "gru-attention bi 128 taught by ngram-lr, 4 folds, w 0.7, T 2": (GA, NG, 4, DISTIL),
     "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.5, T 2": (
-        GA, "mixed: gru-attention + cnn", 3, HALF),
+        GA,
+        "mixed: gru-attention + cnn",
+        3,
+        HALF,
+    ),
     "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.25, T 1 (the bundled preset)": (
-        GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.25, "distill_temperature": 1.0}),
+        GA,
+        "mixed: gru-attention + cnn",
+        3,
+        {"distill_weight": 0.25, "distill_temperature": 1.0},
+    ),
     "gru-attention bi 128 taught by gru-attention + cnn, 3 folds, w 0.25, T 3": (
-        GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.25, "distill_temperature": 3.0}),
+        GA,
+        "mixed: gru-attention + cnn",
+        3,
+        {"distill_weight": 0.25, "distill_temperature": 3.0},
+    ),
     "gru-attention bi 128 taught by cnn + ngram-lr, 4 folds, w 0.7, T 2": (GA, "mixed: cnn + ngram-lr", 4, DISTIL),
     # the bundled preset's student and teachers, plus a transfer set of synthetic names (see synthetic_names)
     # that the teacher mix, trained on all the training names, labels
     "the bundled preset + synthetic names x1, w 0.25, T 1": (
-        GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.25, "distill_temperature": 1.0, "synthetic": 1}),
+        GA,
+        "mixed: gru-attention + cnn",
+        3,
+        {"distill_weight": 0.25, "distill_temperature": 1.0, "synthetic": 1},
+    ),
     "the bundled preset + synthetic names x1, w 0.5, T 1": (
-        GA, "mixed: gru-attention + cnn", 3, {"distill_weight": 0.5, "distill_temperature": 1.0, "synthetic": 1}),
+        GA,
+        "mixed: gru-attention + cnn",
+        3,
+        {"distill_weight": 0.5, "distill_temperature": 1.0, "synthetic": 1},
+    ),
 }
 # the DESIGN's baseline, the ngram-lr model `nameorigin compare` fits (deterministic: one run stands for every seed),
 # with scikit-learn's keyword arguments of its logistic regression
@@ -119,8 +150,13 @@ def settings_of(variant: str, seed: int) -> Settings:
     """The recipe of a single-model variant or of a mix (its members' recipes)."""
     if variant in MIXES:
         members = [settings_of(v, seed) for v in MIXES[variant]]
-        return Settings(model=ModelConfig(name=MIXED, mix=[m.model.to_dict() for m in members]), train=members[0].train,
-                        worksheet=False, prune=0, members=members)
+        return Settings(
+            model=ModelConfig(name=MIXED, mix=[m.model.to_dict() for m in members]),
+            train=members[0].train,
+            worksheet=False,
+            prune=0,
+            members=members,
+        )
     model_values, train_values = VARIANTS[variant]
     return resolve_settings("default", model=model_values, train={**train_values, "seed": seed})
 
@@ -138,7 +174,7 @@ def synthetic_names(train, k: int, seed: int, exclude: set[str]) -> list[str]:
             other = rng.choice(by_language[language])
             if len(name) < 3 or len(other) < 3:
                 continue
-            made = name[: rng.randint(2, len(name) - 1)] + other[rng.randint(1, len(other) - 2):]
+            made = name[: rng.randint(2, len(name) - 1)] + other[rng.randint(1, len(other) - 2) :]
             if 3 <= len(made) <= 20 and made not in exclude:
                 out.add(made)
     return sorted(out)
@@ -160,15 +196,26 @@ class Real:
     """The corpus side of a run: the corpus made ready for training (leak-guarded) and its held-out benchmark."""
 
     def __init__(self, path: str, parts, test_pairs, labels):
-        self.ready = corpus.for_training(path, parts.train, labels,
-                                         labelled_held=[n for n, _ in parts.valid + test_pairs])
+        self.ready = corpus.for_training(
+            path, parts.train, labels, labelled_held=[n for n, _ in parts.valid + test_pairs]
+        )
         self.pairs = [(n, lab) for n, lab in corpus.read(path).held_out_pairs() if lab in labels]
         self.bench = data.encode_pairs(self.pairs, labels)
         self.tag = self.ready.info["sha256"][:12]
 
 
-def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: Path, real: Real | None = None,
-        with_corpus: bool = False) -> dict:
+def run(
+    variant: str,
+    seed: int,
+    parts,
+    valid,
+    test,
+    test_pairs,
+    labels,
+    cache: Path,
+    real: Real | None = None,
+    with_corpus: bool = False,
+) -> dict:
     """One variant's log-probabilities on validation, test (and with ``real``, the real-names benchmark ``bench``);
     ``with_corpus``: trained with the corpus too."""
     if real is not None:
@@ -176,15 +223,32 @@ def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: 
     if real is not None:  # both rows train on the same labelled names: the leak guard's
         parts = data.Split(real.ready.train, parts.valid, parts.test)
     if variant in MIXES:
-        runs = [run(v, seed, parts, valid, test, test_pairs, labels, cache.parent if real else cache, real,
-                    with_corpus) for v in MIXES[variant]]
+        runs = [
+            run(v, seed, parts, valid, test, test_pairs, labels, cache.parent if real else cache, real, with_corpus)
+            for v in MIXES[variant]
+        ]
         weights, temperatures = fit_mixture_weights([r["valid"] for r in runs], valid.labels)
-        mix = lambda split: torch.logsumexp(torch.log_softmax(  # noqa: E731
-            torch.stack([r[split] for r in runs]) / temperatures.view(-1, 1, 1), 2) + weights.log().view(-1, 1, 1), 0)
-        print(f"  {variant}, seed {seed}: weights " + ", ".join(f"{w:.3f}" for w in weights.tolist())
-              + "; temperatures " + ", ".join(f"{t:.2f}" for t in temperatures.tolist()))
-        return {"valid": mix("valid"), "test": mix("test"), **({"bench": mix("bench")} if real else {}),
-                "seconds": sum(r["seconds"] for r in runs), "epochs": None, "best_epoch": None}
+        mix = lambda split: torch.logsumexp(
+            torch.log_softmax(  # noqa: E731
+                torch.stack([r[split] for r in runs]) / temperatures.view(-1, 1, 1), 2
+            )
+            + weights.log().view(-1, 1, 1),
+            0,
+        )
+        print(
+            f"  {variant}, seed {seed}: weights "
+            + ", ".join(f"{w:.3f}" for w in weights.tolist())
+            + "; temperatures "
+            + ", ".join(f"{t:.2f}" for t in temperatures.tolist())
+        )
+        return {
+            "valid": mix("valid"),
+            "test": mix("test"),
+            **({"bench": mix("bench")} if real else {}),
+            "seconds": sum(r["seconds"] for r in runs),
+            "epochs": None,
+            "best_epoch": None,
+        }
 
     def compute() -> dict:
         if variant in BASELINES:
@@ -196,9 +260,11 @@ def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: 
 
             def teach() -> dict:
                 started = time.perf_counter()
-                oof = out_of_fold_log_probs(settings_of(teacher, seed), parts.train, labels, folds=folds,
-                                            valid=valid, seed=seed, printer=print)
+                oof = out_of_fold_log_probs(
+                    settings_of(teacher, seed), parts.train, labels, folds=folds, valid=valid, seed=seed, printer=print
+                )
                 return {"log_probs": oof, "seconds": time.perf_counter() - started}
+
             taught = cached(cache / f"oof_{slug(teacher)}_k{folds}_s{seed}.pt", teach)
             soft, teacher_seconds = taught["log_probs"], taught["seconds"]
         settings = settings_of(student, seed)
@@ -214,21 +280,31 @@ def run(variant: str, seed: int, parts, valid, test, test_pairs, labels, cache: 
                     started = time.perf_counter()
                     model, _, _ = fit(settings_of(teacher, seed), parts.train, valid, labels)
                     encoded = data.encode_pairs([(n, labels[0]) for n in made], labels)
-                    return {"names": made, "log_probs": batched_log_probs(model, encoded.tokens, encoded.lengths)[0],
-                            "seconds": time.perf_counter() - started}
+                    return {
+                        "names": made,
+                        "log_probs": batched_log_probs(model, encoded.tokens, encoded.lengths)[0],
+                        "seconds": time.perf_counter() - started,
+                    }
+
                 synthetic = cached(cache / f"aug_{slug(teacher)}_x{k}_s{seed}.pt", label)
                 assert synthetic["names"] == made
                 train += [(n, labels[i]) for n, i in zip(made, synthetic["log_probs"].argmax(1).tolist(), strict=True)]
                 soft = torch.cat([soft, synthetic["log_probs"]])
                 teacher_seconds += synthetic["seconds"]
         started = time.perf_counter()
-        model, history, _ = fit(settings, train, valid, labels, soft_targets=soft,
-                                corpus=real.ready.part if with_corpus else None)
+        model, history, _ = fit(
+            settings, train, valid, labels, soft_targets=soft, corpus=real.ready.part if with_corpus else None
+        )
         seconds = time.perf_counter() - started + teacher_seconds
-        return {"valid": batched_log_probs(model, valid.tokens, valid.lengths)[0],
-                "test": batched_log_probs(model, test.tokens, test.lengths)[0],
-                **({"bench": batched_log_probs(model, real.bench.tokens, real.bench.lengths)[0]} if real else {}),
-                "seconds": seconds, "epochs": len(history.epochs), "best_epoch": history.best_epoch}
+        return {
+            "valid": batched_log_probs(model, valid.tokens, valid.lengths)[0],
+            "test": batched_log_probs(model, test.tokens, test.lengths)[0],
+            **({"bench": batched_log_probs(model, real.bench.tokens, real.bench.lengths)[0]} if real else {}),
+            "seconds": seconds,
+            "epochs": len(history.epochs),
+            "best_epoch": history.best_epoch,
+        }
+
     return cached(cache / f"{slug(variant)}_s{seed}.pt", compute)
 
 
@@ -240,9 +316,15 @@ def baseline(parts, test_pairs, labels, bench=None, **kwargs) -> dict:
     def log_probs(pairs):
         encoded = data.encode_pairs(pairs, labels)
         return batched_log_probs(model, encoded.tokens, encoded.lengths)[0]
-    return {"valid": log_probs(parts.valid), "test": log_probs(test_pairs),
-            **({"bench": log_probs(bench)} if bench is not None else {}),
-            "seconds": seconds, "epochs": None, "best_epoch": None}
+
+    return {
+        "valid": log_probs(parts.valid),
+        "test": log_probs(test_pairs),
+        **({"bench": log_probs(bench)} if bench is not None else {}),
+        "seconds": seconds,
+        "epochs": None,
+        "best_epoch": None,
+    }
 
 
 def figures(log_probs: torch.Tensor, target: torch.Tensor, labels) -> tuple[float, float]:
@@ -255,16 +337,21 @@ def print_both(per_language, labels) -> None:
     print("\n| variant (seed 0) | tutorial held-out acc / macro-F1 | real names held-out acc / macro-F1 |")
     print("| --- | ---: | ---: |")
     for variant, tutorial, real in per_language:
-        print(f"| {variant} | {tutorial['accuracy']:.4f} / {tutorial['macro_f1']:.4f} | "
-              f"{real['accuracy']:.4f} / {real['macro_f1']:.4f} |")
+        print(
+            f"| {variant} | {tutorial['accuracy']:.4f} / {tutorial['macro_f1']:.4f} | "
+            f"{real['accuracy']:.4f} / {real['macro_f1']:.4f} |"
+        )
     for what, k in (("tutorial held-out", 1), ("real names held-out", 2)):
         print(f"\nper language, {what} (F1; support in the last row):\n")
         print("| variant | " + " | ".join(labels) + " |")
         print("| --- |" + " ---: |" * len(labels))
         for row in per_language:
             per = row[k]["per_language"]
-            print(f"| {row[0]} | " + " | ".join(f"{per[lang]['f1']:.2f}" if per.get(lang, {}).get("support") else "-"
-                                                for lang in labels) + " |")
+            print(
+                f"| {row[0]} | "
+                + " | ".join(f"{per[lang]['f1']:.2f}" if per.get(lang, {}).get("support") else "-" for lang in labels)
+                + " |"
+            )
         per = per_language[0][k]["per_language"]
         print("| support | " + " | ".join(str(per.get(lang, {}).get("support", 0)) for lang in labels) + " |")
 
@@ -278,8 +365,10 @@ def main() -> None:
     ap.add_argument("--variants", help=f"subset, separated by semicolons (default: all): {every}")
     ap.add_argument("--cache", default="bench-accuracy-cache", help="folder of cached runs")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--corpus", help="also train each variant with this corpus and score the corpus's held-out real "
-                                     "names (see above)")
+    ap.add_argument(
+        "--corpus",
+        help="also train each variant with this corpus and score the corpus's held-out real names (see above)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -297,8 +386,10 @@ def main() -> None:
     print(f"train {len(parts.train)}, validation {len(parts.valid)}, held-out test {len(test)} names")
     real = Real(args.corpus, parts, test_pairs, labels) if args.corpus else None
     if real:
-        print(f"corpus: {len(real.ready.part)} training names; real-names benchmark {len(real.pairs)} names; "
-              f"tutorial training names with the corpus {len(real.ready.train)}")
+        print(
+            f"corpus: {len(real.ready.part)} training names; real-names benchmark {len(real.pairs)} names; "
+            f"tutorial training names with the corpus {len(real.ready.train)}"
+        )
         chosen = [v + suffix for v in chosen for suffix in ("", PLUS) if not (suffix and v in BASELINES)]
     rows, per_language = [], []
     for variant in chosen:
@@ -308,16 +399,34 @@ def main() -> None:
             r = run(base, seed, parts, valid, test, test_pairs, labels, Path(args.cache), real, with_corpus)
             runs.append(r)
             v, t = figures(r["valid"], valid.labels, labels), figures(r["test"], test.labels, labels)
-            print(f"{variant} | seed {seed}: {r['seconds']:.0f}s, best epoch {r['best_epoch']}; validation "
-                  f"{v[0]:.4f}/{v[1]:.4f}; test {t[0]:.4f}/{t[1]:.4f}", flush=True)
+            print(
+                f"{variant} | seed {seed}: {r['seconds']:.0f}s, best epoch {r['best_epoch']}; validation "
+                f"{v[0]:.4f}/{v[1]:.4f}; test {t[0]:.4f}/{t[1]:.4f}",
+                flush=True,
+            )
         if real:
-            per_language.append((variant, *(metrics(target, runs[0][split].argmax(1), labels) for split, target in
-                                            (("test", test.labels), ("bench", real.bench.labels)))))
+            per_language.append(
+                (
+                    variant,
+                    *(
+                        metrics(target, runs[0][split].argmax(1), labels)
+                        for split, target in (("test", test.labels), ("bench", real.bench.labels))
+                    ),
+                )
+            )
         single = [(figures(r["valid"], valid.labels, labels), figures(r["test"], test.labels, labels)) for r in runs]
         mean = lambda xs: statistics.mean(xs)  # noqa: E731
-        rows.append((variant, "1", mean(s[0][0] for s in single), mean(s[0][1] for s in single),
-                     mean(s[1][0] for s in single), mean(s[1][1] for s in single),
-                     mean(r["seconds"] for r in runs)))
+        rows.append(
+            (
+                variant,
+                "1",
+                mean(s[0][0] for s in single),
+                mean(s[0][1] for s in single),
+                mean(s[1][0] for s in single),
+                mean(s[1][1] for s in single),
+                mean(r["seconds"] for r in runs),
+            )
+        )
         if len(runs) > 1:
             ens = lambda split, runs=runs: mean_probabilities([r[split] for r in runs])  # noqa: E731
             v, t = figures(ens("valid"), valid.labels, labels), figures(ens("test"), test.labels, labels)
@@ -329,7 +438,7 @@ def main() -> None:
         print(f"| {variant} | {members} | {va:.4f} | {vf:.4f} | {ta:.4f} | {tf:.4f} | {secs:.0f} |")
     if real:
         print_both(per_language, labels)
-    best = max(rows, key=lambda r: (r[3] + r[2]))
+    best = max(rows, key=lambda r: r[3] + r[2])
     print(f"\nbest on validation (accuracy + macro-F1): {best[0]}, {best[1]} model(s)")
     print(f"the `best` preset: {PRESETS['best'].description if 'best' in PRESETS else '(not defined)'}")
 

@@ -16,6 +16,7 @@
 
 Every step is a ``nameorigin`` command, printed before it runs, so each can be repeated by hand.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,16 @@ def run(*argv: str) -> str:
 
 
 def held_out_figures(report: dict, source: str) -> dict:
-    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "n": report.get("n"),
-            "per_language": {lang: {k: v[k] for k in ("f1", "support")} for lang, v in
-                             report.get("per_language", {}).items()},
-            "source": source, **({"out_of_scope": report["out_of_scope"]} if "out_of_scope" in report else {})}
+    return {
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "n": report.get("n"),
+        "per_language": {
+            lang: {k: v[k] for k in ("f1", "support")} for lang, v in report.get("per_language", {}).items()
+        },
+        "source": source,
+        **({"out_of_scope": report["out_of_scope"]} if "out_of_scope" in report else {}),
+    }
 
 
 def main() -> None:
@@ -57,8 +64,11 @@ def main() -> None:
     ap.add_argument("--preset", default="bundled", help="preset to train (default: bundled)")
     ap.add_argument("--out", default=str(default_model_path()), help="where the shipped model goes")
     ap.add_argument("--work", help="folder for the 80/20 split and model (default: a temporary folder)")
-    ap.add_argument("--threads", default="1", help="torch threads of each training run (default: 1; on a busy "
-                                                   "machine more threads wait on each other)")
+    ap.add_argument(
+        "--threads",
+        default="1",
+        help="torch threads of each training run (default: 1; on a busy machine more threads wait on each other)",
+    )
     args = ap.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,27 +81,48 @@ def main() -> None:
             # the 80 % run's corpus leaves out the held-out 20 %: otherwise a tutorial test name could be learnt
             # as a corpus name (Smith stands in both)
             held20 = ["--exclude", str(work / "split80" / "test.tsv")] if args.corpus else []
-            runs = [pool.submit(run, "train", "--preset", args.preset, "--data", str(data), "--split", "0.9,0.1,0",
-                                *with_corpus, *guard, "--out", str(out), "--threads", args.threads, "--quiet")
-                    for data, out, guard in ((work / "split80" / "train.tsv", m80, held20), (args.data, args.out, []))]
+            runs = [
+                pool.submit(
+                    run,
+                    "train",
+                    "--preset",
+                    args.preset,
+                    "--data",
+                    str(data),
+                    "--split",
+                    "0.9,0.1,0",
+                    *with_corpus,
+                    *guard,
+                    "--out",
+                    str(out),
+                    "--threads",
+                    args.threads,
+                    "--quiet",
+                )
+                for data, out, guard in ((work / "split80" / "train.tsv", m80, held20), (args.data, args.out, []))
+            ]
             for r in runs:
                 r.result()
-        held_out = held_out_figures(json.loads(run(
-            "evaluate", "--model", str(m80), "--data", str(work / "split80" / "test.tsv"), "--json")),
+        held_out = held_out_figures(
+            json.loads(run("evaluate", "--model", str(m80), "--data", str(work / "split80" / "test.tsv"), "--json")),
             f"the same preset ({args.preset}) trained on 80 % of a leak-free split of distinct names "
             f"(split seed 0){' and the corpus' if args.corpus else ''}, evaluated on the other 20 %, which it "
-            "never saw")
+            "never saw",
+        )
         if args.corpus:
             real = corpus.read(args.corpus)
             bench, oos = work / "real-names.tsv", work / "real-out-of-scope.txt"
             corpus.write_benchmark(real, bench)
             corpus.write_out_of_scope_benchmark(real, oos)
-            held_out["real_names"] = held_out_figures(json.loads(run(
-                "evaluate", "--model", str(m80), "--data", str(bench), "--out-of-scope", str(oos), "--json")),
+            held_out["real_names"] = held_out_figures(
+                json.loads(
+                    run("evaluate", "--model", str(m80), "--data", str(bench), "--out-of-scope", str(oos), "--json")
+                ),
                 f"the same 80 % model on the corpus's held-out real names (never trained on; scored where the top "
                 f"language holds >= {real.meta['config']['label_share']} of a name's population); out of scope: "
                 f"the real surnames of {', '.join(corpus.OOS_HELD_OUT_COUNTRIES)} (countries held out from "
-                "fitting the detector)")
+                "fitting the detector)",
+            )
     ck = checkpoint.load(args.out)
     ck.meta.setdefault("metrics", {})["held_out"] = held_out
     layer = Trust.from_checkpoint(ck.labels, ck.meta, ck.tensors, source=args.out)  # its tensors go back too
@@ -99,10 +130,16 @@ def main() -> None:
     again = checkpoint.load(args.out)
     if Trust.from_checkpoint(again.labels, again.meta, again.tensors).oos is None:
         raise SystemExit(f"{args.out}: the out-of-scope detector did not survive the rewrite")
-    print(f"{args.out}: held-out accuracy {held_out['accuracy']:.4f}, macro-F1 {held_out['macro_f1']:.4f}"
-          + (f"; real names {held_out['real_names']['accuracy']:.4f} / {held_out['real_names']['macro_f1']:.4f}"
-             if "real_names" in held_out else "") + f" recorded in its metadata ({time.perf_counter() - started:.0f}s "
-          "in all)")
+    print(
+        f"{args.out}: held-out accuracy {held_out['accuracy']:.4f}, macro-F1 {held_out['macro_f1']:.4f}"
+        + (
+            f"; real names {held_out['real_names']['accuracy']:.4f} / {held_out['real_names']['macro_f1']:.4f}"
+            if "real_names" in held_out
+            else ""
+        )
+        + f" recorded in its metadata ({time.perf_counter() - started:.0f}s "
+        "in all)"
+    )
 
 
 if __name__ == "__main__":

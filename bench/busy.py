@@ -19,6 +19,7 @@ The runs:
   names/s (names x epochs / wall time);
 - ``compare --models rnn,gru --noise 0 --epochs 1 --hidden 32`` on the same names; rate in runs/min.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,14 +75,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="names folder (default: $NAMEORIGIN_DATA or the tutorial's archive)")
     ap.add_argument("--names", type=int, default=100_000, help="distinct names for predict (default: %(default)s)")
-    ap.add_argument("--train-names", type=int, default=4_000, help="labelled names for train and compare "
-                                                                   "(default: %(default)s)")
+    ap.add_argument(
+        "--train-names", type=int, default=4_000, help="labelled names for train and compare (default: %(default)s)"
+    )
     ap.add_argument("--baseline-src", type=Path, help="a checkout of another commit: time its src/ beside this one")
-    ap.add_argument("--args", default="", help="extra flags for this checkout's commands (e.g. \"--threads 0\")")
+    ap.add_argument("--args", default="", help='extra flags for this checkout\'s commands (e.g. "--threads 0")')
     ap.add_argument("--repeat", type=int, default=1, help="runs of each, the best counts (default: %(default)s)")
     ap.add_argument("--only", default="predict,train,compare", help="which commands (default: %(default)s)")
-    ap.add_argument("--spinners", type=int, default=len(os.sched_getaffinity(0)),
-                    help="CPU-bound processes for the busy runs (default: one a core, %(default)s)")
+    ap.add_argument(
+        "--spinners",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="CPU-bound processes for the busy runs (default: one a core, %(default)s)",
+    )
     args = ap.parse_args()
     sources = {"this": HERE}
     if args.baseline_src:
@@ -94,7 +100,7 @@ def main() -> None:
     real, _ = real_names(args.data)
     pairs = data.dedupe(data.read_labelled(data.resolve_data(args.data)))
     random.Random(0).shuffle(pairs)
-    pairs = pairs[:args.train_names]
+    pairs = pairs[: args.train_names]
     tmp = Path(tempfile.mkdtemp(prefix="nameorigin-busy-"))
     names_txt = tmp / "names.txt"
     names_txt.write_text("\n".join(distinct_sample(real, args.names)) + "\n", encoding="utf-8")
@@ -102,21 +108,61 @@ def main() -> None:
     labelled.write_text("name\tlanguage\n" + "".join(f"{n}\t{lang}\n" for n, lang in pairs), encoding="utf-8")
     py = [sys.executable, "-m", "nameorigin"]
     commands = {
-        "predict": ([*py, "predict", "--input", str(names_txt), "--output", str(tmp / "out.csv")],
-                    args.names, "names/s"),
-        "train": ([*py, "train", "--data", str(labelled), "--model", "gru", "--hidden", "64", "--epochs", "3",
-                        "--patience", "0", "--out", str(tmp / "m.safetensors"), "--quiet"],
-                  len(pairs) * 0.8 * 3, "names/s"),
-        "compare": ([*py, "compare", "--models", "rnn,gru", "--noise", "0", "--epochs", "1", "--hidden", "32",
-                          "--data", str(labelled), "--out", str(tmp / "cmp")], 2 * 60, "runs/min"),
+        "predict": (
+            [*py, "predict", "--input", str(names_txt), "--output", str(tmp / "out.csv")],
+            args.names,
+            "names/s",
+        ),
+        "train": (
+            [
+                *py,
+                "train",
+                "--data",
+                str(labelled),
+                "--model",
+                "gru",
+                "--hidden",
+                "64",
+                "--epochs",
+                "3",
+                "--patience",
+                "0",
+                "--out",
+                str(tmp / "m.safetensors"),
+                "--quiet",
+            ],
+            len(pairs) * 0.8 * 3,
+            "names/s",
+        ),
+        "compare": (
+            [
+                *py,
+                "compare",
+                "--models",
+                "rnn,gru",
+                "--noise",
+                "0",
+                "--epochs",
+                "1",
+                "--hidden",
+                "32",
+                "--data",
+                str(labelled),
+                "--out",
+                str(tmp / "cmp"),
+            ],
+            2 * 60,
+            "runs/min",
+        ),
     }
     chosen = [c for c in args.only.split(",") if c]
     cores = len(os.sched_getaffinity(0))
-    print(f"{cores} cores; busy: {args.spinners} CPU-bound process(es) beside each run; {args.names:,} distinct "
-          f"names for predict, {len(pairs):,} labelled names for train/compare; best of {args.repeat}; "
-          f"sources: {', '.join(f'{k} {v}' for k, v in sources.items())}"
-          + (f"; this with {args.args}" if extra else ""),
-          flush=True)
+    print(
+        f"{cores} cores; busy: {args.spinners} CPU-bound process(es) beside each run; {args.names:,} distinct "
+        f"names for predict, {len(pairs):,} labelled names for train/compare; best of {args.repeat}; "
+        f"sources: {', '.join(f'{k} {v}' for k, v in sources.items())}" + (f"; this with {args.args}" if extra else ""),
+        flush=True,
+    )
     results: dict[tuple[str, str, str], Run] = {}
     for load in ("quiet", "busy"):
         spinners = [mp.Process(target=spin, daemon=True) for _ in range(args.spinners if load == "busy" else 0)]
@@ -141,10 +187,14 @@ def main() -> None:
         _, work, unit = commands[name]
         for label in sources:
             q, b = results[(name, label, "quiet")], results[(name, label, "busy")]
+
             def rate(r: Run, work=work) -> float:
                 return work / r.wall
-            print(f"{name:<9} {label:<9} {rate(q):>11,.1f} {q.cpu:>7.1f} {rate(b):>11,.1f} {b.cpu:>7.1f} "
-                  f"{rate(b) / rate(q):>11.2f}   ({unit}; wall {q.wall:.1f} s / {b.wall:.1f} s)")
+
+            print(
+                f"{name:<9} {label:<9} {rate(q):>11,.1f} {q.cpu:>7.1f} {rate(b):>11,.1f} {b.cpu:>7.1f} "
+                f"{rate(b) / rate(q):>11.2f}   ({unit}; wall {q.wall:.1f} s / {b.wall:.1f} s)"
+            )
         if "baseline" in sources:
             this, base = results[(name, "this", "quiet")], results[(name, "baseline", "quiet")]
             print(f"{name:<9} quiet: this / baseline {base.wall / this.wall:.2f}x the rate")

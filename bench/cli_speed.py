@@ -11,6 +11,7 @@ repeat names; the command computes each distinct name once) and all-distinct nam
 random three-letter tail, so nothing repeats: the worst case). The issue's target: the command >= 80 % of the
 tensor path.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,18 +32,29 @@ def main() -> None:
     ap.add_argument("--data", help="names folder (default: $NAMEORIGIN_DATA or the tutorial's archive)")
     ap.add_argument("--names", type=int, default=1_000_000, help="names a sample (default: %(default)s)")
     ap.add_argument("--model", help="checkpoint to time instead of an untrained gru 128")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each side, alternating; the best of each counts "
-                                                          "(this machine's speed moves by 10-20 %% from run to run)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each side, alternating; the best of each counts "
+        "(this machine's speed moves by 10-20 %% from run to run)",
+    )
     args = ap.parse_args()
     real, labels = real_names(args.data)
     samples = two_samples(real, args.names)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.names:,} names a sample; best of "
-          f"{args.repeat} runs a side\n")
-    print(f"{'model':<16} {'sample':<9} {'distinct':>9} {'tensor names/s':>15} {'CLI names/s':>12} "
-          f"{'CLI/tensor':>10} {'CLI wall names/s':>17}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.names:,} names a sample; best of "
+        f"{args.repeat} runs a side\n"
+    )
+    print(
+        f"{'model':<16} {'sample':<9} {'distinct':>9} {'tensor names/s':>15} {'CLI names/s':>12} "
+        f"{'CLI/tensor':>10} {'CLI wall names/s':>17}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        models = {"gru 128": args.model or str(gru128_checkpoint(labels, Path(tmp) / "gru128.safetensors")),
-                  "bundled": None}
+        models = {
+            "gru 128": args.model or str(gru128_checkpoint(labels, Path(tmp) / "gru128.safetensors")),
+            "bundled": None,
+        }
         for sample, names in samples.items():
             src = Path(tmp) / f"{sample}.txt"
             src.write_text("\n".join(names) + "\n", encoding="utf-8")
@@ -60,8 +72,10 @@ def main() -> None:
                     n, _, seconds, _ = run_cli(*argv)
                     wall = max(wall, n / (time.perf_counter() - start))
                     cli = max(cli, n / seconds)
-                print(f"{label:<16} {sample:<9} {len(set(names)):>9,} {tensor:>15,.0f} {cli:>12,.0f} "
-                      f"{cli / tensor:>9.0%} {wall:>17,.0f}")
+                print(
+                    f"{label:<16} {sample:<9} {len(set(names)):>9,} {tensor:>15,.0f} {cli:>12,.0f} "
+                    f"{cli / tensor:>9.0%} {wall:>17,.0f}"
+                )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from the worker itself. Then the single-process command (no Dask) on ``--small``
 Parquet file, with its peak RSS: flat memory means the ratio stays within 1.25x. On a machine with 2 cores a
 second worker cannot double the speed: the workers share the cores with each other and with the scheduler.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,17 @@ def write_parquet(names: list[str], folder: Path, files: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     size = -(-len(names) // files)
     for i in range(files):
-        part = names[i * size:(i + 1) * size]
+        part = names[i * size : (i + 1) * size]
         if part:
-            pq.write_table(pa.table({"id": pa.array(range(i * size, i * size + len(part)), pa.int64()),
-                                     "name": pa.array(part, pa.string())}), folder / f"part-{i:03d}.parquet")
+            pq.write_table(
+                pa.table(
+                    {
+                        "id": pa.array(range(i * size, i * size + len(part)), pa.int64()),
+                        "name": pa.array(part, pa.string()),
+                    }
+                ),
+                folder / f"part-{i:03d}.parquet",
+            )
 
 
 def worker_peak_mb() -> float:
@@ -58,11 +66,22 @@ def main() -> None:
         print(f"{args.rows:,} rows in {args.files} Parquet files, {len(set(names)):,} distinct names\n")
         print(f"{'workers':>7} {'names/s':>10} {'peak RSS a worker (MB)':>24}")
         for workers in (1, 2):
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                              dashboard_address=":0") as cluster, Client(cluster) as client:
-                n, _, seconds, _ = run_cli("predict", "--input", str(tmp / "data" / "*.parquet"),
-                                           "--output", str(tmp / f"out{workers}"), "--scheduler",
-                                           cluster.scheduler_address, *model)
+            with (
+                LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+                ) as cluster,
+                Client(cluster) as client,
+            ):
+                n, _, seconds, _ = run_cli(
+                    "predict",
+                    "--input",
+                    str(tmp / "data" / "*.parquet"),
+                    "--output",
+                    str(tmp / f"out{workers}"),
+                    "--scheduler",
+                    cluster.scheduler_address,
+                    *model,
+                )
                 peaks = client.run(worker_peak_mb)
             print(f"{workers:>7} {n / seconds:>10,.0f} {', '.join(f'{v:.0f}' for v in peaks.values()):>24}")
 
@@ -71,9 +90,15 @@ def main() -> None:
         write_parquet(names, tmp / "all", 1)
         peaks = {}
         for label, rows, src in (("small", args.small, tmp / "small"), ("all", args.rows, tmp / "all")):
-            n, _, seconds, peaks[label] = run_cli("predict", "--input", str(src / "part-000.parquet"),
-                                                  "--output", str(tmp / f"single-{label}.parquet"), *model,
-                                                  peak=True)
+            n, _, seconds, peaks[label] = run_cli(
+                "predict",
+                "--input",
+                str(src / "part-000.parquet"),
+                "--output",
+                str(tmp / f"single-{label}.parquet"),
+                *model,
+                peak=True,
+            )
             print(f"{rows:>11,} rows: {n / seconds:>10,.0f} names/s, peak RSS {peaks[label]:7.1f} MB")
         print(f"peak RSS {args.rows:,} / {args.small:,} rows: {peaks['all'] / peaks['small']:.2f}x (target <= 1.25x)")
 

@@ -9,6 +9,7 @@ The leak guard runs as training will run it: the tutorial's validation and test 
 corpus's validation and held-out names leave the tutorial's training names. Best epoch by the tutorial's
 validation macro-F1; both validations are printed, as the choice of the default rests on both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,38 +46,60 @@ def main() -> None:
     real = corpus.read(args.corpus)
     held_names = [n for n, _ in parts.valid + parts.test]
     train, part, guard = corpus.guarded_sources(real, parts.train, labels, labelled_held=held_names)
-    print(f"tutorial: {len(parts.train)} training pairs ({guard.removed_from_train} removed: corpus validation or "
-          f"held-out names), {len(parts.valid)} validation, {len(parts.test)} test; corpus: {len(part)} training "
-          f"names ({guard.removed_from_corpus} removed: tutorial validation or test names)")
+    print(
+        f"tutorial: {len(parts.train)} training pairs ({guard.removed_from_train} removed: corpus validation or "
+        f"held-out names), {len(parts.valid)} validation, {len(parts.test)} test; corpus: {len(part)} training "
+        f"names ({guard.removed_from_corpus} removed: tutorial validation or test names)"
+    )
     corpus_valid, corpus_held = real.scored_pairs("valid"), real.held_out_pairs()
     corpus_valid = [(n, lab) for n, lab in corpus_valid if lab in labels]
     corpus_held = [(n, lab) for n, lab in corpus_held if lab in labels]
-    print(f"corpus validation {len(corpus_valid)} names, held-out {len(corpus_held)} names (scored: top language "
-          f">= {real.meta['config']['label_share']})\n")
+    print(
+        f"corpus validation {len(corpus_valid)} names, held-out {len(corpus_held)} names (scored: top language "
+        f">= {real.meta['config']['label_share']})\n"
+    )
     valid = data.encode_pairs(parts.valid, labels)
     rows = []
     for variant in args.variants.split(","):
         mode = {"tutorial only": None, "joint": "joint", "pretrain": "pretrain"}[variant]
-        settings = resolve_settings(None, train={"epochs": args.epochs, "seed": args.seed, "corpus_weight": args.weight,
-                                                 "corpus_mode": mode or "joint",
-                                                 "pretrain_epochs": args.pretrain_epochs, "patience": 0})
+        settings = resolve_settings(
+            None,
+            train={
+                "epochs": args.epochs,
+                "seed": args.seed,
+                "corpus_weight": args.weight,
+                "corpus_mode": mode or "joint",
+                "pretrain_epochs": args.pretrain_epochs,
+                "patience": 0,
+            },
+        )
         started = time.perf_counter()
-        model, history, _ = fit(settings, train if mode else parts.train, valid, labels,
-                                corpus=part if mode else None)
+        model, history, _ = fit(settings, train if mode else parts.train, valid, labels, corpus=part if mode else None)
         seconds = time.perf_counter() - started
         figures = [score(model, s, labels) for s in (parts.valid, corpus_valid, parts.test, corpus_held)]
         rows.append((variant, seconds, figures))
-        print(f"{variant}: {seconds:.0f}s, best epoch {history.best_epoch}: " + "; ".join(
-            f"{what} {m['accuracy']:.3f}/{m['macro_f1']:.3f}" for what, m in
-            zip(("tutorial valid", "corpus valid", "tutorial test", "corpus held-out"), figures, strict=False)),
-          flush=True)
-    print(f"\n| gru (default preset), seed {args.seed} | tutorial valid acc / F1 | corpus valid acc / F1 | "
-          "tutorial held-out "
-          "acc / F1 | real names held-out acc / F1 | train s |")
+        print(
+            f"{variant}: {seconds:.0f}s, best epoch {history.best_epoch}: "
+            + "; ".join(
+                f"{what} {m['accuracy']:.3f}/{m['macro_f1']:.3f}"
+                for what, m in zip(
+                    ("tutorial valid", "corpus valid", "tutorial test", "corpus held-out"), figures, strict=False
+                )
+            ),
+            flush=True,
+        )
+    print(
+        f"\n| gru (default preset), seed {args.seed} | tutorial valid acc / F1 | corpus valid acc / F1 | "
+        "tutorial held-out "
+        "acc / F1 | real names held-out acc / F1 | train s |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for variant, seconds, figures in rows:
-        print(f"| {variant} | " + " | ".join(f"{m['accuracy']:.3f} / {m['macro_f1']:.3f}" for m in figures)
-              + f" | {seconds:.0f} |")
+        print(
+            f"| {variant} | "
+            + " | ".join(f"{m['accuracy']:.3f} / {m['macro_f1']:.3f}" for m in figures)
+            + f" | {seconds:.0f} |"
+        )
     print("\nper language on the real names held out (F1, support):")
     langs = sorted({lab for _, lab in corpus_held})
     print("| variant | " + " | ".join(langs) + " |")
@@ -84,8 +107,11 @@ def main() -> None:
     for variant, _, figures in rows:
         per = figures[3]["per_language"]
         print(f"| {variant} | " + " | ".join(f"{per.get(lang, {}).get('f1', 0):.2f}" for lang in langs) + " |")
-    print("| support | " + " | ".join(str(figures[3]["per_language"].get(lang, {}).get("support", 0))
-                                     for lang in langs) + " |")
+    print(
+        "| support | "
+        + " | ".join(str(figures[3]["per_language"].get(lang, {}).get("support", 0)) for lang in langs)
+        + " |"
+    )
 
 
 if __name__ == "__main__":

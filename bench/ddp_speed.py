@@ -10,6 +10,7 @@ batch is N x --batch-size) and there are N times fewer steps, so accuracy can mo
 seed-to-seed spread of nameorigin.reference. On a machine with 2 cores a second process cannot double the speed:
 the two processes split the same 2 cores that one process already uses, and add an all-reduce every step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,15 +33,31 @@ def main() -> None:
     args = ap.parse_args()
     counts = [int(x) for x in args.nprocs.split(",")]
     cores = os.cpu_count() or 1
-    print(f"{cores} cores; train --epochs {args.epochs}{f' --prune {args.prune}' if args.prune else ''} "
-          f"{' '.join(args.extra)}\n")
-    print(f"{'processes':>9} {'names/s':>9} {'train s':>8} {'wall s':>7} {'valid acc':>9} {'test acc':>9} "
-          f"{'test F1':>8}")
+    print(
+        f"{cores} cores; train --epochs {args.epochs}{f' --prune {args.prune}' if args.prune else ''} "
+        f"{' '.join(args.extra)}\n"
+    )
+    print(
+        f"{'processes':>9} {'names/s':>9} {'train s':>8} {'wall s':>7} {'valid acc':>9} {'test acc':>9} {'test F1':>8}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for n in counts:
-            cmd = [sys.executable, "-m", "nameorigin", "train", "--json", "--nproc", str(n),
-                   "--epochs", str(args.epochs),
-                   "--split", "0.8,0.1,0.1", "--out", str(Path(tmp) / f"ddp{n}.safetensors"), *args.extra]
+            cmd = [
+                sys.executable,
+                "-m",
+                "nameorigin",
+                "train",
+                "--json",
+                "--nproc",
+                str(n),
+                "--epochs",
+                str(args.epochs),
+                "--split",
+                "0.8,0.1,0.1",
+                "--out",
+                str(Path(tmp) / f"ddp{n}.safetensors"),
+                *args.extra,
+            ]
             if args.data:
                 cmd += ["--data", args.data]
             if args.prune:
@@ -53,8 +70,10 @@ def main() -> None:
                 print(f"{n:>9} failed (exit {run.returncode}): {run.stderr.strip().splitlines()[-1:]}")
                 continue
             r = json.loads(run.stdout.strip().splitlines()[-1])
-            print(f"{n:>9} {r['names_per_second']:>9,.0f} {r['train_seconds']:>8.1f} {wall:>7.1f} "
-                  f"{r['accuracy']:>9.4f} {r['test_accuracy']:>9.4f} {r['test_macro_f1']:>8.4f}")
+            print(
+                f"{n:>9} {r['names_per_second']:>9,.0f} {r['train_seconds']:>8.1f} {wall:>7.1f} "
+                f"{r['accuracy']:>9.4f} {r['test_accuracy']:>9.4f} {r['test_macro_f1']:>8.4f}"
+            )
 
 
 if __name__ == "__main__":

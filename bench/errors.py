@@ -7,6 +7,7 @@ Prints two Markdown tables. The first counts, over the held-out names, each (tru
 true != predicted, with its share of the true language's names; the second lists the folded names that
 stand under more than one language in ``--data`` (default: $NAMEORIGIN_DATA), with their languages.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,9 @@ def main() -> None:
     encoded = data.encode_pairs(test, labels)
     predicted = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)[0].argmax(1)
     support = Counter(lang for _, lang in test)
-    pairs = Counter((labels[t], labels[p])
-                    for t, p in zip(encoded.labels.tolist(), predicted.tolist(), strict=True) if t != p)
+    pairs = Counter(
+        (labels[t], labels[p]) for t, p in zip(encoded.labels.tolist(), predicted.tolist(), strict=True) if t != p
+    )
     print(f"{len(test)} held-out names, {sum(pairs.values())} wrong\n")
     print("| true | predicted | names | share of the true language's names |")
     print("| --- | --- | ---: | ---: |")

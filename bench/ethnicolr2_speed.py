@@ -16,6 +16,7 @@ Two samples, as ``bench/cli_speed.py``: Zipf-like repeats of real names, and all
 ``--no-deps``: ethnicolr2 0.3.3 pins exact versions of joblib, tqdm and scikit-learn that are older than the
 ones nameorigin's environment holds; its code runs with the newer ones, and the pins would downgrade them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,10 @@ try:
     import pandas as pd
     from sklearn.feature_extraction.text import CountVectorizer
 except ImportError as e:
-    raise SystemExit(f"bench/ethnicolr2_speed.py needs pandas, scikit-learn and joblib ({e}): "
-                     "pip install -c constraints.txt -e \".[dev]\"") from None
+    raise SystemExit(
+        f"bench/ethnicolr2_speed.py needs pandas, scikit-learn and joblib ({e}): "
+        'pip install -c constraints.txt -e ".[dev]"'
+    ) from None
 
 from nameorigin import Predictor, predict_frame
 
@@ -46,6 +49,7 @@ def random_ethnicolr2_model(folder: Path, names: list[str]) -> None:
     ``ETHNICOLR2_MODEL_DIR`` makes ethnicolr2 look first."""
     from ethnicolr2.ethnicolr_class import HIDDEN_SIZE, NUM_LAYERS
     from ethnicolr2.models import LSTM
+
     vectorizer = CountVectorizer(analyzer="char", lowercase=False).fit([n.title() for n in names])
     vocab_size = len(vectorizer.get_feature_names_out()) + 2  # as ethnicolr2 computes it: letters, then oob
     torch.manual_seed(0)
@@ -68,15 +72,21 @@ def main() -> None:
     try:
         import ethnicolr2  # noqa: F401
     except ImportError:
-        raise SystemExit("ethnicolr2 is not installed: pip install --no-deps ethnicolr2==0.3.3 && "
-                         "pip install huggingface-hub (see this script's docstring for why --no-deps)") from None
+        raise SystemExit(
+            "ethnicolr2 is not installed: pip install --no-deps ethnicolr2==0.3.3 && "
+            "pip install huggingface-hub (see this script's docstring for why --no-deps)"
+        ) from None
     from importlib.metadata import version
+
     real, labels = real_names(args.data)
     samples = two_samples(real, args.names)
-    print(f"ethnicolr2 {version('ethnicolr2')} (random weights of its census last-name LSTM's shape), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.names:,} names a sample\n")
-    print(f"{'sample':<9} {'distinct':>9} {'ethnicolr2 names/s':>19} {'model':<8} {'nameorigin names/s':>19} "
-          f"{'ratio':>7}")
+    print(
+        f"ethnicolr2 {version('ethnicolr2')} (random weights of its census last-name LSTM's shape), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.names:,} names a sample\n"
+    )
+    print(
+        f"{'sample':<9} {'distinct':>9} {'ethnicolr2 names/s':>19} {'model':<8} {'nameorigin names/s':>19} {'ratio':>7}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         random_ethnicolr2_model(folder, real)
@@ -85,9 +95,12 @@ def main() -> None:
 
         import tqdm  # ethnicolr2 draws a bar per call; off, so that both sides print nothing
         from ethnicolr2 import pred_census_last_name
+
         tqdm.tqdm.__init__ = partialmethod(tqdm.tqdm.__init__, disable=True)
-        predictors = {"bundled": Predictor.load(None),
-                      "gru 128": Predictor.load(gru128_checkpoint(labels, folder / "gru128.safetensors"))}
+        predictors = {
+            "bundled": Predictor.load(None),
+            "gru 128": Predictor.load(gru128_checkpoint(labels, folder / "gru128.safetensors")),
+        }
         warm = pd.DataFrame({"name": real[:500]})
         pred_census_last_name(warm, "name")
         for p in predictors.values():
@@ -97,8 +110,10 @@ def main() -> None:
             peer = len(names) / timed(lambda df=df: pred_census_last_name(df, "name"))
             for label, predictor in predictors.items():
                 ours = len(names) / timed(lambda df=df, predictor=predictor: predict_frame(df, model=predictor))
-                print(f"{sample:<9} {len(set(names)):>9,} {peer:>19,.0f} {label:<8} {ours:>19,.0f} "
-                      f"{ours / peer:>6.1f}x", flush=True)
+                print(
+                    f"{sample:<9} {len(set(names)):>9,} {peer:>19,.0f} {label:<8} {ours:>19,.0f} {ours / peer:>6.1f}x",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

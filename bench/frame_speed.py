@@ -11,6 +11,7 @@ per chunk), on the first ``--loop-rows`` rows (its speed does not change with le
 model alone on every row with no de-duplication (``Predictor.probabilities``): against it, what computing each
 distinct name once saves. Prints names/s, the ratio, and how many distinct names the rows hold.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ from scale_common import real_names, zipf_sample
 def loop(predictor: Predictor, names: list[str], top: int = 3, chunk: int = 8192) -> pd.DataFrame:
     rows = []
     for i in range(0, len(names), chunk):
-        for p in predictor.predict(names[i:i + chunk], top):
+        for p in predictor.predict(names[i : i + chunk], top):
             row = {"name": p.name, "error": p.error}
             for k, x in enumerate(p.predictions, 1):
                 row[f"language_{k}"], row[f"probability_{k}"] = x["language"], x["probability"]
@@ -49,8 +50,10 @@ def main() -> None:
     df = pd.DataFrame({"name": zipf_sample(real, args.rows, exponent=args.zipf)})
     distinct = df["name"].nunique()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model: {args.model or 'bundled'}")
-    print(f"{args.rows:,} rows, {distinct:,} distinct names ({distinct / args.rows:.1%}); "
-          f"the 100 most frequent names make {df['name'].value_counts().iloc[:100].sum() / args.rows:.1%} of rows\n")
+    print(
+        f"{args.rows:,} rows, {distinct:,} distinct names ({distinct / args.rows:.1%}); "
+        f"the 100 most frequent names make {df['name'].value_counts().iloc[:100].sum() / args.rows:.1%} of rows\n"
+    )
 
     predictor = Predictor.load(args.model)
     start = time.perf_counter()
@@ -69,11 +72,14 @@ def main() -> None:
 
     print(f"{'path':<58} {'names/s':>10}")
     print(f"{'predict_frame (columnar, distinct names once)':<58} {frame_rate:>10,.0f}")
-    print(f"{'loop over Predictor.predict, 8,192 a chunk (' + format(len(names), ',') + ' rows)':<58} "
-          f"{loop_rate:>10,.0f}")
+    print(
+        f"{'loop over Predictor.predict, 8,192 a chunk (' + format(len(names), ',') + ' rows)':<58} {loop_rate:>10,.0f}"
+    )
     print(f"{'the model on every row, no de-duplication (probabilities)':<58} {model_rate:>10,.0f}")
-    print(f"predict_frame / loop: {frame_rate / loop_rate:.1f}x; predict_frame / model on every row: "
-          f"{frame_rate / model_rate:.1f}x; same top language on {same:.2%} of the looped rows")
+    print(
+        f"predict_frame / loop: {frame_rate / loop_rate:.1f}x; predict_frame / model on every row: "
+        f"{frame_rate / model_rate:.1f}x; same top language on {same:.2%} of the looped rows"
+    )
 
 
 if __name__ == "__main__":

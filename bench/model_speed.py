@@ -11,6 +11,7 @@ command line does (``Predictor.predict`` computes each distinct name once, so on
 its cache, not the model). Prints names per second and the slowdown against gru 128: the rule for the bundled
 model is that it stays within 3x.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -8,6 +8,7 @@ validation part (which picked the best epoch: fine for comparing precisions, sli
 Speed is ``Predictor.probabilities`` on ``--names`` folded names drawn from those names, best of ``--repeat``.
 A precision is worth keeping only if its accuracy moves by less than 0.2 points from fp32's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,10 @@ def scored_names(predictor: Predictor, path: str | None) -> tuple[list[data.Pair
     parts = data.split(pairs, tuple(training["split"]), seed=training.get("split_seed", 0))
     if parts.test:
         return parts.test, f"the model's held-out test split ({len(parts.test)} names)"
-    return parts.valid, (f"the model's validation split ({len(parts.valid)} names; it has no test split, and "
-                         "validation picked its best epoch)")
+    return parts.valid, (
+        f"the model's validation split ({len(parts.valid)} names; it has no test split, and "
+        "validation picked its best epoch)"
+    )
 
 
 def main() -> None:
@@ -55,11 +58,15 @@ def main() -> None:
     rng = random.Random(0)
     folded = [fold(rng.choice(pairs)[0]) for _ in range(args.names)]
     config = reference.checkpoint.config
-    print(f"model: {args.model or 'the bundled model'} ({config.name}, hidden {config.hidden}, "
-          f"{'bidirectional, ' if config.bidirectional else ''}{reference.n_parameters:,} parameters); "
-          f"int8 quantizes: {', '.join(sorted(int8_modules(reference.model))) or 'nothing'}")
-    print(f"accuracy on {what}; speed on {args.names:,} names, {torch.get_num_threads()} torch thread(s), "
-          f"best of {args.repeat}\n")
+    print(
+        f"model: {args.model or 'the bundled model'} ({config.name}, hidden {config.hidden}, "
+        f"{'bidirectional, ' if config.bidirectional else ''}{reference.n_parameters:,} parameters); "
+        f"int8 quantizes: {', '.join(sorted(int8_modules(reference.model))) or 'nothing'}"
+    )
+    print(
+        f"accuracy on {what}; speed on {args.names:,} names, {torch.get_num_threads()} torch thread(s), "
+        f"best of {args.repeat}\n"
+    )
     print(f"{'precision':<10} {'names/s':>10} {'accuracy':>9} {'Δ points':>9} {'macro-F1':>9} {'max |Δp|':>9}  keep")
     base_acc, base_probs = None, None
     for precision in PRECISIONS:
@@ -81,8 +88,10 @@ def main() -> None:
             base_acc, base_probs = result["accuracy"], probs
         delta = (result["accuracy"] - base_acc) * 100
         keep = "yes" if precision == "fp32" or abs(delta) < KEEP_POINTS else "no"
-        print(f"{precision:<10} {args.names / best:>10,.0f} {result['accuracy']:>9.4f} {delta:>+9.2f} "
-              f"{result['macro_f1']:>9.4f} {float((probs - base_probs).abs().max()):>9.4f}  {keep}")
+        print(
+            f"{precision:<10} {args.names / best:>10,.0f} {result['accuracy']:>9.4f} {delta:>+9.2f} "
+            f"{result['macro_f1']:>9.4f} {float((probs - base_probs).abs().max()):>9.4f}  {keep}"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ one-name-at-a-time evaluation of the same model, a gru with hidden 128 (the seed
 speed does not depend on the weights, so it is built fresh from seed 0), and the peak memory (max RSS) of
 ``nameorigin predict --input`` (the bundled model) on 100,000 and 1,000,000 lines, with their ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,10 @@ from nameorigin.checkpoint import Checkpoint
 from nameorigin.models import ModelConfig, build_model
 from nameorigin.text import ALPHABET
 
-PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+PEAK = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 
 
 def peak_rss_mb(argv: list[str]) -> float:
@@ -55,8 +58,9 @@ def main() -> None:
     rng = random.Random(0)
     names = [rng.choice(real) for _ in range(args.names)]
     torch.manual_seed(0)
-    predictor = Predictor(Checkpoint(model=build_model(ModelConfig(name="gru", hidden=128), len(labels)).eval(),
-                                     labels=labels))
+    predictor = Predictor(
+        Checkpoint(model=build_model(ModelConfig(name="gru", hidden=128), len(labels)).eval(), labels=labels)
+    )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model: gru, hidden 128\n")
 
     print(f"## Names per second on {args.names:,} names")
@@ -84,8 +88,18 @@ def main() -> None:
             src = Path(tmp) / f"names{n}.txt"
             src.write_text("\n".join(names[i % len(names)] for i in range(n)) + "\n")
             start = time.perf_counter()
-            rows[n] = peak_rss_mb([sys.executable, "-m", "nameorigin", "predict", "--input", str(src),
-                                   "--output", str(Path(tmp) / "out.csv")])
+            rows[n] = peak_rss_mb(
+                [
+                    sys.executable,
+                    "-m",
+                    "nameorigin",
+                    "predict",
+                    "--input",
+                    str(src),
+                    "--output",
+                    str(Path(tmp) / "out.csv"),
+                ]
+            )
             print(f"{n:>9,} lines: peak RSS {rows[n]:7.1f} MB, {time.perf_counter() - start:5.1f} s wall")
         print(f"ratio 1,000,000 / 100,000 lines: {rows[1_000_000] / rows[100_000]:.2f}x")
 

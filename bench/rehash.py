@@ -4,6 +4,7 @@ but for ``version`` and the old tensor-only hash. Checks both before it replaces
 
     python bench/rehash.py src/nameorigin/assets/default.safetensors
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,9 @@ def main() -> None:
     doc, tensors = raw(path)
     checkpoint.write(path, tensors, doc)
     new_doc, new_tensors = raw(path)
-    assert {k: v for k, v in new_doc.items() if k not in ("version", "weights_sha256")} == \
-        {k: v for k, v in doc.items() if k not in ("version", "weights_sha256")}
+    assert {k: v for k, v in new_doc.items() if k not in ("version", "weights_sha256")} == {
+        k: v for k, v in doc.items() if k not in ("version", "weights_sha256")
+    }
     assert new_tensors.keys() == tensors.keys() and all(torch.equal(new_tensors[k], tensors[k]) for k in tensors)
     checkpoint.load(path)  # and the new one holds
     print(f"{path}: format {doc['version']} -> {new_doc['version']}, tensors and metadata unchanged")

@@ -1,4 +1,5 @@
 """What the scale benchmarks share: realistic samples of names, a gru 128 checkpoint, running the command line."""
+
 from __future__ import annotations
 
 import random
@@ -15,8 +16,10 @@ from nameorigin import data
 from nameorigin.checkpoint import save
 from nameorigin.models import ModelConfig, build_model
 
-PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-        "sys.stderr.write(r.stderr); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+PEAK = (
+    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+    "sys.stderr.write(r.stderr); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 SUMMARY = re.compile(r"nameorigin: ([\d,]+) names, ([\d,]+) errors.*?, ([\d.]+) s \(")
 
 
@@ -69,5 +72,3 @@ def run_cli(*argv: str, peak: bool = False) -> tuple[int, int, float, float | No
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr}")
     names, errors, seconds = match.groups()
     return int(names.replace(",", "")), int(errors.replace(",", "")), float(seconds), rss
-
-

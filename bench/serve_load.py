@@ -16,6 +16,7 @@ and errors
 (any status other than 200, or a failed connection), and the server's resident memory (all its processes)
 after each round. Traffic goes to loopback only and stops by itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,16 +35,22 @@ from pathlib import Path
 try:
     import aiohttp
 except ImportError:
-    raise SystemExit("bench/serve_load.py needs aiohttp: pip install -c constraints.txt -e \".[dev]\" "
-                     "(or pip install aiohttp)") from None
+    raise SystemExit(
+        'bench/serve_load.py needs aiohttp: pip install -c constraints.txt -e ".[dev]" (or pip install aiohttp)'
+    ) from None
 
 from nameorigin import data
 from nameorigin.server import ServeConfig, config_to_env
 
 OFF = {"batch_names": 1, "batch_wait_ms": 0}
 #: setting -> (ServeConfig fields beyond the defaults, uvicorn options of a "before" server or None)
-SERVERS = {"before": (OFF, ["--http", "h11", "--loop", "asyncio"]), "off": (OFF, None), "on": ({}, None),
-           "eager": ({"batch_wait_ms": 0}, None), "thawed": ({"gc_freeze": False}, [])}
+SERVERS = {
+    "before": (OFF, ["--http", "h11", "--loop", "asyncio"]),
+    "off": (OFF, None),
+    "on": ({}, None),
+    "eager": ({"batch_wait_ms": 0}, None),
+    "thawed": ({"gc_freeze": False}, []),
+}
 
 
 def free_port() -> int:
@@ -60,9 +67,11 @@ async def load(url: str, make_request, total: int, seconds: float, concurrency: 
     sent = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
+
         async def warm():
             async with client.get("/healthz") as r:
                 await r.read()
+
         await asyncio.gather(*(warm() for _ in range(concurrency)))
         started = time.perf_counter()
         deadline = started + seconds
@@ -81,6 +90,7 @@ async def load(url: str, make_request, total: int, seconds: float, concurrency: 
                 except aiohttp.ClientError as e:
                     kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
                 latencies.append(time.perf_counter() - start)
+
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return latencies, kinds, time.perf_counter() - started
 
@@ -100,12 +110,22 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def report(server: str, label: str, latencies: list[float], kinds: dict[str, int], seconds: float,
-           names_per_request: int, rss: float) -> None:
+def report(
+    server: str,
+    label: str,
+    latencies: list[float],
+    kinds: dict[str, int],
+    seconds: float,
+    names_per_request: int,
+    rss: float,
+) -> None:
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    print(f"{server:<9} {label:<22} {len(latencies):>8,} {len(latencies) / seconds:>9,.0f} "
-          f"{len(latencies) * names_per_request / seconds:>9,.0f} {q[49] * 1000:>8.1f} {q[98] * 1000:>8.1f} "
-          f"{sum(kinds.values()):>6} {rss:>8.0f}", flush=True)
+    print(
+        f"{server:<9} {label:<22} {len(latencies):>8,} {len(latencies) / seconds:>9,.0f} "
+        f"{len(latencies) * names_per_request / seconds:>9,.0f} {q[49] * 1000:>8.1f} {q[98] * 1000:>8.1f} "
+        f"{sum(kinds.values()):>6} {rss:>8.0f}",
+        flush=True,
+    )
     for kind, n in kinds.items():
         print(f"{'':<9}   error: {n} x {kind}")
 
@@ -124,8 +144,20 @@ def serve(args, setting: str) -> tuple[subprocess.Popen, str]:
         if args.model:
             cmd += ["--model", args.model]
     else:
-        cmd = [sys.executable, "-m", "uvicorn", "--factory", "nameorigin.server:app_from_env", "--port", str(port),
-               "--workers", str(args.workers), "--log-level", "warning", *uvicorn_options]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "nameorigin.server:app_from_env",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+            *uvicorn_options,
+        ]
         env = {**os.environ, **config_to_env(ServeConfig(model=args.model, **config))}
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -148,8 +180,9 @@ def main() -> None:
     ap.add_argument("--clients", default="1,16,64", help="GET concurrencies (default: %(default)s)")
     ap.add_argument("--batch", type=int, default=100, help="names a POST (default: %(default)s)")
     ap.add_argument("--post-clients", type=int, default=16, help="POST concurrency (default: %(default)s)")
-    ap.add_argument("--servers", default="before,off,on",
-                    help=f"server settings, of {', '.join(SERVERS)} (default: %(default)s)")
+    ap.add_argument(
+        "--servers", default="before,off,on", help=f"server settings, of {', '.join(SERVERS)} (default: %(default)s)"
+    )
     ap.add_argument("--workers", type=int, default=1, help="serve --workers (default: %(default)s)")
     ap.add_argument("--data", help="names to send (default: $NAMEORIGIN_DATA or the tutorial's archive)")
     ap.add_argument("--model", help="checkpoint to serve (default: the bundled model)")
@@ -163,16 +196,22 @@ def main() -> None:
     def batch(client):
         return client.post("/api/predict", json={"names": rng.sample(names, args.batch), "top": 3})
 
-    print(f"at most {args.requests:,} requests and {args.seconds:g} s a round, aiohttp clients; off: serve "
-          "--batch-names 1 --batch-wait-ms 0; on: the defaults; before: off under uvicorn --http h11 --loop asyncio; "
-          f"{args.workers} worker(s)\n")
-    print(f"{'server':<9} {'round':<22} {'requests':>8} {'req/s':>9} {'names/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>6} {'RSS MB':>8}")
+    print(
+        f"at most {args.requests:,} requests and {args.seconds:g} s a round, aiohttp clients; off: serve "
+        "--batch-names 1 --batch-wait-ms 0; on: the defaults; before: off under uvicorn --http h11 --loop asyncio; "
+        f"{args.workers} worker(s)\n"
+    )
+    print(
+        f"{'server':<9} {'round':<22} {'requests':>8} {'req/s':>9} {'names/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>6} {'RSS MB':>8}"
+    )
     for setting in args.servers.split(","):
         server, url = serve(args, setting)
         try:
-            print(f"{setting:<9} {'(started, idle)':<22} {'':>8} {'':>9} {'':>9} {'':>8} {'':>8} {'':>6} "
-                  f"{rss_mb(server.pid):>8.0f}")
+            print(
+                f"{setting:<9} {'(started, idle)':<22} {'':>8} {'':>9} {'':>9} {'':>8} {'':>8} {'':>6} "
+                f"{rss_mb(server.pid):>8.0f}"
+            )
             for clients in (int(c) for c in args.clients.split(",")):
                 result = asyncio.run(load(url, single, args.requests, args.seconds, clients))
                 report(setting, f"GET 1 name x{clients}", *result, 1, rss_mb(server.pid))

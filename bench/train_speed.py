@@ -7,6 +7,7 @@ their ratio and both held-out accuracies; the wall seconds until the batched gru
 reaches 0.80 held-out accuracy; and the worksheet loop's speed-up over the seeds' code (rnn and gru,
 hidden 32), which computes the same thing (tests/test_training.py shows the same losses).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,12 +46,16 @@ def main() -> None:
     valid = data.encode_pairs(parts.valid, labels)
     test = data.encode_pairs(parts.test, labels)
     lines = category_lines(parts.train)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(parts.train)} training names, "
-          f"{len(parts.test)} held out\n")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(parts.train)} training names, "
+        f"{len(parts.test)} held out\n"
+    )
 
     config = TrainConfig(batch_size=args.batch_size, lr=args.lr, schedule="plateau", class_weight=0.25)
-    print(f"## Training speed: seeds' one-name loop vs batched trainer (gru; batches of {config.batch_size}, "
-          f"lr {config.lr})")
+    print(
+        f"## Training speed: seeds' one-name loop vs batched trainer (gru; batches of {config.batch_size}, "
+        f"lr {config.lr})"
+    )
     print(f"{'hidden':>6} {'seeds names/s':>14} {'batched names/s':>16} {'ratio':>7} {'batched held-out acc':>21}")
     for hidden in (32, 128):
         torch.manual_seed(0)
@@ -60,8 +65,10 @@ def main() -> None:
         model = build_model(ModelConfig(name="gru", hidden=hidden), len(labels))
         history = train_batched(model, train, valid, labels, config, progress=False)
         acc = held_out_accuracy(model, test, labels)
-        print(f"{hidden:>6} {seed_rate:>14,.0f} {history.names_per_second:>16,.0f} "
-              f"{history.names_per_second / seed_rate:>6.0f}x {acc:>21.4f}")
+        print(
+            f"{hidden:>6} {seed_rate:>14,.0f} {history.names_per_second:>16,.0f} "
+            f"{history.names_per_second / seed_rate:>6.0f}x {acc:>21.4f}"
+        )
 
     print("\n## Time to 0.80 held-out (validation) accuracy: batched gru, hidden 128")
     torch.manual_seed(0)
@@ -73,6 +80,7 @@ def main() -> None:
         if row["accuracy"] >= 0.80 and not reached:
             reached.append(time.perf_counter() - start)
             print(f"epoch {row['epoch']}: validation accuracy {row['accuracy']:.4f} after {reached[0]:.1f} s wall")
+
     quick = TrainConfig(**{**config.__dict__, "epochs": 15, "patience": 0})
     train_batched(model, train, valid, labels, quick, progress=False, on_epoch=on_epoch)
     if not reached:
@@ -83,8 +91,9 @@ def main() -> None:
     pruned = category_lines(data.prune(parts.train, 50, random.Random(0)))
     for name in ("rnn", "gru"):
         torch.manual_seed(0)
-        seed_rate, _ = seeds.seed_train(seeds.SEED_MODELS[name](len(ALPHABET), 32, len(labels)), pruned,
-                                        args.seed_iters)
+        seed_rate, _ = seeds.seed_train(
+            seeds.SEED_MODELS[name](len(ALPHABET), 32, len(labels)), pruned, args.seed_iters
+        )
         torch.manual_seed(0)
         model = build_model(ModelConfig(name=name, hidden=32), len(labels))
         history = train_worksheet(model, pruned, labels, WorksheetConfig(iters=args.seed_iters), printer=None)

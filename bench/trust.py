@@ -25,6 +25,7 @@ split by name hash; the detector was fitted on the other half), side by side wit
 * and, as a check of how the detector does on languages it never saw, the out-of-scope AUROC and abstention on
   all names of ``--unseen`` locales after fitting the detector again without them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,9 +44,16 @@ from nameorigin.predict import Predictor
 from nameorigin.text import ALPHABET, BadName, fold_checked
 from nameorigin.training import fit, resolve_settings
 
-TARGETS = {"coverage 0.9": "0.88-0.93", "set size 0.9": "<= 1.3", "coverage 0.95": ">= 0.94",
-           "top-80% accuracy": ">= 0.95", "OOS AUROC": ">= 0.90", "abstain OOS": ">= 0.60",
-           "abstain in-scope": "<= 0.10", "refused": "1.00"}
+TARGETS = {
+    "coverage 0.9": "0.88-0.93",
+    "set size 0.9": "<= 1.3",
+    "coverage 0.95": ">= 0.94",
+    "top-80% accuracy": ">= 0.95",
+    "OOS AUROC": ">= 0.90",
+    "abstain OOS": ">= 0.60",
+    "abstain in-scope": "<= 0.10",
+    "refused": "1.00",
+}
 
 
 def not_names(n: int = 400, seed: int = 0) -> list[str]:
@@ -63,12 +71,14 @@ def not_names(n: int = 400, seed: int = 0) -> list[str]:
 
 def refused(strings: list[str]) -> tuple[float, float]:
     """Share refused by fold_checked, and by the earlier fold that transliterated every character."""
+
     def now(s: str) -> bool:
         try:
             fold_checked(s)
             return False
         except BadName:
             return True
+
     before = [not "".join(c for c in anyascii(s) if c in ALPHABET).strip() for s in strings]
     return float(np.mean([now(s) for s in strings])), float(np.mean(before))
 
@@ -93,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recalibrate", action="store_true", help="with --model: fit its trust layer again here")
     p.add_argument("--save", help="save the model trained here (with its trust layer)")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--unseen", default="fi_FI,tr_TR,yo_NG,ka_GE,id_ID",
-                   help="locales left out of a second fit of the detector, to report on languages it never saw "
-                        "('' to skip)")
+    p.add_argument(
+        "--unseen",
+        default="fi_FI,tr_TR,yo_NG,ka_GE,id_ID",
+        help="locales left out of a second fit of the detector, to report on languages it never saw ('' to skip)",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         model, _, used = fit(settings, inner.train, data.encode_pairs(inner.valid, labels), labels)
         layer = trust.calibrate(model, labels, used, inner.valid)
-        setting = (f"--preset {args.preset}" + (f" --epochs {args.epochs}" if args.epochs else "") +
-                   f", trained and calibrated in {time.perf_counter() - started:.0f}s")
+        setting = (
+            f"--preset {args.preset}"
+            + (f" --epochs {args.epochs}" if args.epochs else "")
+            + f", trained and calibrated in {time.perf_counter() - started:.0f}s"
+        )
     if layer.oos is None:
         sys.exit("no out-of-scope detector (is Faker installed?)")
     if args.save:
@@ -144,13 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     top80 = selective_accuracy(probs.max(1), correct, 0.8)  # temperature keeps the order: the same either way
     rows.append(("top-80% accuracy", f"{top80:.3f}", f"{top80:.3f}"))
     combined = probs.max(1) * (1 - result.out_of_scope)
-    rows.append(("top-80% accuracy, ranked by top p x (1 - OOS)", f"{selective_accuracy(combined, correct, 0.8):.3f}",
-                 ""))
+    rows.append(
+        ("top-80% accuracy, ranked by top p x (1 - OOS)", f"{selective_accuracy(combined, correct, 0.8):.3f}", "")
+    )
     rows.append(("accuracy, all held-out names", f"{correct.mean():.3f}", f"{correct.mean():.3f}"))
     oos_result = layer.apply(oos_lp, oos_names)
     oos_probs = layer.probabilities(oos_lp)
-    rows.append(("OOS AUROC", f"{auroc(result.out_of_scope, oos_result.out_of_scope):.3f}",
-                 f"{auroc(1 - probs.max(1), 1 - oos_probs.max(1)):.3f}"))
+    rows.append(
+        (
+            "OOS AUROC",
+            f"{auroc(result.out_of_scope, oos_result.out_of_scope):.3f}",
+            f"{auroc(1 - probs.max(1), 1 - oos_probs.max(1)):.3f}",
+        )
+    )
     base_in = probs.max(1) < layer.min_confidence
     base_out = oos_probs.max(1) < layer.min_confidence
     rows.append(("abstain OOS", f"{oos_result.abstained.mean():.3f}", f"{base_out.mean():.3f}"))
@@ -164,23 +185,41 @@ def main(argv: list[str] | None = None) -> int:
     notes = []
     if layer.model_prior is not None:
         ratio = layer.model_prior / layer.train_prior
-        notes.append("the model's own prior against the training mix, most over-said languages: " + ", ".join(
-            f"{labels[i]} {layer.model_prior[i]:.3f} vs {layer.train_prior[i]:.3f}" for i in np.argsort(-ratio)[:3]))
-    for label, keep in (("held-out names", np.ones(len(truth), dtype=bool)),
-                        (f"shifted sample ({int(shifted.sum())} names)", shifted)):
+        notes.append(
+            "the model's own prior against the training mix, most over-said languages: "
+            + ", ".join(
+                f"{labels[i]} {layer.model_prior[i]:.3f} vs {layer.train_prior[i]:.3f}" for i in np.argsort(-ratio)[:3]
+            )
+        )
+    for label, keep in (
+        ("held-out names", np.ones(len(truth), dtype=bool)),
+        (f"shifted sample ({int(shifted.sum())} names)", shifted),
+    ):
         sub, sub_truth = probs[keep], truth[keep]
         true_mix = np.bincount(sub_truth, minlength=len(labels)) / len(sub_truth)
         auto = layer.apply(lp[keep], [n for n, k in zip(test_names, keep, strict=False) if k], prior="auto")
         old_mix = trust.estimate_prior(sub, layer.train_prior)
         old = trust.reweight(sub, layer.train_prior, old_mix)
-        rows.append((f"--prior auto: accuracy, {label}", f"{(auto.probabilities.argmax(1) == sub_truth).mean():.3f}",
-                     f"{(old.argmax(1) == sub_truth).mean():.3f} (EM against the training mix); "
-                     f"{(sub.argmax(1) == sub_truth).mean():.3f} (no prior)"))
+        rows.append(
+            (
+                f"--prior auto: accuracy, {label}",
+                f"{(auto.probabilities.argmax(1) == sub_truth).mean():.3f}",
+                f"{(old.argmax(1) == sub_truth).mean():.3f} (EM against the training mix); "
+                f"{(sub.argmax(1) == sub_truth).mean():.3f} (no prior)",
+            )
+        )
         if keep.all():
-            notes.append("EM against the training mix on the held-out names, its largest estimates: " + ", ".join(
-                f"{labels[i]} {old_mix[i]:.3f} (true {true_mix[i]:.3f})" for i in np.argsort(-old_mix)[:4]))
-        rows.append((f"--prior auto: L1 from the true mix, {label}", f"{np.abs(auto.prior - true_mix).sum():.3f}",
-                     f"{np.abs(old_mix - true_mix).sum():.3f} (EM against the training mix)"))
+            notes.append(
+                "EM against the training mix on the held-out names, its largest estimates: "
+                + ", ".join(f"{labels[i]} {old_mix[i]:.3f} (true {true_mix[i]:.3f})" for i in np.argsort(-old_mix)[:4])
+            )
+        rows.append(
+            (
+                f"--prior auto: L1 from the true mix, {label}",
+                f"{np.abs(auto.prior - true_mix).sum():.3f}",
+                f"{np.abs(old_mix - true_mix).sum():.3f} (EM against the training mix)",
+            )
+        )
     now, before = refused(not_names())
     rows.append(("refused", f"{now:.3f}", f"{before:.3f} (before: transliterate all)"))
     unseen = [loc for loc in args.unseen.split(",") if loc]
@@ -192,16 +231,29 @@ def main(argv: list[str] | None = None) -> int:
         far_lp, _ = batched_log_probs(model, tokens, lengths)
         far_result, near_result = again.apply(far_lp, far), again.apply(lp, test_names)
         far_top = again.probabilities(far_lp).max(1)
-        rows.append((f"OOS AUROC, unseen locales ({len(far)} names)",
-                     f"{auroc(near_result.out_of_scope, far_result.out_of_scope):.3f}",
-                     f"{auroc(1 - probs.max(1), 1 - far_top):.3f}"))
-        rows.append(("abstain OOS, unseen locales", f"{far_result.abstained.mean():.3f}",
-                     f"{(far_top < again.min_confidence).mean():.3f}"))
+        rows.append(
+            (
+                f"OOS AUROC, unseen locales ({len(far)} names)",
+                f"{auroc(near_result.out_of_scope, far_result.out_of_scope):.3f}",
+                f"{auroc(1 - probs.max(1), 1 - far_top):.3f}",
+            )
+        )
+        rows.append(
+            (
+                "abstain OOS, unseen locales",
+                f"{far_result.abstained.mean():.3f}",
+                f"{(far_top < again.min_confidence).mean():.3f}",
+            )
+        )
 
-    print(f"model: {setting}; conformal method {layer.conformal.method}; thresholds: min confidence "
-          f"{layer.min_confidence:.3f}, max out-of-scope {layer.max_out_of_scope:.3f}")
-    print(f"held out: {len(test_names)} names of {len(labels)} languages; {len(oos_names)} out-of-scope names "
-          f"(held-out half) of {len(trust.OOS_LOCALES)} Faker locales")
+    print(
+        f"model: {setting}; conformal method {layer.conformal.method}; thresholds: min confidence "
+        f"{layer.min_confidence:.3f}, max out-of-scope {layer.max_out_of_scope:.3f}"
+    )
+    print(
+        f"held out: {len(test_names)} names of {len(labels)} languages; {len(oos_names)} out-of-scope names "
+        f"(held-out half) of {len(trust.OOS_LOCALES)} Faker locales"
+    )
     for note in notes:
         print(note)
     print()

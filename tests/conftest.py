@@ -1,4 +1,5 @@
 """Tiny generated data: four made-up 'languages' whose names differ in telling ways."""
+
 from __future__ import annotations
 
 import random
@@ -39,6 +40,7 @@ def write_names_dir(root, *, duplicate: bool = False):
 def train_tiny(root, model: str, *extra: str):
     """Train ``model`` on the tiny folder through the command line; returns (folder, checkpoint)."""
     from nameorigin.cli import main
+
     folder = write_names_dir(root)
     checkpoint = root / f"{model}.safetensors"
     assert main(["train", "--data", str(folder), "--model", model, "--out", str(checkpoint), "--quiet", *extra]) == 0

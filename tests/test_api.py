@@ -1,4 +1,5 @@
 """The Python training API (nameorigin.fit, compare, the plotting helpers) on tiny generated data."""
+
 import pytest
 import torch
 
@@ -11,6 +12,7 @@ from nameorigin.training import History
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from conftest import write_names_dir
+
     folder = write_names_dir(tmp_path_factory.mktemp("api"), duplicate=True)
     pairs = nameorigin.load_names(folder)
     return folder, pairs, nameorigin.split_names(pairs, (0.7, 0.15, 0.15))
@@ -52,7 +54,8 @@ def test_fit_learns_and_gives_a_calibrated_predictor(tiny, attention_model):
     assert trained.meta["calibration"]["valid_ece_after"] <= trained.meta["calibration"]["valid_ece_before"] + 1e-9
     best = trained.predictor.predict([n for n, _ in parts.test], top=1)
     assert sum(p.predictions[0]["language"] == lang for p, (_, lang) in zip(best, parts.test, strict=False)) == round(
-        result["accuracy"] * len(parts.test))
+        result["accuracy"] * len(parts.test)
+    )
     # noisy names: a different encoding, still scored
     assert trained.evaluate(parts.test, noise=5)["n"] == len(parts.test)
     assert trained.confusion(parts.test).sum() == len(parts.test)
@@ -74,8 +77,15 @@ def test_saved_model_loads_with_the_metadata_the_cli_writes(tiny, attention_mode
 def test_fit_runs_the_worksheet_loop_from_a_preset_and_splits_pairs(tiny):
     _, pairs, _ = tiny
     lines = []
-    trained = nameorigin.fit(pairs, preset="worksheet-rnn", iters=300, plot_every=50, print_every=100,
-                             printer=lines.append, split=(0.8, 0.2, 0.0))
+    trained = nameorigin.fit(
+        pairs,
+        preset="worksheet-rnn",
+        iters=300,
+        plot_every=50,
+        print_every=100,
+        printer=lines.append,
+        split=(0.8, 0.2, 0.0),
+    )
     assert trained.settings.worksheet and trained.settings.prune == 50
     assert trained.history.kind == "worksheet" and trained.history.loss_steps == [50, 100, 150, 200, 250, 300]
     assert len(lines) == 3
@@ -108,8 +118,9 @@ def test_compare_returns_a_table_and_writes_only_when_asked(tiny, tmp_path, monk
 def test_plot_helpers_return_figures(tiny, attention_model):
     _, _, parts = tiny
     history = History(kind="batched", loss_steps=[1, 2, 3], losses=[1.0, 0.5, 0.25])
-    fig = nameorigin.plot_losses({"att": attention_model, "bare": history, "pair": ([1, 2], [2.0, 1.0])},
-                                 title="Together")
+    fig = nameorigin.plot_losses(
+        {"att": attention_model, "bare": history, "pair": ([1, 2], [2.0, 1.0])}, title="Together"
+    )
     assert {"Together", "Steps"} <= set(plots.figure_text(fig))
     assert len(fig.axes[0].get_lines()) == 3
     fig = nameorigin.plot_attention(attention_model, ["Kalov", "McTe", "!!"])

@@ -56,7 +56,7 @@ def _rewrite_metadata(path, edit, *, rehash=True, raw_text=None):
     a tool that writes nonsense carefully), so that what is checked behind the hash shows."""
     raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     doc = json.loads(header["__metadata__"]["nameorigin"])
     text = raw_text if raw_text is not None else json.dumps(edit(doc))
     header["__metadata__"]["nameorigin"] = text
@@ -64,26 +64,35 @@ def _rewrite_metadata(path, edit, *, rehash=True, raw_text=None):
         header["__metadata__"][checkpoint.DIGEST_KEY] = checkpoint.full_digest(checkpoint.load_file(str(path)), text)
     new = json.dumps(header).encode()
     new += b" " * (-len(new) % 8)
-    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n:])
+    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n :])
 
 
 def _write_v1(path, model, labels, *, digest=True, **meta):
     """A checkpoint as nameorigin wrote them before format 2: its SHA-256 (or none) over the tensors only."""
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    doc = {"format": checkpoint.FORMAT, "version": 1, "model": model.config.to_dict(),
-           "alphabet": checkpoint.ALPHABET, "labels": labels, **meta}
+    doc = {
+        "format": checkpoint.FORMAT,
+        "version": 1,
+        "model": model.config.to_dict(),
+        "alphabet": checkpoint.ALPHABET,
+        "labels": labels,
+        **meta,
+    }
     if digest:
         doc["weights_sha256"] = checkpoint.tensors_digest(tensors)
     save_file(tensors, str(path), metadata={"nameorigin": json.dumps(doc)})
     return path
 
 
-@pytest.mark.parametrize("edit", [
-    lambda d: {**d, "labels": ["Alphx", *d["labels"][1:]]},  # one flipped byte of a label
-    lambda d: {**d, "labels": [d["labels"][1], d["labels"][0], *d["labels"][2:]]},  # two labels swapped
-    lambda d: {**d, "temperature": 2.0},
-    lambda d: {**d, "metrics": {}},
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: {**d, "labels": ["Alphx", *d["labels"][1:]]},  # one flipped byte of a label
+        lambda d: {**d, "labels": [d["labels"][1], d["labels"][0], *d["labels"][2:]]},  # two labels swapped
+        lambda d: {**d, "temperature": 2.0},
+        lambda d: {**d, "metrics": {}},
+    ],
+)
 def test_the_hash_covers_the_whole_metadata_document(saved, edit):
     _, path = saved
     _rewrite_metadata(path, edit, rehash=False)
@@ -112,11 +121,13 @@ def test_an_older_checkpoint_loads_with_a_warning_that_it_cannot_be_fully_verifi
 
 def test_the_bundled_model_is_format_2():
     from nameorigin.predict import default_model_path
+
     assert checkpoint.read_meta(default_model_path())["version"] == checkpoint.VERSION == 2
 
 
 def test_a_digest_the_user_knows_is_insisted_on(saved, tmp_path):
     import hashlib
+
     _, path = saved
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert checkpoint.load(path, sha256=digest.upper()).labels == LABELS
@@ -129,29 +140,39 @@ def test_a_digest_the_user_knows_is_insisted_on(saved, tmp_path):
     with pytest.raises(CheckpointError, match="asked for"):
         checkpoint.load(path, sha256=digest)
     from nameorigin.cli import main
+
     assert main(["predict", "--model", str(path), "--model-sha256", digest, "Kalov"]) == 2
-    assert main(["predict", "--model", str(path), "--model-sha256",
-                 hashlib.sha256(path.read_bytes()).hexdigest(), "Kalov"]) == 0
+    assert (
+        main(
+            ["predict", "--model", str(path), "--model-sha256", hashlib.sha256(path.read_bytes()).hexdigest(), "Kalov"]
+        )
+        == 0
+    )
 
 
-@pytest.mark.parametrize("edit, says", [
-    (lambda d: {**d, "temperature": -1}, "temperature is -1"),
-    (lambda d: {**d, "temperature": "hot"}, "temperature is 'hot'"),
-    (lambda d: {**d, "labels": ["Alpha", "Alpha", "Gamma"]}, "distinct"),
-    (lambda d: {**d, "labels": "Alpha"}, "labels"),
-    (lambda d: {**d, "model": {**d["model"], "hidden": "8"}}, "model.hidden is '8'"),
-    (lambda d: {**d, "model": {**d["model"], "dropout": 7}}, "model.dropout"),
-    (lambda d: {**d, "model": {**d["model"], "bidirectional": "yes"}}, "bidirectional"),
-    (lambda d: {**d, "model": [1]}, "not an object of model settings"),
-    (lambda d: {**d, "training": [1]}, "training is list"),
-    (lambda d: {**d, "trust": {"version": 1, "temperature": -2}}, "trust layer is invalid"),
-    (lambda d: {**d, "trust": {"version": 1, "min_confidence": 3}}, "min_confidence is 3"),
-    (lambda d: {**d, "trust": {"version": 1, "train_prior": [0.5, 0.5]}}, "train_prior"),
-    (lambda d: {**d, "trust": {"version": 1, "conformal": {"method": "lac", "scores": [0.1], "lambda": None}}},
-     "conformal.lambda"),
-    (lambda d: {**d, "trust": "on"}, "trust is str"),
-    (lambda d: {**d, "extra": _deep(100)}, "nests deeper"),
-])
+@pytest.mark.parametrize(
+    "edit, says",
+    [
+        (lambda d: {**d, "temperature": -1}, "temperature is -1"),
+        (lambda d: {**d, "temperature": "hot"}, "temperature is 'hot'"),
+        (lambda d: {**d, "labels": ["Alpha", "Alpha", "Gamma"]}, "distinct"),
+        (lambda d: {**d, "labels": "Alpha"}, "labels"),
+        (lambda d: {**d, "model": {**d["model"], "hidden": "8"}}, "model.hidden is '8'"),
+        (lambda d: {**d, "model": {**d["model"], "dropout": 7}}, "model.dropout"),
+        (lambda d: {**d, "model": {**d["model"], "bidirectional": "yes"}}, "bidirectional"),
+        (lambda d: {**d, "model": [1]}, "not an object of model settings"),
+        (lambda d: {**d, "training": [1]}, "training is list"),
+        (lambda d: {**d, "trust": {"version": 1, "temperature": -2}}, "trust layer is invalid"),
+        (lambda d: {**d, "trust": {"version": 1, "min_confidence": 3}}, "min_confidence is 3"),
+        (lambda d: {**d, "trust": {"version": 1, "train_prior": [0.5, 0.5]}}, "train_prior"),
+        (
+            lambda d: {**d, "trust": {"version": 1, "conformal": {"method": "lac", "scores": [0.1], "lambda": None}}},
+            "conformal.lambda",
+        ),
+        (lambda d: {**d, "trust": "on"}, "trust is str"),
+        (lambda d: {**d, "extra": _deep(100)}, "nests deeper"),
+    ],
+)
 def test_every_metadata_field_is_validated(saved, edit, says):
     _, path = saved
     _rewrite_metadata(path, edit)
@@ -167,41 +188,52 @@ def _deep(n):
     return value
 
 
-@pytest.mark.parametrize("text, says", [
-    ('{"format": "nameorigin-checkpoint", "temperature": NaN}', "NaN is not a number JSON allows"),
-    ('{"format": "nameorigin-checkpoint", "temperature": Infinity}', "Infinity"),
-    ("[" * 100_000 + "]" * 100_000, "nests too deep"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ('{"format": "nameorigin-checkpoint", "temperature": NaN}', "NaN is not a number JSON allows"),
+        ('{"format": "nameorigin-checkpoint", "temperature": Infinity}', "Infinity"),
+        ("[" * 100_000 + "]" * 100_000, "nests too deep"),
+    ],
+)
 def test_non_finite_numbers_and_deep_nesting_are_refused_without_a_traceback(saved, text, says):
     _, path = saved
     _rewrite_metadata(path, None, raw_text=text)
     with pytest.raises(CheckpointError, match=says):
         checkpoint.load(path)
     from nameorigin.cli import main
+
     assert main(["predict", "--model", str(path), "Kalov"]) == 2
 
 
-@pytest.mark.parametrize("edit, says", [
-    (lambda d: {**d, "model": {**d["model"], "hidden": 16384}}, "the settings make it"),
-    (lambda d: {**d, "model": {**d["model"], "members": 1000}}, "1000 member(s)"),
-    (lambda d: {**d, "model": {**d["model"], "layers": 200}}, "200 layer(s)"),
-])
+@pytest.mark.parametrize(
+    "edit, says",
+    [
+        (lambda d: {**d, "model": {**d["model"], "hidden": 16384}}, "the settings make it"),
+        (lambda d: {**d, "model": {**d["model"], "members": 1000}}, "1000 member(s)"),
+        (lambda d: {**d, "model": {**d["model"], "layers": 200}}, "200 layer(s)"),
+    ],
+)
 def test_declared_shapes_are_checked_before_anything_is_built(saved, edit, says, monkeypatch):
     _, path = saved
     _rewrite_metadata(path, edit)
     built = []
     real = checkpoint.build_model
-    monkeypatch.setattr(checkpoint, "build_model",
-                        lambda config, n: built.append(str(torch.empty(0).device)) or real(config, n))
+    monkeypatch.setattr(
+        checkpoint, "build_model", lambda config, n: built.append(str(torch.empty(0).device)) or real(config, n)
+    )
     with pytest.raises(CheckpointError, match="weights do not match the model it describes") as info:
         checkpoint.load(path)
     assert says in str(info.value) and built in ([], ["meta"])  # only ever on the meta device, if at all
 
 
-@pytest.mark.parametrize("make, says", [
-    (lambda p: p.mkdir(), "a directory"),
-    (lambda p: __import__("os").mkfifo(p), "a FIFO"),
-])
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (lambda p: p.mkdir(), "a directory"),
+        (lambda p: __import__("os").mkfifo(p), "a FIFO"),
+    ],
+)
 def test_a_special_file_as_model_says_what_it_is(tmp_path, make, says):
     path = tmp_path / "odd.safetensors"
     make(path)
@@ -259,6 +291,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(saved, monkeypatch):
 
     def boom(*a, **k):
         raise OSError("disk full")
+
     monkeypatch.setattr(checkpoint, "save_file", boom)
     with pytest.raises(OSError):
         checkpoint.save(path, model, LABELS)

@@ -1,4 +1,5 @@
 """Prediction on Dask: the DataFrame API, a two-worker local cluster equal to one process, and bad input."""
+
 import os
 import sys
 
@@ -28,8 +29,9 @@ def parquet_dir(tmp_path):
     folder.mkdir()
     start = 0
     for name, names in PARTS.items():
-        pq.write_table(pa.table({"id": range(start, start + len(names)), "surname": pa.array(names, pa.string())}),
-                       folder / name)
+        pq.write_table(
+            pa.table({"id": range(start, start + len(names)), "surname": pa.array(names, pa.string())}), folder / name
+        )
         start += len(names)
     return folder
 
@@ -49,9 +51,23 @@ def test_predict_on_a_dask_dataframe_equals_predict_frame(model):
 
 
 def test_two_local_workers_give_the_rows_of_one_process(capsys, tmp_path, parquet_dir, model):
-    code, _, err = run(capsys, "predict", "--model", model, "--input", f"{parquet_dir}/*.parquet",
-                       "--output", tmp_path / "out", "--workers", "2", "--column", "surname", "--keep-columns",
-                       "--top", "2")
+    code, _, err = run(
+        capsys,
+        "predict",
+        "--model",
+        model,
+        "--input",
+        f"{parquet_dir}/*.parquet",
+        "--output",
+        tmp_path / "out",
+        "--workers",
+        "2",
+        "--column",
+        "surname",
+        "--keep-columns",
+        "--top",
+        "2",
+    )
     assert code == 0, err
     assert "7 names, 2 errors" in err
     parts = sorted(os.listdir(tmp_path / "out"))
@@ -60,8 +76,24 @@ def test_two_local_workers_give_the_rows_of_one_process(capsys, tmp_path, parque
     single = []
     for name in PARTS:  # the single-process CLI, file by file
         out = tmp_path / f"single-{name}"
-        assert run(capsys, "predict", "--model", model, "--input", parquet_dir / name, "--output", out,
-                   "--column", "surname", "--keep-columns", "--top", "2")[0] == 0
+        assert (
+            run(
+                capsys,
+                "predict",
+                "--model",
+                model,
+                "--input",
+                parquet_dir / name,
+                "--output",
+                out,
+                "--column",
+                "surname",
+                "--keep-columns",
+                "--top",
+                "2",
+            )[0]
+            == 0
+        )
         single.append(pd.read_parquet(out))
     pd.testing.assert_frame_equal(got, pd.concat(single, ignore_index=True), check_dtype=False)
     assert not [p for p in os.listdir(tmp_path) if ".partial-" in p]
@@ -99,8 +131,18 @@ def test_a_glob_that_matches_nothing(capsys, tmp_path):
 def test_an_unreachable_scheduler(capsys, tmp_path, parquet_dir, monkeypatch):
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)
     out = tmp_path / "out"
-    code, _, err = run(capsys, "predict", "--input", f"{parquet_dir}/*.parquet", "--column", "surname",
-                       "--output", out, "--scheduler", "tcp://127.0.0.1:9")
+    code, _, err = run(
+        capsys,
+        "predict",
+        "--input",
+        f"{parquet_dir}/*.parquet",
+        "--column",
+        "surname",
+        "--output",
+        out,
+        "--scheduler",
+        "tcp://127.0.0.1:9",
+    )
     assert code == 2 and "--scheduler tcp://127.0.0.1:9: cannot reach" in err
     assert not out.exists()
 

@@ -1,4 +1,5 @@
 """The corpus of real surnames, on tiny generated sources (never names-dataset's real data)."""
+
 from __future__ import annotations
 
 import sys
@@ -36,6 +37,7 @@ def soft_of(row) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------------------ the map
 
+
 def test_shipped_map_covers_every_country_and_its_examples():
     m = C.load_map()
     assert len(m) == 249 and all(abs(sum(w.values()) - 1) < 1e-9 for w in m.values())
@@ -53,15 +55,18 @@ def test_map_file_overrides_rows_and_splits_a_country(tmp_path):
     assert m["BE"] == {"Dutch": 0.6, "French": 0.4} and m["US"] == {"English": 1.0} and m["RU"] == {"Russian": 1.0}
 
 
-@pytest.mark.parametrize("text, message", [
-    ("XX\tRussian\n", "unknown country 'XX'"),
-    ("RU\tKlingon\n", "unknown language 'Klingon'"),
-    ("RU\tRussian\t1.5\n", "is not a share"),
-    ("RU\tRussian\tlots\n", "is not a share"),
-    ("BE\tDutch\t0.5\nBE\tFrench\t0.3\n", "sum to 0.8, not 1"),
-    ("RU\n", "expected COUNTRY<TAB>TARGET"),
-    ("# only a comment\n", "no rows"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("XX\tRussian\n", "unknown country 'XX'"),
+        ("RU\tKlingon\n", "unknown language 'Klingon'"),
+        ("RU\tRussian\t1.5\n", "is not a share"),
+        ("RU\tRussian\tlots\n", "is not a share"),
+        ("BE\tDutch\t0.5\nBE\tFrench\t0.3\n", "sum to 0.8, not 1"),
+        ("RU\n", "expected COUNTRY<TAB>TARGET"),
+        ("# only a comment\n", "no rows"),
+    ],
+)
 def test_bad_map_names_the_file_and_line(tmp_path, text, message):
     path = tmp_path / "map.tsv"
     path.write_text(text)
@@ -72,11 +77,18 @@ def test_bad_map_names_the_file_and_line(tmp_path, text, message):
 
 # ------------------------------------------------------------------------------------------------ labels
 
+
 def test_soft_labels_scope_and_mixed_shares():
-    table, stats = C.build([record("Kowalski", PL=0.6, RU=0.2, US=0.2),
-                            record("Virtanen", FI=0.9, IT=0.1),
-                            record("Nguyen", US=0.8, FR=0.2),  # mostly in mixed countries: left out
-                            record("Onlyus", US=1.0)], mapping=C.load_map(), config=RAW)
+    table, stats = C.build(
+        [
+            record("Kowalski", PL=0.6, RU=0.2, US=0.2),
+            record("Virtanen", FI=0.9, IT=0.1),
+            record("Nguyen", US=0.8, FR=0.2),  # mostly in mixed countries: left out
+            record("Onlyus", US=1.0),
+        ],
+        mapping=C.load_map(),
+        config=RAW,
+    )
     rows = by_name(table)
     k = rows["Kowalski"]
     assert soft_of(k) == {"Polish": 0.75, "Russian": 0.25}
@@ -104,17 +116,28 @@ def test_the_iran_copy_of_czech_names_goes_back_to_czech():
     rows = by_name(rows)
     assert soft_of(rows["Novak"]) == {"Czech": 0.96, "German": 0.04} and stats.mirrored == 1
     assert rows["Ahmadi"]["scope"] == "out" and rows["Ahmadi"]["country"] == "IR"
-    naive = by_name(C.build(records, mapping=C.load_map(), config=C.CorpusConfig(per_capita=False,
-                                                                                 mirror_fix=False))[0])
+    naive = by_name(
+        C.build(records, mapping=C.load_map(), config=C.CorpusConfig(per_capita=False, mirror_fix=False))[0]
+    )
     assert naive["Novak"]["scope"] == "in" and naive["Novak"]["top_share"] < 0.5  # thin: never scored
 
 
 # ------------------------------------------------------------------------------------------------ scripts
 
+
 def test_scripts_folded_as_prediction_folds_them_and_han_kept_out():
-    records = [record("Шевченко", RU=1.0), record("Παπαδόπουλος", GR=1.0), record("김", KR=1.0),
-               record("남궁", KR=1.0), record("남성", KR=1.0), record("佐藤", JP=1.0), record("محمد", EG=1.0),
-               record("MCDONALD", GB=1.0), record("Novák", CZ=1.0), record("Novak", CZ=0.5, PL=0.5)]
+    records = [
+        record("Шевченко", RU=1.0),
+        record("Παπαδόπουλος", GR=1.0),
+        record("김", KR=1.0),
+        record("남궁", KR=1.0),
+        record("남성", KR=1.0),
+        record("佐藤", JP=1.0),
+        record("محمد", EG=1.0),
+        record("MCDONALD", GB=1.0),
+        record("Novák", CZ=1.0),
+        record("Novak", CZ=0.5, PL=0.5),
+    ]
     table, stats = C.build(records, mapping=C.load_map(), config=RAW)
     rows = by_name(table)
     for raw in ("Шевченко", "Παπαδόπουλος", "김", "남궁", "محمد"):
@@ -134,6 +157,7 @@ def test_case_form():
 
 # ------------------------------------------------------------------------------------------------ cap, split
 
+
 def test_per_language_cap_keeps_the_most_frequent():
     records = [C.Record(f"Ivan{c}ov", {"RU": 1.0}, {"RU": rank}) for rank, c in enumerate("abcde", 1)]
     records += [C.Record(f"Virta{c}", {"FI": 1.0}, {"FI": rank}) for rank, c in enumerate("abc", 1)]
@@ -149,8 +173,9 @@ def test_split_by_name_is_deterministic_and_held_out_scored_above_the_label_shar
     sides = [C.split_of(f"name{i}", config) for i in range(4000)]
     assert sides == [C.split_of(f"name{i}", config) for i in range(4000)]
     assert 0.08 < sides.count("held-out") / 4000 < 0.12 and 0.08 < sides.count("valid") / 4000 < 0.12
-    records = [record(f"Sure{letters(i)}", RU=1.0) for i in range(300)] + [record(f"Torn{letters(i)}", RU=0.6, PL=0.4)
-                                                                  for i in range(300)]
+    records = [record(f"Sure{letters(i)}", RU=1.0) for i in range(300)] + [
+        record(f"Torn{letters(i)}", RU=0.6, PL=0.4) for i in range(300)
+    ]
     table, stats = C.build(records, mapping=C.load_map(), config=RAW)
     held = [r for r in table.to_pylist() if r["split"] == "held-out"]
     assert len(table) == 600 and held and all((r["label"] == "Russian") == r["name"].startswith("Sure") for r in held)
@@ -160,10 +185,16 @@ def test_split_by_name_is_deterministic_and_held_out_scored_above_the_label_shar
 
 # ------------------------------------------------------------------------------------------------ files
 
+
 def write_source(tmp_path, rows=None):
-    rows = rows or [("Kowalski", "PL", 90), ("Ivanov", "RU", 50), ("Smirnov", "RU", 70),
-                    ("Virtanen", "FI", 40), ("Müller", "DE", 80), ("Muller", "FR", 5)] + [
-        (f"Nowak{letters(i)}", "PL", 10 + i) for i in range(200)]
+    rows = rows or [
+        ("Kowalski", "PL", 90),
+        ("Ivanov", "RU", 50),
+        ("Smirnov", "RU", 70),
+        ("Virtanen", "FI", 40),
+        ("Müller", "DE", 80),
+        ("Muller", "FR", 5),
+    ] + [(f"Nowak{letters(i)}", "PL", 10 + i) for i in range(200)]
     path = tmp_path / "census.csv"
     path.write_text("name,country,count\n" + "".join(f"{n},{c},{k}\n" for n, c, k in rows), encoding="utf-8")
     return path
@@ -174,8 +205,22 @@ def test_cli_builds_from_a_table_and_reads_back(tmp_path, capsys):
     bench = tmp_path / "held.tsv"
     exclude = tmp_path / "exclude.csv"
     exclude.write_text("name\nIVANOV\n")
-    assert main(["corpus", "--source", str(write_source(tmp_path)), "--out", str(out), "--exclude", str(exclude),
-                 "--benchmark", str(bench)]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "--source",
+                str(write_source(tmp_path)),
+                "--out",
+                str(out),
+                "--exclude",
+                str(exclude),
+                "--benchmark",
+                str(bench),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "in scope" in printed and "1 excluded" in printed
     corpus = C.read(out)
@@ -227,11 +272,14 @@ def test_missing_extra_names_it(tmp_path, capsys, monkeypatch):
     assert 'pip install -c constraints.txt -e ".[corpus]"' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_text("name,count\nSmith,3\n"), "expected columns name, country and count or share"),
-    (lambda p: p.write_text("name,country,count\nSmith,GB,lots\n"), "cannot be read as a table|other than numbers"),
-    (lambda p: p.write_text("name,country,count\nSmith,GB,-3\n"), "not a non-negative number"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_text("name,count\nSmith,3\n"), "expected columns name, country and count or share"),
+        (lambda p: p.write_text("name,country,count\nSmith,GB,lots\n"), "cannot be read as a table|other than numbers"),
+        (lambda p: p.write_text("name,country,count\nSmith,GB,-3\n"), "not a non-negative number"),
+    ],
+)
 def test_bad_source_table(tmp_path, capsys, make, message):
     source = tmp_path / "source.csv"
     make(source)
@@ -266,6 +314,7 @@ def test_a_corpus_file_of_another_shape_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ training
 
+
 def test_soft_loss_is_nll_for_one_hot_targets():
     lp = torch.log_softmax(torch.randn(5, 4), 1)
     y = torch.tensor([0, 1, 2, 3, 1])
@@ -273,8 +322,13 @@ def test_soft_loss_is_nll_for_one_hot_targets():
 
 
 def test_leak_guard_both_ways():
-    g = data.leak_guard([("Smith", "English"), ("Kelly", "Irish"), ("Bond", "English")], ["smith", "Ivanov", "Olsen"],
-                        labelled_held=["IVANOV"], corpus_held=["SMITH"], exclude=["bond", "olsen"])
+    g = data.leak_guard(
+        [("Smith", "English"), ("Kelly", "Irish"), ("Bond", "English")],
+        ["smith", "Ivanov", "Olsen"],
+        labelled_held=["IVANOV"],
+        corpus_held=["SMITH"],
+        exclude=["bond", "olsen"],
+    )
     assert g.train == [("Kelly", "Irish")] and g.corpus_kept == [0]
     assert (g.removed_from_train, g.removed_from_corpus) == (2, 2)
 
@@ -292,13 +346,17 @@ def tiny_corpus(tmp_path):
 
 
 LABELS = ["English", "Polish", "Russian"]
-PAIRS = [(f"{s}ov", "Russian") for s in ["Ka", "Lo", "Mira", "Tesu"]] + [
-    (f"Mc{s}", "English") for s in ["Ka", "Lo", "Mira", "Tesu"]] + [(f"{s}ski", "Polish") for s in ["Ka", "Lo"]]
+PAIRS = (
+    [(f"{s}ov", "Russian") for s in ["Ka", "Lo", "Mira", "Tesu"]]
+    + [(f"Mc{s}", "English") for s in ["Ka", "Lo", "Mira", "Tesu"]]
+    + [(f"{s}ski", "Polish") for s in ["Ka", "Lo"]]
+)
 
 
 def capture_batches(monkeypatch) -> list[str]:
     """Every name that goes through a model's forward during training (the batches, decoded)."""
     from nameorigin import models
+
     seen: list[str] = []
     build = models.build_model
 
@@ -309,8 +367,10 @@ def capture_batches(monkeypatch) -> list[str]:
             if module.training:
                 tokens, lengths = inputs[:2]
                 seen.extend(decode(t[: int(n)].tolist()) for t, n in zip(tokens, lengths, strict=False))
+
         model.register_forward_pre_hook(hook)
         return model
+
     monkeypatch.setattr(models, "build_model", recording)
     return seen
 
@@ -318,12 +378,16 @@ def capture_batches(monkeypatch) -> list[str]:
 @pytest.mark.parametrize("mode", ["joint", "pretrain"])
 def test_corpus_trains_and_an_excluded_name_never_reaches_a_batch(tiny_corpus, monkeypatch, mode):
     seen = capture_batches(monkeypatch)
-    train, part, guard = C.guarded_sources(tiny_corpus, PAIRS, LABELS, labelled_held=["RABOV"],
-                                           exclude=["mckal", "Kaov"])
+    train, part, guard = C.guarded_sources(
+        tiny_corpus, PAIRS, LABELS, labelled_held=["RABOV"], exclude=["mckal", "Kaov"]
+    )
     all_corpus = tiny_corpus.names("train")
     assert guard.removed_from_corpus == sum(n.lower() in {"rabov", "mckal"} for n in all_corpus)
-    settings = resolve_settings(None, model={"name": "gru", "hidden": 8},
-                                train={"epochs": 2, "corpus_mode": mode, "pretrain_epochs": 1, "batch_size": 4})
+    settings = resolve_settings(
+        None,
+        model={"name": "gru", "hidden": 8},
+        train={"epochs": 2, "corpus_mode": mode, "pretrain_epochs": 1, "batch_size": 4},
+    )
     valid = data.encode_pairs([("Loov", "Russian"), ("Mclo", "English")], LABELS)
     _model, history, used = fit(settings, train, valid, LABELS, corpus=part)
     assert {n.lower() for n in seen} >= {n.lower() for n in part.names} | {n.lower() for n, _ in train}

@@ -1,5 +1,6 @@
 """Killed midway (SIGKILL), a run leaves no output file, only a recognisable hidden temporary file that the next
 run into the same folder removes."""
+
 import os
 import signal
 import subprocess
@@ -25,10 +26,15 @@ def test_killed_predict_leaves_no_output_and_the_next_run_cleans_up(tmp_path):
     big.write_text("\n".join(names * 5000) + "\n")  # 800,000 lines: seconds of work
     out_dir = tmp_path / "out"
     out = out_dir / "OUT.csv"
-    proc = subprocess.Popen([sys.executable, "-m", "nameorigin", "predict", "--input", str(big), "--output", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nameorigin", "predict", "--input", str(big), "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
     def partial():
         return [p for p in out_dir.glob(".OUT.csv.partial-*") if p.stat().st_size > 0] if out_dir.exists() else []
+
     _kill_when(proc, partial)
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
@@ -36,8 +42,11 @@ def test_killed_predict_leaves_no_output_and_the_next_run_cleans_up(tmp_path):
     assert len(left) == 1
     small = tmp_path / "small.txt"
     small.write_text("Hinton\nZhou\n")
-    subprocess.run([sys.executable, "-m", "nameorigin", "predict", "--input", str(small), "--output", str(out)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "nameorigin", "predict", "--input", str(small), "--output", str(out)],
+        check=True,
+        capture_output=True,
+    )
     assert out.is_file() and "Hinton" in out.read_text()
     assert list(out_dir.glob(".OUT.csv.partial-*")) == []
 
@@ -48,14 +57,29 @@ def test_killed_training_leaves_no_checkpoint_and_stale_partials_are_removed(tmp
     model.parent.mkdir()
     stale = model.parent / ".M.safetensors.partial-old"
     stale.write_bytes(b"left by a killed run")
-    argv = [sys.executable, "-m", "nameorigin", "train", "--data", str(folder), "--epochs", "500", "--patience", "0",
-            "--hidden", "8", "--out", str(model)]
+    argv = [
+        sys.executable,
+        "-m",
+        "nameorigin",
+        "train",
+        "--data",
+        str(folder),
+        "--epochs",
+        "500",
+        "--patience",
+        "0",
+        "--hidden",
+        "8",
+        "--out",
+        str(model),
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
 
     def training_started() -> bool:  # one line an epoch on stderr when it is not a terminal
         lines.append(proc.stderr.readline())
         return lines[-1].startswith("epoch ")
+
     _kill_when(proc, training_started)
     assert not model.exists()
     argv[argv.index("500")] = "1"

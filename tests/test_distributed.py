@@ -1,5 +1,6 @@
 """Training in several processes (DistributedDataParallel over gloo): the averaged gradient of one step equals
 one process's gradient on the same global batch, and `train --nproc 2` writes a checkpoint that predicts."""
+
 import subprocess
 import sys
 
@@ -16,8 +17,9 @@ from nameorigin.data import encode_names
 from nameorigin.models import ModelConfig, build_model
 from nameorigin.predict import Predictor
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="this torch build has no gloo backend")
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="this torch build has no gloo backend"
+)
 CONFIG = ModelConfig(name="gru-attention", hidden=8, bidirectional=True, embed=4)
 
 
@@ -80,9 +82,32 @@ def test_shard_gives_each_rank_the_same_number_of_batches():
 def test_train_nproc_2_writes_one_checkpoint_that_predicts(tmp_path):
     folder = write_names_dir(tmp_path)
     out = tmp_path / "ddp.safetensors"
-    run = subprocess.run([sys.executable, "-m", "nameorigin", "train", "--data", str(folder), "--model", "gru",
-                          "--hidden", "16", "--epochs", "3", "--batch-size", "16", "--nproc", "2", "--out", str(out),
-                          "--quiet"], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nameorigin",
+            "train",
+            "--data",
+            str(folder),
+            "--model",
+            "gru",
+            "--hidden",
+            "16",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--nproc",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("trained gru on") == 1 and run.stdout.count("validation (") == 1  # rank 0 alone
     predictor = Predictor.load(out)

@@ -1,5 +1,6 @@
 """The documentation: the MkDocs site builds strictly, and every `nameorigin ...` command shown in README.md and
 docs/*.md parses with the real argument parser (whole lines, flags and values)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,12 @@ from nameorigin.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 # the pages of the site and the repository's own; drafts named docs/_from-*.md are not built (mkdocs.yml)
-PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "CHANGELOG.md",
-         *sorted(p for p in (ROOT / "docs").glob("*.md") if not p.name.startswith("_from-"))]
+PAGES = [
+    ROOT / "README.md",
+    ROOT / "CONTRIBUTING.md",
+    ROOT / "CHANGELOG.md",
+    *sorted(p for p in (ROOT / "docs").glob("*.md") if not p.name.startswith("_from-")),
+]
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)")
 NOT_SHELL = {"python", "py", "pycon", "text", "json", "yaml", "toml", "csv"}
 OPERATORS = {"|", "||", "&&", ";", "&", "(", ")"}
@@ -48,7 +53,7 @@ def _lexer(line: str) -> shlex.shlex:
 def _quote_open(command: str) -> bool:
     try:
         list(_lexer(command))
-    except ValueError:                               # "No closing quotation": the string goes on below
+    except ValueError:  # "No closing quotation": the string goes on below
         return True
     return False
 
@@ -95,8 +100,8 @@ def _segments(line: str):
             segment = []
         elif token and set(token) <= set("<>&"):
             if segment and segment[-1].isdigit():
-                segment.pop()                        # the 2 of 2> or 2>&1
-            i += 1                                   # the redirection's target
+                segment.pop()  # the 2 of 2> or 2>&1
+            i += 1  # the redirection's target
         else:
             segment.append(token)
         i += 1
@@ -110,7 +115,7 @@ def nameorigin_args(segment: list[str]) -> list[str] | None:
         return segment[1:]
     for i in range(len(segment) - 1):
         if segment[i] == "-m" and segment[i + 1] == "nameorigin":
-            return segment[i + 2:]
+            return segment[i + 2 :]
     return None
 
 
@@ -185,7 +190,7 @@ def test_every_command_shown_parses(args):
 def test_the_readme_is_a_door():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 300
-    assert 'pip install -c constraints.txt -e ".[dev]"' in text and "\npytest" in text   # what CI runs
+    assert 'pip install -c constraints.txt -e ".[dev]"' in text and "\npytest" in text  # what CI runs
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -202,17 +207,32 @@ def test_links_stay_inside_the_repository(page):
 def _installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:                      # its parent package is missing
+    except ModuleNotFoundError:  # its parent package is missing
         return False
 
 
 def test_the_site_builds_strictly(tmp_path):
     missing = [m for m in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python") if not _installed(m)]
     if missing:
-        pytest.skip(f"the docs tools are not installed ({', '.join(missing)}): "
-                    'pip install -c constraints.txt -e ".[docs]"')
-    run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-                          str(ROOT / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
-                         cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+        pytest.skip(
+            f'the docs tools are not installed ({", ".join(missing)}): pip install -c constraints.txt -e ".[docs]"'
+        )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(tmp_path / "site"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert (tmp_path / "site" / "reference" / "index.html").read_text().count("nameorigin.api.fit") >= 1

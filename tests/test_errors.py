@@ -1,4 +1,5 @@
 """Every bad input gets a clear answer: a message naming the input and exit 2, and nothing half-written."""
+
 import argparse
 import json
 import os
@@ -36,10 +37,25 @@ def exits_with_usage_error(capsys, argv) -> str:
 
 # ---------------------------------------------------------------------------------------- flag ranges
 
-TRAIN_BAD = [("--lr", "-1"), ("--lr", "0"), ("--dropout", "2"), ("--dropout", "-0.5"), ("--label-smoothing", "2"),
-             ("--class-weight", "-1"), ("--weight-decay", "-1"), ("--threads", "-1"), ("--clip", "-1"),
-             ("--noise", "-1"), ("--patience", "-1"), ("--print-every", "0"), ("--plot-every", "0"),
-             ("--lr", "nan"), ("--embed", "-1"), ("--seed", "x"), ("--device", "foo")]
+TRAIN_BAD = [
+    ("--lr", "-1"),
+    ("--lr", "0"),
+    ("--dropout", "2"),
+    ("--dropout", "-0.5"),
+    ("--label-smoothing", "2"),
+    ("--class-weight", "-1"),
+    ("--weight-decay", "-1"),
+    ("--threads", "-1"),
+    ("--clip", "-1"),
+    ("--noise", "-1"),
+    ("--patience", "-1"),
+    ("--print-every", "0"),
+    ("--plot-every", "0"),
+    ("--lr", "nan"),
+    ("--embed", "-1"),
+    ("--seed", "x"),
+    ("--device", "foo"),
+]
 
 
 @pytest.mark.parametrize("flag, value", TRAIN_BAD)
@@ -49,12 +65,20 @@ def test_train_flag_out_of_range(capsys, tmp_path, tiny_dir, flag, value):
     assert not (tmp_path / "m.st").exists()
 
 
-@pytest.mark.parametrize("argv", [["predict", "--top", "0", "x"], ["predict", "--device", "foo", "x"],
-                                  ["evaluate", "--device", "gpu"], ["serve", "--port", "70000"],
-                                  ["serve", "--threads", "-2"], ["compare", "--out", "o", "--seeds", "0"],
-                                  ["compare", "--out", "o", "--epochs", "0"],
-                                  ["compare", "--out", "o", "--noise", "0,-2"],
-                                  ["split", "--out", "o", "--seed", "-1"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "--top", "0", "x"],
+        ["predict", "--device", "foo", "x"],
+        ["evaluate", "--device", "gpu"],
+        ["serve", "--port", "70000"],
+        ["serve", "--threads", "-2"],
+        ["compare", "--out", "o", "--seeds", "0"],
+        ["compare", "--out", "o", "--epochs", "0"],
+        ["compare", "--out", "o", "--noise", "0,-2"],
+        ["split", "--out", "o", "--seed", "-1"],
+    ],
+)
 def test_other_commands_flag_out_of_range(capsys, argv):
     err = exits_with_usage_error(capsys, argv)
     assert "expected" in err
@@ -85,8 +109,9 @@ def test_every_option_has_help_that_states_its_default():
         assert action.help, (command, action.option_strings or action.dest)
         if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
             assert "default" in formatter._get_help_string(action), (command, action.option_strings)
-    text = subprocess.run([sys.executable, "-m", "nameorigin", "serve", "--help"], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "nameorigin", "serve", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     text = " ".join(text.split())
     assert "(default: 127.0.0.1)" in text and "(default: 8000)" in text
 
@@ -101,10 +126,26 @@ def test_predict_on_cuda_without_cuda(capsys):
 
 # ---------------------------------------------------------------------------------------- data and splits
 
-def test_train_without_validation_keeps_the_last_epoch_and_prints_no_figures_of_zero_names(capsys, tmp_path,
-                                                                                           tiny_dir):
-    code = main(["train", "--data", str(tiny_dir), "--split", "1,0,0", "--epochs", "3", "--hidden", "8",
-                 "--patience", "1", "--out", str(tmp_path / "m.st"), "--quiet"])
+
+def test_train_without_validation_keeps_the_last_epoch_and_prints_no_figures_of_zero_names(capsys, tmp_path, tiny_dir):
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tiny_dir),
+            "--split",
+            "1,0,0",
+            "--epochs",
+            "3",
+            "--hidden",
+            "8",
+            "--patience",
+            "1",
+            "--out",
+            str(tmp_path / "m.st"),
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "(0 names)" not in out and "accuracy" not in out and "no validation names" in out and "last epoch (3)" in out
@@ -112,17 +153,30 @@ def test_train_without_validation_keeps_the_last_epoch_and_prints_no_figures_of_
     assert meta["history"]["best_epoch"] == 3 and meta["metrics"]["valid"] is None
 
 
-@pytest.mark.parametrize("value, says", [("0,0,1", "training fraction is 0"), ("0.5,0.5,0.5", "sum to 1.5"),
-                                         ("0.8,-0.1,0.3", "negative"), ("a,b,c", "three fractions"),
-                                         ("0.5,0.5", "three fractions")])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("0,0,1", "training fraction is 0"),
+        ("0.5,0.5,0.5", "sum to 1.5"),
+        ("0.8,-0.1,0.3", "negative"),
+        ("a,b,c", "three fractions"),
+        ("0.5,0.5", "three fractions"),
+    ],
+)
 def test_split_says_what_is_really_wrong(capsys, tmp_path, tiny_dir, value, says):
     code = main(["split", "--data", str(tiny_dir), "--split", value, "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert code == 2 and says in err and not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize("command", [["train", "--out", "{tmp}/m.st"], ["split", "--out", "{tmp}/s"],
-                                     ["compare", "--out", "{tmp}/c", "--models", "gru", "--epochs", "1"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--out", "{tmp}/m.st"],
+        ["split", "--out", "{tmp}/s"],
+        ["compare", "--out", "{tmp}/c", "--models", "gru", "--epochs", "1"],
+    ],
+)
 def test_one_language_cannot_be_classified(capsys, tmp_path, tiny_dir, command):
     one = tmp_path / "one"
     one.mkdir()
@@ -138,8 +192,17 @@ def test_predict_empty_input_file(capsys, tmp_path, tiny_model):
     _, model = tiny_model
     for content in ("", "\n\n  \n"):
         (tmp_path / "empty.txt").write_text(content)
-        code = main(["predict", "--model", str(model), "--input", str(tmp_path / "empty.txt"),
-                     "--output", str(tmp_path / "out.csv")])
+        code = main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--input",
+                str(tmp_path / "empty.txt"),
+                "--output",
+                str(tmp_path / "out.csv"),
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 2 and "empty.txt" in err and "no names" in err
         assert not (tmp_path / "out.csv").exists()
@@ -157,14 +220,16 @@ def test_evaluate_out_of_scope_file_missing_or_empty(capsys, tmp_path, tiny_dir,
     _, model = tiny_model
     (tmp_path / "empty.txt").write_text("\n")
     for name, says in (("missing.txt", "no such file"), ("empty.txt", "no readable names")):
-        code = main(["evaluate", "--model", str(model), "--data", str(tiny_dir),
-                     "--out-of-scope", str(tmp_path / name)])
+        code = main(
+            ["evaluate", "--model", str(model), "--data", str(tiny_dir), "--out-of-scope", str(tmp_path / name)]
+        )
         err = capsys.readouterr().err
         assert code == 2 and name in err and says in err, err
 
 
 def test_serve_on_a_port_already_taken_or_a_host_not_here(capsys):
     import socket
+
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -177,6 +242,7 @@ def test_serve_on_a_port_already_taken_or_a_host_not_here(capsys):
 
 
 # ---------------------------------------------------------------------------------------- the Python API
+
 
 def test_stream_over_an_open_text_file_strips_line_ends_and_skips_blank_lines(tmp_path):
     (tmp_path / "names.txt").write_text("Hinton\n\nZhou\r\n   \n")
@@ -202,14 +268,30 @@ def test_probabilities_has_a_clear_return_type():
 
 # ---------------------------------------------------------------------------------------- outputs
 
+
 def test_train_json_writes_null_not_nan(capsys, tmp_path, tiny_dir):
     # two epochs of 2 steps each: no complete loss window of 50 steps, so the final loss is unknown
-    code = main(["train", "--data", str(tiny_dir), "--epochs", "2", "--hidden", "8", "--batch-size", "64",
-                 "--out", str(tmp_path / "m.st"), "--json"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tiny_dir),
+            "--epochs",
+            "2",
+            "--hidden",
+            "8",
+            "--batch-size",
+            "64",
+            "--out",
+            str(tmp_path / "m.st"),
+            "--json",
+        ]
+    )
     line = capsys.readouterr().out.strip().splitlines()[-1]
 
     def refuse(constant):
         raise ValueError(f"not JSON: {constant}")
+
     summary = json.loads(line, parse_constant=refuse)
     assert code == 0 and summary["final_loss"] is None
 
@@ -217,8 +299,23 @@ def test_train_json_writes_null_not_nan(capsys, tmp_path, tiny_dir):
 def test_outputs_follow_the_umask(tmp_path, tiny_dir, capsys):
     old = os.umask(0o022)
     try:
-        assert main(["train", "--data", str(tiny_dir), "--epochs", "1", "--hidden", "8", "--quiet",
-                     "--out", str(tmp_path / "m.st")]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--data",
+                    str(tiny_dir),
+                    "--epochs",
+                    "1",
+                    "--hidden",
+                    "8",
+                    "--quiet",
+                    "--out",
+                    str(tmp_path / "m.st"),
+                ]
+            )
+            == 0
+        )
         assert main(["split", "--data", str(tiny_dir), "--out", str(tmp_path / "s")]) == 0
     finally:
         os.umask(old)
@@ -227,15 +324,46 @@ def test_outputs_follow_the_umask(tmp_path, tiny_dir, capsys):
 
 
 def test_compare_prints_clean_paths(capsys, tmp_path, tiny_dir):
-    code = main(["compare", "--data", str(tiny_dir), "--models", "gru", "--noise", "0", "--epochs", "1",
-                 "--hidden", "8", "--out", str(tmp_path / "cmp") + "/"])
+    code = main(
+        [
+            "compare",
+            "--data",
+            str(tiny_dir),
+            "--models",
+            "gru",
+            "--noise",
+            "0",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--out",
+            str(tmp_path / "cmp") + "/",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "//" not in out and f"{tmp_path / 'cmp' / 'results.csv'}" in out
 
 
 def test_progress_is_one_line_an_epoch_when_stderr_is_not_a_terminal(tmp_path, tiny_dir):
-    proc = subprocess.run([sys.executable, "-m", "nameorigin", "train", "--data", str(tiny_dir), "--epochs", "3",
-                           "--hidden", "8", "--out", str(tmp_path / "m.st")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nameorigin",
+            "train",
+            "--data",
+            str(tiny_dir),
+            "--epochs",
+            "3",
+            "--hidden",
+            "8",
+            "--out",
+            str(tmp_path / "m.st"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("epoch ")]
@@ -244,6 +372,7 @@ def test_progress_is_one_line_an_epoch_when_stderr_is_not_a_terminal(tmp_path, t
 
 
 # ---------------------------------------------------------------------------------------- checkpoints
+
 
 def test_one_flipped_byte_in_the_weights_is_found(tmp_path):
     model = build_model(ModelConfig(name="gru", hidden=8), 3)
@@ -259,6 +388,7 @@ def test_one_flipped_byte_in_the_weights_is_found(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- house-keeping
+
 
 def test_licence_matches_the_project():
     text = (ROOT / "LICENSE").read_text()

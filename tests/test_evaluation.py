@@ -11,8 +11,12 @@ def test_metrics_by_hand():
     m = metrics(truth, pred, ["a", "b", "c"])
     assert m["accuracy"] == pytest.approx(4 / 6) and m["n"] == 6
     # a: p=1, r=2/3, f1=0.8; b: p=1/2, r=1/2, f1=0.5; c: p=1/2, r=1, f1=2/3
-    assert m["per_language"]["a"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": pytest.approx(0.8),
-                                      "support": 3}
+    assert m["per_language"]["a"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(0.8),
+        "support": 3,
+    }
     assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
     assert confusion_matrix(truth, pred, 3).tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
 

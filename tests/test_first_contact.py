@@ -1,5 +1,6 @@
 """What a new user meets first: input columns and encodings, standard input, output paths that cannot be lost,
 arguments that are not UTF-8, SIGTERM, threads."""
+
 import csv
 import fcntl
 import json
@@ -33,21 +34,26 @@ def rows_of(out: str) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------- readers
 
-@pytest.mark.parametrize("content, fmt, column_note", [
-    (b"\xef\xbb\xbfname,other\nKalov,1\nMcRaboo,2\n", "csv", "column 'name' (its header looks like a name's)"),
-    (b"\xef\xbb\xbfname\tother\nKalov\t1\nMcRaboo\t2\n", "tsv", "column 'name'"),
-    (b"country,Last Name\nXX,Kalov\nYY,McRaboo\n", "csv", "column 'Last Name' (its header looks like a name's)"),
-    (b"id;surname\n1;Kalov\n2;McRaboo\n", "csv", "semicolon-separated, 2 columns; names from column 'surname'"),
-    (b"id|family_name\n1|Kalov\n2|McRaboo\n", "csv", "bar-separated"),
-    (b"id\tsurname\n1\tKalov\n2\tMcRaboo\n", "csv", "tab-separated"),
-    (b"name\rKalov\rMcRaboo\r", "csv", None),
-    (b"\xef\xbb\xbfKalov\nMcRaboo\n", "txt", None),
-    (b"Kalov\rMcRaboo\r", "txt", None),
-    (b"Kalov\r\nMcRaboo\r\n", "txt", None),
-    (b'\xef\xbb\xbf{"name": "Kalov"}\n{"name": "McRaboo"}\n', "jsonl", None),
-])
-def test_readers_strip_the_bom_read_cr_line_ends_and_say_which_column(capsys, tmp_path, trained, content, fmt,
-                                                                     column_note):
+
+@pytest.mark.parametrize(
+    "content, fmt, column_note",
+    [
+        (b"\xef\xbb\xbfname,other\nKalov,1\nMcRaboo,2\n", "csv", "column 'name' (its header looks like a name's)"),
+        (b"\xef\xbb\xbfname\tother\nKalov\t1\nMcRaboo\t2\n", "tsv", "column 'name'"),
+        (b"country,Last Name\nXX,Kalov\nYY,McRaboo\n", "csv", "column 'Last Name' (its header looks like a name's)"),
+        (b"id;surname\n1;Kalov\n2;McRaboo\n", "csv", "semicolon-separated, 2 columns; names from column 'surname'"),
+        (b"id|family_name\n1|Kalov\n2|McRaboo\n", "csv", "bar-separated"),
+        (b"id\tsurname\n1\tKalov\n2\tMcRaboo\n", "csv", "tab-separated"),
+        (b"name\rKalov\rMcRaboo\r", "csv", None),
+        (b"\xef\xbb\xbfKalov\nMcRaboo\n", "txt", None),
+        (b"Kalov\rMcRaboo\r", "txt", None),
+        (b"Kalov\r\nMcRaboo\r\n", "txt", None),
+        (b'\xef\xbb\xbf{"name": "Kalov"}\n{"name": "McRaboo"}\n', "jsonl", None),
+    ],
+)
+def test_readers_strip_the_bom_read_cr_line_ends_and_say_which_column(
+    capsys, tmp_path, trained, content, fmt, column_note
+):
     _, model = trained
     src = tmp_path / f"in.{fmt}"
     src.write_bytes(content)
@@ -71,6 +77,7 @@ def test_a_headerless_many_column_file_says_it_took_the_first_column(capsys, tmp
 
 def test_a_long_text_line_without_line_ends_is_refused_with_flat_memory(capsys, tmp_path, trained, monkeypatch):
     from nameorigin import frame
+
     monkeypatch.setattr(frame, "MAX_LINE_BYTES", 1000)
     src = tmp_path / "one.txt"
     src.write_bytes(b"Kalov" * 1000)
@@ -82,6 +89,7 @@ def test_cr_line_ends_cut_between_blocks_count_once():
     import io
 
     from nameorigin.frame import _read_text
+
     batches = list(_read_text("x", io.BytesIO(b"Kalov\r\nMcRaboo\r\n\rTesuez"), block=6))
     rows = [r for b in batches for r in b.to_pylist()]
     assert rows == [{"line": 1, "name": "Kalov"}, {"line": 2, "name": "McRaboo"}, {"line": 4, "name": "Tesuez"}]
@@ -89,9 +97,14 @@ def test_cr_line_ends_cut_between_blocks_count_once():
 
 # ------------------------------------------------------------------------------------------- standard input
 
+
 def _stdin_run(trained, stdin: bytes, *argv):
-    return subprocess.run([sys.executable, "-m", "nameorigin", "predict", "--model", str(trained[1]),
-                           "--input", "-", *argv], input=stdin, capture_output=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nameorigin", "predict", "--model", str(trained[1]), "--input", "-", *argv],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def test_input_dash_reads_standard_input_as_text_or_csv_and_spools_it_for_prior_auto(trained):
@@ -110,6 +123,7 @@ def test_input_dash_reads_standard_input_as_text_or_csv_and_spools_it_for_prior_
 
 
 # ------------------------------------------------------------------------------------------- arguments
+
 
 def test_names_and_input_together_are_refused(capsys, tmp_path, trained):
     src = tmp_path / "in.txt"
@@ -143,12 +157,14 @@ def test_an_error_rows_abstained_is_false_in_json_csv_and_jsonl(capsys, tmp_path
 
 def test_attention_help_names_every_model_with_attention():
     from nameorigin.cli import build_parser
+
     sub = build_parser()._subparsers._group_actions[0]
     help_text = next(a.help for a in sub._choices_actions if a.dest == "attention")
     assert "transformer" in help_text and "gru-attention" in help_text
 
 
 # ------------------------------------------------------------------------------------------- output paths
+
 
 def test_the_output_may_not_be_the_input_even_through_a_hard_link_or_symlink(capsys, tmp_path, trained):
     src = tmp_path / "in.txt"
@@ -175,10 +191,13 @@ def test_a_symlinked_output_is_written_through_to_its_target(capsys, tmp_path, t
     assert sorted(os.listdir(tmp_path / "real")) == ["o.csv"]
 
 
-@pytest.mark.parametrize("make, what", [
-    (lambda p: os.mkfifo(p), "is a FIFO"),
-    (lambda p: p.mkdir(), "is a folder"),
-])
+@pytest.mark.parametrize(
+    "make, what",
+    [
+        (lambda p: os.mkfifo(p), "is a FIFO"),
+        (lambda p: p.mkdir(), "is a folder"),
+    ],
+)
 def test_special_files_are_refused_as_outputs(capsys, tmp_path, trained, make, what):
     src = tmp_path / "in.txt"
     src.write_text("Kalov\n")
@@ -188,12 +207,15 @@ def test_special_files_are_refused_as_outputs(capsys, tmp_path, trained, make, w
     assert code == 2 and what in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("out, says", [
-    ("blank.txt/out.csv", "blank.txt is a file, not a folder"),
-    ("/dev/null", "is a character device"),
-    ("/proc/nope.csv", "cannot be written"),
-    ("/sys/out.parquet", "cannot be written"),
-])
+@pytest.mark.parametrize(
+    "out, says",
+    [
+        ("blank.txt/out.csv", "blank.txt is a file, not a folder"),
+        ("/dev/null", "is a character device"),
+        ("/proc/nope.csv", "cannot be written"),
+        ("/sys/out.parquet", "cannot be written"),
+    ],
+)
 def test_unwritable_output_paths_give_one_line(capsys, tmp_path, trained, monkeypatch, out, says):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "blank.txt").write_text("")
@@ -204,6 +226,7 @@ def test_unwritable_output_paths_give_one_line(capsys, tmp_path, trained, monkey
 
 def test_a_second_run_into_the_same_output_is_refused_naming_the_first(capsys, tmp_path, trained):
     from nameorigin.atomic import atomic_path
+
     src = tmp_path / "in.txt"
     src.write_text("Kalov\n")
     out = tmp_path / "o.csv"
@@ -219,6 +242,7 @@ def test_a_second_run_into_the_same_output_is_refused_naming_the_first(capsys, t
 
 def test_the_next_run_into_a_folder_removes_unheld_partials_only(tmp_path):
     from nameorigin.atomic import atomic_text
+
     dead = tmp_path / ".a.csv.partial-dead"
     dead.write_text("killed")
     live = tmp_path / ".b.csv.partial-live"
@@ -231,6 +255,7 @@ def test_the_next_run_into_a_folder_removes_unheld_partials_only(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- SIGTERM
+
 
 def _terminate_when(proc, ready, timeout=60.0):
     deadline = time.monotonic() + timeout
@@ -247,11 +272,27 @@ def test_sigterm_during_predict_output_leaves_no_partial_file(tmp_path, trained)
     big = tmp_path / "big.txt"
     big.write_text("\n".join(names * 5000) + "\n")
     out = tmp_path / "out" / "O.csv"
-    proc = subprocess.Popen([sys.executable, "-m", "nameorigin", "predict", "--model", str(trained[1]),
-                             "--input", str(big), "--output", str(out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nameorigin",
+            "predict",
+            "--model",
+            str(trained[1]),
+            "--input",
+            str(big),
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
     def partial():
         return out.parent.exists() and any(p.stat().st_size for p in out.parent.glob(".O.csv.partial-*"))
+
     assert _terminate_when(proc, partial) == 128 + signal.SIGTERM
     assert "nameorigin: terminated" in proc.stderr.read()
     assert not out.exists() and os.listdir(out.parent) == []
@@ -259,11 +300,30 @@ def test_sigterm_during_predict_output_leaves_no_partial_file(tmp_path, trained)
 
 def test_sigterm_during_train_out_leaves_no_partial_file(tmp_path):
     from conftest import write_names_dir
+
     folder = write_names_dir(tmp_path)
     model = tmp_path / "m" / "M.safetensors"
-    proc = subprocess.Popen([sys.executable, "-m", "nameorigin", "train", "--data", str(folder), "--epochs", "500",
-                             "--patience", "0", "--hidden", "8", "--out", str(model)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nameorigin",
+            "train",
+            "--data",
+            str(folder),
+            "--epochs",
+            "500",
+            "--patience",
+            "0",
+            "--hidden",
+            "8",
+            "--out",
+            str(model),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr.readline().startswith("epoch ")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
@@ -272,10 +332,12 @@ def test_sigterm_during_train_out_leaves_no_partial_file(tmp_path):
 
 # ------------------------------------------------------------------------------------------- threads
 
+
 def test_threads_default_to_one_and_are_recorded_in_the_checkpoint(capsys, tmp_path, trained):
     import torch
 
     from nameorigin.cli import build_parser
+
     parser = build_parser()
     for argv in (["predict", "x"], ["evaluate"], ["compare", "--out", "o"], ["train"]):
         assert parser.parse_args(argv).threads == 1
@@ -284,8 +346,25 @@ def test_threads_default_to_one_and_are_recorded_in_the_checkpoint(capsys, tmp_p
     folder = trained[0]
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     for out in (a, b):  # the same settings and seed: the same weights
-        assert main(["train", "--data", str(folder), "--hidden", "8", "--epochs", "2", "--out", str(out),
-                     "--quiet", "--threads", "1"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--data",
+                    str(folder),
+                    "--hidden",
+                    "8",
+                    "--epochs",
+                    "2",
+                    "--out",
+                    str(out),
+                    "--quiet",
+                    "--threads",
+                    "1",
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
     wa, wb = checkpoint.load(a).model.state_dict(), checkpoint.load(b).model.state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -1,4 +1,5 @@
 """The checkpoint records how its names were folded, and a Predictor folds with that scheme."""
+
 import pytest
 
 from conftest import train_tiny
@@ -22,11 +23,14 @@ def test_training_records_the_folding(tmp_path):
     assert meta["folding"]["packages"]["anyascii"]
 
 
-@pytest.mark.parametrize("meta, scheme, folded", [
-    ({}, 1, "gimminjun"),                                   # no record: today's scheme
-    ({"folding": text.folding_info(1)}, 1, "gimminjun"),
-    ({"folding": text.folding_info(2)}, 2, "Kim Minjun"),
-])
+@pytest.mark.parametrize(
+    "meta, scheme, folded",
+    [
+        ({}, 1, "gimminjun"),  # no record: today's scheme
+        ({"folding": text.folding_info(1)}, 1, "gimminjun"),
+        ({"folding": text.folding_info(2)}, 2, "Kim Minjun"),
+    ],
+)
 def test_the_predictor_folds_with_the_checkpoint_scheme(tmp_path, meta, scheme, folded):
     p = Predictor.load(_save(tmp_path, meta))
     assert p.fold_scheme == scheme

@@ -1,4 +1,5 @@
 """predict_frame on pandas, polars and Arrow; the columnar core; the file formats as record batches."""
+
 import csv
 import fcntl
 import json
@@ -23,8 +24,18 @@ NAMES = ["Kalov", None, "McRaboo", "1234", "Kalov", " Kalov ", "Tesuez"]
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):
-    _, model = train_tiny(tmp_path_factory.mktemp("frame"), "gru", "--hidden", "16", "--epochs", "15",
-                          "--lr", "0.02", "--batch-size", "16")
+    _, model = train_tiny(
+        tmp_path_factory.mktemp("frame"),
+        "gru",
+        "--hidden",
+        "16",
+        "--epochs",
+        "15",
+        "--lr",
+        "0.02",
+        "--batch-size",
+        "16",
+    )
     return Predictor.load(model)
 
 
@@ -50,8 +61,17 @@ def assert_agrees(rows: list[dict], predictions, top=2):
 
 def test_predict_columns_is_the_columnar_form_of_predict(predictor):
     table = predictor.predict_columns(NAMES, top=2)
-    assert table.column_names == ["name", "language_1", "probability_1", "language_2", "probability_2",
-                                  "abstained", "reason", "out_of_scope", "error"]
+    assert table.column_names == [
+        "name",
+        "language_1",
+        "probability_1",
+        "language_2",
+        "probability_2",
+        "abstained",
+        "reason",
+        "out_of_scope",
+        "error",
+    ]
     rows = table.to_pylist()
     assert [r["name"] for r in rows] == NAMES
     assert rows[1]["error"] == MISSING and "folds to nothing" in rows[3]["error"]
@@ -80,8 +100,15 @@ def test_non_string_cells_get_an_error(predictor):
     assert rows[1]["error"].startswith(NOT_STRING) and rows[2]["error"].startswith(NOT_STRING)
 
 
-@pytest.mark.parametrize("bad, says", [("\ud800", "lone surrogate"), ("Ko\udcffs", "lone surrogate"),
-                                       (b"Zhou", "not a string (bytes)"), (bytearray(b"Li"), "not a string")])
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ("\ud800", "lone surrogate"),
+        ("Ko\udcffs", "lone surrogate"),
+        (b"Zhou", "not a string (bytes)"),
+        (bytearray(b"Li"), "not a string"),
+    ],
+)
 def test_an_unreadable_cell_is_an_error_row_for_that_name_only(predictor, bad, says):
     alone = predictor.predict(["Kalov", "Nabov"], top=2)
     results = predictor.predict(["Kalov", bad, "Nabov"], top=2)
@@ -95,13 +122,26 @@ def test_an_unreadable_cell_is_an_error_row_for_that_name_only(predictor, bad, s
 @pytest.mark.parametrize("kind", ["pandas", "polars", "arrow"])
 def test_predict_frame_returns_the_same_kind_with_prediction_columns(predictor, kind):
     data = {"id": list(range(len(NAMES))), "surname": NAMES}
-    df = {"pandas": lambda: pd.DataFrame(data, index=[10 + i for i in range(len(NAMES))]),
-          "polars": lambda: pl.DataFrame(data), "arrow": lambda: pa.table(data)}[kind]()
+    df = {
+        "pandas": lambda: pd.DataFrame(data, index=[10 + i for i in range(len(NAMES))]),
+        "polars": lambda: pl.DataFrame(data),
+        "arrow": lambda: pa.table(data),
+    }[kind]()
     out = predict_frame(df, "surname", top=2, model=predictor)
     assert type(out) is type(df)
     columns = list(out.columns) if kind != "arrow" else out.column_names
-    assert columns == ["id", "surname", "language_1", "probability_1", "language_2", "probability_2",
-                       "abstained", "reason", "out_of_scope", "error"]
+    assert columns == [
+        "id",
+        "surname",
+        "language_1",
+        "probability_1",
+        "language_2",
+        "probability_2",
+        "abstained",
+        "reason",
+        "out_of_scope",
+        "error",
+    ]
     if kind == "pandas":
         assert list(out.index) == list(df.index)
         rows = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in out.to_dict("records")]
@@ -119,8 +159,9 @@ def test_pandas_object_column_with_other_cells(predictor):
     assert out["error"][1].startswith(NOT_STRING) and list(out["error"][2:]) == [MISSING, MISSING]
 
 
-@pytest.mark.parametrize("df", [pd.DataFrame({"name": [1, 2]}), pl.DataFrame({"name": [1.5]}),
-                                pa.table({"name": pa.array([True])})])
+@pytest.mark.parametrize(
+    "df", [pd.DataFrame({"name": [1, 2]}), pl.DataFrame({"name": [1.5]}), pa.table({"name": pa.array([True])})]
+)
 def test_a_non_string_column_is_a_clear_error(predictor, df):
     with pytest.raises(ColumnError, match="column 'name' holds"):
         predict_frame(df, model=predictor)
@@ -146,10 +187,15 @@ def test_predict_frame_applies_coverage_and_an_auto_prior_of_the_whole_column(pr
     # distinct names weighted by their counts give the mix of every row, as EM over all of them does (with the
     # shrinkage of the distinct count: a repeated name is no new evidence)
     from nameorigin.trust import estimate_prior, pseudo_names
+
     rows = names[:-1]
     strength = pseudo_names(len(predictor.labels)) * len(rows) / len(set(rows))
-    every_row = estimate_prior(predictor.probabilities(rows).probs.double().numpy(), predictor.trust.prior_base,
-                               start=predictor.trust.train_prior, strength=strength)
+    every_row = estimate_prior(
+        predictor.probabilities(rows).probs.double().numpy(),
+        predictor.trust.prior_base,
+        start=predictor.trust.train_prior,
+        strength=strength,
+    )
     assert list(used.values()) == pytest.approx(every_row.tolist(), abs=1e-5)
     assert predictor.estimate_prior(names[:-1]) == pytest.approx(used, abs=1e-6)
 
@@ -177,8 +223,9 @@ def write_input(path, fmt, names):
     if fmt == "txt":
         path.write_text("\n".join(n or "" for n in names) + "\n", encoding="utf-8")
     elif fmt in ("csv", "tsv"):
-        pd.DataFrame({"id": range(len(names)), "name": names}).to_csv(path, sep="," if fmt == "csv" else "\t",
-                                                                      index=False)
+        pd.DataFrame({"id": range(len(names)), "name": names}).to_csv(
+            path, sep="," if fmt == "csv" else "\t", index=False
+        )
     elif fmt == "jsonl":
         path.write_text("".join(json.dumps({"id": i, "name": n}) + "\n" for i, n in enumerate(names)))
     else:
@@ -194,8 +241,15 @@ def read_output(path, fmt) -> list[dict]:
     rows = df.to_dict("records")
     for r in rows:
         for k, v in r.items():
-            r[k] = (None if v == "" else float(v) if k.startswith("probability_") or k == "out_of_scope"
-                    else v == "true" if k == "abstained" else v)
+            r[k] = (
+                None
+                if v == ""
+                else float(v)
+                if k.startswith("probability_") or k == "out_of_scope"
+                else v == "true"
+                if k == "abstained"
+                else v
+            )
     return rows
 
 
@@ -221,8 +275,11 @@ def test_text_input_strips_line_ends_and_skips_blank_lines(predictor, tmp_path):
     src = tmp_path / "names.txt"
     src.write_bytes("Kalov\r\n\n   \nŠčerbov\r\nMcRaboo".encode())
     rows = [b.to_pylist() for b in open_source(str(src)).batches]
-    assert [row for chunk in rows for row in chunk] == [{"line": 1, "name": "Kalov"}, {"line": 4, "name": "Ščerbov"},
-                             {"line": 5, "name": "McRaboo"}]
+    assert [row for chunk in rows for row in chunk] == [
+        {"line": 1, "name": "Kalov"},
+        {"line": 4, "name": "Ščerbov"},
+        {"line": 5, "name": "McRaboo"},
+    ]
     with open(src, encoding="utf-8") as fh:  # the README's Predictor.stream(open("names.txt"))
         assert [p.name for p in predictor.stream(fh)] == ["Kalov", "Ščerbov", "McRaboo"]
 
@@ -233,8 +290,17 @@ def test_keep_columns_and_headerless_csv(predictor, tmp_path):
     dst = tmp_path / "out.parquet"
     predict_file(predictor, FileJob(input=str(src), output=str(dst), top=1, keep_columns=True))
     table = pq.read_table(dst)
-    assert table.column_names == ["line", "column_0", "column_1", "language_1", "probability_1",
-                                  "abstained", "reason", "out_of_scope", "error"]
+    assert table.column_names == [
+        "line",
+        "column_0",
+        "column_1",
+        "language_1",
+        "probability_1",
+        "abstained",
+        "reason",
+        "out_of_scope",
+        "error",
+    ]
     assert table.column("column_1").to_pylist() == ["x", "y"] and table.column("line").to_pylist() == [1, 2]
 
 
@@ -288,12 +354,16 @@ def test_a_full_cache_starts_over_and_answers_stay_the_same(predictor):
 
 def pc_close(a, b) -> bool:
     import numpy as np
+
     return np.allclose(a.to_numpy(), b.to_numpy(), atol=1e-6)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.text(max_size=80), st.text(alphabet=" abcXYZ.,;'\t", max_size=70),
-                          st.just("x" * 300)), max_size=20))
+@given(
+    st.lists(
+        st.one_of(st.text(max_size=80), st.text(alphabet=" abcXYZ.,;'\t", max_size=70), st.just("x" * 300)), max_size=20
+    )
+)
 def test_the_vectorised_fold_equals_fold_one_by_one(values):
     folded, errors = fold_array(pa.array(values, pa.string()))
     assert list(zip(folded.to_pylist(), errors.to_pylist(), strict=False)) == [fold_or_error(v) for v in values]
@@ -312,8 +382,7 @@ def test_spreadsheet_formulas_are_neutralised_in_every_column_unless_asked(predi
         w.writerows([[f, f] for f in FORMULAS] + [["Kalov", "=1+1"], ["Nabov", "fine"]])
     for keep in (False, True):
         dst = tmp_path / f"out-{keep}.{fmt}"
-        predict_file(predictor, FileJob(input=str(src), output=str(dst), top=1, keep_columns=True,
-                                        keep_formulas=keep))
+        predict_file(predictor, FileJob(input=str(src), output=str(dst), top=1, keep_columns=True, keep_formulas=keep))
         with open(dst, newline="") as fh:
             rows = list(csv.DictReader(fh, delimiter=sep))
         cells = [r[k] for r in rows for k in ("name", "note")]
@@ -327,6 +396,7 @@ def test_spreadsheet_formulas_are_neutralised_in_every_column_unless_asked(predi
 
 def test_predict_keep_formulas_flag(tmp_path):
     from nameorigin.cli import main
+
     src = tmp_path / "in.txt"
     src.write_text("=1+1\nSmith\n")
     for flags, first in (([], "'=1+1"), (["--keep-formulas"], "=1+1")):

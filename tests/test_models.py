@@ -1,4 +1,5 @@
 """Every model: a padded batch gives what the seeds' one-character-at-a-time code gives on each name alone."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,8 @@ NAMES = ["Abl", "Schmidhuber", "Zhou", "O'Neal", "Ng", "X", "Nakamura", "Hinton"
 N_CLASSES = 5
 NOT_FROM_THE_SEEDS = {"transformer", "cnn", "ngram-lr"}
 VARIANTS = [(name, 1, False) for name in REGISTRY if name not in NOT_FROM_THE_SEEDS] + [
-    (name, layers, bi) for name in ("rnn", "gru", "gru-attention", "lstm")
+    (name, layers, bi)
+    for name in ("rnn", "gru", "gru-attention", "lstm")
     for layers, bi in [(2, False), (1, True), (2, True)]
 ]
 
@@ -87,14 +89,18 @@ def make(name: str, **sizes) -> torch.nn.Module:
     if name == "ngram-lr":
         from nameorigin.data import Encoded
         from nameorigin.training import fit_ngram_lr
+
         tokens, lengths = encode_names(NAMES)
         return fit_ngram_lr(Encoded(tokens, lengths, torch.arange(len(NAMES)) % N_CLASSES), N_CLASSES)
     return build_model(ModelConfig(name=name, **{"hidden": 16, **sizes}), N_CLASSES)
 
 
 ALL_SHAPES = [(name, {}) for name in REGISTRY] + [
-    ("transformer", {"layers": 2, "heads": 2}), ("transformer", {"dropout": 0.2}), ("cnn", {"embed": 8}),
-    ("gru-attention", {"bidirectional": True, "layers": 2})]
+    ("transformer", {"layers": 2, "heads": 2}),
+    ("transformer", {"dropout": 0.2}),
+    ("cnn", {"embed": 8}),
+    ("gru-attention", {"bidirectional": True, "layers": 2}),
+]
 
 
 @pytest.mark.parametrize("name, sizes", ALL_SHAPES)
@@ -111,9 +117,10 @@ def test_a_name_alone_equals_the_same_name_in_a_padded_batch(name, sizes):
                     torch.testing.assert_close(attention[i, : len(line)], alone_attention[0], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name, layers, bidirectional",
-                         [v for v in VARIANTS if v[0] == "gru-attention"] + [("transformer", 1, False),
-                                                                            ("transformer", 2, False)])
+@pytest.mark.parametrize(
+    "name, layers, bidirectional",
+    [v for v in VARIANTS if v[0] == "gru-attention"] + [("transformer", 1, False), ("transformer", 2, False)],
+)
 def test_attention_is_zero_on_padding_and_sums_to_one(name, layers, bidirectional):
     model = build_model(ModelConfig(name=name, hidden=8, layers=layers, bidirectional=bidirectional), N_CLASSES)
     tokens, lengths = encode_names(NAMES, extra=2)
@@ -157,8 +164,9 @@ def test_cnn_reads_names_shorter_than_its_widest_window_and_pools_over_the_name_
 
 def test_ngram_lr_features_are_scikit_learns_tfidf():
     from sklearn.feature_extraction.text import TfidfVectorizer
+
     model = make("ngram-lr")
-    grams = lambda s: [s[i:i + n] for n in range(1, 6) for i in range(len(s) - n + 1)]  # noqa: E731
+    grams = lambda s: [s[i : i + n] for n in range(1, 6) for i in range(len(s) - n + 1)]  # noqa: E731
     vectorizer = TfidfVectorizer(analyzer=grams, sublinear_tf=True)
     expected = vectorizer.fit_transform(NAMES).toarray()
     assert model.vocab.numel() == expected.shape[1]
@@ -198,6 +206,7 @@ def test_rnn_and_gru_start_from_the_seeds_weights_for_the_same_seed():
 
 def test_unknown_model_name_is_a_clear_error():
     from nameorigin.models import UnknownModel
+
     with pytest.raises(UnknownModel, match="unknown model 'perceiver'"):
         build_model(ModelConfig(name="perceiver"), 3)
 
@@ -205,6 +214,7 @@ def test_unknown_model_name_is_a_clear_error():
 @pytest.mark.parametrize("name", ["gru", "gru-attention"])
 def test_ensemble_averages_its_members_probabilities(name):
     from nameorigin.models import Ensemble
+
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=name, hidden=8, members=3), N_CLASSES).eval()
     assert isinstance(model, Ensemble) and len(model.members) == 3
@@ -232,6 +242,7 @@ def test_members_below_one_is_a_clear_error():
 def test_mixed_ensemble_weights_its_members_and_round_trips_through_a_checkpoint(tmp_path):
     from nameorigin import checkpoint
     from nameorigin.training import mixed_ensemble
+
     members = [make("gru-attention"), make("transformer"), make("cnn"), make("ngram-lr")]
     model = mixed_ensemble(members, None, N_CLASSES)
     assert model.config.name == "mixed" and [c["name"] for c in model.config.mix] == [m.config.name for m in members]
@@ -241,8 +252,10 @@ def test_mixed_ensemble_weights_its_members_and_round_trips_through_a_checkpoint
     with torch.no_grad():
         log_probs, attention = model(tokens, lengths)
         outputs = [m.eval()(tokens, lengths) for m in members]
-    probs = sum(w * torch.softmax(lp / t, 1)
-                for w, t, (lp, _) in zip([0.4, 0.3, 0.2, 0.1], [1.0, 2.0, 0.5, 1.0], outputs, strict=True))
+    probs = sum(
+        w * torch.softmax(lp / t, 1)
+        for w, t, (lp, _) in zip([0.4, 0.3, 0.2, 0.1], [1.0, 2.0, 0.5, 1.0], outputs, strict=True)
+    )
     torch.testing.assert_close(log_probs.exp(), probs)
     torch.testing.assert_close(attention, (0.4 * outputs[0][1] + 0.3 * outputs[1][1]) / 0.7)
     path = checkpoint.save(tmp_path / "mixed.safetensors", model, [f"L{i}" for i in range(N_CLASSES)])
@@ -255,6 +268,7 @@ def test_mixed_ensemble_weights_its_members_and_round_trips_through_a_checkpoint
 
 def test_mixture_weights_go_to_the_member_that_is_right():
     from nameorigin.training import fit_mixture_weights
+
     target = torch.arange(200) % N_CLASSES
     good = torch.log_softmax(torch.nn.functional.one_hot(target, N_CLASSES).float() * 4, 1)
     noise = torch.log_softmax(torch.randn(200, N_CLASSES, generator=torch.Generator().manual_seed(0)), 1)
@@ -268,13 +282,15 @@ def test_mixture_weights_go_to_the_member_that_is_right():
 
 def test_mixture_temperatures_let_an_under_confident_but_better_member_win():
     from nameorigin.training import fit_mixture_weights
+
     gen = torch.Generator().manual_seed(1)
     target = torch.randint(0, N_CLASSES, (400,), generator=gen)
     right = torch.rand(400, generator=gen) < 0.9  # member A: right 90 % of the time, but timid
     shuffled = torch.where(right, target, (target + 1) % N_CLASSES)
     timid = torch.log_softmax(torch.nn.functional.one_hot(shuffled, N_CLASSES).float() * 0.5, 1)
     right_b = torch.rand(400, generator=gen) < 0.6  # member B: right 60 % of the time, sure of itself
-    bold = torch.log_softmax(torch.nn.functional.one_hot(torch.where(right_b, target, (target + 2) % N_CLASSES),
-                                                         N_CLASSES).float() * 6, 1)
+    bold = torch.log_softmax(
+        torch.nn.functional.one_hot(torch.where(right_b, target, (target + 2) % N_CLASSES), N_CLASSES).float() * 6, 1
+    )
     weights, temperatures = fit_mixture_weights([timid, bold], target)
     assert weights[0] > weights[1] and temperatures[0] < 1

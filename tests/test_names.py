@@ -1,4 +1,5 @@
 """The full-name parser: a table of cases, the kinds of name, and bad input."""
+
 import json
 
 import pytest
@@ -8,9 +9,26 @@ from nameorigin.names import Lexicon, ParseError, parse, parse_checked
 
 #: (raw, given, family, order, name_type); lexicon: the small one below, so that the table does not hang on
 #: Faker's lists
-LEXICON = Lexicon(given=frozenset({"giuseppe", "maria", "jose", "juan", "siobhan", "wojciech", "kim", "ana",
-                                   "martin", "luther", "john", "lee", "harvey"}),
-                  family=frozenset({"garcia", "lopez", "verdi", "smith", "kim", "lee", "oswald", "king"}))
+LEXICON = Lexicon(
+    given=frozenset(
+        {
+            "giuseppe",
+            "maria",
+            "jose",
+            "juan",
+            "siobhan",
+            "wojciech",
+            "kim",
+            "ana",
+            "martin",
+            "luther",
+            "john",
+            "lee",
+            "harvey",
+        }
+    ),
+    family=frozenset({"garcia", "lopez", "verdi", "smith", "kim", "lee", "oswald", "king"}),
+)
 CASES = [
     ("Giuseppe Verdi", ["Giuseppe"], ["Verdi"], "given-family", "full"),
     ("Verdi, Giuseppe", ["Giuseppe"], ["Verdi"], "family-given", "full"),
@@ -76,8 +94,9 @@ def test_titles_suffixes_and_initials_are_kept_apart():
 
 
 def test_the_kind_comes_from_the_parse_not_the_token_count():
-    two_tokens = {raw: parse(raw, lexicon=LEXICON).name_type
-                  for raw in ["García López", "María José", "Giuseppe Verdi"]}
+    two_tokens = {
+        raw: parse(raw, lexicon=LEXICON).name_type for raw in ["García López", "María José", "Giuseppe Verdi"]
+    }
     assert two_tokens == {"García López": "surname", "María José": "first", "Giuseppe Verdi": "full"}
     one_token = {raw: parse(raw, lexicon=LEXICON).name_type for raw in ["김민준", "Giuseppe", "Hinton"]}
     assert one_token == {"김민준": "full", "Giuseppe": "first", "Hinton": "surname"}
@@ -99,10 +118,17 @@ def test_asked_name_types():
         parse("Hinton", name_type="nick")
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("", "no letters"), ("   ", "no letters"), (",", "no letters"), ("123 456", "no letters"),
-    ("Dr.", "no part that can be read"), (" ".join(["Ab"] * 200), "200 tokens"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("", "no letters"),
+        ("   ", "no letters"),
+        (",", "no letters"),
+        ("123 456", "no letters"),
+        ("Dr.", "no part that can be read"),
+        (" ".join(["Ab"] * 200), "200 tokens"),
+    ],
+)
 def test_bad_input_is_an_error_result_never_a_crash(bad, message):
     p = parse(bad, lexicon=LEXICON)
     assert p.error and message in p.error and not p.given and not p.family
@@ -116,6 +142,7 @@ def test_not_a_string_is_an_error_result():
 
 def test_the_library_defaults_of_nameparser_are_left_alone():
     from nameparser.config import CONSTANTS
+
     before = set(CONSTANTS.prefixes)
     parse("Abu Bakr al-Baghdadi")
     assert set(CONSTANTS.prefixes) == before
@@ -123,6 +150,7 @@ def test_the_library_defaults_of_nameparser_are_left_alone():
 
 def test_to_dict_is_json_ready():
     import json
+
     d = parse("Verdi, Giuseppe", lexicon=LEXICON).to_dict()
     assert json.loads(json.dumps(d))["family"] == ["Verdi"] and d["order"] == "family-given"
 
@@ -136,6 +164,7 @@ def test_faker_lexicon_knows_first_names():
 
 def test_cli_parse_plain_and_json(capsys):
     from nameorigin.cli import main
+
     assert main(["parse", "Verdi, Giuseppe", "김민준"]) == 0
     out = capsys.readouterr().out
     assert "Verdi, Giuseppe\n  full, family-given: given: Giuseppe; family: Verdi" in out
@@ -148,6 +177,7 @@ def test_cli_parse_plain_and_json(capsys):
 
 def test_cli_parse_bad_names_exit_2_and_the_rest_are_shown(capsys):
     from nameorigin.cli import main
+
     assert main(["parse", ",", "Hinton", " ".join(["Ab"] * 200)]) == 2
     captured = capsys.readouterr()
     assert "Hinton\n  surname" in captured.out
@@ -156,6 +186,7 @@ def test_cli_parse_bad_names_exit_2_and_the_rest_are_shown(capsys):
 
 def test_cli_parse_unknown_name_type_exits_2(capsys):
     from nameorigin.cli import main
+
     with pytest.raises(SystemExit) as e:
         main(["parse", "--name-type", "nick", "Hinton"])
     assert e.value.code == 2 and "invalid choice: 'nick'" in capsys.readouterr().err
@@ -166,9 +197,15 @@ def test_any_string_parses_or_is_an_error_result():
     from hypothesis import strategies as st
 
     @settings(max_examples=300, deadline=None)
-    @given(st.text(max_size=80) | st.lists(st.sampled_from(["van", "de", "Dr.", ",", "y", "Jr.", "J.", "Kim", "김",
-                                                           "佐藤", "al-", "bin", "O'", "III", "-", "Abu"]),
-                                           max_size=15).map(" ".join))
+    @given(
+        st.text(max_size=80)
+        | st.lists(
+            st.sampled_from(
+                ["van", "de", "Dr.", ",", "y", "Jr.", "J.", "Kim", "김", "佐藤", "al-", "bin", "O'", "III", "-", "Abu"]
+            ),
+            max_size=15,
+        ).map(" ".join)
+    )
     def check(raw):
         for name_type in names.NAME_TYPES:
             p = parse(raw, name_type=name_type, lexicon=LEXICON)

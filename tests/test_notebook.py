@@ -4,6 +4,7 @@ The notebook runs in a kernel of this interpreter: a kernel spec written to a te
 ``sys.executable``, so whatever ``python3`` kernel a machine has installed plays no part. Without
 ``NAMEORIGIN_DATA`` the notebook reads tiny generated data (tests/conftest.py), so it never downloads.
 """
+
 import json
 import os
 import re
@@ -26,7 +27,8 @@ def test_notebook_is_committed_without_outputs():
     counted = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and c.get("execution_count")]
     assert not with_outputs and not counted, (
         f"cells {with_outputs or counted} of {NOTEBOOK.name} hold outputs: strip them "
-        f"(`nbstripout {NOTEBOOK.relative_to(NOTEBOOK.parents[1])}`) before committing")
+        f"(`nbstripout {NOTEBOOK.relative_to(NOTEBOOK.parents[1])}`) before committing"
+    )
 
 
 def test_notebook_never_shells_out_or_reaches_into_private_names():
@@ -44,9 +46,15 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     pytest.importorskip("sklearn")  # the n-gram baseline
     spec = tmp_path / "jupyter" / "kernels" / KERNEL
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "nameorigin test kernel", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "nameorigin test kernel",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("NAMEORIGIN_NOTEBOOK_QUICK", "1")
     monkeypatch.setenv("NAMEORIGIN_CACHE", str(tmp_path / "cache"))  # never touch the user's cache
@@ -54,8 +62,9 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     if not os.environ.get("NAMEORIGIN_DATA"):
         monkeypatch.setenv("NAMEORIGIN_DATA", str(write_names_dir(tmp_path)))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=300,
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError, naming the cell, when any cell raises
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]

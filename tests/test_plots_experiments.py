@@ -1,4 +1,5 @@
 """Pictures (rendered with no display) and the worksheet's comparison grid, on tiny data."""
+
 import csv
 
 import pytest
@@ -17,6 +18,7 @@ def is_png(path):
 
 def test_backend_needs_no_display():
     import matplotlib
+
     assert matplotlib.get_backend().lower() == "agg"
 
 
@@ -41,8 +43,10 @@ def test_attention_map_shows_each_character(tmp_path):
 
 
 def test_loss_curves_show_each_model_with_its_seed_count(tmp_path):
-    curves = {"rnn": [([1, 2, 3], [2.0, 1.5, 1.2]), ([1, 2, 3], [2.2, 1.4, 1.1])],
-              "gru": [([1, 2, 3], [2.0, 1.0, 0.5])]}
+    curves = {
+        "rnn": [([1, 2, 3], [2.0, 1.5, 1.2]), ([1, 2, 3], [2.2, 1.4, 1.1])],
+        "gru": [([1, 2, 3], [2.0, 1.0, 0.5])],
+    }
     fig = plots.loss_curves(curves, title="Training loss, noise level 5", path=tmp_path / "l.png")
     assert is_png(tmp_path / "l.png")
     text = plots.figure_text(fig)
@@ -55,14 +59,24 @@ def tiny_pairs():
 
 
 def test_compare_grid_writes_tables_curves_and_report(tmp_path, tiny_pairs):
-    config = experiments.CompareConfig(models=["rnn", "gru-attention", "baseline"], noise=[0, 3], seeds=2,
-                                       epochs=3, hidden=12)
+    config = experiments.CompareConfig(
+        models=["rnn", "gru-attention", "baseline"], noise=[0, 3], seeds=2, epochs=3, hidden=12
+    )
     results = experiments.compare(tiny_pairs, config, tmp_path, report=lambda line: None)
     assert len(results) == 3 * 2 * 2
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert len(rows) == 12
-    for key in ("model", "noise", "seed", "train_seconds", "final_loss", "accuracy", "macro_f1", "noisy_accuracy",
-                "noisy_macro_f1"):
+    for key in (
+        "model",
+        "noise",
+        "seed",
+        "train_seconds",
+        "final_loss",
+        "accuracy",
+        "macro_f1",
+        "noisy_accuracy",
+        "noisy_macro_f1",
+    ):
         assert rows[0][key] != "", key
     att = [r for r in rows if r["model"] == "gru-attention" and r["noise"] == "3"]
     assert all(0 <= float(r["attention_on_noise"]) <= 1 for r in att)
@@ -70,8 +84,13 @@ def test_compare_grid_writes_tables_curves_and_report(tmp_path, tiny_pairs):
     assert (tmp_path / "results.md").read_text().count("\n") == 14
     assert is_png(tmp_path / "loss_noise0.png") and is_png(tmp_path / "loss_noise3.png")
     report = (tmp_path / "report.md").read_text()
-    for heading in ("Which model trains most efficiently?", "What does noise 3 do to the loss",
-                    "Does the ranking change with noise?", "Where does attention go?", "unseen names"):
+    for heading in (
+        "Which model trains most efficiently?",
+        "What does noise 3 do to the loss",
+        "Does the ranking change with noise?",
+        "Where does attention go?",
+        "unseen names",
+    ):
         assert heading in report
     assert "![loss_noise3](loss_noise3.png)" in report and "baseline" in report
 
@@ -87,10 +106,14 @@ def test_compare_runs_transformer_and_cnn_and_answers_the_self_attention_questio
     assert f"accuracy {transformer.accuracy:.3f}" in report
 
 
-@pytest.mark.parametrize("transformer, gru, verdict", [
-    ({"accuracy": 0.85, "macro_f1": 0.60}, {"accuracy": 0.83, "macro_f1": 0.55}, "yes: the transformer is ahead"),
-    ({"accuracy": 0.80, "macro_f1": 0.50}, {"accuracy": 0.83, "macro_f1": 0.55}, "no: the best recurrent model"),
-    ({"accuracy": 0.84, "macro_f1": 0.50}, {"accuracy": 0.83, "macro_f1": 0.55}, "neither clearly")])
+@pytest.mark.parametrize(
+    "transformer, gru, verdict",
+    [
+        ({"accuracy": 0.85, "macro_f1": 0.60}, {"accuracy": 0.83, "macro_f1": 0.55}, "yes: the transformer is ahead"),
+        ({"accuracy": 0.80, "macro_f1": 0.50}, {"accuracy": 0.83, "macro_f1": 0.55}, "no: the best recurrent model"),
+        ({"accuracy": 0.84, "macro_f1": 0.50}, {"accuracy": 0.83, "macro_f1": 0.55}, "neither clearly"),
+    ],
+)
 def test_the_self_attention_answer_follows_the_numbers(transformer, gru, verdict):
     figures = {"transformer": {**transformer, "train_seconds": 2.0}, "gru": {**gru, "train_seconds": 1.0}}
     config = experiments.CompareConfig(models=["gru", "transformer"], noise=[0])
@@ -107,6 +130,7 @@ def test_noisy_copy_appends_only_noise(tiny_pairs):
 
 
 # --- through the command line ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def attention_model(tmp_path_factory):
@@ -127,6 +151,7 @@ def test_attention_command_prints_weights_and_draws(capsys, tmp_path, attention_
 
 def test_attention_command_refuses_a_model_without_attention(capsys, tmp_path):
     from conftest import train_tiny
+
     _, model = train_tiny(tmp_path, "gru", "--hidden", "8", "--epochs", "1")
     capsys.readouterr()
     assert main(["attention", "--model", str(model), "Hinton"]) == 2
@@ -152,6 +177,22 @@ def test_compare_command_and_its_bad_input(capsys, tmp_path, attention_model):
     with pytest.raises(SystemExit) as info:
         main(["compare", "--noise", "0,x", "--data", str(folder), "--out", str(tmp_path)])
     assert info.value.code == 2 and "--noise" in capsys.readouterr().err
-    assert main(["compare", "--models", "gru", "--noise", "0", "--epochs", "1", "--data", str(folder),
-                 "--out", str(tmp_path / "c")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--models",
+                "gru",
+                "--noise",
+                "0",
+                "--epochs",
+                "1",
+                "--data",
+                str(folder),
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "c" / "report.md").is_file()

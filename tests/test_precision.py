@@ -1,5 +1,6 @@
 """--precision fp32/bf16/int8 on tiny trained models of every kind: probabilities stay probabilities, and the
 ranking stays fp32's wherever fp32 itself is not near a tie."""
+
 import pytest
 import torch
 
@@ -31,8 +32,9 @@ def models(tmp_path_factory):
     out = {}
     for key, extra in MODELS.items():
         root = tmp_path_factory.mktemp(key)
-        _, out[key] = train_tiny(root, key.replace("-ensemble", ""), "--epochs", "10", "--lr", "0.01",
-                                 "--split", "1,0,0", *extra)
+        _, out[key] = train_tiny(
+            root, key.replace("-ensemble", ""), "--epochs", "10", "--lr", "0.01", "--split", "1,0,0", *extra
+        )
     return out
 
 

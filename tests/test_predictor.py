@@ -1,4 +1,5 @@
 """The bundled model and the Python API."""
+
 import pytest
 
 from nameorigin import Predictor
@@ -55,5 +56,6 @@ def test_stream_is_lazy(predictor):
         yield "Hinton"
         yield "Zhou"
         raise AssertionError("read past what was asked for")
+
     stream = predictor.stream(names(), chunk=1)
     assert next(stream).name == "Hinton"

@@ -1,5 +1,6 @@
 """``prior="auto"`` on few names: EM shrunk towards the model's own mix, so that a handful of names cannot run
 away with it, while a large input still finds its own mix."""
+
 import numpy as np
 import pytest
 
@@ -13,8 +14,9 @@ MIX = {"Alpha": 0.55, "Beta": 0.25, "Gamma": 0.15, "Delta": 0.05}  # the trainin
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):
-    _, path = train_tiny(tmp_path_factory.mktemp("em"), "gru", "--hidden", "8", "--epochs", "4", "--lr", "0.02",
-                         "--batch-size", "16")
+    _, path = train_tiny(
+        tmp_path_factory.mktemp("em"), "gru", "--hidden", "8", "--epochs", "4", "--lr", "0.02", "--batch-size", "16"
+    )
     return Predictor.load(path)
 
 
@@ -54,6 +56,7 @@ def test_auto_on_few_names_stays_near_the_model_prior_and_many_names_find_their_
 def test_auto_on_three_names_says_what_it_rests_on(capsys, predictor, tmp_path):
     path = tmp_path / "m.safetensors"
     from nameorigin import checkpoint
+
     checkpoint.save(path, predictor.model, predictor.labels, predictor.checkpoint.meta, trust=predictor.trust)
     assert main(["predict", "--model", str(path), "--prior", "auto", "Kalov", "Nabov", "Tesuez"]) == 0
     err = capsys.readouterr().err
@@ -66,6 +69,7 @@ def test_auto_reports_the_names_it_rests_on_in_json_and_on_stderr_for_a_file(cap
     rested on (names that fold alike count once, unreadable ones not at all). ``--input`` says it on stderr."""
     path = tmp_path / "m.safetensors"
     from nameorigin import checkpoint
+
     checkpoint.save(path, predictor.model, predictor.labels, predictor.checkpoint.meta, trust=predictor.trust)
     args = ["predict", "--model", str(path), "--json", "--top", "1"]
     assert main([*args, "--prior", "auto", "Kalov", "Kálov", "Nabov", "Tesuez", "Nabov"]) == 0
@@ -84,6 +88,7 @@ def test_the_api_says_how_many_names_prior_auto_rests_on(predictor):
     from fastapi.testclient import TestClient
 
     from nameorigin.server import create_app
+
     client = TestClient(create_app(predictor), raise_server_exceptions=False)
     r = client.post("/api/predict", json={"names": ["Kalov", " Kalov ", "Nabov", "1234"], "prior": "auto"})
     assert r.status_code == 200 and r.json()["prior_names"] == 2 and r.json()["prior"]
@@ -97,6 +102,7 @@ def test_a_name_in_many_chunks_is_one_name_of_evidence(predictor, tmp_path):
     """Read in chunks (a file's batches), the estimate is the whole input's: a name that comes back in a later
     chunk adds rows to its weight, not names to the evidence that the shrinkage counts."""
     from nameorigin import frame
+
     names = ["Kalov", "Nabov", "Tesuez", "McRaboo", "Kalov"] * 40  # 200 rows, 4 distinct names
     _, used = predictor.predict_with_prior(names, prior="auto")  # one call: every row, each name once
     assert predictor.estimate_prior(names, chunk=7) == pytest.approx(used, abs=1e-9)

@@ -1,4 +1,5 @@
 """Property-based tests (Hypothesis) and a fuzz of the HTTP API from its own OpenAPI schema (Schemathesis)."""
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

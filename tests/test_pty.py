@@ -1,4 +1,5 @@
 """The main commands on a pseudo-terminal, as a user runs them: their progress bars are drawn, and they finish."""
+
 import fcntl
 import os
 import pty
@@ -20,8 +21,14 @@ def on_terminal(*argv, timeout: float = 180.0) -> tuple[int, str]:
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal's size
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100", "TERM": "xterm"}
-    proc = subprocess.Popen([sys.executable, "-m", "nameorigin", *map(str, argv)], stdin=follower,
-                            stdout=follower, stderr=follower, env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nameorigin", *map(str, argv)],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        close_fds=True,
+    )
     os.close(follower)
     shown = b""
     try:
@@ -46,8 +53,9 @@ def model(tmp_path_factory):
     root = tmp_path_factory.mktemp("pty")
     folder = write_names_dir(root)
     out = root / "m.safetensors"
-    code, shown = on_terminal("train", "--data", folder, "--model", "gru", "--hidden", "8", "--epochs", "2",
-                              "--out", out)
+    code, shown = on_terminal(
+        "train", "--data", folder, "--model", "gru", "--hidden", "8", "--epochs", "2", "--out", out
+    )
     assert code == 0, shown
     assert "training: " in shown and "epoch" in shown  # tqdm's bar, drawn on the terminal
     assert f"saved {out}" in shown and "Traceback" not in shown
@@ -75,7 +83,20 @@ def test_evaluate_on_a_terminal(model):
 
 
 def test_compare_on_a_terminal(tmp_path, model):
-    code, shown = on_terminal("compare", "--models", "rnn,gru", "--noise", "0", "--epochs", "1", "--hidden", "8",
-                              "--data", model[0], "--out", tmp_path / "cmp")
+    code, shown = on_terminal(
+        "compare",
+        "--models",
+        "rnn,gru",
+        "--noise",
+        "0",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--data",
+        model[0],
+        "--out",
+        tmp_path / "cmp",
+    )
     assert code == 0 and "wrote" in shown and "Traceback" not in shown, shown
     assert (tmp_path / "cmp" / "results.csv").is_file()

@@ -1,33 +1,50 @@
 """Folding schemes and the readers of Han, kana and Hangul (text.readings, text.fold(scheme=2))."""
+
 import pytest
 
 from nameorigin import text
 from nameorigin.text import Reading, fold, folding_info, readings, scheme_of
 
 
-@pytest.mark.parametrize("raw, folded", [
-    ("佐藤", "ZuoTeng"), ("김민준", "gimminjun"), ("محمد", "mhmd"), ("Шевченко", "Shevchenko"), ("Smith", "Smith"),
-])
+@pytest.mark.parametrize(
+    "raw, folded",
+    [
+        ("佐藤", "ZuoTeng"),
+        ("김민준", "gimminjun"),
+        ("محمد", "mhmd"),
+        ("Шевченко", "Shevchenko"),
+        ("Smith", "Smith"),
+    ],
+)
 def test_scheme_1_is_the_default_and_unchanged(raw, folded):
     assert fold(raw) == fold(raw, 1) == folded
 
 
-@pytest.mark.parametrize("raw, folded", [
-    ("さとう", "Sato"),            # kana: Japanese, long vowel shortened
-    ("サトウ", "Sato"),
-    ("佐藤さん", "Sato San"),
-    ("张伟", "Zhang Wei"),          # pure Han: the Chinese reading, family name apart
-    ("欧阳娜娜", "Ouyang Nana"),    # a two-character family name
-    ("王", "Wang"),
-    ("김", "Kim"), ("이", "Lee"), ("박", "Park"), ("최", "Choi"), ("정", "Jung"),  # customary spellings
-    ("김민준", "Kim Minjun"),       # the given name in Revised Romanization
-    ("이서연", "Lee Seoyeon"),
-    ("김 민준", "Kim Minjun"),      # a family name is looked for only at the start
-    ("محمد", "Mhmd"),              # a script without case: a capital, then small letters
-    ("Шевченко", "Shevchenko"), ("ШЕВЧЕНКО", "SHEVCHENKO"),  # a cased script keeps its case
-    ("Ślusàrski", "Slusarski"), ("Satō", "Sato"),
-    ("😀", ""),
-])
+@pytest.mark.parametrize(
+    "raw, folded",
+    [
+        ("さとう", "Sato"),  # kana: Japanese, long vowel shortened
+        ("サトウ", "Sato"),
+        ("佐藤さん", "Sato San"),
+        ("张伟", "Zhang Wei"),  # pure Han: the Chinese reading, family name apart
+        ("欧阳娜娜", "Ouyang Nana"),  # a two-character family name
+        ("王", "Wang"),
+        ("김", "Kim"),
+        ("이", "Lee"),
+        ("박", "Park"),
+        ("최", "Choi"),
+        ("정", "Jung"),  # customary spellings
+        ("김민준", "Kim Minjun"),  # the given name in Revised Romanization
+        ("이서연", "Lee Seoyeon"),
+        ("김 민준", "Kim Minjun"),  # a family name is looked for only at the start
+        ("محمد", "Mhmd"),  # a script without case: a capital, then small letters
+        ("Шевченко", "Shevchenko"),
+        ("ШЕВЧЕНКО", "SHEVCHENKO"),  # a cased script keeps its case
+        ("Ślusàrski", "Slusarski"),
+        ("Satō", "Sato"),
+        ("😀", ""),
+    ],
+)
 def test_scheme_2(raw, folded):
     assert fold(raw, 2) == folded
 
@@ -38,9 +55,17 @@ def test_scheme_2_leaves_no_capitals_inside_a_word():
             assert word[0].isupper() and (word[1:].islower() or len(word) == 1), (raw, word)
 
 
-@pytest.mark.parametrize("romaji, short", [
-    ("satou", "sato"), ("tarou", "taro"), ("oono", "ono"), ("yuuko", "yuko"), ("inoue", "inoue"), ("itou", "ito"),
-])
+@pytest.mark.parametrize(
+    "romaji, short",
+    [
+        ("satou", "sato"),
+        ("tarou", "taro"),
+        ("oono", "ono"),
+        ("yuuko", "yuko"),
+        ("inoue", "inoue"),
+        ("itou", "ito"),
+    ],
+)
 def test_long_vowels(romaji, short):
     assert text._shorten_long_vowels(romaji) == short
 
@@ -52,24 +77,36 @@ def test_readings_of_han_give_both_readers():
     assert readings("田中")[0] == Reading("Tanaka", "Han", "japanese")
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("さとう", [Reading("Sato", "Kana", "japanese")]),
-    ("김민준", [Reading("Kim Minjun", "Hangul", "korean")]),
-    ("Hinton", [Reading("Hinton", "Latin", "none")]),
-    ("Шевченко", [Reading("Shevchenko", "Other", "transliteration")]),
-    ("", []), ("😀", []), ("123", []),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("さとう", [Reading("Sato", "Kana", "japanese")]),
+        ("김민준", [Reading("Kim Minjun", "Hangul", "korean")]),
+        ("Hinton", [Reading("Hinton", "Latin", "none")]),
+        ("Шевченко", [Reading("Shevchenko", "Other", "transliteration")]),
+        ("", []),
+        ("😀", []),
+        ("123", []),
+    ],
+)
 def test_readings(raw, expected):
     assert readings(raw) == expected
 
 
 def test_script_of():
-    assert [text.script_of(s) for s in ["佐藤", "佐藤さん", "김", "Smith", "Шевченко", "42"]] == \
-        ["Han", "Kana", "Hangul", "Latin", "Other", "none"]
+    assert [text.script_of(s) for s in ["佐藤", "佐藤さん", "김", "Smith", "Шевченко", "42"]] == [
+        "Han",
+        "Kana",
+        "Hangul",
+        "Latin",
+        "Other",
+        "none",
+    ]
 
 
 def test_folding_info_records_the_scheme_and_the_readers_versions():
     from importlib.metadata import version
+
     one, two = folding_info(1), folding_info(2)
     assert one["scheme"] == 1 and one["packages"] == {"anyascii": version("anyascii")}
     assert two["packages"]["pykakasi"] == version("pykakasi") and two["alphabet"] == text.ALPHABET
@@ -99,6 +136,7 @@ def test_fold_checked_takes_the_scheme():
 
 def test_a_missing_reader_names_what_to_install(monkeypatch):
     import sys
+
     monkeypatch.setitem(sys.modules, "pykakasi", None)  # what an import of a package not installed does
     text._kakasi.cache_clear()
     try:

@@ -1,4 +1,5 @@
 """Tests on the worksheets' data set, read from NAMEORIGIN_DATA (skipped when it is not set)."""
+
 import os
 from pathlib import Path
 

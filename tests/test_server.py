@@ -1,4 +1,5 @@
 """The HTTP API through FastAPI's test client, the real server over loopback, and the page in Chromium."""
+
 import asyncio
 import gc
 import json
@@ -55,6 +56,7 @@ def test_model_and_health(client):
 
 def test_attention_on_a_model_without_it_is_400(tmp_path):
     from conftest import train_tiny
+
     _, model = train_tiny(tmp_path, "gru", "--hidden", "8", "--epochs", "1")
     r = TestClient(create_app(model_path=model)).get("/api/attention", params={"name": "Hinton"})
     assert r.status_code == 400 and "no attention" in r.json()["detail"]
@@ -67,6 +69,7 @@ def test_attention_of_the_bundled_model(client):
 
 def test_attention_with_an_attention_model(tmp_path):
     from conftest import train_tiny
+
     _, model = train_tiny(tmp_path, "gru-attention", "--hidden", "8", "--epochs", "2")
     r = TestClient(create_app(model_path=model)).get("/api/attention", params={"name": "Kalov"})
     assert r.status_code == 200
@@ -75,6 +78,7 @@ def test_attention_with_an_attention_model(tmp_path):
 
 
 # --- limits and bad input ------------------------------------------------------------------------------
+
 
 def test_too_many_or_no_names_is_422_as_the_schema_says(client):
     r = client.post("/api/predict", json={"names": ["Abel"] * (MAX_NAMES + 1)})
@@ -89,8 +93,11 @@ def test_a_get_name_too_long_or_empty_is_422_as_the_schema_says(client):
     for name in ("a" * 65, ""):
         r = client.get("/api/predict", params={"name": name})
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "name"]
-    (name,) = [p for p in client.get("/openapi.json").json()["paths"]["/api/predict"]["get"]["parameters"]
-               if p["name"] == "name"]
+    (name,) = [
+        p
+        for p in client.get("/openapi.json").json()["paths"]["/api/predict"]["get"]["parameters"]
+        if p["name"] == "name"
+    ]
     assert name["schema"]["minLength"] == 1 and name["schema"]["maxLength"] == 64
 
 
@@ -125,10 +132,20 @@ def test_model_metrics_say_what_they_are(client):
     assert m["serving"]["precision"] == "fp32" and m["serving"]["batch_names"] == ServeConfig.batch_names
 
 
-@pytest.mark.parametrize("field, value", [("coverage", "NaN"), ("coverage", "Infinity"), ("top", "-Infinity"),
-                                          ("coverage", "1e400"), ("names", "NaN"), ("names", "[NaN]"),
-                                          ("prior", '{"English": NaN}'), ("prior", '{"English": 1e400}'),
-                                          ("top", '"\\udc80"')])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("coverage", "NaN"),
+        ("coverage", "Infinity"),
+        ("top", "-Infinity"),
+        ("coverage", "1e400"),
+        ("names", "NaN"),
+        ("names", "[NaN]"),
+        ("prior", '{"English": NaN}'),
+        ("prior", '{"English": 1e400}'),
+        ("top", '"\\udc80"'),
+    ],
+)
 def test_non_finite_numbers_are_422_with_a_message_not_500(client, field, value):
     body = {"names": '["Abel"]', "top": "3", field: value}
     text = "{" + ", ".join(f'"{k}": {v}' for k, v in body.items()) + "}"
@@ -137,8 +154,17 @@ def test_non_finite_numbers_are_422_with_a_message_not_500(client, field, value)
     assert client.get("/api/predict", params={"name": "Abel", "coverage": "nan"}).status_code == 422
 
 
-@pytest.mark.parametrize("body", ['{"names": ["Abel"', '{"names": "Abel"}', '{"names": [1, 2]}',
-                                  '{"names": ["Abel"], "top": "many"}', '{"names": ["Abel"], "top": 0}', "[]"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"names": ["Abel"',
+        '{"names": "Abel"}',
+        '{"names": [1, 2]}',
+        '{"names": ["Abel"], "top": "many"}',
+        '{"names": ["Abel"], "top": 0}',
+        "[]",
+    ],
+)
 def test_malformed_json_or_wrong_types_is_422(client, body):
     r = client.post("/api/predict", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422
@@ -164,8 +190,26 @@ def test_page_is_served_without_external_resources(client):
 
 # --- batching, back-pressure, the body limit ---------------------------------------------------------
 
-NAMES = ["Hinton", "Schmidhuber", "Zhou", "Nakamura", "Rossi", "Kowalski", "Dubois", "Papadopoulos", "Nguyen",
-         "O'Brien", "Novak", "Silva", "Kim", "Haddad", "Ivanov", "MacLeod", "Garcia", "Jansen"]
+NAMES = [
+    "Hinton",
+    "Schmidhuber",
+    "Zhou",
+    "Nakamura",
+    "Rossi",
+    "Kowalski",
+    "Dubois",
+    "Papadopoulos",
+    "Nguyen",
+    "O'Brien",
+    "Novak",
+    "Silva",
+    "Kim",
+    "Haddad",
+    "Ivanov",
+    "MacLeod",
+    "Garcia",
+    "Jansen",
+]
 
 
 def async_client(app) -> httpx.AsyncClient:
@@ -174,11 +218,14 @@ def async_client(app) -> httpx.AsyncClient:
 
 def same(got: list[dict], want: list[dict]) -> None:
     """Same names, languages and order; probabilities equal up to float rounding (a batch's kernels differ)."""
-    assert [(x["name"], [p["language"] for p in x["predictions"]]) for x in got] == \
-           [(x["name"], [p["language"] for p in x["predictions"]]) for x in want]
-    assert all(abs(p["probability"] - q["probability"]) < 1e-5
-               for x, y in zip(got, want, strict=False)
-               for p, q in zip(x["predictions"], y["predictions"], strict=False))
+    assert [(x["name"], [p["language"] for p in x["predictions"]]) for x in got] == [
+        (x["name"], [p["language"] for p in x["predictions"]]) for x in want
+    ]
+    assert all(
+        abs(p["probability"] - q["probability"]) < 1e-5
+        for x, y in zip(got, want, strict=False)
+        for p, q in zip(x["predictions"], y["predictions"], strict=False)
+    )
 
 
 def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_answers_in_order():
@@ -191,16 +238,19 @@ def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_answers_in
         if threading.current_thread().name.startswith("nameorigin-model"):
             batches.append(len(names))
         return batched(names, top, **kw)
+
     predictor.predict_with_prior = counted
     app = create_app(predictor, config=ServeConfig(batch_names=10_000, batch_wait_ms=200))
-    requests = [NAMES[i % len(NAMES):] + NAMES[: i % len(NAMES)] for i in range(40)]  # 40 different orders
+    requests = [NAMES[i % len(NAMES) :] + NAMES[: i % len(NAMES)] for i in range(40)]  # 40 different orders
     tops = [1 + i % 5 for i in range(40)]
     expected = [[r.to_dict() for r in real(names, top)] for names, top in zip(requests, tops, strict=True)]
 
     async def run():
         async with async_client(app) as client:
-            posts = [client.post("/api/predict", json={"names": names, "top": top})
-                     for names, top in zip(requests, tops, strict=True)]
+            posts = [
+                client.post("/api/predict", json={"names": names, "top": top})
+                for names, top in zip(requests, tops, strict=True)
+            ]
             gets = [client.get("/api/predict", params={"name": name, "top": 2}) for name in NAMES]
             return await asyncio.gather(*posts, *gets)
 
@@ -208,7 +258,7 @@ def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_answers_in
     assert all(r.status_code == 200 for r in responses)
     for r, want in zip(responses, expected, strict=False):
         same(r.json()["results"], want)
-    for r, name in zip(responses[len(requests):], NAMES, strict=False):
+    for r, name in zip(responses[len(requests) :], NAMES, strict=False):
         same(r.json()["results"], [real([name], 2)[0].to_dict()])
     assert sum(batches) == len(requests) * len(NAMES) + len(NAMES)
     assert len(batches) < len(responses) / 4  # gathered: far fewer model calls than requests
@@ -223,15 +273,16 @@ def test_a_request_with_a_bad_name_beside_others_hurts_none_of_them():
 
     async def run():
         async with async_client(app) as client:
-            posts = [client.post("/api/predict", json={"names": NAMES[i % 5:i % 5 + 3]}) for i in range(30)]
-            evil = [client.post("/api/predict", content=bad, headers={"content-type": "application/json"})
-                    for _ in range(5)]
+            posts = [client.post("/api/predict", json={"names": NAMES[i % 5 : i % 5 + 3]}) for i in range(30)]
+            evil = [
+                client.post("/api/predict", content=bad, headers={"content-type": "application/json"}) for _ in range(5)
+            ]
             return await asyncio.gather(*posts, *evil)
 
     responses = asyncio.run(run())
     assert [r.status_code for r in responses] == [200] * 35
     for i, r in enumerate(responses[:30]):
-        same(r.json()["results"], [p.to_dict() for p in predictor.predict(NAMES[i % 5:i % 5 + 3])])
+        same(r.json()["results"], [p.to_dict() for p in predictor.predict(NAMES[i % 5 : i % 5 + 3])])
     assert all("lone surrogate" in r.json()["results"][1]["error"] for r in responses[30:])
 
 
@@ -246,13 +297,18 @@ def test_when_a_joined_model_call_fails_each_request_is_retried_alone():
         if "Boom" in names:
             raise RuntimeError("the model fell over")
         return real(names, top, **kw)
+
     predictor.predict_with_prior = fragile
     app = create_app(predictor, config=ServeConfig(batch_names=10_000, batch_wait_ms=200))
 
     async def run():
         async with async_client(app) as client:
-            return await asyncio.gather(*[client.post("/api/predict", json={"names": names})
-                                          for names in (["Hinton"], ["Boom", "Zhou"], ["Rossi"], ["Kim"])])
+            return await asyncio.gather(
+                *[
+                    client.post("/api/predict", json={"names": names})
+                    for names in (["Hinton"], ["Boom", "Zhou"], ["Rossi"], ["Kim"])
+                ]
+            )
 
     codes = [r.status_code for r in asyncio.run(run())]
     assert codes == [200, 500, 200, 200]
@@ -279,6 +335,7 @@ def test_every_answer_sends_the_security_headers(client):
     import base64
     import hashlib
     import re
+
     script = re.search(r"<script>(.*?)</script>", page.text, re.DOTALL).group(1)
     assert base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() in policy  # the page's own script
 
@@ -296,6 +353,7 @@ def test_only_the_allowed_hosts_are_answered():
 
 def test_serve_allows_the_bound_address_and_localhost_names_by_default():
     from nameorigin.cli import allowed_hosts
+
     assert set(allowed_hosts(None, "127.0.0.1")) >= {"127.0.0.1", "localhost", "::1"}
     assert "10.1.2.3" in allowed_hosts(None, "10.1.2.3")
     assert allowed_hosts(["api.example.org", "*.example.net"], "0.0.0.0") == ["api.example.org", "*.example.net"]
@@ -336,6 +394,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_never_hangs():
         entered.set()
         assert release.wait(30)
         return real(names, top, **kw)
+
     predictor.predict_with_prior = blocking
     app = create_app(predictor, config=ServeConfig(batch_names=1, batch_wait_ms=0, queue_limit=2))
 
@@ -370,8 +429,11 @@ def test_an_oversized_body_is_413_before_it_is_parsed():
     body = json.dumps({"names": ["Abel"] * 300})  # about 2,400 bytes
     r = client.post("/api/predict", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 413 and "1,000 bytes" in r.json()["detail"]
-    r = client.post("/api/predict", content=(body[i: i + 100].encode() for i in range(0, len(body), 100)),
-                    headers={"content-type": "application/json"})  # streamed: no Content-Length
+    r = client.post(
+        "/api/predict",
+        content=(body[i : i + 100].encode() for i in range(0, len(body), 100)),
+        headers={"content-type": "application/json"},
+    )  # streamed: no Content-Length
     assert r.status_code == 413
     r = client.post("/api/predict", content="{" * 5000, headers={"content-type": "application/json"})
     assert r.status_code == 413  # not 422: never parsed
@@ -386,6 +448,7 @@ def test_verbose_is_accepted_before_and_after_serve():
 
 # --- the real server over loopback -----------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -395,8 +458,11 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server():
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "nameorigin", "serve", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nameorigin", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -415,8 +481,12 @@ def server():
 def start(*args: str) -> tuple[subprocess.Popen, str, str]:
     """``nameorigin serve`` on a free port; returns the process, its first line and its URL once it answers."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "nameorigin", "serve", "--port", str(port), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nameorigin", "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     first = proc.stdout.readline()
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -450,15 +520,19 @@ def test_real_server_over_http(server):
     with urllib.request.urlopen(server + "/api/predict?name=Schmidhuber&top=3", timeout=10) as r:
         assert r.status == 200
         assert json.load(r)["results"][0]["predictions"][0]["language"] == "German"
-    request = urllib.request.Request(server + "/api/predict", data=json.dumps({"names": ["x" * 70]}).encode(),
-                                     headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        server + "/api/predict",
+        data=json.dumps({"names": ["x" * 70]}).encode(),
+        headers={"content-type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as r:  # a per-name fault: an error entry, not a refusal
         assert "70 characters" in json.load(r)["results"][0]["error"]
     with urllib.request.urlopen(urllib.request.Request(server + "/healthz", method="HEAD"), timeout=10) as r:
         assert r.status == 200 and r.read() == b"" and r.headers["x-content-type-options"] == "nosniff"
     with pytest.raises(urllib.error.HTTPError) as e:  # serve answers only its own host names by default
-        urllib.request.urlopen(urllib.request.Request(server + "/healthz", headers={"host": "evil.example"}),
-                               timeout=10)
+        urllib.request.urlopen(
+            urllib.request.Request(server + "/healthz", headers={"host": "evil.example"}), timeout=10
+        )
     assert e.value.code == 400
 
 
@@ -480,8 +554,10 @@ def test_a_slow_or_oversized_request_does_not_hold_its_connection():
             t0 = time.monotonic()
             assert _closed_within(slow, 5) == b"" and time.monotonic() - t0 < 4
         with socket.create_connection(("127.0.0.1", port)) as big:  # a chunked body over the limit, never ended
-            big.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                        b"Transfer-Encoding: chunked\r\n\r\n" + b"800\r\n" + b"x" * 0x800 + b"\r\n")
+            big.sendall(
+                b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n" + b"800\r\n" + b"x" * 0x800 + b"\r\n"
+            )
             t0 = time.monotonic()
             answer = _closed_within(big, 5)  # refused and closed at once, without the rest being read
             assert answer.startswith(b"HTTP/1.1 413") and time.monotonic() - t0 < 0.8  # before the 1 s deadline
@@ -497,14 +573,27 @@ def test_a_slow_or_oversized_request_does_not_hold_its_connection():
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
-                    reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.skipif(
+    not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (.ci/run installs it)",
+)
 def test_page_in_headless_chromium(server):
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             page = browser.new_page()
             console: list[str] = []

@@ -22,15 +22,18 @@ def test_alphabet_is_the_seeds():
     assert len(ALPHABET) == 57 and VOCAB_SIZE == 58
 
 
-@pytest.mark.parametrize("raw, folded", [
-    ("Ślusàrski", "Slusarski"),
-    ("Шевченко", "Shevchenko"),
-    ("O'Néàl", "O'Neal"),
-    ("Müller", "Muller"),
-    ("  Hinton\n", "Hinton"),
-    ("Łukasz", "Lukasz"),
-    ("Smith-Jones", "SmithJones"),
-])
+@pytest.mark.parametrize(
+    "raw, folded",
+    [
+        ("Ślusàrski", "Slusarski"),
+        ("Шевченко", "Shevchenko"),
+        ("O'Néàl", "O'Neal"),
+        ("Müller", "Muller"),
+        ("  Hinton\n", "Hinton"),
+        ("Łukasz", "Lukasz"),
+        ("Smith-Jones", "SmithJones"),
+    ],
+)
 def test_fold(raw, folded):
     assert fold(raw) == folded
 

@@ -1,5 +1,6 @@
 """Training with a corpus through the use case (``nameorigin train --corpus``, ``nameorigin.fit(corpus=...)``), on
 tiny generated data and a tiny corpus built from a generated table (never names-dataset's real data)."""
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -15,9 +16,11 @@ from test_corpus import capture_batches, letters, write_source
 
 STEMS = ["ka", "lo", "mi", "ra", "te", "su", "bo", "ne", "di", "fa", "gu", "pe"]
 #: labelled names of three of the tutorial's languages, 24 each
-LABELLED = ([(f"{a.capitalize()}{b}ov", "Russian") for a in STEMS[:6] for b in STEMS[6:10]]
-            + [(f"Mc{a.capitalize()}{b}", "English") for a in STEMS[:6] for b in STEMS[6:10]]
-            + [(f"{a.capitalize()}{b}ski", "Polish") for a in STEMS[:6] for b in STEMS[6:10]])
+LABELLED = (
+    [(f"{a.capitalize()}{b}ov", "Russian") for a in STEMS[:6] for b in STEMS[6:10]]
+    + [(f"Mc{a.capitalize()}{b}", "English") for a in STEMS[:6] for b in STEMS[6:10]]
+    + [(f"{a.capitalize()}{b}ski", "Polish") for a in STEMS[:6] for b in STEMS[6:10]]
+)
 SMALL = ["--model", "gru", "--hidden", "8", "--epochs", "2", "--batch-size", "8", "--quiet"]
 
 
@@ -48,8 +51,9 @@ def test_cli_and_fit_train_the_same_weights_and_record_the_corpus(tmp_path, labe
     assert main(["train", "--data", str(labelled), "--corpus", str(corpus_file), "--out", str(out), *SMALL]) == 0
     printed = capsys.readouterr().out
     assert "corpus names" in printed and "real from the corpus" in printed
-    trained = nameorigin.fit(nameorigin.load_names(labelled), model="gru", hidden=8, epochs=2, batch_size=8,
-                             corpus=corpus_file)
+    trained = nameorigin.fit(
+        nameorigin.load_names(labelled), model="gru", hidden=8, epochs=2, batch_size=8, corpus=corpus_file
+    )
     saved = checkpoint.load(out)
     theirs = trained.model.state_dict()
     assert saved.model.state_dict().keys() == theirs.keys()
@@ -70,8 +74,9 @@ def test_an_excluded_name_never_reaches_a_batch_nor_do_held_names(tmp_path, labe
     exclude = tmp_path / "exclude.txt"
     exclude.write_text(f"{in_corpus.upper()}\n{in_labelled.lower()}\n")  # one of each source, in other cases
     seen = capture_batches(monkeypatch)
-    trained = nameorigin.fit(pairs, model="gru", hidden=8, epochs=1, batch_size=8, corpus=corpus_file,
-                             exclude=[exclude])
+    trained = nameorigin.fit(
+        pairs, model="gru", hidden=8, epochs=1, batch_size=8, corpus=corpus_file, exclude=[exclude]
+    )
     batches = {n.lower() for n in seen}
     assert len(batches) > len(trained.train_pairs)  # corpus names did reach the batches
     assert not {in_corpus.lower(), in_labelled.lower()} & batches
@@ -84,8 +89,9 @@ def test_an_excluded_name_never_reaches_a_batch_nor_do_held_names(tmp_path, labe
 def test_exclude_without_a_corpus_leaves_the_labelled_names(tmp_path, labelled):
     exclude = tmp_path / "exclude.txt"
     exclude.write_text("KABOOV\n")
-    trained = nameorigin.fit(nameorigin.load_names(labelled), model="gru", hidden=8, epochs=1, split=(1, 0, 0),
-                             exclude=[exclude])
+    trained = nameorigin.fit(
+        nameorigin.load_names(labelled), model="gru", hidden=8, epochs=1, split=(1, 0, 0), exclude=[exclude]
+    )
     assert "Kaboov" not in {n for n, _ in trained.train_pairs} and len(trained.train_pairs) == len(LABELLED) - 1
 
 
@@ -100,8 +106,12 @@ def test_real_out_of_scope_names_leave_held_out_countries_and_labelled_names(cor
 
 @pytest.mark.parametrize("case", ["another shape", "missing", "worksheet", "not parquet"])
 def test_bad_corpus_is_refused_and_nothing_written(tmp_path, labelled, corpus_file, capsys, case):
-    path = {"another shape": tmp_path / "plain.parquet", "missing": tmp_path / "nope.parquet",
-            "worksheet": corpus_file, "not parquet": tmp_path / "text.parquet"}[case]
+    path = {
+        "another shape": tmp_path / "plain.parquet",
+        "missing": tmp_path / "nope.parquet",
+        "worksheet": corpus_file,
+        "not parquet": tmp_path / "text.parquet",
+    }[case]
     if case == "another shape":
         pq.write_table(pa.table({"name": ["Smith"], "country": ["GB"]}), path)
     if case == "not parquet":
@@ -110,8 +120,12 @@ def test_bad_corpus_is_refused_and_nothing_written(tmp_path, labelled, corpus_fi
     extra = ["--worksheet", "--model", "rnn", "--iters", "10"] if case == "worksheet" else SMALL
     assert main(["train", "--data", str(labelled), "--corpus", str(path), "--out", str(out), *extra]) == 2
     err = capsys.readouterr().err
-    assert {"another shape": "is not a nameorigin corpus", "missing": "no such corpus file",
-            "worksheet": "--corpus: the worksheet loop", "not parquet": "is not a Parquet file"}[case] in err
+    assert {
+        "another shape": "is not a nameorigin corpus",
+        "missing": "no such corpus file",
+        "worksheet": "--corpus: the worksheet loop",
+        "not parquet": "is not a Parquet file",
+    }[case] in err
     assert str(path) in err or case == "worksheet"
     assert not out.exists() and not list(tmp_path.glob("model*"))
 
@@ -120,7 +134,19 @@ def test_corpus_writes_both_benchmarks_for_evaluate(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(C, "OOS_HELD_OUT_COUNTRIES", ("IS",))
     rows = [(f"Gudmunds{letters(i)}dottir", "IS", 5) for i in range(6)] + [("Kowalski", "PL", 9)]
     out, oos = tmp_path / "c.parquet", tmp_path / "oos.txt"
-    assert main(["corpus", "--source", str(write_source(tmp_path, rows)), "--out", str(out),
-                 "--out-of-scope-benchmark", str(oos)]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "--source",
+                str(write_source(tmp_path, rows)),
+                "--out",
+                str(out),
+                "--out-of-scope-benchmark",
+                str(oos),
+            ]
+        )
+        == 0
+    )
     assert "6 out-of-scope names of IS" in capsys.readouterr().out
     assert oos.read_text().split() == C.out_of_scope_held_out(C.read(out), held_out_countries=("IS",))

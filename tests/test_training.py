@@ -26,8 +26,9 @@ def test_batched_trainer_learns_the_tiny_languages(tiny_split, name):
     train = data.encode_pairs(parts.train, labels, noise_room=3)
     valid = data.encode_pairs(parts.valid, labels)
     lr = {"tutorial-rnn": 0.003, "transformer": 0.003}.get(name, 0.02)
-    config = TrainConfig(epochs=25, batch_size=16, lr=lr, patience=0,
-                         noise=2 if name == "gru-attention" else 0, log_every=5)
+    config = TrainConfig(
+        epochs=25, batch_size=16, lr=lr, patience=0, noise=2 if name == "gru-attention" else 0, log_every=5
+    )
     history = train_batched(model, train, valid, labels, config, progress=False)
     assert len(history.epochs) == 25 and history.best_epoch is not None
     assert history.names_seen == 25 * len(train)
@@ -57,13 +58,15 @@ def test_same_seed_same_run(tiny_split):
         torch.manual_seed(1)
         model = build_model(ModelConfig(name="gru", hidden=8), len(labels))
         train = data.encode_pairs(parts.train, labels, noise_room=3)
-        h = train_batched(model, train, None, labels, TrainConfig(epochs=2, seed=5, noise=2, log_every=2),
-                          progress=False)
+        h = train_batched(
+            model, train, None, labels, TrainConfig(epochs=2, seed=5, noise=2, log_every=2), progress=False
+        )
         runs.append(h.losses)
     assert runs[0] == runs[1]
 
 
 # --- the worksheet loop, against the seeds' code ------------------------------------------------------
+
 
 @pytest.mark.parametrize("name, seed_class", [("rnn", seeds.RNNClassifier), ("gru", seeds.GRUClassifier)])
 def test_worksheet_loop_gives_the_seeds_results(tiny_dir, name, seed_class):
@@ -87,20 +90,27 @@ def test_worksheet_loop_prints_the_seeds_lines(tiny_dir):
     labels = list(cat_lines)
     lines = []
     model = build_model(ModelConfig(name="gru", hidden=8), len(labels))
-    train_worksheet(model, cat_lines, labels, WorksheetConfig(iters=300, print_every=100, plot_every=30),
-                    printer=lines.append)
+    train_worksheet(
+        model, cat_lines, labels, WorksheetConfig(iters=300, print_every=100, plot_every=30), printer=lines.append
+    )
     assert len(lines) == 3
-    pattern = re.compile(r"^(100|200|300) (33|66|100)% \(\d+m \d+s\) \d+\.\d{4} \S+ / (Alpha|Beta|Gamma|Delta) "
-                         r"(✓|✗ \((Alpha|Beta|Gamma|Delta)\))$")
+    pattern = re.compile(
+        r"^(100|200|300) (33|66|100)% \(\d+m \d+s\) \d+\.\d{4} \S+ / (Alpha|Beta|Gamma|Delta) "
+        r"(✓|✗ \((Alpha|Beta|Gamma|Delta)\))$"
+    )
     assert all(pattern.match(line) for line in lines), lines
 
 
 def test_fit_trains_each_ensemble_member_from_its_own_seed(tiny_split):
     from nameorigin.training import fit, resolve_settings
+
     parts, labels = tiny_split
     valid = data.encode_pairs(parts.valid, labels)
-    settings = resolve_settings(None, model={"name": "gru", "hidden": 16, "members": 2},
-                                train={"epochs": 4, "batch_size": 16, "lr": 0.02, "patience": 0, "seed": 3})
+    settings = resolve_settings(
+        None,
+        model={"name": "gru", "hidden": 16, "members": 2},
+        train={"epochs": 4, "batch_size": 16, "lr": 0.02, "patience": 0, "seed": 3},
+    )
     lines = []
     model, history, _ = fit(settings, parts.train, valid, labels, printer=lines.append)
     assert [row["member"] for row in history.epochs] == [0] * 4 + [1] * 4
@@ -109,8 +119,11 @@ def test_fit_trains_each_ensemble_member_from_its_own_seed(tiny_split):
     assert lines[0].startswith("member 1/2 (seed 3) trained in") and lines[1].startswith("member 2/2 (seed 4)")
     assert history.best["accuracy"] == pytest.approx(validate(model, valid, labels)["accuracy"])
     # member 1 is what a single model trained from seed 4 would be
-    one = resolve_settings(None, model={"name": "gru", "hidden": 16},
-                           train={"epochs": 4, "batch_size": 16, "lr": 0.02, "patience": 0, "seed": 4})
+    one = resolve_settings(
+        None,
+        model={"name": "gru", "hidden": 16},
+        train={"epochs": 4, "batch_size": 16, "lr": 0.02, "patience": 0, "seed": 4},
+    )
     torch.manual_seed(3)
     build_model(one.model, len(labels))  # member 0's draw of initial weights
     single = build_model(one.model, len(labels))
@@ -122,12 +135,15 @@ def test_fit_trains_each_ensemble_member_from_its_own_seed(tiny_split):
 
 def _settings(**model):
     from nameorigin.training import resolve_settings
-    return resolve_settings(None, model={"hidden": 16, **model},
-                            train={"epochs": 4, "batch_size": 16, "lr": 0.02, "patience": 0, "seed": 1})
+
+    return resolve_settings(
+        None, model={"hidden": 16, **model}, train={"epochs": 4, "batch_size": 16, "lr": 0.02, "patience": 0, "seed": 1}
+    )
 
 
 def test_fit_ngram_lr_learns_the_tiny_languages(tiny_split):
     from nameorigin.training import fit
+
     parts, labels = tiny_split
     valid = data.encode_pairs(parts.valid, labels)
     model, history, _ = fit(_settings(name="ngram-lr"), parts.train, valid, labels)
@@ -141,14 +157,17 @@ def test_distillation_weight_zero_is_training_on_labels_alone(tiny_split):
     from dataclasses import replace
 
     from nameorigin.training import fit
+
     parts, labels = tiny_split
     plain = _settings(name="gru")
     teacher = torch.log_softmax(torch.randn(len(parts.train), len(labels)), 1)
     alone, _, _ = fit(plain, parts.train, None, labels)
-    zero, _, _ = fit(replace(plain, train=replace(plain.train, distill_weight=0.0)), parts.train, None, labels,
-                     soft_targets=teacher)
-    taught, _, _ = fit(replace(plain, train=replace(plain.train, distill_weight=1.0)), parts.train, None, labels,
-                       soft_targets=teacher)
+    zero, _, _ = fit(
+        replace(plain, train=replace(plain.train, distill_weight=0.0)), parts.train, None, labels, soft_targets=teacher
+    )
+    taught, _, _ = fit(
+        replace(plain, train=replace(plain.train, distill_weight=1.0)), parts.train, None, labels, soft_targets=teacher
+    )
     for a, b in zip(alone.state_dict().values(), zero.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     assert not torch.equal(alone.h2o.weight, taught.h2o.weight)
@@ -158,6 +177,7 @@ def test_distillation_alone_makes_the_student_follow_the_teacher(tiny_split):
     from dataclasses import replace
 
     from nameorigin.training import distillation_loss, fit
+
     parts, labels = tiny_split
     settings = _settings(name="gru")
     settings.train = replace(settings.train, distill_weight=1.0, epochs=15, label_smoothing=0.0, class_weight=0.0)
@@ -172,6 +192,7 @@ def test_distillation_alone_makes_the_student_follow_the_teacher(tiny_split):
 
 def test_folds_keep_a_name_with_two_labels_together_and_cover_every_pair():
     from nameorigin.training import fold_of_each
+
     pairs = [(f"N{i}", "A") for i in range(50)] + [("N3", "B"), ("N7", "B")]
     fold = fold_of_each(pairs, 4, seed=0)
     assert fold[3] == fold[50] and fold[7] == fold[51]
@@ -182,6 +203,7 @@ def test_folds_keep_a_name_with_two_labels_together_and_cover_every_pair():
 
 def test_out_of_fold_probabilities_come_from_teachers_that_did_not_see_the_name(tiny_split):
     from nameorigin.training import fit, fold_of_each, out_of_fold_log_probs
+
     parts, labels = tiny_split
     teacher = _settings(name="ngram-lr")
     oof = out_of_fold_log_probs(teacher, parts.train, labels, folds=3, seed=5)
@@ -197,6 +219,7 @@ def test_out_of_fold_probabilities_come_from_teachers_that_did_not_see_the_name(
 def test_fit_trains_a_mixed_ensemble_and_fits_its_weights_on_validation(tiny_split):
     from nameorigin.models import Ensemble
     from nameorigin.training import Settings, fit
+
     parts, labels = tiny_split
     valid = data.encode_pairs(parts.valid, labels)
     members = [_settings(name="gru"), _settings(name="cnn"), _settings(name="ngram-lr")]
@@ -212,6 +235,7 @@ def test_a_preset_teacher_trains_out_of_fold_and_weight_zero_skips_it(tiny_split
     from dataclasses import replace
 
     from nameorigin.training import fit
+
     parts, labels = tiny_split
     student = _settings(name="gru")
     student.teacher = _settings(name="ngram-lr")
@@ -220,13 +244,19 @@ def test_a_preset_teacher_trains_out_of_fold_and_weight_zero_skips_it(tiny_split
     fit(student, parts.train, None, labels, printer=lines.append)
     assert [line.split(" (")[0] for line in lines] == ["teacher 1/2", "teacher 2/2"]
     lines.clear()
-    fit(replace(student, train=replace(student.train, distill_weight=0.0)), parts.train, None, labels,
-        printer=lines.append)
+    fit(
+        replace(student, train=replace(student.train, distill_weight=0.0)),
+        parts.train,
+        None,
+        labels,
+        printer=lines.append,
+    )
     assert lines == []
 
 
 def test_the_bundled_preset_is_a_student_with_a_mixed_teacher():
     from nameorigin.training import resolve_settings
+
     settings = resolve_settings("bundled")
     assert settings.model.name == "gru-attention" and settings.train.teacher_folds >= 2
     assert settings.teacher.members and settings.teacher.model.name == "mixed"

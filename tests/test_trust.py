@@ -1,4 +1,5 @@
 """The trust layer: conformal sets, target priors, the out-of-scope score, abstention, storage, and bad values."""
+
 import csv
 import json
 import logging
@@ -20,8 +21,20 @@ from nameorigin.text import BadName, fold, fold_checked
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small gru trained through the command line on the tiny data: its checkpoint has a trust layer."""
-    return train_tiny(tmp_path_factory.mktemp("trust"), "gru", "--hidden", "16", "--epochs", "15", "--lr", "0.02",
-                      "--batch-size", "16", "--split", "0.6,0.4,0")
+    return train_tiny(
+        tmp_path_factory.mktemp("trust"),
+        "gru",
+        "--hidden",
+        "16",
+        "--epochs",
+        "15",
+        "--lr",
+        "0.02",
+        "--batch-size",
+        "16",
+        "--split",
+        "0.6,0.4,0",
+    )
 
 
 def calibrated_task(n: int, n_classes: int = 6, seed: int = 0):
@@ -152,8 +165,9 @@ def test_rewriting_a_checkpoint_keeps_its_detector_or_refuses(trained, tmp_path)
     meta = {k: v for k, v in ck.meta.items() if k != "trust"}
     again = checkpoint.save(tmp_path / "again.safetensors", ck.model, ck.labels, meta, trust=layer)
     names = ["Kalov", "Qwrtz"]
-    assert [p.out_of_scope for p in Predictor.load(again).predict(names)] == \
-           [p.out_of_scope for p in Predictor.load(model).predict(names)]
+    assert [p.out_of_scope for p in Predictor.load(again).predict(names)] == [
+        p.out_of_scope for p in Predictor.load(model).predict(names)
+    ]
 
 
 def test_abstention_triggers_on_garbage(trained):
@@ -186,8 +200,9 @@ def test_priors_reweight_and_auto_reports_the_mix(trained):
 
 def test_an_older_checkpoint_without_trust_loads_and_predicts(tmp_path, caplog):
     model = build_model(ModelConfig(name="gru", hidden=8), 4)
-    path = checkpoint.save(tmp_path / "old.safetensors", model, ["Alpha", "Beta", "Delta", "Gamma"],
-                           {"temperature": 1.5})
+    path = checkpoint.save(
+        tmp_path / "old.safetensors", model, ["Alpha", "Beta", "Delta", "Gamma"], {"temperature": 1.5}
+    )
     with caplog.at_level(logging.INFO, logger="nameorigin"):
         predictor = Predictor.load(path)
         (p,) = predictor.predict(["Kalov"], top=2, coverage=0.9, prior="uniform")
@@ -200,6 +215,7 @@ def test_an_older_checkpoint_without_trust_loads_and_predicts(tmp_path, caplog):
 def test_without_faker_the_detector_is_skipped_with_a_note(monkeypatch, caplog):
     def no_faker(*args, **kwargs):
         raise ImportError("No module named 'faker'")
+
     monkeypatch.setattr(trust, "faker_surnames", no_faker)
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="gru", hidden=8), 2).eval()
@@ -217,8 +233,16 @@ def test_out_of_scope_names_split_by_hash_and_exclude_training_names():
     assert "Aaltonen" not in trust.out_of_scope_names(["aaltonen"], part="all")
 
 
-@pytest.mark.parametrize("argv", [["--coverage", "0"], ["--coverage", "1.5"], ["--min-confidence", "2"],
-                                  ["--max-out-of-scope", "-0.1"], ["--coverage", "nan"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--coverage", "0"],
+        ["--coverage", "1.5"],
+        ["--min-confidence", "2"],
+        ["--max-out-of-scope", "-0.1"],
+        ["--coverage", "nan"],
+    ],
+)
 def test_bad_numbers_exit_2(capsys, trained, argv):
     _, model = trained
     with pytest.raises(SystemExit) as e:
@@ -226,14 +250,17 @@ def test_bad_numbers_exit_2(capsys, trained, argv):
     assert e.value.code == 2 and argv[0] in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("content, suffix, message", [
-    (None, None, "expected uniform, auto"),
-    ('{"Klingon": 1}', ".json", "unknown language"),
-    ("Alpha,-1\nBeta,2\n", ".csv", ">= 0"),
-    ("language,weight\nAlpha,0\nBeta,0\n", ".csv", "sum to 0"),
-    ("Alpha,lots\n", ".csv", "not a number"),
-    ("{not json", ".json", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content, suffix, message",
+    [
+        (None, None, "expected uniform, auto"),
+        ('{"Klingon": 1}', ".json", "unknown language"),
+        ("Alpha,-1\nBeta,2\n", ".csv", ">= 0"),
+        ("language,weight\nAlpha,0\nBeta,0\n", ".csv", "sum to 0"),
+        ("Alpha,lots\n", ".csv", "not a number"),
+        ("{not json", ".json", "not valid JSON"),
+    ],
+)
 def test_bad_priors_exit_2(capsys, tmp_path, trained, content, suffix, message):
     _, model = trained
     prior = "martian"
@@ -267,8 +294,24 @@ def test_cli_predict_shows_sets_and_abstention(capsys, tmp_path, trained):
     src = tmp_path / "names.txt"
     src.write_text("Kalov\n😀\nXqzvbwxq\n")
     target = tmp_path / "out.csv"
-    assert main(["predict", "--model", str(model), "--input", str(src), "--output", str(target), "--coverage", "0.8",
-                 "--prior", "auto"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--input",
+                str(src),
+                "--output",
+                str(target),
+                "--coverage",
+                "0.8",
+                "--prior",
+                "auto",
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader(target.open()))
     assert [r["abstained"] for r in rows] == ["false", "false", "true"]  # the error row: false, as in --json
     assert rows[2]["reason"] == "out-of-scope" and float(rows[2]["out_of_scope"]) > 0.5
@@ -280,8 +323,23 @@ def test_evaluate_reports_coverage_risk_and_out_of_scope(capsys, tmp_path, train
     oos = tmp_path / "oos.txt"
     oos.write_text("\n".join(["Xqzvbwxq", "Qqqqjjjj", "Zzxxkvwq", "Wbxqzjkv", "Aaltonen", "Yilmaz", "😀"]) + "\n")
     png = tmp_path / "rc.png"
-    assert main(["evaluate", "--model", str(model), "--data", str(folder), "--json", "--risk-coverage", str(png),
-                 "--out-of-scope", str(oos)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model),
+                "--data",
+                str(folder),
+                "--json",
+                "--risk-coverage",
+                str(png),
+                "--out-of-scope",
+                str(oos),
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     for c in ("0.8", "0.9", "0.95"):
         assert 0 < result["sets"][c]["coverage"] <= 1 and result["sets"][c]["mean_size"] >= 1
@@ -294,8 +352,7 @@ def test_evaluate_reports_coverage_risk_and_out_of_scope(capsys, tmp_path, train
     # the out-of-scope names may come in any input predict reads: here a CSV whose header names the column
     table = tmp_path / "oos.csv"
     table.write_text("id,surname\n" + "".join(f"{i},{n}\n" for i, n in enumerate(oos.read_text().split())))
-    assert main(["evaluate", "--model", str(model), "--data", str(folder), "--json", "--out-of-scope",
-                 str(table)]) == 0
+    assert main(["evaluate", "--model", str(model), "--data", str(folder), "--json", "--out-of-scope", str(table)]) == 0
     assert json.loads(capsys.readouterr().out)["out_of_scope"]["auroc"] == result["out_of_scope"]["auroc"]
 
 
@@ -321,10 +378,18 @@ def test_http_bad_get_values_are_422(client, params):
     assert client.get("/api/predict", params={"name": "Kalov", **params}).status_code == 422
 
 
-@pytest.mark.parametrize("body", [
-    {"coverage": 0}, {"coverage": 1}, {"prior": "martian"}, {"prior": {"Klingon": 1}}, {"prior": {"Alpha": -1}},
-    {"prior": {"Alpha": 0}}, {"prior": {}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"coverage": 0},
+        {"coverage": 1},
+        {"prior": "martian"},
+        {"prior": {"Klingon": 1}},
+        {"prior": {"Alpha": -1}},
+        {"prior": {"Alpha": 0}},
+        {"prior": {}},
+    ],
+)
 def test_http_bad_post_values_are_422_as_the_schema_says(client, body):
     r = client.post("/api/predict", json={"names": ["Kalov"], **body})
     assert r.status_code == 422 and any("prior" in e["loc"] or "coverage" in e["loc"] for e in r.json()["detail"])
@@ -343,6 +408,7 @@ def test_auroc_matches_scikit_learn_with_ties():
     from sklearn.metrics import roc_auc_score
 
     from nameorigin.evaluation import auroc
+
     rng = np.random.default_rng(0)
     neg, pos = rng.integers(0, 5, 200).astype(float), rng.integers(1, 6, 150).astype(float)
     expected = roc_auc_score(np.r_[np.zeros(200), np.ones(150)], np.r_[neg, pos])
@@ -352,6 +418,7 @@ def test_auroc_matches_scikit_learn_with_ties():
 def test_risk_coverage_and_selective_accuracy(tmp_path):
     from nameorigin import plots
     from nameorigin.evaluation import risk_coverage, selective_accuracy
+
     confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
     correct = np.array([True, True, False, True, False])
     coverage, risk = risk_coverage(confidence, correct)
@@ -374,8 +441,17 @@ def test_out_of_scope_features_equal_a_name_by_name_reference():
     background = ["Virtanen", "Nagy", "Yilmaz"]
     bg_keys, bg_counts = trust.trigram_counts(background, np.full(len(background), 5))
     n_features = len(trust.OutOfScope.FEATURES)
-    detector = trust.OutOfScope(np.concatenate([keys, bg_keys]), np.concatenate([counts, bg_counts]), 5, 1.0, 1.0,
-                                np.zeros(n_features), np.ones(n_features), np.zeros(n_features), 0.0)
+    detector = trust.OutOfScope(
+        np.concatenate([keys, bg_keys]),
+        np.concatenate([counts, bg_counts]),
+        5,
+        1.0,
+        1.0,
+        np.zeros(n_features),
+        np.ones(n_features),
+        np.zeros(n_features),
+        0.0,
+    )
     names = ["Abel", "x", "Kowalczyk", "O'Hara", "van der Berg", "Qwrtz"]
     probs = np.random.default_rng(0).dirichlet(np.ones(5), len(names))
     tables = trust.trigram_tables(detector.keys, detector.counts, 5, 1.0, 1.0)  # (L + 2, K**3)

@@ -1,5 +1,6 @@
 """One way through the house: the command line and Python run the same use cases (api.train, api.evaluate,
 predict.model_info), the command line stays light, and library errors name parameters, not flags."""
+
 import json
 import pickle
 import subprocess
@@ -40,8 +41,9 @@ def trained(folder):
 
 def test_train_command_and_fit_give_identical_weights(capsys, tmp_path, folder, trained):
     out = tmp_path / "cli.safetensors"
-    code, _, err = run(capsys, "train", "--data", folder, "--split-seed", "2", "--out", out, "--quiet",
-                       *_flags(SETTINGS))
+    code, _, err = run(
+        capsys, "train", "--data", folder, "--split-seed", "2", "--out", out, "--quiet", *_flags(SETTINGS)
+    )
     assert code == 0, err
     from_cli = checkpoint.load(out)
     mine = trained.model.state_dict()
@@ -95,8 +97,18 @@ def test_train_refuses_settings_by_their_parameter(folder):
 
 
 def test_the_cli_says_parameters_as_its_flags(capsys, tmp_path, folder):
-    code, _, err = run(capsys, "train", "--data", folder, "--preset", "worksheet-rnn", "--members", "2",
-                       "--out", tmp_path / "m.safetensors")
+    code, _, err = run(
+        capsys,
+        "train",
+        "--data",
+        folder,
+        "--preset",
+        "worksheet-rnn",
+        "--members",
+        "2",
+        "--out",
+        tmp_path / "m.safetensors",
+    )
     assert code == 2 and "error: --members: an ensemble" in err
     code, _, err = run(capsys, "predict", "Kalov", "--prior", "martian")
     assert code == 2 and "error: --prior 'martian'" in err
@@ -114,6 +126,7 @@ def test_info_is_the_command_line_twin_of_api_model(capsys, tmp_path, trained):
 
     from nameorigin.predict import file_sha256
     from nameorigin.server import create_app
+
     path = trained.save(tmp_path / "m.safetensors")
     code, out, _ = run(capsys, "info", "--model", path, "--json")
     assert code == 0
@@ -137,6 +150,7 @@ def test_version_has_one_source(capsys):
     import re
     from importlib.metadata import version
     from pathlib import Path
+
     with pytest.raises(SystemExit):
         main(["--version"])
     printed = capsys.readouterr().out.strip()
@@ -152,6 +166,7 @@ def test_the_compare_baseline_is_the_ngram_lr_model_on_noisy_names(folder):
     pytest.importorskip("sklearn")
     from nameorigin import experiments
     from nameorigin.training import fit, resolve_settings
+
     pairs = nameorigin.load_names(folder)
     labels = data.languages(pairs)
     clean, _, _ = fit(resolve_settings("ngram-lr"), pairs, None, labels)
@@ -163,15 +178,26 @@ def test_the_compare_baseline_is_the_ngram_lr_model_on_noisy_names(folder):
     assert not hasattr(experiments, "baseline_pipeline")
 
 
-HEAVY = ("fastapi", "uvicorn", "pydantic", "starlette", "matplotlib", "pandas", "polars", "dask", "distributed",
-         "sklearn", "scipy")
+HEAVY = (
+    "fastapi",
+    "uvicorn",
+    "pydantic",
+    "starlette",
+    "matplotlib",
+    "pandas",
+    "polars",
+    "dask",
+    "distributed",
+    "sklearn",
+    "scipy",
+)
 
 
 @pytest.mark.parametrize("module", ["nameorigin.cli", "nameorigin.api", "nameorigin"])
 def test_importing_the_command_line_loads_no_heavy_library(module):
     """The core is torch and pyarrow; the service, plots, DataFrames, Dask and scikit-learn come with the commands
     that use them."""
-    code = (f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
+    code = f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
 
@@ -179,6 +205,7 @@ def test_importing_the_command_line_loads_no_heavy_library(module):
 def test_the_tests_do_not_import_from_bench():
     """The seeds' reference code is nameorigin.reference; bench/ is for benchmarks only."""
     from pathlib import Path
+
     assert not any(Path(p).name == "bench" for p in sys.path)
     assert not any(getattr(m, "__file__", None) and "/bench/" in m.__file__ for m in list(sys.modules.values()))
 

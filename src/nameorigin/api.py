@@ -16,6 +16,7 @@ parses, formats and maps parameter names to its flags. Bad input raises an
 :class:`~nameorigin.errors.InputError` whose ``param`` names the parameter. Nothing is trained or written
 that a caller did not ask for, and matplotlib is imported only by the plotting helpers.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,6 +57,7 @@ Source = Sequence[data.Pair] | data.Split | str | os.PathLike | None
 
 # ------------------------------------------------------------------------------------------------ data
 
+
 def load_names(path: str | os.PathLike | None = None) -> list[data.Pair]:
     """Distinct (folded name, language) pairs from ``path`` (a folder of ``<Language>.txt`` files, or a
     CSV/TSV of name and language); without ``path``, from ``NAMEORIGIN_DATA``, else the tutorial's archive
@@ -63,8 +65,9 @@ def load_names(path: str | os.PathLike | None = None) -> list[data.Pair]:
     return data.dedupe(data.read_labelled(data.resolve_data(path)))
 
 
-def split_names(pairs: Sequence[data.Pair], fractions: Sequence[float] = (0.8, 0.1, 0.1), *,
-                seed: int = 0) -> data.Split:
+def split_names(
+    pairs: Sequence[data.Pair], fractions: Sequence[float] = (0.8, 0.1, 0.1), *, seed: int = 0
+) -> data.Split:
     """The leak-free split (by distinct name, stratified by language) into ``train``, ``valid`` and ``test``:
     a name never stands on two sides. ``fractions`` are (train, valid, test), summing to 1."""
     return data.split(pairs, data.check_fractions(fractions, param="fractions"), seed=seed)
@@ -98,6 +101,7 @@ def _pairs_of(source: Source, *, to_train: bool) -> list[data.Pair]:
 
 # ------------------------------------------------------------------------------------------------ training
 
+
 @dataclass
 class Trained:
     """A trained model with everything that came with it: its history, languages, settings, the split it
@@ -122,8 +126,9 @@ class Trained:
         """Accuracy, macro-F1, loss and per-language figures on the held-out test names (None without them)."""
         return (self.meta.get("metrics") or {}).get("test")
 
-    def log_probs(self, pairs: Sequence[data.Pair], *, noise: int = 0, seed: int = 0
-                  ) -> tuple[data.Encoded, torch.Tensor]:
+    def log_probs(
+        self, pairs: Sequence[data.Pair], *, noise: int = 0, seed: int = 0
+    ) -> tuple[data.Encoded, torch.Tensor]:
         """The encoded ``pairs`` (with the worksheet's noise appended when ``noise`` > 0, seeded) and the model's
         log-probabilities for them (N, C), without temperature."""
         encoded = data.noisy_copy(data.encode_pairs(pairs, self.labels), noise, seed)
@@ -154,53 +159,94 @@ def teacher_summary(settings: Settings, path: str | None = None) -> dict | None:
     (``settings.teacher``), or None."""
     if settings.teacher is None and not path:
         return None
-    return {"file": path, "model": settings.teacher.model.to_dict() if settings.teacher else None,
-            "out_of_fold": settings.teacher is not None}
+    return {
+        "file": path,
+        "model": settings.teacher.model.to_dict() if settings.teacher else None,
+        "out_of_fold": settings.teacher is not None,
+    }
 
 
-def checkpoint_meta(settings: Settings, history: History, parts: data.Split, train_pairs: Sequence[data.Pair], *,
-                    preset: str | None, fractions: Sequence[float], split_seed: int, layer: trust.Trust,
-                    test_metrics: dict | None, **training: object) -> dict:
+def checkpoint_meta(
+    settings: Settings,
+    history: History,
+    parts: data.Split,
+    train_pairs: Sequence[data.Pair],
+    *,
+    preset: str | None,
+    fractions: Sequence[float],
+    split_seed: int,
+    layer: trust.Trust,
+    test_metrics: dict | None,
+    **training: object,
+) -> dict:
     """The metadata document of a trained model's checkpoint, as :func:`train` writes it (training settings
     and any extra ``training`` keys, data fingerprint, temperature and calibration, validation and test
     metrics, history); the trust ``layer`` itself is stored by ``checkpoint.save``."""
-    calibration = ({"temperature": layer.temperature, "valid_ece_before": layer.info["valid_ece_before"],
-                    "valid_ece_after": layer.info["valid_ece_after"]} if parts.valid else None)
+    calibration = (
+        {
+            "temperature": layer.temperature,
+            "valid_ece_before": layer.info["valid_ece_before"],
+            "valid_ece_after": layer.info["valid_ece_after"],
+        }
+        if parts.valid
+        else None
+    )
     return {
-        "training": {"mode": "worksheet" if settings.worksheet else "batched", "preset": preset,
-                     **asdict(settings.train), "split": list(fractions), "split_seed": split_seed,
-                     "prune": settings.prune, "threads": torch.get_num_threads(),  # the arithmetic's, for reruns
-                     **training, "n_train": len(train_pairs), "n_valid": len(parts.valid),
-                     "n_test": len(parts.test)},
+        "training": {
+            "mode": "worksheet" if settings.worksheet else "batched",
+            "preset": preset,
+            **asdict(settings.train),
+            "split": list(fractions),
+            "split_seed": split_seed,
+            "prune": settings.prune,
+            "threads": torch.get_num_threads(),  # the arithmetic's, for reruns
+            **training,
+            "n_train": len(train_pairs),
+            "n_valid": len(parts.valid),
+            "n_test": len(parts.test),
+        },
         "data_fingerprint": data.fingerprint(train_pairs),
         "folding": text.folding_info(text.DEFAULT_FOLD_SCHEME),  # how its names were folded, with versions
         "temperature": layer.temperature,
         "calibration": calibration,
         "metrics": {"valid": history.best or None, "test": test_metrics},
-        "history": {"loss_steps": history.loss_steps, "losses": [round(x, 5) for x in history.losses],
-                    "epochs": history.epochs, "best_epoch": history.best_epoch,
-                    "train_seconds": history.train_seconds, "names_seen": history.names_seen},
+        "history": {
+            "loss_steps": history.loss_steps,
+            "losses": [round(x, 5) for x in history.losses],
+            "epochs": history.epochs,
+            "best_epoch": history.best_epoch,
+            "train_seconds": history.train_seconds,
+            "names_seen": history.names_seen,
+        },
     }
 
 
-def train_settings(*, preset: str | None = None, worksheet: bool | None = None, model: str | None = None,
-                   **overrides) -> Settings:
+def train_settings(
+    *, preset: str | None = None, worksheet: bool | None = None, model: str | None = None, **overrides
+) -> Settings:
     """The settings :func:`train` trains with: the dataclass defaults, then ``preset``, then ``model`` (a
     registry name) and ``overrides`` (fields of :class:`~nameorigin.models.ModelConfig`,
     :class:`~nameorigin.training.TrainConfig` or :class:`~nameorigin.training.WorksheetConfig`, and
     ``prune``). Unknown names raise ``TypeError``; settings that cannot go together an :class:`InputError`."""
     unknown = sorted(set(overrides) - _MODEL_KEYS - _TRAIN_KEYS - {"prune"})
     if unknown:
-        raise TypeError(f"train() got unknown setting(s) {', '.join(unknown)}; model settings: "
-                        f"{', '.join(sorted(_MODEL_KEYS))}; training settings: {', '.join(sorted(_TRAIN_KEYS))}; "
-                        "and prune")
+        raise TypeError(
+            f"train() got unknown setting(s) {', '.join(unknown)}; model settings: "
+            f"{', '.join(sorted(_MODEL_KEYS))}; training settings: {', '.join(sorted(_TRAIN_KEYS))}; "
+            "and prune"
+        )
     model_values = {k: v for k, v in overrides.items() if k in _MODEL_KEYS} | ({"name": model} if model else {})
-    settings = resolve_settings(preset, worksheet=worksheet, model=model_values,
-                                train={k: v for k, v in overrides.items() if k in _TRAIN_KEYS},
-                                prune=overrides.get("prune"))
+    settings = resolve_settings(
+        preset,
+        worksheet=worksheet,
+        model=model_values,
+        train={k: v for k, v in overrides.items() if k in _TRAIN_KEYS},
+        prune=overrides.get("prune"),
+    )
     if settings.worksheet and settings.model.members > 1:
-        raise InputError("members: an ensemble trains with the batched trainer, not the worksheet loop",
-                         param="members")
+        raise InputError(
+            "members: an ensemble trains with the batched trainer, not the worksheet loop", param="members"
+        )
     return settings
 
 
@@ -215,34 +261,49 @@ def _training_split(source: Source, fractions: Sequence[float], seed: int) -> tu
     return data.split(training_names(source), fractions, seed=seed), list(fractions)
 
 
-def _teacher_targets(path: str | os.PathLike, settings: Settings, train_pairs: Sequence[data.Pair],
-                     labels: list[str], device) -> torch.Tensor | None:
+def _teacher_targets(
+    path: str | os.PathLike, settings: Settings, train_pairs: Sequence[data.Pair], labels: list[str], device
+) -> torch.Tensor | None:
     """A teacher checkpoint: with ``teacher_folds`` K >= 2 its recipe, set as ``settings.teacher`` to train out
     of fold; otherwise its own log-probabilities on the training names (the soft targets)."""
     if settings.worksheet:
-        raise InputError("teacher: distillation trains with the batched trainer, not the worksheet loop",
-                         param="teacher")
+        raise InputError(
+            "teacher: distillation trains with the batched trainer, not the worksheet loop", param="teacher"
+        )
     doc = checkpoint.read_meta(path)
     if doc["labels"] != labels:
-        raise InputError(f"teacher {path}: made for the languages {', '.join(doc['labels'])}, not this data's",
-                         param="teacher")
+        raise InputError(
+            f"teacher {path}: made for the languages {', '.join(doc['labels'])}, not this data's", param="teacher"
+        )
     if settings.train.teacher_folds >= 2:
         settings.teacher = recipe(doc)
         return None
     if settings.train.teacher_folds == 1:
-        raise InputError("teacher_folds 1: expected 0 (the teacher's own probabilities) or 2 or more",
-                         param="teacher_folds")
+        raise InputError(
+            "teacher_folds 1: expected 0 (the teacher's own probabilities) or 2 or more", param="teacher_folds"
+        )
     teacher = checkpoint.load(path, device=device).model
     encoded = data.encode_pairs(train_pairs, labels)
     return batched_log_probs(teacher, encoded.tokens, encoded.lengths)[0]
 
 
-def train(source: Source = None, *, preset: str | None = None, worksheet: bool | None = None,
-          model: str | None = None, split: Sequence[float] = (0.8, 0.1, 0.1), split_seed: int = 0,
-          teacher: str | os.PathLike | None = None, corpus: str | os.PathLike | None = None,
-          exclude: Sequence[str | os.PathLike] = (), device: str | torch.device = "cpu", progress: bool = False,
-          printer: Callable[[str], None] | None = None, on_epoch: Callable[[dict], None] | None = None,
-          **overrides) -> Trained | None:
+def train(
+    source: Source = None,
+    *,
+    preset: str | None = None,
+    worksheet: bool | None = None,
+    model: str | None = None,
+    split: Sequence[float] = (0.8, 0.1, 0.1),
+    split_seed: int = 0,
+    teacher: str | os.PathLike | None = None,
+    corpus: str | os.PathLike | None = None,
+    exclude: Sequence[str | os.PathLike] = (),
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    printer: Callable[[str], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    **overrides,
+) -> Trained | None:
     """Train, calibrate and evaluate a model: what ``nameorigin train`` does (it writes ``.save(out)``).
 
     ``source``: a :class:`~nameorigin.data.Split`; or (name, language) pairs, or a path as :func:`load_names`
@@ -259,60 +320,115 @@ def train(source: Source = None, *, preset: str | None = None, worksheet: bool |
     # the data step and reaches the trainer through the training step, as the teacher's soft targets do.
     settings = train_settings(preset=preset, worksheet=worksheet, model=model, **overrides)
     if settings.worksheet and distributed.launched():
-        raise InputError("worksheet: the worksheet loop trains one name at a time in one process; several "
-                         "processes train with the batched trainer", param="worksheet")
+        raise InputError(
+            "worksheet: the worksheet loop trains one name at a time in one process; several "
+            "processes train with the batched trainer",
+            param="worksheet",
+        )
     parts, fractions = _training_split(source, split, split_seed)  # data: read, de-duplicate, split
     labels = data.languages(parts.train + parts.valid + parts.test)
     if not parts.train:
         raise data.DataError(f"{_source_name(source)}: the split leaves no training names")
     parts, real = _corpus_step(settings, parts, labels, corpus, exclude)  # a second source, leak-guarded
-    done = _train_step(settings, parts, labels, teacher=teacher, device=device, printer=printer, progress=progress,
-                       on_epoch=on_epoch, corpus=real.part if real else None)
+    done = _train_step(
+        settings,
+        parts,
+        labels,
+        teacher=teacher,
+        device=device,
+        printer=printer,
+        progress=progress,
+        on_epoch=on_epoch,
+        corpus=real.part if real else None,
+    )
     if done is None:  # another rank of a distributed run
         return None
     net, history, used, processes = done
     test_metrics = validate(net, data.encode_pairs(parts.test, labels), labels) if parts.test else None
-    layer = trust.calibrate(net, labels, used, parts.valid,  # trust: on the validation names only
-                            out_of_scope=real.out_of_scope if real else ())
-    meta = checkpoint_meta(settings, history, parts, used, preset=preset, fractions=fractions,
-                           split_seed=split_seed, layer=layer, test_metrics=test_metrics,
-                           teacher=teacher_summary(settings, None if teacher is None else str(teacher)),
-                           processes=processes, corpus=real.info if real else None)
+    layer = trust.calibrate(
+        net,
+        labels,
+        used,
+        parts.valid,  # trust: on the validation names only
+        out_of_scope=real.out_of_scope if real else (),
+    )
+    meta = checkpoint_meta(
+        settings,
+        history,
+        parts,
+        used,
+        preset=preset,
+        fractions=fractions,
+        split_seed=split_seed,
+        layer=layer,
+        test_metrics=test_metrics,
+        teacher=teacher_summary(settings, None if teacher is None else str(teacher)),
+        processes=processes,
+        corpus=real.info if real else None,
+    )
     if real:  # the fingerprint covers the corpus file's content, its map and its source's version
         meta["data_fingerprint"] = data.fingerprint_with(
-            meta["data_fingerprint"], {k: real.info[k] for k in ("sha256", "map_sha256", "names_dataset")})
+            meta["data_fingerprint"], {k: real.info[k] for k in ("sha256", "map_sha256", "names_dataset")}
+        )
     doc, tensors = layer.to_meta()
-    predictor = Predictor(checkpoint.Checkpoint(model=net, labels=labels, meta={**meta, "trust": doc},
-                                                tensors=tensors))
-    return Trained(model=net, history=history, labels=labels, settings=settings, predictor=predictor,
-                   split=parts, meta=meta, trust=layer, train_pairs=used)
+    predictor = Predictor(checkpoint.Checkpoint(model=net, labels=labels, meta={**meta, "trust": doc}, tensors=tensors))
+    return Trained(
+        model=net,
+        history=history,
+        labels=labels,
+        settings=settings,
+        predictor=predictor,
+        split=parts,
+        meta=meta,
+        trust=layer,
+        train_pairs=used,
+    )
 
 
-def _corpus_step(settings: Settings, parts: data.Split, labels: list[str], path: str | os.PathLike | None,
-                 exclude: Sequence[str | os.PathLike]):
+def _corpus_step(
+    settings: Settings,
+    parts: data.Split,
+    labels: list[str],
+    path: str | os.PathLike | None,
+    exclude: Sequence[str | os.PathLike],
+):
     """The corpus step of :func:`train`: ``exclude`` files' names leave the training names; with a corpus file,
     the leak guard between both sources (see :func:`~nameorigin.corpus.for_training`). Returns the split to
     train on and the corpus ready for training (None without one)."""
     if path is None and not exclude:
         return parts, None
     from . import corpus as corpus_module
+
     if path is not None and settings.worksheet:
-        raise InputError("corpus: the worksheet loop trains on labelled names only; a corpus trains with the "
-                         "batched trainer", param="corpus")
+        raise InputError(
+            "corpus: the worksheet loop trains on labelled names only; a corpus trains with the batched trainer",
+            param="corpus",
+        )
     excluded = corpus_module.read_exclude(exclude) if exclude else set()
     if path is None:
         train = [p for p in parts.train if p[0].lower() not in excluded]
         log.info("exclude: %d labelled training name(s) removed", len(parts.train) - len(train))
         return data.Split(train, parts.valid, parts.test), None
-    real = corpus_module.for_training(path, parts.train, labels, labelled_held=[n for n, _ in parts.valid + parts.test],
-                                      exclude=excluded)
+    real = corpus_module.for_training(
+        path, parts.train, labels, labelled_held=[n for n, _ in parts.valid + parts.test], exclude=excluded
+    )
     if not real.train:
         raise data.DataError(f"corpus {path}: the leak guard leaves no labelled training names")
     return data.Split(real.train, parts.valid, parts.test), real
 
 
-def _train_step(settings: Settings, parts: data.Split, labels: list[str], *, teacher, device, printer, progress,
-                on_epoch, corpus=None) -> tuple[Classifier, History, list[data.Pair], int] | None:
+def _train_step(
+    settings: Settings,
+    parts: data.Split,
+    labels: list[str],
+    *,
+    teacher,
+    device,
+    printer,
+    progress,
+    on_epoch,
+    corpus=None,
+) -> tuple[Classifier, History, list[data.Pair], int] | None:
     """The training step of :func:`train`: the distributed start (under ``torchrun``), the teacher's soft
     targets, the trainer, the distributed finish (without waiting, after an error: another rank may be gone).
     Returns the model, its history (with the validation figures of its best epoch), the names it trained on and
@@ -323,12 +439,19 @@ def _train_step(settings: Settings, parts: data.Split, labels: list[str], *, tea
         ranks, device = distributed.start(device)
     valid = data.encode_pairs(parts.valid, labels) if parts.valid else None
     try:
-        soft_targets = (_teacher_targets(teacher, settings, parts.train, labels, device) if teacher is not None
-                        else None)
-        net, history, used = _train(settings, parts.train, valid, labels, device=device,
-                                    printer=printer if ranks.is_main else None, progress=progress and ranks.is_main,
-                                    on_epoch=on_epoch if ranks.is_main else None, soft_targets=soft_targets,
-                                    corpus=corpus)
+        soft_targets = _teacher_targets(teacher, settings, parts.train, labels, device) if teacher is not None else None
+        net, history, used = _train(
+            settings,
+            parts.train,
+            valid,
+            labels,
+            device=device,
+            printer=printer if ranks.is_main else None,
+            progress=progress and ranks.is_main,
+            on_epoch=on_epoch if ranks.is_main else None,
+            soft_targets=soft_targets,
+            corpus=corpus,
+        )
     except BaseException:
         distributed.finish(wait=False)
         raise
@@ -340,10 +463,19 @@ def _train_step(settings: Settings, parts: data.Split, labels: list[str], *, tea
     return net, history, used, ranks.world
 
 
-def fit(pairs_or_split: Sequence[data.Pair] | data.Split, *, preset: str | None = None,
-        worksheet: bool | None = None, model: str | None = None, split: Sequence[float] = (0.8, 0.1, 0.1),
-        split_seed: int = 0, device: str | torch.device = "cpu", progress: bool = False,
-        printer: Callable[[str], None] | None = None, **overrides) -> Trained:
+def fit(
+    pairs_or_split: Sequence[data.Pair] | data.Split,
+    *,
+    preset: str | None = None,
+    worksheet: bool | None = None,
+    model: str | None = None,
+    split: Sequence[float] = (0.8, 0.1, 0.1),
+    split_seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    printer: Callable[[str], None] | None = None,
+    **overrides,
+) -> Trained:
     """:func:`train` on names in hand: ``pairs_or_split``, a :class:`~nameorigin.data.Split` (from
     :func:`split_names`) or (name, language) pairs, split here by ``split`` fractions and ``split_seed``.
     Settings come from the dataclass defaults, then ``preset`` (see ``nameorigin presets``; none: ``default``,
@@ -355,10 +487,23 @@ def fit(pairs_or_split: Sequence[data.Pair] | data.Split, *, preset: str | None 
     ``printer`` gets the worksheet loop's lines (e.g. ``print``); ``progress`` shows the batched trainer's bar.
     """
     if isinstance(pairs_or_split, (str, os.PathLike)) or pairs_or_split is None:
-        raise InputError("pairs_or_split: expected (name, language) pairs or a Split; to read a file, "
-                         "nameorigin.train(path) or fit(load_names(path))", param="pairs_or_split")
-    return train(pairs_or_split, preset=preset, worksheet=worksheet, model=model, split=split,
-                 split_seed=split_seed, device=device, progress=progress, printer=printer, **overrides)
+        raise InputError(
+            "pairs_or_split: expected (name, language) pairs or a Split; to read a file, "
+            "nameorigin.train(path) or fit(load_names(path))",
+            param="pairs_or_split",
+        )
+    return train(
+        pairs_or_split,
+        preset=preset,
+        worksheet=worksheet,
+        model=model,
+        split=split,
+        split_seed=split_seed,
+        device=device,
+        progress=progress,
+        printer=printer,
+        **overrides,
+    )
 
 
 def _fractions_of(parts: data.Split) -> list[float]:
@@ -367,6 +512,7 @@ def _fractions_of(parts: data.Split) -> list[float]:
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
+
 
 @dataclass
 class Evaluation:
@@ -388,8 +534,10 @@ class Evaluation:
 
     def reliability(self) -> tuple[list[dict], list[dict]]:
         """Reliability bins before and after temperature scaling."""
-        return (reliability(self.log_probs.softmax(1), self.truth),
-                reliability(torch.from_numpy(self.applied.probabilities), self.truth))
+        return (
+            reliability(self.log_probs.softmax(1), self.truth),
+            reliability(torch.from_numpy(self.applied.probabilities), self.truth),
+        )
 
     def risk_coverage(self) -> dict[str, tuple[list[float], list[float]]]:
         """Risk-coverage curves by the calibrated top probability and, with a detector, by it times
@@ -398,8 +546,9 @@ class Evaluation:
         top = self.applied.probabilities.max(1)
         curves = {"top probability": risk_coverage(top, correct)}
         if self.applied.out_of_scope is not None:
-            curves["top probability x (1 - out-of-scope)"] = risk_coverage(top * (1 - self.applied.out_of_scope),
-                                                                           correct)
+            curves["top probability x (1 - out-of-scope)"] = risk_coverage(
+                top * (1 - self.applied.out_of_scope), correct
+            )
         return curves
 
 
@@ -417,9 +566,12 @@ def _name_list(names: Sequence[str] | str | os.PathLike) -> tuple[list[str], str
     """Raw names from a sequence, or from a file any ``predict --input`` reads, and what to call them."""
     if isinstance(names, (str, os.PathLike)):
         from . import frame
+
         source = frame.open_source(names)
-        return ([name for batch in source.batches for name in batch.column(source.column).to_pylist()
-                 if name is not None], str(source.path))
+        return (
+            [name for batch in source.batches for name in batch.column(source.column).to_pylist() if name is not None],
+            str(source.path),
+        )
     return list(names), "the out-of-scope names"
 
 
@@ -432,16 +584,24 @@ def _out_of_scope_report(predictor: Predictor, in_scope: trust.TrustResult, name
     scores = [p.out_of_scope for p in readable]
     top = [p.predictions[0]["probability"] for p in readable]
     in_top = in_scope.probabilities.max(1)
-    return {"n": len(readable), "unreadable": len(results) - len(readable),
-            "auroc": auroc(in_scope.out_of_scope, scores),
-            "auroc_top_probability": auroc(1 - in_top, [1 - t for t in top]),
-            "abstained": sum(p.abstained for p in readable) / len(readable),
-            "abstained_in_scope": float(in_scope.abstained.mean())}
+    return {
+        "n": len(readable),
+        "unreadable": len(results) - len(readable),
+        "auroc": auroc(in_scope.out_of_scope, scores),
+        "auroc_top_probability": auroc(1 - in_top, [1 - t for t in top]),
+        "abstained": sum(p.abstained for p in readable) / len(readable),
+        "abstained_in_scope": float(in_scope.abstained.mean()),
+    }
 
 
-def evaluate(model: Trained | Predictor | str | os.PathLike | None = None, names: Source = None, *,
-             out_of_scope: Sequence[str] | str | os.PathLike | None = None, device: str = "cpu",
-             precision: str = "fp32") -> Evaluation:
+def evaluate(
+    model: Trained | Predictor | str | os.PathLike | None = None,
+    names: Source = None,
+    *,
+    out_of_scope: Sequence[str] | str | os.PathLike | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
+) -> Evaluation:
     """The whole report of ``nameorigin evaluate``: ``model`` (a :class:`Trained`, a Predictor, a checkpoint
     path, or None for the bundled model) on labelled ``names`` (pairs, or a path as :func:`load_names` reads
     it): accuracy, macro-F1 and per-language figures, the calibration before and after the temperature, the
@@ -453,8 +613,11 @@ def evaluate(model: Trained | Predictor | str | os.PathLike | None = None, names
         raise InputError(f"names {_source_name(names)}: no names to evaluate on", param="names")
     layer = predictor.trust
     if out_of_scope is not None and layer.oos is None:  # refused before the evaluation runs, not after
-        raise InputError("out_of_scope: the model has no out-of-scope detector (trained before the trust layer, "
-                         "or without Faker); retrain it", param="out_of_scope")
+        raise InputError(
+            "out_of_scope: the model has no out-of-scope detector (trained before the trust layer, "
+            "or without Faker); retrain it",
+            param="out_of_scope",
+        )
     oos_names = _name_list(out_of_scope) if out_of_scope is not None else None
     encoded = data.encode_pairs(pairs, predictor.labels)
     lp, _ = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)
@@ -466,20 +629,29 @@ def evaluate(model: Trained | Predictor | str | os.PathLike | None = None, names
     report["ece_before"] = expected_calibration_error(lp.softmax(1), encoded.labels)
     report["ece_after"] = expected_calibration_error(calibrated, encoded.labels)
     if layer.conformal is not None:
-        report["sets"] = {str(c): set_coverage(layer.apply(lp, folded, coverage=c).sets, encoded.labels.numpy(),
-                                               predictor.labels) for c in trust.COVERAGES}
+        report["sets"] = {
+            str(c): set_coverage(layer.apply(lp, folded, coverage=c).sets, encoded.labels.numpy(), predictor.labels)
+            for c in trust.COVERAGES
+        }
     if layer.min_confidence is not None:
         report["abstained"] = float(applied.abstained.mean())
     if oos_names is not None:
         report["out_of_scope"] = _out_of_scope_report(predictor, applied, *oos_names)
-    return Evaluation(report=report, labels=list(predictor.labels), truth=encoded.labels, log_probs=lp,
-                      applied=applied)
+    return Evaluation(report=report, labels=list(predictor.labels), truth=encoded.labels, log_probs=lp, applied=applied)
 
 
 # ------------------------------------------------------------------------------------------------ compare
 
-def compare(pairs: Source = None, models: Sequence[str] | None = None, *, out: str | os.PathLike | None = None,
-            report: Callable[[str], None] | None = None, as_frame: bool = True, **settings):
+
+def compare(
+    pairs: Source = None,
+    models: Sequence[str] | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    report: Callable[[str], None] | None = None,
+    as_frame: bool = True,
+    **settings,
+):
     """The worksheet's comparison: every model (registry names, and ``"baseline"`` for the character n-gram
     logistic regression, ``ngram-lr``, which needs scikit-learn) at every noise level and seed, trained on the
     training part of the leak-free split of ``pairs`` (pairs, or a path as :func:`load_names` reads it; the
@@ -496,6 +668,7 @@ def compare(pairs: Source = None, models: Sequence[str] | None = None, *, out: s
     with the columns of ``results.csv`` and the loss curve (``curve_x``: training names seen, ``curve_loss``).
     """
     from . import experiments
+
     if models is not None:
         settings["models"] = list(models)
     config = experiments.CompareConfig(**settings)
@@ -506,8 +679,10 @@ def compare(pairs: Source = None, models: Sequence[str] | None = None, *, out: s
         results = experiments.compare(pairs, config, out, report=report)
     else:
         results = experiments.run_grid(pairs, config, report=report)
-    rows = [{**{c: r.row().get(c) for c in experiments.COLUMNS}, "curve_x": r.curve_x, "curve_loss": r.curve_loss}
-            for r in results]
+    rows = [
+        {**{c: r.row().get(c) for c in experiments.COLUMNS}, "curve_x": r.curve_x, "curve_loss": r.curve_loss}
+        for r in results
+    ]
     if not as_frame:
         return rows
     try:
@@ -532,11 +707,13 @@ def _curve(run: Trained | History | Curve) -> Curve:
     return run
 
 
-def plot_losses(runs: Mapping[str, Trained | History | Curve], *, title: str = "Training loss",
-                xlabel: str | None = None) -> Figure:
+def plot_losses(
+    runs: Mapping[str, Trained | History | Curve], *, title: str = "Training loss", xlabel: str | None = None
+) -> Figure:
     """Several runs' training loss on one figure, ``{label: run}``; a run is a :class:`Trained` (x: training
     names seen), a :class:`~nameorigin.training.History` (x: steps) or an ``(x, loss)`` pair."""
     from . import plots
+
     if xlabel is None:
         xlabel = "Steps" if any(isinstance(r, History) for r in runs.values()) else "Training names seen"
     return plots.loss_curves({label: [_curve(run)] for label, run in runs.items()}, title=title, xlabel=xlabel)
@@ -546,6 +723,7 @@ def plot_attention(model: Trained | Predictor, names: Sequence[str], *, title: s
     """A heat map of where an attention model looks in each name (rows: names as folded, with the predicted
     language). A model without attention raises ``ValueError``."""
     from . import plots
+
     predictor = _predictor(model)
     if not predictor.has_attention:
         raise ValueError(f"a {predictor.model.config.name} model has no attention; train gru-attention")
@@ -553,8 +731,11 @@ def plot_attention(model: Trained | Predictor, names: Sequence[str], *, title: s
     if not good:
         raise ValueError("none of the names can be read")
     rows = [f"{r.folded} ({r.predictions[0]['language']})" for r in good]
-    fig = plots.attention_map([r.folded for r in good], [r.attention for r in good],
-                              title=title or f"Attention of {predictor.model.config.name}")
+    fig = plots.attention_map(
+        [r.folded for r in good],
+        [r.attention for r in good],
+        title=title or f"Attention of {predictor.model.config.name}",
+    )
     fig.axes[0].set_yticks(range(len(rows)), rows)
     return fig
 
@@ -562,5 +743,9 @@ def plot_attention(model: Trained | Predictor, names: Sequence[str], *, title: s
 def plot_confusion(trained: Trained, pairs: Sequence[data.Pair], *, title: str | None = None) -> Figure:
     """The row-normalised confusion matrix of ``trained`` on ``pairs`` (rows: true language)."""
     from . import plots
-    return plots.confusion(trained.confusion(pairs).numpy(), trained.labels,
-                           title=title or f"{trained.name} on {len(pairs)} names (rows: true language)")
+
+    return plots.confusion(
+        trained.confusion(pairs).numpy(),
+        trained.labels,
+        title=title or f"{trained.name} on {len(pairs)} names (rows: true language)",
+    )

@@ -9,6 +9,7 @@ live process holds, and only those. Two runs writing the same target at once are
 A target that is a symbolic link is written through to the file it points at (atomically, beside that file); a
 target that is a FIFO, a device, a socket or a folder is refused, as is one whose folder cannot be made.
 """
+
 from __future__ import annotations
 
 import errno
@@ -31,8 +32,13 @@ log = logging.getLogger(__name__)
 PARTIAL = ".partial-"
 LOCK = ".lock"
 
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 class OutputError(ValueError):
@@ -138,8 +144,9 @@ def refuse_inputs(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | 
         except OSError:  # one of them does not exist (yet): not the same file
             same = os.path.realpath(path) == os.path.realpath(source)
         if same:
-            raise OutputError(f"{path}: is the input {source}; writing it would replace the input, choose another "
-                              "output")
+            raise OutputError(
+                f"{path}: is the input {source}; writing it would replace the input, choose another output"
+            )
 
 
 def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
@@ -162,8 +169,10 @@ def target_lock(target: Path) -> Iterator[None]:
         if not _try_lock(fd):
             holder = os.read(fd, 32).decode("ascii", "replace").strip()
             os.close(fd)
-            raise OutputError(f"{target}: another run{f' (process {holder})' if holder else ''} is writing it; "
-                              "wait for it to finish or choose another output")
+            raise OutputError(
+                f"{target}: another run{f' (process {holder})' if holder else ''} is writing it; "
+                "wait for it to finish or choose another output"
+            )
         try:
             if os.fstat(fd).st_ino == os.stat(lock).st_ino:
                 break  # ours; otherwise its last holder removed it between our open and our lock: again

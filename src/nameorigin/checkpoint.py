@@ -1,4 +1,5 @@
 """One self-describing ``.safetensors`` file: the weights, and a JSON document in its metadata."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,14 @@ DOC_KEY = "nameorigin"  # the .safetensors metadata key of the JSON document
 DIGEST_KEY = "nameorigin.sha256"  # ...and of the SHA-256 over the tensors and that document's exact text
 MAX_DEPTH = 32  # the deepest nesting of the document; nameorigin writes 6
 MAX_LABELS = 10_000
-SIZE_LIMITS = {"hidden": (1, 1 << 16), "layers": (1, 256), "embed": (0, 1 << 16), "members": (1, 1024),
-               "heads": (1, 1024), "vocab": (0, 1 << 26)}  # a model's integer settings: their sane ranges
+SIZE_LIMITS = {
+    "hidden": (1, 1 << 16),
+    "layers": (1, 256),
+    "embed": (0, 1 << 16),
+    "members": (1, 1024),
+    "heads": (1, 1024),
+    "vocab": (0, 1 << 26),
+}  # a model's integer settings: their sane ranges
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +93,27 @@ def write(path: str | os.PathLike, tensors: dict[str, torch.Tensor], doc: dict) 
     return Path(path)
 
 
-def save(path: str | os.PathLike, model: Classifier, labels: list[str], meta: dict | None = None, *,
-         trust=None) -> Path:
+def save(
+    path: str | os.PathLike, model: Classifier, labels: list[str], meta: dict | None = None, *, trust=None
+) -> Path:
     """Write atomically (a hidden temporary file beside ``path``, then a rename), with a SHA-256 over the
     weights and the whole metadata document that :func:`load` checks. ``trust`` (a
     :class:`nameorigin.trust.Trust`) goes into the metadata as ``"trust"`` and its tensors beside the weights
     (covered by the SHA-256 too)."""
     path = Path(path)
     if trust is None and isinstance((meta or {}).get("trust"), dict) and (meta or {})["trust"].get("out_of_scope"):
-        raise ValueError("the metadata carries a trust layer whose detector tables are tensors: pass it as "
-                         "trust=Trust.from_checkpoint(labels, meta, checkpoint.tensors), or the tables are lost")
-    doc = {"format": FORMAT, "version": VERSION, "model": model.config.to_dict(), "alphabet": ALPHABET,
-           "labels": list(labels), **(meta or {})}
+        raise ValueError(
+            "the metadata carries a trust layer whose detector tables are tensors: pass it as "
+            "trust=Trust.from_checkpoint(labels, meta, checkpoint.tensors), or the tables are lost"
+        )
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.config.to_dict(),
+        "alphabet": ALPHABET,
+        "labels": list(labels),
+        **(meta or {}),
+    }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if trust is not None:
         doc["trust"], extra = trust.to_meta()
@@ -116,9 +132,13 @@ def file_sha256(path: Path) -> str:
 
 def _kind(mode: int) -> str | None:
     """What a file that is not a regular file is, in words; None for a regular file."""
-    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
+    for test, what in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return what
     return None if stat.S_ISREG(mode) else "not a regular file"
@@ -138,12 +158,15 @@ def check_file(path: Path, sha256: str | None = None) -> None:
     if sha256 is not None:
         wanted = sha256.strip().lower()
         if len(wanted) != 64 or any(c not in "0123456789abcdef" for c in wanted):
-            raise CheckpointError(f"--model-sha256 {sha256!r}: expected a SHA-256, 64 hexadecimal digits "
-                                  "(as sha256sum prints it)")
+            raise CheckpointError(
+                f"--model-sha256 {sha256!r}: expected a SHA-256, 64 hexadecimal digits (as sha256sum prints it)"
+            )
         actual = file_sha256(path)
         if actual != wanted:
-            raise CheckpointError(f"{path}: its SHA-256 is {actual}, not the {wanted} asked for "
-                                  "(--model-sha256): another file, or changed since")
+            raise CheckpointError(
+                f"{path}: its SHA-256 is {actual}, not the {wanted} asked for "
+                "(--model-sha256): another file, or changed since"
+            )
 
 
 def _no_constant(name: str):
@@ -163,8 +186,15 @@ def _depth(value, limit: int) -> int:
     return deepest
 
 
-def _number(value, what: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
-            integer: bool = False) -> None:
+def _number(
+    value,
+    what: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    integer: bool = False,
+) -> None:
     """``value`` is a finite number (an int with ``integer``) within [low, high] (low excluded with
     ``low_open``), else ValueError naming ``what``."""
     kinds = (int,) if integer else (int, float)
@@ -219,6 +249,7 @@ def _read_header(path: Path) -> tuple[dict, list[str]]:
     """The checkpoint's metadata (the safetensors header's) and its tensors' names, without reading weights."""
     try:
         from safetensors import safe_open
+
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}, list(f.keys())
     except (SafetensorError, OSError, ValueError) as e:
@@ -238,8 +269,9 @@ def _document(path: Path, metadata: dict) -> tuple[dict, str]:
     """The parsed, validated document and its exact text."""
     raw = metadata.get(DOC_KEY)
     if raw is None:
-        raise CheckpointError(f"{path}: a .safetensors file, but not a nameorigin checkpoint "
-                              "(no 'nameorigin' metadata)")
+        raise CheckpointError(
+            f"{path}: a .safetensors file, but not a nameorigin checkpoint (no 'nameorigin' metadata)"
+        )
     try:
         doc = json.loads(raw, parse_constant=_no_constant)
     except (json.JSONDecodeError, ValueError, RecursionError) as e:
@@ -248,8 +280,10 @@ def _document(path: Path, metadata: dict) -> tuple[dict, str]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a nameorigin checkpoint")
     if doc.get("version") not in READS:
-        raise CheckpointError(f"{path}: checkpoint format version {doc.get('version')!r}; this nameorigin reads "
-                              f"{', '.join(map(str, READS))}")
+        raise CheckpointError(
+            f"{path}: checkpoint format version {doc.get('version')!r}; this nameorigin reads "
+            f"{', '.join(map(str, READS))}"
+        )
     if doc.get("alphabet") != ALPHABET:
         raise CheckpointError(f"{path}: made for another alphabet than this nameorigin's")
     try:
@@ -271,15 +305,19 @@ def _verify(path: Path, doc: dict, text: str, metadata: dict, tensors: dict[str,
         if expected is None:
             raise CheckpointError(f"{path}: damaged: its SHA-256 is missing")
         if full_digest(tensors, text) != expected:
-            raise CheckpointError(f"{path}: damaged: its weights or metadata do not match the SHA-256 recorded "
-                                  "when it was saved")
+            raise CheckpointError(
+                f"{path}: damaged: its weights or metadata do not match the SHA-256 recorded when it was saved"
+            )
         return
     expected = doc.get("weights_sha256")
     if expected is not None and tensors_digest(tensors) != expected:
         raise CheckpointError(f"{path}: damaged: its weights do not match the SHA-256 recorded when it was saved")
-    log.warning("%s: written by an older nameorigin (checkpoint format 1), whose SHA-256 covers %s: its labels, "
-                "temperature and settings cannot be verified; load and save it again to protect them", path,
-                "only the weights" if expected is not None else "nothing")
+    log.warning(
+        "%s: written by an older nameorigin (checkpoint format 1), whose SHA-256 covers %s: its labels, "
+        "temperature and settings cannot be verified; load and save it again to protect them",
+        path,
+        "only the weights" if expected is not None else "nothing",
+    )
 
 
 def _check_shapes(path: Path, config: ModelConfig, n_classes: int, tensors: dict[str, torch.Tensor]) -> None:
@@ -289,16 +327,23 @@ def _check_shapes(path: Path, config: ModelConfig, n_classes: int, tensors: dict
     n = len(tensors)
     parts = max(config.members, len(config.mix), 1) * max(config.layers, 1)
     if parts > n:
-        raise CheckpointError(f"{path}: weights do not match the model it describes ({config.members} member(s) "
-                              f"of {config.layers} layer(s), but the file holds {n} tensors)")
+        raise CheckpointError(
+            f"{path}: weights do not match the model it describes ({config.members} member(s) "
+            f"of {config.layers} layer(s), but the file holds {n} tensors)"
+        )
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in build_model(config, n_classes).state_dict().items()}
     present = {k: tuple(v.shape) for k, v in tensors.items()}
     if shapes != present:
         missing, unexpected = sorted(shapes.keys() - present.keys()), sorted(present.keys() - shapes.keys())
         differ = [k for k in shapes.keys() & present.keys() if shapes[k] != present[k]]
-        first = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}" if unexpected else
-                 f"{differ[0]} is {list(present[differ[0]])}, the settings make it {list(shapes[differ[0]])}")
+        first = (
+            f"missing {missing[0]}"
+            if missing
+            else f"unexpected {unexpected[0]}"
+            if unexpected
+            else f"{differ[0]} is {list(present[differ[0]])}, the settings make it {list(shapes[differ[0]])}"
+        )
         raise CheckpointError(f"{path}: weights do not match the model it describes ({first})")
 
 
@@ -329,10 +374,12 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu", sha256:
     if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
         raise CheckpointError(f"{path}: weights hold NaN or infinite values (damaged?)")
     model.to(device).eval()
-    meta = {k: v for k, v in doc.items()
-            if k not in {"format", "version", "model", "alphabet", "labels", "weights_sha256"}}
+    meta = {
+        k: v for k, v in doc.items() if k not in {"format", "version", "model", "alphabet", "labels", "weights_sha256"}
+    }
     ck = Checkpoint(model=model, labels=list(doc["labels"]), meta=meta, tensors=extra)
     from .trust import Trust, TrustError  # the trust layer, present but invalid, is refused, not skipped
+
     try:
         Trust.from_checkpoint(ck.labels, meta, extra, source=str(path))
     except TrustError as e:

@@ -1,5 +1,6 @@
 """The same prediction over a Dask DataFrame or a glob of Parquet files on a Dask cluster, the model loaded once
 per worker process. Dask is optional: the ``cluster`` extra (``pip install -c constraints.txt -e ".[cluster]"``)."""
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,9 @@ def _dask():
         import dask.dataframe as dd
         import distributed
     except ImportError as e:
-        raise ClusterError(f"running on a Dask cluster needs Dask ({e.name} is missing): "
-                           f"{install_hint('cluster')}") from None
+        raise ClusterError(
+            f"running on a Dask cluster needs Dask ({e.name} is missing): {install_hint('cluster')}"
+        ) from None
     return dask, dd, distributed
 
 
@@ -55,8 +57,9 @@ def _predict_partition(pdf, column: str, top: int, model: str | None, precision:
     return frame.predict_frame(pdf, column, top=top, model=worker_predictor(model, precision), **trust)
 
 
-def predict(ddf, column: str = "name", *, top: int = 3, model: str | os.PathLike | None = None,
-            precision: str = "fp32", **trust):
+def predict(
+    ddf, column: str = "name", *, top: int = 3, model: str | os.PathLike | None = None, precision: str = "fp32", **trust
+):
     """:func:`nameorigin.predict_frame` on every partition of a Dask DataFrame: the input's columns, then
     ``language_k``/``probability_k``, the trust columns and ``error``, row for row as on one process.
     ``trust``: ``coverage``, ``prior`` (a mapping or ``"uniform"``; ``"auto"`` is refused: each partition would
@@ -67,11 +70,15 @@ def predict(ddf, column: str = "name", *, top: int = 3, model: str | os.PathLike
     missing or non-string column before any work.
     """
     if isinstance(model, Predictor):
-        raise TypeError("pass the checkpoint's path as model=, so each worker loads it once instead of "
-                        "receiving the model with every task")
+        raise TypeError(
+            "pass the checkpoint's path as model=, so each worker loads it once instead of "
+            "receiving the model with every task"
+        )
     if trust.get("prior") == "auto":
-        raise ValueError('prior="auto" on a Dask DataFrame: each partition would estimate its own mix; estimate '
-                         "it once (Predictor.estimate_prior) and pass the mapping")
+        raise ValueError(
+            'prior="auto" on a Dask DataFrame: each partition would estimate its own mix; estimate '
+            "it once (Predictor.estimate_prior) and pass the mapping"
+        )
     model = None if model is None else str(model)
     _dask()
     # the single-process output on the empty frame is the meta, so the columns and types match it exactly
@@ -99,14 +106,17 @@ def _check_inputs(job: ClusterJob) -> tuple[list[str], str]:
     """The Parquet files the glob matches, and the name column; every footer is read here, so a missing
     column, a non-string column or an unreadable file stops the run before any output exists."""
     import fsspec
+
     fs, _, paths = fsspec.core.get_fs_token_paths(job.input)
     if not paths:
         raise ClusterError(f"{job.input}: matches no files")
     column = None
     for path in paths:
         if frame.format_of(path) != "parquet":
-            raise ClusterError(f"{path}: --workers/--scheduler read Parquet files; convert it first with "
-                               f"`nameorigin predict --input {path} --output NAME.parquet`")
+            raise ClusterError(
+                f"{path}: --workers/--scheduler read Parquet files; convert it first with "
+                f"`nameorigin predict --input {path} --output NAME.parquet`"
+            )
         try:
             with fs.open(path, "rb") as fh:
                 schema = pq.read_schema(fh)
@@ -123,12 +133,15 @@ def _client(job: ClusterJob, distributed):
         try:
             return distributed.Client(job.scheduler, timeout=CONNECT_TIMEOUT_S), None
         except (OSError, TimeoutError, ValueError) as e:
-            raise ClusterError(f"--scheduler {job.scheduler}: cannot reach the Dask scheduler "
-                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            raise ClusterError(
+                f"--scheduler {job.scheduler}: cannot reach the Dask scheduler "
+                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            ) from None
     quiet = logging.WARNING if not log.isEnabledFor(logging.INFO) else logging.INFO
     logging.getLogger("distributed").setLevel(quiet)
-    cluster = distributed.LocalCluster(n_workers=job.workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", silence_logs=quiet)
+    cluster = distributed.LocalCluster(
+        n_workers=job.workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=quiet
+    )
     return distributed.Client(cluster), cluster
 
 
@@ -156,11 +169,18 @@ def predict_files(job: ClusterJob) -> frame.Summary:
         ddf = dd.read_parquet(job.input, columns=None if job.keep_columns else [column])
         if not job.keep_columns:
             ddf = ddf.rename(columns={column: "name"})
-        result = predict(ddf, "name" if not job.keep_columns else column, top=job.top, model=job.model,
-                         precision=job.precision, **job.trust)
+        result = predict(
+            ddf,
+            "name" if not job.keep_columns else column,
+            top=job.top,
+            model=job.model,
+            precision=job.precision,
+            **job.trust,
+        )
         write = result.to_parquet(fs.unstrip_protocol(staging), write_index=False, compute=False)
-        _, names, errors, abstained = dask.compute(write, result["error"].size, result["error"].count(),
-                                                   result["abstained"].eq(True).sum())
+        _, names, errors, abstained = dask.compute(
+            write, result["error"].size, result["error"].count(), result["abstained"].eq(True).sum()
+        )
         if fs.exists(out):
             fs.rm(out, recursive=True)
         fs.mv(staging, out, recursive=True)
@@ -175,5 +195,6 @@ def predict_files(job: ClusterJob) -> frame.Summary:
         client.close()
         if cluster is not None:
             cluster.close()
-    return frame.Summary(names=int(names), errors=int(errors), abstained=int(abstained),
-                         seconds=time.perf_counter() - start)
+    return frame.Summary(
+        names=int(names), errors=int(errors), abstained=int(abstained), seconds=time.perf_counter() - start
+    )

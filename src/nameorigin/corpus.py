@@ -5,6 +5,7 @@ Each country's share of a name goes through one country -> language table (``ass
 to one of the 18 languages, to ``mixed`` (an immigrant population: neither in nor out of scope) or to ``out``.
 See ``docs/data-card.md`` for the rules and what they cannot fix.
 """
+
 from __future__ import annotations
 
 import csv
@@ -38,10 +39,25 @@ FORMAT = "nameorigin-corpus/1"
 SPLITS = ("train", "valid", "held-out")
 #: Korean surnames written with two Hangul syllables (the customary compound family names); any other Hangul
 #: string of more than one syllable in the surname field is a given name or a word (남성 "male", 남자 "man").
-KOREAN_COMPOUND_SURNAMES = frozenset(["남궁", "황보", "제갈", "선우", "독고", "사공",
-                                      "서문", "동방", "어금", "망절", "소봉"])
-COLUMNS = ("name", "soft", "in_scope", "out_of_scope", "mixed", "top_language", "top_share", "scope",
-           "country", "countries", "rank", "script", "split", "label")
+KOREAN_COMPOUND_SURNAMES = frozenset(
+    ["남궁", "황보", "제갈", "선우", "독고", "사공", "서문", "동방", "어금", "망절", "소봉"]
+)
+COLUMNS = (
+    "name",
+    "soft",
+    "in_scope",
+    "out_of_scope",
+    "mixed",
+    "top_language",
+    "top_share",
+    "scope",
+    "country",
+    "countries",
+    "rank",
+    "script",
+    "split",
+    "label",
+)
 EXTRA_HINT = f"the corpus is built from the names-dataset package: {install_hint('corpus')}"
 
 
@@ -113,8 +129,9 @@ def _parse_map(path: Path, known: set[str] | None) -> CountryMap:
         if known is not None and country not in known:
             raise CorpusError(f"{where}: unknown country {row[0]!r} (expected an ISO 3166-1 alpha-2 code, e.g. RU)")
         if target not in targets:
-            raise CorpusError(f"{where}: unknown language {target!r}; expected one of {', '.join(LANGUAGES)}, "
-                              f"{MIXED} or {OUT}")
+            raise CorpusError(
+                f"{where}: unknown language {target!r}; expected one of {', '.join(LANGUAGES)}, {MIXED} or {OUT}"
+            )
         try:
             weight = float(row[2]) if len(row) > 2 and row[2] else 1.0
         except ValueError:
@@ -125,8 +142,10 @@ def _parse_map(path: Path, known: set[str] | None) -> CountryMap:
         out[country][target] = out[country].get(target, 0.0) + weight
     for country, weights in out.items():
         if abs(sum(weights.values()) - 1) > 1e-6:
-            raise CorpusError(f"{path}: the weights of {country} sum to {sum(weights.values()):g}, not 1 "
-                              "(a country's targets are shares of its population)")
+            raise CorpusError(
+                f"{path}: the weights of {country} sum to {sum(weights.values()):g}, not 1 "
+                "(a country's targets are shares of its population)"
+            )
     return out
 
 
@@ -135,6 +154,7 @@ def map_fingerprint(mapping: CountryMap) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ sources
+
 
 @dataclass
 class Record:
@@ -147,6 +167,7 @@ class Record:
 
 def names_dataset_version() -> str | None:
     from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("names-dataset")
     except PackageNotFoundError:
@@ -164,8 +185,11 @@ def from_names_dataset(kind: str = "surname") -> Iterator[Record]:
         raise CorpusError(EXTRA_HINT) from None
     table = NameDataset(load_first_names=False, load_last_names=True).last_names
     for name, info in table.items():
-        yield Record(name, dict(info.get("country") or {}), {c: int(r) for c, r in (info.get("rank") or {}).items()
-                                                            if r is not None})
+        yield Record(
+            name,
+            dict(info.get("country") or {}),
+            {c: int(r) for c, r in (info.get("rank") or {}).items() if r is not None},
+        )
 
 
 _TABLE_NAME = ("name", "surname", "last_name", "family_name")
@@ -183,6 +207,7 @@ def from_table(path: str | os.PathLike) -> Iterator[Record]:
             table = pq.read_table(path)
         else:
             from pyarrow import csv as pacsv
+
             delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
             table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter))
     except (pa.ArrowInvalid, OSError) as e:
@@ -205,8 +230,9 @@ def from_table(path: str | os.PathLike) -> Iterator[Record]:
         if not name or not country:
             continue
         if not math.isfinite(value) or value < 0:
-            raise CorpusError(f"{path}: row {i + 1} ({name!r}, {country!r}): {value_col} {value!r} is not a "
-                              "non-negative number")
+            raise CorpusError(
+                f"{path}: row {i + 1} ({name!r}, {country!r}): {value_col} {value!r} is not a non-negative number"
+            )
         c = str(country).strip().upper()
         per_name[str(name)][c] = per_name[str(name)].get(c, 0.0) + value
         if ranks is not None and ranks[i] is not None:
@@ -230,8 +256,10 @@ def from_table(path: str | os.PathLike) -> Iterator[Record]:
 
 # ------------------------------------------------------------------------------------------------ scripts
 
-_SCRIPT_OF = re.compile(r"^(CJK|HANGUL|HIRAGANA|KATAKANA|CYRILLIC|GREEK|ARABIC|HEBREW|LATIN|DEVANAGARI|THAI|"
-                        r"GEORGIAN|ARMENIAN|BENGALI|TAMIL|ETHIOPIC)")
+_SCRIPT_OF = re.compile(
+    r"^(CJK|HANGUL|HIRAGANA|KATAKANA|CYRILLIC|GREEK|ARABIC|HEBREW|LATIN|DEVANAGARI|THAI|"
+    r"GEORGIAN|ARMENIAN|BENGALI|TAMIL|ETHIOPIC)"
+)
 _SCRIPT_NAMES = {"CJK": "Han", "HIRAGANA": "Kana", "KATAKANA": "Kana"}
 
 
@@ -259,6 +287,7 @@ def case_form(folded: str, script: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ building
+
 
 @dataclass
 class Stats:
@@ -313,13 +342,23 @@ def _mirror_fix(shares: dict[str, float]) -> bool:
 def split_of(key: str, config: CorpusConfig) -> str:
     """``train``, ``valid`` or ``held-out`` for a distinct name, from a hash of its case-folded form: the same
     name always lands on the same side, whatever else the corpus holds."""
-    u = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2 ** 64
-    return "held-out" if u < config.held_out_share else "valid" if u < config.held_out_share + config.valid_share \
+    u = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+    return (
+        "held-out"
+        if u < config.held_out_share
+        else "valid"
+        if u < config.held_out_share + config.valid_share
         else "train"
+    )
 
 
-def build(records: Iterable[Record], *, mapping: CountryMap, config: CorpusConfig | None = None,
-          exclude: set[str] = frozenset()) -> tuple[pa.Table, Stats]:
+def build(
+    records: Iterable[Record],
+    *,
+    mapping: CountryMap,
+    config: CorpusConfig | None = None,
+    exclude: set[str] = frozenset(),
+) -> tuple[pa.Table, Stats]:
     """The corpus table (columns :data:`COLUMNS`) and its counts, from source records.
 
     Per name: fold it as prediction does (Han names kept out, Hangul strings that are not surnames dropped),
@@ -370,14 +409,14 @@ def build(records: Iterable[Record], *, mapping: CountryMap, config: CorpusConfi
         if key in rows:  # another spelling of the same folded name: weighted by 1 / rank (a frequency proxy)
             stats.merged += 1
             old = rows[key]
-            a, b = 1 / (old.rank or 10 ** 6), 1 / (rank or 10 ** 6)
+            a, b = 1 / (old.rank or 10**6), 1 / (rank or 10**6)
             merged = defaultdict(float)
             for c, w in old.weights.items():
                 merged[c] += w * a / (a + b)
             for c, w in weights.items():
                 merged[c] += w * b / (a + b)
             best = min((x for x in (old.rank, rank) if x is not None), default=None)
-            keep_name = old.name if (old.rank or 10 ** 9) <= (rank or 10 ** 9) else name
+            keep_name = old.name if (old.rank or 10**9) <= (rank or 10**9) else name
             rows[key] = _Row(keep_name, old.script if keep_name == old.name else script, dict(merged), best)
         else:
             rows[key] = _Row(name, script, weights, rank)
@@ -411,13 +450,23 @@ def _label(rows: dict[str, _Row], *, mapping: CountryMap, config: CorpusConfig, 
             continue
         scope = inside / (inside + out)
         top = max(range(len(soft)), key=soft.__getitem__)
-        countries = ",".join(f"{c}:{w:.3f}" for c, w in sorted(row.weights.items(), key=lambda x: -x[1])
-                             [:config.countries])
-        entry = {"name": row.name, "soft": [s / inside for s in soft] if inside else soft,
-                 "in_scope": inside, "out_of_scope": out, "mixed": mixed,
-                 "top_language": LANGUAGES[top] if inside else None,
-                 "top_share": soft[top] / (inside + out), "country": None, "countries": countries,
-                 "rank": row.rank, "script": row.script, "key": key}
+        countries = ",".join(
+            f"{c}:{w:.3f}" for c, w in sorted(row.weights.items(), key=lambda x: -x[1])[: config.countries]
+        )
+        entry = {
+            "name": row.name,
+            "soft": [s / inside for s in soft] if inside else soft,
+            "in_scope": inside,
+            "out_of_scope": out,
+            "mixed": mixed,
+            "top_language": LANGUAGES[top] if inside else None,
+            "top_share": soft[top] / (inside + out),
+            "country": None,
+            "countries": countries,
+            "rank": row.rank,
+            "script": row.script,
+            "key": key,
+        }
         if scope >= config.min_scope:
             entry["scope"] = "in"
             kept_in[LANGUAGES[top]].append(entry)
@@ -432,7 +481,7 @@ def _label(rows: dict[str, _Row], *, mapping: CountryMap, config: CorpusConfig, 
             entries = sorted(groups[group], key=lambda e: (e["rank"] is None, e["rank"] or 0, e["key"]))
             if config.per_language is not None and len(entries) > config.per_language:
                 stats.capped += len(entries) - config.per_language
-                entries = entries[:config.per_language]
+                entries = entries[: config.per_language]
             out_rows.extend(entries)
     for e in out_rows:
         e["split"] = split_of(e.pop("key"), config)
@@ -449,15 +498,28 @@ def _label(rows: dict[str, _Row], *, mapping: CountryMap, config: CorpusConfig, 
     return pa.Table.from_pylist(out_rows, schema=SCHEMA)
 
 
-SCHEMA = pa.schema([
-    ("name", pa.string()), ("soft", pa.list_(pa.float32(), len(LANGUAGES))), ("in_scope", pa.float32()),
-    ("out_of_scope", pa.float32()), ("mixed", pa.float32()), ("top_language", pa.string()),
-    ("top_share", pa.float32()), ("scope", pa.string()), ("country", pa.string()), ("countries", pa.string()),
-    ("rank", pa.int64()), ("script", pa.string()), ("split", pa.string()), ("label", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("name", pa.string()),
+        ("soft", pa.list_(pa.float32(), len(LANGUAGES))),
+        ("in_scope", pa.float32()),
+        ("out_of_scope", pa.float32()),
+        ("mixed", pa.float32()),
+        ("top_language", pa.string()),
+        ("top_share", pa.float32()),
+        ("scope", pa.string()),
+        ("country", pa.string()),
+        ("countries", pa.string()),
+        ("rank", pa.int64()),
+        ("script", pa.string()),
+        ("split", pa.string()),
+        ("label", pa.string()),
+    ]
+)
 
 
 # ------------------------------------------------------------------------------------------------ files
+
 
 def write(table: pa.Table, path: str | os.PathLike, *, meta: dict) -> None:
     """The corpus as Parquet, written atomically; ``meta`` (source, map fingerprint, rules, counts) and the
@@ -481,6 +543,7 @@ class Corpus:
 
     def rows(self, *, scope: str = "in", split: str | None = None) -> pa.Table:
         import pyarrow.compute as pc
+
         mask = pc.equal(self.table["scope"], scope)
         if split is not None:
             mask = pc.and_(mask, pc.equal(self.table["split"], split))
@@ -489,17 +552,22 @@ class Corpus:
     def held_out_pairs(self) -> list[tuple[str, str]]:
         """The real-names benchmark: held-out in-scope names with a top language of at least the label share."""
         t = self.rows(split="held-out")
-        return [(n, lab) for n, lab in zip(t["name"].to_pylist(), t["label"].to_pylist(), strict=True)
-                if lab is not None]
+        return [
+            (n, lab) for n, lab in zip(t["name"].to_pylist(), t["label"].to_pylist(), strict=True) if lab is not None
+        ]
 
     def scored_pairs(self, split: str) -> list[tuple[str, str]]:
         """In-scope names of ``split`` whose top language holds at least the corpus's label share, with it (the
         held-out benchmark for ``held-out``; the corpus's own validation for ``valid``)."""
         least = self.meta.get("config", {}).get("label_share", CorpusConfig.label_share)
         t = self.rows(split=split)
-        return [(n, lab) for n, lab, s in zip(t["name"].to_pylist(), t["top_language"].to_pylist(),
-                                              t["top_share"].to_pylist(), strict=True)
-                if lab is not None and s >= least - 1e-6]
+        return [
+            (n, lab)
+            for n, lab, s in zip(
+                t["name"].to_pylist(), t["top_language"].to_pylist(), t["top_share"].to_pylist(), strict=True
+            )
+            if lab is not None and s >= least - 1e-6
+        ]
 
     def out_of_scope(self, *, held_out_countries: Sequence[str] = (), part: str = "fit") -> dict[str, list[str]]:
         """Real out-of-scope names by their main country: ``part`` ``fit`` gives the countries not in
@@ -534,15 +602,19 @@ def read(path: str | os.PathLike) -> Corpus:
     except ValueError:
         meta = None
     if not meta or meta.get("format") != FORMAT:
-        raise CorpusError(f"{path}: is not a nameorigin corpus (no {FORMAT} metadata; build one with "
-                          "`nameorigin corpus --out FILE.parquet`)")
+        raise CorpusError(
+            f"{path}: is not a nameorigin corpus (no {FORMAT} metadata; build one with "
+            "`nameorigin corpus --out FILE.parquet`)"
+        )
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise CorpusError(f"{path}: a corpus of another shape: missing column(s) {', '.join(missing)}")
     width = table.schema.field("soft").type
     if not (pa.types.is_fixed_size_list(width) and width.list_size == len(meta.get("languages", []))):
-        raise CorpusError(f"{path}: a corpus of another shape: its soft labels do not match its "
-                          f"{len(meta.get('languages', []))} languages")
+        raise CorpusError(
+            f"{path}: a corpus of another shape: its soft labels do not match its "
+            f"{len(meta.get('languages', []))} languages"
+        )
     return Corpus(table.select(list(COLUMNS)), meta)
 
 
@@ -564,6 +636,7 @@ def training_part(corpus: Corpus, labels: Sequence[str], *, split: str = "train"
     import torch
 
     from .training import CorpusPart
+
     rows = corpus.rows(split=split)
     all_names = rows["name"].to_pylist()
     soft = torch.tensor(rows["soft"].to_pylist(), dtype=torch.float32).reshape(len(all_names), len(corpus.languages))
@@ -572,8 +645,9 @@ def training_part(corpus: Corpus, labels: Sequence[str], *, split: str = "train"
     for j, lang in enumerate(labels):
         if lang in where:
             targets[:, j] = soft[:, where[lang]]
-    keep = torch.ones(len(all_names), dtype=torch.bool) if names is None else torch.zeros(len(all_names),
-                                                                                         dtype=torch.bool)
+    keep = (
+        torch.ones(len(all_names), dtype=torch.bool) if names is None else torch.zeros(len(all_names), dtype=torch.bool)
+    )
     if names is not None:
         keep[list(names)] = True
     total = targets.sum(1)
@@ -582,12 +656,19 @@ def training_part(corpus: Corpus, labels: Sequence[str], *, split: str = "train"
     return CorpusPart([all_names[i] for i in index.tolist()], targets[index] / total[index].unsqueeze(1))
 
 
-def guarded_sources(corpus: Corpus, train: Sequence[tuple[str, str]], labels: Sequence[str], *,
-                    labelled_held: Iterable[str] = (), exclude: Iterable[str] = ()):
+def guarded_sources(
+    corpus: Corpus,
+    train: Sequence[tuple[str, str]],
+    labels: Sequence[str],
+    *,
+    labelled_held: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+):
     """The two training sources with the leak guard applied (see :func:`.data.leak_guard`): the labelled
     training pairs less the corpus's validation and held-out names, and the corpus's training part less the
     labelled data's validation and test names; ``exclude`` leaves both. Returns (pairs, CorpusPart, Guarded)."""
     from .data import leak_guard
+
     corpus_train = corpus.names("train")
     held = corpus.names("valid") + corpus.names("held-out")
     guarded = leak_guard(train, corpus_train, labelled_held=labelled_held, corpus_held=held, exclude=exclude)
@@ -598,6 +679,7 @@ def read_exclude(paths: Sequence[str | os.PathLike]) -> set[str]:
     """Names to keep out of every training source, from any file ``predict --input`` reads (text, CSV, TSV,
     JSON lines, Parquet: its name column), folded and case-folded."""
     from .frame import open_source
+
     out: set[str] = set()
     for p in paths:
         source = open_source(str(p))
@@ -610,9 +692,14 @@ def read_exclude(paths: Sequence[str | os.PathLike]) -> set[str]:
 
 
 def meta_of(*, source: str, mapping: CountryMap, map_path: str | None, config: CorpusConfig, stats: Stats) -> dict:
-    return {"source": source, "names_dataset": names_dataset_version() if source == "names-dataset" else None,
-            "map": map_path or "shipped", "map_sha256": map_fingerprint(mapping), "config": asdict(config),
-            "stats": asdict(stats)}
+    return {
+        "source": source,
+        "names_dataset": names_dataset_version() if source == "names-dataset" else None,
+        "map": map_path or "shipped",
+        "map_sha256": map_fingerprint(mapping),
+        "config": asdict(config),
+        "stats": asdict(stats),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -635,8 +722,13 @@ class ForTraining:
     info: dict  # what the checkpoint records: file digest, map, names-dataset version, counts
 
 
-def out_of_scope_fit(corpus: Corpus, *, exclude: Iterable[str] = (), per_country: int = OOS_FIT_PER_COUNTRY,
-                     held_out_countries: Sequence[str] = OOS_HELD_OUT_COUNTRIES) -> list[str]:
+def out_of_scope_fit(
+    corpus: Corpus,
+    *,
+    exclude: Iterable[str] = (),
+    per_country: int = OOS_FIT_PER_COUNTRY,
+    held_out_countries: Sequence[str] = OOS_HELD_OUT_COUNTRIES,
+) -> list[str]:
     """Real out-of-scope names for fitting: the most frequent ``per_country`` of each country not held out,
     less ``exclude`` (compared without case)."""
     off = {n.lower() for n in exclude}
@@ -646,11 +738,15 @@ def out_of_scope_fit(corpus: Corpus, *, exclude: Iterable[str] = (), per_country
     return sorted(set(out))
 
 
-def out_of_scope_held_out(corpus: Corpus, *, held_out_countries: Sequence[str] = OOS_HELD_OUT_COUNTRIES
-                          ) -> list[str]:
+def out_of_scope_held_out(corpus: Corpus, *, held_out_countries: Sequence[str] = OOS_HELD_OUT_COUNTRIES) -> list[str]:
     """The real out-of-scope benchmark: every out-of-scope name of the held-out countries."""
-    return sorted({n for names in corpus.out_of_scope(held_out_countries=held_out_countries,
-                                                       part="held-out").values() for n in names})
+    return sorted(
+        {
+            n
+            for names in corpus.out_of_scope(held_out_countries=held_out_countries, part="held-out").values()
+            for n in names
+        }
+    )
 
 
 def write_out_of_scope_benchmark(corpus: Corpus, path: str | os.PathLike) -> int:
@@ -662,21 +758,37 @@ def write_out_of_scope_benchmark(corpus: Corpus, path: str | os.PathLike) -> int
     return len(names)
 
 
-def for_training(path: str | os.PathLike, train: Sequence[tuple[str, str]], labels: Sequence[str], *,
-                 labelled_held: Iterable[str] = (), exclude: Iterable[str] = ()) -> ForTraining:
+def for_training(
+    path: str | os.PathLike,
+    train: Sequence[tuple[str, str]],
+    labels: Sequence[str],
+    *,
+    labelled_held: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+) -> ForTraining:
     """Read the corpus file at ``path`` and guard both sources (see :func:`guarded_sources`); its real
     out-of-scope names (countries of :data:`OOS_HELD_OUT_COUNTRIES` left out) for the detector, less every
     labelled and excluded name; and what the checkpoint's data fingerprint records of it."""
     from .checkpoint import file_sha256
+
     corpus = read(path)
     exclude = {n.lower() for n in exclude}
     labelled_held = list(labelled_held)
     pairs, part, guard = guarded_sources(corpus, train, labels, labelled_held=labelled_held, exclude=exclude)
     oos = out_of_scope_fit(corpus, exclude=exclude | {n.lower() for n, _ in train} | {n.lower() for n in labelled_held})
-    info = {"file": str(path), "sha256": file_sha256(Path(path)), "format": corpus.meta.get("format"),
-            "source": corpus.meta.get("source"), "names_dataset": corpus.meta.get("names_dataset"),
-            "map": corpus.meta.get("map"), "map_sha256": corpus.meta.get("map_sha256"),
-            "config": corpus.meta.get("config"), "n_train": len(part),
-            "removed_from_corpus": guard.removed_from_corpus, "removed_from_train": guard.removed_from_train,
-            "n_out_of_scope_fit": len(oos), "out_of_scope_held_out_countries": list(OOS_HELD_OUT_COUNTRIES)}
+    info = {
+        "file": str(path),
+        "sha256": file_sha256(Path(path)),
+        "format": corpus.meta.get("format"),
+        "source": corpus.meta.get("source"),
+        "names_dataset": corpus.meta.get("names_dataset"),
+        "map": corpus.meta.get("map"),
+        "map_sha256": corpus.meta.get("map_sha256"),
+        "config": corpus.meta.get("config"),
+        "n_train": len(part),
+        "removed_from_corpus": guard.removed_from_corpus,
+        "removed_from_train": guard.removed_from_train,
+        "n_out_of_scope_fit": len(oos),
+        "out_of_scope_held_out_countries": list(OOS_HELD_OUT_COUNTRIES),
+    }
     return ForTraining(train=pairs, part=part, out_of_scope=oos, info=info)

@@ -1,4 +1,5 @@
 """Reading labelled names, the tutorial's archive, de-duplication, the leak-free split, and batches."""
+
 from __future__ import annotations
 
 import csv
@@ -60,6 +61,7 @@ class DataError(InputError):
 
 
 # --------------------------------------------------------------------------------------------- reading
+
 
 def _sniff_delimiter(path: Path, first_line: str) -> str:
     if path.suffix.lower() == ".tsv" or "\t" in first_line:
@@ -163,9 +165,11 @@ def _read_table_rows(path: Path) -> list[Pair]:
 
 # ------------------------------------------------------------------------------------ the archive
 
+
 def cache_dir() -> Path:
     root = os.environ.get("NAMEORIGIN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nameorigin")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nameorigin"
+    )
     return Path(root)
 
 
@@ -199,7 +203,8 @@ def download_tutorial_data(cache: Path | None = None, url: str = TUTORIAL_URL) -
         raise DataError(
             f"could not download the tutorial's names from {url} ({getattr(e, 'reason', e)}). Offline? Point "
             "nameorigin at a copy of the names folder (18 <Language>.txt files) with --data DIR or the "
-            "environment variable NAMEORIGIN_DATA=DIR") from None
+            "environment variable NAMEORIGIN_DATA=DIR"
+        ) from None
     log.info("archive SHA-256 %s", hashlib.sha256(payload).hexdigest())
     with tempfile.TemporaryDirectory(dir=cache, prefix=".names-") as tmp:
         staging = Path(tmp) / "names"
@@ -233,6 +238,7 @@ def resolve_data(data: str | os.PathLike | None) -> Path:
 
 # ------------------------------------------------------------------------------ dedupe, split, prune
 
+
 def dedupe(pairs: Sequence[Pair]) -> list[Pair]:
     """Distinct (name, language) pairs, first occurrence order."""
     return list(dict.fromkeys(pairs))
@@ -247,8 +253,9 @@ def parse_split(text: str) -> tuple[float, float, float]:
     return check_fractions(parts, shown=repr(text))
 
 
-def check_fractions(fractions: Sequence[float], *, param: str = "split", shown: str | None = None
-                    ) -> tuple[float, float, float]:
+def check_fractions(
+    fractions: Sequence[float], *, param: str = "split", shown: str | None = None
+) -> tuple[float, float, float]:
     """Three fractions (train, valid, test) of distinct names, each from 0 to 1, summing to 1, with a training
     part above 0; else a :class:`DataError` for ``param`` saying which of these a bad value breaks."""
     try:
@@ -264,8 +271,7 @@ def check_fractions(fractions: Sequence[float], *, param: str = "split", shown: 
     if abs(sum(parts) - 1) > 1e-6:
         raise DataError(f"{head}: the fractions sum to {sum(parts):g}, not 1, {example}", param=param)
     if parts[0] <= 0:
-        raise DataError(f"{head}: the training fraction is 0, so nothing would be trained on, {example}",
-                        param=param)
+        raise DataError(f"{head}: the training fraction is 0, so nothing would be trained on, {example}", param=param)
     return parts  # type: ignore[return-value]
 
 
@@ -275,8 +281,9 @@ def require_languages(pairs: Sequence[Pair], source: str, *, least: int = 2) -> 
     langs = languages(pairs)
     if len(langs) < least:
         found = f"only {langs[0]!r}" if langs else "none"
-        raise DataError(f"{source}: names of at least {least} languages are needed to train or split a "
-                        f"classifier; found {found}")
+        raise DataError(
+            f"{source}: names of at least {least} languages are needed to train or split a classifier; found {found}"
+        )
     return langs
 
 
@@ -360,8 +367,14 @@ class Guarded:
     removed_from_corpus: int
 
 
-def leak_guard(train: Sequence[Pair], corpus_names: Sequence[str], *, labelled_held: Iterable[str] = (),
-               corpus_held: Iterable[str] = (), exclude: Iterable[str] = ()) -> Guarded:
+def leak_guard(
+    train: Sequence[Pair],
+    corpus_names: Sequence[str],
+    *,
+    labelled_held: Iterable[str] = (),
+    corpus_held: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+) -> Guarded:
     """Keep every evaluated name on one side of training, across both sources, comparing folded names without
     case: the labelled data's validation and test names (``labelled_held``) and every excluded name leave the
     corpus; the corpus's validation and held-out names (``corpus_held``) and every excluded name leave the
@@ -373,12 +386,16 @@ def leak_guard(train: Sequence[Pair], corpus_names: Sequence[str], *, labelled_h
     kept_corpus = [i for i, n in enumerate(corpus_names) if n.lower() not in off_corpus]
     guarded = Guarded(kept_train, kept_corpus, len(train) - len(kept_train), len(corpus_names) - len(kept_corpus))
     if guarded.removed_from_train or guarded.removed_from_corpus:
-        log.info("leak guard: %d labelled training name(s) and %d corpus name(s) removed",
-                 guarded.removed_from_train, guarded.removed_from_corpus)
+        log.info(
+            "leak guard: %d labelled training name(s) and %d corpus name(s) removed",
+            guarded.removed_from_train,
+            guarded.removed_from_corpus,
+        )
     return guarded
 
 
 # ---------------------------------------------------------------------------------------- tensors
+
 
 @dataclass
 class Encoded:
@@ -419,8 +436,9 @@ def encode_pairs(pairs: Sequence[Pair], labels: Sequence[str], *, noise_room: in
     return Encoded(tokens, lengths, torch.tensor([index[lang] for _, lang in pairs], dtype=torch.long))
 
 
-def add_noise_batch(tokens: torch.Tensor, lengths: torch.Tensor, level: int,
-                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def add_noise_batch(
+    tokens: torch.Tensor, lengths: torch.Tensor, level: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The worksheet's noise for a whole padded set at once: append 0..level+1 noise characters to each.
 
     ``tokens`` must have at least ``level + 1`` columns of room after the longest name.
@@ -438,13 +456,19 @@ def add_noise_batch(tokens: torch.Tensor, lengths: torch.Tensor, level: int,
     return torch.where(fill, chars, tokens), new_lengths
 
 
-def length_batches(lengths: torch.Tensor, batch_size: int, *, generator: torch.Generator | None = None,
-                   order: torch.Tensor | None = None) -> list[torch.Tensor]:
+def length_batches(
+    lengths: torch.Tensor,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    order: torch.Tensor | None = None,
+) -> list[torch.Tensor]:
     """Index batches of names of similar length: ``order`` (default: all, shuffled when a generator is
     given) is sorted by length, cut into batches, and the batches shuffled."""
     if order is None:
-        order = (torch.randperm(len(lengths), generator=generator) if generator is not None
-                 else torch.arange(len(lengths)))
+        order = (
+            torch.randperm(len(lengths), generator=generator) if generator is not None else torch.arange(len(lengths))
+        )
     order = order[torch.sort(lengths[order], stable=True).indices]
     batches = list(torch.split(order, batch_size))
     if generator is not None:

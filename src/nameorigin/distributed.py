@@ -1,6 +1,7 @@
 """Several torch processes training one model with DistributedDataParallel: the process group (gloo on the
 CPU, NCCL on CUDA), each rank's share of an epoch's batches, results gathered across ranks, and the launcher
 behind ``nameorigin train --nproc N`` (torch's own ``torchrun``)."""
+
 from __future__ import annotations
 
 import logging
@@ -72,8 +73,9 @@ def wrap(model: nn.Module, ranks: Ranks) -> nn.Module:
         return model
     device = next(model.parameters()).device
     # the models' buffers are constants (the one-hot table): no need to broadcast them before every step
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
-                                               broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False
+    )
 
 
 def shard(batches: Sequence, ranks: Ranks) -> list:
@@ -84,9 +86,12 @@ def shard(batches: Sequence, ranks: Ranks) -> list:
         return list(batches)
     per_rank = len(batches) // ranks.world
     if not per_rank:
-        raise InputError(f"batch_size: {len(batches)} batch(es) an epoch cannot be shared by {ranks.world} "
-                         "processes: use fewer processes or smaller batches", param="batch_size")
-    return list(batches[ranks.rank: per_rank * ranks.world: ranks.world])
+        raise InputError(
+            f"batch_size: {len(batches)} batch(es) an epoch cannot be shared by {ranks.world} "
+            "processes: use fewer processes or smaller batches",
+            param="batch_size",
+        )
+    return list(batches[ranks.rank : per_rank * ranks.world : ranks.world])
 
 
 def total(values: Sequence[float], ranks: Ranks) -> list[float]:
@@ -114,10 +119,12 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     port on loopback). Returns the first failing process's exit status, or 0."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
+
     # torchrun would set 1 thread a process (and warn); share the cores out instead, unless the user chose
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    args = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(nproc), "--module", "nameorigin",
-                                         *argv])
+    args = get_args_parser().parse_args(
+        ["--standalone", "--nproc-per-node", str(nproc), "--module", "nameorigin", *argv]
+    )
     try:
         run(args)
     except ChildFailedError as e:

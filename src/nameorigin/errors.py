@@ -1,4 +1,5 @@
 """The one base of the errors a caller's input causes, and the parameter each came through."""
+
 from __future__ import annotations
 
 
@@ -18,7 +19,7 @@ class InputError(ValueError):
         """The message with its leading parameter name replaced by ``name`` (e.g. a flag)."""
         text = str(self)
         if self.param and text.startswith(self.param):
-            return name + text[len(self.param):]
+            return name + text[len(self.param) :]
         return text
 
 

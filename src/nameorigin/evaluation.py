@@ -1,5 +1,6 @@
 """Accuracy, macro-F1, per-language precision/recall/F1, the confusion matrix, calibration, prediction-set
 coverage, risk-coverage and AUROC."""
+
 from __future__ import annotations
 
 import itertools
@@ -32,9 +33,14 @@ def metrics(truth: torch.Tensor, pred: torch.Tensor, labels: Sequence[str]) -> d
     f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(tp))
     present = (support + predicted) > 0
     per_language = {
-        lang: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-               "support": int(support[i])}
-        for i, lang in enumerate(labels) if present[i]
+        lang: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, lang in enumerate(labels)
+        if present[i]
     }
     return {
         "accuracy": float(tp.sum() / n) if n else 0.0,
@@ -46,13 +52,19 @@ def metrics(truth: torch.Tensor, pred: torch.Tensor, labels: Sequence[str]) -> d
 
 def format_report(result: dict) -> str:
     """The metrics as a plain-text table."""
-    lines = [f"names     {result['n']}",
-             f"accuracy  {result['accuracy']:.4f}",
-             f"macro-F1  {result['macro_f1']:.4f}", "",
-             f"{'language':<12} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]
+    lines = [
+        f"names     {result['n']}",
+        f"accuracy  {result['accuracy']:.4f}",
+        f"macro-F1  {result['macro_f1']:.4f}",
+        "",
+        f"{'language':<12} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}",
+    ]
     if "ece_before" in result:
-        lines.insert(3, f"ECE       {result['ece_before']:.4f} before, {result['ece_after']:.4f} after temperature "
-                        f"scaling (T = {result['temperature']:.3f})")
+        lines.insert(
+            3,
+            f"ECE       {result['ece_before']:.4f} before, {result['ece_after']:.4f} after temperature "
+            f"scaling (T = {result['temperature']:.3f})",
+        )
     for lang, m in result["per_language"].items():
         lines.append(f"{lang:<12} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>7.3f} {m['support']:>8d}")
     return "\n".join(lines)
@@ -81,9 +93,15 @@ def reliability(probs: torch.Tensor, truth: torch.Tensor, bins: int = 15) -> lis
     for lo, hi in itertools.pairwise(edges):
         in_bin = (confidence > lo) & (confidence <= hi)
         n = int(in_bin.sum())
-        out.append({"low": float(lo), "high": float(hi), "count": n,
-                    "confidence": float(confidence[in_bin].mean()) if n else None,
-                    "accuracy": float(correct[in_bin].mean()) if n else None})
+        out.append(
+            {
+                "low": float(lo),
+                "high": float(hi),
+                "count": n,
+                "confidence": float(confidence[in_bin].mean()) if n else None,
+                "accuracy": float(correct[in_bin].mean()) if n else None,
+            }
+        )
     return out
 
 
@@ -91,8 +109,7 @@ def fit_temperature(log_probs: torch.Tensor, truth: torch.Tensor) -> float:
     """Temperature scaling: the T > 0 that minimises the NLL of ``softmax(log_probs / T)`` (fit on validation)."""
     log_t = torch.zeros(1, requires_grad=True)
     lp = log_probs.detach().double()
-    minimize(lambda: torch.nn.functional.cross_entropy(lp / log_t.exp().double(), truth), [log_t],
-             lr=0.1, max_iter=100)
+    minimize(lambda: torch.nn.functional.cross_entropy(lp / log_t.exp().double(), truth), [log_t], lr=0.1, max_iter=100)
     return float(log_t.detach().exp())
 
 
@@ -109,7 +126,7 @@ def auroc(negative: Sequence[float], positive: Sequence[float]) -> float:
     _, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)  # average ranks over ties
     sums = np.bincount(inverse, weights=ranks)
     ranks = (sums / counts)[inverse]
-    return float((ranks[len(neg):].sum() - len(pos) * (len(pos) + 1) / 2) / (len(neg) * len(pos)))
+    return float((ranks[len(neg) :].sum() - len(pos) * (len(pos) + 1) / 2) / (len(neg) * len(pos)))
 
 
 def set_coverage(sets, truth, labels: Sequence[str]) -> dict:
@@ -121,8 +138,11 @@ def set_coverage(sets, truth, labels: Sequence[str]) -> dict:
     for i, lang in enumerate(labels):
         mine = truth == i
         if mine.any():
-            per_language[lang] = {"coverage": float(covered[mine].mean()), "mean_size": float(size[mine].mean()),
-                                  "n": int(mine.sum())}
+            per_language[lang] = {
+                "coverage": float(covered[mine].mean()),
+                "mean_size": float(size[mine].mean()),
+                "n": int(mine.sum()),
+            }
     return {"coverage": float(covered.mean()), "mean_size": float(size.mean()), "per_language": per_language}
 
 
@@ -149,19 +169,26 @@ def format_trust_report(result: dict) -> str:
     sets = result.get("sets")
     if sets:
         levels = list(sets)
-        lines += ["", "prediction sets (conformal): empirical coverage and mean set size",
-                  f"{'language':<12} " + " ".join(f"{'cov@' + c:>9} {'size@' + c:>9}" for c in levels)]
+        lines += [
+            "",
+            "prediction sets (conformal): empirical coverage and mean set size",
+            f"{'language':<12} " + " ".join(f"{'cov@' + c:>9} {'size@' + c:>9}" for c in levels),
+        ]
         rows = [("all", {c: sets[c] for c in levels})]
         rows += [(lang, {c: sets[c]["per_language"][lang] for c in levels}) for lang in sets[levels[0]]["per_language"]]
         for name, by_level in rows:
-            lines.append(f"{name:<12} " + " ".join(f"{by_level[c]['coverage']:>9.3f} {by_level[c]['mean_size']:>9.2f}"
-                                                   for c in levels))
+            lines.append(
+                f"{name:<12} "
+                + " ".join(f"{by_level[c]['coverage']:>9.3f} {by_level[c]['mean_size']:>9.2f}" for c in levels)
+            )
     if "abstained" in result:
         lines += ["", f"abstained {result['abstained']:.3f} of these names (default thresholds)"]
     oos = result.get("out_of_scope")
     if oos:
-        lines += [f"out-of-scope names: {oos['n']} ({oos['unreadable']} unreadable, left out)",
-                  f"out-of-scope AUROC {oos['auroc']:.3f} (top probability alone: {oos['auroc_top_probability']:.3f})",
-                  f"abstained on {oos['abstained']:.3f} of the out-of-scope names, "
-                  f"{oos['abstained_in_scope']:.3f} of the in-scope ones"]
+        lines += [
+            f"out-of-scope names: {oos['n']} ({oos['unreadable']} unreadable, left out)",
+            f"out-of-scope AUROC {oos['auroc']:.3f} (top probability alone: {oos['auroc_top_probability']:.3f})",
+            f"abstained on {oos['abstained']:.3f} of the out-of-scope names, "
+            f"{oos['abstained_in_scope']:.3f} of the in-scope ones",
+        ]
     return "\n".join(lines)

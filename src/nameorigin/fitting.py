@@ -1,5 +1,6 @@
 """The one small-fit helper: minimise a loss over a few tensors by L-BFGS (temperature scaling, mixture
 weights, the out-of-scope regression all fit this way)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -18,4 +19,5 @@ def minimize(loss: Callable[[], torch.Tensor], params: Sequence[torch.Tensor], *
         value = loss()
         value.backward()
         return value
+
     opt.step(closure)

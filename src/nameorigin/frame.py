@@ -1,5 +1,6 @@
 """DataFrames and Arrow tables in and out, and the file formats (text, CSV/TSV, JSON lines, Parquet) as record
 batches, so that a file of any length streams through :meth:`Predictor.predict_columns` with flat memory."""
+
 from __future__ import annotations
 
 import csv
@@ -29,8 +30,15 @@ from .trust import resolve_prior
 log = logging.getLogger(__name__)
 
 #: Formats by file extension; ``--format`` overrides.
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".txt": "txt",
-           ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "txt",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
 #: Rows a record batch holds while streaming a file.
 CHUNK_ROWS = 1 << 16
 TEXT_BLOCK_BYTES = 1 << 20
@@ -42,12 +50,12 @@ class ColumnError(DataError):
 
 # ------------------------------------------------------------------------------------------- DataFrames
 
+
 def _predictor(model) -> Predictor:
     return model if isinstance(model, Predictor) else Predictor.load(model)
 
 
-def predict_table_columns(predictor: Predictor, names, *, top: int = 3, chunk: int = CHUNK_ROWS,
-                          **trust) -> pa.Table:
+def predict_table_columns(predictor: Predictor, names, *, top: int = 3, chunk: int = CHUNK_ROWS, **trust) -> pa.Table:
     """:meth:`Predictor.predict_columns` over names of any length (Arrow array or list), ``chunk`` at a time."""
     parts = [predictor.predict_columns(part, top, **trust) for part in _chunks(names, chunk)]
     return pa.concat_tables(parts)
@@ -56,7 +64,7 @@ def predict_table_columns(predictor: Predictor, names, *, top: int = 3, chunk: i
 def _chunks(names, chunk: int) -> Iterator:
     """``names`` (Arrow array or list) ``chunk`` at a time; one empty chunk when there are none."""
     names = names.combine_chunks() if isinstance(names, pa.ChunkedArray) else names
-    return (names[i:i + chunk] for i in range(0, max(len(names), 1), chunk))
+    return (names[i : i + chunk] for i in range(0, max(len(names), 1), chunk))
 
 
 def _frame_kind(df) -> str:
@@ -99,8 +107,17 @@ def _names_of(df, kind: str, column: str) -> pa.Array | list:
         raise ColumnError(f"{where}: column {column!r} holds {series.dtype}, not strings (names)") from None
 
 
-def predict_frame(df, column: str = "name", *, top: int = 3, model=None, coverage: float | None = None, prior=None,
-                  min_confidence: float | None = None, max_out_of_scope: float | None = None):
+def predict_frame(
+    df,
+    column: str = "name",
+    *,
+    top: int = 3,
+    model=None,
+    coverage: float | None = None,
+    prior=None,
+    min_confidence: float | None = None,
+    max_out_of_scope: float | None = None,
+):
     """Predict the origin of every name in ``df[column]``.
 
     ``df``: a pandas or polars DataFrame or a pyarrow Table. Returns the same kind with the input's columns,
@@ -118,8 +135,15 @@ def predict_frame(df, column: str = "name", *, top: int = 3, model=None, coverag
     prior = resolve_prior(prior, predictor.labels)  # read once (a file), checked before any work
     if isinstance(prior, str):  # "auto": the mix of the whole column, not of each chunk
         prior = predictor.estimate_prior_batches(_chunks(names, CHUNK_ROWS))
-    preds = predict_table_columns(predictor, names, top=top, coverage=coverage, prior=prior,
-                                  min_confidence=min_confidence, max_out_of_scope=max_out_of_scope)
+    preds = predict_table_columns(
+        predictor,
+        names,
+        top=top,
+        coverage=coverage,
+        prior=prior,
+        min_confidence=min_confidence,
+        max_out_of_scope=max_out_of_scope,
+    )
     preds = preds.drop_columns(["name"])
     taken = set(df.column_names if kind == "arrow" else df.columns) & set(preds.column_names)
     if taken:
@@ -130,8 +154,10 @@ def predict_frame(df, column: str = "name", *, top: int = 3, model=None, coverag
         return df
     if kind == "polars":
         import polars as pl
+
         return pl.concat([df, pl.from_arrow(preds)], how="horizontal")
     import pandas as pd
+
     out = preds.to_pandas()
     out.index = df.index
     return pd.concat([df, out], axis=1)
@@ -139,15 +165,18 @@ def predict_frame(df, column: str = "name", *, top: int = 3, model=None, coverag
 
 # ------------------------------------------------------------------------------------------- file formats
 
+
 def format_of(path: str, override: str | None = None, *, flag: str = "--format") -> str:
     """The format of ``path``: ``override``, else its extension."""
     if override:
         return override
     suffix = Path(str(path)).suffix.lower()
     if suffix not in FORMATS:
-        raise DataError(f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
-                        f"use one of {', '.join(sorted(FORMATS))} or "
-                        f"{flag} {{{','.join(sorted(set(FORMATS.values())))}}}")
+        raise DataError(
+            f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
+            f"use one of {', '.join(sorted(FORMATS))} or "
+            f"{flag} {{{','.join(sorted(set(FORMATS.values())))}}}"
+        )
     return FORMATS[suffix]
 
 
@@ -196,8 +225,10 @@ def column_note(source: Source, chosen_by_user: bool) -> str | None:
     elif source.column.startswith("column_") and source.headerless:
         why = "no header row, so the first column; choose another with --column N"
     else:
-        why = "no header looks like a name's (name, surname, last name, family name), so the first; " \
-              "choose another with --column"
+        why = (
+            "no header looks like a name's (name, surname, last name, family name), so the first; "
+            "choose another with --column"
+        )
     return f"{source.path}: {how}{len(source.columns)} columns; names from column {source.column!r} ({why})"
 
 
@@ -221,7 +252,7 @@ def _read_text(path: str, fh, block: int = TEXT_BLOCK_BYTES) -> Iterator[pa.Reco
             data = fh.read(block)
             buf = rest + data
             if first and buf.startswith(BOM):
-                buf, first = buf[len(BOM):], False
+                buf, first = buf[len(BOM) :], False
             elif first and len(buf) >= len(BOM):
                 first = False
             if not data:
@@ -232,8 +263,10 @@ def _read_text(path: str, fh, block: int = TEXT_BLOCK_BYTES) -> Iterator[pa.Reco
                 cut = max(seen.rfind(b"\n"), seen.rfind(b"\r")) + 1
             rest = buf[cut:]
             if len(rest) > MAX_LINE_BYTES:
-                raise DataError(f"{path}: line {line} runs over {MAX_LINE_BYTES >> 20} MiB without a line end; "
-                                "expected names, one a line")
+                raise DataError(
+                    f"{path}: line {line} runs over {MAX_LINE_BYTES >> 20} MiB without a line end; "
+                    "expected names, one a line"
+                )
             if cut:
                 try:
                     lines = _LINE_END.split(buf[:cut].decode("utf-8"))
@@ -266,7 +299,7 @@ class _Replay(io.RawIOBase):
             b[:n], self.head = self.head[:n], self.head[n:]
             return n
         data = self.rest.read(len(b))
-        b[:len(data)] = data
+        b[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
@@ -307,8 +340,9 @@ def _csv_header(path: str, head: str, delimiter: str, column: str | None) -> tup
         raise DataError(f"{path}: is empty (no names)")
     cells = [c.strip() for c in first]
     named = column is not None and not column.isdigit()
-    return (cells if named or _is_header(first) or any(header_key(c) in NAME_HEADERS for c in first) else None), \
-        len(first)
+    return (cells if named or _is_header(first) or any(header_key(c) in NAME_HEADERS for c in first) else None), len(
+        first
+    )
 
 
 def _read_csv(path: str, fh, delimiter: str, column: str | None, chunk: int) -> Source:
@@ -319,7 +353,7 @@ def _read_csv(path: str, fh, delimiter: str, column: str | None, chunk: int) -> 
     except UnicodeDecodeError as e:
         if e.start < len(head) - 3:  # not only a character cut at the end of the sample
             raise DataError(f"{path}: is not UTF-8 text ({e.reason})") from None
-        text = head[:e.start].decode("utf-8")
+        text = head[: e.start].decode("utf-8")
     delimiter = _sniff(text, delimiter)
     header, width = _csv_header(path, text, delimiter, column)
     names = header or [f"column_{i}" for i in range(width)]
@@ -327,16 +361,26 @@ def _read_csv(path: str, fh, delimiter: str, column: str | None, chunk: int) -> 
     try:
         reader = pacsv.open_csv(
             io.BufferedReader(_Replay(head, fh), TEXT_BLOCK_BYTES),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0,
-                                           block_size=TEXT_BLOCK_BYTES, use_threads=False),
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1 if header else 0, block_size=TEXT_BLOCK_BYTES, use_threads=False
+            ),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
-                                                 strings_can_be_null=False))
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in names}, strings_can_be_null=False
+            ),
+        )
     except (pa.ArrowInvalid, OSError) as e:
         raise unreadable(path, e) from None
-    return Source(path, "tsv" if delimiter == "\t" else "csv", col, names,
-                  _numbered(_batches(path, reader), 2 if header else 1), has_line=True, delimiter=delimiter,
-                  headerless=header is None)
+    return Source(
+        path,
+        "tsv" if delimiter == "\t" else "csv",
+        col,
+        names,
+        _numbered(_batches(path, reader), 2 if header else 1),
+        has_line=True,
+        delimiter=delimiter,
+        headerless=header is None,
+    )
 
 
 def _numbered(batches: Iterator[pa.RecordBatch], first: int) -> Iterator[pa.RecordBatch]:
@@ -344,7 +388,8 @@ def _numbered(batches: Iterator[pa.RecordBatch], first: int) -> Iterator[pa.Reco
     for batch in batches:
         yield pa.RecordBatch.from_arrays(
             [pa.array(np.arange(first, first + batch.num_rows, dtype=np.int64)), *batch.columns],
-            names=["line", *batch.schema.names])
+            names=["line", *batch.schema.names],
+        )
         first += batch.num_rows
 
 
@@ -364,8 +409,15 @@ def _batches(path: str, reader) -> Iterator[pa.RecordBatch]:
 STDIN = "standard input"
 
 
-def open_source(path: str, *, fmt: str | None = None, column: str | None = None, keep: bool = False,
-                chunk: int = CHUNK_ROWS, stream=None) -> Source:
+def open_source(
+    path: str,
+    *,
+    fmt: str | None = None,
+    column: str | None = None,
+    keep: bool = False,
+    chunk: int = CHUNK_ROWS,
+    stream=None,
+) -> Source:
     """Open ``path`` as record batches of ``chunk`` rows (Parquet, CSV, TSV, JSON lines, or text with one name
     a line). ``path`` ``"-"`` reads ``stream`` (a binary file object; default: standard input) in ``fmt``
     (default: text). Raises :class:`DataError` for a file that is missing, unreadable, empty, or lacks the
@@ -373,8 +425,9 @@ def open_source(path: str, *, fmt: str | None = None, column: str | None = None,
     if path == "-":
         fmt, where = fmt or "txt", STDIN
         if fmt == "parquet":
-            raise DataError("--input -: Parquet cannot be read from standard input (it is read from its end); "
-                            "give the file's path")
+            raise DataError(
+                "--input -: Parquet cannot be read from standard input (it is read from its end); give the file's path"
+            )
         fh = _Replay(b"", stream if stream is not None else sys.stdin.buffer, own=False)
     else:
         fmt, where = format_of(path, fmt), path
@@ -394,19 +447,25 @@ def open_source(path: str, *, fmt: str | None = None, column: str | None = None,
             raise unreadable(path, e) from None
         col = resolve_column(path, schema.names, column)
         string_array(pa.array([], schema.field(col).type), col, path)
-        source = Source(path, fmt, col, schema.names,
-                        _batches(path, _ParquetReader(pf, chunk, None if keep else [col])),
-                        rows=pf.metadata.num_rows)
+        source = Source(
+            path,
+            fmt,
+            col,
+            schema.names,
+            _batches(path, _ParquetReader(pf, chunk, None if keep else [col])),
+            rows=pf.metadata.num_rows,
+        )
     else:
         raw = _head(fh)
         if not raw.strip():
             raise DataError(f"{where}: is empty (no names)")
         head = raw.removeprefix(BOM)
         try:
-            reader = pajson.open_json(io.BufferedReader(_Replay(head, fh), TEXT_BLOCK_BYTES),
-                                      # threads over a Python stream abort the process when a parse fails
-                                      read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES,
-                                                                      use_threads=False))
+            reader = pajson.open_json(
+                io.BufferedReader(_Replay(head, fh), TEXT_BLOCK_BYTES),
+                # threads over a Python stream abort the process when a parse fails
+                read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES, use_threads=False),
+            )
         except (pa.ArrowInvalid, OSError) as e:
             raise unreadable(where, e) from None
         col = resolve_column(where, reader.schema.names, column)
@@ -442,8 +501,9 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
             continue
         column = table.column(i)
         guarded = pc.binary_join_element_wise(pa.scalar("'", column.type), column, pa.scalar("", column.type))
-        table = table.set_column(i, f.name, pc.if_else(pc.match_substring_regex(column, FORMULA_START),
-                                                       guarded, column))
+        table = table.set_column(
+            i, f.name, pc.if_else(pc.match_substring_regex(column, FORMULA_START), guarded, column)
+        )
     return table
 
 
@@ -470,8 +530,9 @@ class Writer:
                 self.writer = pq.ParquetWriter(self.sink, table.schema)
             self.writer.write_table(table)
         elif self.fmt == "jsonl":
-            self.sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n"
-                                    for row in table.to_pylist()).encode("utf-8"))
+            self.sink.write(
+                "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_pylist()).encode("utf-8")
+            )
         elif self.fmt == "json":
             self.sink.write("".join(json.dumps(_nested(row)) + "\n" for row in table.to_pylist()).encode("utf-8"))
         else:
@@ -519,6 +580,7 @@ def _nested(row: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------- streaming
 
+
 @dataclass
 class Summary:
     names: int = 0
@@ -563,8 +625,10 @@ def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Itera
         if job.keep_columns:
             for i, name in enumerate(own):
                 if name in front or name in preds.column_names[1:]:
-                    raise ColumnError(f"{source.path}: its column {name!r} would clash with an output column; "
-                                      "rename it or leave out --keep-columns")
+                    raise ColumnError(
+                        f"{source.path}: its column {name!r} would clash with an output column; "
+                        "rename it or leave out --keep-columns"
+                    )
                 front[name] = batch.column(skip + i)
             preds = preds.drop_columns(["name"])
         yield pa.Table.from_pydict({**front, **{n: preds.column(n) for n in preds.column_names}})
@@ -577,14 +641,21 @@ def _sliced(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordB
             yield batch.slice(start, rows)
 
 
-def predict_file(predictor: Predictor, job: FileJob, *, progress: Callable[[int], None] | None = None,
-                 stdout=None, opened: Callable[[Source], None] | None = None) -> Summary:
+def predict_file(
+    predictor: Predictor,
+    job: FileJob,
+    *,
+    progress: Callable[[int], None] | None = None,
+    stdout=None,
+    opened: Callable[[Source], None] | None = None,
+) -> Summary:
     """Stream ``job.input`` through the predictor into ``job.output`` (atomically), batch by batch, with flat
     memory. ``opened`` is called with the input once it is open (its column chosen). Returns the summary
     (names, errors, abstained, seconds)."""
     start = time.perf_counter()
-    source = open_source(job.input, fmt=job.input_format, column=job.column, keep=job.keep_columns, chunk=job.chunk,
-                         stream=job.stream)
+    source = open_source(
+        job.input, fmt=job.input_format, column=job.column, keep=job.keep_columns, chunk=job.chunk, stream=job.stream
+    )
     if opened:
         opened(source)
     to_stdout = not job.output or job.output == "-"
@@ -592,7 +663,7 @@ def predict_file(predictor: Predictor, job: FileJob, *, progress: Callable[[int]
     if to_stdout and out_fmt == "parquet":
         raise DataError("Parquet output needs --output FILE (it cannot go to stdout)")
     summary = Summary()
-    with (_stdout_sink(stdout) if to_stdout else _atomic_sink(job.output, inputs=[job.input])) as sink:
+    with _stdout_sink(stdout) if to_stdout else _atomic_sink(job.output, inputs=[job.input]) as sink:
         writer = Writer(sink, out_fmt, formulas=job.keep_formulas)
         for table in predict_batches(predictor, source, job):
             writer.write(table)
@@ -623,7 +694,8 @@ def file_prior(predictor: Predictor, job: FileJob) -> tuple[dict[str, float] | N
     skip = 1 if source.has_line else 0
     return predictor._estimate_prior_batches(
         string_array(batch.column(skip + batch.schema.names[skip:].index(source.column)), source.column, source.path)
-        for batch in _sliced(source.batches, job.chunk))
+        for batch in _sliced(source.batches, job.chunk)
+    )
 
 
 @contextmanager

@@ -7,6 +7,7 @@ embedding instead. Padding never changes a name's result: states are read at eac
 character, backward directions run over each name reversed in place, attention (and self-attention) is
 masked to real characters, and convolutions are max-pooled over windows that touch the name only.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -95,8 +96,17 @@ class Encoder(nn.Module):
     over each name reversed in place and never reads padding first.
     """
 
-    def __init__(self, cell: type[nn.RNNBase], input_size: int, hidden: int, *, layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0, **cell_kwargs):
+    def __init__(
+        self,
+        cell: type[nn.RNNBase],
+        input_size: int,
+        hidden: int,
+        *,
+        layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        **cell_kwargs,
+    ):
         super().__init__()
         self.directions = 2 if bidirectional else 1
         self.hidden = hidden
@@ -126,7 +136,7 @@ class Encoder(nn.Module):
             x = out
         final = last_state(x[..., : self.hidden], lengths)  # (B, H)
         if self.directions == 2:
-            final = torch.cat([final, x[:, 0, self.hidden:]], dim=1)  # backward direction ends at t=0
+            final = torch.cat([final, x[:, 0, self.hidden :]], dim=1)  # backward direction ends at t=0
         return x, final
 
 
@@ -183,8 +193,15 @@ class RecurrentClassifier(Classifier):
     def __init__(self, config: ModelConfig, n_classes: int):
         super().__init__(config, n_classes)
         self.input = CharInput(config.embed)
-        self.encoder = Encoder(self.cell, self.input.size, config.hidden, layers=config.layers,
-                               bidirectional=config.bidirectional, dropout=config.dropout, **self.cell_kwargs)
+        self.encoder = Encoder(
+            self.cell,
+            self.input.size,
+            config.hidden,
+            layers=config.layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout,
+            **self.cell_kwargs,
+        )
         self.h2o = nn.Linear(self.encoder.output_size, n_classes)
 
     def forward(self, tokens, lengths):
@@ -211,7 +228,7 @@ class SeedRNN(RecurrentClassifier):
         self.h2o.reset_parameters()
         with torch.no_grad():
             first.weight_ih_l0.copy_(seed_i2h.weight[:, : self.input.size])
-            first.weight_hh_l0.copy_(seed_i2h.weight[:, self.input.size:])
+            first.weight_hh_l0.copy_(seed_i2h.weight[:, self.input.size :])
             first.bias_ih_l0.copy_(seed_i2h.bias)
         for rnn in [*self.encoder.fwd, *self.encoder.bwd]:
             rnn.bias_hh_l0.data.zero_()
@@ -238,8 +255,14 @@ class GRUAttention(Classifier):
     def __init__(self, config: ModelConfig, n_classes: int):
         super().__init__(config, n_classes)
         self.input = CharInput(config.embed)
-        self.encoder = Encoder(nn.GRU, self.input.size, config.hidden, layers=config.layers,
-                               bidirectional=config.bidirectional, dropout=config.dropout)
+        self.encoder = Encoder(
+            nn.GRU,
+            self.input.size,
+            config.hidden,
+            layers=config.layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout,
+        )
         self.h2o = nn.Linear(self.encoder.output_size, n_classes)
         self.att = nn.Linear(self.encoder.output_size, 1)
 
@@ -255,8 +278,9 @@ def real_mask(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
-def attention_pool(states: torch.Tensor, scores: torch.Tensor, lengths: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def attention_pool(
+    states: torch.Tensor, scores: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``alpha = softmax(scores)`` over real characters only (0 on padding), ``c = Σ α_j h_j``:
     states (B, T, H), scores (B, T) -> context (B, H), alpha (B, T)."""
     alpha = torch.softmax(scores.masked_fill(~real_mask(scores, lengths), float("-inf")), dim=1)  # (B, T)
@@ -288,8 +312,9 @@ class CharTransformer(Classifier):
         if config.heads < 1 or d % config.heads or d % 4:
             raise ValueError(f"transformer: hidden {d} must be a multiple of heads {config.heads} and of 4")
         self.embed = nn.Embedding(VOCAB_SIZE, d, padding_idx=0)
-        layer = nn.TransformerEncoderLayer(d, config.heads, dim_feedforward=2 * d, dropout=config.dropout,
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d, config.heads, dim_feedforward=2 * d, dropout=config.dropout, batch_first=True, norm_first=True
+        )
         # no nested tensors: they change the arithmetic with the padding, and a name must not depend on it
         self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
@@ -360,14 +385,13 @@ class NgramLR(Classifier):
                 break
             code = torch.zeros(tokens.size(0), T - n + 1, dtype=torch.long, device=tokens.device)
             for k in range(n):
-                code = code * VOCAB_SIZE + tokens[:, k: T - n + 1 + k]
+                code = code * VOCAB_SIZE + tokens[:, k : T - n + 1 + k]
             codes.append(code)
             start = torch.arange(T - n + 1, device=tokens.device).unsqueeze(0)  # (1, T - n + 1)
             valid.append(start + n <= lengths.unsqueeze(1))
         return torch.cat(codes, 1), torch.cat(valid, 1)
 
-    def features(self, tokens: torch.Tensor, lengths: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The TF-IDF matrix (B, V) as sparse entries: rows, columns and values, each (K,)."""
         codes, valid = self.ngram_codes(tokens, lengths)  # (B, W)
         V = self.vocab.numel()
@@ -417,7 +441,8 @@ class Ensemble(Classifier):
         log_probs = [lp for lp, _ in outputs]
         if self.weights is None:
             return mean_probabilities(log_probs), (
-                torch.stack([a for _, a in outputs]).mean(0) if self.has_attention else None)
+                torch.stack([a for _, a in outputs]).mean(0) if self.has_attention else None
+            )
         tempered = torch.log_softmax(torch.stack(log_probs) / self.temperatures.view(-1, 1, 1), dim=2)  # (M, B, C)
         mixed = torch.logsumexp(tempered + self.weights.log().view(-1, 1, 1), dim=0)  # (B, C)
         attention = None
@@ -498,27 +523,36 @@ def with_precision(model: Classifier, precision: str) -> Classifier:
         return model
     if precision == "bf16":
         if device.type == "cpu" and not _cpu_has_bf16():
-            raise PrecisionError("precision bf16: this CPU has no bfloat16 kernels (needs AVX512-BF16 or AMX); "
-                                 "use fp32 or int8")
+            raise PrecisionError(
+                "precision bf16: this CPU has no bfloat16 kernels (needs AVX512-BF16 or AMX); use fp32 or int8"
+            )
         return model.to(torch.bfloat16).eval()
     if device.type != "cpu":
         raise PrecisionError(f"precision int8: dynamic quantization runs on the CPU only, not {device}")
     if any(isinstance(m, TutorialRNN) for m in model.modules()):
-        raise PrecisionError("precision int8 does not apply to tutorial-rnn: its recurrence is a matrix read by a "
-                             "prefix scan (no module to quantize), and its output layer reads an unbounded linear "
-                             "state that int8 rounds too coarsely (probabilities move by 0.1); use fp32 or bf16")
+        raise PrecisionError(
+            "precision int8 does not apply to tutorial-rnn: its recurrence is a matrix read by a "
+            "prefix scan (no module to quantize), and its output layer reads an unbounded linear "
+            "state that int8 rounds too coarsely (probabilities move by 0.1); use fp32 or bf16"
+        )
     if torch.backends.quantized.engine == "none":
         raise PrecisionError("precision int8: this torch build has no quantized engine")
     from torch.ao.quantization import quantize_dynamic
+
     with warnings.catch_warnings():  # torch 2.10+ points to torchao; the eager API still works
         warnings.simplefilter("ignore")
         return quantize_dynamic(model.eval(), set(INT8_MODULES), dtype=torch.qint8)
 
 
 @torch.inference_mode()
-def batched_log_probs(model: Classifier, tokens: torch.Tensor, lengths: torch.Tensor, *,
-                      batch_size: int = 512, with_attention: bool = False
-                      ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+def batched_log_probs(
+    model: Classifier,
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    batch_size: int = 512,
+    with_attention: bool = False,
+) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """Log-probabilities (N, C) for a padded set, run in length buckets; rows come back in input order.
 
     With ``with_attention``, also each name's attention weights over its real characters.

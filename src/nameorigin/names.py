@@ -8,6 +8,7 @@ by their family name (``김민준`` → 김 + 민준, ``欧阳娜娜`` → 欧�
 (``María José García López``) where a :class:`Lexicon` knows the given and the family names; initials kept apart
 (they carry no evidence); and a guess of the kind of name (``surname``, ``first`` or ``full``) from the parse.
 """
+
 from __future__ import annotations
 
 import functools
@@ -86,14 +87,37 @@ class Lexicon:
         return _key(word) in self.family
 
     #: Faker's locales for the 18 languages of the tutorial (Scottish and Irish names are in en_GB/en_IE).
-    FAKER_LOCALES = ("ar_AA", "ar_SA", "cs_CZ", "de_DE", "el_GR", "en_GB", "en_IE", "en_US", "es_ES", "es_MX",
-                     "fr_FR", "ga_IE", "it_IT", "ja_JP", "ko_KR", "nl_NL", "pl_PL", "pt_BR", "pt_PT", "ru_RU",
-                     "vi_VN", "zh_CN", "zh_TW")
+    FAKER_LOCALES = (
+        "ar_AA",
+        "ar_SA",
+        "cs_CZ",
+        "de_DE",
+        "el_GR",
+        "en_GB",
+        "en_IE",
+        "en_US",
+        "es_ES",
+        "es_MX",
+        "fr_FR",
+        "ga_IE",
+        "it_IT",
+        "ja_JP",
+        "ko_KR",
+        "nl_NL",
+        "pl_PL",
+        "pt_BR",
+        "pt_PT",
+        "ru_RU",
+        "vi_VN",
+        "zh_CN",
+        "zh_TW",
+    )
 
     @classmethod
     def from_faker(cls, locales: tuple[str, ...] = FAKER_LOCALES) -> Lexicon:
         """Given and family names of Faker's person providers for ``locales`` (missing ones skipped)."""
         import importlib
+
         given: set[str] = set()
         family: set[str] = set()
         for locale in locales:
@@ -101,8 +125,12 @@ class Lexicon:
                 provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
             except ImportError:
                 continue
-            for attr, out in (("first_names", given), ("first_names_male", given), ("first_names_female", given),
-                              ("last_names", family)):
+            for attr, out in (
+                ("first_names", given),
+                ("first_names_male", given),
+                ("first_names_female", given),
+                ("last_names", family),
+            ):
                 out.update(_key(n) for n in getattr(provider, attr, ()) or ())
         return cls(given=frozenset(given), family=frozenset(family))
 
@@ -117,8 +145,10 @@ def default_lexicon() -> Lexicon:
     try:
         import faker  # noqa: F401
     except ImportError:
-        log.info("Faker is not installed: names are parsed without a lexicon of given and family names "
-                 "(%s)", install_hint("trust"))
+        log.info(
+            "Faker is not installed: names are parsed without a lexicon of given and family names (%s)",
+            install_hint("trust"),
+        )
         return Lexicon()
     return Lexicon.from_faker()
 
@@ -151,8 +181,12 @@ def _syllables() -> frozenset[str]:
     nv = text.require_reader("name_variants")
     out = {text.fold(r).lower() for v in pinyin_dict.values() for r in v.split(",")}
     out |= {romanizer(chr(c)).romanize() for c in range(0xAC00, 0xD7A4)}
-    for table in (nv.KOREAN_GIVEN_NAME_VARIANTS, nv.KOREAN_SURNAME_VARIANTS, nv.CHINESE_GIVEN_NAME_VARIANTS,
-                  nv.VIETNAMESE_SURNAME_VARIANTS):
+    for table in (
+        nv.KOREAN_GIVEN_NAME_VARIANTS,
+        nv.KOREAN_SURNAME_VARIANTS,
+        nv.CHINESE_GIVEN_NAME_VARIANTS,
+        nv.VIETNAMESE_SURNAME_VARIANTS,
+    ):
         for key, entry in table.items():
             out |= {_key(f) for f in [key, *entry["forms"]] if _key(f).isalpha()}
     return frozenset(s for s in out if re.search("[aeiouy]", s))
@@ -170,16 +204,17 @@ def _syllabic(word: str, *, vietnamese: bool = False, most: int = 2) -> bool:
 
 
 #: One syllable of Vietnamese as written without its marks (onset, vowels, final): ``Thi``, ``Minh``, ``Khai``.
-_VIETNAMESE_SYLLABLE = re.compile(r"(?:ngh|ch|gh|gi|kh|ng|nh|ph|qu|th|tr|[bcdghklmnprstvx])?[aeiouy]{1,3}"
-                                  r"(?:ch|ng|nh|[cmnpt])?")
+_VIETNAMESE_SYLLABLE = re.compile(
+    r"(?:ngh|ch|gh|gi|kh|ng|nh|ph|qu|th|tr|[bcdghklmnprstvx])?[aeiouy]{1,3}"
+    r"(?:ch|ng|nh|[cmnpt])?"
+)
 
 
 def _fewest(part: str, syllables: frozenset[str]) -> float:
     """The fewest syllables ``part`` splits into (infinite when it does not split)."""
     best = [0.0] + [float("inf")] * len(part)  # best[i]: fewest syllables for part[:i]
     for i in range(1, len(part) + 1):
-        best[i] = min((best[j] + 1 for j in range(max(0, i - 6), i) if part[j:i] in syllables),
-                      default=float("inf"))
+        best[i] = min((best[j] + 1 for j in range(max(0, i - 6), i) if part[j:i] in syllables), default=float("inf"))
     return best[-1]
 
 
@@ -191,8 +226,11 @@ def _eastern_family_first(tokens: list[str]) -> str | None:
     if len(tokens) < 2 or len(tokens) > 4:
         return None
     latin = _eastern_latin()
-    languages = [lang for lang in EASTERN if _key(tokens[0]) in latin[lang]
-                 and all(_syllabic(t, vietnamese=lang == "vietnamese") for t in tokens[1:])]
+    languages = [
+        lang
+        for lang in EASTERN
+        if _key(tokens[0]) in latin[lang] and all(_syllabic(t, vietnamese=lang == "vietnamese") for t in tokens[1:])
+    ]
     return " or ".join(languages) or None
 
 
@@ -204,18 +242,40 @@ def _native(raw: str, tokens: list[str]) -> ParsedName | None:
     tables = text.family_tables()
     table = tables["korean"] if script == "Hangul" else {**tables["chinese"], **tables["japanese"]}
     if len(tokens) >= 2:
-        return ParsedName(raw, given=tuple(tokens[1:]), family=(tokens[0],), order="family-given",
-                          name_type="full", why=(f"{script} script: family name first",))
+        return ParsedName(
+            raw,
+            given=tuple(tokens[1:]),
+            family=(tokens[0],),
+            order="family-given",
+            name_type="full",
+            why=(f"{script} script: family name first",),
+        )
     word = tokens[0]
     if word in table:
-        return ParsedName(raw, family=(word,), order="family-given", name_type="surname",
-                          why=(f"{script} script: a known family name alone",))
+        return ParsedName(
+            raw,
+            family=(word,),
+            order="family-given",
+            name_type="surname",
+            why=(f"{script} script: a known family name alone",),
+        )
     split = text.split_family(word, table, max_len=4 if script == "Hangul" else 6)  # 佐藤さくら: kana given names
     if split:
-        return ParsedName(raw, given=(split[1],), family=(split[0],), order="family-given", name_type="full",
-                          why=(f"{script} script: split after the known family name {split[0]}",))
-    return ParsedName(raw, family=(word,), order="family-given", name_type="surname",
-                      why=(f"{script} script: no known family name at the start; read as a surname",))
+        return ParsedName(
+            raw,
+            given=(split[1],),
+            family=(split[0],),
+            order="family-given",
+            name_type="full",
+            why=(f"{script} script: split after the known family name {split[0]}",),
+        )
+    return ParsedName(
+        raw,
+        family=(word,),
+        order="family-given",
+        name_type="surname",
+        why=(f"{script} script: no known family name at the start; read as a surname",),
+    )
 
 
 #: Particles nameparser's list lacks: Irish and Scottish (``Uí``, ``Nic``, ``Mhic``), Welsh ``ap``, Dutch ``ten``,
@@ -229,6 +289,7 @@ def _constants():
     """nameparser's constants for this parser: its own instance, configured with :data:`EXTRA_PARTICLES`, so
     that the library's module-wide defaults (which other code in the process may use) are left as they are."""
     from nameparser.config import Constants
+
     constants = Constants()
     constants.prefixes.add(*EXTRA_PARTICLES)
     return constants
@@ -270,8 +331,13 @@ def _parse(raw: str, name_type: str, lexicon: Lexicon) -> ParsedName:
         return _bad(raw, f"name {raw!r} has no letters that can be read")
     if name_type in ("surname", "first"):
         part = (cleaned.strip(" ,"),)
-        return ParsedName(raw, given=part if name_type == "first" else (), family=part if name_type == "surname"
-                          else (), name_type=name_type, why=(f"read whole as a {name_type} (as asked)",))
+        return ParsedName(
+            raw,
+            given=part if name_type == "first" else (),
+            family=part if name_type == "surname" else (),
+            name_type=name_type,
+            why=(f"read whole as a {name_type} (as asked)",),
+        )
     words = [t for t in tokens if t != ","]
     try:
         native = _native(cleaned, words)
@@ -285,9 +351,17 @@ def _parse(raw: str, name_type: str, lexicon: Lexicon) -> ParsedName:
         log.info("the East Asian family-name tables are not installed: family-name-first order is not looked for")
         language = None
     if language:
-        return ParsedName(raw, given=tuple(words[1:]), family=(words[0],), order="family-given",
-                          name_type="full", why=(f"family name first: {words[0]} is a known {language} family "
-                                                 "name and the rest are given-name syllables",))
+        return ParsedName(
+            raw,
+            given=tuple(words[1:]),
+            family=(words[0],),
+            order="family-given",
+            name_type="full",
+            why=(
+                f"family name first: {words[0]} is a known {language} family "
+                "name and the rest are given-name syllables",
+            ),
+        )
     parsed = _western(raw, cleaned, lexicon)
     if name_type == "full" and parsed.name_type != "full" and not parsed.error:
         parsed = _as_full(parsed)
@@ -297,6 +371,7 @@ def _parse(raw: str, name_type: str, lexicon: Lexicon) -> ParsedName:
 def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
     """Given name first (or ``Family, Given``), through nameparser, then the rules it lacks."""
     from nameparser import HumanName
+
     h = HumanName(cleaned, constants=_constants())
     why: list[str] = ["nameparser: comma form, family name first" if "," in cleaned else "nameparser: given name first"]
     title = tuple(h.title_list)
@@ -324,9 +399,17 @@ def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
         given, family = [*given, *family], []
     if not given and not family and not initials:
         return _bad(raw, f"name {raw!r} has no part that can be read (only titles or suffixes?)")
-    return ParsedName(raw, given=tuple(given), family=tuple(family), title=title, suffix=suffix,
-                      initials=initials, order="family-given" if "," in cleaned else "given-family",
-                      name_type=kind, why=tuple(why))
+    return ParsedName(
+        raw,
+        given=tuple(given),
+        family=tuple(family),
+        title=title,
+        suffix=suffix,
+        initials=initials,
+        order="family-given" if "," in cleaned else "given-family",
+        name_type=kind,
+        why=tuple(why),
+    )
 
 
 def _surname_only(word: str, lexicon: Lexicon) -> bool:
@@ -366,8 +449,12 @@ def _kind(given: list[str], family: list[str], initials: tuple, lexicon: Lexicon
     """``surname``, ``first`` or ``full`` from the parts (and, for a name of one kind of word, the lexicon)."""
     if given or initials:
         words = [*given, *family]
-        if not initials and len(words) <= 2 and all(lexicon.is_given(w) for w in words) and \
-                not any(lexicon.is_family(f) for f in family):
+        if (
+            not initials
+            and len(words) <= 2
+            and all(lexicon.is_given(w) for w in words)
+            and not any(lexicon.is_family(f) for f in family)
+        ):
             why.append("every word a known given name, none a family name: given names only")
             return "first"
         return "full"
@@ -387,12 +474,28 @@ def _as_full(parsed: ParsedName) -> ParsedName:
     """A name the caller says is full but that parsed as one kind: its first word the given name."""
     words = [*parsed.given, *parsed.family]
     if len(words) < 2:
-        return ParsedName(parsed.raw, given=parsed.given, family=parsed.family, title=parsed.title,
-                          suffix=parsed.suffix, initials=parsed.initials, order=parsed.order, name_type="full",
-                          why=(*parsed.why, "full as asked, but only one part"))
-    return ParsedName(parsed.raw, given=(words[0],), family=tuple(words[1:]), title=parsed.title,
-                      suffix=parsed.suffix, initials=parsed.initials, order=parsed.order, name_type="full",
-                      why=(*parsed.why, "full as asked: the first word is the given name"))
+        return ParsedName(
+            parsed.raw,
+            given=parsed.given,
+            family=parsed.family,
+            title=parsed.title,
+            suffix=parsed.suffix,
+            initials=parsed.initials,
+            order=parsed.order,
+            name_type="full",
+            why=(*parsed.why, "full as asked, but only one part"),
+        )
+    return ParsedName(
+        parsed.raw,
+        given=(words[0],),
+        family=tuple(words[1:]),
+        title=parsed.title,
+        suffix=parsed.suffix,
+        initials=parsed.initials,
+        order=parsed.order,
+        name_type="full",
+        why=(*parsed.why, "full as asked: the first word is the given name"),
+    )
 
 
 def parse_checked(raw: str, **kwargs) -> ParsedName:

@@ -4,6 +4,7 @@ Rendered with no display (Agg).
 Each function draws a :class:`matplotlib.figure.Figure`, saves it as PNG (atomically) when given a path,
 and returns it, so callers and tests can read its text.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,14 @@ def figure_text(fig: Figure) -> list[str]:
     return [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
 
 
-def loss_curve(steps: Sequence[float], losses: Sequence[float], *, title: str = "Training loss",
-               xlabel: str = "Iterations", path: str | os.PathLike | None = None) -> Figure:
+def loss_curve(
+    steps: Sequence[float],
+    losses: Sequence[float],
+    *,
+    title: str = "Training loss",
+    xlabel: str = "Iterations",
+    path: str | os.PathLike | None = None,
+) -> Figure:
     """One run's training loss, as the worksheet plots it."""
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(steps, losses)
@@ -51,8 +58,13 @@ def loss_curve(steps: Sequence[float], losses: Sequence[float], *, title: str = 
     return fig
 
 
-def loss_curves(curves: Mapping[str, Sequence[tuple[Sequence[float], Sequence[float]]]], *, title: str,
-                xlabel: str = "Training names seen", path: str | os.PathLike | None = None) -> Figure:
+def loss_curves(
+    curves: Mapping[str, Sequence[tuple[Sequence[float], Sequence[float]]]],
+    *,
+    title: str,
+    xlabel: str = "Training names seen",
+    path: str | os.PathLike | None = None,
+) -> Figure:
     """Several models together, as the worksheet's last plot: for each model the mean over seeds, with a
     band from the lowest to the highest seed. ``curves[model]`` is a list of (x, loss) runs."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -62,7 +74,7 @@ def loss_curves(curves: Mapping[str, Sequence[tuple[Sequence[float], Sequence[fl
             continue
         x = np.asarray(runs[0][0][:n], dtype=float)
         ys = np.asarray([loss[:n] for _, loss in runs], dtype=float)
-        line, = ax.plot(x, ys.mean(0), label=f"{model} (n={len(runs)})")
+        (line,) = ax.plot(x, ys.mean(0), label=f"{model} (n={len(runs)})")
         if len(runs) > 1:
             ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
     ax.set_xlabel(xlabel)
@@ -84,8 +96,13 @@ def _finish_heatmap(fig: Figure, ax, im, *, title: str, scale: str, path: str | 
     return fig
 
 
-def confusion(matrix, labels: Sequence[str], *, title: str = "Confusion matrix (rows: true language)",
-              path: str | os.PathLike | None = None) -> Figure:
+def confusion(
+    matrix,
+    labels: Sequence[str],
+    *,
+    title: str = "Confusion matrix (rows: true language)",
+    path: str | os.PathLike | None = None,
+) -> Figure:
     """Row-normalised confusion matrix with every language on both axes."""
     m = np.asarray(matrix, dtype=float)
     rows = m.sum(1, keepdims=True)
@@ -100,8 +117,13 @@ def confusion(matrix, labels: Sequence[str], *, title: str = "Confusion matrix (
     return _finish_heatmap(fig, ax, im, title=title, scale="share of the true language's names", path=path)
 
 
-def attention_map(names: Sequence[str], weights: Sequence[Sequence[float]], *, title: str = "Attention",
-                  path: str | os.PathLike | None = None) -> Figure:
+def attention_map(
+    names: Sequence[str],
+    weights: Sequence[Sequence[float]],
+    *,
+    title: str = "Attention",
+    path: str | os.PathLike | None = None,
+) -> Figure:
     """Each name a row, each character a cell shaded by its attention weight."""
     width = max(len(n) for n in names)
     grid = np.full((len(names), width), np.nan)
@@ -111,16 +133,29 @@ def attention_map(names: Sequence[str], weights: Sequence[Sequence[float]], *, t
     im = ax.imshow(np.ma.masked_invalid(grid), cmap="Reds", vmin=0, vmax=max(1e-9, float(np.nanmax(grid))))
     for i, name in enumerate(names):
         for j, ch in enumerate(name):
-            ax.text(j, i, ch, ha="center", va="center", fontsize=11,
-                    color="white" if grid[i, j] > 0.6 * np.nanmax(grid) else "black")
+            ax.text(
+                j,
+                i,
+                ch,
+                ha="center",
+                va="center",
+                fontsize=11,
+                color="white" if grid[i, j] > 0.6 * np.nanmax(grid) else "black",
+            )
     ax.set_yticks(range(len(names)), names)
     ax.set_xticks(range(width), [str(j + 1) for j in range(width)])
     ax.set_xlabel("Character position")
     return _finish_heatmap(fig, ax, im, title=title, scale="attention weight", path=path)
 
 
-def reliability_diagram(before: Sequence[dict], after: Sequence[dict] | None = None, *, temperature: float = 1.0,
-                        title: str = "Reliability", path: str | os.PathLike | None = None) -> Figure:
+def reliability_diagram(
+    before: Sequence[dict],
+    after: Sequence[dict] | None = None,
+    *,
+    temperature: float = 1.0,
+    title: str = "Reliability",
+    path: str | os.PathLike | None = None,
+) -> Figure:
     """Accuracy against confidence per bin, before (and after) temperature scaling; the diagonal is perfect."""
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
@@ -145,13 +180,23 @@ def _finish_lines(fig: Figure, ax, *, xlabel: str, ylabel: str, title: str, path
     return fig
 
 
-def risk_coverage(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, title: str = "Risk-coverage",
-                  path: str | os.PathLike | None = None) -> Figure:
+def risk_coverage(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    title: str = "Risk-coverage",
+    path: str | os.PathLike | None = None,
+) -> Figure:
     """Error rate among the names answered (risk) against the share answered (coverage), most confident first;
     one line per ranking. Lower is better; the right end is the model's plain error rate."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, (coverage, risk) in curves.items():
         ax.plot(coverage, risk, label=label)
     ax.set_ylim(bottom=0)
-    return _finish_lines(fig, ax, xlabel="Coverage (share of names answered, most confident first)",
-                         ylabel="Risk (error rate among them)", title=title, path=path)
+    return _finish_lines(
+        fig,
+        ax,
+        xlabel="Coverage (share of names answered, most confident first)",
+        ylabel="Risk (error rate among them)",
+        title=title,
+        path=path,
+    )

@@ -1,4 +1,5 @@
 """``Predictor``: names in, ranked languages (and attention) out; streaming over files."""
+
 from __future__ import annotations
 
 import functools
@@ -51,8 +52,13 @@ class Prediction:
     set: list[str] | None = None  # with ``coverage``: the conformal prediction set, most probable first
 
     def to_dict(self) -> dict:
-        d = {"name": self.name, "predictions": self.predictions, "out_of_scope": self.out_of_scope,
-             "abstained": self.abstained, "reason": self.reason}
+        d = {
+            "name": self.name,
+            "predictions": self.predictions,
+            "out_of_scope": self.out_of_scope,
+            "abstained": self.abstained,
+            "reason": self.reason,
+        }
         if self.set is not None:
             d["set"] = self.set
         if self.error:
@@ -97,9 +103,10 @@ def fold_array(values: pa.Array, scheme: int = 1) -> tuple[pa.Array, pa.Array]:
     through :func:`fold_or_error` with ``scheme``."""
     trimmed = pc.utf8_trim_whitespace(values)
     length = pc.utf8_length(trimmed)
-    fast = pc.and_(pc.and_(pc.match_substring_regex(values, _FOLDED_RE), pc.match_substring_regex(values, "[A-Za-z]")),
-                   pc.and_(pc.less_equal(pc.utf8_length(values), MAX_NAME_CHARS * 4),
-                           pc.less_equal(length, MAX_NAME_CHARS)))  # a letter, so never empty
+    fast = pc.and_(
+        pc.and_(pc.match_substring_regex(values, _FOLDED_RE), pc.match_substring_regex(values, "[A-Za-z]")),
+        pc.and_(pc.less_equal(pc.utf8_length(values), MAX_NAME_CHARS * 4), pc.less_equal(length, MAX_NAME_CHARS)),
+    )  # a letter, so never empty
     folded = pc.if_else(fast, trimmed, pa.scalar(None, pa.string()))
     errors = pa.nulls(len(values), pa.string())
     slow = pc.invert(fast)
@@ -182,7 +189,7 @@ class _LogProbCache:
                 self.slot.clear()
                 self.used = 0
             self.slot.update(zip(folded[:n], range(self.used, self.used + n), strict=True))
-            self.rows[self.used:self.used + n] = rows[:n]
+            self.rows[self.used : self.used + n] = rows[:n]
             self.used += n
 
 
@@ -194,8 +201,14 @@ class Predictor:
         >>> p.predict(["Hinton"], top=3)[0].predictions[0]["language"]
     """
 
-    def __init__(self, ckpt: checkpoint.Checkpoint, *, batch_size: int = 512, precision: str = "fp32",
-                 cache_size: int = CACHE_SIZE):
+    def __init__(
+        self,
+        ckpt: checkpoint.Checkpoint,
+        *,
+        batch_size: int = 512,
+        precision: str = "fp32",
+        cache_size: int = CACHE_SIZE,
+    ):
         self.checkpoint = ckpt
         self.path: Path | None = None  # the file it was loaded from, when it was (see :meth:`load`)
         self.n_parameters = sum(p.numel() for p in ckpt.model.parameters())
@@ -210,8 +223,9 @@ class Predictor:
         self._cache = _LogProbCache(cache_size, len(self.labels)) if cache_size > 0 else None
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, *, device: str = "cpu", sha256: str | None = None,
-             **kwargs) -> Predictor:
+    def load(
+        cls, path: str | os.PathLike | None = None, *, device: str = "cpu", sha256: str | None = None, **kwargs
+    ) -> Predictor:
         """``sha256``: the checkpoint file's digest (as ``sha256sum`` prints it), which it must have.
         ``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see
         :func:`models.with_precision`)."""
@@ -229,8 +243,9 @@ class Predictor:
         the languages of :attr:`labels` (temperature applied); ``attention`` a list of each name's weights over
         its characters with ``with_attention`` on a model that has attention, else None."""
         tokens, lengths = encode_names(folded)
-        lp, att = batched_log_probs(self.model, tokens, lengths, batch_size=self.batch_size,
-                                    with_attention=with_attention)
+        lp, att = batched_log_probs(
+            self.model, tokens, lengths, batch_size=self.batch_size, with_attention=with_attention
+        )
         return Probabilities(torch.softmax(lp / self.temperature, dim=1), att)
 
     def log_probs(self, folded: list[str]) -> np.ndarray:
@@ -252,8 +267,10 @@ class Predictor:
     def _distinct(self, names) -> _Chunk:
         """A chunk of raw names reduced to its distinct readable folded names and their model output."""
         if isinstance(names, (str, bytes)):
-            raise TypeError(f"predict takes a list of names, not one string ({names[:20]!r}): use "
-                            "predict([name]) or predict_one(name)")
+            raise TypeError(
+                f"predict takes a list of names, not one string ({names[:20]!r}): use "
+                "predict([name]) or predict_one(name)"
+            )
         arr, cell_errors = as_name_array(names)
         encoded = arr.dictionary_encode()  # each distinct raw name once
         row_null = np.asarray(encoded.indices.is_null())  # (N,) missing or non-string cells
@@ -270,8 +287,16 @@ class Predictor:
         log_probs = self.log_probs(unique) if unique else np.empty((0, len(self.labels)), np.float32)  # (U, C)
         return _Chunk(names=arr, row=row, unique=unique, log_probs=log_probs, error=error)
 
-    def predict_columns(self, names, top: int = 3, *, coverage: float | None = None, prior=None,
-                        min_confidence: float | None = None, max_out_of_scope: float | None = None) -> pa.Table:
+    def predict_columns(
+        self,
+        names,
+        top: int = 3,
+        *,
+        coverage: float | None = None,
+        prior=None,
+        min_confidence: float | None = None,
+        max_out_of_scope: float | None = None,
+    ) -> pa.Table:
         """The columnar path: a whole chunk of raw names in, an Arrow table out, no per-name Python objects.
 
         ``names``: an Arrow string array or a sequence of ``str``/``None``. Each distinct name in the chunk is
@@ -282,8 +307,9 @@ class Predictor:
         ``error`` (null when the name was read). A missing, non-string or unreadable name gets an error and
         null predictions, never an exception. The trust options are :meth:`predict`'s; ``prior="auto"``
         estimates the mix on this chunk (each row counted): for a whole input pass :meth:`estimate_prior`'s."""
-        return self._predict_columns(names, top, coverage=coverage, prior=prior, min_confidence=min_confidence,
-                                     max_out_of_scope=max_out_of_scope)[0]
+        return self._predict_columns(
+            names, top, coverage=coverage, prior=prior, min_confidence=min_confidence, max_out_of_scope=max_out_of_scope
+        )[0]
 
     def _predict_columns(self, names, top: int, **trust_options) -> tuple[pa.Table, np.ndarray | None]:
         """:meth:`predict_columns`, and the prior it used (None when no name was read or none was given)."""
@@ -313,9 +339,13 @@ class Predictor:
     def _trust_columns(self, r: TrustResult, *, sets: bool) -> dict[str, pa.Array]:
         """``abstained``, ``reason``, ``out_of_scope`` (null without a detector) and, with ``sets``, ``set``."""
         n = len(r.abstained)
-        columns = {"abstained": pa.array(r.abstained, pa.bool_()), "reason": pa.array(r.reason, pa.string()),
-                   "out_of_scope": (pa.array(r.out_of_scope, pa.float64()) if r.out_of_scope is not None
-                                    else pa.nulls(n, pa.float64()))}
+        columns = {
+            "abstained": pa.array(r.abstained, pa.bool_()),
+            "reason": pa.array(r.reason, pa.string()),
+            "out_of_scope": (
+                pa.array(r.out_of_scope, pa.float64()) if r.out_of_scope is not None else pa.nulls(n, pa.float64())
+            ),
+        }
         if sets:
             if r.sets is None:  # no conformal calibration in this checkpoint (the trust layer logged a note)
                 columns["set"] = pa.nulls(n, pa.list_(pa.string()))
@@ -326,26 +356,50 @@ class Predictor:
                 columns["set"] = pa.ListArray.from_arrays(pa.array(offsets), self._labels.take(pa.array(order[member])))
         return columns
 
-    def predict(self, names: Iterable[str], top: int = 3, *, attention: bool = False, coverage: float | None = None,
-                prior=None, min_confidence: float | None = None,
-                max_out_of_scope: float | None = None) -> list[Prediction]:
+    def predict(
+        self,
+        names: Iterable[str],
+        top: int = 3,
+        *,
+        attention: bool = False,
+        coverage: float | None = None,
+        prior=None,
+        min_confidence: float | None = None,
+        max_out_of_scope: float | None = None,
+    ) -> list[Prediction]:
         """Each name's ``top`` languages with probabilities, its out-of-scope score and whether the answer
         abstains (and why); with ``coverage`` (e.g. 0.9) its conformal prediction set. ``prior``: ``"uniform"``,
         ``"auto"`` (estimated on these names), ``{language: weight}`` or a JSON/CSV file of them. Thresholds
         left None use the checkpoint's. A name that cannot be read gets ``error`` set (and no predictions)
         instead of failing the whole batch. Built on :meth:`predict_columns`."""
-        return self.predict_with_prior(names, top, attention=attention, coverage=coverage, prior=prior,
-                                       min_confidence=min_confidence, max_out_of_scope=max_out_of_scope)[0]
+        return self.predict_with_prior(
+            names,
+            top,
+            attention=attention,
+            coverage=coverage,
+            prior=prior,
+            min_confidence=min_confidence,
+            max_out_of_scope=max_out_of_scope,
+        )[0]
 
-    def predict_with_prior(self, names: Iterable[str], top: int = 3, *, attention: bool = False,
-                           coverage: float | None = None, prior=None, min_confidence: float | None = None,
-                           max_out_of_scope: float | None = None) -> tuple[list[Prediction], dict | None]:
+    def predict_with_prior(
+        self,
+        names: Iterable[str],
+        top: int = 3,
+        *,
+        attention: bool = False,
+        coverage: float | None = None,
+        prior=None,
+        min_confidence: float | None = None,
+        max_out_of_scope: float | None = None,
+    ) -> tuple[list[Prediction], dict | None]:
         """:meth:`predict`, and the language mix it used (``prior="auto"``: the one estimated), or None.
         ``names`` is a list (or any iterable) of names: for one name use ``predict([name])`` or
         :meth:`predict_one`."""
         names = names if isinstance(names, (str, bytes)) else list(names)
-        table, used = self._predict_columns(names, top, coverage=coverage, prior=prior,
-                                            min_confidence=min_confidence, max_out_of_scope=max_out_of_scope)
+        table, used = self._predict_columns(
+            names, top, coverage=coverage, prior=prior, min_confidence=min_confidence, max_out_of_scope=max_out_of_scope
+        )
         k = max(1, min(top, len(self.labels)))
         rows = table.to_pydict()
         results = []
@@ -353,11 +407,21 @@ class Predictor:
             if rows["error"][i]:
                 results.append(Prediction(name=n, predictions=[], error=rows["error"][i]))
                 continue
-            ranked = [{"language": rows[f"language_{j}"][i], "probability": rows[f"probability_{j}"][i]}
-                      for j in range(1, k + 1)]
-            results.append(Prediction(name=n, predictions=ranked, folded=fold_or_error(n, self.fold_scheme)[0],
-                                      out_of_scope=rows["out_of_scope"][i], abstained=rows["abstained"][i],
-                                      reason=rows["reason"][i], set=rows["set"][i] if "set" in rows else None))
+            ranked = [
+                {"language": rows[f"language_{j}"][i], "probability": rows[f"probability_{j}"][i]}
+                for j in range(1, k + 1)
+            ]
+            results.append(
+                Prediction(
+                    name=n,
+                    predictions=ranked,
+                    folded=fold_or_error(n, self.fold_scheme)[0],
+                    out_of_scope=rows["out_of_scope"][i],
+                    abstained=rows["abstained"][i],
+                    reason=rows["reason"][i],
+                    set=rows["set"][i] if "set" in rows else None,
+                )
+            )
         if attention:
             good = [r for r in results if not r.error]
             if good:
@@ -424,7 +488,8 @@ METRICS_DESCRIPTION = (
     "(so slightly optimistic); metrics.test: figures on held-out test names that training and selection never "
     "saw; metrics.held_out (the bundled model): figures of the same preset trained on 80 % of a leak-free split "
     "and evaluated on the other 20 %, recorded because the shipped model itself trains on all names. Each has "
-    "accuracy, macro_f1 and n (names). Missing when the training run had no such split.")
+    "accuracy, macro_f1 and n (names). Missing when the training run had no such split."
+)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -443,20 +508,36 @@ def model_info(predictor: Predictor) -> dict:
     ``nameorigin info`` prints it."""
     ck = predictor.checkpoint
     metrics = ck.meta.get("metrics") or {}
-    figures = {split: {k: v for k, v in (m or {}).items() if k in {"accuracy", "macro_f1", "n", "source"}}
-               for split, m in metrics.items() if m}
+    figures = {
+        split: {k: v for k, v in (m or {}).items() if k in {"accuracy", "macro_f1", "n", "source"}}
+        for split, m in metrics.items()
+        if m
+    }
     layer = predictor.trust
     path = predictor.path
-    return {"model": ck.config.to_dict(), "has_attention": predictor.has_attention, "labels": ck.labels,
-            "parameters": predictor.n_parameters,
-            "data_fingerprint": ck.meta.get("data_fingerprint"), "metrics": figures,
-            "metrics_description": METRICS_DESCRIPTION,
-            "training": {k: ck.meta.get("training", {}).get(k) for k in ("mode", "preset", "n_train", "n_valid",
-                                                                          "n_test", "split")},
-            "trust": {"temperature": layer.temperature,
-                      "conformal": layer.conformal.method if layer.conformal is not None else None,
-                      "out_of_scope_detector": layer.oos is not None, "min_confidence": layer.min_confidence,
-                      "max_out_of_scope": layer.max_out_of_scope,
-                      "out_of_scope_locales": layer.info.get("oos_locales"), "n_valid": layer.info.get("n_valid")},
-            "file": {"path": str(path) if path else None, "bundled": path == default_model_path(),
-                     "sha256": file_sha256(path) if path else None}}
+    return {
+        "model": ck.config.to_dict(),
+        "has_attention": predictor.has_attention,
+        "labels": ck.labels,
+        "parameters": predictor.n_parameters,
+        "data_fingerprint": ck.meta.get("data_fingerprint"),
+        "metrics": figures,
+        "metrics_description": METRICS_DESCRIPTION,
+        "training": {
+            k: ck.meta.get("training", {}).get(k) for k in ("mode", "preset", "n_train", "n_valid", "n_test", "split")
+        },
+        "trust": {
+            "temperature": layer.temperature,
+            "conformal": layer.conformal.method if layer.conformal is not None else None,
+            "out_of_scope_detector": layer.oos is not None,
+            "min_confidence": layer.min_confidence,
+            "max_out_of_scope": layer.max_out_of_scope,
+            "out_of_scope_locales": layer.info.get("oos_locales"),
+            "n_valid": layer.info.get("n_valid"),
+        },
+        "file": {
+            "path": str(path) if path else None,
+            "bundled": path == default_model_path(),
+            "sha256": file_sha256(path) if path else None,
+        },
+    }

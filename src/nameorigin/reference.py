@@ -5,6 +5,7 @@ Nothing in the package uses it.
 Every step does what the worksheet does: pick a language, then a name, add noise, build the one-hot
 ``lineToTensor`` for that name, run the model one name at a time, and take one SGD step.
 """
+
 from __future__ import annotations
 
 import random
@@ -83,8 +84,16 @@ def run_model(model, line_tensor):
     return output
 
 
-def seed_train(model, category_lines: dict[str, list[str]], iters: int, *, noise: int = 0, lr: float = 0.005,
-               rng: random.Random | None = None, plot_every: int = 1000) -> tuple[float, list[float]]:
+def seed_train(
+    model,
+    category_lines: dict[str, list[str]],
+    iters: int,
+    *,
+    noise: int = 0,
+    lr: float = 0.005,
+    rng: random.Random | None = None,
+    plot_every: int = 1000,
+) -> tuple[float, list[float]]:
     """The seeds' training loop for ``iters`` steps; returns names (updates) per second and the mean loss of
     every ``plot_every`` steps."""
     rng = rng or random.Random(0)

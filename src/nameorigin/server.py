@@ -4,6 +4,7 @@ Concurrent requests are gathered into one model call by a :class:`Batcher`; the 
 thread, so the event loop keeps accepting while it works. A full queue answers 503 with ``Retry-After``; a
 body over the limit answers 413 before it is parsed (:class:`BodyLimit`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,23 +45,31 @@ ENV_CONFIG = "NAMEORIGIN_SERVE"  # JSON of ServeConfig, for app_from_env (uvicor
 log = logging.getLogger(__name__)
 
 
-Coverage = Field(None, gt=0, lt=1, allow_inf_nan=False,
-                 description="with a value, each name gets the conformal set of languages that holds the true one "
-                             "with this probability, e.g. 0.9")
-PRIOR_HELP = ("the language mix of the names: uniform, auto (estimated on them by EM), or (POST) an object of "
-              "language: weight; default: the training data's mix")
+Coverage = Field(
+    None,
+    gt=0,
+    lt=1,
+    allow_inf_nan=False,
+    description="with a value, each name gets the conformal set of languages that holds the true one "
+    "with this probability, e.g. 0.9",
+)
+PRIOR_HELP = (
+    "the language mix of the names: uniform, auto (estimated on them by EM), or (POST) an object of "
+    "language: weight; default: the training data's mix"
+)
 
 
 #: How a per-name fault is answered, in the schema's words.
-PER_NAME = (f"a name that cannot be read (no letters, empty, over {MAX_NAME_CHARS} characters, invalid Unicode) "
-            "is not refused: its result carries `error` and no predictions, and the names beside it are answered")
+PER_NAME = (
+    f"a name that cannot be read (no letters, empty, over {MAX_NAME_CHARS} characters, invalid Unicode) "
+    "is not refused: its result carries `error` and no predictions, and the names beside it are answered"
+)
 
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)  # NaN, Infinity and 1e400 (read as inf) are 422, not 500
 
-    names: list[str] = Field(..., min_length=1, max_length=MAX_NAMES,
-                             description=f"1 to {MAX_NAMES} names; {PER_NAME}")
+    names: list[str] = Field(..., min_length=1, max_length=MAX_NAMES, description=f"1 to {MAX_NAMES} names; {PER_NAME}")
     top: int = Field(3, ge=1, le=MAX_TOP)
     coverage: float | None = Coverage
     prior: Literal["uniform", "auto"] | dict[str, float] | None = Field(None, description=PRIOR_HELP)
@@ -73,9 +82,11 @@ def request_model(labels: list[str]) -> type[PredictRequest]:
     language = Literal[tuple(labels)]  # type: ignore[valid-type]
     weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
     prior = Literal["uniform", "auto"] | Annotated[dict[language, weight], Field(min_length=1)] | None
-    return create_model("PredictRequest", __base__=PredictRequest,
-                        prior=(prior, Field(None, description=PRIOR_HELP + "; weights above 0, languages left out "
-                                                                           "weigh 0")))
+    return create_model(
+        "PredictRequest",
+        __base__=PredictRequest,
+        prior=(prior, Field(None, description=PRIOR_HELP + "; weights above 0, languages left out weigh 0")),
+    )
 
 
 class LanguageProbability(BaseModel):
@@ -86,20 +97,25 @@ class LanguageProbability(BaseModel):
 class NameResult(BaseModel):
     name: str
     predictions: list[LanguageProbability]
-    out_of_scope: float | None = Field(None, description="0..1, higher = less like any of the model's languages; "
-                                                         "null when the model has no detector")
+    out_of_scope: float | None = Field(
+        None, description="0..1, higher = less like any of the model's languages; null when the model has no detector"
+    )
     abstained: bool = Field(False, description="the answer is unsure; its languages are still given")
     reason: Literal["low-confidence", "out-of-scope"] | None = None
     set: list[str] | None = Field(None, description="with coverage: the prediction set, most probable first")
-    error: str | None = Field(None, description="why this name cannot be read (then predictions is empty); "
-                                                "absent when it was read")
+    error: str | None = Field(
+        None, description="why this name cannot be read (then predictions is empty); absent when it was read"
+    )
 
 
 class PredictResponse(BaseModel):
     results: list[NameResult]
     prior: dict[str, float] | None = Field(None, description="the language mix used (prior=auto: the one estimated)")
-    prior_names: int | None = Field(None, description="prior=auto: how many distinct names the estimate rests on "
-                                                      "(few names keep it near the model's own mix); else null")
+    prior_names: int | None = Field(
+        None,
+        description="prior=auto: how many distinct names the estimate rests on "
+        "(few names keep it near the model's own mix); else null",
+    )
 
 
 class AttentionResponse(BaseModel):
@@ -109,11 +125,15 @@ class AttentionResponse(BaseModel):
     probability: float | None
     characters: list[str]
     weights: list[float]
-    error: str | None = Field(None, description="why the name cannot be read (then folded is empty and there are "
-                                                "no characters); absent when it was read")
+    error: str | None = Field(
+        None,
+        description="why the name cannot be read (then folded is empty and there are "
+        "no characters); absent when it was read",
+    )
 
 
 # ------------------------------------------------------------------------------------------- batching
+
 
 class Overloaded(Exception):
     """The batcher's queue holds too many names; the caller should come back later."""
@@ -141,8 +161,15 @@ class Batcher:
     own names (``prior="auto"``) always has a call of its own.
     """
 
-    def __init__(self, predict: Callable[..., tuple[list[Prediction], Any]], *, max_names: int,
-                 wait_ms: float, queue_limit: int, thread_setup: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        predict: Callable[..., tuple[list[Prediction], Any]],
+        *,
+        max_names: int,
+        wait_ms: float,
+        queue_limit: int,
+        thread_setup: Callable[[], None] | None = None,
+    ):
         self.predict = predict
         self.max_names = max_names
         self.wait = wait_ms / 1000
@@ -159,8 +186,9 @@ class Batcher:
         """The model thread, the queue and its collector on the running loop: started on first use, and again
         after :meth:`close` or when the loop changed (a test client that starts and stops the app per request)."""
         if self.executor is None:
-            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nameorigin-model",
-                                               initializer=self.thread_setup)
+            self.executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="nameorigin-model", initializer=self.thread_setup
+            )
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._task is None or self._task.done():
             self._loop, self._queue, self.waiting = loop, asyncio.Queue(), 0
@@ -226,8 +254,7 @@ class Batcher:
             results, extra = await self.run(self.predict, names, max(job.top for job in jobs), **jobs[0].options)
         except Exception as e:  # the model failed, or an option was refused
             if len(jobs) > 1:
-                log.warning("a batch of %d requests failed (%s: %s); trying each alone", len(jobs),
-                            type(e).__name__, e)
+                log.warning("a batch of %d requests failed (%s: %s); trying each alone", len(jobs), type(e).__name__, e)
                 for job in jobs:
                     await self._call([job])
                 return
@@ -238,7 +265,7 @@ class Batcher:
             return
         start = 0
         for job in jobs:
-            mine = results[start: start + len(job.names)]
+            mine = results[start : start + len(job.names)]
             start += len(job.names)
             for r in mine:
                 r.predictions = r.predictions[: job.top]
@@ -257,6 +284,7 @@ class Batcher:
 
 # ------------------------------------------------------------------------------------------- body limit
 
+
 class BodyLimit:
     """Pure ASGI middleware: a request body over ``max_body`` bytes gets 413 before the app reads it.
 
@@ -271,9 +299,17 @@ class BodyLimit:
 
     async def _refuse(self, send) -> None:
         body = json.dumps({"detail": _TooLarge(self.max_body).detail}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope, receive, send):
@@ -310,40 +346,61 @@ class _TooLarge(HTTPException):
     """Raised from inside the app's body read; an ``HTTPException`` so FastAPI passes it through unwrapped."""
 
     def __init__(self, max_body: int):
-        super().__init__(413, f"request body over the limit of {max_body:,} bytes",
-                         headers={"Connection": "close"})  # uvicorn closes after the answer: the rest goes unread
+        super().__init__(
+            413, f"request body over the limit of {max_body:,} bytes", headers={"Connection": "close"}
+        )  # uvicorn closes after the answer: the rest goes unread
 
 
 # ------------------------------------------------------------------------------------------- the app
+
 
 class ErrorResponse(BaseModel):
     detail: str
 
 
 #: The error answers each endpoint declares in its OpenAPI schema (422, a malformed request, FastAPI adds).
-ERRORS = {400: {"model": ErrorResponse, "description": "a prior or coverage the model cannot apply (a prior naming "
-                                                        "no language of the model, a coverage without calibration)"},
-          413: {"model": ErrorResponse, "description": "more names than the server's --queue-limit in one request, "
-                                                        "or a request body over the server's --max-body"},
-          503: {"model": ErrorResponse, "description": "too many names waiting for the model (the server's "
-                                                        "--queue-limit); the Retry-After header says when to retry"}}
+ERRORS = {
+    400: {
+        "model": ErrorResponse,
+        "description": "a prior or coverage the model cannot apply (a prior naming "
+        "no language of the model, a coverage without calibration)",
+    },
+    413: {
+        "model": ErrorResponse,
+        "description": "more names than the server's --queue-limit in one request, "
+        "or a request body over the server's --max-body",
+    },
+    503: {
+        "model": ErrorResponse,
+        "description": "too many names waiting for the model (the server's "
+        "--queue-limit); the Retry-After header says when to retry",
+    },
+}
 
 
-
-
-def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike | None = None,
-               config: ServeConfig | None = None) -> FastAPI:
+def create_app(
+    predictor: Predictor | None = None, model_path: str | os.PathLike | None = None, config: ServeConfig | None = None
+) -> FastAPI:
     """The app around ``predictor`` (default: ``model_path`` or ``config.model`` loaded at ``config.precision``)."""
     config = config or ServeConfig(model=str(model_path) if model_path else None)
     predictor = predictor or Predictor.load(config.model, precision=config.precision, sha256=config.model_sha256)
     ck = predictor.checkpoint
-    batcher = Batcher(predictor.predict_with_prior, max_names=config.batch_names, wait_ms=config.batch_wait_ms,
-                      queue_limit=config.queue_limit, thread_setup=_torch_threads(config.threads))
+    batcher = Batcher(
+        predictor.predict_with_prior,
+        max_names=config.batch_names,
+        wait_ms=config.batch_wait_ms,
+        queue_limit=config.queue_limit,
+        thread_setup=_torch_threads(config.threads),
+    )
     docs = {} if config.api_docs else {"docs_url": None, "redoc_url": None}
-    app = FastAPI(title="nameorigin", version=__version__,
-                  description="Which language does a name come from? Character-level recurrent networks.",
-                  lifespan=_lifespan(batcher, freeze=config.gc_freeze), default_response_class=SafeJSONResponse,
-                  **docs)
+    app = FastAPI(
+        title="nameorigin",
+        version=__version__,
+        description="Which language does a name come from? Character-level recurrent networks.",
+        lifespan=_lifespan(batcher, freeze=config.gc_freeze),
+        default_response_class=SafeJSONResponse,
+        **docs,
+    )
     app.add_middleware(BodyLimit, max_body=config.max_body)
     page = (resources.files("nameorigin") / "static" / "index.html").read_text(encoding="utf-8")
     app.add_middleware(SecurityHeaders, page_policy=page_policy(page))
@@ -354,8 +411,11 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
 
     @app.exception_handler(Overloaded)
     async def overloaded(request, exc: Overloaded):
-        return JSONResponse({"detail": f"the server is busy: {exc}; try again shortly"}, status_code=503,
-                            headers={"Retry-After": retry_after})
+        return JSONResponse(
+            {"detail": f"the server is busy: {exc}; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": retry_after},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request, exc: RequestValidationError):
@@ -364,8 +424,11 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
 
     async def predict(names: list[str], top: int, *, coverage: float | None = None, prior=None) -> PredictResponse:
         if len(names) > config.queue_limit:  # would be refused however long the caller waited: not a 503
-            raise HTTPException(413, f"too many names: {len(names)} in one request; this server queues at most "
-                                     f"{config.queue_limit} (--queue-limit)")
+            raise HTTPException(
+                413,
+                f"too many names: {len(names)} in one request; this server queues at most "
+                f"{config.queue_limit} (--queue-limit)",
+            )
         try:
             results, used = await batcher.submit(names, top, coverage=coverage, prior=prior)
         except TrustError as e:
@@ -373,40 +436,52 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
         except Overloaded:
             raise
         except Exception as e:  # the model failed on this request's names (the batcher logged it): a clean 500
-            raise HTTPException(500, f"prediction failed for this request ({type(e).__name__}); "
-                                     "the server logged it") from None
-        return PredictResponse(results=[NameResult(**r.to_dict()) for r in results], prior=used,
-                               prior_names=prior_names(results) if prior == "auto" and used else None)
+            raise HTTPException(
+                500, f"prediction failed for this request ({type(e).__name__}); the server logged it"
+            ) from None
+        return PredictResponse(
+            results=[NameResult(**r.to_dict()) for r in results],
+            prior=used,
+            prior_names=prior_names(results) if prior == "auto" and used else None,
+        )
 
     @app.get("/api/predict", response_model=PredictResponse, responses=ERRORS)
-    async def predict_one(name: str = Query(..., min_length=1, max_length=MAX_NAME_CHARS,
-                                            description=f"a name; {PER_NAME}"),
-                          top: int = Query(3, ge=1, le=MAX_TOP),
-                          coverage: float | None = Query(None, gt=0, lt=1, allow_inf_nan=False,
-                                                         description=Coverage.description),
-                          prior: Literal["uniform", "auto"] | None = Query(None, description=PRIOR_HELP)):
+    async def predict_one(
+        name: str = Query(..., min_length=1, max_length=MAX_NAME_CHARS, description=f"a name; {PER_NAME}"),
+        top: int = Query(3, ge=1, le=MAX_TOP),
+        coverage: float | None = Query(None, gt=0, lt=1, allow_inf_nan=False, description=Coverage.description),
+        prior: Literal["uniform", "auto"] | None = Query(None, description=PRIOR_HELP),
+    ):
         """The top languages of one name, its out-of-scope score and whether the answer abstains."""
         return await predict([name], top, coverage=coverage, prior=prior)
 
     async def predict_many(request):
         """The top languages of each of up to 1,000 names (and the language mix used)."""
         return await predict(request.names, request.top, coverage=request.coverage, prior=request.prior)
+
     predict_many.__annotations__["request"] = request_model(list(predictor.labels))  # a class made here
     app.post("/api/predict", response_model=PredictResponse, responses=ERRORS)(predict_many)
 
     @app.get("/api/attention", response_model=AttentionResponse, responses=ERRORS)
-    async def attention(name: str = Query(..., min_length=1, max_length=MAX_NAME_CHARS,
-                                          description=f"a name; {PER_NAME}")):
+    async def attention(
+        name: str = Query(..., min_length=1, max_length=MAX_NAME_CHARS, description=f"a name; {PER_NAME}"),
+    ):
         """Each character of the folded name with its attention weight (gru-attention models)."""
         if not predictor.has_attention:
             raise HTTPException(400, f"this model ({ck.config.name}) has no attention")
         r = (await batcher.run(lambda: predictor.predict([name], top=1, attention=True)))[0]
         if r.error:
-            return AttentionResponse(name=name, folded="", language=None, probability=None, characters=[],
-                                     weights=[], error=r.error)
-        return AttentionResponse(name=name, folded=r.folded, language=r.predictions[0]["language"],
-                                 probability=r.predictions[0]["probability"], characters=list(r.folded),
-                                 weights=r.attention)
+            return AttentionResponse(
+                name=name, folded="", language=None, probability=None, characters=[], weights=[], error=r.error
+            )
+        return AttentionResponse(
+            name=name,
+            folded=r.folded,
+            language=r.predictions[0]["language"],
+            probability=r.predictions[0]["probability"],
+            characters=list(r.folded),
+            weights=r.attention,
+        )
 
     about = describe_model(predictor)  # what the model is, its figures, its trust layer, its file's digest
 
@@ -415,10 +490,16 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
         """The model's name, sizes, labels, training data fingerprint, its validation and held-out test
         metrics (see ``metrics_description``), its trust layer, its file's SHA-256 digest (as ``nameorigin
         info --json`` prints them), and how this server runs it."""
-        return {**about,
-                "serving": {"precision": predictor.precision, "batch_names": config.batch_names,
-                            "batch_wait_ms": config.batch_wait_ms, "queue_limit": config.queue_limit,
-                            "max_body": config.max_body}}
+        return {
+            **about,
+            "serving": {
+                "precision": predictor.precision,
+                "batch_names": config.batch_names,
+                "batch_wait_ms": config.batch_wait_ms,
+                "queue_limit": config.queue_limit,
+                "max_body": config.max_body,
+            },
+        }
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -426,8 +507,14 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
         /api/predict are two routes, and Starlette would name only the first)."""
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            methods = sorted({m for r in app.routes if getattr(r, "path", None) == request.url.path
-                              for m in (getattr(r, "methods", None) or ())})
+            methods = sorted(
+                {
+                    m
+                    for r in app.routes
+                    if getattr(r, "path", None) == request.url.path
+                    for m in (getattr(r, "methods", None) or ())
+                }
+            )
             headers["Allow"] = ", ".join(methods)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
@@ -441,8 +528,14 @@ def create_app(predictor: Predictor | None = None, model_path: str | os.PathLike
 
     for route in list(app.routes):  # HEAD wherever GET is answered, as Starlette's own routes do (not in the schema)
         if isinstance(route, APIRoute) and "GET" in route.methods:
-            app.add_api_route(route.path, route.endpoint, methods=["HEAD"], include_in_schema=False,
-                              response_model=route.response_model, response_class=route.response_class)
+            app.add_api_route(
+                route.path,
+                route.endpoint,
+                methods=["HEAD"],
+                include_in_schema=False,
+                response_model=route.response_model,
+                response_class=route.response_class,
+            )
     return app
 
 
@@ -455,8 +548,9 @@ class SafeJSONResponse(JSONResponse):
         try:
             return super().render(content)
         except ValueError:  # NaN or infinite, or UnicodeEncodeError (a ValueError too)
-            return json.dumps(jsonable(content), ensure_ascii=True, allow_nan=False,
-                              separators=(",", ":")).encode("ascii")
+            return json.dumps(jsonable(content), ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode(
+                "ascii"
+            )
 
 
 def page_policy(page: str) -> str:
@@ -466,10 +560,15 @@ def page_policy(page: str) -> str:
     import re
 
     def hashes(tag: str) -> str:
-        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
-                        for body in re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL))
-    return (f"default-src 'none'; connect-src 'self'; img-src 'self' data:; script-src 'self' {hashes('script')}; "
-            f"style-src 'self' {hashes('style')}; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+        return " ".join(
+            f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+            for body in re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL)
+        )
+
+    return (
+        f"default-src 'none'; connect-src 'self'; img-src 'self' data:; script-src 'self' {hashes('script')}; "
+        f"style-src 'self' {hashes('style')}; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
 
 
 class SecurityHeaders:
@@ -494,8 +593,11 @@ class SecurityHeaders:
         async def with_headers(message):
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers += [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                            (b"referrer-policy", b"no-referrer")]
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"),
+                ]
                 if policy:
                     headers.append((b"content-security-policy", policy.encode()))
                 message = {**message, "headers": headers}
@@ -544,8 +646,11 @@ class RequestDeadline(HttpToolsProtocol):
 def uvicorn_settings(config: ServeConfig) -> dict:
     """The keyword arguments of ``uvicorn.run`` that bound what one client can hold: connections at once, idle
     keep-alive time, and the time a request may take to arrive."""
-    return {"limit_concurrency": config.limit_concurrency, "timeout_keep_alive": config.timeout_keep_alive,
-            "http": functools.partial(RequestDeadline, request_timeout=config.request_timeout)}
+    return {
+        "limit_concurrency": config.limit_concurrency,
+        "timeout_keep_alive": config.timeout_keep_alive,
+        "http": functools.partial(RequestDeadline, request_timeout=config.request_timeout),
+    }
 
 
 def _torch_threads(threads: int) -> Callable[[], None] | None:
@@ -554,7 +659,9 @@ def _torch_threads(threads: int) -> Callable[[], None] | None:
 
     def setup() -> None:
         import torch
+
         torch.set_num_threads(threads)
+
     return setup
 
 
@@ -572,6 +679,7 @@ def _lifespan(batcher: Batcher, *, freeze: bool):
             gc.freeze()
         yield
         batcher.close()
+
     return lifespan
 
 

@@ -1,5 +1,6 @@
 """The service's settings, apart from the web framework: the command line reads their defaults without
 importing FastAPI (``nameorigin.server.ServeConfig`` is this same class)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """The alphabet, folding any Unicode name into it, encoding, and the worksheet's punctuation noise."""
+
 from __future__ import annotations
 
 import functools
@@ -37,10 +38,7 @@ class BadName(ValueError):
 
 def seed_fold(name: str) -> str:
     """The seeds' ``unicodeToAscii``: NFD, drop combining marks, keep the alphabet."""
-    return "".join(
-        c for c in unicodedata.normalize("NFD", name)
-        if unicodedata.category(c) != "Mn" and c in _ALLOWED
-    )
+    return "".join(c for c in unicodedata.normalize("NFD", name) if unicodedata.category(c) != "Mn" and c in _ALLOWED)
 
 
 def _keeps_letters(category: str) -> bool:
@@ -124,13 +122,13 @@ NOISE_INDICES = [_INDEX[c] for c in NOISE_CHARS]
 #: (:func:`folding_info`) and its names are always folded with it; a checkpoint without the record used scheme 1.
 FOLD_SCHEMES = {
     1: "NFD, drop combining marks, keep the alphabet; other scripts' letters through anyascii one by one "
-       "(Han as capitalised Mandarin syllables: ZuoTeng; Hangul in small letters: gimminjun; Arabic: mhmd)",
+    "(Han as capitalised Mandarin syllables: ZuoTeng; Hangul in small letters: gimminjun; Arabic: mhmd)",
     2: "scheme 1, but Han with kana read by a Japanese reader (pykakasi, Hepburn, long vowels shortened: "
-       "satou -> Sato), other Han by a Chinese one (pypinyin), Hangul with its family name in the customary "
-       "spelling (name-variants) and the rest in Revised Romanization (korean-romanizer); a word of a "
-       "script without case is written as the tutorial writes names: a capital, then small letters "
-       "(gimminjun -> Kim Minjun, ZuoTeng -> Zuoteng, mhmd -> Mhmd), and a word in capitals stays so "
-       "(SHEVCHENKO, not ShEVChENKO)",
+    "satou -> Sato), other Han by a Chinese one (pypinyin), Hangul with its family name in the customary "
+    "spelling (name-variants) and the rest in Revised Romanization (korean-romanizer); a word of a "
+    "script without case is written as the tutorial writes names: a capital, then small letters "
+    "(gimminjun -> Kim Minjun, ZuoTeng -> Zuoteng, mhmd -> Mhmd), and a word in capitals stays so "
+    "(SHEVCHENKO, not ShEVChENKO)",
 }
 #: The scheme of checkpoints that record none (every model trained before the record existed).
 LEGACY_FOLD_SCHEME = 1
@@ -146,8 +144,10 @@ class ReaderMissing(RuntimeError):
 
 
 def _unknown_scheme(scheme) -> str:
-    raise ValueError(f"unknown folding scheme {scheme!r}; this nameorigin knows {sorted(FOLD_SCHEMES)}: "
-                     "a newer nameorigin may have made this checkpoint")
+    raise ValueError(
+        f"unknown folding scheme {scheme!r}; this nameorigin knows {sorted(FOLD_SCHEMES)}: "
+        "a newer nameorigin may have made this checkpoint"
+    )
 
 
 def _package_version(package: str) -> str | None:
@@ -162,8 +162,12 @@ def folding_info(scheme: int = DEFAULT_FOLD_SCHEME) -> dict:
     alphabet, and the transliteration library and readers with their installed versions."""
     if scheme not in FOLD_SCHEMES:
         _unknown_scheme(scheme)
-    return {"scheme": scheme, "rule": FOLD_SCHEMES[scheme], "alphabet": ALPHABET,
-            "packages": {p: _package_version(p) for p in _SCHEME_PACKAGES[scheme]}}
+    return {
+        "scheme": scheme,
+        "rule": FOLD_SCHEMES[scheme],
+        "alphabet": ALPHABET,
+        "packages": {p: _package_version(p) for p in _SCHEME_PACKAGES[scheme]},
+    }
 
 
 def scheme_of(meta: dict) -> int:
@@ -219,11 +223,13 @@ def script_of(name: str) -> str:
 def require_reader(module: str):
     """``module`` (a reader or the family-name tables) imported, or :class:`ReaderMissing` naming what to install."""
     import importlib
+
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ReaderMissing(f"reading Han, kana or Hangul needs the readers ({module} is missing): "
-                            f"{READERS_HINT}") from None
+        raise ReaderMissing(
+            f"reading Han, kana or Hangul needs the readers ({module} is missing): {READERS_HINT}"
+        ) from None
 
 
 @functools.cache
@@ -238,8 +244,9 @@ def family_tables() -> dict[str, dict[str, str]]:
     chinese: dict[str, str] = {}
     for key, entry in nv.CHINESE_SURNAME_VARIANTS.items():
         latin = [f for f in entry["forms"] if f.isascii()]
-        pinyin = next((f for f, d in entry.get("dialects", {}).items() if d == "mandarin_pinyin"),
-                      latin[0] if latin else None)
+        pinyin = next(
+            (f for f, d in entry.get("dialects", {}).items() if d == "mandarin_pinyin"), latin[0] if latin else None
+        )
         for form in [key, *entry["forms"]]:
             if pinyin and all(_is_han(c) for c in form):
                 chinese.setdefault(form, pinyin.capitalize())
@@ -247,8 +254,9 @@ def family_tables() -> dict[str, dict[str, str]]:
         "chinese": chinese,
         "japanese": {k: v["forms"][0].capitalize() for k, v in nv.JAPANESE_SURNAME_VARIANTS.items()},
         "korean": {k: v["forms"][0].capitalize() for k, v in nv.KOREAN_SURNAME_VARIANTS.items()},
-        "vietnamese": {k: v["forms"][0].capitalize() for k, v in nv.VIETNAMESE_SURNAME_VARIANTS.items()
-                       if v.get("frequency")},
+        "vietnamese": {
+            k: v["forms"][0].capitalize() for k, v in nv.VIETNAMESE_SURNAME_VARIANTS.items() if v.get("frequency")
+        },
     }
 
 
@@ -341,8 +349,9 @@ def _read_run(kind: str, text: str, *, japanese: bool, first: bool) -> str:
         read = read_korean(text, family=first)
     else:
         read = read_japanese(text) if japanese else read_chinese(text, family=first)
-    return " ".join(w.capitalize() if w.islower() else w for w in
-                    re.sub(r"[^A-Za-z ]", "", re.sub(r"\(\w*\)", "", read)).split())
+    return " ".join(
+        w.capitalize() if w.islower() else w for w in re.sub(r"[^A-Za-z ]", "", re.sub(r"\(\w*\)", "", read)).split()
+    )
 
 
 def _fold_v2(name: str) -> str:
@@ -361,8 +370,10 @@ def readings(name: str) -> list[Reading]:
     if script == "none":
         return []
     if script == "Han":
-        candidates = [Reading(_fold_with(name, japanese=True), "Han", "japanese"),
-                      Reading(fold(name, 2), "Han", "chinese")]
+        candidates = [
+            Reading(_fold_with(name, japanese=True), "Han", "japanese"),
+            Reading(fold(name, 2), "Han", "chinese"),
+        ]
         return [r for r in candidates if _HAS_LETTER.search(r.text)]
     reader = {"Kana": "japanese", "Hangul": "korean", "Latin": "none"}.get(script, "transliteration")
     text = fold(name, 2)
@@ -373,6 +384,8 @@ def _fold_with(name: str, *, japanese: bool) -> str:
     """Scheme 2's fold with the Han runs read by the Japanese (or Chinese) reader whatever the name holds."""
     name = unicodedata.normalize("NFC", name.strip())
     runs = _runs(name)
-    out = [_caseless_words(t) if kind == "other" else f" {_read_run(kind, t, japanese=japanese, first=i == 0)} "
-           for i, (kind, t) in enumerate(runs)]
+    out = [
+        _caseless_words(t) if kind == "other" else f" {_read_run(kind, t, japanese=japanese, first=i == 0)} "
+        for i, (kind, t) in enumerate(runs)
+    ]
     return re.sub(r" {2,}", " ", "".join(out)).strip()

@@ -1,4 +1,5 @@
 """The batched trainer and the worksheet's one-name-at-a-time loop, both returning a :class:`History`."""
+
 from __future__ import annotations
 
 import copy
@@ -109,8 +110,9 @@ def validate(model: Classifier, data: Encoded, labels: Sequence[str]) -> dict:
     ranks = distributed.current()
     part = slice(ranks.rank, None, ranks.world)
     lp, _ = batched_log_probs(model, data.tokens[part], data.lengths[part])
-    predicted, truth, loss = distributed.gather(lp.argmax(1), data.labels[part],
-                                                F.nll_loss(lp, data.labels[part], reduction="sum").view(1), ranks=ranks)
+    predicted, truth, loss = distributed.gather(
+        lp.argmax(1), data.labels[part], F.nll_loss(lp, data.labels[part], reduction="sum").view(1), ranks=ranks
+    )
     result = metrics(truth, predicted, labels)
     result["loss"] = float(loss.sum()) / len(truth)
     return result
@@ -127,8 +129,10 @@ def _better(select: str, new: dict, best: dict | None) -> bool:
 def distillation_loss(log_probs: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """``T² KL(softmax(teacher / T) || softmax(student / T))``, batch mean, from log-probabilities (B, C) each."""
     target = F.log_softmax(teacher / temperature, dim=1)
-    return F.kl_div(F.log_softmax(log_probs / temperature, dim=1), target, log_target=True,
-                    reduction="batchmean") * temperature ** 2
+    return (
+        F.kl_div(F.log_softmax(log_probs / temperature, dim=1), target, log_target=True, reduction="batchmean")
+        * temperature**2
+    )
 
 
 def soft_loss(log_probs: torch.Tensor, target: torch.Tensor, row_weight: torch.Tensor) -> torch.Tensor:
@@ -138,20 +142,24 @@ def soft_loss(log_probs: torch.Tensor, target: torch.Tensor, row_weight: torch.T
     return (per_row * row_weight).sum() / row_weight.sum().clamp(min=1e-12)
 
 
-def joint_set(train: Encoded, corpus: CorpusPart, weight: float, *, noise_room: int = 0,
-              soft_targets: torch.Tensor | None = None
-              ) -> tuple[Encoded, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def joint_set(
+    train: Encoded, corpus: CorpusPart, weight: float, *, noise_room: int = 0, soft_targets: torch.Tensor | None = None
+) -> tuple[Encoded, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The labelled names and the corpus names as one training set: the encoded names (a corpus name's label
     is its top language, for balanced sampling and loss weights), the targets (N, C) (one-hot for labelled
     names, soft labels for corpus names), the row weights (N,) (1 and ``weight``), and the teacher's
     log-probabilities extended over the corpus names by the corpus's own soft labels (None without a teacher)."""
     from .data import encode_names
+
     n_classes = corpus.targets.size(1)
     tokens, lengths = encode_names(corpus.names, extra=noise_room)
     width = max(train.tokens.size(1), tokens.size(1))
     pad = lambda t: F.pad(t, (0, width - t.size(1)))  # noqa: E731
-    joined = Encoded(torch.cat([pad(train.tokens), pad(tokens)]), torch.cat([train.lengths, lengths]),
-                     torch.cat([train.labels, corpus.targets.argmax(1)]))
+    joined = Encoded(
+        torch.cat([pad(train.tokens), pad(tokens)]),
+        torch.cat([train.lengths, lengths]),
+        torch.cat([train.labels, corpus.targets.argmax(1)]),
+    )
     targets = torch.cat([F.one_hot(train.labels, n_classes).float(), corpus.targets.float()])
     weights = torch.cat([torch.ones(len(train)), torch.full((len(corpus),), float(weight))])
     teacher = None
@@ -160,11 +168,19 @@ def joint_set(train: Encoded, corpus: CorpusPart, weight: float, *, noise_room: 
     return joined, targets, weights, teacher
 
 
-def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labels: Sequence[str],
-                  config: TrainConfig, *, progress: bool = True,
-                  on_epoch: Callable[[dict], None] | None = None,
-                  soft_targets: torch.Tensor | None = None, targets: torch.Tensor | None = None,
-                  row_weights: torch.Tensor | None = None) -> History:
+def train_batched(
+    model: Classifier,
+    train: Encoded,
+    valid: Encoded | None,
+    labels: Sequence[str],
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+    soft_targets: torch.Tensor | None = None,
+    targets: torch.Tensor | None = None,
+    row_weights: torch.Tensor | None = None,
+) -> History:
     """Mini-batches bucketed by length, validation every epoch, the best epoch kept, early stopping.
 
     Without validation names (``valid`` None or empty) every epoch runs and the last one is kept.
@@ -217,19 +233,28 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         scheduler = None
     best_state, best, since_best = None, None, 0
     step, window = 0, torch.zeros((), device=device)
-    bar = tqdm(total=config.epochs, desc="training", unit="epoch", disable=not progress or not ranks.is_main,
-               leave=False)
+    bar = tqdm(
+        total=config.epochs, desc="training", unit="epoch", disable=not progress or not ranks.is_main, leave=False
+    )
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         model.train()
         tokens, lengths = add_noise_batch(train.tokens, train.lengths, config.noise, gen)
-        order = (torch.multinomial(sample_weights, len(train), replacement=True, generator=gen)
-                 if sample_weights is not None else None)
-        batches = [(tokens[b, : int(lengths[b].max())].to(device), lengths[b].to(device), train.labels[b].to(device),
-                    soft_targets[b].to(device) if soft_targets is not None else None,
-                    (targets[b].to(device), row_weights[b].to(device)) if targets is not None else None)
-                   for b in distributed.shard(length_batches(lengths, config.batch_size, generator=gen, order=order),
-                                              ranks)]
+        order = (
+            torch.multinomial(sample_weights, len(train), replacement=True, generator=gen)
+            if sample_weights is not None
+            else None
+        )
+        batches = [
+            (
+                tokens[b, : int(lengths[b].max())].to(device),
+                lengths[b].to(device),
+                train.labels[b].to(device),
+                soft_targets[b].to(device) if soft_targets is not None else None,
+                (targets[b].to(device), row_weights[b].to(device)) if targets is not None else None,
+            )
+            for b in distributed.shard(length_batches(lengths, config.batch_size, generator=gen, order=order), ranks)
+        ]
         epoch_loss, epoch_names = torch.zeros((), device=device), 0
         for x, L, y, soft, target in batches:
             log_probs, _ = net(x, L)
@@ -243,8 +268,9 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
             else:
                 loss = F.nll_loss(log_probs, y, weight=loss_weight)
             if soft is not None:
-                loss = ((1 - config.distill_weight) * loss
-                        + config.distill_weight * distillation_loss(log_probs, soft, config.distill_temperature))
+                loss = (1 - config.distill_weight) * loss + config.distill_weight * distillation_loss(
+                    log_probs, soft, config.distill_temperature
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip:
@@ -283,8 +309,12 @@ def train_batched(model: Classifier, train: Encoded, valid: Encoded | None, labe
         else:
             since_best += 1
             if config.patience and since_best >= config.patience:
-                log.info("stopping early after epoch %d: no better validation %s for %d epochs",
-                         epoch, config.select, config.patience)
+                log.info(
+                    "stopping early after epoch %d: no better validation %s for %d epochs",
+                    epoch,
+                    config.select,
+                    config.patience,
+                )
                 break
     bar.close()
     if best_state is not None:
@@ -301,9 +331,15 @@ def _time_since(since: float) -> str:
     return f"{m}m {int(s)}s"
 
 
-def train_worksheet(model: Classifier, category_lines: dict[str, list[str]], labels: Sequence[str],
-                    config: WorksheetConfig, *, rng: random.Random | None = None,
-                    printer: Callable[[str], None] | None = print) -> History:
+def train_worksheet(
+    model: Classifier,
+    category_lines: dict[str, list[str]],
+    labels: Sequence[str],
+    config: WorksheetConfig,
+    *,
+    rng: random.Random | None = None,
+    printer: Callable[[str], None] | None = print,
+) -> History:
     """The seeds' loop: pick a language uniformly, then a name, add noise, one SGD step on that name alone.
 
     Prints the seeds' line every ``print_every`` steps and keeps the mean loss of every ``plot_every``
@@ -342,8 +378,10 @@ def train_worksheet(model: Classifier, category_lines: dict[str, list[str]], lab
         if printer and config.print_every and it % config.print_every == 0:
             guess = labels[int(output.argmax(1))]
             correct = "✓" if guess == category else f"✗ ({category})"
-            printer(f"{it} {int(it / config.iters * 100)}% ({_time_since(start)}) {loss.item():.4f} {line} / {guess} "
-                    f"{correct}")
+            printer(
+                f"{it} {int(it / config.iters * 100)}% ({_time_since(start)}) {loss.item():.4f} {line} / {guess} "
+                f"{correct}"
+            )
         if config.plot_every and it % config.plot_every == 0:
             history.loss_steps.append(it)
             history.losses.append(current_loss.item() / config.plot_every)
@@ -381,15 +419,23 @@ PRESETS: dict[str, Preset] = {
         "batches of 64 bucketed by length, loss weights (N / (C n_c)) ** 0.25, learning rate halved when "
         "validation loss stalls, best epoch by validation macro-F1, early stop after 5 epochs.",
         model={"name": "gru", "hidden": 128, "dropout": 0.3},
-        train={"class_weight": 0.25, "schedule": "plateau"}),
+        train={"class_weight": 0.25, "schedule": "plateau"},
+    ),
     "best": Preset(
         "The search's winner on validation (bench/accuracy.py): an ensemble of 3 bidirectional gru-attention "
         "models (hidden 256, learned embedding 64, dropout 0.4), each trained 20 epochs with a cosine "
         "learning rate from Adam 3e-3, label smoothing 0.1 and the default's loss weights, the best epoch "
         "by validation macro-F1; their probabilities averaged. About 5 minutes on 2 cores.",
-        model={"name": "gru-attention", "hidden": 256, "bidirectional": True, "embed": 64, "dropout": 0.4,
-               "members": 3},
-        train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0}),
+        model={
+            "name": "gru-attention",
+            "hidden": 256,
+            "bidirectional": True,
+            "embed": 64,
+            "dropout": 0.4,
+            "members": 3,
+        },
+        train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0},
+    ),
     "bundled": Preset(
         "The model that ships in the package, distilled: one bidirectional gru-attention (hidden 128, embedding "
         "64, dropout 0.3; about 2x a gru 128's prediction time) trained as `best` trains its members, on the "
@@ -397,13 +443,23 @@ PRESETS: dict[str, Preset] = {
         "(3 mixed teachers, each trained on two thirds of the training names and predicting the third it did "
         "not see). Teachers and student train in one command; `--distill-weight 0` skips the teachers.",
         model={"name": "gru-attention", "hidden": 128, "bidirectional": True, "embed": 64, "dropout": 0.3},
-        train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0,
-               "distill_weight": 0.25, "distill_temperature": 1.0, "teacher_folds": 3},
-        teacher="mixed"),
+        train={
+            "class_weight": 0.25,
+            "label_smoothing": 0.1,
+            "schedule": "cosine",
+            "epochs": 20,
+            "patience": 0,
+            "distill_weight": 0.25,
+            "distill_temperature": 1.0,
+            "teacher_folds": 3,
+        },
+        teacher="mixed",
+    ),
     "ngram-lr": Preset(
         "The DESIGN's baseline as a model of the family: TF-IDF character 1-5-grams of the folded name and "
         "logistic regression (scikit-learn, C=10), its vocabulary, idf and weights saved as tensors.",
-        model={"name": "ngram-lr"}),
+        model={"name": "ngram-lr"},
+    ),
     "mixed": Preset(
         "A mixed ensemble, the search's best mix on validation (bench/accuracy.py, seed 0): a bidirectional "
         "gru-attention (hidden 128, embedding 64, dropout 0.3) and a cnn (128 filters of each width 2-5, "
@@ -413,17 +469,30 @@ PRESETS: dict[str, Preset] = {
         "validation macro-F1.)",
         model={"name": MIXED},
         train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0},
-        members=(({"name": "gru-attention", "hidden": 128, "bidirectional": True, "embed": 64, "dropout": 0.3}, {}),
-                 ({"name": "cnn", "hidden": 128, "embed": 64, "dropout": 0.3}, {}))),
-    "worksheet-rnn": Preset("Seed 000's plain RNN, as the worksheet trains it: hidden 32, 80,000 SGD steps at "
-                            "0.005, one name at a time, 50 names a language.",
-                            model={"name": "rnn", "hidden": 32}, worksheet=True, prune=50),
-    "worksheet-gru": Preset("Seed 000's GRU, as the worksheet trains it (settings of worksheet-rnn).",
-                            model={"name": "gru", "hidden": 32}, worksheet=True, prune=50),
-    "worksheet-attention": Preset("Seed 000's GRU with attention, as the worksheet trains it (settings of "
-                                  "worksheet-rnn).",
-                                  model={"name": "gru-attention", "hidden": 32}, worksheet=True,
-                                  prune=50),
+        members=(
+            ({"name": "gru-attention", "hidden": 128, "bidirectional": True, "embed": 64, "dropout": 0.3}, {}),
+            ({"name": "cnn", "hidden": 128, "embed": 64, "dropout": 0.3}, {}),
+        ),
+    ),
+    "worksheet-rnn": Preset(
+        "Seed 000's plain RNN, as the worksheet trains it: hidden 32, 80,000 SGD steps at "
+        "0.005, one name at a time, 50 names a language.",
+        model={"name": "rnn", "hidden": 32},
+        worksheet=True,
+        prune=50,
+    ),
+    "worksheet-gru": Preset(
+        "Seed 000's GRU, as the worksheet trains it (settings of worksheet-rnn).",
+        model={"name": "gru", "hidden": 32},
+        worksheet=True,
+        prune=50,
+    ),
+    "worksheet-attention": Preset(
+        "Seed 000's GRU with attention, as the worksheet trains it (settings of worksheet-rnn).",
+        model={"name": "gru-attention", "hidden": 32},
+        worksheet=True,
+        prune=50,
+    ),
 }
 
 
@@ -441,8 +510,14 @@ class Settings:
     teacher: Settings | None = None  # a recipe whose out-of-fold probabilities teach this model
 
 
-def resolve_settings(preset: str | None, *, worksheet: bool | None = None, model: dict | None = None,
-                     train: dict | None = None, prune: int | None = None) -> Settings:
+def resolve_settings(
+    preset: str | None,
+    *,
+    worksheet: bool | None = None,
+    model: dict | None = None,
+    train: dict | None = None,
+    prune: int | None = None,
+) -> Settings:
     """Dataclass defaults, then the preset (``default`` for the batched trainer), then explicit values."""
     if preset is None:
         chosen = PRESETS["default"] if not worksheet else Preset("")
@@ -454,14 +529,27 @@ def resolve_settings(preset: str | None, *, worksheet: bool | None = None, model
     config_class = WorksheetConfig if is_worksheet else TrainConfig
     known = set(config_class.__dataclass_fields__)
     values = {k: v for k, v in {**chosen.train, **(train or {})}.items() if k in known}
-    members = [Settings(model=ModelConfig(**m), train=TrainConfig(**{**chosen.train, **t, **(train or {})}),
-                        worksheet=False, prune=0) for m, t in chosen.members]
+    members = [
+        Settings(
+            model=ModelConfig(**m),
+            train=TrainConfig(**{**chosen.train, **t, **(train or {})}),
+            worksheet=False,
+            prune=0,
+        )
+        for m, t in chosen.members
+    ]
     teacher = resolve_settings(chosen.teacher, train={"seed": values.get("seed", 0)}) if chosen.teacher else None
     model_config = ModelConfig(**{**chosen.model, **(model or {})})
     if members:
         model_config = ModelConfig(name=MIXED, mix=[m.model.to_dict() for m in members])
-    return Settings(model=model_config, train=config_class(**values), worksheet=is_worksheet,
-                    prune=chosen.prune if prune is None else prune, members=members, teacher=teacher)
+    return Settings(
+        model=model_config,
+        train=config_class(**values),
+        worksheet=is_worksheet,
+        prune=chosen.prune if prune is None else prune,
+        members=members,
+        teacher=teacher,
+    )
 
 
 def recipe(doc: dict) -> Settings:
@@ -469,16 +557,26 @@ def recipe(doc: dict) -> Settings:
     config = ModelConfig.from_dict(doc["model"])
     known = set(TrainConfig.__dataclass_fields__)
     train = TrainConfig(**{k: v for k, v in (doc.get("training") or {}).items() if k in known})
-    members = [Settings(model=ModelConfig.from_dict(m), train=replace(train, seed=train.seed + i), worksheet=False,
-                        prune=0) for i, m in enumerate(config.mix)]
+    members = [
+        Settings(model=ModelConfig.from_dict(m), train=replace(train, seed=train.seed + i), worksheet=False, prune=0)
+        for i, m in enumerate(config.mix)
+    ]
     return Settings(model=config, train=train, worksheet=False, prune=0, members=members)
 
 
-def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, labels: Sequence[str], *,
-        device: torch.device | str = "cpu", printer: Callable[[str], None] | None = None,
-        progress: bool = False, on_epoch: Callable[[dict], None] | None = None,
-        soft_targets: torch.Tensor | None = None,
-        corpus: CorpusPart | None = None) -> tuple[Classifier, History, list[Pair]]:
+def fit(
+    settings: Settings,
+    train_pairs: Sequence[Pair],
+    valid: Encoded | None,
+    labels: Sequence[str],
+    *,
+    device: torch.device | str = "cpu",
+    printer: Callable[[str], None] | None = None,
+    progress: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+    soft_targets: torch.Tensor | None = None,
+    corpus: CorpusPart | None = None,
+) -> tuple[Classifier, History, list[Pair]]:
     """Build ``settings.model`` and train it as ``settings`` says: seed, then prune (worksheet presets) and the
     worksheet loop, or the batched trainer (``progress``: a bar; ``on_epoch``: called with each epoch's row);
     a mixed ensemble trains each member and fits their weights on ``valid``; ``ngram-lr`` is fitted by
@@ -493,6 +591,7 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
     stand in for it. ``ngram-lr`` takes the corpus as weighted rows (one per language of a name's soft label)."""
     from .data import encode_pairs, prune
     from .models import build_model
+
     config = settings.train
     rng = random.Random(config.seed)
     used = prune(train_pairs, settings.prune, rng) if settings.prune else list(train_pairs)
@@ -505,11 +604,21 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
     if corpus is not None and config.corpus_mode not in {"joint", "pretrain"}:
         raise ValueError(f"corpus mode {config.corpus_mode!r}: expected joint or pretrain")
     if settings.members:
-        return _fit_mixed(settings, used, valid, labels, device=device, printer=printer, progress=progress,
-                          corpus=corpus)
+        return _fit_mixed(
+            settings, used, valid, labels, device=device, printer=printer, progress=progress, corpus=corpus
+        )
     if settings.teacher is not None and soft_targets is None and not settings.worksheet and config.distill_weight:
-        soft_targets = out_of_fold_log_probs(settings.teacher, used, labels, valid=valid, folds=config.teacher_folds,
-                                             seed=config.seed, device=device, printer=printer, progress=progress)
+        soft_targets = out_of_fold_log_probs(
+            settings.teacher,
+            used,
+            labels,
+            valid=valid,
+            folds=config.teacher_folds,
+            seed=config.seed,
+            device=device,
+            printer=printer,
+            progress=progress,
+        )
     torch.manual_seed(config.seed)
     if settings.model.name == "ngram-lr":
         if settings.worksheet or soft_targets is not None:
@@ -517,8 +626,10 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
         started = time.perf_counter()
         train = encode_pairs(used, labels, noise_room=config.noise + 1 if config.noise else 0)
         if config.noise:  # the worksheet's noise, once on each training name, seeded
-            train = Encoded(*add_noise_batch(train.tokens, train.lengths, config.noise,
-                                             torch.Generator().manual_seed(config.seed)), train.labels)
+            train = Encoded(
+                *add_noise_batch(train.tokens, train.lengths, config.noise, torch.Generator().manual_seed(config.seed)),
+                train.labels,
+            )
         rows, row_weights = _weighted_rows(train, corpus, config.corpus_weight)
         model = fit_ngram_lr(rows, len(labels), sample_weight=row_weights)
         history = History(kind="ngram-lr", train_seconds=time.perf_counter() - started, names_seen=len(used))
@@ -536,39 +647,69 @@ def fit(settings: Settings, train_pairs: Sequence[Pair], valid: Encoded | None, 
         targets = row_weights = None
         pretrained = None
         if corpus is not None and config.corpus_mode == "joint":
-            train, targets, row_weights, soft_targets = joint_set(train, corpus, config.corpus_weight,
-                                                                  noise_room=room, soft_targets=soft_targets)
+            train, targets, row_weights, soft_targets = joint_set(
+                train, corpus, config.corpus_weight, noise_room=room, soft_targets=soft_targets
+            )
         elif corpus is not None:  # pretrain: the corpus alone first, its last epoch kept
-            alone, targets_alone, _, _ = joint_set(encode_pairs([], labels, noise_room=room), corpus, 1.0,
-                                                   noise_room=room)
-            pretrained = train_batched(model, alone, None, labels,
-                                       replace(config, epochs=config.pretrain_epochs, schedule="constant"),
-                                       progress=progress, targets=targets_alone)
+            alone, targets_alone, _, _ = joint_set(
+                encode_pairs([], labels, noise_room=room), corpus, 1.0, noise_room=room
+            )
+            pretrained = train_batched(
+                model,
+                alone,
+                None,
+                labels,
+                replace(config, epochs=config.pretrain_epochs, schedule="constant"),
+                progress=progress,
+                targets=targets_alone,
+            )
         if isinstance(model, Ensemble):
-            history = _train_members(model, train, valid, labels, config, progress=progress, printer=printer,
-                                     on_epoch=on_epoch, soft_targets=soft_targets, targets=targets,
-                                     row_weights=row_weights)
+            history = _train_members(
+                model,
+                train,
+                valid,
+                labels,
+                config,
+                progress=progress,
+                printer=printer,
+                on_epoch=on_epoch,
+                soft_targets=soft_targets,
+                targets=targets,
+                row_weights=row_weights,
+            )
         else:
-            history = train_batched(model, train, valid, labels, config, progress=progress, on_epoch=on_epoch,
-                                    soft_targets=soft_targets, targets=targets, row_weights=row_weights)
+            history = train_batched(
+                model,
+                train,
+                valid,
+                labels,
+                config,
+                progress=progress,
+                on_epoch=on_epoch,
+                soft_targets=soft_targets,
+                targets=targets,
+                row_weights=row_weights,
+            )
         if pretrained is not None:
             history = _after_pretraining(pretrained, history)
     return model.cpu().eval(), history, used
 
 
-def _weighted_rows(train: Encoded, corpus: CorpusPart | None, weight: float
-                   ) -> tuple[Encoded, torch.Tensor | None]:
+def _weighted_rows(train: Encoded, corpus: CorpusPart | None, weight: float) -> tuple[Encoded, torch.Tensor | None]:
     """The n-gram member's rows: the labelled names (weight 1) and, with a corpus, one row per (corpus name,
     language of its soft label) weighing ``weight`` times that language's share."""
     if corpus is None:
         return train, None
     from .data import encode_names
+
     rows, cols = corpus.targets.nonzero(as_tuple=True)
     tokens, lengths = encode_names([corpus.names[i] for i in rows.tolist()])
     width = max(train.tokens.size(1), tokens.size(1))
-    joined = Encoded(torch.cat([F.pad(train.tokens, (0, width - train.tokens.size(1))),
-                                F.pad(tokens, (0, width - tokens.size(1)))]),
-                     torch.cat([train.lengths, lengths]), torch.cat([train.labels, cols]))
+    joined = Encoded(
+        torch.cat([F.pad(train.tokens, (0, width - train.tokens.size(1))), F.pad(tokens, (0, width - tokens.size(1)))]),
+        torch.cat([train.lengths, lengths]),
+        torch.cat([train.labels, cols]),
+    )
     return joined, torch.cat([torch.ones(len(train)), weight * corpus.targets[rows, cols].float()])
 
 
@@ -580,8 +721,15 @@ def _after_pretraining(pretrained: History, history: History) -> History:
     return out
 
 
-def fit_ngram_lr(train: Encoded, n_classes: int, *, sample_weight: torch.Tensor | None = None, c: float = 10.0,
-                 max_iter: int = 2000, class_weight: str | dict | None = None) -> NgramLR:
+def fit_ngram_lr(
+    train: Encoded,
+    n_classes: int,
+    *,
+    sample_weight: torch.Tensor | None = None,
+    c: float = 10.0,
+    max_iter: int = 2000,
+    class_weight: str | dict | None = None,
+) -> NgramLR:
     """The n-gram member, and the DESIGN's baseline: its vocabulary (every 1-5-gram of the training names) and
     idf from ``train``, then scikit-learn's logistic regression (L2, ``C=c``, ``class_weight`` as scikit-learn
     takes it, rows weighted by ``sample_weight``) on the TF-IDF rows the model itself computes; the fitted
@@ -593,7 +741,7 @@ def fit_ngram_lr(train: Encoded, n_classes: int, *, sample_weight: torch.Tensor 
         raise RuntimeError(f"ngram-lr is fitted with scikit-learn: {install_hint('baseline')}") from None
     codes, valid = NgramLR.ngram_codes(train.tokens, train.lengths)  # (N, W)
     rows = torch.arange(len(train)).unsqueeze(1).expand_as(codes)[valid]
-    width = int(VOCAB_SIZE ** NgramLR.max_n)
+    width = int(VOCAB_SIZE**NgramLR.max_n)
     per_name = torch.unique(rows * width + codes[valid])  # each (name, n-gram) once
     vocab, df = torch.unique(per_name % width, return_counts=True)  # sorted codes, document frequencies
     model = NgramLR(ModelConfig(name="ngram-lr", vocab=len(vocab)), n_classes)
@@ -603,7 +751,8 @@ def fit_ngram_lr(train: Encoded, n_classes: int, *, sample_weight: torch.Tensor 
         r, col, values = model.features(train.tokens, train.lengths)
     x = csr_matrix((values.numpy(), (r.numpy(), col.numpy())), shape=(len(train), len(vocab)))
     clf = LogisticRegression(C=c, max_iter=max_iter, class_weight=class_weight).fit(
-        x, train.labels.numpy(), sample_weight=None if sample_weight is None else sample_weight.numpy())
+        x, train.labels.numpy(), sample_weight=None if sample_weight is None else sample_weight.numpy()
+    )
     classes = torch.as_tensor(clf.classes_)
     with torch.no_grad():
         model.bias.fill_(-30.0)  # languages absent from training: never predicted
@@ -616,8 +765,7 @@ def fit_ngram_lr(train: Encoded, n_classes: int, *, sample_weight: torch.Tensor 
     return model.eval()
 
 
-def fit_mixture_weights(log_probs: Sequence[torch.Tensor], target: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_mixture_weights(log_probs: Sequence[torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights on the simplex (M,) and a temperature per member (M,) that maximise the log-likelihood of
     ``target`` (N,) under ``Σ w_m softmax(log p_m / T_m)``, from each member's log-probabilities (N, C),
     solved by L-BFGS. The temperatures put members on one footing first: without them, a member trained
@@ -630,6 +778,7 @@ def fit_mixture_weights(log_probs: Sequence[torch.Tensor], target: torch.Tensor
     def loss() -> torch.Tensor:
         tempered = torch.log_softmax(stacked / log_t.exp().view(-1, 1, 1), dim=2)[:, rows, target]  # (M, N)
         return -torch.logsumexp(tempered + torch.log_softmax(z, 0).unsqueeze(1), dim=0).mean()
+
     minimize(loss, [z, log_t], max_iter=500, tolerance_grad=1e-10)
     return torch.softmax(z.detach(), 0).float(), log_t.detach().exp().float()
 
@@ -638,37 +787,58 @@ def mixed_ensemble(models: Sequence[Classifier], valid: Encoded | None, n_classe
     """One :class:`Ensemble` holding ``models`` (any kinds), their weights and temperatures fitted on ``valid``
     (uniform weights and temperature 1 without)."""
     from .models import build_model
+
     config = ModelConfig(name=MIXED, mix=[m.config.to_dict() for m in models])
     ensemble = build_model(config, n_classes)
     for mine, trained in zip(ensemble.members, models, strict=True):
         mine.load_state_dict(trained.state_dict())
     if valid is not None and len(valid):
         weights, temperatures = fit_mixture_weights(
-            [batched_log_probs(m, valid.tokens, valid.lengths)[0] for m in models], valid.labels)
+            [batched_log_probs(m, valid.tokens, valid.lengths)[0] for m in models], valid.labels
+        )
         ensemble.weights.copy_(weights)
         ensemble.temperatures.copy_(temperatures)
     return ensemble.eval()
 
 
-def _fit_mixed(settings: Settings, used: list[Pair], valid: Encoded | None, labels: Sequence[str], *,
-               device, printer, progress, corpus: CorpusPart | None = None) -> tuple[Classifier, History, list[Pair]]:
+def _fit_mixed(
+    settings: Settings,
+    used: list[Pair],
+    valid: Encoded | None,
+    labels: Sequence[str],
+    *,
+    device,
+    printer,
+    progress,
+    corpus: CorpusPart | None = None,
+) -> tuple[Classifier, History, list[Pair]]:
     """Each member as its own settings say, then their mixture weights on ``valid``; one history."""
     history = History(kind="batched")
     models = []
     for i, member in enumerate(settings.members):
-        model, one, _ = fit(member, used, valid, labels, device=device, printer=printer, progress=progress,
-                            corpus=corpus)
+        model, one, _ = fit(
+            member, used, valid, labels, device=device, printer=printer, progress=progress, corpus=corpus
+        )
         models.append(model)
         _append_member(history, one, i)
         if printer:
-            printer(f"member {i + 1}/{len(settings.members)} ({member.model.name}) trained in {one.train_seconds:.1f}s"
-                    + (f": validation accuracy {one.best['accuracy']:.4f}, macro-F1 {one.best['macro_f1']:.4f}"
-                       if one.best.get("accuracy") is not None else ""))
+            printer(
+                f"member {i + 1}/{len(settings.members)} ({member.model.name}) trained in {one.train_seconds:.1f}s"
+                + (
+                    f": validation accuracy {one.best['accuracy']:.4f}, macro-F1 {one.best['macro_f1']:.4f}"
+                    if one.best.get("accuracy") is not None
+                    else ""
+                )
+            )
     model = mixed_ensemble(models, valid, len(labels))
     if printer:
-        printer("member weights (temperatures) fitted on validation: " + ", ".join(
-            f"{m.config.name} {w:.3f} ({t:.2f})" for m, w, t in zip(models, model.weights.tolist(),
-                                                                     model.temperatures.tolist(), strict=True)))
+        printer(
+            "member weights (temperatures) fitted on validation: "
+            + ", ".join(
+                f"{m.config.name} {w:.3f} ({t:.2f})"
+                for m, w, t in zip(models, model.weights.tolist(), model.temperatures.tolist(), strict=True)
+            )
+        )
     if valid is not None and len(valid):
         history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
     return model, history, used
@@ -682,12 +852,22 @@ def fold_of_each(pairs: Sequence[Pair], folds: int, seed: int) -> torch.Tensor:
     return torch.tensor([fold[n] for n, _ in pairs], dtype=torch.long)
 
 
-def out_of_fold_log_probs(teacher: Settings, pairs: Sequence[Pair], labels: Sequence[str], *, folds: int,
-                          valid: Encoded | None = None, seed: int = 0, device: torch.device | str = "cpu",
-                          printer: Callable[[str], None] | None = None, progress: bool = False) -> torch.Tensor:
+def out_of_fold_log_probs(
+    teacher: Settings,
+    pairs: Sequence[Pair],
+    labels: Sequence[str],
+    *,
+    folds: int,
+    valid: Encoded | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    printer: Callable[[str], None] | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """Teacher log-probabilities (N, C) for ``pairs`` that no teacher saw: ``folds`` copies of the ``teacher``
     recipe, each trained on the other folds (its best epoch chosen on ``valid``) and predicting its own."""
     from .data import encode_pairs
+
     if folds < 2:
         raise ValueError(f"teacher folds {folds!r}: expected 2 or more (each teacher must leave a fold out)")
     fold = fold_of_each(pairs, folds, seed)
@@ -699,8 +879,10 @@ def out_of_fold_log_probs(teacher: Settings, pairs: Sequence[Pair], labels: Sequ
         model, history, _ = fit(teacher, rest, valid, labels, device=device, printer=None, progress=progress)
         out[held] = batched_log_probs(model, encoded.tokens[held], encoded.lengths[held])[0]
         if printer:
-            printer(f"teacher {k + 1}/{folds} ({teacher.model.name}) trained in {history.train_seconds:.1f}s on "
-                    f"{len(rest)} names, predicting the {len(held)} it did not see")
+            printer(
+                f"teacher {k + 1}/{folds} ({teacher.model.name}) trained in {history.train_seconds:.1f}s on "
+                f"{len(rest)} names, predicting the {len(held)} it did not see"
+            )
     return out
 
 
@@ -710,31 +892,56 @@ def _append_member(history: History, one: History, i: int, *, key: str = "member
     offset = history.loss_steps[-1] if history.loss_steps else 0
     history.loss_steps += [offset + s for s in one.loss_steps]
     history.losses += one.losses
-    history.epochs += [{key: i if tag is None else tag, **row, "seconds": history.train_seconds + row["seconds"]}
-                       for row in one.epochs]
+    history.epochs += [
+        {key: i if tag is None else tag, **row, "seconds": history.train_seconds + row["seconds"]} for row in one.epochs
+    ]
     history.train_seconds += one.train_seconds
     history.names_seen += one.names_seen
 
 
-def _train_members(model: Ensemble, train: Encoded, valid: Encoded | None, labels: Sequence[str],
-                   config: TrainConfig, *, progress: bool, printer: Callable[[str], None] | None,
-                   on_epoch: Callable[[dict], None] | None = None,
-                   soft_targets: torch.Tensor | None = None, targets: torch.Tensor | None = None,
-                   row_weights: torch.Tensor | None = None) -> History:
+def _train_members(
+    model: Ensemble,
+    train: Encoded,
+    valid: Encoded | None,
+    labels: Sequence[str],
+    config: TrainConfig,
+    *,
+    progress: bool,
+    printer: Callable[[str], None] | None,
+    on_epoch: Callable[[dict], None] | None = None,
+    soft_targets: torch.Tensor | None = None,
+    targets: torch.Tensor | None = None,
+    row_weights: torch.Tensor | None = None,
+) -> History:
     """Train each member alone (member i from seed ``config.seed + i``, its own best epoch and early stop);
     one history: the members' loss windows one after another, their epochs tagged with ``member``, and
     ``best`` the whole ensemble's validation figures."""
     history = History(kind="batched")
     for i, member in enumerate(model.members):
         tagged = (lambda row, i=i: on_epoch({"member": i, **row})) if on_epoch else None
-        one = train_batched(member, train, valid, labels, replace(config, seed=config.seed + i), progress=progress,
-                            on_epoch=tagged, soft_targets=soft_targets, targets=targets, row_weights=row_weights)
+        one = train_batched(
+            member,
+            train,
+            valid,
+            labels,
+            replace(config, seed=config.seed + i),
+            progress=progress,
+            on_epoch=tagged,
+            soft_targets=soft_targets,
+            targets=targets,
+            row_weights=row_weights,
+        )
         _append_member(history, one, i)
         if printer:
-            figures = (f": validation accuracy {one.best['accuracy']:.4f}, macro-F1 {one.best['macro_f1']:.4f}"
-                       if valid is not None and len(valid) else "")
-            printer(f"member {i + 1}/{len(model.members)} (seed {config.seed + i}) trained in "
-                    f"{one.train_seconds:.1f}s, best epoch {one.best_epoch}{figures}")
+            figures = (
+                f": validation accuracy {one.best['accuracy']:.4f}, macro-F1 {one.best['macro_f1']:.4f}"
+                if valid is not None and len(valid)
+                else ""
+            )
+            printer(
+                f"member {i + 1}/{len(model.members)} (seed {config.seed + i}) trained in "
+                f"{one.train_seconds:.1f}s, best epoch {one.best_epoch}{figures}"
+            )
     if valid is not None and len(valid):
         history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
     model.eval()

@@ -42,6 +42,7 @@ The pieces:
   and ``max_out_of_scope`` at least 0.5 (the class-balanced detector's even odds). An abstained name keeps its
   languages.
 """
+
 from __future__ import annotations
 
 import csv
@@ -66,8 +67,25 @@ log = logging.getLogger(__name__)
 #: Faker locales whose languages are none of the tutorial's 18: Finnish, Hungarian, Turkish, Swedish, Danish,
 #: Norwegian, Estonian, Lithuanian, Latvian, Indonesian, Hindi, Yoruba, Twi, Swahili, Georgian, Armenian,
 #: Azerbaijani. Their surnames are the out-of-scope names the detector is fitted and checked on.
-OOS_LOCALES = ("fi_FI", "hu_HU", "tr_TR", "sv_SE", "da_DK", "no_NO", "et_EE", "lt_LT", "lv_LV", "id_ID", "hi_IN",
-               "yo_NG", "tw_GH", "sw", "ka_GE", "hy_AM", "az_AZ")
+OOS_LOCALES = (
+    "fi_FI",
+    "hu_HU",
+    "tr_TR",
+    "sv_SE",
+    "da_DK",
+    "no_NO",
+    "et_EE",
+    "lt_LT",
+    "lv_LV",
+    "id_ID",
+    "hi_IN",
+    "yo_NG",
+    "tw_GH",
+    "sw",
+    "ka_GE",
+    "hy_AM",
+    "az_AZ",
+)
 PRIOR_NAMES = ("uniform", "auto")
 REASONS = ("low-confidence", "out-of-scope")
 COVERAGES = (0.8, 0.9, 0.95)
@@ -136,17 +154,18 @@ def _trigram_codes(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 def trigram_counts(names: Sequence[str], language: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """How often each (language, trigram) occurs, sparse: keys ``language * K**3 + trigram`` and counts (M,)."""
     tri, mask = _trigram_codes(names)
-    keys = (language[:, None] * K ** 3 + tri)[mask]
+    keys = (language[:, None] * K**3 + tri)[mask]
     unique, counts = np.unique(keys, return_counts=True)
     return unique, counts
 
 
-def trigram_tables(keys: np.ndarray, counts: np.ndarray, n_languages: int, smoothing: float,
-                   background_smoothing: float) -> np.ndarray:
+def trigram_tables(
+    keys: np.ndarray, counts: np.ndarray, n_languages: int, smoothing: float, background_smoothing: float
+) -> np.ndarray:
     """log P(c | a b) (L + 2, K**3) float32 from sparse counts whose language index runs to L (L: the background
     names): one row per language, then all languages together, then the background. The shared model is
     Dirichlet-smoothed down to bigrams and unigrams; each language's and the background's back off to it."""
-    n = np.bincount(keys, weights=counts, minlength=(n_languages + 1) * K ** 3).reshape(n_languages + 1, K, K, K)
+    n = np.bincount(keys, weights=counts, minlength=(n_languages + 1) * K**3).reshape(n_languages + 1, K, K, K)
     n, background = n[:-1], n[-1]
     n3 = n.sum(0)
     n2 = n3.sum(0)  # (b, c)
@@ -160,6 +179,7 @@ def trigram_tables(keys: np.ndarray, counts: np.ndarray, n_languages: int, smoot
 
 
 # ------------------------------------------------------------------------------------------- conformal sets
+
 
 def _order_scores(probs: np.ndarray, method: str, lam: float, k_reg: int) -> np.ndarray:
     """The non-conformity score each language would have as the true one (N, C)."""
@@ -185,8 +205,9 @@ def conformal_threshold(scores: np.ndarray, coverage: float) -> float:
     return float("inf") if k > n else float(np.sort(scores)[k - 1])
 
 
-def prediction_sets(probs: np.ndarray, method: str, threshold: float, *, lam: float = 0.0,
-                    k_reg: int = 0) -> np.ndarray:
+def prediction_sets(
+    probs: np.ndarray, method: str, threshold: float, *, lam: float = 0.0, k_reg: int = 0
+) -> np.ndarray:
     """(N, C) bool: the languages whose score is within the threshold, and always the top one."""
     sets = _order_scores(probs, method, lam, k_reg) <= threshold
     sets[np.arange(len(probs)), probs.argmax(1)] = True
@@ -201,8 +222,9 @@ class Conformal:
     k_reg: int = 0
 
     def sets(self, probs: np.ndarray, coverage: float) -> np.ndarray:
-        return prediction_sets(probs, self.method, conformal_threshold(self.scores, coverage), lam=self.lam,
-                               k_reg=self.k_reg)
+        return prediction_sets(
+            probs, self.method, conformal_threshold(self.scores, coverage), lam=self.lam, k_reg=self.k_reg
+        )
 
     @classmethod
     def fit(cls, probs: np.ndarray, truth: np.ndarray, config: TrustConfig) -> Conformal:
@@ -221,6 +243,7 @@ class Conformal:
 
 
 # ------------------------------------------------------------------------------------------- target priors
+
 
 def reweight(probs: np.ndarray, base: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Bayes' rule for a new language mix: ``p'(c|x) ∝ p(c|x) target(c) / base(c)`` (N, C), ``base`` the mix
@@ -241,9 +264,16 @@ def pseudo_names(n_languages: int) -> float:
     return PRIOR_PSEUDO_NAMES * n_languages
 
 
-def estimate_prior(probs: np.ndarray, base: np.ndarray, *, start: np.ndarray | None = None,
-                   weights: np.ndarray | None = None, iterations: int = 200, tolerance: float = 1e-7,
-                   strength: float | None = None) -> np.ndarray:
+def estimate_prior(
+    probs: np.ndarray,
+    base: np.ndarray,
+    *,
+    start: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    iterations: int = 200,
+    tolerance: float = 1e-7,
+    strength: float | None = None,
+) -> np.ndarray:
     """The input's own language mix by EM (Saerens, Latinne & Decaestecker, 2002): alternately re-weight the
     probabilities (whose own prior is ``base``) with the current mix and take their mean as the next mix,
     from ``start`` (default ``base``). ``weights`` (N,): how many names each row stands for (distinct names
@@ -304,8 +334,10 @@ def prior_vector(weights: Mapping[str, object], labels: Sequence[str], *, source
     are not finite numbers, negative weights or a zero sum raise :class:`TrustError`."""
     unknown = sorted(set(weights) - set(labels))
     if unknown:
-        raise TrustError(f"{source}: unknown language(s) {', '.join(map(repr, unknown))}; the model knows "
-                         f"{', '.join(labels)}", param="prior")
+        raise TrustError(
+            f"{source}: unknown language(s) {', '.join(map(repr, unknown))}; the model knows {', '.join(labels)}",
+            param="prior",
+        )
     vector = np.zeros(len(labels))
     for i, language in enumerate(labels):
         value = weights.get(language, 0.0)
@@ -314,12 +346,12 @@ def prior_vector(weights: Mapping[str, object], labels: Sequence[str], *, source
         except (TypeError, ValueError):
             raise TrustError(f"{source}: weight of {language} is {value!r}, not a number", param="prior") from None
         if not math.isfinite(value) or value < 0:
-            raise TrustError(f"{source}: weight of {language} is {value}; weights must be finite and >= 0",
-                             param="prior")
+            raise TrustError(
+                f"{source}: weight of {language} is {value}; weights must be finite and >= 0", param="prior"
+            )
         vector[i] = value
     if vector.max() <= 0:
-        raise TrustError(f"{source}: the weights sum to 0; give at least one language a positive weight",
-                         param="prior")
+        raise TrustError(f"{source}: the weights sum to 0; give at least one language a positive weight", param="prior")
     vector = vector / vector.max()  # first to at most 1, so that huge weights cannot overflow the sum
     return vector / vector.sum()
 
@@ -336,8 +368,10 @@ def resolve_prior(spec, labels: Sequence[str]):
             return "auto"
         if Path(spec).is_file():
             return prior_vector(read_prior_file(spec, labels), labels, source=f"prior {spec}")
-        raise TrustError(f"prior {spec!r}: expected uniform, auto, or a JSON/CSV file of language,weight "
-                         "(no such file)", param="prior")
+        raise TrustError(
+            f"prior {spec!r}: expected uniform, auto, or a JSON/CSV file of language,weight (no such file)",
+            param="prior",
+        )
     if isinstance(spec, Mapping):
         return prior_vector(spec, labels)
     vector = np.asarray(spec, dtype=np.float64)
@@ -347,6 +381,7 @@ def resolve_prior(spec, labels: Sequence[str]):
 
 
 # ------------------------------------------------------------------------------------------- out-of-scope score
+
 
 def _entropy(probs: np.ndarray) -> np.ndarray:
     return -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1)
@@ -369,13 +404,20 @@ class OutOfScope:
     bias: float
     columns: np.ndarray = field(init=False, repr=False)  # (K**3, L + 2) log P(c | a b), a row a trigram
 
-    FEATURES = ("trigram surprise, all languages", "worst character's surprise, all languages",
-                "trigram surprise, best-fitting language", "trigram surprise, top language",
-                "trigram surprise, background", "top probability", "entropy")
+    FEATURES = (
+        "trigram surprise, all languages",
+        "worst character's surprise, all languages",
+        "trigram surprise, best-fitting language",
+        "trigram surprise, top language",
+        "trigram surprise, background",
+        "top probability",
+        "entropy",
+    )
 
     def __post_init__(self):
-        self.columns = np.ascontiguousarray(trigram_tables(self.keys, self.counts, self.n_languages, self.smoothing,
-                                                           self.background_smoothing).T)
+        self.columns = np.ascontiguousarray(
+            trigram_tables(self.keys, self.counts, self.n_languages, self.smoothing, self.background_smoothing).T
+        )
 
     def features(self, probs: np.ndarray, folded: Sequence[str]) -> np.ndarray:
         """(N, F): mean surprise per character (-log P) under all training names' trigrams, at the worst
@@ -393,17 +435,36 @@ class OutOfScope:
         worst = -logp[..., -2].amin(1).numpy().astype(np.float64)
         top = probs.argmax(1)
         languages = mean[: self.n_languages]
-        return np.stack([mean[-2], worst, languages.min(0), languages[top, np.arange(len(top))],
-                         mean[-1], probs.max(1), _entropy(probs)], axis=1)
+        return np.stack(
+            [
+                mean[-2],
+                worst,
+                languages.min(0),
+                languages[top, np.arange(len(top))],
+                mean[-1],
+                probs.max(1),
+                _entropy(probs),
+            ],
+            axis=1,
+        )
 
     def score(self, probs: np.ndarray, folded: Sequence[str]) -> np.ndarray:
         z = (self.features(probs, folded) - self.mean) / self.std
         return 1.0 / (1.0 + np.exp(-(z @ self.coef + self.bias)))
 
     @classmethod
-    def fit(cls, keys: np.ndarray, counts: np.ndarray, n_languages: int, in_probs: np.ndarray,
-            in_names: Sequence[str], out_probs: np.ndarray, out_names: Sequence[str], *, config: TrustConfig
-            ) -> OutOfScope:
+    def fit(
+        cls,
+        keys: np.ndarray,
+        counts: np.ndarray,
+        n_languages: int,
+        in_probs: np.ndarray,
+        in_names: Sequence[str],
+        out_probs: np.ndarray,
+        out_names: Sequence[str],
+        *,
+        config: TrustConfig,
+    ) -> OutOfScope:
         """Fit on in-scope names (label 0) against out-of-scope names (label 1), the two classes weighted equally.
         ``keys``/``counts`` hold the training names' trigrams; the out-of-scope names' are added as the
         background. Their own features are cross-fitted: each fold's background leaves that fold out."""
@@ -411,8 +472,17 @@ class OutOfScope:
 
         def model(names: Sequence[str]) -> OutOfScope:
             bg_keys, bg_counts = trigram_counts(names, np.full(len(names), n_languages))
-            return cls(np.concatenate([keys, bg_keys]), np.concatenate([counts, bg_counts]), n_languages,
-                       config.smoothing, config.background_smoothing, np.zeros(f), np.ones(f), np.zeros(f), 0.0)
+            return cls(
+                np.concatenate([keys, bg_keys]),
+                np.concatenate([counts, bg_counts]),
+                n_languages,
+                config.smoothing,
+                config.background_smoothing,
+                np.zeros(f),
+                np.ones(f),
+                np.zeros(f),
+                0.0,
+            )
 
         full = model(out_names)
         fold = (np.array([hash_share(n) for n in out_names]) * config.folds * 1000).astype(int) % config.folds
@@ -438,6 +508,7 @@ def _logistic_regression(x: np.ndarray, y: np.ndarray, weights: np.ndarray, *, l
         logits = xt @ w[:-1] + w[-1]
         value = (wt * torch.nn.functional.binary_cross_entropy_with_logits(logits, yt, reduction="none")).sum()
         return value + l2 * (w[:-1] ** 2).sum()
+
     minimize(loss, [w], lr=1, max_iter=200)
     coef = w.detach().numpy()
     return coef[:-1].copy(), float(coef[-1])
@@ -448,6 +519,7 @@ def faker_surnames(locales: Sequence[str] = OOS_LOCALES) -> list[str]:
     import importlib
 
     from .text import MAX_NAME_CHARS, fold
+
     importlib.import_module("faker")
     names: dict[str, None] = {}
     for locale in locales:
@@ -466,11 +538,12 @@ def faker_surnames(locales: Sequence[str] = OOS_LOCALES) -> list[str]:
 
 def hash_share(name: str) -> float:
     """A name's fixed place in [0, 1): splits out-of-scope names into fit and held-out parts by name alone."""
-    return int.from_bytes(hashlib.sha256(name.lower().encode()).digest()[:8], "big") / 2 ** 64
+    return int.from_bytes(hashlib.sha256(name.lower().encode()).digest()[:8], "big") / 2**64
 
 
-def out_of_scope_names(exclude: Sequence[str] = (), *, part: str = "held-out", fit_share: float = 0.5,
-                       locales: Sequence[str] = OOS_LOCALES) -> list[str]:
+def out_of_scope_names(
+    exclude: Sequence[str] = (), *, part: str = "held-out", fit_share: float = 0.5, locales: Sequence[str] = OOS_LOCALES
+) -> list[str]:
     """Faker surnames of :data:`OOS_LOCALES`, folded, less any name in ``exclude`` (case-insensitive); ``part``
     ``"fit"`` (hash share below ``fit_share``), ``"held-out"`` (the rest) or ``"all"``."""
     excluded = {n.lower() for n in exclude}
@@ -483,6 +556,7 @@ def out_of_scope_names(exclude: Sequence[str] = (), *, part: str = "held-out", f
 
 
 # ------------------------------------------------------------------------------------------- the layer
+
 
 @dataclass
 class Trust:
@@ -523,9 +597,17 @@ class Trust:
         lp = torch.as_tensor(log_probs).double() / self.temperature
         return torch.softmax(lp, dim=1).numpy()
 
-    def apply(self, log_probs, folded: Sequence[str], *, coverage: float | None = None, prior=None,
-              min_confidence: float | None = None, max_out_of_scope: float | None = None,
-              counts: np.ndarray | None = None) -> TrustResult:
+    def apply(
+        self,
+        log_probs,
+        folded: Sequence[str],
+        *,
+        coverage: float | None = None,
+        prior=None,
+        min_confidence: float | None = None,
+        max_out_of_scope: float | None = None,
+        counts: np.ndarray | None = None,
+    ) -> TrustResult:
         """The whole layer on a batch: ``log_probs`` (N, C) from the model, the N folded names; ``prior`` as
         :func:`resolve_prior` takes it. Thresholds left None use the checkpoint's defaults. ``counts`` (N,): how
         many input rows each (distinct) name stands for, so that ``prior="auto"`` weighs the names as the input
@@ -538,16 +620,19 @@ class Trust:
         probs, used_prior = calibrated, None
         target = resolve_prior(prior, self.labels)
         if target is not None and self.train_prior is None:
-            self._note_once("this checkpoint records no training prior (trained before the trust layer): "
-                            "the prior is not applied")
+            self._note_once(
+                "this checkpoint records no training prior (trained before the trust layer): the prior is not applied"
+            )
         elif target is not None:
             used_prior = self.estimate_prior(calibrated, weights=counts) if isinstance(target, str) else target
             probs = reweight(calibrated, self.prior_base, used_prior)
         sets = None
         if coverage is not None:
             if self.conformal is None:
-                self._note_once("this checkpoint has no conformal calibration (trained before the trust layer, "
-                                "or without validation names): no prediction sets")
+                self._note_once(
+                    "this checkpoint has no conformal calibration (trained before the trust layer, "
+                    "or without validation names): no prediction sets"
+                )
             else:
                 sets = self.conformal.sets(probs, coverage)
         n = len(probs)
@@ -559,8 +644,9 @@ class Trust:
         reason = np.full(n, None, dtype=object)
         reason[low] = "low-confidence"
         reason[far] = "out-of-scope"
-        return TrustResult(probabilities=probs, out_of_scope=oos, abstained=low | far, reason=reason, sets=sets,
-                           prior=used_prior)
+        return TrustResult(
+            probabilities=probs, out_of_scope=oos, abstained=low | far, reason=reason, sets=sets, prior=used_prior
+        )
 
     # ---------------------------------------------------------------------------- storage
 
@@ -568,35 +654,52 @@ class Trust:
 
     def to_meta(self) -> tuple[dict, dict[str, torch.Tensor]]:
         """The JSON document for the checkpoint's metadata, and the tensors for its weights file."""
-        doc: dict = {"version": FORMAT_VERSION, "temperature": self.temperature, "info": self.info,
-                     "train_prior": _rounded(self.train_prior), "model_prior": _rounded(self.model_prior),
-                     "min_confidence": self.min_confidence, "max_out_of_scope": self.max_out_of_scope,
-                     "conformal": None, "out_of_scope": None}
+        doc: dict = {
+            "version": FORMAT_VERSION,
+            "temperature": self.temperature,
+            "info": self.info,
+            "train_prior": _rounded(self.train_prior),
+            "model_prior": _rounded(self.model_prior),
+            "min_confidence": self.min_confidence,
+            "max_out_of_scope": self.max_out_of_scope,
+            "conformal": None,
+            "out_of_scope": None,
+        }
         tensors: dict[str, torch.Tensor] = {}
         if self.conformal is not None:
             c = self.conformal
             doc["conformal"] = {"method": c.method, "lambda": c.lam, "k_reg": c.k_reg, "scores": _rounded(c.scores)}
         if self.oos is not None:
             o = self.oos
-            doc["out_of_scope"] = {"features": list(OutOfScope.FEATURES), "mean": _rounded(o.mean),
-                                   "std": _rounded(o.std), "coef": _rounded(o.coef), "bias": o.bias,
-                                   "smoothing": o.smoothing, "background_smoothing": o.background_smoothing,
-                                   "tensors": list(self.TENSORS)}
+            doc["out_of_scope"] = {
+                "features": list(OutOfScope.FEATURES),
+                "mean": _rounded(o.mean),
+                "std": _rounded(o.std),
+                "coef": _rounded(o.coef),
+                "bias": o.bias,
+                "smoothing": o.smoothing,
+                "background_smoothing": o.background_smoothing,
+                "tensors": list(self.TENSORS),
+            }
             tensors[self.TENSORS[0]] = torch.from_numpy(o.keys.astype(np.int32))
             tensors[self.TENSORS[1]] = torch.from_numpy(o.counts.astype(np.int32))
         return doc, tensors
 
     @classmethod
-    def from_checkpoint(cls, labels: Sequence[str], meta: dict, tensors: Mapping[str, torch.Tensor],
-                        *, source: str = "checkpoint") -> Trust:
+    def from_checkpoint(
+        cls, labels: Sequence[str], meta: dict, tensors: Mapping[str, torch.Tensor], *, source: str = "checkpoint"
+    ) -> Trust:
         """The layer stored in a checkpoint; for an older one, only its temperature, with a logged note."""
         doc = meta.get("trust")
         temperature = float(meta.get("temperature") or 1.0)
         if doc is not None and not isinstance(doc, dict):
             raise TrustError(f"{source}: its trust layer is {type(doc).__name__}, not an object")
         if not isinstance(doc, dict):
-            log.info("%s has no trust layer (trained before it existed): answers carry no out-of-scope score, "
-                     "no prediction sets and no default abstention; retrain to get them", source)
+            log.info(
+                "%s has no trust layer (trained before it existed): answers carry no out-of-scope score, "
+                "no prediction sets and no default abstention; retrain to get them",
+                source,
+            )
             return cls(labels=list(labels), temperature=temperature)
         try:
             return cls._from_doc(labels, _checked_doc(doc, len(labels)), tensors, temperature, source)
@@ -604,41 +707,62 @@ class Trust:
             raise TrustError(f"{source}: its trust layer is invalid ({type(e).__name__}: {e})") from None
 
     @classmethod
-    def _from_doc(cls, labels: Sequence[str], doc: dict, tensors: Mapping[str, torch.Tensor], temperature: float,
-                  source: str) -> Trust:
+    def _from_doc(
+        cls, labels: Sequence[str], doc: dict, tensors: Mapping[str, torch.Tensor], temperature: float, source: str
+    ) -> Trust:
         if doc.get("version") != FORMAT_VERSION:
             raise ValueError(f"trust layer version {doc.get('version')!r}, this nameorigin reads {FORMAT_VERSION}")
         conformal = oos = None
         if doc.get("conformal"):
             c = doc["conformal"]
-            conformal = Conformal(c["method"], np.asarray(c["scores"], dtype=np.float64), float(c["lambda"]),
-                                  int(c["k_reg"]))
+            conformal = Conformal(
+                c["method"], np.asarray(c["scores"], dtype=np.float64), float(c["lambda"]), int(c["k_reg"])
+            )
         if doc.get("out_of_scope"):
             o = doc["out_of_scope"]
             if not all(name in tensors for name in cls.TENSORS):
                 log.warning("%s: the out-of-scope detector's tables are missing; no out-of-scope score", source)
             else:
                 keys, counts = (tensors[name].long().numpy() for name in cls.TENSORS)
-                oos = OutOfScope(keys, counts, len(labels), float(o["smoothing"]), float(o["background_smoothing"]),
-                                 *(np.asarray(o[k], dtype=np.float64) for k in ("mean", "std", "coef")),
-                                 float(o["bias"]))
+                oos = OutOfScope(
+                    keys,
+                    counts,
+                    len(labels),
+                    float(o["smoothing"]),
+                    float(o["background_smoothing"]),
+                    *(np.asarray(o[k], dtype=np.float64) for k in ("mean", "std", "coef")),
+                    float(o["bias"]),
+                )
                 if oos.coef.shape != (len(OutOfScope.FEATURES),):
-                    raise ValueError(f"out-of-scope detector of {len(oos.coef)} features, expected "
-                                     f"{len(OutOfScope.FEATURES)}")
+                    raise ValueError(
+                        f"out-of-scope detector of {len(oos.coef)} features, expected {len(OutOfScope.FEATURES)}"
+                    )
         priors = {}
         for key in ("train_prior", "model_prior"):  # model_prior: absent from the first trust layers
             prior = doc.get(key)
             if prior is not None and len(prior) != len(labels):
                 raise ValueError(f"{key} of {len(prior)} languages, the model has {len(labels)}")
             priors[key] = np.asarray(prior, dtype=np.float64) if prior is not None else None
-        return cls(labels=list(labels), temperature=float(doc.get("temperature") or temperature), **priors,
-                   conformal=conformal, oos=oos, min_confidence=doc.get("min_confidence"),
-                   max_out_of_scope=doc.get("max_out_of_scope"), info=doc.get("info") or {})
+        return cls(
+            labels=list(labels),
+            temperature=float(doc.get("temperature") or temperature),
+            **priors,
+            conformal=conformal,
+            oos=oos,
+            min_confidence=doc.get("min_confidence"),
+            max_out_of_scope=doc.get("max_out_of_scope"),
+            info=doc.get("info") or {},
+        )
 
 
 def _finite(value, what: str, low: float, high: float, *, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value > high or (value <= low if low_open else value < low):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value > high
+        or (value <= low if low_open else value < low)
+    ):
         raise ValueError(f"{what} is {value!r}, not a number in {'(' if low_open else '['}{low:g}, {high:g}]")
     return float(value)
 
@@ -689,13 +813,20 @@ def _rounded(a: np.ndarray | None, digits: int = 7) -> list[float] | None:
 
 def check_coverage(coverage: float | None) -> None:
     if coverage is not None and not (isinstance(coverage, (int, float)) and 0 < coverage < 1):
-        raise TrustError(f"coverage {coverage!r}: expected a number between 0 and 1 (exclusive), e.g. 0.9",
-                         param="coverage")
+        raise TrustError(
+            f"coverage {coverage!r}: expected a number between 0 and 1 (exclusive), e.g. 0.9", param="coverage"
+        )
 
 
-def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str]],
-              valid_pairs: Sequence[tuple[str, str]], *, config: TrustConfig | None = None,
-              out_of_scope: Sequence[str] = ()) -> Trust:
+def calibrate(
+    model,
+    labels: Sequence[str],
+    train_pairs: Sequence[tuple[str, str]],
+    valid_pairs: Sequence[tuple[str, str]],
+    *,
+    config: TrustConfig | None = None,
+    out_of_scope: Sequence[str] = (),
+) -> Trust:
     """Fit the whole layer for a trained ``model``: the temperature, the conformal scores, the training prior,
     the out-of-scope detector (skipped, with a logged note, when Faker is not installed and no ``out_of_scope``
     names are given) and the default abstention thresholds, all on ``valid_pairs`` (never the test names).
@@ -703,14 +834,17 @@ def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str
     from .data import encode_names, encode_pairs
     from .evaluation import expected_calibration_error, fit_temperature
     from .models import batched_log_probs
+
     config = config or TrustConfig()
     index = {lang: i for i, lang in enumerate(labels)}
     language = np.array([index[lang] for _, lang in train_pairs], dtype=np.int64)
     per_language = np.bincount(language, minlength=len(labels)).astype(np.float64)
     train_prior = per_language / per_language.sum()
     if not valid_pairs:
-        log.warning("no validation names: the trust layer keeps only the training prior (no temperature, sets, "
-                    "out-of-scope score or abstention thresholds)")
+        log.warning(
+            "no validation names: the trust layer keeps only the training prior (no temperature, sets, "
+            "out-of-scope score or abstention thresholds)"
+        )
         return Trust(labels=list(labels), train_prior=train_prior)
     valid = encode_pairs(valid_pairs, labels)
     lp, _ = batched_log_probs(model, valid.tokens, valid.lengths)
@@ -719,21 +853,29 @@ def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str
     trust = Trust(labels=list(labels), temperature=temperature, train_prior=train_prior)
     probs = trust.probabilities(lp)
     trust.model_prior = probs.mean(0)
-    trust.info = {"n_valid": len(valid_pairs),
-                  "valid_ece_before": expected_calibration_error(lp.softmax(1), valid.labels),
-                  "valid_ece_after": expected_calibration_error(torch.from_numpy(probs), valid.labels)}
+    trust.info = {
+        "n_valid": len(valid_pairs),
+        "valid_ece_before": expected_calibration_error(lp.softmax(1), valid.labels),
+        "valid_ece_after": expected_calibration_error(torch.from_numpy(probs), valid.labels),
+    }
     trust.conformal = Conformal.fit(probs, truth, config)
     trust.info["conformal_method"] = trust.conformal.method
     valid_names = [n for n, _ in valid_pairs]
     # never call an answer whose language is likelier than all others together unsure
     trust.min_confidence = min(float(np.quantile(probs.max(1), config.abstain_share)), 0.5)
     try:
-        out_names = out_of_scope_names([n for n, _ in train_pairs] + valid_names, part="fit",
-                                       fit_share=config.oos_fit_share, locales=config.oos_locales)
+        out_names = out_of_scope_names(
+            [n for n, _ in train_pairs] + valid_names,
+            part="fit",
+            fit_share=config.oos_fit_share,
+            locales=config.oos_locales,
+        )
     except ImportError:
         if not out_of_scope:
-            log.warning("Faker is not installed: no out-of-scope detector in this checkpoint (%s, and retrain to "
-                        "get one)", install_hint("trust"))
+            log.warning(
+                "Faker is not installed: no out-of-scope detector in this checkpoint (%s, and retrain to get one)",
+                install_hint("trust"),
+            )
             return trust
         out_names = []
     n_faker = len(out_names)
@@ -743,12 +885,18 @@ def calibrate(model, labels: Sequence[str], train_pairs: Sequence[tuple[str, str
     tokens, lengths = encode_names(out_names)
     out_lp, _ = batched_log_probs(model, tokens, lengths)
     keys, counts = trigram_counts([n for n, _ in train_pairs], language)
-    trust.oos = OutOfScope.fit(keys, counts, len(labels), probs, valid_names, trust.probabilities(out_lp), out_names,
-                               config=config)
+    trust.oos = OutOfScope.fit(
+        keys, counts, len(labels), probs, valid_names, trust.probabilities(out_lp), out_names, config=config
+    )
     # and never call a name out of scope that the (class-balanced) detector finds likelier in scope than not
-    trust.max_out_of_scope = max(float(np.quantile(trust.oos.score(probs, valid_names), 1 - config.abstain_share)),
-                                 0.5)
-    trust.info.update({"oos_locales": list(config.oos_locales), "n_oos_fit": len(out_names),
-                       "n_oos_fit_faker": n_faker, "n_oos_fit_real": len(out_names) - n_faker,
-                       "abstain_share": config.abstain_share})
+    trust.max_out_of_scope = max(float(np.quantile(trust.oos.score(probs, valid_names), 1 - config.abstain_share)), 0.5)
+    trust.info.update(
+        {
+            "oos_locales": list(config.oos_locales),
+            "n_oos_fit": len(out_names),
+            "n_oos_fit_faker": n_faker,
+            "n_oos_fit_real": len(out_names) - n_faker,
+            "abstain_share": config.abstain_share,
+        }
+    )
     return trust
