@@ -228,13 +228,11 @@ def run(
             for v in MIXES[variant]
         ]
         weights, temperatures = fit_mixture_weights([r["valid"] for r in runs], valid.labels)
-        mix = lambda split: torch.logsumexp(
-            torch.log_softmax(  # noqa: E731
-                torch.stack([r[split] for r in runs]) / temperatures.view(-1, 1, 1), 2
-            )
-            + weights.log().view(-1, 1, 1),
-            0,
-        )
+
+        def mix(split, runs=runs, weights=weights, temperatures=temperatures):
+            stacked = torch.stack([r[split] for r in runs]) / temperatures.view(-1, 1, 1)
+            return torch.logsumexp(torch.log_softmax(stacked, 2) + weights.log().view(-1, 1, 1), 0)
+
         print(
             f"  {variant}, seed {seed}: weights "
             + ", ".join(f"{w:.3f}" for w in weights.tolist())
