@@ -460,6 +460,11 @@ def open_source(
         if not raw.strip():
             raise DataError(f"{where}: is empty (no names)")
         head = raw.removeprefix(BOM)
+        first = next((line for line in head.split(b"\n") if line.strip()), b"")
+        try:  # the first row checked here: a parse error inside Arrow's reader can abort the process at exit
+            json.loads(first)
+        except ValueError as e:
+            raise unreadable(where, ValueError(f"JSON parse error in row 1: {e}")) from None
         try:
             reader = pajson.open_json(
                 io.BufferedReader(_Replay(head, fh), TEXT_BLOCK_BYTES),
