@@ -33,12 +33,21 @@ PARTIAL = ".partial-"
 LOCK = ".lock"
 
 _KINDS = (
-    (stat.S_ISDIR, "a folder"),
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
 )
+
+
+def special_kind(mode: int, *, folder: str = "a folder") -> str | None:
+    """What a file that is not a regular file is, in words (``folder``: how a directory is called); None for a
+    regular file. Output paths and checkpoint paths are refused alike with it."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return folder
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
 
 
 class OutputError(ValueError):
@@ -122,8 +131,8 @@ def resolve_target(path: str | os.PathLike) -> Path:
         mode = None  # a parent is a file: said below
     except OSError as e:
         raise OutputError(f"{path}: cannot be written ({e.strerror})") from None
-    if mode is not None and not stat.S_ISREG(mode):
-        kind = next((what for test, what in _KINDS if test(mode)), "not a regular file")
+    kind = None if mode is None else special_kind(mode)
+    if kind:
         raise OutputError(f"{path}: is {kind}; only regular files are written (by a rename into place)")
     for parent in target.parents:
         if parent.exists() or parent.is_symlink():

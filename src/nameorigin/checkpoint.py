@@ -7,7 +7,6 @@ import json
 import logging
 import math
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_path
+from .atomic import atomic_path, special_kind
 from .models import Classifier, ModelConfig, UnknownModel, build_model
 from .text import ALPHABET, scheme_of
 
@@ -130,20 +129,6 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _kind(mode: int) -> str | None:
-    """What a file that is not a regular file is, in words; None for a regular file."""
-    for test, what in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return what
-    return None if stat.S_ISREG(mode) else "not a regular file"
-
-
 def check_file(path: Path, sha256: str | None = None) -> None:
     """``path`` is a regular file (and, with ``sha256``, has that digest), else :class:`CheckpointError`."""
     try:
@@ -152,7 +137,7 @@ def check_file(path: Path, sha256: str | None = None) -> None:
         raise CheckpointError(f"{path}: no such checkpoint file") from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from None
-    what = _kind(mode)
+    what = special_kind(mode, folder="a directory")
     if what:
         raise CheckpointError(f"{path}: {what}, not a checkpoint file")
     if sha256 is not None:
