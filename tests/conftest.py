@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 
@@ -58,3 +59,9 @@ def tiny_csv(tmp_path):
     rows = ["name,language"] + [f"{n},{lang}" for lang, names in make_names(20, seed=1).items() for n in names]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
+
+
+def slow_train_argv(folder, out) -> list[str]:
+    """A ``nameorigin train`` process that runs long enough (500 epochs, no early stop) to be killed mid-run."""
+    cmd = ["train", "--data", str(folder), "--epochs", "500", "--patience", "0", "--hidden", "8", "--out", str(out)]
+    return [sys.executable, "-m", "nameorigin", *cmd]

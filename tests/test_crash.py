@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from conftest import make_names, write_names_dir
+from conftest import make_names, slow_train_argv, write_names_dir
 
 
 def _kill_when(proc: subprocess.Popen, ready, timeout: float = 60.0) -> None:
@@ -57,22 +57,7 @@ def test_killed_training_leaves_no_checkpoint_and_stale_partials_are_removed(tmp
     model.parent.mkdir()
     stale = model.parent / ".M.safetensors.partial-old"
     stale.write_bytes(b"left by a killed run")
-    argv = [
-        sys.executable,
-        "-m",
-        "nameorigin",
-        "train",
-        "--data",
-        str(folder),
-        "--epochs",
-        "500",
-        "--patience",
-        "0",
-        "--hidden",
-        "8",
-        "--out",
-        str(model),
-    ]
+    argv = slow_train_argv(folder, model)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import make_names, train_tiny
+from conftest import make_names, slow_train_argv, train_tiny
 from nameorigin import checkpoint
 from nameorigin.cli import main
 
@@ -304,22 +304,7 @@ def test_sigterm_during_train_out_leaves_no_partial_file(tmp_path):
     folder = write_names_dir(tmp_path)
     model = tmp_path / "m" / "M.safetensors"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nameorigin",
-            "train",
-            "--data",
-            str(folder),
-            "--epochs",
-            "500",
-            "--patience",
-            "0",
-            "--hidden",
-            "8",
-            "--out",
-            str(model),
-        ],
+        slow_train_argv(folder, model),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
