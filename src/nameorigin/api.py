@@ -205,6 +205,7 @@ def checkpoint_meta(
             "n_valid": len(parts.valid),
             "n_test": len(parts.test),
         },
+        "name_kind": settings.train.name_kind,  # surname | first: which part of a name the model reads
         "data_fingerprint": data.fingerprint(train_pairs),
         "folding": text.folding_info(text.DEFAULT_FOLD_SCHEME),  # how its names were folded, with versions
         "temperature": layer.temperature,

@@ -1,0 +1,130 @@
+"""The first-name corpus and names in Han and Hangul read by the readers, on tiny generated sources (never
+names-dataset's real data)."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from nameorigin import corpus as C
+from nameorigin.cli import main
+from nameorigin.text import fold
+
+pytest.importorskip("pykakasi")
+pytest.importorskip("pypinyin")
+pytest.importorskip("korean_romanizer")
+pytest.importorskip("name_variants")
+
+RAW = C.CorpusConfig(per_capita=False)  # shares as given
+FIRST = C.CorpusConfig(kind="first", per_capita=False)
+
+
+def record(name, **shares):
+    return C.Record(name, shares, {c: i + 1 for i, c in enumerate(shares)})
+
+
+def rows_of(records, config):
+    table, stats = C.build(records, mapping=C.load_map(), config=config)
+    return {r["name"]: r for r in table.to_pylist()}, stats
+
+
+def top(row) -> tuple[str, float]:
+    return row["top_language"], round(row["top_share"], 3)
+
+
+def test_han_surnames_read_by_the_reader_of_their_population():
+    rows, stats = rows_of(
+        [
+            record("佐藤", JP=0.9, TW=0.1),  # Japanese population: Sato; Taiwan's small share left out
+            record("王", CN=0.8, US=0.2),  # Chinese population: Wang (the US is mixed)
+            record("太郎", JP=0.6, HK=0.4),  # both large enough: read both ways
+            record("李", US=1.0),  # neither population: no reading to choose
+            record("さとう", JP=1.0),  # kana means Japanese
+        ],
+        RAW,
+    )
+    assert top(rows["Sato"]) == ("Japanese", 1.0) and rows["Sato"]["script"] == "Han"
+    assert "Zuoteng" not in rows  # 佐藤's Chinese reading: Taiwan's 0.1 is under han_both
+    assert top(rows["Wang"]) == ("Chinese", 1.0)
+    assert top(rows["Taro"]) == ("Japanese", 1.0) and top(rows["Tailang"]) == ("Chinese", 1.0)
+    assert rows["Taro"]["countries"] == "JP:1.000" and rows["Tailang"]["countries"] == "HK:1.000"
+    assert stats.han_read == 4 and stats.han_both == 1 and stats.han == 1
+    assert stats.han_japanese == 2 and stats.han_chinese == 1
+
+
+def test_hangul_surnames_in_their_customary_spelling_and_words_left_out():
+    rows, stats = rows_of([record("김", KR=1.0), record("남궁", KR=1.0), record("남성", KR=1.0)], RAW)
+    assert top(rows["Kim"]) == ("Korean", 1.0) and rows["Kim"]["script"] == "Hangul"
+    assert fold("남궁", 2) in rows  # as prediction reads it (scheme 2)
+    assert stats.hangul_read == 2 and stats.hangul_not_surname == 1
+
+
+def test_first_names_read_whole_no_family_name_looked_for():
+    rows, stats = rows_of(
+        [
+            record("민준", KR=1.0),  # a given name: Minjun, not the family name Min + Jun
+            record("김민준", KR=1.0),  # three syllables in the first-name field: a full name, left out
+            record("文杰", CN=1.0),  # Wenjie, not Wen Jie
+            record("Giuseppe", IT=0.97, US=0.03),
+        ],
+        FIRST,
+    )
+    assert top(rows["Minjun"]) == ("Korean", 1.0) and "Min Jun" not in rows
+    assert "Wenjie" in rows and stats.hangul_not_surname == 1
+    assert rows["Giuseppe"]["top_language"] == "Italian"
+    surname_rows, _ = rows_of([record("文杰", CN=1.0)], RAW)
+    assert "Wen Jie" in surname_rows  # a surname's start is searched for a family name
+
+
+def test_scheme_1_keeps_the_old_rule():
+    rows, stats = rows_of([record("佐藤", JP=1.0), record("김", KR=1.0)], C.CorpusConfig(fold_scheme=1))
+    assert list(rows) == ["gim"] and stats.han == 1 and stats.han_read == 0
+
+
+def test_names_dataset_first_names_loaded_alone_and_gender_ignored(monkeypatch):
+    calls = []
+
+    class NameDataset:
+        def __init__(self, load_first_names=True, load_last_names=True):
+            calls.append((load_first_names, load_last_names))
+            self.first_names = {
+                "Giuseppe": {"country": {"IT": 0.98, "CH": 0.02}, "gender": {"M": 0.99, "F": 0.01}, "rank": {"IT": 1}}
+            }
+            self.last_names = None
+
+    monkeypatch.setitem(sys.modules, "names_dataset", types.SimpleNamespace(NameDataset=NameDataset))
+    [rec] = list(C.from_names_dataset("first"))
+    assert calls == [(True, False)]
+    assert rec == C.Record("Giuseppe", {"IT": 0.98, "CH": 0.02}, {"IT": 1})
+    with pytest.raises(C.CorpusError, match="--kind 'middle': expected one of surname, first"):
+        list(C.from_names_dataset("middle"))
+
+
+def test_corpus_kind_first_from_a_table(tmp_path, capsys):
+    src = tmp_path / "first.csv"
+    rows = ["first_name,country,count", "Giuseppe,IT,90", "Giuseppe,US,10", "민준,KR,5", "太郎,JP,6", "太郎,HK,4"]
+    rows += [f"Name{chr(97 + i)}{chr(97 + j)},PL,{i + j + 1}" for i in range(20) for j in range(20)]
+    src.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "first.parquet"
+    assert main(["corpus", "--kind", "first", "--source", str(src), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "read by the readers: 1 Han/kana names (0 Japanese reading, 0 Chinese, 1 both), 1 Hangul names" in printed
+    assert "Hangul words that are not first names" in printed
+    read = C.read(out)
+    assert read.kind == "first" and read.fold_scheme == 2 and read.meta["folding"]["scheme"] == 2
+    names = set(read.table["name"].to_pylist())
+    assert {"Giuseppe", "Minjun", "Taro", "Tailang"} <= names
+
+
+def test_corpus_kind_unknown_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["corpus", "--kind", "middle", "--out", str(tmp_path / "c.parquet")])
+    assert e.value.code == 2 and "invalid choice: 'middle'" in capsys.readouterr().err
+    assert not (tmp_path / "c.parquet").exists()
+
+
+def test_a_corpus_of_before_the_kind_reads_as_surnames_folded_by_scheme_1():
+    assert C.Corpus(table=None, meta={"config": {}}).kind == "surname"
+    assert C.Corpus(table=None, meta={"config": {}}).fold_scheme == 1
