@@ -128,3 +128,75 @@ def test_corpus_kind_unknown_is_refused(tmp_path, capsys):
 def test_a_corpus_of_before_the_kind_reads_as_surnames_folded_by_scheme_1():
     assert C.Corpus(table=None, meta={"config": {}}).kind == "surname"
     assert C.Corpus(table=None, meta={"config": {}}).fold_scheme == 1
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+STEMS = ["ka", "lo", "mi", "ra", "te", "su", "bo", "ne", "di", "fa", "gu", "pe"]
+SMALL = ["--model", "gru", "--hidden", "8", "--epochs", "2", "--batch-size", "8", "--quiet"]
+
+
+@pytest.fixture
+def first_corpus(tmp_path):
+    """First names of four languages, some shared by two (soft labels), and out-of-scope Finnish ones."""
+    rows = [(f"{a.capitalize()}{b}o", "IT", 20) for a in STEMS for b in STEMS[:5]]
+    rows += [(f"{a.capitalize()}{b}ek", "PL", 20) for a in STEMS for b in STEMS[:5]]
+    rows += [(f"{a.capitalize()}{b}iy", "RU", 20) for a in STEMS for b in STEMS[:5]]
+    rows += [(f"{a.capitalize()}{b}ez", "ES", 20) for a in STEMS for b in STEMS[:5]]
+    rows += [(f"{a.capitalize()}{b}a", c, 10) for a in STEMS[:6] for b in STEMS[:2] for c in ("IT", "ES")]
+    rows += [(f"Aino{a}{b}", "FI", 5) for a in STEMS for b in STEMS[:2]]
+    src = tmp_path / "first.csv"
+    src.write_text("first_name,country,count\n" + "".join(f"{n},{c},{k}\n" for n, c, k in rows), encoding="utf-8")
+    out = tmp_path / "first.parquet"
+    assert main(["corpus", "--kind", "first", "--source", str(src), "--out", str(out)]) == 0
+    return out
+
+
+def test_train_kind_first_on_its_corpus_alone(tmp_path, first_corpus, monkeypatch, capsys):
+    from nameorigin import checkpoint
+    from test_corpus import capture_batches
+
+    seen = capture_batches(monkeypatch)
+    excluded = "Kakao"
+    (tmp_path / "exclude.txt").write_text(excluded + "\n")
+    out = tmp_path / "first.safetensors"
+    argv = ["train", "--kind", "first", "--corpus", str(first_corpus), "--exclude", str(tmp_path / "exclude.txt")]
+    assert main([*argv, "--out", str(out), *SMALL]) == 0
+    ck = checkpoint.load(out)
+    assert ck.meta["name_kind"] == "first" and ck.meta["training"]["name_kind"] == "first"
+    assert ck.meta["folding"]["scheme"] == 2  # folded as its corpus was
+    assert ck.labels == ["Italian", "Polish", "Russian", "Spanish"]  # the languages its scored names cover
+    real = ck.meta["training"]["corpus"]
+    assert real["kind"] == "first" and real["n_train_labelled"] > 0 and real["n_train"] > 0  # soft: the IT/ES names
+    corpus = C.read(first_corpus)
+    held = {n for n, _ in corpus.scored_pairs("held-out")} | {n for n, _ in corpus.scored_pairs("valid")}
+    assert held and not held & set(seen)  # validation and held-out first names never reach a batch
+    assert excluded not in seen and any(n.startswith("Lo") for n in seen)
+    assert ck.meta["metrics"]["test"]["n"] == len(corpus.scored_pairs("held-out"))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "name_kind first: a first-name model trains on a first-name corpus"),
+        (["--corpus", "SURNAMES"], "a corpus of surname names; a first-name model trains on a first-name corpus"),
+    ],
+)
+def test_train_kind_first_refuses_a_missing_or_surname_corpus(tmp_path, extra, message, capsys):
+    from test_corpus import write_source
+
+    surnames = tmp_path / "surnames.parquet"
+    assert main(["corpus", "--source", str(write_source(tmp_path)), "--out", str(surnames)]) == 0
+    extra = [str(surnames) if a == "SURNAMES" else a for a in extra]
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--kind", "first", *extra, "--out", str(out), *SMALL]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_a_surname_model_refuses_a_first_name_corpus(tmp_path, first_corpus, capsys):
+    labelled = tmp_path / "l.csv"
+    labelled.write_text("name,language\n" + "".join(f"N{a}{b}ov,Russian\nM{a}{b}ski,Polish\n" for a in STEMS for b in STEMS))
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--data", str(labelled), "--corpus", str(first_corpus), "--out", str(out), *SMALL]) == 2
+    assert "a corpus of first names; a surname model trains on a surname corpus" in capsys.readouterr().err
+    assert not out.exists()

@@ -273,6 +273,7 @@ TRAIN_FLAGS = (
     "corpus_mode",
     "corpus_weight",
     "pretrain_epochs",
+    "name_kind",
 )
 
 
@@ -908,7 +909,9 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     )
     print(
         f"  left out: {stats.han} Han-character names (neither population, or no reader), "
-        f"{stats.hangul_not_surname} Hangul words that are not {args.kind} names, {stats.unreadable} unreadable, "
+        f"{stats.hangul_not_surname} Hangul words that are not {'first names' if args.kind == 'first' else 'surnames'}"
+        ", "
+        f"{stats.unreadable} unreadable, "
         f"{stats.excluded} excluded, "
         f"{stats.only_mixed + stats.mostly_mixed} mostly in mixed countries, {stats.capped} over the cap"
     )
@@ -1011,6 +1014,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--corpus",
         metavar="FILE.parquet",
         help="also learn from a corpus of real surnames with soft labels (`nameorigin corpus`); batched trainer only",
+    )
+    t.add_argument(
+        "--kind",
+        dest="name_kind",
+        choices=["surname", "first"],
+        help="which names the model reads: surnames (the labelled data, and --corpus beside it) or first names "
+        f"(a first-name corpus, --corpus, alone: its scored validation names validate) ({TrainConfig.name_kind})",
     )
     t.add_argument(
         "--corpus-mode",

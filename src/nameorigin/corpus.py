@@ -893,6 +893,24 @@ def write_out_of_scope_benchmark(corpus: Corpus, path: str | os.PathLike) -> int
     return len(names)
 
 
+def _file_info(corpus: Corpus, path: str | os.PathLike) -> dict:
+    """What a checkpoint records of the corpus file it trained with: its digest, source, map and rules."""
+    from .checkpoint import file_sha256
+
+    return {
+        "file": str(path),
+        "sha256": file_sha256(Path(path)),
+        "format": corpus.meta.get("format"),
+        "source": corpus.meta.get("source"),
+        "names_dataset": corpus.meta.get("names_dataset"),
+        "map": corpus.meta.get("map"),
+        "map_sha256": corpus.meta.get("map_sha256"),
+        "config": corpus.meta.get("config"),
+        "kind": corpus.kind,
+        "fold_scheme": corpus.fold_scheme,
+    }
+
+
 def for_training(
     path: str | os.PathLike,
     train: Sequence[tuple[str, str]],
@@ -904,24 +922,18 @@ def for_training(
     """Read the corpus file at ``path`` and guard both sources (see :func:`guarded_sources`); its real
     out-of-scope names (countries of :data:`OOS_HELD_OUT_COUNTRIES` left out) for the detector, less every
     labelled and excluded name; and what the checkpoint's data fingerprint records of it."""
-    from .checkpoint import file_sha256
-
     corpus = read(path)
+    if corpus.kind != "surname":
+        raise CorpusError(
+            f"{path}: a corpus of {corpus.kind} names; a surname model trains on a surname corpus "
+            f"(a first-name model: `nameorigin train --kind first --corpus {path}`)"
+        )
     exclude = {n.lower() for n in exclude}
     labelled_held = list(labelled_held)
     pairs, part, guard = guarded_sources(corpus, train, labels, labelled_held=labelled_held, exclude=exclude)
     oos = out_of_scope_fit(corpus, exclude=exclude | {n.lower() for n, _ in train} | {n.lower() for n in labelled_held})
     info = {
-        "file": str(path),
-        "sha256": file_sha256(Path(path)),
-        "format": corpus.meta.get("format"),
-        "source": corpus.meta.get("source"),
-        "names_dataset": corpus.meta.get("names_dataset"),
-        "map": corpus.meta.get("map"),
-        "map_sha256": corpus.meta.get("map_sha256"),
-        "config": corpus.meta.get("config"),
-        "kind": corpus.kind,
-        "fold_scheme": corpus.fold_scheme,
+        **_file_info(corpus, path),
         "n_train": len(part),
         "removed_from_corpus": guard.removed_from_corpus,
         "removed_from_train": guard.removed_from_train,
@@ -929,3 +941,40 @@ def for_training(
         "out_of_scope_held_out_countries": list(OOS_HELD_OUT_COUNTRIES),
     }
     return ForTraining(train=pairs, part=part, out_of_scope=oos, info=info)
+
+
+def first_name_sources(path: str | os.PathLike, *, exclude: Iterable[str] = ()) -> tuple[object, ForTraining]:
+    """The sources of a first-name model, which has no labelled data but its corpus (``kind="first"``): the
+    training names whose top language holds at least the corpus's label share train as labelled names (their
+    top language), the other training names with their soft labels (the corpus part); the scored validation
+    names validate (the best epoch and the trust layer); the scored held-out names are the test names (the
+    held-out first names the checkpoint's test figures and ``bench/bundle.py --kind first`` report). ``exclude``
+    (case-folded names) leave every training name. Returns (a :class:`.data.Split`, :class:`ForTraining`)."""
+    from .data import Split, languages
+
+    corpus = read(path)
+    if corpus.kind != "first":
+        raise CorpusError(
+            f"{path}: a corpus of {corpus.kind} names; a first-name model trains on a first-name corpus "
+            "(`nameorigin corpus --kind first`)"
+        )
+    off = {n.lower() for n in exclude}
+    scored = [p for p in corpus.scored_pairs("train") if p[0].lower() not in off]
+    valid, test = corpus.scored_pairs("valid"), corpus.scored_pairs("held-out")
+    labels = languages(scored + valid + test)
+    hard = {n for n, _ in scored}
+    names = corpus.names("train")
+    soft_rows = [i for i, n in enumerate(names) if n not in hard and n.lower() not in off]
+    part = training_part(corpus, labels, names=soft_rows)
+    in_scope = off | {n.lower() for n in names} | {n.lower() for n, _ in valid + test}
+    oos = out_of_scope_fit(corpus, exclude=in_scope)
+    info = {
+        **_file_info(corpus, path),
+        "n_train": len(part),
+        "n_train_labelled": len(scored),
+        "removed_from_corpus": len(names) - len(scored) - len(part),
+        "removed_from_train": 0,
+        "n_out_of_scope_fit": len(oos),
+        "out_of_scope_held_out_countries": list(OOS_HELD_OUT_COUNTRIES),
+    }
+    return Split(scored, valid, test), ForTraining(train=scored, part=part, out_of_scope=oos, info=info)
