@@ -11,9 +11,10 @@
 - ``corpus-pairs.tsv``: (b) with both corpora, a held-out first name and a held-out surname of the same language
   (both scored: top language >= the corpus's label share), drawn at random: independent by construction, so they
   flatter a combination that assumes independence (reported second);
-- ``exclude-first.txt``, ``exclude-surname.txt``: every first name / surname of both sets, raw and as the readers
+- ``exclude-first.txt``, ``exclude-surname.txt``: every first name / surname of set (a), raw and as the readers
   read them (a first name whole, a surname with its family-name spelling), for ``nameorigin corpus --exclude`` and
-  ``nameorigin train --exclude`` (set b's names are held out of training by the corpora anyway);
+  ``nameorigin train --exclude``; set (b)'s names need none: the corpora hold them out of training by a hash of
+  the name (excluding them would take them out of the held-out part too);
 - ``valid-pairs.tsv``: VALIDATION (never held-out) first + surname pairs of the same language, for fitting the
   combination's weights (``fit_combination``).
 
@@ -158,7 +159,6 @@ def cmd_build(args) -> None:
     fake = faker_names(args.per_locale, args.seed)
     write_tsv(out / "faker.tsv", fake)
     print(f"{out / 'faker.tsv'}: {len(fake)} full names of {len({r['locale'] for r in fake})} Faker locales")
-    sets = [fake]
     if args.first_corpus and args.surname_corpus:
         first, surname = corpus.read(args.first_corpus), corpus.read(args.surname_corpus)
         held = corpus_pairs(first, surname, "held-out", args.per_language, args.seed)
@@ -169,9 +169,8 @@ def cmd_build(args) -> None:
             f"{out / 'corpus-pairs.tsv'}: {len(held)} held-out pairs; {out / 'valid-pairs.tsv'}: {len(valid)} "
             f"validation pairs ({len({r['language'] for r in held})} languages)"
         )
-        sets.append(held)
     for part, column, family in (("first", "first", False), ("surname", "last", True)):
-        names = sorted({f for rows in sets for r in rows for f in reading_forms(r[column], family=family)})
+        names = sorted({f for r in fake for f in reading_forms(r[column], family=family)})
         (out / f"exclude-{part}.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
         print(f"{out / f'exclude-{part}.txt'}: {len(names)} names (raw and as read) to keep out of training")
 
@@ -187,14 +186,39 @@ def combined_predictions(rows: list[dict], surname_model, first_model) -> list[s
 
 
 def _top(results) -> list[str | None]:
-    return [r.predictions[0][0] if getattr(r, "predictions", None) else None for r in results]
+    return [r.predictions[0]["language"] if r.predictions else None for r in results]
+
+
+def part_predictions(predictor, names: list[str], *, family: bool) -> list[str | None]:
+    """Each name's top language as one part of a full name: a name in Han, kana or Hangul read as that part is
+    read (:func:`.text.read_part`: a given name whole, a family name with its customary spelling), pure Han
+    both ways, keeping the reading whose own language the model finds likelier (P(Japanese | the Japanese
+    reading) against P(Chinese | the Chinese one)), when the model folds with the readers (scheme 2); other
+    names (and every name for a model of scheme 1) as ``predict`` folds them."""
+    if predictor.fold_scheme < 2:
+        return _top(predictor.predict(names))
+    native = [i for i, n in enumerate(names) if text.script_of(n) in {"Han", "Kana", "Hangul"}]
+    out = _top(predictor.predict(names))  # every other name as predict folds it
+    for i in native:
+        script = text.script_of(names[i])
+        ways = [(True, "Japanese")] if script == "Kana" else [(False, "Korean")] if script == "Hangul" else []
+        ways = ways or [(True, "Japanese"), (False, "Chinese")]
+        best, best_p = None, -1.0
+        for japanese, own in ways:
+            read = text.read_part(names[i], japanese=japanese, family=family)
+            [r] = predictor.predict([read], top=len(predictor.labels))
+            p = next((x["probability"] for x in r.predictions if x["language"] == own), 0.0)
+            if r.predictions and p > best_p:
+                best, best_p = r.predictions[0]["language"], p
+        out[i] = best
+    return out
 
 
 def score_rows(rows: list[dict], surname_model, first_model) -> dict:
     """Accuracy per language and over all of surname alone, first name alone and combined."""
     columns = {
-        "surname": _top(surname_model.predict([r["last"] for r in rows])),
-        "first": _top(first_model.predict([r["first"] for r in rows])),
+        "surname": part_predictions(surname_model, [r["last"] for r in rows], family=True),
+        "first": part_predictions(first_model, [r["first"] for r in rows], family=False),
         "combined": combined_predictions(rows, surname_model, first_model),
     }
     report: dict = {"n": len(rows), "all": {}, "per_language": {}}

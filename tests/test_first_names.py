@@ -195,8 +195,50 @@ def test_train_kind_first_refuses_a_missing_or_surname_corpus(tmp_path, extra, m
 
 def test_a_surname_model_refuses_a_first_name_corpus(tmp_path, first_corpus, capsys):
     labelled = tmp_path / "l.csv"
-    labelled.write_text("name,language\n" + "".join(f"N{a}{b}ov,Russian\nM{a}{b}ski,Polish\n" for a in STEMS for b in STEMS))
+    labelled.write_text(
+        "name,language\n" + "".join(f"N{a}{b}ov,Russian\nM{a}{b}ski,Polish\n" for a in STEMS for b in STEMS)
+    )
     out = tmp_path / "m.safetensors"
     assert main(["train", "--data", str(labelled), "--corpus", str(first_corpus), "--out", str(out), *SMALL]) == 2
     assert "a corpus of first names; a surname model trains on a surname corpus" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_bench_fullnames_builds_both_sets_exclude_lists_and_validation_pairs(tmp_path, first_corpus):
+    """bench/fullnames.py build as a command (tests never import bench/): Faker's full names of the 18
+    languages' locales as they write them, corpus pairs of one language, and the exclude lists."""
+    import csv
+    import subprocess
+    from pathlib import Path
+
+    from test_corpus import write_source
+
+    pytest.importorskip("faker")
+    surnames = tmp_path / "surnames.parquet"
+    rows = [(f"{a.capitalize()}{b}ini", "IT", 20) for a in STEMS for b in STEMS[:5]]
+    rows += [(f"{a.capitalize()}{b}ski", "PL", 20) for a in STEMS for b in STEMS[:5]]
+    assert main(["corpus", "--source", str(write_source(tmp_path, rows)), "--out", str(surnames)]) == 0
+    script = Path(__file__).resolve().parent.parent / "bench" / "fullnames.py"
+    out = tmp_path / "sets"
+    argv = [sys.executable, str(script), "build", "--out", str(out), "--per-locale", "3", "--per-language", "4"]
+    argv += ["--first-corpus", str(first_corpus), "--surname-corpus", str(surnames)]
+    subprocess.run(argv, check=True, capture_output=True, text=True)
+
+    def table(name):
+        with open(out / name, encoding="utf-8") as fh:
+            return list(csv.DictReader(fh, delimiter="\t"))
+
+    faker = table("faker.tsv")
+    assert {r["locale"] for r in faker} >= {"ja_JP", "zh_CN", "zh_TW", "ko_KR", "ru_RU", "en_IE"}
+    ko = next(r for r in faker if r["locale"] == "ko_KR")
+    assert ko["name"] == ko["last"] + ko["first"] and ko["language"] == "Korean"  # as the locale writes it
+    held, valid = table("corpus-pairs.tsv"), table("valid-pairs.tsv")
+    first, surname = C.read(first_corpus), C.read(surnames)
+    assert {r["language"] for r in held} == {"Italian", "Polish"} and len(held) == 8  # both corpora's languages
+    assert all(r["name"] == f"{r['first']} {r['last']}" for r in held)
+    held_first = {n for n, _ in first.scored_pairs("held-out")}
+    valid_first, valid_last = {n for n, _ in first.scored_pairs("valid")}, {n for n, _ in surname.scored_pairs("valid")}
+    assert {r["first"] for r in held} <= held_first
+    assert {r["first"] for r in valid} <= valid_first and {r["last"] for r in valid} <= valid_last
+    excluded = set((out / "exclude-first.txt").read_text(encoding="utf-8").split("\n"))
+    assert ko["first"] in excluded and all(r["first"] in excluded for r in faker)
