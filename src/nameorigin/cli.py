@@ -909,8 +909,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     )
     print(
         f"  left out: {stats.han} Han-character names (neither population, or no reader), "
-        f"{stats.hangul_not_surname} Hangul words that are not {'first names' if args.kind == 'first' else 'surnames'}"
-        ", "
+        f"{stats.hangul_not_surname} Hangul words that are not {corpus.KIND_WORDS[args.kind]}, "
         f"{stats.unreadable} unreadable, "
         f"{stats.excluded} excluded, "
         f"{stats.only_mixed + stats.mostly_mixed} mostly in mixed countries, {stats.capped} over the cap"

@@ -40,6 +40,7 @@ LANGUAGES = tuple(sorted(Path(f).stem for f in NAMES_SHA256))
 MIXED, OUT = "mixed", "out"
 FORMAT = "nameorigin-corpus/1"
 KINDS = ("surname", "first")
+KIND_WORDS = {"surname": "surnames", "first": "first names"}
 SPLITS = ("train", "valid", "held-out")
 #: Korean surnames written with two Hangul syllables (the customary compound family names); any other Hangul
 #: string of more than one syllable in the surname field is a given name or a word (남성 "male", 남자 "man").
@@ -925,7 +926,8 @@ def for_training(
     corpus = read(path)
     if corpus.kind != "surname":
         raise CorpusError(
-            f"{path}: a corpus of {corpus.kind} names; a surname model trains on a surname corpus "
+            f"{path}: a corpus of {KIND_WORDS.get(corpus.kind, corpus.kind)}; a surname model trains on a "
+            "surname corpus "
             f"(a first-name model: `nameorigin train --kind first --corpus {path}`)"
         )
     exclude = {n.lower() for n in exclude}
@@ -955,7 +957,8 @@ def first_name_sources(path: str | os.PathLike, *, exclude: Iterable[str] = ()) 
     corpus = read(path)
     if corpus.kind != "first":
         raise CorpusError(
-            f"{path}: a corpus of {corpus.kind} names; a first-name model trains on a first-name corpus "
+            f"{path}: a corpus of {KIND_WORDS.get(corpus.kind, corpus.kind)}; a first-name model trains on a "
+            "first-name corpus "
             "(`nameorigin corpus --kind first`)"
         )
     off = {n.lower() for n in exclude}
