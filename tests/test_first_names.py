@@ -180,6 +180,7 @@ def test_train_kind_first_on_its_corpus_alone(tmp_path, first_corpus, monkeypatc
     [
         ([], "name_kind first: a first-name model trains on a first-name corpus"),
         (["--corpus", "SURNAMES"], "a corpus of surnames; a first-name model trains on a first-name corpus"),
+        (["--corpus", "SURNAMES", "--worksheet"], "a first-name model trains with the batched trainer"),
     ],
 )
 def test_train_kind_first_refuses_a_missing_or_surname_corpus(tmp_path, extra, message, capsys):

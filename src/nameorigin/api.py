@@ -326,8 +326,10 @@ def train(
             "processes train with the batched trainer",
             param="worksheet",
         )
+    if overrides.get("name_kind") == "first" and settings.worksheet:  # WorksheetConfig has no name_kind
+        raise InputError("name_kind first: a first-name model trains with the batched trainer", param="name_kind")
     if getattr(settings.train, "name_kind", "surname") == "first":  # a first-name model: its corpus is its only source
-        parts, fractions, real = _first_name_step(settings, corpus, exclude)
+        parts, fractions, real = _first_name_step(corpus, exclude)
         labels = data.languages(parts.train + parts.valid + parts.test)
     else:
         parts, fractions = _training_split(source, split, split_seed)  # data: read, de-duplicate, split
@@ -392,7 +394,7 @@ def train(
     )
 
 
-def _first_name_step(settings: Settings, path: str | os.PathLike | None, exclude: Sequence[str | os.PathLike]):
+def _first_name_step(path: str | os.PathLike | None, exclude: Sequence[str | os.PathLike]):
     """The data step of a first-name model (``name_kind="first"``): no labelled data, the corpus of first names
     (see :func:`~nameorigin.corpus.first_name_sources`). Returns the split, its fractions and the corpus ready
     for training."""
@@ -404,8 +406,6 @@ def _first_name_step(settings: Settings, path: str | os.PathLike | None, exclude
             "give it as corpus (--corpus FILE.parquet)",
             param="corpus",
         )
-    if settings.worksheet:
-        raise InputError("name_kind first: a first-name model trains with the batched trainer", param="name_kind")
     excluded = corpus_module.read_exclude(exclude) if exclude else set()
     parts, real = corpus_module.first_name_sources(path, exclude=excluded)
     if not parts.train or not parts.valid:
