@@ -78,6 +78,17 @@ def test_first_names_read_whole_no_family_name_looked_for():
     assert "Wen Jie" in surname_rows  # a surname's start is searched for a family name
 
 
+def test_an_excluded_native_name_is_excluded_in_every_reading(tmp_path):
+    path = tmp_path / "exclude.txt"
+    path.write_text("민준\n佐藤\n")
+    off = C.read_exclude([path])
+    assert {"minjun", "min jun", "sato", "zuoteng"} <= off
+    rows, stats = C.build(
+        [record("민준", KR=1.0), record("佐藤", JP=0.6, CN=0.4)], mapping=C.load_map(), config=FIRST, exclude=off
+    )
+    assert rows.num_rows == 0 and stats.excluded == 3  # Minjun, Sato and Zuoteng
+
+
 def test_scheme_1_keeps_the_old_rule():
     rows, stats = rows_of([record("佐藤", JP=1.0), record("김", KR=1.0)], C.CorpusConfig(fold_scheme=1))
     assert list(rows) == ["gim"] and stats.han == 1 and stats.han_read == 0

@@ -10,6 +10,7 @@ See ``docs/data-card.md`` for the rules and what they cannot fix.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -812,7 +813,8 @@ def guarded_sources(
 
 def read_exclude(paths: Sequence[str | os.PathLike]) -> set[str]:
     """Names to keep out of every training source, from any file ``predict --input`` reads (text, CSV, TSV,
-    JSON lines, Parquet: its name column), folded and case-folded."""
+    JSON lines, Parquet: its name column), folded and case-folded: by scheme 1 and, for a name in Han, kana or
+    Hangul, by every reading a corpus may have stored it under (:func:`excluded_forms`)."""
     from .frame import open_source
 
     out: set[str] = set()
@@ -821,9 +823,26 @@ def read_exclude(paths: Sequence[str | os.PathLike]) -> set[str]:
         for batch in source.batches:
             for name in batch.column(source.column).to_pylist():
                 if name:
-                    out.add(fold(name).lower())
+                    out |= excluded_forms(name)
     out.discard("")
     return out
+
+
+def excluded_forms(name: str) -> set[str]:
+    """``name`` case-folded as every corpus may hold it: folded by scheme 1 and scheme 2 and, in Han, kana or
+    Hangul, read by each reader as a surname and as a given name (``김민준``: ``gimminjun``, ``kim minjun``,
+    ``gimminjun``...; over-excluding a reading only keeps a name out of training)."""
+    forms = {fold(name).lower()}
+    if text.script_of(name) in {"Han", "Kana", "Hangul"}:
+        with contextlib.suppress(text.ReaderMissing):  # a corpus built without the readers holds no reading
+            forms |= {
+                text.read_part(name, japanese=japanese, family=family).lower()
+                for japanese in (True, False)
+                for family in (True, False)
+            }
+    else:
+        forms.add(fold(name, 2).lower())
+    return forms
 
 
 def meta_of(*, source: str, mapping: CountryMap, map_path: str | None, config: CorpusConfig, stats: Stats) -> dict:
