@@ -92,8 +92,6 @@ def save_held_out(path: str, held_out: dict) -> None:
 
 def first_names(args) -> None:
     """The shipped first-name model (``--kind first``): see the module's docstring."""
-    if not args.corpus:
-        raise SystemExit("--kind first: give the first-name corpus (--corpus FILE.parquet)")
     started = time.perf_counter()
     out = args.out or str(FIRST_OUT)
     real = corpus.read(args.corpus)
@@ -144,9 +142,11 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.kind == "first":
+        if not args.corpus:
+            ap.error("--kind first: give the first-name corpus (--corpus FILE.parquet)")
         return first_names(args)
     if not args.data:
-        raise SystemExit("--data: the worksheets' names are needed for the surname model")
+        ap.error("--data: the worksheets' names are needed for the surname model")
     args.out = args.out or str(default_model_path())
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
