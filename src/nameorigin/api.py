@@ -205,6 +205,7 @@ def checkpoint_meta(
             "n_valid": len(parts.valid),
             "n_test": len(parts.test),
         },
+        "name_kind": getattr(settings.train, "name_kind", "surname"),  # surname | first: the part of names it reads
         "data_fingerprint": data.fingerprint(train_pairs),
         "folding": text.folding_info(text.DEFAULT_FOLD_SCHEME),  # how its names were folded, with versions
         "temperature": layer.temperature,
@@ -234,6 +235,10 @@ def train_settings(
             f"train() got unknown setting(s) {', '.join(unknown)}; model settings: "
             f"{', '.join(sorted(_MODEL_KEYS))}; training settings: {', '.join(sorted(_TRAIN_KEYS))}; "
             "and prune"
+        )
+    if overrides.get("name_kind", "surname") not in ("surname", "first"):
+        raise InputError(
+            f"name_kind {overrides['name_kind']!r}: expected surname or first", param="name_kind"
         )
     model_values = {k: v for k, v in overrides.items() if k in _MODEL_KEYS} | ({"name": model} if model else {})
     settings = resolve_settings(
@@ -601,16 +606,24 @@ def evaluate(
     out_of_scope: Sequence[str] | str | os.PathLike | None = None,
     device: str = "cpu",
     precision: str = "fp32",
-) -> Evaluation:
+    name_type: str = "surname",
+) -> Evaluation | dict:
     """The whole report of ``nameorigin evaluate``: ``model`` (a :class:`Trained`, a Predictor, a checkpoint
     path, or None for the bundled model) on labelled ``names`` (pairs, or a path as :func:`load_names` reads
     it): accuracy, macro-F1 and per-language figures, the calibration before and after the temperature, the
     conformal sets' coverage at each of ``trust.COVERAGES``, the default abstention rate, and with
-    ``out_of_scope`` (names of other languages, or a file of them) the out-of-scope AUROC and abstention."""
+    ``out_of_scope`` (names of other languages, or a file of them) the out-of-scope AUROC and abstention.
+
+    ``name_type`` other than ``surname`` (full or first names, or ``auto``): the report of
+    :func:`evaluate_names` (a dict) instead."""
     predictor = _predictor(model, device=device, precision=precision)
     pairs = _pairs_of(names, to_train=False)
     if not pairs:
         raise InputError(f"names {_source_name(names)}: no names to evaluate on", param="names")
+    if name_type != "surname":
+        if out_of_scope is not None:
+            raise InputError("out_of_scope: with surnames only (name_type surname)", param="out_of_scope")
+        return evaluate_names(predictor, pairs, name_type=name_type)
     layer = predictor.trust
     if out_of_scope is not None and layer.oos is None:  # refused before the evaluation runs, not after
         raise InputError(
@@ -638,6 +651,42 @@ def evaluate(
     if oos_names is not None:
         report["out_of_scope"] = _out_of_scope_report(predictor, applied, *oos_names)
     return Evaluation(report=report, labels=list(predictor.labels), truth=encoded.labels, log_probs=lp, applied=applied)
+
+
+def evaluate_names(predictor: Predictor, pairs: Sequence[data.Pair], *, name_type: str = "full") -> dict:
+    """Accuracy, macro-F1 and per-language figures of the combined answers on labelled full (or first) names
+    read as ``name_type``, with each part alone beside them (``parts``: the surname's and the first name's own
+    top language, on the same names; a part not read counts as wrong) and ``unanswered`` (names with no
+    readable part, counted wrong). Names of languages the surname model lacks are left out (``skipped``)."""
+    known = [(n, lang) for n, lang in pairs if lang in predictor.labels]
+    if not known:
+        raise InputError("names: none of their languages is one of the model's", param="names")
+    table = predictor.predict_columns([n for n, _ in known], 1, name_type=name_type).to_pydict()
+    index = {lang: i for i, lang in enumerate(predictor.labels)}
+    truth = torch.tensor([index[lang] for _, lang in known])
+
+    def predicted(column: str) -> torch.Tensor:  # -1: no answer (counted wrong)
+        return torch.tensor([index.get(x, -1) if x is not None else -1 for x in table[column]])
+
+    combined = predicted("language_1")
+    answered = combined >= 0
+    report = metrics(truth, torch.where(answered, combined, (truth + 1) % len(index)), predictor.labels)
+    report["accuracy"] = float(((combined == truth) & answered).double().mean())
+    report.update(
+        name_type=name_type,
+        unanswered=int((~answered).sum()),
+        skipped=len(pairs) - len(known),
+        parts={
+            kind: {
+                "accuracy": float((predicted(f"{part}_language_1") == truth).double().mean()),
+                "read": int((predicted(f"{part}_language_1") >= 0).sum()),
+            }
+            for part, kind in (("family", "surname"), ("given", "first"))
+        },
+        combination=predictor.combination.to_dict() if predictor.first is not None else None,
+        combination_note=predictor.combination_note,
+    )
+    return report
 
 
 # ------------------------------------------------------------------------------------------------ compare

@@ -52,6 +52,7 @@ class TrainConfig:
     corpus_mode: str = "joint"  # with a corpus: joint (both sources in every epoch) | pretrain (corpus, then labels)
     corpus_weight: float = 0.5  # joint: loss weight of a corpus name against a labelled name's 1
     pretrain_epochs: int = 3  # pretrain: epochs on the corpus alone before the labelled epochs
+    name_kind: str = "surname"  # what the names are: surname | first (a first-name model; see nameorigin.fullname)
 
 
 @dataclass
