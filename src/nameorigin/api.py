@@ -237,9 +237,7 @@ def train_settings(
             "and prune"
         )
     if overrides.get("name_kind", "surname") not in ("surname", "first"):
-        raise InputError(
-            f"name_kind {overrides['name_kind']!r}: expected surname or first", param="name_kind"
-        )
+        raise InputError(f"name_kind {overrides['name_kind']!r}: expected surname or first", param="name_kind")
     model_values = {k: v for k, v in overrides.items() if k in _MODEL_KEYS} | ({"name": model} if model else {})
     settings = resolve_settings(
         preset,

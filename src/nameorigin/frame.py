@@ -674,9 +674,7 @@ def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Itera
         own = batch.schema.names[skip:]  # the input's columns (duplicate names allowed): by position
         if job.split:
             cells = {k: _cells(batch, skip, c, source.path) for k, c in part_columns.items()}
-            preds = predictor.predict_columns(
-                cells.pop("name"), job.top, name_type=job.name_type, **cells, **job.trust
-            )
+            preds = predictor.predict_columns(cells.pop("name"), job.top, name_type=job.name_type, **cells, **job.trust)
         else:
             preds = predictor.predict_columns(_cells(batch, skip, source.column, source.path), job.top, **job.trust)
         front: dict[str, pa.Array] = {"line": batch.column(0)} if skip else {}
@@ -690,6 +688,12 @@ def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Itera
                 front[name] = batch.column(skip + i)
             preds = preds.drop_columns(["name"])
         yield pa.Table.from_pydict({**front, **{n: preds.column(n) for n in preds.column_names}})
+
+
+def _header_hint(job: FileJob) -> str | None:
+    """The column to open the input by: one given by its header name tells a CSV's header row apart."""
+    given = [c for c in (job.column, job.last_column, job.first_column) if c is not None]
+    return next((c for c in given if not c.isdigit()), given[0] if given else None)
 
 
 def _cells(batch: pa.RecordBatch, skip: int, column: str | None, path: str) -> pa.Array | None:
@@ -730,7 +734,7 @@ def predict_file(
     source = open_source(
         job.input,
         fmt=job.input_format,
-        column=job.column or job.last_column or job.first_column,
+        column=_header_hint(job),
         keep=job.keep_columns or job.first_column is not None or job.last_column is not None,
         chunk=job.chunk,
         stream=job.stream,

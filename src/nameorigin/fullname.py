@@ -244,6 +244,9 @@ def predict_units(
                 if part == "given" and first is None:
                     cand.dropped[part] = _NO_FIRST
                     continue
+                if names.is_initial(raw):
+                    cand.dropped[part] = "an initial carries no evidence"
+                    continue
                 key = (raw, part, reader)
                 if key not in cache:
                     cache[key] = read_part(raw, part, reader, scheme[part])
@@ -294,7 +297,7 @@ def _answer(predictor, cand: _Candidate, outputs: dict) -> tuple[str, np.ndarray
         probs = combine(surname_ratio, first_ratio, _base(predictor.trust), predictor.combination)[0]
         known = [s for s in scores.values() if s is not None]
         return "family", probs, (min(known) if known else None)  # a name is as far as its nearest part
-    (part, i), = cand.index.items()
+    ((part, i),) = cand.index.items()
     return part, outputs[part][0][i], scores[part]
 
 
@@ -327,9 +330,11 @@ def _prior_for(first, labels: Sequence[str], prior):
     """The caller's prior for first-name-only answers, on the first-name model's languages."""
     if prior is None or isinstance(prior, str) or list(first.labels) == list(labels):
         return prior
-    weights = dict(zip(labels, np.asarray(prior, dtype=np.float64).tolist(), strict=True)) if not isinstance(
-        prior, dict
-    ) else prior
+    weights = (
+        dict(zip(labels, np.asarray(prior, dtype=np.float64).tolist(), strict=True))
+        if not isinstance(prior, dict)
+        else prior
+    )
     return {label: max(float(weights.get(label, 0.0)), 1e-6) for label in first.labels}
 
 
@@ -425,9 +430,7 @@ def _part_columns(predictor, units, chosen, outputs, k: int) -> dict[str, pa.Arr
                 rows[f"{part}_probability_{j}"].append(p)
             rows[f"{part}_dropped"].append(cand.dropped.get(part) if cand is not None else None)
         rows["note"].append("; ".join(notes) or None)
-    return {
-        c: pa.array(v, pa.float64() if "_probability_" in c else pa.string()) for c, v in rows.items()
-    }
+    return {c: pa.array(v, pa.float64() if "_probability_" in c else pa.string()) for c, v in rows.items()}
 
 
 def unreadable(unit: _Unit, cand) -> str:

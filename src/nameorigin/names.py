@@ -392,7 +392,7 @@ def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
     elif len(family) == 1 and len(given) >= 2 and _surname_only(given[-1], lexicon):
         family.insert(0, given.pop())  # María José García López: two surnames
         why.append(f"two surnames: {family[0]} is a known family name, not a given name")
-    initials = tuple(g for g in given if _INITIAL.match(g) and len(g.replace(".", "").replace("-", "")) <= 3)
+    initials = tuple(g for g in given if is_initial(g))
     given = [g for g in given if g not in initials]
     kind = _kind(given, family, initials, lexicon, why)
     if kind == "first":
@@ -409,6 +409,16 @@ def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
         order="family-given" if "," in cleaned else "given-family",
         name_type=kind,
         why=tuple(why),
+    )
+
+
+def is_initial(word: str) -> bool:
+    """Whether ``word`` is written as an initial (``J.``, ``J.-P.``, ``K``): it carries no evidence. (One Han
+    or Hangul character is a whole name: ``王``, ``김``.)"""
+    return (
+        bool(_INITIAL.match(word))
+        and len(word.replace(".", "").replace("-", "")) <= 3
+        and text.script_of(word) not in _NATIVE
     )
 
 

@@ -393,9 +393,7 @@ def _fold_with(name: str, *, japanese: bool, family: bool = True) -> str:
     name = unicodedata.normalize("NFC", name.strip())
     runs = _runs(name)
     out = [
-        _caseless_words(t)
-        if kind == "other"
-        else f" {_read_run(kind, t, japanese=japanese, first=family and i == 0)} "
+        _caseless_words(t) if kind == "other" else f" {_read_run(kind, t, japanese=japanese, first=family and i == 0)} "
         for i, (kind, t) in enumerate(runs)
     ]
     return re.sub(r" {2,}", " ", "".join(out)).strip()
