@@ -357,3 +357,19 @@ def test_evaluate_full_names(models, tmp_path, capsys):
     assert report["n"] == 60 and report["unanswered"] == 0
     assert set(report["parts"]) == {"surname", "first"} and 0 <= report["accuracy"] <= 1
     assert main(["evaluate", *m, "--data", str(data), "--name-type", "full", "--plot", "x.png"]) == 2
+
+
+def test_two_plain_words_split_as_nameparser_splits_them(monkeypatch):
+    """The parser's fast path (two plain words, no nameparser run) gives exactly nameparser's parse."""
+    names = fullname.names
+    lexicon = names.default_lexicon()
+    rng = random.Random(3)
+    pool = (
+        [n for ns in make_names(30).values() for n in ns] + sorted(lexicon.given)[:300] + sorted(lexicon.family)[:300]
+    )
+    pool += ["Vi", "Li", "Kim", "Jr", "Dr", "van", "Mac", "III", "Abu", "de"]
+    samples = [f"{rng.choice(pool).capitalize()} {rng.choice(pool).capitalize()}" for _ in range(1500)]
+    fast = [names._parse.__wrapped__(s, "auto", lexicon) for s in samples]
+    monkeypatch.setattr(names, "FAST_PAIRS", False)
+    slow = [names._parse.__wrapped__(s, "auto", lexicon) for s in samples]
+    assert fast == slow

@@ -407,30 +407,38 @@ def part_column_names(k: int) -> list[str]:
 
 
 def _part_columns(predictor, units, chosen, outputs, k: int) -> dict[str, pa.Array]:
+    """The parts' columns of the unit rows: what was read as each part, how, its own top-K (each distinct
+    part's top-K found once, by tensor top-K, and taken to the units), and why a part dropped out."""
     models = {"family": predictor, "given": predictor.first}
-    rows: dict[str, list] = {c: [] for c in part_column_names(k)}
-    for unit, c in zip(units, chosen, strict=True):
-        cand = c[0] if c is not None else None
-        rows["name_type"].append(None if unit.error else unit.name_type)
-        rows["reading"].append(cand.reader if cand is not None else None)
-        rows["parts_used"].append("+".join(p for p in PARTS if cand is not None and p in cand.index) or None)
-        notes = list(unit.notes)
-        for part in PARTS:
-            rows[part].append(getattr(unit, part))
-            rows[f"{part}_read"].append(cand.folded.get(part) if cand is not None else None)
-            i = cand.index.get(part) if cand is not None else None
-            ranked: list = []
-            if i is not None:
-                probs, labels = outputs[part][0][i], models[part].labels
-                order = np.argsort(-probs, kind="stable")[:k]
-                ranked = [(labels[j], float(probs[j])) for j in order]
-            ranked += [(None, None)] * (k - len(ranked))
-            for j, (language, p) in enumerate(ranked, start=1):
-                rows[f"{part}_language_{j}"].append(language)
-                rows[f"{part}_probability_{j}"].append(p)
-            rows[f"{part}_dropped"].append(cand.dropped.get(part) if cand is not None else None)
-        rows["note"].append("; ".join(notes) or None)
-    return {c: pa.array(v, pa.float64() if "_probability_" in c else pa.string()) for c, v in rows.items()}
+    cands = [c[0] if c is not None else None for c in chosen]
+    out: dict[str, pa.Array] = {
+        "name_type": pa.array([None if u.error else u.name_type for u in units], pa.string()),
+        "reading": pa.array([c.reader if c is not None else None for c in cands], pa.string()),
+        "parts_used": pa.array(
+            ["+".join(p for p in PARTS if p in c.index) or None if c is not None else None for c in cands],
+            pa.string(),
+        ),
+    }
+    for part in PARTS:
+        out[part] = pa.array([getattr(u, part) for u in units], pa.string())
+        out[f"{part}_read"] = pa.array([c.folded.get(part) if c is not None else None for c in cands], pa.string())
+        out[f"{part}_dropped"] = pa.array([c.dropped.get(part) if c is not None else None for c in cands], pa.string())
+        index = np.array([c.index.get(part, -1) if c is not None else -1 for c in cands], dtype=np.int64)
+        take = pa.array(np.maximum(index, 0), mask=index < 0)
+        probs = outputs[part][0] if part in outputs else np.empty((0, 1))
+        labels = pa.array(models[part].labels if models[part] is not None else [], pa.string())
+        kk = min(k, probs.shape[1]) if len(probs) else 0
+        values, order = torch.from_numpy(probs).topk(kk, dim=1) if kk else (None, None)
+        for j in range(k):
+            if j < kk:
+                language = labels.take(pa.array(order[:, j].numpy())).take(take)
+                probability = pa.array(values[:, j].numpy().astype(np.float64)).take(take)
+            else:
+                language, probability = pa.nulls(len(units), pa.string()), pa.nulls(len(units), pa.float64())
+            out[f"{part}_language_{j + 1}"] = language
+            out[f"{part}_probability_{j + 1}"] = probability
+    out["note"] = pa.array(["; ".join(u.notes) or None for u in units], pa.string())
+    return {c: out[c] for c in part_column_names(k)}
 
 
 def unreadable(unit: _Unit, cand) -> str:

@@ -135,6 +135,7 @@ class Lexicon:
         return cls(given=frozenset(given), family=frozenset(family))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _key(word: str) -> str:
     return text.fold(word).lower()
 
@@ -369,16 +370,24 @@ def _parse(raw: str, name_type: str, lexicon: Lexicon) -> ParsedName:
 
 
 def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
-    """Given name first (or ``Family, Given``), through nameparser, then the rules it lacks."""
-    from nameparser import HumanName
-
-    h = HumanName(cleaned, constants=_constants())
+    """Given name first (or ``Family, Given``), through nameparser, then the rules it lacks. Two plain words
+    (the common case: letters only, neither a title, suffix, particle nor conjunction of nameparser's lists)
+    are split as nameparser splits them without running it, since files hold millions of them."""
     why: list[str] = ["nameparser: comma form, family name first" if "," in cleaned else "nameparser: given name first"]
-    title = tuple(h.title_list)
-    suffix = tuple(h.suffix_list)
-    given = _bind(" ".join(w for w in [*h.first_list, *h.middle_list] if w).split())
-    family_words = " ".join(h.last_list).split()
-    if not family_words and given and not h.middle_list and "," not in cleaned:
+    words = cleaned.split()
+    middle: list[str] = []
+    if FAST_PAIRS and len(words) == 2 and all(_plain(w) for w in words):
+        title, suffix, given, family_words = (), (), [words[0]], [words[1]]
+    else:
+        from nameparser import HumanName
+
+        h = HumanName(cleaned, constants=_constants())
+        title = tuple(h.title_list)
+        suffix = tuple(h.suffix_list)
+        given = _bind(" ".join(w for w in [*h.first_list, *h.middle_list] if w).split())
+        family_words = " ".join(h.last_list).split()
+        middle = h.middle_list
+    if not family_words and given and not middle and "," not in cleaned:
         family_words, given = given, []  # one name: a surname until the lexicon says otherwise
     prefixes = _constants().prefixes
     if given and given[0].lower() in prefixes and family_words[:1] != []:
@@ -410,6 +419,39 @@ def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
         name_type=kind,
         why=tuple(why),
     )
+
+
+#: Whether :func:`_western` splits two plain words itself (as nameparser would) instead of running nameparser.
+FAST_PAIRS = True
+
+
+@functools.cache
+def _special_words() -> frozenset[str]:
+    """Every word nameparser's lists treat specially (titles, suffixes, particles, conjunctions, bound first
+    names), lower case: a name with one of them goes through nameparser."""
+    c = _constants()
+    lists = (
+        c.titles,
+        c.first_name_titles,
+        c.suffix_acronyms,
+        c.suffix_not_acronyms,
+        c.suffix_acronyms_ambiguous,
+        c.prefixes,
+        c.non_first_name_prefixes,
+        c.conjunctions,
+        c.bound_first_names,
+    )
+    return frozenset(w.lower() for words in lists for w in words)
+
+
+def _plain(word: str) -> bool:
+    """A word nameparser reads as a plain name: two or more letters, nothing it treats specially (nor a roman
+    numeral, which it reads as a suffix: ``Vi``)."""
+    low = word.lower()
+    return len(word) > 1 and word.isalpha() and low not in _special_words() and not _ROMAN.fullmatch(low)
+
+
+_ROMAN = re.compile(r"[ivxlcdm]+")
 
 
 def is_initial(word: str) -> bool:
