@@ -257,6 +257,16 @@ def test_han_names_keep_the_likelier_reading():
     for name in ("王", "張"):
         assert got[name].reading == "chinese" and got[name].predictions[0]["language"] == "Chinese"
     assert got["佐藤"].parts[0]["read"] == "Sato"
+    # the family-name tables know 藤井 as Japanese only: they decide before the models' probabilities
+    assert fullname._table_says("japanese", "藤井") == 1.0 and fullname._table_says("chinese", "藤井") == 0.0
+    assert p.predict(["藤井太郎"], name_type="auto")[0].reading == "japanese"
+
+
+def test_evaluate_reads_names_as_written(tmp_path):
+    data = tmp_path / "native.csv"
+    data.write_text("name,language\n佐藤,Japanese\n鈴木,Japanese\n王,Chinese\n", encoding="utf-8")
+    report = api.evaluate(Predictor.load(first=False), data, name_type="auto")
+    assert report["accuracy"] == 1.0 and report["n"] == 3  # folded first, they would read as Chinese
 
 
 # ------------------------------------------------------------------------------------------- bad input

@@ -615,13 +615,16 @@ def evaluate(
     ``name_type`` other than ``surname`` (full or first names, or ``auto``): the report of
     :func:`evaluate_names` (a dict) instead."""
     predictor = _predictor(model, device=device, precision=precision)
+    if name_type != "surname":  # names as written (the parser needs their script), not folded
+        if out_of_scope is not None:
+            raise InputError("out_of_scope: with surnames only (name_type surname)", param="out_of_scope")
+        from .fullname import read_pairs
+
+        pairs = read_pairs(names) if isinstance(names, (str, os.PathLike)) else list(names)
+        return evaluate_names(predictor, pairs, name_type=name_type)
     pairs = _pairs_of(names, to_train=False)
     if not pairs:
         raise InputError(f"names {_source_name(names)}: no names to evaluate on", param="names")
-    if name_type != "surname":
-        if out_of_scope is not None:
-            raise InputError("out_of_scope: with surnames only (name_type surname)", param="out_of_scope")
-        return evaluate_names(predictor, pairs, name_type=name_type)
     layer = predictor.trust
     if out_of_scope is not None and layer.oos is None:  # refused before the evaluation runs, not after
         raise InputError(
@@ -659,7 +662,12 @@ def evaluate_names(predictor: Predictor, pairs: Sequence[data.Pair], *, name_typ
     known = [(n, lang) for n, lang in pairs if lang in predictor.labels]
     if not known:
         raise InputError("names: none of their languages is one of the model's", param="names")
-    table = predictor.predict_columns([n for n, _ in known], 1, name_type=name_type).to_pydict()
+    if all(isinstance(n, tuple) for n, _ in known):  # (first, last) pairs
+        table = predictor.predict_columns(
+            None, 1, first_names=[n[0] for n, _ in known], last_names=[n[1] for n, _ in known]
+        ).to_pydict()
+    else:
+        table = predictor.predict_columns([n for n, _ in known], 1, name_type=name_type).to_pydict()
     index = {lang: i for i, lang in enumerate(predictor.labels)}
     truth = torch.tensor([index[lang] for _, lang in known])
 

@@ -210,8 +210,9 @@ class _Candidate:
     unit: int
     reader: str
     folded: dict  # part -> folded text (absent: not read)
-    index: dict = field(default_factory=dict)  # part -> row in that part's distinct folded names
+    index: dict = field(default_factory=dict)  # part -> row in that part's distinct folded names (parts read)
     dropped: dict = field(default_factory=dict)  # part -> why it dropped out
+    used: set = field(default_factory=set)  # the parts the answer rests on (read, and not dropped out)
 
 
 def _part_outputs(model, folded: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -256,11 +257,12 @@ def predict_units(
                     continue
                 cand.folded[part] = folded
                 cand.index[part] = distinct[part].setdefault(folded, len(distinct[part]))
+            cand.used = set(cand.index)
             candidates.append(cand)
     models = {"family": predictor, "given": first}
     outputs = {p: _part_outputs(models[p], list(distinct[p])) for p in PARTS if models[p] is not None}
     _drop_out_of_scope(predictor, candidates, outputs, trust_options)
-    chosen = _choose_readings(predictor, candidates, outputs, len(units))
+    chosen = _choose_readings(predictor, candidates, outputs, units)
     return _columns(predictor, units, chosen, outputs, counts, top, trust_options)
 
 
@@ -273,7 +275,7 @@ def _drop_out_of_scope(predictor, candidates: list[_Candidate], outputs: dict, t
     """A part out of scope drops out when the other part is read and in scope (the name's answer rests on it)."""
     models = {"family": predictor, "given": predictor.first}
     for cand in candidates:
-        if len(cand.index) < 2:
+        if len(cand.used) < 2:
             continue
         far = {}
         for part, i in cand.index.items():
@@ -282,14 +284,14 @@ def _drop_out_of_scope(predictor, candidates: list[_Candidate], outputs: dict, t
         if sum(far.values()) == 1:
             part = next(p for p, f in far.items() if f)
             cand.dropped[part] = "out of scope"
-            del cand.index[part]
+            cand.used.discard(part)
 
 
 def _answer(predictor, cand: _Candidate, outputs: dict) -> tuple[str, np.ndarray, float | None]:
     """A candidate's calibrated answer: which model's languages it is on (``family``: the surname model's,
     also for a combined answer; ``given``: the first-name model's), its probabilities, its out-of-scope score."""
-    scores = {p: (outputs[p][1][i] if outputs[p][1] is not None else None) for p, i in cand.index.items()}
-    if set(cand.index) == {"family", "given"}:
+    scores = {p: (outputs[p][1][cand.index[p]] if outputs[p][1] is not None else None) for p in cand.used}
+    if cand.used == {"family", "given"}:
         surname_ratio = _log_ratio(predictor.trust, outputs["family"][0][[cand.index["family"]]])
         first_ratio = _onto(
             _log_ratio(predictor.first.trust, outputs["given"][0][[cand.index["given"]]]), predictor.first_columns
@@ -297,8 +299,8 @@ def _answer(predictor, cand: _Candidate, outputs: dict) -> tuple[str, np.ndarray
         probs = combine(surname_ratio, first_ratio, _base(predictor.trust), predictor.combination)[0]
         known = [s for s in scores.values() if s is not None]
         return "family", probs, (min(known) if known else None)  # a name is as far as its nearest part
-    ((part, i),) = cand.index.items()
-    return part, outputs[part][0][i], scores[part]
+    (part,) = cand.used
+    return part, outputs[part][0][cand.index[part]], scores[part]
 
 
 def _base(trust) -> np.ndarray:
@@ -306,24 +308,51 @@ def _base(trust) -> np.ndarray:
     return trust.prior_base if trust.prior_base is not None else np.full(n, 1.0 / n)
 
 
-def _choose_readings(predictor, candidates: list[_Candidate], outputs: dict, n_units: int) -> list:
+def _table_says(reader: str, family: str | None) -> float:
+    """1 when the family-name tables (:func:`text.family_tables`, from name-variants) know ``family`` as a
+    family name of the reader's language and not of the other one (``藤井`` is Japanese only, ``张`` Chinese
+    only): a maintained source decides before the models' probabilities do; else 0."""
+    if reader not in ("japanese", "chinese") or not family:
+        return 0.0
+    try:
+        tables = text.family_tables()
+    except text.ReaderMissing:
+        return 0.0
+    other = "chinese" if reader == "japanese" else "japanese"
+    return float(family in tables[reader] and family not in tables[other])
+
+
+def _choose_readings(predictor, candidates: list[_Candidate], outputs: dict, units: list[_Unit]) -> list:
     """Each unit's candidate (None: nothing readable) and its answer: of a name's readings, the one whose own
     language is the more probable under it (``P(Japanese | the Japanese reading)`` against ``P(Chinese | the
-    Chinese reading)``); a reading with no readable part loses."""
-    chosen: list = [None] * n_units
-    best: list[float] = [-1.0] * n_units
+    Chinese reading)``, by :func:`_reading_score`), the family-name tables first where they know the family
+    name as one language's only (:func:`_table_says`); a reading with no readable part loses."""
+    chosen: list = [None] * len(units)
+    best: list[float] = [-1.0] * len(units)
     for cand in candidates:
-        if not cand.index:
+        if not cand.used:
             if chosen[cand.unit] is None:
                 chosen[cand.unit] = (cand, None)
             continue
         space, probs, oos = _answer(predictor, cand, outputs)
-        labels = predictor.labels if space == "family" else predictor.first.labels
-        language = _READING_LANGUAGE.get(cand.reader)
-        score = float(probs[labels.index(language)]) if language in labels else 0.0
+        score = _reading_score(predictor, cand, outputs) + _table_says(cand.reader, units[cand.unit].family)
         if chosen[cand.unit] is None or chosen[cand.unit][1] is None or score > best[cand.unit]:
             chosen[cand.unit], best[cand.unit] = (cand, (space, probs, oos)), score
     return chosen
+
+
+def _reading_score(predictor, cand: _Candidate, outputs: dict) -> float:
+    """How well a reading reads as its language: the mean over the parts read of ``P(language | the part
+    so read)`` (each part by its own model: a combined answer saturates near 1 under either reading, a
+    part's own answer does not); 0 for a reader without a language (Hangul, Latin letters: one reading)."""
+    language = _READING_LANGUAGE.get(cand.reader)
+    models = {"family": predictor, "given": predictor.first}
+    scores = [
+        float(outputs[part][0][i][models[part].labels.index(language)])
+        for part, i in cand.index.items()
+        if part in cand.used and language in models[part].labels
+    ]
+    return sum(scores) / len(scores) if scores else 0.0
 
 
 def _prior_for(first, labels: Sequence[str], prior):
@@ -415,7 +444,7 @@ def _part_columns(predictor, units, chosen, outputs, k: int) -> dict[str, pa.Arr
         "name_type": pa.array([None if u.error else u.name_type for u in units], pa.string()),
         "reading": pa.array([c.reader if c is not None else None for c in cands], pa.string()),
         "parts_used": pa.array(
-            ["+".join(p for p in PARTS if p in c.index) or None if c is not None else None for c in cands],
+            ["+".join(p for p in PARTS if p in c.used) or None if c is not None else None for c in cands],
             pa.string(),
         ),
     }
@@ -565,23 +594,34 @@ def parts_of_row(rows: dict, i: int, k: int) -> dict:
 
 
 def read_pairs(path) -> list[tuple]:
-    """Validation pairs for :func:`fit_combination` from a file: a CSV/TSV of ``first,last,language`` (three
-    columns, a header row allowed) gives ``((first, last), language)``; anything else ``nameorigin evaluate
-    --data`` reads (``name,language``, a folder of ``<Language>.txt``) gives ``(full name, language)``."""
+    """Labelled full (or first) names as written, not folded (the parser needs their script and spaces): a
+    CSV/TSV of ``name,language`` gives ``(name, language)``, of ``first,last,language`` ``((first, last),
+    language)`` (a header row allowed, detected by its last cell: language, label or lang); a folder of
+    ``<Language>.txt`` files one name a line."""
     import csv
     from pathlib import Path
 
-    from .api import load_names
     from .data import DataError
 
     p = Path(path)
-    if p.is_file() and p.suffix.lower() in (".csv", ".tsv"):
+    if p.is_dir():
+        out = [
+            (line.strip(), f.stem)
+            for f in sorted(p.glob("*.txt"))
+            for line in f.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+    elif p.is_file():
         with open(p, encoding="utf-8-sig", newline="") as fh:
             rows = [r for r in csv.reader(fh, delimiter="\t" if p.suffix.lower() == ".tsv" else ",") if r]
-        if rows and all(len(r) == 3 for r in rows):
-            header = [c.strip().lower() for c in rows[0]]
-            body = rows[1:] if header[-1] in ("language", "label", "lang") else rows
-            if not body:
-                raise DataError(f"{path}: has no pairs (only a header)")
-            return [((first, last), language.strip()) for first, last, language in body]
-    return list(load_names(path))
+        if rows and rows[0][-1].strip().lower() in ("language", "label", "lang"):
+            rows = rows[1:]
+        bad = next((i for i, r in enumerate(rows) if len(r) not in (2, 3) or not r[-1].strip()), None)
+        if bad is not None:
+            raise DataError(f"{path}: row {bad + 1} is not name,language or first,last,language")
+        out = [((r[0], r[1]) if len(r) == 3 else r[0], r[-1].strip()) for r in rows]
+    else:
+        raise DataError(f"{path}: no such file or folder")
+    if not out:
+        raise DataError(f"{path}: has no names")
+    return out

@@ -386,8 +386,13 @@ def read_part(name: str, *, japanese: bool, family: bool = True) -> str:
     """One part of a name (a family or a given name) in Han, kana or Hangul read into the alphabet: Han by the
     Japanese reader (``japanese``) or the Chinese one, Hangul by the Korean one; ``family``: whether the part
     is a family name (the customary spelling of a family name is looked for only then: a given name ``민준``
-    is not searched for the family name ``민``). Raises :class:`ReaderMissing` without the readers."""
-    return _fold_with(name, japanese=japanese, family=family)
+    is not searched for the family name ``민``). A part is one name, so what the reader writes as several
+    words is one word (``田中`` → ``Tianzhong`` by the Chinese reader, not ``Tian Zhong``). Raises
+    :class:`ReaderMissing` without the readers."""
+    if script_of(name) in ("Han", "Kana") and not japanese:
+        family = False  # a Han part is one name: no family name is split off it
+    words = _fold_with(name, japanese=japanese, family=family).split()
+    return "".join(words).capitalize() if all(w.isalpha() for w in words) else " ".join(words)
 
 
 def _fold_with(name: str, *, japanese: bool, family: bool = True) -> str:
