@@ -287,20 +287,34 @@ def _drop_out_of_scope(predictor, candidates: list[_Candidate], outputs: dict, t
             cand.used.discard(part)
 
 
-def _answer(predictor, cand: _Candidate, outputs: dict) -> tuple[str, np.ndarray, float | None]:
-    """A candidate's calibrated answer: which model's languages it is on (``family``: the surname model's,
-    also for a combined answer; ``given``: the first-name model's), its probabilities, its out-of-scope score."""
-    scores = {p: (outputs[p][1][cand.index[p]] if outputs[p][1] is not None else None) for p in cand.used}
-    if cand.used == {"family", "given"}:
-        surname_ratio = _log_ratio(predictor.trust, outputs["family"][0][[cand.index["family"]]])
-        first_ratio = _onto(
-            _log_ratio(predictor.first.trust, outputs["given"][0][[cand.index["given"]]]), predictor.first_columns
-        )
-        probs = combine(surname_ratio, first_ratio, _base(predictor.trust), predictor.combination)[0]
-        known = [s for s in scores.values() if s is not None]
-        return "family", probs, (min(known) if known else None)  # a name is as far as its nearest part
-    (part,) = cand.used
-    return part, outputs[part][0][cand.index[part]], scores[part]
+def _answers(predictor, cands: list, outputs: dict) -> list:
+    """Each chosen candidate's calibrated answer, or None (no usable part): which model's languages it is on
+    (``family``: the surname model's, also for a combined answer; ``given``: the first-name model's), its
+    probabilities, its out-of-scope score (a combined name is as far as its nearest part). Computed for all
+    candidates of a kind at once."""
+    out: list = [None] * len(cands)
+    groups: dict[tuple, list[int]] = {}
+    for i, cand in enumerate(cands):
+        if cand is not None and cand.used:
+            groups.setdefault(tuple(p for p in PARTS if p in cand.used), []).append(i)
+    for kind, rows in groups.items():
+        at = {p: np.array([cands[i].index[p] for i in rows], dtype=np.int64) for p in kind}
+        oos = {p: outputs[p][1][at[p]] if outputs[p][1] is not None else None for p in kind}
+        if kind == PARTS:  # both parts
+            surname_ratio = _log_ratio(predictor.trust, outputs["family"][0][at["family"]])
+            first_ratio = _onto(
+                _log_ratio(predictor.first.trust, outputs["given"][0][at["given"]]), predictor.first_columns
+            )
+            probs = combine(surname_ratio, first_ratio, _base(predictor.trust), predictor.combination)
+            known = [o for o in oos.values() if o is not None]
+            score = np.minimum.reduce(known) if known else None
+            space = "family"
+        else:
+            (space,) = kind
+            probs, score = outputs[space][0][at[space]], oos[space]
+        for j, i in enumerate(rows):
+            out[i] = (space, probs[j], None if score is None else float(score[j]))
+    return out
 
 
 def _base(trust) -> np.ndarray:
@@ -332,13 +346,14 @@ def _choose_readings(predictor, candidates: list[_Candidate], outputs: dict, uni
     for cand in candidates:
         if not cand.used:
             if chosen[cand.unit] is None:
-                chosen[cand.unit] = (cand, None)
+                chosen[cand.unit] = cand
             continue
-        space, probs, oos = _answer(predictor, cand, outputs)
-        score = _reading_score(predictor, cand, outputs) + _table_says(cand.reader, units[cand.unit].family)
-        if chosen[cand.unit] is None or chosen[cand.unit][1] is None or score > best[cand.unit]:
-            chosen[cand.unit], best[cand.unit] = (cand, (space, probs, oos)), score
-    return chosen
+        score = _reading_score(predictor, cand, outputs)
+        if cand.reader in _READING_LANGUAGE:
+            score += _table_says(cand.reader, units[cand.unit].family)
+        if chosen[cand.unit] is None or not chosen[cand.unit].used or score > best[cand.unit]:
+            chosen[cand.unit], best[cand.unit] = cand, score
+    return list(zip(chosen, _answers(predictor, chosen, outputs), strict=True))
 
 
 def _reading_score(predictor, cand: _Candidate, outputs: dict) -> float:

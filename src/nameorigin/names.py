@@ -193,6 +193,7 @@ def _syllables() -> frozenset[str]:
     return frozenset(s for s in out if re.search("[aeiouy]", s))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _syllabic(word: str, *, vietnamese: bool = False, most: int = 2) -> bool:
     """Whether ``word`` (hyphens and apostrophes aside) is one to ``most`` syllables of :func:`_syllables`
     (``Jong-un``, ``Minjun``, ``Xiaoming``; not ``Basinger``: ba-sing-er is three). Korean and Chinese given names
@@ -389,7 +390,7 @@ def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
         middle = h.middle_list
     if not family_words and given and not middle and "," not in cleaned:
         family_words, given = given, []  # one name: a surname until the lexicon says otherwise
-    prefixes = _constants().prefixes
+    prefixes = _prefixes()
     if given and given[0].lower() in prefixes and family_words[:1] != []:
         family_words, given = [*given, *family_words], []  # "van der Berg", "de la Cruz" alone: one surname
         why.append("a particle starts the name: all of it is the family name")
@@ -421,6 +422,12 @@ def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
     )
 
 
+@functools.cache
+def _prefixes() -> frozenset[str]:
+    """nameparser's particles (and :data:`EXTRA_PARTICLES`), lower case, as a set to look words up in."""
+    return frozenset(w.lower() for w in _constants().prefixes)
+
+
 #: Whether :func:`_western` splits two plain words itself (as nameparser would) instead of running nameparser.
 FAST_PAIRS = True
 
@@ -444,6 +451,7 @@ def _special_words() -> frozenset[str]:
     return frozenset(w.lower() for words in lists for w in words)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _plain(word: str) -> bool:
     """A word nameparser reads as a plain name: two or more letters, nothing it treats specially (nor a roman
     numeral, which it reads as a suffix: ``Vi``)."""
