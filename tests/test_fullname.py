@@ -383,3 +383,17 @@ def test_two_plain_words_split_as_nameparser_splits_them(monkeypatch):
     monkeypatch.setattr(names, "FAST_PAIRS", False)
     slow = [names._parse.__wrapped__(s, "auto", lexicon) for s in samples]
     assert fast == slow
+
+
+def test_the_cluster_path_reads_full_names(models):
+    pd = pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")
+    from nameorigin import cluster, predict_frame
+
+    df = pd.DataFrame({"name": ["Kaloslav Miraov", "J. McBone", ",", None, "Tesuie Miraov"]})
+    paths = {"model": str(models["surname"]), "first": str(models["first"])}
+    p = Predictor.load(paths["model"], first=paths["first"])
+    expected = predict_frame(df, "name", top=2, model=p, name_type="full")
+    result = cluster.predict(dd.from_pandas(df, npartitions=2), "name", top=2, name_type="full", **paths)
+    assert list(result.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(result.compute(scheduler="sync"), expected, check_dtype=False)
