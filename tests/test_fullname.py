@@ -397,3 +397,15 @@ def test_the_cluster_path_reads_full_names(models):
     result = cluster.predict(dd.from_pandas(df, npartitions=2), "name", top=2, name_type="full", **paths)
     assert list(result.columns) == list(expected.columns)
     pd.testing.assert_frame_equal(result.compute(scheduler="sync"), expected, check_dtype=False)
+
+
+def test_http_without_a_first_model_refuses_first_as_its_schema_says(models):
+    from fastapi.testclient import TestClient
+
+    from nameorigin.server import create_app
+
+    with TestClient(create_app(Predictor.load(models["surname"], first=False))) as client:
+        assert client.get("/api/predict", params={"name": "Kaloslav", "name_type": "first"}).status_code == 422
+        assert client.post("/api/predict", json={"names": ["x"], "name_type": "first"}).status_code == 422
+        r = client.get("/api/predict", params={"name": "Kaloslav Miraov", "name_type": "full"})
+        assert r.status_code == 200 and r.json()["results"][0]["parts"][0]["dropped"] == "no first-name model"

@@ -32,7 +32,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import __version__
 from .checkpoint import jsonable
-from .fullname import DEFAULT_NAME_TYPE, NoFirstModel
+from .fullname import DEFAULT_NAME_TYPE, NAME_TYPES, NoFirstModel
 from .predict import Prediction, Predictor, prior_names
 from .predict import model_info as describe_model
 from .service import ServeConfig  # here since the start; defined apart so the CLI need not import FastAPI
@@ -84,10 +84,18 @@ class PredictRequest(BaseModel):
     name_type: NameType = Field(DEFAULT_NAME_TYPE, description=NAME_TYPE_HELP)
 
 
-def request_model(labels: list[str]) -> type[PredictRequest]:
+def name_types(predictor: Predictor):
+    """The ``name_type`` values this server answers, as a type: ``first`` only with a first-name model, so that
+    asking for it without one is a malformed request (422) the schema announces."""
+    kinds = NAME_TYPES if predictor.first is not None else tuple(k for k in NAME_TYPES if k != "first")
+    return Literal[kinds]  # type: ignore[valid-type]
+
+
+def request_model(labels: list[str], kinds=NameType) -> type[PredictRequest]:
     """:class:`PredictRequest` for a model of these languages: its schema says which languages a prior may name
     and that their weights are above 0 (a language left out weighs 0), so a prior the model cannot apply is a
-    malformed request (422), as the schema says, not a 400 the schema did not announce."""
+    malformed request (422), as the schema says, not a 400 the schema did not announce; ``kinds``: the name
+    types it answers (:func:`name_types`)."""
     language = Literal[tuple(labels)]  # type: ignore[valid-type]
     weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
     prior = Literal["uniform", "auto"] | Annotated[dict[language, weight], Field(min_length=1)] | None
@@ -95,6 +103,7 @@ def request_model(labels: list[str]) -> type[PredictRequest]:
         "PredictRequest",
         __base__=PredictRequest,
         prior=(prior, Field(None, description=PRIOR_HELP + "; weights above 0, languages left out weigh 0")),
+        name_type=(kinds, Field(DEFAULT_NAME_TYPE, description=NAME_TYPE_HELP)),
     )
 
 
@@ -473,7 +482,6 @@ def create_app(
             prior_names=prior_names(results) if prior == "auto" and used else None,
         )
 
-    @app.get("/api/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict_one(
         name: str = Query(..., min_length=1, max_length=MAX_NAME_CHARS, description=f"a name; {PER_NAME}"),
         top: int = Query(3, ge=1, le=MAX_TOP),
@@ -484,13 +492,17 @@ def create_app(
         """The top languages of one name, its out-of-scope score and whether the answer abstains."""
         return await predict([name], top, coverage=coverage, prior=prior, name_type=name_type)
 
+    kinds = name_types(predictor)
+    predict_one.__annotations__["name_type"] = Annotated[kinds, Query(description=NAME_TYPE_HELP)]
+    app.get("/api/predict", response_model=PredictResponse, responses=ERRORS)(predict_one)
+
     async def predict_many(request):
         """The top languages of each of up to 1,000 names (and the language mix used)."""
         return await predict(
             request.names, request.top, coverage=request.coverage, prior=request.prior, name_type=request.name_type
         )
 
-    predict_many.__annotations__["request"] = request_model(list(predictor.labels))  # a class made here
+    predict_many.__annotations__["request"] = request_model(list(predictor.labels), kinds)  # a class made here
     app.post("/api/predict", response_model=PredictResponse, responses=ERRORS)(predict_many)
 
     @app.get("/api/attention", response_model=AttentionResponse, responses=ERRORS)
