@@ -301,6 +301,8 @@ def _answers(predictor, cands: list, outputs: dict) -> list:
         at = {p: np.array([cands[i].index[p] for i in rows], dtype=np.int64) for p in kind}
         oos = {p: outputs[p][1][at[p]] if outputs[p][1] is not None else None for p in kind}
         if kind == PARTS:  # both parts
+            if predictor.combination_note:
+                predictor.trust._note_once(predictor.combination_note)
             surname_ratio = _log_ratio(predictor.trust, outputs["family"][0][at["family"]])
             first_ratio = _onto(
                 _log_ratio(predictor.first.trust, outputs["given"][0][at["given"]]), predictor.first_columns

@@ -305,9 +305,7 @@ class Predictor:
             self.combination = fullname.Combination()
         else:
             self.combination, self.combination_note = stored, None
-        if self.combination_note:
-            log.warning("%s", self.combination_note)
-        return self
+        return self  # the note is logged once, when a name first combines both parts (surnames alone: never)
 
     @property
     def has_attention(self) -> bool:
