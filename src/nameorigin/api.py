@@ -236,6 +236,8 @@ def train_settings(
             f"{', '.join(sorted(_MODEL_KEYS))}; training settings: {', '.join(sorted(_TRAIN_KEYS))}; "
             "and prune"
         )
+    if overrides.get("name_kind", "surname") not in ("surname", "first"):
+        raise InputError(f"name_kind {overrides['name_kind']!r}: expected surname or first", param="name_kind")
     model_values = {k: v for k, v in overrides.items() if k in _MODEL_KEYS} | ({"name": model} if model else {})
     settings = resolve_settings(
         preset,
@@ -632,13 +634,24 @@ def evaluate(
     out_of_scope: Sequence[str] | str | os.PathLike | None = None,
     device: str = "cpu",
     precision: str = "fp32",
-) -> Evaluation:
+    name_type: str = "surname",
+) -> Evaluation | dict:
     """The whole report of ``nameorigin evaluate``: ``model`` (a :class:`Trained`, a Predictor, a checkpoint
     path, or None for the bundled model) on labelled ``names`` (pairs, or a path as :func:`load_names` reads
     it): accuracy, macro-F1 and per-language figures, the calibration before and after the temperature, the
     conformal sets' coverage at each of ``trust.COVERAGES``, the default abstention rate, and with
-    ``out_of_scope`` (names of other languages, or a file of them) the out-of-scope AUROC and abstention."""
+    ``out_of_scope`` (names of other languages, or a file of them) the out-of-scope AUROC and abstention.
+
+    ``name_type`` other than ``surname`` (full or first names, or ``auto``): the report of
+    :func:`evaluate_names` (a dict) instead."""
     predictor = _predictor(model, device=device, precision=precision)
+    if name_type != "surname":  # names as written (the parser needs their script), not folded
+        if out_of_scope is not None:
+            raise InputError("out_of_scope: with surnames only (name_type surname)", param="out_of_scope")
+        from .fullname import read_pairs
+
+        pairs = read_pairs(names) if isinstance(names, (str, os.PathLike)) else list(names)
+        return evaluate_names(predictor, pairs, name_type=name_type)
     pairs = _pairs_of(names, to_train=False)
     if not pairs:
         raise InputError(f"names {_source_name(names)}: no names to evaluate on", param="names")
@@ -669,6 +682,47 @@ def evaluate(
     if oos_names is not None:
         report["out_of_scope"] = _out_of_scope_report(predictor, applied, *oos_names)
     return Evaluation(report=report, labels=list(predictor.labels), truth=encoded.labels, log_probs=lp, applied=applied)
+
+
+def evaluate_names(predictor: Predictor, pairs: Sequence[data.Pair], *, name_type: str = "full") -> dict:
+    """Accuracy, macro-F1 and per-language figures of the combined answers on labelled full (or first) names
+    read as ``name_type``, with each part alone beside them (``parts``: the surname's and the first name's own
+    top language, on the same names; a part not read counts as wrong) and ``unanswered`` (names with no
+    readable part, counted wrong). Names of languages the surname model lacks are left out (``skipped``)."""
+    known = [(n, lang) for n, lang in pairs if lang in predictor.labels]
+    if not known:
+        raise InputError("names: none of their languages is one of the model's", param="names")
+    if all(isinstance(n, tuple) for n, _ in known):  # (first, last) pairs
+        table = predictor.predict_columns(
+            None, 1, first_names=[n[0] for n, _ in known], last_names=[n[1] for n, _ in known]
+        ).to_pydict()
+    else:
+        table = predictor.predict_columns([n for n, _ in known], 1, name_type=name_type).to_pydict()
+    index = {lang: i for i, lang in enumerate(predictor.labels)}
+    truth = torch.tensor([index[lang] for _, lang in known])
+
+    def predicted(column: str) -> torch.Tensor:  # -1: no answer (counted wrong)
+        return torch.tensor([index.get(x, -1) if x is not None else -1 for x in table[column]])
+
+    combined = predicted("language_1")
+    answered = combined >= 0
+    report = metrics(truth, torch.where(answered, combined, (truth + 1) % len(index)), predictor.labels)
+    report["accuracy"] = float(((combined == truth) & answered).double().mean())
+    report.update(
+        name_type=name_type,
+        unanswered=int((~answered).sum()),
+        skipped=len(pairs) - len(known),
+        parts={
+            kind: {
+                "accuracy": float((predicted(f"{part}_language_1") == truth).double().mean()),
+                "read": int((predicted(f"{part}_language_1") >= 0).sum()),
+            }
+            for part, kind in (("family", "surname"), ("given", "first"))
+        },
+        combination=predictor.combination.to_dict() if predictor.first is not None else None,
+        combination_note=predictor.combination_note,
+    )
+    return report
 
 
 # ------------------------------------------------------------------------------------------------ compare

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, api, checkpoint, data, distributed, experiments, frame, trust
+from . import __version__, api, checkpoint, data, distributed, experiments, frame, fullname, trust
 from .atomic import OutputError, atomic_text, check_output
 from .checkpoint import CheckpointError
 from .errors import InputError
@@ -223,6 +223,25 @@ def add_model_sha256(parser: argparse.ArgumentParser) -> None:
 DEFAULT_THREADS = 1
 
 
+def add_first_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--first-model",
+        help="first-name checkpoint (name_kind first) that reads given names beside --model (default: the "
+        "bundled one, when this nameorigin ships one)",
+    )
+
+
+def add_name_type(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--name-type",
+        choices=list(fullname.NAME_TYPES),
+        default=fullname.DEFAULT_NAME_TYPE,
+        help="how a name is read: surname (whole, as a surname), first (a given name), full (given and family "
+        "names), auto (decided from the parse, as nameorigin parse shows it); any but surname adds each "
+        "name's parts to the output (default: %(default)s)",
+    )
+
+
 def add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads",
@@ -400,7 +419,25 @@ def _format_prediction(p) -> str:
         line += f"   {{{', '.join(p.set)}}}"
     if p.abstained:
         line += f"   ? {p.reason}"
+    if p.parts is not None:
+        line += "\n" + _format_parts(p)
     return line
+
+
+def _format_parts(p) -> str:
+    """A full or first name's second line: each part, how it was read, its own top language or why it
+    dropped out, and the reading used."""
+    cells = []
+    for part in p.parts:
+        read = f" (read {part['read']})" if part["read"] and part["read"] != part["text"] else ""
+        if part["used"] and part["predictions"]:
+            best = part["predictions"][0]
+            said = f"{best['language']} {best['probability'] * 100:.1f}%"
+        else:
+            said = f"not used: {part['dropped']}"
+        cells.append(f"{part['part']} {part['text']}{read}: {said}")
+    extra = [f"{p.reading} reading"] if p.reading not in (None, "none") else []
+    return "    " + "; ".join(cells + extra + ([p.note] if p.note else []))
 
 
 def _print_prior(prior: dict | None, how: str) -> None:
@@ -488,7 +525,16 @@ def _predict_input(args: argparse.Namespace, predictor: Predictor, prior, option
         output_format="json" if args.json else args.output_format,
         trust=options,
         keep_formulas=args.keep_formulas,
+        name_type=args.name_type,
+        first_column=args.first_column,
+        last_column=args.last_column,
     )
+    if isinstance(prior, str) and job.split:
+        raise UsageError(
+            "--prior auto with --name-type other than surname (or --first-column/--last-column): not for files "
+            "yet; estimate the mix on the surnames (--name-type surname --prior auto --json) and give it as "
+            "--prior FILE"
+        )
     if args.output and args.output != "-":
         check_output(args.output, [args.input])  # before any work, not after it
     spool = _stdin_spool() if args.input == "-" and isinstance(prior, str) else None
@@ -509,7 +555,9 @@ def _predict_input(args: argparse.Namespace, predictor: Predictor, prior, option
                 predictor,
                 job,
                 progress=None if bar is None else bar.update,
-                opened=lambda source: _say_column(source, args.column),
+                opened=lambda source: _say_column(
+                    source, args.column is not None or job.first_column is not None or job.last_column is not None
+                ),
             )
         finally:
             if bar is not None:  # a tqdm without a total cannot be tested for truth
@@ -522,8 +570,8 @@ def _predict_input(args: argparse.Namespace, predictor: Predictor, prior, option
     return 0
 
 
-def _say_column(source: frame.Source, column: str | None) -> None:
-    note = frame.column_note(source, column is not None)
+def _say_column(source: frame.Source, chosen: bool) -> None:
+    note = frame.column_note(source, chosen)
     if note:
         print(f"nameorigin: {note}", file=sys.stderr)
 
@@ -536,8 +584,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"names as arguments ('{escaped(args.names[0])}'...) and --input {args.input} together: "
             "give one or the other (add the names to the file, or run twice)"
         )
+    if (args.first_column or args.last_column) and not args.input:
+        raise UsageError("--first-column/--last-column name columns of --input FILE; give the file")
     if args.input and (args.workers or args.scheduler):
         from . import cluster
+
+        if args.first_column or args.last_column:
+            raise UsageError(
+                "--first-column/--last-column: not with --workers/--scheduler yet; on a cluster give one "
+                "column of full names (--column) and --name-type full"
+            )
 
         if args.json or args.format not in (None, "parquet") or args.output_format not in (None, "parquet"):
             raise UsageError(
@@ -553,6 +609,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         labels = checkpoint.read_meta(args.model or default_model_path(), sha256=args.model_sha256)["labels"]
         prior = trust.resolve_prior(args.prior, labels)  # a bad --prior stops here, before any work
         options = _trust_options(args, None if prior is None else dict(zip(labels, prior.tolist(), strict=True)))
+        if args.name_type != fullname.DEFAULT_NAME_TYPE:
+            options["name_type"] = args.name_type
         summary = cluster.predict_files(
             cluster.ClusterJob(
                 input=args.input,
@@ -565,17 +623,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 scheduler=args.scheduler,
                 precision=args.precision,
                 trust=options,
+                first_model=args.first_model,
             )
         )
         print(f"nameorigin: {summary.line()}", file=sys.stderr)
         return 0
-    predictor = Predictor.load(
-        args.model, device=_device(args.device), precision=args.precision, sha256=args.model_sha256
-    )
+    predictor = _load_pair(args)
     prior = trust.resolve_prior(args.prior, predictor.labels)  # a bad --prior stops here, before any output
     options = _trust_options(args, prior)
     if args.input:
         return _predict_input(args, predictor, prior, options)
+    if args.name_type != fullname.DEFAULT_NAME_TYPE:
+        options["name_type"] = args.name_type
     results, used = _predict_names(predictor, args.names, args.top, options)
     distinct = prior_names(results) if isinstance(prior, str) and used else None
     if distinct is not None:
@@ -595,13 +654,54 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if bad else 0
 
 
+def _load_pair(args: argparse.Namespace) -> Predictor:
+    """``--model`` with ``--first-model`` (the bundled first-name model when there is one); ``--name-type first``
+    without any first-name model is refused here, before any work."""
+    predictor = Predictor.load(
+        args.model,
+        first=args.first_model,
+        device=_device(args.device),
+        precision=args.precision,
+        sha256=args.model_sha256,
+    )
+    if getattr(args, "name_type", None) == "first" and predictor.first is None:
+        raise UsageError(
+            "--name-type first: no first-name model is available (this nameorigin ships none): give one with "
+            "--first-model PATH (a checkpoint trained with name_kind first)"
+        )
+    return predictor
+
+
 # ------------------------------------------------------------------------------------------- evaluate
 
 
+def _print_names_report(report: dict) -> None:
+    """``evaluate --name-type full``'s table: the combined answer's figures, then each part alone."""
+    print(format_report(report))
+    print(f"unanswered {report['unanswered']} (no readable part; counted wrong), skipped {report['skipped']}")
+    for kind, figures in report["parts"].items():
+        print(f"{kind} alone: accuracy {figures['accuracy']:.4f} ({figures['read']} names read)")
+    if report.get("combination_note"):
+        print(f"combination: {report['combination_note']}")
+    elif report.get("combination"):
+        w = report["combination"]["weights"]
+        print(f"combination: weights surname {w['surname']:.3f}, first {w['first']:.3f}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(
-        args.model, device=_device(args.device), precision=args.precision, sha256=args.model_sha256
-    )
+    predictor = _load_pair(args)
+    if args.name_type != fullname.DEFAULT_NAME_TYPE:
+        if args.reliability or args.risk_coverage or args.plot or args.out_of_scope:
+            raise UsageError(
+                f"--name-type {args.name_type}: --plot, --reliability, --risk-coverage and --out-of-scope are "
+                "for surnames (--name-type surname)"
+            )
+        report = api.evaluate(predictor, args.data, name_type=args.name_type)
+        if args.json:
+            print(json.dumps(report))
+        else:
+            _print_names_report(report)
+        return 0
     result = api.evaluate(predictor, args.data, out_of_scope=args.out_of_scope)
     report, n = result.report, result.report["n"]
     where = f"{Path(args.data or 'the data').name} ({n} names"
@@ -688,10 +788,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = model_info(Predictor.load(args.model))
+    predictor = Predictor.load(args.model, first=args.first_model)
+    info = model_info(predictor)
     if args.json:
         print(json.dumps(checkpoint.jsonable(info)))
         return 0
+    _print_info(info)
+    first = info.get("first_model")
+    if first is None:
+        print("first     no first-name model (give one with --first-model PATH): names are read as surnames")
+        return 0
+    print("\nfirst-name model")
+    _print_info(first)
+    c = info["combination"]
+    how = c["note"] or f"fitted on {c['pairs']} validation pairs for this surname model"
+    w = c["weights"]
+    print(
+        f"combine   weights surname {w['surname']:.3f}, first {w['first']:.3f}, "
+        f"temperature {c['temperature']:.3f} ({how})"
+    )
+    return 0
+
+
+def _print_info(info: dict) -> None:
     m, t, f = info["model"], info["trust"], info["file"]
     sizes = ", ".join(
         f"{k} {v}"
@@ -721,6 +840,25 @@ def cmd_info(args: argparse.Namespace) -> int:
         else "no out-of-scope detector"
     )
     print("trust     " + ", ".join(parts))
+
+
+def cmd_combine(args: argparse.Namespace) -> int:
+    """``nameorigin combine``: the combination's weights fitted on validation pairs, stored in ``--out``."""
+    predictor = Predictor.load(args.model, first=args.first_model)
+    pairs = fullname.read_pairs(args.pairs)
+    block = fullname.fit_combination(predictor, pairs)
+    if args.out != "-":
+        check_output(args.out, [args.pairs])
+    fullname.save_combination(args.first_model, block, args.out)
+    if args.json:
+        print(json.dumps(block))
+    else:
+        w, loss = block["weights"], block["valid_log_loss"]
+        print(
+            f"combination fitted on {block['pairs']} pairs: weights surname {w['surname']:.3f}, first "
+            f"{w['first']:.3f}; validation log-loss {loss['weights_1']:.4f} at weights 1, {loss['fitted']:.4f} "
+            f"fitted\nwritten to {args.out} (for the surname model {block['surname_sha256'][:12]}...)"
+        )
     return 0
 
 
@@ -778,13 +916,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allowed_hosts=allowed_hosts(args.allowed_hosts, args.host),
         api_docs=args.api_docs,
         model_sha256=args.model_sha256,
+        first_model=args.first_model,
         limit_concurrency=args.limit_concurrency,
         request_timeout=args.request_timeout,
     )
     if args.threads:
         torch.set_num_threads(args.threads)
     predictor = Predictor.load(
-        args.model, precision=args.precision, sha256=args.model_sha256
+        args.model, first=args.first_model, precision=args.precision, sha256=args.model_sha256
     )  # load errors exit 2 before any port opens
     _check_port_free(args.host, args.port)
     ck = predictor.checkpoint
@@ -1111,6 +1250,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("names", nargs="*", help="names to predict (or use --input)")
     pr.add_argument("--model", help="checkpoint (default: the bundled model)")
     add_model_sha256(pr)
+    add_first_model(pr)
+    add_name_type(pr)
+    pr.add_argument("--first-column", help="--input: the column of first names (header name or 0-based index)")
+    pr.add_argument("--last-column", help="--input: the column of last names (header name or 0-based index)")
     pr.add_argument("--top", type=ranged("--top"), default=3, help="languages a name (default: 3)")
     pr.add_argument(
         "--json",
@@ -1193,6 +1336,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-language figures on labelled names")
     e.add_argument("--model", help="checkpoint (default: the bundled model)")
     add_model_sha256(e)
+    add_first_model(e)
+    add_name_type(e)
     e.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     e.add_argument("--json", action="store_true", help="print the figures as one JSON document")
     e.add_argument("--plot", help="save the row-normalised confusion matrix as PNG")
@@ -1256,6 +1401,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="the HTTP API and web page")
     sv.add_argument("--model", help="checkpoint (default: the bundled model)")
+    add_first_model(sv)
     add_model_sha256(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     sv.add_argument("--port", type=ranged("--port"), default=8000, help="port to listen on")
@@ -1337,8 +1483,27 @@ def build_parser() -> argparse.ArgumentParser:
         "info", help="what a model is: languages, held-out figures, trust layer, file digest (as GET /api/model)"
     )
     inf.add_argument("--model", help="checkpoint (default: the bundled model)")
+    add_first_model(inf)
     inf.add_argument("--json", action="store_true", help="print it as one JSON document, as /api/model answers")
     inf.set_defaults(func=cmd_info)
+
+    cb = sub.add_parser(
+        "combine",
+        help="fit how a surname model and a first-name model combine, on validation full names, and store "
+        "the weights in a copy of the first-name model",
+    )
+    cb.add_argument("--model", help="surname checkpoint (default: the bundled model)")
+    cb.add_argument("--first-model", required=True, help="first-name checkpoint (name_kind first)")
+    cb.add_argument(
+        "--pairs",
+        required=True,
+        help="validation names with their language: CSV/TSV of name,language (a full name) or "
+        "first,last,language, or a folder of <Language>.txt files of full names; never names the models "
+        "trained on",
+    )
+    cb.add_argument("--out", required=True, help="the first-name checkpoint with the fitted combination")
+    cb.add_argument("--json", action="store_true", help="print the fitted block as one JSON document")
+    cb.set_defaults(func=cmd_combine)
 
     ps = sub.add_parser("presets", help="list the named training configurations")
     ps.set_defaults(func=cmd_presets)

@@ -26,7 +26,7 @@ CONNECT_TIMEOUT_S = 5
 
 #: Predictors loaded in this process, by model path (None: the bundled model). On a Dask worker this keeps the
 #: model loaded across tasks, so it is read once per worker process and never shipped with a task.
-_PREDICTORS: dict[tuple[str | None, str], Predictor] = {}
+_PREDICTORS: dict[tuple[str | None, str, str | None], Predictor] = {}
 
 
 class ClusterError(DataError):
@@ -45,20 +45,29 @@ def _dask():
     return dask, dd, distributed
 
 
-def worker_predictor(model: str | None, precision: str = "fp32") -> Predictor:
-    """The predictor of ``model`` at ``precision`` in this process, loaded on first use."""
-    if (model, precision) not in _PREDICTORS:
+def worker_predictor(model: str | None, precision: str = "fp32", first: str | None = None) -> Predictor:
+    """The predictor of ``model`` at ``precision`` (with the first-name model ``first``; None: the bundled
+    one when there is one) in this process, loaded on first use."""
+    if (model, precision, first) not in _PREDICTORS:
         log.info("loading %s (%s) in process %d", model or "the bundled model", precision, os.getpid())
-        _PREDICTORS[model, precision] = Predictor.load(model, precision=precision)
-    return _PREDICTORS[model, precision]
+        _PREDICTORS[model, precision, first] = Predictor.load(model, first=first, precision=precision)
+    return _PREDICTORS[model, precision, first]
 
 
-def _predict_partition(pdf, column: str, top: int, model: str | None, precision: str, trust: dict):
-    return frame.predict_frame(pdf, column, top=top, model=worker_predictor(model, precision), **trust)
+def _predict_partition(pdf, column: str, top: int, model, precision: str, trust: dict):
+    model, first = model if isinstance(model, tuple) else (model, None)
+    return frame.predict_frame(pdf, column, top=top, model=worker_predictor(model, precision, first), **trust)
 
 
 def predict(
-    ddf, column: str = "name", *, top: int = 3, model: str | os.PathLike | None = None, precision: str = "fp32", **trust
+    ddf,
+    column: str = "name",
+    *,
+    top: int = 3,
+    model: str | os.PathLike | None = None,
+    first: str | os.PathLike | None = None,
+    precision: str = "fp32",
+    **trust,
 ):
     """:func:`nameorigin.predict_frame` on every partition of a Dask DataFrame: the input's columns, then
     ``language_k``/``probability_k``, the trust columns and ``error``, row for row as on one process.
@@ -66,7 +75,9 @@ def predict(
     estimate its own mix), ``min_confidence``, ``max_out_of_scope``.
 
     ``model``: a checkpoint path every worker can read (None: the bundled model); each worker process loads it
-    once, at ``precision`` (see :meth:`Predictor.load`). Raises :class:`~nameorigin.frame.ColumnError` for a
+    once, at ``precision`` (see :meth:`Predictor.load`), with the first-name model ``first`` (a path; None: the
+    bundled one when there is one); ``name_type`` goes in ``trust`` as :func:`predict_frame` takes it.
+    Raises :class:`~nameorigin.frame.ColumnError` for a
     missing or non-string column before any work.
     """
     if isinstance(model, Predictor):
@@ -80,6 +91,8 @@ def predict(
             "it once (Predictor.estimate_prior) and pass the mapping"
         )
     model = None if model is None else str(model)
+    if first is not None:
+        model = (model, str(first))
     _dask()
     # the single-process output on the empty frame is the meta, so the columns and types match it exactly
     meta = _predict_partition(ddf._meta, column, top, model, precision, trust)
@@ -99,7 +112,8 @@ class ClusterJob:
     workers: int | None = None
     scheduler: str | None = None
     precision: str = "fp32"
-    trust: dict = field(default_factory=dict)  # predict_frame's coverage, prior (a mapping), thresholds
+    trust: dict = field(default_factory=dict)  # predict_frame's coverage, prior (a mapping), thresholds, name_type
+    first_model: str | None = None  # the first-name checkpoint (None: the bundled one when there is one)
 
 
 def _check_inputs(job: ClusterJob) -> tuple[list[str], str]:
@@ -174,6 +188,7 @@ def predict_files(job: ClusterJob) -> frame.Summary:
             "name" if not job.keep_columns else column,
             top=job.top,
             model=job.model,
+            first=job.first_model,
             precision=job.precision,
             **job.trust,
         )

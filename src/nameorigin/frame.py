@@ -24,6 +24,8 @@ import pyarrow.parquet as pq
 
 from .atomic import atomic_path
 from .data import NAME_HEADERS, DataError, _is_header
+from .errors import InputError
+from .fullname import DEFAULT_NAME_TYPE, part_column_names, parts_of_row
 from .predict import Predictor
 from .trust import resolve_prior
 
@@ -59,6 +61,18 @@ def predict_table_columns(predictor: Predictor, names, *, top: int = 3, chunk: i
     """:meth:`Predictor.predict_columns` over names of any length (Arrow array or list), ``chunk`` at a time."""
     parts = [predictor.predict_columns(part, top, **trust) for part in _chunks(names, chunk)]
     return pa.concat_tables(parts)
+
+
+def chunk_of(values, start: int, chunk: int = CHUNK_ROWS):
+    """Rows ``start`` to ``start + chunk`` of an Arrow array or list (None stays None)."""
+    if values is None:
+        return None
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    return values[start : start + chunk]
+
+
+def _length(*columns) -> int:
+    return next(len(c) for c in columns if c is not None)
 
 
 def _chunks(names, chunk: int) -> Iterator:
@@ -109,7 +123,7 @@ def _names_of(df, kind: str, column: str) -> pa.Array | list:
 
 def predict_frame(
     df,
-    column: str = "name",
+    column: str | None = None,
     *,
     top: int = 3,
     model=None,
@@ -117,6 +131,9 @@ def predict_frame(
     prior=None,
     min_confidence: float | None = None,
     max_out_of_scope: float | None = None,
+    name_type: str = DEFAULT_NAME_TYPE,
+    first_column: str | None = None,
+    last_column: str | None = None,
 ):
     """Predict the origin of every name in ``df[column]``.
 
@@ -126,24 +143,40 @@ def predict_frame(
     read; a missing value, a non-string cell or an unreadable name gets an error, never an exception). Each
     distinct name is computed once. ``model``: a :class:`Predictor`, a checkpoint path, or None for the
     bundled model. ``coverage``, ``prior`` and the thresholds are :meth:`Predictor.predict`'s; ``prior="auto"``
-    is estimated over the whole column first.
+    is estimated over the whole column first. ``column`` defaults to ``name``.
+
+    Full and first names: ``name_type`` as :meth:`Predictor.predict` takes it (any but ``surname`` adds each
+    row's parts as columns); ``first_column``/``last_column`` name columns of first and last names (either or
+    both; ``column``, given as well, fills the side without a column of its own).
     Raises :class:`ColumnError` (a ``ValueError``) for a missing or non-string column.
     """
     kind = _frame_kind(df)
-    names = _names_of(df, kind, column)
+    split = first_column is not None or last_column is not None
+    names = _names_of(df, kind, column or "name") if column is not None or not split else None
+    parts = {
+        key: _names_of(df, kind, c) if c is not None else None
+        for key, c in (("first_names", first_column), ("last_names", last_column))
+    }
     predictor = _predictor(model)
     prior = resolve_prior(prior, predictor.labels)  # read once (a file), checked before any work
+    if isinstance(prior, str) and (split or name_type != "surname"):
+        raise InputError(
+            "prior auto: not with full or first names yet (the mix is estimated from surnames); give the mix "
+            "as {language: weight} or a file",
+            param="prior",
+        )
     if isinstance(prior, str):  # "auto": the mix of the whole column, not of each chunk
         prior = predictor.estimate_prior_batches(_chunks(names, CHUNK_ROWS))
-    preds = predict_table_columns(
-        predictor,
-        names,
-        top=top,
-        coverage=coverage,
-        prior=prior,
-        min_confidence=min_confidence,
-        max_out_of_scope=max_out_of_scope,
-    )
+    options = dict(coverage=coverage, prior=prior, min_confidence=min_confidence, max_out_of_scope=max_out_of_scope)
+    if split or name_type != "surname":
+        preds = pa.concat_tables(
+            predictor.predict_columns(
+                chunk_of(names, i), top, name_type=name_type, **{k: chunk_of(v, i) for k, v in parts.items()}, **options
+            )
+            for i in range(0, max(_length(names, *parts.values()), 1), CHUNK_ROWS)
+        )
+    else:
+        preds = predict_table_columns(predictor, names, top=top, **options)
     preds = preds.drop_columns(["name"])
     taken = set(df.column_names if kind == "arrow" else df.columns) & set(preds.column_names)
     if taken:
@@ -551,7 +584,7 @@ class Writer:
 def _rounded(table: pa.Table) -> pa.Table:
     """For the text formats: probabilities to 6 decimals, ``out_of_scope`` to 4, ``set`` joined by ``|``."""
     for i, name in enumerate(table.column_names):
-        if name.startswith("probability_") or name == "out_of_scope":
+        if name.startswith("probability_") or "_probability_" in name or name == "out_of_scope":
             digits = 4 if name == "out_of_scope" else 6
             table = table.set_column(i, name, pc.round(table.column(i).cast(pa.float64()), digits))
         elif name == "set":
@@ -567,7 +600,11 @@ def _nested(row: dict) -> dict:
     """A flat output row as ``{"line", "name", "predictions": [...], "out_of_scope", "abstained", "reason"[,
     "set"][, "error"]}``: the keys of :meth:`Prediction.to_dict` (and any kept input columns)."""
     ranked, out = [], {}
+    k = sum(1 for key in row if key.startswith("language_"))
+    split = set(part_column_names(k)) if "parts_used" in row else set()
     for key, value in row.items():
+        if key in split:
+            continue
         if key.startswith("language_"):
             if value is not None:
                 ranked.append({"language": value, "probability": row["probability_" + key[9:]]})
@@ -578,6 +615,8 @@ def _nested(row: dict) -> dict:
     out["abstained"] = bool(out["abstained"])
     if row.get("set") is not None:
         out["set"] = row["set"]
+    if split:  # a full or first name: its kind, its reading and its parts, as Prediction.to_dict has them
+        out.update(parts_of_row({key: [row[key]] for key in split}, 0, k))
     if row.get("error"):
         out["error"] = row["error"]
     return out
@@ -616,16 +655,28 @@ class FileJob:
     trust: dict = field(default_factory=dict)
     keep_formulas: bool = False  # CSV/TSV: write cells that begin as formulas (=, +, -, @) without a leading '
     stream: object = None  # input "-": the binary stream to read (default: standard input)
+    name_type: str = DEFAULT_NAME_TYPE  # auto | surname | first | full (see nameorigin.fullname)
+    first_column: str | None = None  # a column of first names (header or 0-based index)
+    last_column: str | None = None  # a column of last names
+
+    @property
+    def split(self) -> bool:
+        """Whether the names are read as full or first names (parts columns in the output)."""
+        return self.name_type != "surname" or self.first_column is not None or self.last_column is not None
 
 
 def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Iterator[pa.Table]:
     """Output tables, one per input batch: [``line``], the input's columns (with ``keep_columns``) or ``name``,
     the predictions and ``error``."""
     skip = 1 if source.has_line else 0  # a text format's batches start with ``line``
+    part_columns = _part_columns(source, job)
     for batch in _sliced(source.batches, job.chunk):
         own = batch.schema.names[skip:]  # the input's columns (duplicate names allowed): by position
-        names = string_array(batch.column(skip + own.index(source.column)), source.column, source.path)
-        preds = predictor.predict_columns(names, job.top, **job.trust)
+        if job.split:
+            cells = {k: _cells(batch, skip, c, source.path) for k, c in part_columns.items()}
+            preds = predictor.predict_columns(cells.pop("name"), job.top, name_type=job.name_type, **cells, **job.trust)
+        else:
+            preds = predictor.predict_columns(_cells(batch, skip, source.column, source.path), job.top, **job.trust)
         front: dict[str, pa.Array] = {"line": batch.column(0)} if skip else {}
         if job.keep_columns:
             for i, name in enumerate(own):
@@ -637,6 +688,28 @@ def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Itera
                 front[name] = batch.column(skip + i)
             preds = preds.drop_columns(["name"])
         yield pa.Table.from_pydict({**front, **{n: preds.column(n) for n in preds.column_names}})
+
+
+def _header_hint(job: FileJob) -> str | None:
+    """The column to open the input by: one given by its header name tells a CSV's header row apart."""
+    given = [c for c in (job.column, job.last_column, job.first_column) if c is not None]
+    return next((c for c in given if not c.isdigit()), given[0] if given else None)
+
+
+def _cells(batch: pa.RecordBatch, skip: int, column: str | None, path: str) -> pa.Array | None:
+    """A batch's column of names by its name (the first of that name), as strings; None for no column."""
+    if column is None:
+        return None
+    return string_array(batch.column(skip + batch.schema.names[skip:].index(column)), column, path)
+
+
+def _part_columns(source: Source, job: FileJob) -> dict[str, str | None]:
+    """The input's columns that hold the name (None: none read), the first names and the last names; a
+    ``--first-column``/``--last-column`` the input lacks is a :class:`ColumnError` naming it."""
+    first = resolve_column(source.path, source.columns, job.first_column) if job.first_column is not None else None
+    last = resolve_column(source.path, source.columns, job.last_column) if job.last_column is not None else None
+    name = source.column if (first is None and last is None) or job.column is not None else None
+    return {"name": name, "first_names": first, "last_names": last}
 
 
 def _sliced(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
@@ -659,8 +732,14 @@ def predict_file(
     (names, errors, abstained, seconds)."""
     start = time.perf_counter()
     source = open_source(
-        job.input, fmt=job.input_format, column=job.column, keep=job.keep_columns, chunk=job.chunk, stream=job.stream
+        job.input,
+        fmt=job.input_format,
+        column=_header_hint(job),
+        keep=job.keep_columns or job.first_column is not None or job.last_column is not None,
+        chunk=job.chunk,
+        stream=job.stream,
     )
+    _part_columns(source, job)  # a missing --first-column/--last-column stops here, before any output
     if opened:
         opened(source)
     to_stdout = not job.output or job.output == "-"

@@ -135,6 +135,7 @@ class Lexicon:
         return cls(given=frozenset(given), family=frozenset(family))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _key(word: str) -> str:
     return text.fold(word).lower()
 
@@ -192,6 +193,7 @@ def _syllables() -> frozenset[str]:
     return frozenset(s for s in out if re.search("[aeiouy]", s))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _syllabic(word: str, *, vietnamese: bool = False, most: int = 2) -> bool:
     """Whether ``word`` (hyphens and apostrophes aside) is one to ``most`` syllables of :func:`_syllables`
     (``Jong-un``, ``Minjun``, ``Xiaoming``; not ``Basinger``: ba-sing-er is three). Korean and Chinese given names
@@ -369,18 +371,26 @@ def _parse(raw: str, name_type: str, lexicon: Lexicon) -> ParsedName:
 
 
 def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
-    """Given name first (or ``Family, Given``), through nameparser, then the rules it lacks."""
-    from nameparser import HumanName
-
-    h = HumanName(cleaned, constants=_constants())
+    """Given name first (or ``Family, Given``), through nameparser, then the rules it lacks. Two plain words
+    (the common case: letters only, neither a title, suffix, particle nor conjunction of nameparser's lists)
+    are split as nameparser splits them without running it, since files hold millions of them."""
     why: list[str] = ["nameparser: comma form, family name first" if "," in cleaned else "nameparser: given name first"]
-    title = tuple(h.title_list)
-    suffix = tuple(h.suffix_list)
-    given = _bind(" ".join(w for w in [*h.first_list, *h.middle_list] if w).split())
-    family_words = " ".join(h.last_list).split()
-    if not family_words and given and not h.middle_list and "," not in cleaned:
+    words = cleaned.split()
+    middle: list[str] = []
+    if FAST_PAIRS and len(words) == 2 and all(_plain(w) for w in words):
+        title, suffix, given, family_words = (), (), [words[0]], [words[1]]
+    else:
+        from nameparser import HumanName
+
+        h = HumanName(cleaned, constants=_constants())
+        title = tuple(h.title_list)
+        suffix = tuple(h.suffix_list)
+        given = _bind(" ".join(w for w in [*h.first_list, *h.middle_list] if w).split())
+        family_words = " ".join(h.last_list).split()
+        middle = h.middle_list
+    if not family_words and given and not middle and "," not in cleaned:
         family_words, given = given, []  # one name: a surname until the lexicon says otherwise
-    prefixes = _constants().prefixes
+    prefixes = _prefixes()
     if given and given[0].lower() in prefixes and family_words[:1] != []:
         family_words, given = [*given, *family_words], []  # "van der Berg", "de la Cruz" alone: one surname
         why.append("a particle starts the name: all of it is the family name")
@@ -392,7 +402,7 @@ def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
     elif len(family) == 1 and len(given) >= 2 and _surname_only(given[-1], lexicon):
         family.insert(0, given.pop())  # María José García López: two surnames
         why.append(f"two surnames: {family[0]} is a known family name, not a given name")
-    initials = tuple(g for g in given if _INITIAL.match(g) and len(g.replace(".", "").replace("-", "")) <= 3)
+    initials = tuple(g for g in given if is_initial(g))
     given = [g for g in given if g not in initials]
     kind = _kind(given, family, initials, lexicon, why)
     if kind == "first":
@@ -409,6 +419,56 @@ def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
         order="family-given" if "," in cleaned else "given-family",
         name_type=kind,
         why=tuple(why),
+    )
+
+
+@functools.cache
+def _prefixes() -> frozenset[str]:
+    """nameparser's particles (and :data:`EXTRA_PARTICLES`), lower case, as a set to look words up in."""
+    return frozenset(w.lower() for w in _constants().prefixes)
+
+
+#: Whether :func:`_western` splits two plain words itself (as nameparser would) instead of running nameparser.
+FAST_PAIRS = True
+
+
+@functools.cache
+def _special_words() -> frozenset[str]:
+    """Every word nameparser's lists treat specially (titles, suffixes, particles, conjunctions, bound first
+    names), lower case: a name with one of them goes through nameparser."""
+    c = _constants()
+    lists = (
+        c.titles,
+        c.first_name_titles,
+        c.suffix_acronyms,
+        c.suffix_not_acronyms,
+        c.suffix_acronyms_ambiguous,
+        c.prefixes,
+        c.non_first_name_prefixes,
+        c.conjunctions,
+        c.bound_first_names,
+    )
+    return frozenset(w.lower() for words in lists for w in words)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _plain(word: str) -> bool:
+    """A word nameparser reads as a plain name: two or more letters, nothing it treats specially (nor a roman
+    numeral, which it reads as a suffix: ``Vi``)."""
+    low = word.lower()
+    return len(word) > 1 and word.isalpha() and low not in _special_words() and not _ROMAN.fullmatch(low)
+
+
+_ROMAN = re.compile(r"[ivxlcdm]+")
+
+
+def is_initial(word: str) -> bool:
+    """Whether ``word`` is written as an initial (``J.``, ``J.-P.``, ``K``): it carries no evidence. (One Han
+    or Hangul character is a whole name: ``王``, ``김``.)"""
+    return (
+        bool(_INITIAL.match(word))
+        and len(word.replace(".", "").replace("-", "")) <= 3
+        and text.script_of(word) not in _NATIVE
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -18,18 +19,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from . import checkpoint
+from . import checkpoint, fullname
 from .data import encode_names
 from .models import batched_log_probs, with_precision
 from .text import ALPHABET, MAX_NAME_CHARS, BadName, fold_checked, scheme_of
 from .trust import Trust, TrustResult
 
+log = logging.getLogger(__name__)
+
 DEFAULT_MODEL = "default.safetensors"
+#: The first-name model bundled beside the surname model (when the package ships one).
+DEFAULT_FIRST_MODEL = "first.safetensors"
 
 
 def default_model_path() -> Path:
     """The model bundled in the package."""
     return Path(str(resources.files("nameorigin") / "assets" / DEFAULT_MODEL))
+
+
+def default_first_model_path() -> Path | None:
+    """The first-name model bundled in the package, or None when this package ships none."""
+    path = Path(str(resources.files("nameorigin") / "assets" / DEFAULT_FIRST_MODEL))
+    return path if path.is_file() else None
 
 
 class Probabilities(NamedTuple):
@@ -50,6 +61,11 @@ class Prediction:
     abstained: bool = False  # the answer is unsure; ``predictions`` are still there to look at
     reason: str | None = None  # None | "low-confidence" | "out-of-scope"
     set: list[str] | None = None  # with ``coverage``: the conformal prediction set, most probable first
+    # a full or first name (any name_type but surname): its kind, the reading used and each part's answer
+    name_type: str | None = None
+    reading: str | None = None
+    parts: list[dict] | None = None
+    note: str | None = None  # e.g. initials that carry no evidence
 
     def to_dict(self) -> dict:
         d = {
@@ -61,9 +77,17 @@ class Prediction:
         }
         if self.set is not None:
             d["set"] = self.set
+        if self.parts is not None:
+            d.update(name_type=self.name_type, reading=self.reading, parts=self.parts, note=self.note)
         if self.error:
             d["error"] = self.error
         return d
+
+
+def _folded_of(parts: dict) -> str:
+    """A full-name result's folded text: its parts' readings as used, family name first."""
+    used = {p["part"]: p["read"] for p in parts["parts"] if p["used"]}
+    return " ".join(used[p] for p in ("family", "given") if p in used)
 
 
 def prior_names(results: Iterable[Prediction]) -> int:
@@ -221,18 +245,67 @@ class Predictor:
         self.temperature = self.trust.temperature
         self._labels = pa.array(self.labels, type=pa.string())
         self._cache = _LogProbCache(cache_size, len(self.labels)) if cache_size > 0 else None
+        self.name_kind = fullname.name_kind(ckpt.meta)
+        self.sha256: str | None = None  # the file's digest, when loaded from one
+        self.first: Predictor | None = None  # the first-name model beside it (see :meth:`with_first`)
+        self.first_columns = np.empty(0, dtype=np.int64)
+        self.combination = fullname.Combination()
+        self.combination_note: str | None = None  # why the stored weights are not used, when they are not
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike | None = None, *, device: str = "cpu", sha256: str | None = None, **kwargs
+        cls,
+        path: str | os.PathLike | None = None,
+        *,
+        first: str | os.PathLike | bool | None = None,
+        device: str = "cpu",
+        sha256: str | None = None,
+        **kwargs,
     ) -> Predictor:
         """``sha256``: the checkpoint file's digest (as ``sha256sum`` prints it), which it must have.
-        ``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``; see
-        :func:`models.with_precision`)."""
+        ``first``: a first-name checkpoint to read given names with (None: the bundled one when the package
+        ships one; False: none). ``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``;
+        see :func:`models.with_precision`)."""
         path = Path(path or default_model_path())
         predictor = cls(checkpoint.load(path, device=device, sha256=sha256), **kwargs)
         predictor.path = path
+        predictor.sha256 = file_sha256(path)
+        if predictor.name_kind == "first":
+            raise checkpoint.CheckpointError(
+                f"{path}: a first-name model (name_kind first): give it as the first-name model "
+                "(--first-model, Predictor.load(first=...)) beside a surname model"
+            )
+        first_path = default_first_model_path() if first is None else (None if first is False else first)
+        if first_path is not None:
+            other = cls(checkpoint.load(first_path, device=device), **kwargs)
+            other.path, other.sha256 = Path(first_path), file_sha256(first_path)
+            predictor.with_first(other)
         return predictor
+
+    def with_first(self, first: Predictor) -> Predictor:
+        """Read given names with ``first`` (a first-name model), combined with this surname model by the
+        weights its checkpoint stores for this surname model's SHA-256 (else weights 1, with a warning once)."""
+        source = str(first.path or "the first-name model")
+        if first.name_kind != "first":
+            raise checkpoint.CheckpointError(
+                f"{source}: not a first-name model (its metadata has no name_kind first): a surname model "
+                "cannot read given names"
+            )
+        self.first = first
+        self.first_columns = fullname._columns_onto(first.labels, self.labels)
+        stored = fullname.Combination.from_meta(first.checkpoint.meta, source)
+        if stored is None:
+            self.combination_note = f"{source} stores no fitted combination: weights 1"
+            self.combination = fullname.Combination()
+        elif stored.surname_sha256 != self.sha256:
+            self.combination_note = (
+                f"{source}'s combination was fitted with the surname model {str(stored.surname_sha256)[:12]}..., "
+                f"not this one ({str(self.sha256)[:12]}...): weights 1 (fit them again with nameorigin combine)"
+            )
+            self.combination = fullname.Combination()
+        else:
+            self.combination, self.combination_note = stored, None
+        return self  # the note is logged once, when a name first combines both parts (surnames alone: never)
 
     @property
     def has_attention(self) -> bool:
@@ -296,6 +369,9 @@ class Predictor:
         prior=None,
         min_confidence: float | None = None,
         max_out_of_scope: float | None = None,
+        name_type: str = fullname.DEFAULT_NAME_TYPE,
+        first_names=None,
+        last_names=None,
     ) -> pa.Table:
         """The columnar path: a whole chunk of raw names in, an Arrow table out, no per-name Python objects.
 
@@ -306,13 +382,39 @@ class Predictor:
         ``out_of_scope``, with ``coverage`` also ``set`` (a list of languages, most probable first), and
         ``error`` (null when the name was read). A missing, non-string or unreadable name gets an error and
         null predictions, never an exception. The trust options are :meth:`predict`'s; ``prior="auto"``
-        estimates the mix on this chunk (each row counted): for a whole input pass :meth:`estimate_prior`'s."""
+        estimates the mix on this chunk (each row counted): for a whole input pass :meth:`estimate_prior`'s.
+
+        ``name_type`` (``auto``, ``surname``, ``first``, ``full``; see :mod:`nameorigin.fullname`): any but
+        ``surname`` splits each name into its parts and adds the columns of
+        :func:`nameorigin.fullname.part_column_names` before ``error``. ``first_names``/``last_names``: the
+        parts as two sequences of the rows' length instead (either may be None; ``names`` then None, or the
+        side that has no sequence of its own)."""
         return self._predict_columns(
-            names, top, coverage=coverage, prior=prior, min_confidence=min_confidence, max_out_of_scope=max_out_of_scope
+            names,
+            top,
+            name_type=name_type,
+            first_names=first_names,
+            last_names=last_names,
+            coverage=coverage,
+            prior=prior,
+            min_confidence=min_confidence,
+            max_out_of_scope=max_out_of_scope,
         )[0]
 
-    def _predict_columns(self, names, top: int, **trust_options) -> tuple[pa.Table, np.ndarray | None]:
+    def _predict_columns(
+        self,
+        names,
+        top: int,
+        *,
+        name_type: str = fullname.DEFAULT_NAME_TYPE,
+        first_names=None,
+        last_names=None,
+        **trust_options,
+    ) -> tuple[pa.Table, np.ndarray | None]:
         """:meth:`predict_columns`, and the prior it used (None when no name was read or none was given)."""
+        fullname.check_name_type(name_type)
+        if name_type != "surname" or first_names is not None or last_names is not None:
+            return self._predict_parts(names, top, name_type, first_names, last_names, trust_options)
         chunk = self._distinct(names)
         counts = np.bincount(chunk.row[chunk.row >= 0], minlength=len(chunk.unique))  # (U,) rows per name
         r = self.trust.apply(torch.from_numpy(chunk.log_probs), chunk.unique, counts=counts, **trust_options)
@@ -326,6 +428,63 @@ class Predictor:
         out["abstained"] = pc.fill_null(out["abstained"], False)  # an error row: false, as in Prediction
         out["error"] = chunk.error
         return pa.table(out), (r.prior if chunk.unique else None)
+
+    def _predict_parts(
+        self, names, top: int, name_type: str, first_names, last_names, trust_options: dict
+    ) -> tuple[pa.Table, np.ndarray | None]:
+        """:meth:`_predict_columns` of full or first names: each distinct input (a name, or a first and a last
+        cell) split and answered once (:func:`nameorigin.fullname.predict_units`), spread to the rows."""
+        if name_type == "first" and self.first is None:
+            raise fullname.NoFirstModel(
+                "name_type first: no first-name model is available (this nameorigin ships none and none was "
+                "given): give one with --first-model PATH (Predictor.load(first=PATH)), a checkpoint trained "
+                "with name_kind first",
+                param="name_type",
+            )
+        if isinstance(names, (str, bytes)):
+            raise TypeError(f"predict takes a list of names, not one string ({names[:20]!r})")
+        if first_names is None and last_names is None:
+            arr, cell_errors = as_name_array(names)
+            keys = arr.to_pylist()
+            if cell_errors is not None:  # a cell that is no string keeps its own error
+                keys = [k if e is None else ("error", e) for k, e in zip(keys, cell_errors, strict=True)]
+
+            def make(k):
+                return fullname._Unit(error=k[1]) if isinstance(k, tuple) else fullname.unit_of_name(k, name_type)
+        else:
+            columns = [None if c is None else as_name_array(c) for c in (first_names, last_names)]
+            if names is not None:  # the name column fills the side that has no column of its own
+                side = 0 if columns[0] is None else 1
+                columns[side] = as_name_array(names)
+            n = len(next(c for c in columns if c is not None)[0])
+            cells = [c[0].to_pylist() if c is not None else [None] * n for c in columns]
+            keys = list(zip(*cells, strict=True))
+            arr = pa.array([" ".join(p for p in k if p and p.strip()) or None for k in keys], pa.string())
+
+            def make(k):
+                return fullname.unit_of_cells(*k)
+
+        if not self.first and name_type in ("auto", "full") and keys:
+            self.trust._note_once(
+                "no first-name model is available: given names drop out and full names rest on their "
+                "surnames (give one with --first-model PATH)"
+            )
+        index: dict = {}
+        row = np.fromiter((index.setdefault(k, len(index)) for k in keys), np.int64, len(keys))
+        units = [make(k) for k in index]
+        if self.first is None and name_type == "auto":  # a lone given name is read as a surname, as ever
+            for unit in units:
+                if unit.given and not unit.family:
+                    unit.given, unit.family, unit.name_type = None, unit.given, "surname"
+                    unit.notes.append("no first-name model: read as a surname")
+        counts = np.bincount(row, minlength=len(units))
+        columns, used = fullname.predict_units(self, units, counts, top, trust_options)
+        take = pa.array(row)
+        out = {"name": arr}
+        for name, values in columns.items():
+            out[name] = values.take(take) if len(values) else pa.nulls(len(arr), values.type)
+        out["abstained"] = pc.fill_null(out["abstained"], False)
+        return pa.table(out), used
 
     def _top_columns(self, probs: np.ndarray, k: int) -> dict[str, pa.Array]:
         """``language_k``/``probability_k`` for distinct names (U, C), by tensor top-K on the whole set."""
@@ -366,15 +525,19 @@ class Predictor:
         prior=None,
         min_confidence: float | None = None,
         max_out_of_scope: float | None = None,
+        name_type: str = fullname.DEFAULT_NAME_TYPE,
     ) -> list[Prediction]:
         """Each name's ``top`` languages with probabilities, its out-of-scope score and whether the answer
         abstains (and why); with ``coverage`` (e.g. 0.9) its conformal prediction set. ``prior``: ``"uniform"``,
         ``"auto"`` (estimated on these names), ``{language: weight}`` or a JSON/CSV file of them. Thresholds
         left None use the checkpoint's. A name that cannot be read gets ``error`` set (and no predictions)
-        instead of failing the whole batch. Built on :meth:`predict_columns`."""
+        instead of failing the whole batch. ``name_type``: ``surname`` (the default: the name read whole as a
+        surname), ``first``, ``full`` or ``auto`` (decided from :func:`nameorigin.names.parse`); any but
+        ``surname`` gives each result its ``parts``. Built on :meth:`predict_columns`."""
         return self.predict_with_prior(
             names,
             top,
+            name_type=name_type,
             attention=attention,
             coverage=coverage,
             prior=prior,
@@ -392,38 +555,45 @@ class Predictor:
         prior=None,
         min_confidence: float | None = None,
         max_out_of_scope: float | None = None,
+        name_type: str = fullname.DEFAULT_NAME_TYPE,
     ) -> tuple[list[Prediction], dict | None]:
         """:meth:`predict`, and the language mix it used (``prior="auto"``: the one estimated), or None.
         ``names`` is a list (or any iterable) of names: for one name use ``predict([name])`` or
         :meth:`predict_one`."""
         names = names if isinstance(names, (str, bytes)) else list(names)
         table, used = self._predict_columns(
-            names, top, coverage=coverage, prior=prior, min_confidence=min_confidence, max_out_of_scope=max_out_of_scope
+            names,
+            top,
+            name_type=name_type,
+            coverage=coverage,
+            prior=prior,
+            min_confidence=min_confidence,
+            max_out_of_scope=max_out_of_scope,
         )
         k = max(1, min(top, len(self.labels)))
         rows = table.to_pydict()
         results = []
+        split = "name_type" in rows  # a full-name answer: each result with its parts
         for i, n in enumerate(names):
+            parts = fullname.parts_of_row(rows, i, k) if split else {}
             if rows["error"][i]:
-                results.append(Prediction(name=n, predictions=[], error=rows["error"][i]))
+                results.append(Prediction(name=n, predictions=[], error=rows["error"][i], **parts))
                 continue
-            ranked = [
-                {"language": rows[f"language_{j}"][i], "probability": rows[f"probability_{j}"][i]}
-                for j in range(1, k + 1)
-            ]
+            ranked = fullname.ranked_of_row(rows, i, k)
             results.append(
                 Prediction(
                     name=n,
                     predictions=ranked,
-                    folded=fold_or_error(n, self.fold_scheme)[0],
+                    folded=fold_or_error(n, self.fold_scheme)[0] if not split else _folded_of(parts),
                     out_of_scope=rows["out_of_scope"][i],
                     abstained=rows["abstained"][i],
                     reason=rows["reason"][i],
                     set=rows["set"][i] if "set" in rows else None,
+                    **parts,
                 )
             )
         if attention:
-            good = [r for r in results if not r.error]
+            good = [r for r in results if not r.error and r.parts is None]
             if good:
                 _, att = self.probabilities([r.folded for r in good], with_attention=True)
                 for r, a in zip(good, att or [], strict=False):
@@ -537,7 +707,21 @@ def model_info(predictor: Predictor) -> dict:
         },
         "file": {
             "path": str(path) if path else None,
-            "bundled": path == default_model_path(),
-            "sha256": file_sha256(path) if path else None,
+            "bundled": path is not None and path in (default_model_path(), default_first_model_path()),
+            "sha256": predictor.sha256 or (file_sha256(path) if path else None),
         },
+        "name_kind": predictor.name_kind,
+        **_first_info(predictor),
+    }
+
+
+def _first_info(predictor: Predictor) -> dict:
+    """A surname model's first-name model (its own :func:`model_info`) and the combination in use."""
+    if predictor.name_kind == "first":
+        return {}
+    if predictor.first is None:
+        return {"first_model": None, "combination": None}
+    return {
+        "first_model": model_info(predictor.first),
+        "combination": {**predictor.combination.to_dict(), "note": predictor.combination_note},
     }

@@ -32,6 +32,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import __version__
 from .checkpoint import jsonable
+from .fullname import DEFAULT_NAME_TYPE, NAME_TYPES, NoFirstModel
 from .predict import Prediction, Predictor, prior_names
 from .predict import model_info as describe_model
 from .service import ServeConfig  # here since the start; defined apart so the CLI need not import FastAPI
@@ -66,6 +67,13 @@ PER_NAME = (
 )
 
 
+NameType = Literal["auto", "surname", "first", "full"]
+NAME_TYPE_HELP = (
+    "how each name is read: surname (whole, as a surname), first (a given name), full (given and family "
+    "names), auto (decided from the parse); any but surname adds the parts to each result"
+)
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)  # NaN, Infinity and 1e400 (read as inf) are 422, not 500
 
@@ -73,12 +81,21 @@ class PredictRequest(BaseModel):
     top: int = Field(3, ge=1, le=MAX_TOP)
     coverage: float | None = Coverage
     prior: Literal["uniform", "auto"] | dict[str, float] | None = Field(None, description=PRIOR_HELP)
+    name_type: NameType = Field(DEFAULT_NAME_TYPE, description=NAME_TYPE_HELP)
 
 
-def request_model(labels: list[str]) -> type[PredictRequest]:
+def name_types(predictor: Predictor):
+    """The ``name_type`` values this server answers, as a type: ``first`` only with a first-name model, so that
+    asking for it without one is a malformed request (422) the schema announces."""
+    kinds = NAME_TYPES if predictor.first is not None else tuple(k for k in NAME_TYPES if k != "first")
+    return Literal[kinds]  # type: ignore[valid-type]
+
+
+def request_model(labels: list[str], kinds=NameType) -> type[PredictRequest]:
     """:class:`PredictRequest` for a model of these languages: its schema says which languages a prior may name
     and that their weights are above 0 (a language left out weighs 0), so a prior the model cannot apply is a
-    malformed request (422), as the schema says, not a 400 the schema did not announce."""
+    malformed request (422), as the schema says, not a 400 the schema did not announce; ``kinds``: the name
+    types it answers (:func:`name_types`)."""
     language = Literal[tuple(labels)]  # type: ignore[valid-type]
     weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
     prior = Literal["uniform", "auto"] | Annotated[dict[language, weight], Field(min_length=1)] | None
@@ -86,12 +103,22 @@ def request_model(labels: list[str]) -> type[PredictRequest]:
         "PredictRequest",
         __base__=PredictRequest,
         prior=(prior, Field(None, description=PRIOR_HELP + "; weights above 0, languages left out weigh 0")),
+        name_type=(kinds, Field(DEFAULT_NAME_TYPE, description=NAME_TYPE_HELP)),
     )
 
 
 class LanguageProbability(BaseModel):
     language: str
     probability: float
+
+
+class PartResult(BaseModel):
+    part: Literal["given", "family"]
+    text: str = Field(..., description="the tokens read as this part")
+    read: str | None = Field(None, description="the part as the model read it (Han, kana, Hangul: its reading)")
+    used: bool = Field(..., description="whether the combined answer rests on this part")
+    predictions: list[LanguageProbability] = Field(..., description="this part's own top languages")
+    dropped: str | None = Field(None, description="why the part dropped out of the answer")
 
 
 class NameResult(BaseModel):
@@ -106,6 +133,12 @@ class NameResult(BaseModel):
     error: str | None = Field(
         None, description="why this name cannot be read (then predictions is empty); absent when it was read"
     )
+    name_type: str | None = Field(None, description="with name_type other than surname: the kind of name read")
+    reading: str | None = Field(
+        None, description="the reader used: none (Latin letters), japanese, chinese, korean, transliteration"
+    )
+    parts: list[PartResult] | None = Field(None, description="with name_type other than surname: each part")
+    note: str | None = Field(None, description="e.g. initials that carry no evidence")
 
 
 class PredictResponse(BaseModel):
@@ -383,7 +416,9 @@ def create_app(
 ) -> FastAPI:
     """The app around ``predictor`` (default: ``model_path`` or ``config.model`` loaded at ``config.precision``)."""
     config = config or ServeConfig(model=str(model_path) if model_path else None)
-    predictor = predictor or Predictor.load(config.model, precision=config.precision, sha256=config.model_sha256)
+    predictor = predictor or Predictor.load(
+        config.model, first=config.first_model, precision=config.precision, sha256=config.model_sha256
+    )
     ck = predictor.checkpoint
     batcher = Batcher(
         predictor.predict_with_prior,
@@ -422,7 +457,9 @@ def create_app(
         """FastAPI's 422, with values JSON cannot hold (NaN, infinities, lone surrogates) made safe to echo."""
         return SafeJSONResponse({"detail": jsonable(jsonable_encoder(exc.errors()))}, status_code=422)
 
-    async def predict(names: list[str], top: int, *, coverage: float | None = None, prior=None) -> PredictResponse:
+    async def predict(
+        names: list[str], top: int, *, coverage: float | None = None, prior=None, name_type: str = DEFAULT_NAME_TYPE
+    ) -> PredictResponse:
         if len(names) > config.queue_limit:  # would be refused however long the caller waited: not a 503
             raise HTTPException(
                 413,
@@ -430,8 +467,8 @@ def create_app(
                 f"{config.queue_limit} (--queue-limit)",
             )
         try:
-            results, used = await batcher.submit(names, top, coverage=coverage, prior=prior)
-        except TrustError as e:
+            results, used = await batcher.submit(names, top, coverage=coverage, prior=prior, name_type=name_type)
+        except (TrustError, NoFirstModel) as e:
             raise HTTPException(400, str(e)) from None  # it names the parameter, the request's field of that name
         except Overloaded:
             raise
@@ -445,21 +482,27 @@ def create_app(
             prior_names=prior_names(results) if prior == "auto" and used else None,
         )
 
-    @app.get("/api/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict_one(
         name: str = Query(..., min_length=1, max_length=MAX_NAME_CHARS, description=f"a name; {PER_NAME}"),
         top: int = Query(3, ge=1, le=MAX_TOP),
         coverage: float | None = Query(None, gt=0, lt=1, allow_inf_nan=False, description=Coverage.description),
         prior: Literal["uniform", "auto"] | None = Query(None, description=PRIOR_HELP),
+        name_type: Annotated[NameType, Query(description=NAME_TYPE_HELP)] = DEFAULT_NAME_TYPE,
     ):
         """The top languages of one name, its out-of-scope score and whether the answer abstains."""
-        return await predict([name], top, coverage=coverage, prior=prior)
+        return await predict([name], top, coverage=coverage, prior=prior, name_type=name_type)
+
+    kinds = name_types(predictor)
+    predict_one.__annotations__["name_type"] = Annotated[kinds, Query(description=NAME_TYPE_HELP)]
+    app.get("/api/predict", response_model=PredictResponse, responses=ERRORS)(predict_one)
 
     async def predict_many(request):
         """The top languages of each of up to 1,000 names (and the language mix used)."""
-        return await predict(request.names, request.top, coverage=request.coverage, prior=request.prior)
+        return await predict(
+            request.names, request.top, coverage=request.coverage, prior=request.prior, name_type=request.name_type
+        )
 
-    predict_many.__annotations__["request"] = request_model(list(predictor.labels))  # a class made here
+    predict_many.__annotations__["request"] = request_model(list(predictor.labels), kinds)  # a class made here
     app.post("/api/predict", response_model=PredictResponse, responses=ERRORS)(predict_many)
 
     @app.get("/api/attention", response_model=AttentionResponse, responses=ERRORS)

@@ -22,6 +22,7 @@ class ServeConfig:
     # always gives a list: the bound address and the localhost names unless --allowed-hosts says otherwise)
     api_docs: bool = False  # serve /docs and /redoc (their pages load Swagger UI / ReDoc from a CDN)
     model_sha256: str | None = None  # the checkpoint file's SHA-256 that loading insists on
+    first_model: str | None = None  # the first-name checkpoint; None: the bundled one when the package has one
     limit_concurrency: int = 256  # connections and tasks at once; above it uvicorn answers 503 and closes
     timeout_keep_alive: float = 30.0  # seconds an idle keep-alive connection is held (longer than a slow answer)
     request_timeout: float = 30.0  # seconds a request's headers and body may take to arrive (RequestDeadline)

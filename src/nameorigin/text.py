@@ -208,6 +208,8 @@ def _is_hangul(c: str) -> bool:
 def script_of(name: str) -> str:
     """``Kana`` if the name holds kana (kana means Japanese), else ``Han``, ``Hangul``, ``Latin`` (only
     letters of the Latin script) or ``Other`` (another script), from its letters."""
+    if name.isascii():  # the common case, without a look-up a character
+        return "Latin" if any(c.isalpha() for c in name) else "none"
     letters = [c for c in unicodedata.normalize("NFC", name) if unicodedata.category(c)[0] == "L"]
     if any(_is_kana(c) for c in letters):
         return "Kana"

@@ -597,10 +597,18 @@ class Trust:
         lp = torch.as_tensor(log_probs).double() / self.temperature
         return torch.softmax(lp, dim=1).numpy()
 
-    def apply(
+    def apply(self, log_probs, folded: Sequence[str], **options) -> TrustResult:
+        """The whole layer on a batch: ``log_probs`` (N, C) from the model, the N folded names; ``options``
+        (``coverage``, ``prior``, ``min_confidence``, ``max_out_of_scope``, ``counts``) as :meth:`decide` takes
+        them."""
+        calibrated = self.probabilities(log_probs)  # (N, C)
+        oos = self.oos.score(calibrated, folded) if self.oos is not None and len(calibrated) else None
+        return self.decide(calibrated, oos, **options)
+
+    def decide(
         self,
-        log_probs,
-        folded: Sequence[str],
+        calibrated: np.ndarray,
+        oos: np.ndarray | None,
         *,
         coverage: float | None = None,
         prior=None,
@@ -608,15 +616,15 @@ class Trust:
         max_out_of_scope: float | None = None,
         counts: np.ndarray | None = None,
     ) -> TrustResult:
-        """The whole layer on a batch: ``log_probs`` (N, C) from the model, the N folded names; ``prior`` as
-        :func:`resolve_prior` takes it. Thresholds left None use the checkpoint's defaults. ``counts`` (N,): how
-        many input rows each (distinct) name stands for, so that ``prior="auto"`` weighs the names as the input
-        does."""
+        """The layer after calibration: ``calibrated`` probabilities (N, C) over this layer's languages whose
+        own mix is :attr:`prior_base` (a model's, or an answer combined from several under that mix), and their
+        out-of-scope scores ``oos`` (N,) or None. ``prior`` as :func:`resolve_prior` takes it; thresholds left
+        None use the checkpoint's defaults; ``counts`` (N,): how many input rows each (distinct) name stands
+        for, so that ``prior="auto"`` weighs the names as the input does."""
         check_coverage(coverage)
         for param, value in (("min_confidence", min_confidence), ("max_out_of_scope", max_out_of_scope)):
             if value is not None and not 0 <= value <= 1:
                 raise TrustError(f"{param} {value}: expected a number from 0 to 1", param=param)
-        calibrated = self.probabilities(log_probs)  # (N, C)
         probs, used_prior = calibrated, None
         target = resolve_prior(prior, self.labels)
         if target is not None and self.train_prior is None:
@@ -636,7 +644,6 @@ class Trust:
             else:
                 sets = self.conformal.sets(probs, coverage)
         n = len(probs)
-        oos = self.oos.score(calibrated, folded) if self.oos is not None and n else None
         min_conf = self.min_confidence if min_confidence is None else min_confidence
         max_oos = self.max_out_of_scope if max_out_of_scope is None else max_out_of_scope
         low = probs.max(1) < min_conf if min_conf is not None else np.zeros(n, dtype=bool)

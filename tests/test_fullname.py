@@ -1,0 +1,415 @@
+"""Full names and first names: the parts, their combination, Han readings, the front ends and bad input.
+
+Two tiny models are trained here as conftest.py does: a surname model on the four made-up languages' surnames,
+and a first-name model (name_kind first) on given names of the same languages that end in telling ways."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from conftest import SYLLABLES, make_names
+from nameorigin import api, checkpoint, fullname, text
+from nameorigin.cli import main
+from nameorigin.predict import Predictor, model_info
+
+FIRST_PATTERNS = {
+    "Alpha": lambda s: s.capitalize() + "slav",
+    "Beta": lambda s: s.capitalize() + "ie",
+    "Gamma": lambda s: s.capitalize() + "ito",
+    "Delta": lambda s: "Ai" + s,
+}
+
+
+def make_first_names(n: int = 40, seed: int = 0) -> dict[str, list[str]]:
+    rng = random.Random(seed)
+    out = {}
+    for lang, make in FIRST_PATTERNS.items():
+        names: set[str] = set()
+        while len(names) < n:
+            names.add(make("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 2)))))
+        out[lang] = sorted(names)
+    return out
+
+
+def same(a: list[dict], b: list[dict]) -> bool:
+    """Two ranked answers alike: the same languages, the same probabilities (to float rounding)."""
+    return [x["language"] for x in a] == [x["language"] for x in b] and np.allclose(
+        [x["probability"] for x in a], [x["probability"] for x in b], rtol=1e-9
+    )
+
+
+def _pairs(table: dict[str, list[str]]) -> list[tuple[str, str]]:
+    return [(n, lang) for lang, names in table.items() for n in names]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    surname, first, other = root / "s.safetensors", root / "f.safetensors", root / "s2.safetensors"
+    api.train(_pairs(make_names()), hidden=16, epochs=6).save(surname)
+    api.train(_pairs(make_first_names()), hidden=16, epochs=6, name_kind="first").save(first)
+    api.train(_pairs(make_names()), hidden=16, epochs=6, seed=1).save(other)  # another surname model
+    return {"surname": surname, "first": first, "other": other, "root": root}
+
+
+@pytest.fixture(scope="module")
+def pair(models):
+    return Predictor.load(models["surname"], first=models["first"])
+
+
+def validation_pairs(seed: int = 5, n: int = 15, *, shuffle_first: bool = False) -> list[tuple[str, str]]:
+    """Full names 'First Last' of one language each, from names not in the training lists' seeds; with
+    ``shuffle_first``, the first names come from a random language (no evidence: the weight should fall)."""
+    rng = random.Random(seed)
+    surnames, firsts = make_names(n, seed=seed), make_first_names(n, seed=seed)
+    out = []
+    for lang in surnames:
+        for last in surnames[lang]:
+            source = rng.choice(list(firsts)) if shuffle_first else lang
+            out.append((f"{rng.choice(firsts[source])} {last}", lang))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- the metadata
+
+
+def test_name_kind_is_recorded(models):
+    assert checkpoint.read_meta(models["first"])["name_kind"] == "first"
+    assert checkpoint.read_meta(models["surname"])["name_kind"] == "surname"
+
+
+def test_name_kind_unknown_is_refused():
+    with pytest.raises(api.InputError, match="name_kind 'middle'"):
+        api.train(_pairs(make_names(10)), hidden=8, epochs=1, name_kind="middle")
+
+
+def test_a_first_name_model_as_model_is_refused(models):
+    with pytest.raises(checkpoint.CheckpointError, match="a first-name model"):
+        Predictor.load(models["first"])
+    with pytest.raises(checkpoint.CheckpointError, match="not a first-name model"):
+        Predictor.load(models["surname"], first=models["other"])
+
+
+# ------------------------------------------------------------------------------------------- surnames as ever
+
+
+@pytest.mark.parametrize("with_first", [True, False])
+def test_single_surnames_answer_under_auto_as_today(models, with_first):
+    p = Predictor.load(models["surname"], first=models["first"] if with_first else False)
+    names = ["Miraov", "McKalo", "Teraez", "Bonii" + "b", "van der Berg"]
+    today = p.predict(names, coverage=0.9)
+    auto = p.predict(names, coverage=0.9, name_type="auto")
+    for t, a in zip(today, auto, strict=True):
+        assert a.name_type == "surname"
+        assert [x["language"] for x in a.predictions] == [x["language"] for x in t.predictions]
+        np.testing.assert_allclose(
+            [x["probability"] for x in a.predictions], [x["probability"] for x in t.predictions], rtol=1e-12
+        )
+        assert (a.set, a.abstained, a.reason) == (t.set, t.abstained, t.reason)
+        assert a.out_of_scope == pytest.approx(t.out_of_scope)
+
+
+def test_surname_output_keeps_its_shape(pair):
+    r = pair.predict(["Miraov"])[0]
+    assert set(r.to_dict()) == {"name", "predictions", "out_of_scope", "abstained", "reason"}
+    cols = pair.predict_columns(["Miraov"], 2).column_names
+    assert cols == [
+        "name", "language_1", "probability_1", "language_2", "probability_2",
+        "abstained", "reason", "out_of_scope", "error",
+    ]  # fmt: skip
+
+
+def test_without_a_first_model_auto_reads_a_lone_given_name_as_a_surname(models):
+    p = Predictor.load(models["surname"], first=False)
+    assert fullname.names.parse("Giuseppe").name_type == "first"  # a known given name (Faker's lists)
+    a = p.predict(["Giuseppe"], name_type="auto")[0]
+    s = p.predict(["Giuseppe"])[0]
+    assert same(a.predictions, s.predictions) and a.parts[0]["part"] == "family"
+    assert "read as a surname" in a.note
+
+
+def test_first_without_a_first_model_says_how_to_give_one(models):
+    p = Predictor.load(models["surname"], first=False)
+    with pytest.raises(fullname.NoFirstModel, match="--first-model PATH"):
+        p.predict(["Kaloslav"], name_type="first")
+
+
+# ------------------------------------------------------------------------------------------- parts
+
+
+def test_full_name_shows_its_parts(pair):
+    r = pair.predict(["Kaloslav Miraov"], name_type="full", top=2)[0]
+    assert r.name_type == "full" and r.reading == "none"
+    assert [(p["part"], p["text"], p["used"]) for p in r.parts] == [
+        ("given", "Kaloslav", True),
+        ("family", "Miraov", True),
+    ]
+    own = pair.first.predict(["Kaloslav"], top=2)[0]
+    assert r.parts[0]["predictions"][0]["language"] == own.predictions[0]["language"]
+    assert sum(x["probability"] for x in pair.predict(["Kaloslav Miraov"], name_type="full", top=4)[0].predictions) == (
+        pytest.approx(1.0)
+    )
+
+
+def test_a_part_dropping_out_leaves_the_others_answer(pair):
+    initial = pair.predict(["J. Miraov"], name_type="full")[0]
+    alone = pair.predict(["Miraov"])[0]
+    assert same(initial.predictions, alone.predictions)
+    assert "initials J." in initial.note
+    table = pair.predict_columns(None, 3, first_names=["Kaloslav", None], last_names=[None, "Miraov"])
+    first_alone = pair.first.predict(["Kaloslav"])[0]
+    assert table.column("language_1")[0].as_py() == first_alone.predictions[0]["language"]
+    assert table.column("probability_1")[0].as_py() == pytest.approx(first_alone.predictions[0]["probability"])
+    assert table.column("probability_1")[1].as_py() == pytest.approx(alone.predictions[0]["probability"])
+    assert table.column("parts_used").to_pylist() == ["given", "family"]
+
+
+def test_the_combined_answer_goes_through_the_trust_layer(pair):
+    r = pair.predict(["Kaloslav Miraov"], name_type="full", coverage=0.9, min_confidence=0.999)[0]
+    assert r.set and r.abstained and r.reason == "low-confidence"
+    assert r.out_of_scope is not None
+
+
+def test_each_distinct_part_is_computed_once(models, monkeypatch):
+    p = Predictor.load(models["surname"], first=models["first"], cache_size=0)
+    calls = {"family": [], "given": []}
+    for model, key in ((p, "family"), (p.first, "given")):
+        real = model._run
+
+        def run(folded, real=real, key=key):
+            calls[key].append(list(folded))
+            return real(folded)
+
+        monkeypatch.setattr(model, "_run", run)
+    p.predict(["Kaloslav Miraov", "Kaloslav McBone", "Kaloslav Miraov", "Tesuie Miraov"], name_type="full")
+    assert calls["family"] == [["Miraov", "McBone"]]
+    assert calls["given"] == [["Kaloslav", "Tesuie"]]
+
+
+# ------------------------------------------------------------------------------------------- the combination
+
+
+def test_fitted_weights_beat_weights_one_on_validation(pair):
+    block = fullname.fit_combination(pair, validation_pairs(shuffle_first=True))
+    assert block["pairs"] == 60
+    assert block["weights"]["first"] < 0.8  # first names that carry no evidence are weighed down
+    assert block["valid_log_loss"]["fitted"] < block["valid_log_loss"]["weights_1"] - 0.01
+
+
+def test_the_stored_block_round_trips(models, pair, tmp_path):
+    block = fullname.fit_combination(pair, validation_pairs())
+    out = tmp_path / "f2.safetensors"
+    fullname.save_combination(models["first"], block, out)
+    again = Predictor.load(models["surname"], first=out)  # loads: the hash covers the block
+    assert again.combination_note is None
+    assert again.combination.weights == pytest.approx(block["weights"])
+    assert again.combination.surname_sha256 == pair.sha256
+    info = model_info(again)
+    assert info["combination"]["weights"] == pytest.approx(block["weights"])
+    assert info["first_model"]["name_kind"] == "first"
+
+
+def test_a_mismatched_surname_model_falls_back_to_weights_one(models, pair, tmp_path, caplog):
+    block = fullname.fit_combination(pair, validation_pairs())
+    out = tmp_path / "f2.safetensors"
+    fullname.save_combination(models["first"], block, out)
+    with caplog.at_level("WARNING"):
+        other = Predictor.load(models["other"], first=out)
+        other.predict(["Miraov"], name_type="auto")  # a surname alone: no combination, no warning
+        assert "not this one" not in caplog.text
+        results = other.predict([n for n, _ in validation_pairs()], name_type="full")
+        assert sum(all(p["used"] for p in r.parts) for r in results) > 10  # names that combine both parts
+    assert other.combination.weights == {"surname": 1.0, "first": 1.0}
+    assert "not this one" in other.combination_note and caplog.text.count("not this one") == 1
+
+
+def test_combine_command(models, tmp_path, capsys):
+    pairs = tmp_path / "pairs.csv"
+    rows = ["first,last,language"] + [f"{n.split()[0]},{n.split()[1]},{lang}" for n, lang in validation_pairs()]
+    pairs.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "combined.safetensors"
+    argv = ["combine", "--model", str(models["surname"]), "--first-model", str(models["first"])]
+    assert main([*argv, "--pairs", str(pairs), "--out", str(out), "--json"]) == 0
+    block = json.loads(capsys.readouterr().out)
+    assert checkpoint.read_meta(out)["combination"]["weights"] == pytest.approx(block["weights"])
+    assert main(["info", "--model", str(models["surname"]), "--first-model", str(out)]) == 0
+    assert "fitted on 60 validation pairs" in capsys.readouterr().out
+
+
+def test_fit_needs_usable_pairs(pair):
+    with pytest.raises(api.InputError, match="usable pair"):
+        fullname.fit_combination(pair, [("Miraov", "Alpha"), ("J. K.", "Beta")])
+
+
+# ------------------------------------------------------------------------------------------- Han and Hangul
+
+
+def test_hangul_family_names_in_their_customary_spelling():
+    assert [text.read_part(n, japanese=False) for n in ("김", "이", "박")] == ["Kim", "Lee", "Park"]
+    assert text.read_part("민준", japanese=False, family=False) == "Minjun"  # not the family name Min
+
+
+def test_han_names_keep_the_likelier_reading():
+    p = Predictor.load(first=False)  # the bundled surname model knows Japanese and Chinese
+    got = {r.name: r for r in p.predict(["佐藤", "鈴木", "田中", "王", "張", "さとう"], name_type="auto")}
+    for name in ("佐藤", "鈴木", "田中", "さとう"):
+        assert got[name].reading == "japanese" and got[name].predictions[0]["language"] == "Japanese"
+    for name in ("王", "張"):
+        assert got[name].reading == "chinese" and got[name].predictions[0]["language"] == "Chinese"
+    assert got["佐藤"].parts[0]["read"] == "Sato"
+    # the family-name tables know 藤井 as Japanese only: they decide before the models' probabilities
+    assert fullname._table_says("japanese", "藤井") == 1.0 and fullname._table_says("chinese", "藤井") == 0.0
+    assert p.predict(["藤井太郎"], name_type="auto")[0].reading == "japanese"
+
+
+def test_evaluate_reads_names_as_written(tmp_path):
+    data = tmp_path / "native.csv"
+    data.write_text("name,language\n佐藤,Japanese\n鈴木,Japanese\n王,Chinese\n", encoding="utf-8")
+    report = api.evaluate(Predictor.load(first=False), data, name_type="auto")
+    assert report["accuracy"] == 1.0 and report["n"] == 3  # folded first, they would read as Chinese
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_full_names_get_error_rows(pair):
+    rows = pair.predict(["J. K.", ",", " ".join(["Abc"] * 200), "", "Kaloslav Miraov"], name_type="full")
+    assert "no part" in rows[0].error
+    assert "no letters" in rows[1].error
+    assert "200 tokens" in rows[2].error
+    assert "missing" in rows[3].error
+    assert rows[4].error is None and rows[4].predictions
+
+
+def test_unknown_name_type_is_refused(pair):
+    with pytest.raises(api.InputError, match="name_type 'middle'"):
+        pair.predict(["x"], name_type="middle")
+
+
+def test_cli_bad_input(models, tmp_path, capsys):
+    m = ["--model", str(models["surname"]), "--first-model", str(models["first"])]
+    csv = tmp_path / "people.csv"
+    csv.write_text("given,family\nKaloslav,Miraov\n", encoding="utf-8")
+    assert main(["predict", *m, "--input", str(csv), "--first-column", "first"]) == 2
+    assert "no column 'first'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["predict", *m, "--name-type", "middle", "x"])
+    assert e.value.code == 2 and "invalid choice: 'middle'" in capsys.readouterr().err
+    assert main(["predict", "--model", str(models["surname"]), "--name-type", "first", "Kaloslav"]) == 2
+    assert "no first-name model is available" in capsys.readouterr().err
+    assert main(["predict", *m, "--name-type", "full", ",", "Kaloslav Miraov"]) == 2  # one error row, exit 2
+    captured = capsys.readouterr()
+    assert "no letters" in captured.err and "Kaloslav Miraov" in captured.out
+    assert main(["predict", *m, "--input", str(csv), "--first-column", "given", "--prior", "auto"]) == 2
+
+
+# ------------------------------------------------------------------------------------------- front ends
+
+
+def test_file_columns_follow_from_the_flags(models, tmp_path, capsys):
+    m = ["--model", str(models["surname"]), "--first-model", str(models["first"])]
+    csv = tmp_path / "people.csv"
+    csv.write_text("given,family\nKaloslav,Miraov\n,McBone\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    argv = ["predict", *m, "--input", str(csv), "--first-column", "given", "--last-column", "1"]
+    assert main([*argv, "--output", str(out), "--quiet"]) == 0
+    header = out.read_text(encoding="utf-8").splitlines()[0].replace('"', "").split(",")
+    assert header[:3] == ["line", "name", "language_1"]
+    assert {"given", "family", "given_language_1", "family_language_1", "parts_used", "reading"} <= set(header)
+    surnames = tmp_path / "surnames.txt"
+    surnames.write_text("Miraov\n", encoding="utf-8")  # a batch of surnames only: the same columns
+    out2 = tmp_path / "out2.csv"
+    assert main(["predict", *m, "--input", str(surnames), "--name-type", "auto", "--output", str(out2), "--quiet"]) == 0
+    assert out2.read_text(encoding="utf-8").splitlines()[0].replace('"', "").split(",") == header
+    out3 = tmp_path / "out.jsonl"
+    assert main([*argv, "--output", str(out3), "--json", "--quiet"]) == 0
+    first = json.loads(out3.read_text(encoding="utf-8").splitlines()[0])
+    assert [p["part"] for p in first["parts"]] == ["given", "family"] and first["name_type"] == "full"
+
+
+def test_frames(pair):
+    pd = pytest.importorskip("pandas")
+    from nameorigin import predict_frame
+    from nameorigin.frame import ColumnError
+
+    df = pd.DataFrame({"first": ["Kaloslav", None], "last": ["Miraov", "McBone"]})
+    out = predict_frame(df, first_column="first", last_column="last", model=pair)
+    assert out["parts_used"].tolist() == ["given+family", "family"]
+    full = predict_frame(pd.DataFrame({"name": ["Kaloslav Miraov"]}), name_type="full", model=pair)
+    assert full["language_1"][0] == out["language_1"][0]
+    with pytest.raises(ColumnError, match="no column 'given'"):
+        predict_frame(df, first_column="given", model=pair)
+
+
+def test_http_name_type(pair):
+    from fastapi.testclient import TestClient
+
+    from nameorigin.server import create_app
+
+    with TestClient(create_app(pair)) as client:
+        r = client.get("/api/predict", params={"name": "Kaloslav Miraov", "name_type": "full"})
+        assert r.status_code == 200
+        result = r.json()["results"][0]
+        assert [p["part"] for p in result["parts"]] == ["given", "family"] and result["name_type"] == "full"
+        plain = client.get("/api/predict", params={"name": "Miraov"}).json()["results"][0]
+        assert plain.get("parts") is None
+        r = client.post("/api/predict", json={"names": ["J. Miraov", ","], "name_type": "auto"})
+        assert r.status_code == 200 and r.json()["results"][1]["error"]
+        assert client.get("/api/predict", params={"name": "x", "name_type": "middle"}).status_code == 422
+
+
+def test_evaluate_full_names(models, tmp_path, capsys):
+    data = tmp_path / "full.csv"
+    data.write_text("name,language\n" + "\n".join(f"{n},{lang}" for n, lang in validation_pairs()) + "\n")
+    m = ["--model", str(models["surname"]), "--first-model", str(models["first"])]
+    assert main(["evaluate", *m, "--data", str(data), "--name-type", "full", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 60 and report["unanswered"] == 0
+    assert set(report["parts"]) == {"surname", "first"} and 0 <= report["accuracy"] <= 1
+    assert main(["evaluate", *m, "--data", str(data), "--name-type", "full", "--plot", "x.png"]) == 2
+
+
+def test_two_plain_words_split_as_nameparser_splits_them(monkeypatch):
+    """The parser's fast path (two plain words, no nameparser run) gives exactly nameparser's parse."""
+    names = fullname.names
+    lexicon = names.default_lexicon()
+    rng = random.Random(3)
+    pool = (
+        [n for ns in make_names(30).values() for n in ns] + sorted(lexicon.given)[:300] + sorted(lexicon.family)[:300]
+    )
+    pool += ["Vi", "Li", "Kim", "Jr", "Dr", "van", "Mac", "III", "Abu", "de"]
+    samples = [f"{rng.choice(pool).capitalize()} {rng.choice(pool).capitalize()}" for _ in range(1500)]
+    fast = [names._parse.__wrapped__(s, "auto", lexicon) for s in samples]
+    monkeypatch.setattr(names, "FAST_PAIRS", False)
+    slow = [names._parse.__wrapped__(s, "auto", lexicon) for s in samples]
+    assert fast == slow
+
+
+def test_the_cluster_path_reads_full_names(models):
+    pd = pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")
+    from nameorigin import cluster, predict_frame
+
+    df = pd.DataFrame({"name": ["Kaloslav Miraov", "J. McBone", ",", None, "Tesuie Miraov"]})
+    paths = {"model": str(models["surname"]), "first": str(models["first"])}
+    p = Predictor.load(paths["model"], first=paths["first"])
+    expected = predict_frame(df, "name", top=2, model=p, name_type="full")
+    result = cluster.predict(dd.from_pandas(df, npartitions=2), "name", top=2, name_type="full", **paths)
+    assert list(result.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(result.compute(scheduler="sync"), expected, check_dtype=False)
+
+
+def test_http_without_a_first_model_refuses_first_as_its_schema_says(models):
+    from fastapi.testclient import TestClient
+
+    from nameorigin.server import create_app
+
+    with TestClient(create_app(Predictor.load(models["surname"], first=False))) as client:
+        assert client.get("/api/predict", params={"name": "Kaloslav", "name_type": "first"}).status_code == 422
+        assert client.post("/api/predict", json={"names": ["x"], "name_type": "first"}).status_code == 422
+        r = client.get("/api/predict", params={"name": "Kaloslav Miraov", "name_type": "full"})
+        assert r.status_code == 200 and r.json()["results"][0]["parts"][0]["dropped"] == "no first-name model"
