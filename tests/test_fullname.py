@@ -290,7 +290,7 @@ def test_unknown_name_type_is_refused(pair):
         pair.predict(["x"], name_type="middle")
 
 
-def test_cli_bad_input(models, tmp_path, capsys):
+def test_cli_bad_input(models, tmp_path, capsys, monkeypatch):
     m = ["--model", str(models["surname"]), "--first-model", str(models["first"])]
     csv = tmp_path / "people.csv"
     csv.write_text("given,family\nKaloslav,Miraov\n", encoding="utf-8")
@@ -299,6 +299,9 @@ def test_cli_bad_input(models, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["predict", *m, "--name-type", "middle", "x"])
     assert e.value.code == 2 and "invalid choice: 'middle'" in capsys.readouterr().err
+    from nameorigin import predict
+
+    monkeypatch.setattr(predict, "default_first_model_path", lambda: None)  # an install without the bundled one
     assert main(["predict", "--model", str(models["surname"]), "--name-type", "first", "Kaloslav"]) == 2
     assert "no first-name model is available" in capsys.readouterr().err
     assert main(["predict", *m, "--name-type", "full", ",", "Kaloslav Miraov"]) == 2  # one error row, exit 2

@@ -330,7 +330,8 @@ def train(
         )
     if overrides.get("name_kind") == "first" and settings.worksheet:  # WorksheetConfig has no name_kind
         raise InputError("name_kind first: a first-name model trains with the batched trainer", param="name_kind")
-    if getattr(settings.train, "name_kind", "surname") == "first":  # a first-name model: its corpus is its only source
+    first = getattr(settings.train, "name_kind", "surname") == "first"
+    if first and (corpus is not None or source is None):  # a first-name model: its corpus is its only source
         parts, fractions, real = _first_name_step(corpus, exclude)
         labels = data.languages(parts.train + parts.valid + parts.test)
     else:
@@ -404,8 +405,8 @@ def _first_name_step(path: str | os.PathLike | None, exclude: Sequence[str | os.
 
     if path is None:
         raise InputError(
-            "name_kind first: a first-name model trains on a first-name corpus (`nameorigin corpus --kind first`); "
-            "give it as corpus (--corpus FILE.parquet)",
+            "name_kind first: a first-name model trains on a first-name corpus (`nameorigin corpus --kind first`) "
+            "or on labelled first names; give the corpus (--corpus FILE.parquet) or the names (--data)",
             param="corpus",
         )
     excluded = corpus_module.read_exclude(exclude) if exclude else set()
