@@ -179,10 +179,12 @@ def cmd_build(args) -> None:
 
 
 def combined_predictions(rows: list[dict], surname_model, first_model) -> list[str | None]:
-    """THE LEAD WIRES THIS: the combined answer's top language for each row, through the full-name API
-    (``Predictor.predict(names, name_type="full")`` of the pair, with fit_combination's weights) once it is on
-    main. Until then None for every row (the column reads ``-``)."""
-    return [None] * len(rows)
+    """The combined answer's top language for each row: the whole name as the locale writes it (``name``),
+    parsed and read by ``Predictor.predict(names, name_type="full")`` of the pair, with the weights that
+    ``nameorigin combine`` stored in the first-name checkpoint (weights 1 when it holds none or was fitted with
+    another surname model)."""
+    pair = surname_model.with_first(first_model)
+    return _top(pair.predict([r["name"] for r in rows], name_type="full"))
 
 
 def _top(results) -> list[str | None]:

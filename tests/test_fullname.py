@@ -87,9 +87,11 @@ def test_name_kind_unknown_is_refused():
         api.train(_pairs(make_names(10)), hidden=8, epochs=1, name_kind="middle")
 
 
-def test_a_first_name_model_as_model_is_refused(models):
-    with pytest.raises(checkpoint.CheckpointError, match="a first-name model"):
-        Predictor.load(models["first"])
+def test_a_first_name_model_alone_reads_first_names_and_takes_no_pair(models):
+    alone = Predictor.load(models["first"])
+    assert alone.name_kind == "first" and alone.first is None and alone.predict(["Kaloslav"])[0].predictions
+    with pytest.raises(checkpoint.CheckpointError, match="takes no first-name model beside it"):
+        Predictor.load(models["first"], first=models["first"])
     with pytest.raises(checkpoint.CheckpointError, match="not a first-name model"):
         Predictor.load(models["surname"], first=models["other"])
 

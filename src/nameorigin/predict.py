@@ -270,11 +270,13 @@ class Predictor:
         predictor = cls(checkpoint.load(path, device=device, sha256=sha256), **kwargs)
         predictor.path = path
         predictor.sha256 = file_sha256(path)
-        if predictor.name_kind == "first":
-            raise checkpoint.CheckpointError(
-                f"{path}: a first-name model (name_kind first): give it as the first-name model "
-                "(--first-model, Predictor.load(first=...)) beside a surname model"
-            )
+        if predictor.name_kind == "first":  # a first-name model alone reads first names (e.g. to evaluate it)
+            if first:
+                raise checkpoint.CheckpointError(
+                    f"{path}: a first-name model (name_kind first) takes no first-name model beside it; give it "
+                    "as the first-name model (--first-model, Predictor.load(first=...)) beside a surname model"
+                )
+            return predictor
         first_path = default_first_model_path() if first is None else (None if first is False else first)
         if first_path is not None:
             other = cls(checkpoint.load(first_path, device=device), **kwargs)
