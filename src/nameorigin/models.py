@@ -180,11 +180,13 @@ def _gru_steps(gates_in: Callable[[int], torch.Tensor], cell: nn.GRU, out: torch
     the reset and update gates go through one sigmoid."""
     H = cell.hidden_size
     h = out.new_zeros(out.size(1), H)
+    gh, n = out.new_empty(out.size(1), 3 * H), out.new_empty(out.size(1), H)  # reused: no allocation per step
+    w_hh = cell.weight_hh_l0.t()
     for t in range(out.size(0)):
         gi = gates_in(t)  # (B, 3H)
-        gh = F.linear(h, cell.weight_hh_l0, cell.bias_hh_l0)  # (B, 3H)
+        torch.addmm(cell.bias_hh_l0, h, w_hh, out=gh)  # (B, 3H): W_hh h + b_hh, as F.linear computes it
         rz = gh[:, : 2 * H].add_(gi[:, : 2 * H]).sigmoid_()  # reset | update
-        n = gi[:, 2 * H :].add(gh[:, 2 * H :].mul_(rz[:, :H])).tanh_()
+        torch.add(gi[:, 2 * H :], gh[:, 2 * H :].mul_(rz[:, :H]), out=n).tanh_()
         h = torch.sub(h, n, out=out[t]).mul_(rz[:, H:]).add_(n)
 
 
