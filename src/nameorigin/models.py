@@ -181,13 +181,14 @@ def _gru_steps(gates_in: Callable[[int], torch.Tensor], cell: nn.GRU, out: torch
     H = cell.hidden_size
     h = out.new_zeros(out.size(1), H)
     gh, n = out.new_empty(out.size(1), 3 * H), out.new_empty(out.size(1), H)  # reused: no allocation per step
-    w_hh = cell.weight_hh_l0.t()
+    gh_rz, gh_n, r, z = gh[:, : 2 * H], gh[:, 2 * H :], gh[:, :H], gh[:, H : 2 * H]  # views, made once
+    w_hh, b_hh = cell.weight_hh_l0.t(), cell.bias_hh_l0
     for t in range(out.size(0)):
         gi = gates_in(t)  # (B, 3H)
-        torch.addmm(cell.bias_hh_l0, h, w_hh, out=gh)  # (B, 3H): W_hh h + b_hh, as F.linear computes it
-        rz = gh[:, : 2 * H].add_(gi[:, : 2 * H]).sigmoid_()  # reset | update
-        torch.add(gi[:, 2 * H :], gh[:, 2 * H :].mul_(rz[:, :H]), out=n).tanh_()
-        h = torch.sub(h, n, out=out[t]).mul_(rz[:, H:]).add_(n)
+        torch.addmm(b_hh, h, w_hh, out=gh)  # (B, 3H): W_hh h + b_hh, as F.linear computes it
+        gh_rz.add_(gi[:, : 2 * H]).sigmoid_()  # reset | update
+        torch.add(gi[:, 2 * H :], gh_n.mul_(r), out=n).tanh_()
+        h = torch.sub(h, n, out=out[t]).mul_(z).add_(n)
 
 
 def gru_inference(encoder: Encoder, char_input: CharInput, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
