@@ -297,3 +297,30 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(saved, monkeypatch):
         checkpoint.save(path, model, LABELS)
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == ["m.safetensors"]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(name=n, hidden=16, **extra)
+        for n, extra in [
+            ("tutorial-rnn", {}),
+            ("rnn", {"bidirectional": True, "layers": 2}),
+            ("gru", {"embed": 8}),
+            ("gru-attention", {"bidirectional": True}),
+            ("lstm", {}),
+            ("transformer", {"heads": 2, "layers": 2}),
+            ("cnn", {}),
+            ("ngram-lr", {"vocab": 7}),
+            ("gru", {"members": 3}),
+            ("mixed", {"mix": [ModelConfig(name="gru").to_dict(), ModelConfig(name="cnn", hidden=8).to_dict()]}),
+        ]
+    ],
+    ids=lambda c: c.name,
+)
+def test_the_shape_check_finds_the_shapes_a_real_build_has(config):
+    """The shape check builds on the meta device with initialisation skipped: the shapes must be a real build's."""
+    with torch.device("meta"), checkpoint._NoInitOnMeta():
+        meta = {k: tuple(v.shape) for k, v in build_model(config, 5).state_dict().items()}
+    real = build_model(config, 5).state_dict()
+    assert meta == {k: tuple(v.shape) for k, v in real.items()} and meta

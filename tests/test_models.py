@@ -294,3 +294,48 @@ def test_mixture_temperatures_let_an_under_confident_but_better_member_win():
     )
     weights, temperatures = fit_mixture_weights([timid, bold], target)
     assert weights[0] > weights[1] and temperatures[0] < 1
+
+
+RAGGED = [*NAMES, "Aa", "Zz'x-y", "Lopez-Garcia", "B"]  # lengths 1 to 12, sorted in no order
+
+
+@pytest.mark.parametrize(
+    "name, layers, bidirectional, embed",
+    [(n, la, bi, e) for n in ("gru", "gru-attention") for la in (1, 2) for bi in (False, True) for e in (0, 8)],
+)
+def test_gru_inference_gives_torchs_gru_numbers_bit_for_bit(name, layers, bidirectional, embed, monkeypatch):
+    from nameorigin import models
+
+    torch.manual_seed(0)
+    config = ModelConfig(name=name, hidden=16, layers=layers, bidirectional=bidirectional, embed=embed)
+    model = build_model(config, N_CLASSES).eval()
+    tokens, lengths = encode_names(RAGGED, extra=3)
+    calls = []
+    fast = models.gru_inference
+    monkeypatch.setattr(models, "gru_inference", lambda *a: calls.append(1) or fast(*a))
+    with torch.inference_mode():
+        states, final = model.encoder(model.input(tokens), lengths)  # torch's GRU
+        fast_states, fast_final = model.encoder.encode(model.input, tokens, lengths)
+        assert calls, "the inference path was not taken"
+        assert torch.equal(states, fast_states) and torch.equal(final, fast_final)
+        log_probs, attention = model(tokens, lengths)
+    calls.clear()
+    with torch.enable_grad():  # training: torch's GRU, with its gradients
+        slow_log_probs, slow_attention = model(tokens, lengths)
+        assert not calls and slow_log_probs.requires_grad
+    assert torch.equal(log_probs, slow_log_probs.detach())
+    if model.has_attention:
+        assert torch.equal(attention, slow_attention.detach())
+
+
+def test_gru_inference_is_not_used_for_int8_or_training(monkeypatch):
+    from nameorigin import models
+
+    monkeypatch.setattr(models, "gru_inference", lambda *a: pytest.fail("gru_inference was used"))
+    model = build_model(ModelConfig(name="gru", hidden=16), N_CLASSES)
+    tokens, lengths = encode_names(NAMES)
+    model.train()
+    with torch.no_grad():
+        model(tokens, lengths)  # training mode, even without gradients
+    with torch.inference_mode():
+        models.with_precision(model.eval(), "int8")(tokens, lengths)

@@ -153,6 +153,20 @@ def test_trust_layer_is_stored_and_applied(trained):
     assert 0 <= p.out_of_scope <= 1 and p.abstained in (False, True)
 
 
+def test_out_of_scope_features_do_not_depend_on_the_block_size(trained, monkeypatch):
+    """The detector gathers its trigram log-probabilities a block of names at a time: every block gives each
+    name the same numbers bit for bit, whatever the names beside it and however long they are."""
+    predictor = Predictor.load(trained[1])
+    names = [fold(n) for n in ["Ng", "Abl", "Schmidhuber", "Lopez-Garcia", "O'Neal", "X", "Zhou", "Wolfeschlegel"]] * 3
+    probs = predictor.trust.probabilities(torch.from_numpy(predictor.log_probs(list(dict.fromkeys(names)))))
+    probs = probs[[list(dict.fromkeys(names)).index(n) for n in names]]
+    whole = predictor.trust.oos.features(probs, names)
+    for block in (1, 2, 5):
+        monkeypatch.setattr(trust.OutOfScope, "BLOCK", block)
+        assert np.array_equal(predictor.trust.oos.features(probs, names), whole)
+    assert len(whole) == len(names) and np.isfinite(whole).all()
+
+
 def test_rewriting_a_checkpoint_keeps_its_detector_or_refuses(trained, tmp_path):
     """Re-saving a checkpoint (as bench/bundle.py does to add figures) must carry the trust layer's tensors;
     metadata with a detector but no ``trust=`` is refused rather than written without its tables."""

@@ -305,6 +305,20 @@ def _verify(path: Path, doc: dict, text: str, metadata: dict, tensors: dict[str,
     )
 
 
+class _NoInitOnMeta(torch.overrides.TorchFunctionMode):
+    """Skips the in-place initialisation of ``meta`` tensors (``normal_``, ``uniform_``, ``zero_``, ``copy_``...):
+    building a model on the meta device then takes milliseconds rather than the second or more that torch
+    spends loading its Python meta kernels (and sympy) for them, and the shapes are the same."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        target = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes it by keyword
+        name = getattr(func, "__name__", "")
+        if isinstance(target, torch.Tensor) and target.is_meta and name.endswith("_") and not name.startswith("__"):
+            return target
+        return func(*args, **kwargs)
+
+
 def _check_shapes(path: Path, config: ModelConfig, n_classes: int, tensors: dict[str, torch.Tensor]) -> None:
     """The model the document describes has exactly the file's tensors, by name and shape: found on the
     ``meta`` device (no memory for weights), after bounding its members and layers by the tensors present,
@@ -316,7 +330,7 @@ def _check_shapes(path: Path, config: ModelConfig, n_classes: int, tensors: dict
             f"{path}: weights do not match the model it describes ({config.members} member(s) "
             f"of {config.layers} layer(s), but the file holds {n} tensors)"
         )
-    with torch.device("meta"):
+    with torch.device("meta"), _NoInitOnMeta():
         shapes = {k: tuple(v.shape) for k, v in build_model(config, n_classes).state_dict().items()}
     present = {k: tuple(v.shape) for k, v in tensors.items()}
     if shapes != present:

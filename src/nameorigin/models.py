@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import ClassVar
 
@@ -62,6 +62,11 @@ class CharInput(nn.Module):
             self.register_buffer("onehot", onehot, persistent=False)
             self.table = None
 
+    @property
+    def vectors(self) -> torch.Tensor:
+        """Each token's vector: (VOCAB_SIZE, E), row 0 the padding's."""
+        return self.table.weight if self.table is not None else self.onehot
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, E)
         if self.table is not None:
             return self.table(tokens)
@@ -74,11 +79,15 @@ def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each sequence's first ``lengths[b]`` steps in place, leaving padding where it is."""
-    T = x.size(1)
-    pos = torch.arange(T, device=x.device).unsqueeze(0)  # (1, T)
-    L = lengths.unsqueeze(1)  # (B, 1)
-    idx = torch.where(pos < L, L - 1 - pos, pos)  # (B, T)
+    idx = reversal(lengths, x.size(1))  # (B, T)
     return x.gather(1, idx.unsqueeze(-1).expand_as(x))
+
+
+def reversal(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """The time index :func:`reverse_padded` reads each step from: (B, T)."""
+    pos = torch.arange(T, device=lengths.device).unsqueeze(0)  # (1, T)
+    L = lengths.unsqueeze(1)  # (B, 1)
+    return torch.where(pos < L, L - 1 - pos, pos)
 
 
 def last_state(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -134,10 +143,87 @@ class Encoder(nn.Module):
                 back, _ = self.bwd[i](reverse_padded(x, lengths))  # (B, T, H), reversed time
                 out = torch.cat([out, reverse_padded(back, lengths)], dim=2)  # (B, T, 2H)
             x = out
-        final = last_state(x[..., : self.hidden], lengths)  # (B, H)
+        return x, self.summary(x, lengths)
+
+    def summary(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The final summary (B, D*H) of all states (B, T, D*H): forward at the last real character, backward
+        at the first."""
+        final = last_state(states[..., : self.hidden], lengths)  # (B, H)
         if self.directions == 2:
-            final = torch.cat([final, x[:, 0, self.hidden :]], dim=1)  # backward direction ends at t=0
-        return x, final
+            final = torch.cat([final, states[:, 0, self.hidden :]], dim=1)  # backward direction ends at t=0
+        return final
+
+    def encode(
+        self, char_input: CharInput, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``self(char_input(tokens), lengths)``; without gradients, on GRUs in float32 on the CPU, by
+        :func:`gru_inference`, which gives the same numbers with less work."""
+        if not self.training and not torch.is_grad_enabled() and _plain_cpu_grus([*self.fwd, *self.bwd]):
+            states = gru_inference(self, char_input, tokens, lengths)
+            return states, self.summary(states, lengths)
+        return self(char_input(tokens), lengths)
+
+
+def _plain_cpu_grus(cells: Sequence[nn.Module]) -> bool:
+    """Whether every cell is a float32 ``nn.GRU`` on the CPU, as :func:`gru_inference` needs (int8 ones are
+    other modules, bf16 ones another dtype)."""
+    return all(
+        type(c) is nn.GRU and c.bias and c.weight_hh_l0.dtype == torch.float32 and c.weight_hh_l0.device.type == "cpu"
+        for c in cells
+    )
+
+
+def _gru_steps(gates_in: Callable[[int], torch.Tensor], cell: nn.GRU, out: torch.Tensor) -> None:
+    """A single-layer GRU from a zero state over ``out.size(0)`` steps; ``gates_in(t)`` gives step t's input
+    gates ``W_ih x_t + b_ih`` (B, 3H); each step's state goes to ``out[t]`` (T, B, H). The operations are
+    torch's own CPU GRU cell's, in its order (``aten/src/ATen/native/RNN.cpp``), so the numbers are the same;
+    the reset and update gates go through one sigmoid."""
+    H = cell.hidden_size
+    h = out.new_zeros(out.size(1), H)
+    gh, n = out.new_empty(out.size(1), 3 * H), out.new_empty(out.size(1), H)  # reused: no allocation per step
+    gh_rz, gh_n, r, z = gh[:, : 2 * H], gh[:, 2 * H :], gh[:, :H], gh[:, H : 2 * H]  # views, made once
+    w_hh, b_hh = cell.weight_hh_l0.t(), cell.bias_hh_l0
+    for t in range(out.size(0)):
+        gi = gates_in(t)  # (B, 3H)
+        torch.addmm(b_hh, h, w_hh, out=gh)  # (B, 3H): W_hh h + b_hh, as F.linear computes it
+        gh_rz.add_(gi[:, : 2 * H]).sigmoid_()  # reset | update
+        torch.add(gi[:, 2 * H :], gh_n.mul_(r), out=n).tanh_()
+        h = torch.sub(h, n, out=out[t]).mul_(z).add_(n)
+
+
+def gru_inference(encoder: Encoder, char_input: CharInput, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``encoder``'s states (B, T, D*H) for ``tokens`` (B, T), as ``encoder(char_input(tokens), lengths)[0]``
+    computes them, with less work for inference: the first layer's input gates are one row per character of
+    the alphabet (``W_ih`` applied to ``char_input``'s table once, then looked up), the steps run time-major
+    on contiguous memory and write their states in place, and the backward direction reads its characters
+    reversed by index rather than reversing the vectors."""
+    B, T = tokens.shape
+    H, D = encoder.hidden, encoder.directions
+    rev = reversal(lengths, T)  # (B, T)
+    flat_rev = (rev * B + torch.arange(B, device=tokens.device).unsqueeze(1)).reshape(-1)  # (B*T,): rows of (T*B, H)
+    x = None
+    for i, fwd in enumerate(encoder.fwd):
+        states = torch.empty(B, T, D * H, dtype=torch.float32, device=tokens.device)
+        for cell, backward in [(fwd, False)] + ([(encoder.bwd[i], True)] if D == 2 else []):
+            if x is None:  # first layer: the input gates of each token, looked up step by step
+                table = F.linear(char_input.vectors, cell.weight_ih_l0, cell.bias_ih_l0)  # (V, 3H)
+                order = (tokens.gather(1, rev) if backward else tokens).t().contiguous()  # (T, B)
+                buffer = table.new_empty(B, table.size(1))
+
+                def gates_in(t, table=table, order=order, buffer=buffer):
+                    return torch.index_select(table, 0, order[t], out=buffer)
+
+            else:  # as torch's GRU computes them, on its time-major input
+                source = reverse_padded(x, lengths) if backward else x  # (B, T, D*H)
+                gates_in = F.linear(source.transpose(0, 1), cell.weight_ih_l0, cell.bias_ih_l0).__getitem__
+            if backward:  # reversed time, then each name's states put back in place
+                back = torch.empty(T, B, H, dtype=torch.float32, device=tokens.device)
+                _gru_steps(gates_in, cell, back)
+                states[..., H:] = back.view(T * B, H).index_select(0, flat_rev).view(B, T, H)
+            else:
+                _gru_steps(gates_in, cell, states[..., :H].transpose(0, 1))
+        x = states
+    return x
 
 
 class Classifier(nn.Module):
@@ -205,7 +291,7 @@ class RecurrentClassifier(Classifier):
         self.h2o = nn.Linear(self.encoder.output_size, n_classes)
 
     def forward(self, tokens, lengths):
-        _, final = self.encoder(self.input(tokens), lengths)  # (B, D*H)
+        _, final = self.encoder.encode(self.input, tokens, lengths)  # (B, D*H)
         logits = self.h2o(_dropout(final, self.config.dropout, self.training))  # (B, C)
         return F.log_softmax(logits, dim=1), None
 
@@ -267,7 +353,7 @@ class GRUAttention(Classifier):
         self.att = nn.Linear(self.encoder.output_size, 1)
 
     def forward(self, tokens, lengths):
-        states, _ = self.encoder(self.input(tokens), lengths)  # (B, T, D*H)
+        states, _ = self.encoder.encode(self.input, tokens, lengths)  # (B, T, D*H)
         context, alpha = attention_pool(states, self.att(states).squeeze(2), lengths)  # (B, D*H), (B, T)
         logits = self.h2o(_dropout(context, self.config.dropout, self.training))  # (B, C)
         return F.log_softmax(logits, dim=1), alpha

@@ -404,6 +404,7 @@ class OutOfScope:
     bias: float
     columns: np.ndarray = field(init=False, repr=False)  # (K**3, L + 2) log P(c | a b), a row a trigram
 
+    BLOCK = 2048  # names whose trigram log-probabilities :meth:`features` gathers at once
     FEATURES = (
         "trigram surprise, all languages",
         "worst character's surprise, all languages",
@@ -427,12 +428,18 @@ class OutOfScope:
         if not len(folded):
             return np.zeros((0, len(self.FEATURES)))
         per_char = mask.sum(1)  # (N,) every name has at least its end
-        # each trigram's log-probabilities under the L + 2 tables, gathered by torch (threaded) as (N, T, L + 2);
-        # padding set to 0, which no sum notices and no minimum picks (a real log-probability is below 0)
-        logp = torch.from_numpy(self.columns)[torch.from_numpy(tri)]
-        logp.masked_fill_(~torch.from_numpy(mask)[..., None], 0.0)
-        mean = (-logp.sum(1).numpy().astype(np.float64) / per_char[:, None]).T  # (L + 2, N) mean surprise
-        worst = -logp[..., -2].amin(1).numpy().astype(np.float64)
+        # each trigram's log-probabilities under the L + 2 tables, gathered by torch as (rows, T, L + 2), a block
+        # of rows at a time (it stays in the cache; every block as wide as the widest name, so each row's sum
+        # adds the same terms in the same order whatever the block); padding set to 0, which no sum notices and
+        # no minimum picks (a real log-probability is below 0)
+        columns, sums, worst = torch.from_numpy(self.columns), [], []
+        for start in range(0, len(folded), self.BLOCK):
+            logp = columns[torch.from_numpy(tri[start : start + self.BLOCK])]
+            logp.masked_fill_(~torch.from_numpy(mask[start : start + self.BLOCK])[..., None], 0.0)
+            sums.append(logp.sum(1))
+            worst.append(logp[..., -2].amin(1))
+        mean = (-torch.cat(sums).numpy().astype(np.float64) / per_char[:, None]).T  # (L + 2, N) mean surprise
+        worst = -torch.cat(worst).numpy().astype(np.float64)
         top = probs.argmax(1)
         languages = mean[: self.n_languages]
         return np.stack(
