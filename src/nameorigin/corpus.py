@@ -653,7 +653,8 @@ def training_part(corpus: Corpus, labels: Sequence[str], *, split: str = "train"
     total = targets.sum(1)
     keep &= total > 0
     index = keep.nonzero().squeeze(1)
-    return CorpusPart([all_names[i] for i in index.tolist()], targets[index] / total[index].unsqueeze(1))
+    valid = [(n, lab) for n, lab in corpus.scored_pairs("valid") if lab in set(labels)] if split == "train" else []
+    return CorpusPart([all_names[i] for i in index.tolist()], targets[index] / total[index].unsqueeze(1), valid)
 
 
 def guarded_sources(
