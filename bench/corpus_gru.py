@@ -101,7 +101,14 @@ def main() -> None:
             + "; ".join(
                 f"{what} {m['accuracy']:.3f}/{m['macro_f1']:.3f}"
                 for what, m in zip(
-                    ("tutorial valid", "corpus valid", "tutorial test", "corpus held-out", "held-out, corpus mix", "held-out, uniform"),
+                    (
+                        "tutorial valid",
+                        "corpus valid",
+                        "tutorial test",
+                        "corpus held-out",
+                        "held-out, corpus mix",
+                        "held-out, uniform",
+                    ),
                     figures,
                     strict=False,
                 )

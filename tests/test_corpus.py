@@ -474,7 +474,7 @@ def test_own_prior_keeps_the_labelled_mix_where_shared_drifts_to_the_corpus():
             model={"name": "gru", "hidden": 16},
             train={"epochs": 12, "corpus_weight": 1.0, "corpus_prior": prior, "batch_size": 8, "patience": 0},
         )
-        model, history, _ = fit(settings, pairs, None, LABELS, corpus=part)
+        model, _, _ = fit(settings, pairs, None, LABELS, corpus=part)
         lp = model(valid.tokens, valid.lengths)[0]
         polish[prior] = float(lp.detach().exp()[:, 1].mean())
     assert polish["own"] < polish["shared"] / 2, polish
