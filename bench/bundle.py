@@ -1,7 +1,7 @@
 """Make the model that ships in the package, with honest held-out figures in its metadata.
 
-    python bench/bundle.py --data ../shared/data/names [--corpus corpus.parquet] [--preset bundled] \
-        [--out src/nameorigin/assets/default.safetensors]
+    python bench/bundle.py --data ../shared/data/names [--corpus corpus.parquet [--benchmark real-names.tsv]] \
+        [--preset bundled] [--out src/nameorigin/assets/default.safetensors]
 
 1. a leak-free 80/20 split of distinct names (``nameorigin split --split 0.8,0,0.2``);
 2. ``nameorigin train --preset PRESET --data 80%/train.tsv --split 0.9,0.1,0 [--corpus FILE]`` and
@@ -61,6 +61,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="the worksheets' names (folder of <Language>.txt files)")
     ap.add_argument("--corpus", help="a corpus of real surnames (`nameorigin corpus`) both runs train with")
+    ap.add_argument(
+        "--benchmark",
+        help="the real-names benchmark to score (a TSV of `nameorigin corpus --benchmark`; default: the corpus's own "
+        "held-out names), e.g. a smaller corpus's, so that corpora of two sizes are scored on the same names",
+    )
     ap.add_argument("--preset", default="bundled", help="preset to train (default: bundled)")
     ap.add_argument("--out", default=str(default_model_path()), help="where the shipped model goes")
     ap.add_argument("--work", help="folder for the 80/20 split and model (default: a temporary folder)")
@@ -112,7 +117,10 @@ def main() -> None:
         if args.corpus:
             real = corpus.read(args.corpus)
             bench, oos = work / "real-names.tsv", work / "real-out-of-scope.txt"
-            corpus.write_benchmark(real, bench)
+            if args.benchmark:
+                bench = Path(args.benchmark)
+            else:
+                corpus.write_benchmark(real, bench)
             corpus.write_out_of_scope_benchmark(real, oos)
             held_out["real_names"] = held_out_figures(
                 json.loads(
@@ -122,6 +130,11 @@ def main() -> None:
                 f"language holds >= {real.meta['config']['label_share']} of a name's population); out of scope: "
                 f"the real surnames of {', '.join(corpus.OOS_HELD_OUT_COUNTRIES)} (countries held out from "
                 "fitting the detector)",
+            )
+            held_out["real_names_uniform_prior"] = held_out_figures(
+                json.loads(run("evaluate", "--model", str(m80), "--data", str(bench), "--prior", "uniform", "--json")),
+                "the same, each language as likely a priori (`--prior uniform`): a file of real names whose mix is "
+                "not the tutorial's",
             )
     ck = checkpoint.load(args.out)
     ck.meta.setdefault("metrics", {})["held_out"] = held_out
@@ -134,6 +147,8 @@ def main() -> None:
         f"{args.out}: held-out accuracy {held_out['accuracy']:.4f}, macro-F1 {held_out['macro_f1']:.4f}"
         + (
             f"; real names {held_out['real_names']['accuracy']:.4f} / {held_out['real_names']['macro_f1']:.4f}"
+            f" (--prior uniform: {held_out['real_names_uniform_prior']['accuracy']:.4f} / "
+            f"{held_out['real_names_uniform_prior']['macro_f1']:.4f})"
             if "real_names" in held_out
             else ""
         )
