@@ -351,6 +351,8 @@ def train(
         used,
         parts.valid,  # trust: on the validation names only
         out_of_scope=real.out_of_scope if real else (),
+        real_train=real.part.top_pairs(labels) if real else (),
+        real_valid=real.part.valid if real else (),
     )
     meta = checkpoint_meta(
         settings,

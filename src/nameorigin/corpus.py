@@ -710,7 +710,7 @@ def meta_of(*, source: str, mapping: CountryMap, map_path: str | None, config: C
 #: the detector is fitted on either: South Asian, East African, South Slavic, Nordic, South-East Asian names).
 OOS_HELD_OUT_COUNTRIES = ("BD", "ET", "HR", "IS", "KH")
 #: At most this many out-of-scope names a country (the most frequent first) join Faker's for fitting.
-OOS_FIT_PER_COUNTRY = 150
+OOS_FIT_PER_COUNTRY = 5000
 
 
 @dataclass

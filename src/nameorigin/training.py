@@ -83,6 +83,10 @@ class CorpusPart:
     def __len__(self) -> int:
         return len(self.names)
 
+    def top_pairs(self, labels: Sequence[str]) -> list[tuple[str, str]]:
+        """(name, top language) of each corpus name, ``labels`` the languages of the targets' columns."""
+        return [(n, labels[i]) for n, i in zip(self.names, self.targets.argmax(1).tolist(), strict=True)]
+
 
 @dataclass
 class History:
