@@ -205,6 +205,7 @@ def checkpoint_meta(
             "n_valid": len(parts.valid),
             "n_test": len(parts.test),
         },
+        "name_kind": getattr(settings.train, "name_kind", "surname"),  # surname | first: the part it reads
         "data_fingerprint": data.fingerprint(train_pairs),
         "folding": text.folding_info(text.DEFAULT_FOLD_SCHEME),  # how its names were folded, with versions
         "temperature": layer.temperature,
@@ -325,11 +326,17 @@ def train(
             "processes train with the batched trainer",
             param="worksheet",
         )
-    parts, fractions = _training_split(source, split, split_seed)  # data: read, de-duplicate, split
-    labels = data.languages(parts.train + parts.valid + parts.test)
-    if not parts.train:
-        raise data.DataError(f"{_source_name(source)}: the split leaves no training names")
-    parts, real = _corpus_step(settings, parts, labels, corpus, exclude)  # a second source, leak-guarded
+    if overrides.get("name_kind") == "first" and settings.worksheet:  # WorksheetConfig has no name_kind
+        raise InputError("name_kind first: a first-name model trains with the batched trainer", param="name_kind")
+    if getattr(settings.train, "name_kind", "surname") == "first":  # a first-name model: its corpus is its only source
+        parts, fractions, real = _first_name_step(corpus, exclude)
+        labels = data.languages(parts.train + parts.valid + parts.test)
+    else:
+        parts, fractions = _training_split(source, split, split_seed)  # data: read, de-duplicate, split
+        labels = data.languages(parts.train + parts.valid + parts.test)
+        if not parts.train:
+            raise data.DataError(f"{_source_name(source)}: the split leaves no training names")
+        parts, real = _corpus_step(settings, parts, labels, corpus, exclude)  # a second source, leak-guarded
     done = _train_step(
         settings,
         parts,
@@ -368,6 +375,8 @@ def train(
         processes=processes,
         corpus=real.info if real else None,
     )
+    if real:  # names are folded as the corpus folded them (its readers); the fingerprint covers the corpus
+        meta["folding"] = text.folding_info(real.info["fold_scheme"])
     if real:  # the fingerprint covers the corpus file's content, its map and its source's version
         meta["data_fingerprint"] = data.fingerprint_with(
             meta["data_fingerprint"], {k: real.info[k] for k in ("sha256", "map_sha256", "names_dataset")}
@@ -385,6 +394,28 @@ def train(
         trust=layer,
         train_pairs=used,
     )
+
+
+def _first_name_step(path: str | os.PathLike | None, exclude: Sequence[str | os.PathLike]):
+    """The data step of a first-name model (``name_kind="first"``): no labelled data, the corpus of first names
+    (see :func:`~nameorigin.corpus.first_name_sources`). Returns the split, its fractions and the corpus ready
+    for training."""
+    from . import corpus as corpus_module
+
+    if path is None:
+        raise InputError(
+            "name_kind first: a first-name model trains on a first-name corpus (`nameorigin corpus --kind first`); "
+            "give it as corpus (--corpus FILE.parquet)",
+            param="corpus",
+        )
+    excluded = corpus_module.read_exclude(exclude) if exclude else set()
+    parts, real = corpus_module.first_name_sources(path, exclude=excluded)
+    if not parts.train or not parts.valid:
+        raise data.DataError(
+            f"corpus {path}: too few first names to train on (training {len(parts.train)}, validation "
+            f"{len(parts.valid)} scored names)"
+        )
+    return parts, _fractions_of(parts), real
 
 
 def _corpus_step(

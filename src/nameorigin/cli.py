@@ -274,6 +274,7 @@ TRAIN_FLAGS = (
     "corpus_weight",
     "corpus_prior",
     "pretrain_epochs",
+    "name_kind",
 )
 
 
@@ -908,8 +909,14 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     )
     print("  per language: " + ", ".join(f"{lang} {stats.by_language.get(lang, 0)}" for lang in corpus.LANGUAGES))
     print(
-        f"  left out: {stats.han} Han-character names (no reader yet), {stats.hangul_not_surname} Hangul words "
-        f"that are not surnames, {stats.unreadable} unreadable, {stats.excluded} excluded, "
+        f"  read by the readers: {stats.han_read} Han/kana names ({stats.han_japanese} Japanese reading, "
+        f"{stats.han_chinese} Chinese, {stats.han_both} both), {stats.hangul_read} Hangul names (Korean reader)"
+    )
+    print(
+        f"  left out: {stats.han} Han-character names (neither population, or no reader), "
+        f"{stats.hangul_not_surname} Hangul words that are not {corpus.KIND_WORDS[args.kind]}, "
+        f"{stats.unreadable} unreadable, "
+        f"{stats.excluded} excluded, "
         f"{stats.only_mixed + stats.mostly_mixed} mostly in mixed countries, {stats.capped} over the cap"
     )
     print(
@@ -1011,6 +1018,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--corpus",
         metavar="FILE.parquet",
         help="also learn from a corpus of real surnames with soft labels (`nameorigin corpus`); batched trainer only",
+    )
+    t.add_argument(
+        "--kind",
+        dest="name_kind",
+        choices=["surname", "first"],
+        help="which names the model reads: surnames (the labelled data, and --corpus beside it) or first names "
+        f"(a first-name corpus, --corpus, alone: its scored validation names validate) ({TrainConfig.name_kind})",
     )
     t.add_argument(
         "--corpus-mode",
@@ -1364,9 +1378,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="folder for train.tsv, valid.tsv, test.tsv (created if missing)")
     sp.set_defaults(func=cmd_split)
 
-    co = sub.add_parser("corpus", help="build a weakly labelled corpus of real surnames (names-dataset or a table)")
+    co = sub.add_parser(
+        "corpus", help="build a weakly labelled corpus of real surnames or first names (names-dataset or a table)"
+    )
     co.add_argument("--out", required=True, help="the corpus file to write (Parquet)")
-    co.add_argument("--kind", default="surname", choices=["surname"], help="which names")
+    co.add_argument(
+        "--kind", default="surname", choices=["surname", "first"], help="which names: surnames or first names"
+    )
     co.add_argument(
         "--source",
         metavar="TABLE",

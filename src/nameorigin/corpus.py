@@ -1,6 +1,8 @@
-"""A weakly labelled corpus of real surnames: country shares -> language shares (soft labels), written as Parquet.
+"""A weakly labelled corpus of real surnames or first names: country shares -> language shares (soft labels),
+written as Parquet.
 
-The source is ``names-dataset`` (its own data API, surnames only) or any table of (name, country, count or share).
+The source is ``names-dataset`` (its own data API: its surnames, or with ``kind="first"`` its first names, whose
+gender shares are ignored) or any table of (name, country, count or share).
 Each country's share of a name goes through one country -> language table (``assets/countries.tsv``, overridable):
 to one of the 18 languages, to ``mixed`` (an immigrant population: neither in nor out of scope) or to ``out``.
 See ``docs/data-card.md`` for the rules and what they cannot fix.
@@ -8,6 +10,7 @@ See ``docs/data-card.md`` for the rules and what they cannot fix.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -25,6 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import text
 from .atomic import atomic_path, atomic_text
 from .data import NAMES_SHA256, DataError
 from .errors import install_hint
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 LANGUAGES = tuple(sorted(Path(f).stem for f in NAMES_SHA256))
 MIXED, OUT = "mixed", "out"
 FORMAT = "nameorigin-corpus/1"
+KINDS = ("surname", "first")
+KIND_WORDS = {"surname": "surnames", "first": "first names"}
 SPLITS = ("train", "valid", "held-out")
 #: Korean surnames written with two Hangul syllables (the customary compound family names); any other Hangul
 #: string of more than one syllable in the surname field is a given name or a word (남성 "male", 남자 "man").
@@ -69,7 +75,10 @@ class CorpusError(DataError):
 class CorpusConfig:
     """The corpus builder's rules; the single source of their defaults."""
 
-    kind: str = "surname"  # surname (names-dataset's last names)
+    kind: str = "surname"  # surname (names-dataset's last names) | first (its first names)
+    fold_scheme: int = 2  # text.fold's scheme: 2 reads Han, kana and Hangul names with the readers (text.readings)
+    han_both: float = 0.25  # a Han name is read both ways when the smaller of its Japanese and Chinese populations
+    # holds at least this share of the two together (else only the larger's reading; see _han_readings)
     per_language: int | None = None  # at most this many names a language (in scope) and a country (out of scope)
     per_capita: bool = True  # weigh each country's share by 1 / its size in the source (see docs/data-card.md)
     mirror_fix: bool = True  # names-dataset lists a copy of the Czech names under Iran (IR): give that share to CZ
@@ -175,15 +184,19 @@ def names_dataset_version() -> str | None:
 
 
 def from_names_dataset(kind: str = "surname") -> Iterator[Record]:
-    """Every surname of ``names-dataset`` with its country shares and ranks, through the package's own API
-    (``NameDataset(load_first_names=False).last_names``: about 1 GB of memory, first names never loaded)."""
-    if kind != "surname":
-        raise CorpusError(f"--kind {kind!r}: only surname is built so far")
+    """Every surname (``kind="surname"``) or first name (``kind="first"``) of ``names-dataset`` with its country
+    shares and ranks, through the package's own API: ``NameDataset(load_first_names=False).last_names`` (about
+    1 GB of memory, first names never loaded) or ``NameDataset(load_last_names=False).first_names`` (about
+    0.9 GB, surnames never loaded). A first name's gender shares are not read: gender is not this project's."""
+    if kind not in KINDS:
+        raise CorpusError(f"--kind {kind!r}: expected one of {', '.join(KINDS)}")
     try:
         from names_dataset import NameDataset
     except ImportError:
         raise CorpusError(EXTRA_HINT) from None
-    table = NameDataset(load_first_names=False, load_last_names=True).last_names
+    first = kind == "first"
+    dataset = NameDataset(load_first_names=first, load_last_names=not first)
+    table = dataset.first_names if first else dataset.last_names
     for name, info in table.items():
         yield Record(
             name,
@@ -192,7 +205,7 @@ def from_names_dataset(kind: str = "surname") -> Iterator[Record]:
         )
 
 
-_TABLE_NAME = ("name", "surname", "last_name", "family_name")
+_TABLE_NAME = ("name", "surname", "last_name", "family_name", "first_name", "given_name", "forename")
 
 
 def from_table(path: str | os.PathLike) -> Iterator[Record]:
@@ -294,9 +307,14 @@ class Stats:
     """What the builder did, counted: the data card's figures."""
 
     source_names: int = 0
-    han: int = 0  # kept out: Han characters cannot be read by a transliteration table
+    han: int = 0  # kept out: Han names of neither a Japanese nor a Chinese population (no reading to choose)
+    han_read: int = 0  # Han (or kana) names that joined through the readers (a name read both ways counts once)
+    han_japanese: int = 0  # ... read with the Japanese reader only (kana, or the Japanese population's name)
+    han_chinese: int = 0  # ... with the Chinese reader only
+    han_both: int = 0  # ... both ways, each reading labelled by its own population (see CorpusConfig.han_both)
+    hangul_read: int = 0  # Hangul names that joined through the Korean reader
     unreadable: int = 0  # fold to nothing or too long
-    hangul_not_surname: int = 0
+    hangul_not_surname: int = 0  # Hangul strings that are no name of this kind (see KOREAN_COMPOUND_SURNAMES)
     excluded: int = 0
     only_mixed: int = 0  # no share outside mixed countries: nothing to label with
     mostly_mixed: int = 0  # mixed countries hold more than max_mixed (Nguyen: Macau, the US, Singapore, ...)
@@ -339,6 +357,93 @@ def _mirror_fix(shares: dict[str, float]) -> bool:
     return False
 
 
+def _hangul_name(name: str, kind: str) -> bool:
+    """Whether a Hangul string can be a name of ``kind``: a surname is one syllable or a customary compound
+    family name (:data:`KOREAN_COMPOUND_SURNAMES`); a given name is one or two syllables (three or more in
+    names-dataset's first-name field are full names or words)."""
+    if kind == "surname":
+        return len(name) == 1 or name in KOREAN_COMPOUND_SURNAMES
+    return 1 <= len(name) <= 2
+
+
+def _population(shares: dict[str, float], mapping: CountryMap, language: str) -> set[str]:
+    return {c for c in shares if mapping.get(c, {}).get(language, 0) > 0}
+
+
+def _han_readings(r: Record, *, mapping: CountryMap, config: CorpusConfig, kana: bool) -> list[tuple[bool, Record]]:
+    """How a name in Han characters joins the corpus: ``(japanese, record)`` for each reading it is read with,
+    each record holding the country shares (and ranks) that reading is labelled by. Kana means Japanese (one
+    reading, every share). Pure Han: the countries mapped to Japanese and to Chinese are its two populations;
+    the larger one's reader reads it, with every share but the smaller population's (whose holders write it in
+    their own reading: ``佐藤`` in Taiwan is not the Latin ``Sato``); when the smaller population holds at least
+    ``config.han_both`` of the two together, the name is also read the other way, labelled by that population
+    alone (``太郎``: ``Taro`` from Japan, ``Tailang`` from Hong Kong and Taiwan, if both are large enough). A
+    name of neither population gets no reading (empty)."""
+    if kana:
+        return [(True, r)]
+    japan, china = _population(r.shares, mapping, "Japanese"), _population(r.shares, mapping, "Chinese")
+    jp, cn = sum(r.shares[c] for c in japan), sum(r.shares[c] for c in china)
+    if jp + cn <= 0:
+        return []
+
+    def part(keep) -> Record:
+        return Record(
+            r.name, {c: v for c, v in r.shares.items() if keep(c)}, {c: v for c, v in r.ranks.items() if keep(c)}
+        )
+
+    minor = china if jp >= cn else japan
+    out = [(jp >= cn, part(lambda c: c not in minor))]
+    if min(jp, cn) / (jp + cn) >= config.han_both:
+        out.append((jp < cn, part(lambda c: c in minor)))
+    return out
+
+
+def _read(name: str, *, japanese: bool, config: CorpusConfig) -> str:
+    """``name`` (Han, kana or Hangul) read into the alphabet as prediction reads a name of the corpus's kind
+    (:func:`.text.read_part`: a surname's family name in its customary spelling; a given name whole)."""
+    try:
+        return text.read_part(name, japanese=japanese, family=config.kind == "surname")
+    except text.ReaderMissing as e:
+        raise CorpusError(f"{name!r}: {e}") from None
+
+
+def _readings(
+    r: Record, *, mapping: CountryMap, config: CorpusConfig, stats: Stats
+) -> Iterator[tuple[str, str, Record]]:
+    """``(folded, script, record)`` for each way a source name joins the corpus: folded with
+    ``config.fold_scheme``; under scheme 2 names in Han or kana through the Japanese or Chinese reader (see
+    :func:`_han_readings`) and Hangul through the Korean one (a string that cannot be a name of the kind left
+    out); under scheme 1 Han and kana left out (a transliteration table cannot read them)."""
+    name = r.name.strip()
+    script = script_of(name)
+    if script == "Hangul" and not _hangul_name(name, config.kind):
+        stats.hangul_not_surname += 1
+        return
+    if config.fold_scheme < 2 or script not in {"Han", "Kana", "Hangul"}:
+        if script in {"Han", "Kana"}:
+            stats.han += 1
+            return
+        yield fold(name, config.fold_scheme), script, r
+        return
+    if script == "Hangul":
+        stats.hangul_read += 1
+        yield _read(name, japanese=False, config=config), script, r
+        return
+    ways = _han_readings(r, mapping=mapping, config=config, kana=text.script_of(name) == "Kana")
+    if not ways:
+        stats.han += 1
+        return
+    stats.han_read += 1
+    if len(ways) == 2:
+        stats.han_both += 1
+    elif ways[0][0]:
+        stats.han_japanese += 1
+    else:
+        stats.han_chinese += 1
+    for japanese, part in ways:
+        yield _read(name, japanese=japanese, config=config), script, part
+
+
 def split_of(key: str, config: CorpusConfig) -> str:
     """``train``, ``valid`` or ``held-out`` for a distinct name, from a hash of its case-folded form: the same
     name always lands on the same side, whatever else the corpus holds."""
@@ -361,7 +466,8 @@ def build(
 ) -> tuple[pa.Table, Stats]:
     """The corpus table (columns :data:`COLUMNS`) and its counts, from source records.
 
-    Per name: fold it as prediction does (Han names kept out, Hangul strings that are not surnames dropped),
+    Per name: fold it as prediction does (``config.fold_scheme``; names in Han, kana and Hangul read by the
+    readers, see :func:`_readings`; Hangul strings that cannot be a name of the kind dropped),
     weigh each country's share (``config.per_capita``: by 1 / the country's size in the source, so that a
     name common in a small country is not drowned by the same name's few holders in a big one), map countries to
     languages, merge spellings that fold to one name (compared without case; weighted by 1 / rank), then keep
@@ -381,47 +487,67 @@ def build(
     mean_size = sum(sizes.values()) / max(1, len(sizes))
     rows: dict[str, _Row] = {}
     for r in records:
-        script = script_of(r.name)
-        if script == "Han":
-            stats.han += 1
-            continue
-        if script == "Hangul" and len(r.name.strip()) > 1 and r.name.strip() not in KOREAN_COMPOUND_SURNAMES:
-            stats.hangul_not_surname += 1
-            continue
-        folded = fold(r.name)
-        if not re.search(r"[A-Za-z]", folded) or len(folded) > MAX_NAME_CHARS:
-            stats.unreadable += 1
-            continue
-        name = case_form(folded, script)
-        key = name.lower()
-        if key in exclude:
-            stats.excluded += 1
-            continue
-        shares = {c: s for c, s in r.shares.items() if s > 0}
-        if config.mirror_fix and _mirror_fix(shares):
-            stats.mirrored += 1
-        weights = {c: s * (mean_size / sizes[c] if config.per_capita else 1.0) for c, s in shares.items()}
-        total = sum(weights.values())
-        if total <= 0:
-            continue
-        weights = {c: w / total for c, w in weights.items()}
-        rank = min(r.ranks.values()) if r.ranks else None
-        if key in rows:  # another spelling of the same folded name: weighted by 1 / rank (a frequency proxy)
-            stats.merged += 1
-            old = rows[key]
-            a, b = 1 / (old.rank or 10**6), 1 / (rank or 10**6)
-            merged = defaultdict(float)
-            for c, w in old.weights.items():
-                merged[c] += w * a / (a + b)
-            for c, w in weights.items():
-                merged[c] += w * b / (a + b)
-            best = min((x for x in (old.rank, rank) if x is not None), default=None)
-            keep_name = old.name if (old.rank or 10**9) <= (rank or 10**9) else name
-            rows[key] = _Row(keep_name, old.script if keep_name == old.name else script, dict(merged), best)
-        else:
-            rows[key] = _Row(name, script, weights, rank)
+        for folded, script, part in _readings(r, mapping=mapping, config=config, stats=stats):
+            if not re.search(r"[A-Za-z]", folded) or len(folded) > MAX_NAME_CHARS:
+                stats.unreadable += 1
+                continue
+            _add(
+                rows,
+                part,
+                folded,
+                script,
+                config=config,
+                stats=stats,
+                sizes=sizes,
+                mean_size=mean_size,
+                exclude=exclude,
+            )
     table = _label(rows, mapping=mapping, config=config, stats=stats)
     return table, stats
+
+
+def _add(
+    rows: dict[str, _Row],
+    r: Record,
+    folded: str,
+    script: str,
+    *,
+    config: CorpusConfig,
+    stats: Stats,
+    sizes: dict[str, float],
+    mean_size: float,
+    exclude: set[str],
+) -> None:
+    """One folded source name into ``rows``: its countries weighed per capita; a spelling that folds to a name
+    already there is merged with it (weighted by 1 / rank, a frequency proxy)."""
+    name = case_form(folded, script)
+    key = name.lower()
+    if key in exclude:
+        stats.excluded += 1
+        return
+    shares = {c: s for c, s in r.shares.items() if s > 0}
+    if config.mirror_fix and _mirror_fix(shares):
+        stats.mirrored += 1
+    weights = {c: s * (mean_size / sizes[c] if config.per_capita else 1.0) for c, s in shares.items()}
+    total = sum(weights.values())
+    if total <= 0:
+        return
+    weights = {c: w / total for c, w in weights.items()}
+    rank = min(r.ranks.values()) if r.ranks else None
+    if key not in rows:
+        rows[key] = _Row(name, script, weights, rank)
+        return
+    stats.merged += 1
+    old = rows[key]
+    a, b = 1 / (old.rank or 10**6), 1 / (rank or 10**6)
+    merged = defaultdict(float)
+    for c, w in old.weights.items():
+        merged[c] += w * a / (a + b)
+    for c, w in weights.items():
+        merged[c] += w * b / (a + b)
+    best = min((x for x in (old.rank, rank) if x is not None), default=None)
+    keep_name = old.name if (old.rank or 10**9) <= (rank or 10**9) else name
+    rows[key] = _Row(keep_name, old.script if keep_name == old.name else script, dict(merged), best)
 
 
 def _label(rows: dict[str, _Row], *, mapping: CountryMap, config: CorpusConfig, stats: Stats) -> pa.Table:
@@ -540,6 +666,16 @@ class Corpus:
     @property
     def languages(self) -> list[str]:
         return list(self.meta["languages"])
+
+    @property
+    def kind(self) -> str:
+        """``surname`` or ``first``: which names it holds (a corpus of before first names: surname)."""
+        return self.meta.get("config", {}).get("kind", "surname")
+
+    @property
+    def fold_scheme(self) -> int:
+        """The :func:`.text.fold` scheme its names were folded with (a corpus of before the record: 1)."""
+        return int(self.meta.get("config", {}).get("fold_scheme", 1))
 
     def rows(self, *, scope: str = "in", split: str | None = None) -> pa.Table:
         import pyarrow.compute as pc
@@ -678,7 +814,8 @@ def guarded_sources(
 
 def read_exclude(paths: Sequence[str | os.PathLike]) -> set[str]:
     """Names to keep out of every training source, from any file ``predict --input`` reads (text, CSV, TSV,
-    JSON lines, Parquet: its name column), folded and case-folded."""
+    JSON lines, Parquet: its name column), folded and case-folded: by scheme 1 and, for a name in Han, kana or
+    Hangul, by every reading a corpus may have stored it under (:func:`excluded_forms`)."""
     from .frame import open_source
 
     out: set[str] = set()
@@ -687,9 +824,26 @@ def read_exclude(paths: Sequence[str | os.PathLike]) -> set[str]:
         for batch in source.batches:
             for name in batch.column(source.column).to_pylist():
                 if name:
-                    out.add(fold(name).lower())
+                    out |= excluded_forms(name)
     out.discard("")
     return out
+
+
+def excluded_forms(name: str) -> set[str]:
+    """``name`` case-folded as every corpus may hold it: folded by scheme 1 and scheme 2 and, in Han, kana or
+    Hangul, read by each reader as a surname and as a given name (``김민준``: ``gimminjun``, ``kim minjun``,
+    ``gimminjun``...; over-excluding a reading only keeps a name out of training)."""
+    forms = {fold(name).lower()}
+    if text.script_of(name) in {"Han", "Kana", "Hangul"}:
+        with contextlib.suppress(text.ReaderMissing):  # a corpus built without the readers holds no reading
+            forms |= {
+                text.read_part(name, japanese=japanese, family=family).lower()
+                for japanese in (True, False)
+                for family in (True, False)
+            }
+    else:
+        forms.add(fold(name, 2).lower())
+    return forms
 
 
 def meta_of(*, source: str, mapping: CountryMap, map_path: str | None, config: CorpusConfig, stats: Stats) -> dict:
@@ -699,6 +853,7 @@ def meta_of(*, source: str, mapping: CountryMap, map_path: str | None, config: C
         "map": map_path or "shipped",
         "map_sha256": map_fingerprint(mapping),
         "config": asdict(config),
+        "folding": text.folding_info(config.fold_scheme),  # the readers' versions with the rule
         "stats": asdict(stats),
     }
 
@@ -759,6 +914,24 @@ def write_out_of_scope_benchmark(corpus: Corpus, path: str | os.PathLike) -> int
     return len(names)
 
 
+def _file_info(corpus: Corpus, path: str | os.PathLike) -> dict:
+    """What a checkpoint records of the corpus file it trained with: its digest, source, map and rules."""
+    from .checkpoint import file_sha256
+
+    return {
+        "file": str(path),
+        "sha256": file_sha256(Path(path)),
+        "format": corpus.meta.get("format"),
+        "source": corpus.meta.get("source"),
+        "names_dataset": corpus.meta.get("names_dataset"),
+        "map": corpus.meta.get("map"),
+        "map_sha256": corpus.meta.get("map_sha256"),
+        "config": corpus.meta.get("config"),
+        "kind": corpus.kind,
+        "fold_scheme": corpus.fold_scheme,
+    }
+
+
 def for_training(
     path: str | os.PathLike,
     train: Sequence[tuple[str, str]],
@@ -770,22 +943,19 @@ def for_training(
     """Read the corpus file at ``path`` and guard both sources (see :func:`guarded_sources`); its real
     out-of-scope names (countries of :data:`OOS_HELD_OUT_COUNTRIES` left out) for the detector, less every
     labelled and excluded name; and what the checkpoint's data fingerprint records of it."""
-    from .checkpoint import file_sha256
-
     corpus = read(path)
+    if corpus.kind != "surname":
+        raise CorpusError(
+            f"{path}: a corpus of {KIND_WORDS.get(corpus.kind, corpus.kind)}; a surname model trains on a "
+            "surname corpus "
+            f"(a first-name model: `nameorigin train --kind first --corpus {path}`)"
+        )
     exclude = {n.lower() for n in exclude}
     labelled_held = list(labelled_held)
     pairs, part, guard = guarded_sources(corpus, train, labels, labelled_held=labelled_held, exclude=exclude)
     oos = out_of_scope_fit(corpus, exclude=exclude | {n.lower() for n, _ in train} | {n.lower() for n in labelled_held})
     info = {
-        "file": str(path),
-        "sha256": file_sha256(Path(path)),
-        "format": corpus.meta.get("format"),
-        "source": corpus.meta.get("source"),
-        "names_dataset": corpus.meta.get("names_dataset"),
-        "map": corpus.meta.get("map"),
-        "map_sha256": corpus.meta.get("map_sha256"),
-        "config": corpus.meta.get("config"),
+        **_file_info(corpus, path),
         "n_train": len(part),
         "removed_from_corpus": guard.removed_from_corpus,
         "removed_from_train": guard.removed_from_train,
@@ -793,3 +963,41 @@ def for_training(
         "out_of_scope_held_out_countries": list(OOS_HELD_OUT_COUNTRIES),
     }
     return ForTraining(train=pairs, part=part, out_of_scope=oos, info=info)
+
+
+def first_name_sources(path: str | os.PathLike, *, exclude: Iterable[str] = ()) -> tuple[object, ForTraining]:
+    """The sources of a first-name model, which has no labelled data but its corpus (``kind="first"``): the
+    training names whose top language holds at least the corpus's label share train as labelled names (their
+    top language), the other training names with their soft labels (the corpus part); the scored validation
+    names validate (the best epoch and the trust layer); the scored held-out names are the test names (the
+    held-out first names the checkpoint's test figures and ``bench/bundle.py --kind first`` report). ``exclude``
+    (case-folded names) leave every training name. Returns (a :class:`.data.Split`, :class:`ForTraining`)."""
+    from .data import Split, languages
+
+    corpus = read(path)
+    if corpus.kind != "first":
+        raise CorpusError(
+            f"{path}: a corpus of {KIND_WORDS.get(corpus.kind, corpus.kind)}; a first-name model trains on a "
+            "first-name corpus "
+            "(`nameorigin corpus --kind first`)"
+        )
+    off = {n.lower() for n in exclude}
+    scored = [p for p in corpus.scored_pairs("train") if p[0].lower() not in off]
+    valid, test = corpus.scored_pairs("valid"), corpus.scored_pairs("held-out")
+    labels = languages(scored + valid + test)
+    hard = {n for n, _ in scored}
+    names = corpus.names("train")
+    soft_rows = [i for i, n in enumerate(names) if n not in hard and n.lower() not in off]
+    part = training_part(corpus, labels, names=soft_rows)
+    in_scope = off | {n.lower() for n in names} | {n.lower() for n, _ in valid + test}
+    oos = out_of_scope_fit(corpus, exclude=in_scope)
+    info = {
+        **_file_info(corpus, path),
+        "n_train": len(part),
+        "n_train_labelled": len(scored),
+        "removed_from_corpus": len(names) - len(scored) - len(part),
+        "removed_from_train": 0,
+        "n_out_of_scope_fit": len(oos),
+        "out_of_scope_held_out_countries": list(OOS_HELD_OUT_COUNTRIES),
+    }
+    return Split(scored, valid, test), ForTraining(train=scored, part=part, out_of_scope=oos, info=info)

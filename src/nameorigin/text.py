@@ -380,12 +380,20 @@ def readings(name: str) -> list[Reading]:
     return [Reading(text, script, reader)] if _HAS_LETTER.search(text) else []
 
 
-def _fold_with(name: str, *, japanese: bool) -> str:
+def read_part(name: str, *, japanese: bool, family: bool = True) -> str:
+    """One part of a name (a family or a given name) in Han, kana or Hangul read into the alphabet: Han by the
+    Japanese reader (``japanese``) or the Chinese one, Hangul by the Korean one; ``family``: whether the part
+    is a family name (the customary spelling of a family name is looked for only then: a given name ``민준``
+    is not searched for the family name ``민``). Raises :class:`ReaderMissing` without the readers."""
+    return _fold_with(name, japanese=japanese, family=family)
+
+
+def _fold_with(name: str, *, japanese: bool, family: bool = True) -> str:
     """Scheme 2's fold with the Han runs read by the Japanese (or Chinese) reader whatever the name holds."""
     name = unicodedata.normalize("NFC", name.strip())
     runs = _runs(name)
     out = [
-        _caseless_words(t) if kind == "other" else f" {_read_run(kind, t, japanese=japanese, first=i == 0)} "
+        _caseless_words(t) if kind == "other" else f" {_read_run(kind, t, japanese=japanese, first=family and i == 0)} "
         for i, (kind, t) in enumerate(runs)
     ]
     return re.sub(r" {2,}", " ", "".join(out)).strip()

@@ -53,6 +53,7 @@ class TrainConfig:
     corpus_weight: float = 0.5  # joint: loss weight of a corpus name against a labelled name's 1
     pretrain_epochs: int = 3  # pretrain: epochs on the corpus alone before the labelled epochs
     corpus_prior: str = "own"  # joint: own (a corpus name is scored under the corpus's language mix) | shared
+    name_kind: str = "surname"  # what the names are: surname | first (a first-name model; see nameorigin.fullname)
 
 
 @dataclass

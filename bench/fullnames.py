@@ -1,0 +1,293 @@
+"""Benchmark sets of full names (issue 23, item 5), their exclude lists, the validation pairs, and their scores.
+
+    python bench/fullnames.py build --out fullnames/ [--first-corpus first.parquet --surname-corpus corpus.parquet]
+    python bench/fullnames.py score --sets fullnames/ --first-model first.safetensors [--surname-model M]
+
+``build`` writes, under ``--out``:
+
+- ``faker.tsv``: (a) Faker's full names of the locales of the 18 languages, as each locale's own name formats pair
+  a first name with a surname (formats with a prefix, suffix, middle name or double surname left out), written as
+  the locale writes them (``佐藤 太郎``, ``张伟``, ``김민준``); columns ``name, language, first, last, locale``;
+- ``corpus-pairs.tsv``: (b) with both corpora, a held-out first name and a held-out surname of the same language
+  (both scored: top language >= the corpus's label share), drawn at random: independent by construction, so they
+  flatter a combination that assumes independence (reported second);
+- ``exclude-first.txt``, ``exclude-surname.txt``: every first name / surname of set (a), raw and as the readers
+  read them (a first name whole, a surname with its family-name spelling), for ``nameorigin corpus --exclude`` and
+  ``nameorigin train --exclude``; set (b)'s names need none: the corpora hold them out of training by a hash of
+  the name (excluding them would take them out of the held-out part too);
+- ``valid-pairs.tsv``: VALIDATION (never held-out) first + surname pairs of the same language, for fitting the
+  combination's weights (``fit_combination``).
+
+``score`` reads the sets and scores, per language: surname alone, first name alone, and combined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from nameorigin import corpus, text
+
+#: Faker locales of the 18 languages (Scottish has none of its own: en_GB is English's).
+LOCALES = {
+    "ar_AA": "Arabic",
+    "ar_SA": "Arabic",
+    "ar_EG": "Arabic",
+    "zh_CN": "Chinese",
+    "zh_TW": "Chinese",
+    "cs_CZ": "Czech",
+    "nl_NL": "Dutch",
+    "en_GB": "English",
+    "fr_FR": "French",
+    "de_DE": "German",
+    "el_GR": "Greek",
+    "en_IE": "Irish",
+    "it_IT": "Italian",
+    "ja_JP": "Japanese",
+    "ko_KR": "Korean",
+    "pl_PL": "Polish",
+    "pt_PT": "Portuguese",
+    "pt_BR": "Portuguese",
+    "ru_RU": "Russian",
+    "es_ES": "Spanish",
+    "es_MX": "Spanish",
+    "vi_VN": "Vietnamese",
+}
+_TOKEN = re.compile(r"\{\{(\w+)\}\}")
+COLUMNS = ("name", "language", "first", "last", "locale")
+
+
+def _plain_formats(fake) -> list[str]:
+    """The locale's name formats that pair exactly one first name with one surname, nothing else."""
+    person = next(p for p in fake.providers if type(p).__module__.startswith("faker.providers.person"))
+    formats = list(person.formats)  # a tuple, a list, or a dict of weights
+    out = []
+    for f in formats:
+        tokens = _TOKEN.findall(f)
+        rest = _TOKEN.sub("", f).strip()
+        firsts = [t for t in tokens if t.startswith("first_name")]
+        lasts = [t for t in tokens if t.startswith("last_name")]
+        if len(tokens) == 2 and len(firsts) == 1 and len(lasts) == 1 and rest in ("", ","):
+            out.append(f)
+    if not out:  # ru_RU writes every name with a patronymic: its first name and surname, in its order
+        for f in formats:
+            kept = [t for t in _TOKEN.findall(f) if t.startswith(("first_name", "last_name"))]
+            if len(kept) == 2 and kept[0] != kept[1] and not _TOKEN.sub("", f).strip(" ,"):
+                out.append(" ".join("{{" + t + "}}" for t in kept))
+    return sorted(set(out))
+
+
+def faker_names(per_locale: int, seed: int = 0) -> list[dict]:
+    """(a): ``per_locale`` distinct full names of each locale of :data:`LOCALES`, seeded."""
+    from faker import Faker
+
+    rows = []
+    for locale, language in LOCALES.items():
+        fake = Faker(locale)
+        fake.seed_instance(seed)
+        formats = _plain_formats(fake)
+        if not formats:
+            print(f"{locale}: no plain first-name + surname format; skipped", file=sys.stderr)
+            continue
+        seen: set[str] = set()
+        for _ in range(per_locale * 20):
+            if len(seen) >= per_locale:
+                break
+            f = fake.random_element(formats)
+            first_t, last_t = (t for t in sorted(_TOKEN.findall(f), key=lambda t: not t.startswith("first")))
+            first, last = getattr(fake, first_t)(), getattr(fake, last_t)()
+            name = f.replace("{{" + first_t + "}}", first).replace("{{" + last_t + "}}", last)
+            if name in seen:
+                continue
+            seen.add(name)
+            rows.append({"name": name, "language": language, "first": first, "last": last, "locale": locale})
+    return rows
+
+
+def corpus_pairs(first: corpus.Corpus, surname: corpus.Corpus, split: str, per_language: int, seed: int) -> list[dict]:
+    """(b) for ``split`` ``held-out``, the fitting pairs for ``valid``: per language covered by both corpora,
+    ``per_language`` pairs of a scored first name and a scored surname of that language, drawn at random."""
+    rng = random.Random(seed)
+    firsts, lasts = defaultdict(list), defaultdict(list)
+    for n, lang in first.scored_pairs(split):
+        firsts[lang].append(n)
+    for n, lang in surname.scored_pairs(split):
+        lasts[lang].append(n)
+    rows = []
+    for lang in sorted(firsts.keys() & lasts.keys()):
+        for _ in range(per_language):
+            f, s = rng.choice(firsts[lang]), rng.choice(lasts[lang])
+            rows.append({"name": f"{f} {s}", "language": lang, "first": f, "last": s, "locale": f"corpus-{split}"})
+    return rows
+
+
+def reading_forms(name: str, *, family: bool) -> set[str]:
+    """``name`` and every reading the corpus could have stored it under (Han: both readers)."""
+    forms = {name}
+    if text.script_of(name) in {"Han", "Kana", "Hangul"}:
+        for japanese in (True, False):
+            try:
+                forms.add(text.read_part(name, japanese=japanese, family=family))
+            except text.ReaderMissing as e:
+                raise SystemExit(str(e)) from None
+    else:
+        forms.add(text.fold(name, 2))
+    return {f for f in forms if f}
+
+
+def write_tsv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS, delimiter="\t", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_tsv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def cmd_build(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fake = faker_names(args.per_locale, args.seed)
+    write_tsv(out / "faker.tsv", fake)
+    print(f"{out / 'faker.tsv'}: {len(fake)} full names of {len({r['locale'] for r in fake})} Faker locales")
+    if args.first_corpus and args.surname_corpus:
+        first, surname = corpus.read(args.first_corpus), corpus.read(args.surname_corpus)
+        held = corpus_pairs(first, surname, "held-out", args.per_language, args.seed)
+        write_tsv(out / "corpus-pairs.tsv", held)
+        valid = corpus_pairs(first, surname, "valid", args.per_language, args.seed)
+        write_tsv(out / "valid-pairs.tsv", valid)
+        print(
+            f"{out / 'corpus-pairs.tsv'}: {len(held)} held-out pairs; {out / 'valid-pairs.tsv'}: {len(valid)} "
+            f"validation pairs ({len({r['language'] for r in held})} languages)"
+        )
+    for part, column, family in (("first", "first", False), ("surname", "last", True)):
+        names = sorted({f for r in fake for f in reading_forms(r[column], family=family)})
+        (out / f"exclude-{part}.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
+        print(f"{out / f'exclude-{part}.txt'}: {len(names)} names (raw and as read) to keep out of training")
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+
+def combined_predictions(rows: list[dict], surname_model, first_model) -> list[str | None]:
+    """THE LEAD WIRES THIS: the combined answer's top language for each row, through the full-name API
+    (``Predictor.predict(names, name_type="full")`` of the pair, with fit_combination's weights) once it is on
+    main. Until then None for every row (the column reads ``-``)."""
+    return [None] * len(rows)
+
+
+def _top(results) -> list[str | None]:
+    return [r.predictions[0]["language"] if r.predictions else None for r in results]
+
+
+def part_predictions(predictor, names: list[str], *, family: bool) -> list[str | None]:
+    """Each name's top language as one part of a full name: a name in Han, kana or Hangul read as that part is
+    read (:func:`.text.read_part`: a given name whole, a family name with its customary spelling), pure Han
+    both ways, keeping the reading whose own language the model finds likelier (P(Japanese | the Japanese
+    reading) against P(Chinese | the Chinese one)), when the model folds with the readers (scheme 2); other
+    names (and every name for a model of scheme 1) as ``predict`` folds them."""
+    if predictor.fold_scheme < 2:
+        return _top(predictor.predict(names))
+    native = [i for i, n in enumerate(names) if text.script_of(n) in {"Han", "Kana", "Hangul"}]
+    out = _top(predictor.predict(names))  # every other name as predict folds it
+    for i in native:
+        script = text.script_of(names[i])
+        ways = [(True, "Japanese")] if script == "Kana" else [(False, "Korean")] if script == "Hangul" else []
+        ways = ways or [(True, "Japanese"), (False, "Chinese")]
+        best, best_p = None, -1.0
+        for japanese, own in ways:
+            read = text.read_part(names[i], japanese=japanese, family=family)
+            [r] = predictor.predict([read], top=len(predictor.labels))
+            p = next((x["probability"] for x in r.predictions if x["language"] == own), 0.0)
+            if r.predictions and p > best_p:
+                best, best_p = r.predictions[0]["language"], p
+        out[i] = best
+    return out
+
+
+def score_rows(rows: list[dict], surname_model, first_model) -> dict:
+    """Accuracy per language and over all of surname alone, first name alone and combined."""
+    columns = {
+        "surname": part_predictions(surname_model, [r["last"] for r in rows], family=True),
+        "first": part_predictions(first_model, [r["first"] for r in rows], family=False),
+        "combined": combined_predictions(rows, surname_model, first_model),
+    }
+    report: dict = {"n": len(rows), "all": {}, "per_language": {}}
+    by_lang = defaultdict(list)
+    for i, r in enumerate(rows):
+        by_lang[r["language"]].append(i)
+    for col, preds in columns.items():
+        if all(p is None for p in preds):
+            report["all"][col] = None
+            continue
+        report["all"][col] = round(sum(p == r["language"] for p, r in zip(preds, rows, strict=True)) / len(rows), 4)
+        for lang, idx in by_lang.items():
+            hit = sum(preds[i] == lang for i in idx) / len(idx)
+            report["per_language"].setdefault(lang, {"n": len(idx)})[col] = round(hit, 4)
+    return report
+
+
+def _figure(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def print_table(title: str, report: dict) -> None:
+    print(f"\n{title} ({report['n']} names)\n")
+    print("| language | n | surname alone | first name alone | combined |\n| --- | --- | --- | --- | --- |")
+    for lang, row in sorted(report["per_language"].items()):
+        print(
+            f"| {lang} | {row['n']} | {_figure(row.get('surname'))} | {_figure(row.get('first'))} | "
+            f"{_figure(row.get('combined'))} |"
+        )
+    a = report["all"]
+    print(f"| **all** | {report['n']} | {_figure(a['surname'])} | {_figure(a['first'])} | {_figure(a['combined'])} |")
+
+
+def cmd_score(args) -> None:
+    from nameorigin.predict import Predictor
+
+    surname_model = Predictor.load(args.surname_model) if args.surname_model else Predictor.load()
+    first_model = Predictor.load(args.first_model)
+    sets = Path(args.sets)
+    out = {}
+    for part, title in (("faker", "(a) Faker's full names"), ("corpus-pairs", "(b) held-out corpus pairs")):
+        path = sets / f"{part}.tsv"
+        if path.is_file():
+            out[part] = score_rows(read_tsv(path), surname_model, first_model)
+            print_table(title, out[part])
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="write the sets, the exclude lists and the validation pairs")
+    b.add_argument("--out", required=True)
+    b.add_argument("--per-locale", type=int, default=100, help="Faker full names a locale (default 100)")
+    b.add_argument("--first-corpus", help="the first-name corpus (nameorigin corpus --kind first)")
+    b.add_argument("--surname-corpus", help="the surname corpus (nameorigin corpus)")
+    b.add_argument("--per-language", type=int, default=100, help="corpus pairs a language (default 100)")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=cmd_build)
+    s = sub.add_parser("score", help="surname alone, first name alone and combined, per language")
+    s.add_argument("--sets", required=True, help="the folder build wrote")
+    s.add_argument("--first-model", required=True)
+    s.add_argument("--surname-model", help="default: the shipped surname model")
+    s.add_argument("--json", help="also write the figures as JSON here")
+    s.set_defaults(func=cmd_score)
+    args = ap.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
