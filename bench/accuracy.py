@@ -195,11 +195,12 @@ PLUS = " + corpus"
 class Real:
     """The corpus side of a run: the corpus made ready for training (leak-guarded) and its held-out benchmark."""
 
-    def __init__(self, path: str, parts, test_pairs, labels):
+    def __init__(self, path: str, parts, test_pairs, labels, benchmark: str | None = None):
         self.ready = corpus.for_training(
             path, parts.train, labels, labelled_held=[n for n, _ in parts.valid + test_pairs]
         )
-        self.pairs = [(n, lab) for n, lab in corpus.read(path).held_out_pairs() if lab in labels]
+        held = data.read_labelled(benchmark) if benchmark else corpus.read(path).held_out_pairs()
+        self.pairs = [(n, lab) for n, lab in held if lab in labels]
         self.bench = data.encode_pairs(self.pairs, labels)
         self.tag = self.ready.info["sha256"][:12]
 
@@ -331,13 +332,17 @@ def figures(log_probs: torch.Tensor, target: torch.Tensor, labels) -> tuple[floa
 
 
 def print_both(per_language, labels) -> None:
-    """Seed 0 of each row on both benchmarks, overall and per language (F1)."""
-    print("\n| variant (seed 0) | tutorial held-out acc / macro-F1 | real names held-out acc / macro-F1 |")
-    print("| --- | ---: | ---: |")
-    for variant, tutorial, real in per_language:
+    """Seed 0 of each row on both benchmarks, overall and per language (F1); the real names also under a
+    uniform prior (as ``nameorigin evaluate --prior uniform``: the model's mean answer on validation divided out)."""
+    print(
+        "\n| variant (seed 0) | tutorial held-out acc / macro-F1 | real names held-out acc / macro-F1 | "
+        "real names, `--prior uniform` |"
+    )
+    print("| --- | ---: | ---: | ---: |")
+    for variant, tutorial, real, uniform in per_language:
         print(
             f"| {variant} | {tutorial['accuracy']:.4f} / {tutorial['macro_f1']:.4f} | "
-            f"{real['accuracy']:.4f} / {real['macro_f1']:.4f} |"
+            f"{real['accuracy']:.4f} / {real['macro_f1']:.4f} | {uniform['accuracy']:.4f} / {uniform['macro_f1']:.4f} |"
         )
     for what, k in (("tutorial held-out", 1), ("real names held-out", 2)):
         print(f"\nper language, {what} (F1; support in the last row):\n")
@@ -367,6 +372,11 @@ def main() -> None:
         "--corpus",
         help="also train each variant with this corpus and score the corpus's held-out real names (see above)",
     )
+    ap.add_argument(
+        "--benchmark",
+        help="with --corpus: score these real names (`nameorigin corpus --benchmark` TSV) instead of the corpus's "
+        "own held-out names, e.g. a smaller corpus's, to compare corpora of two sizes on the same names",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -382,7 +392,7 @@ def main() -> None:
     test_pairs = data.read_labelled(args.test)
     test = data.encode_pairs(test_pairs, labels)
     print(f"train {len(parts.train)}, validation {len(parts.valid)}, held-out test {len(test)} names")
-    real = Real(args.corpus, parts, test_pairs, labels) if args.corpus else None
+    real = Real(args.corpus, parts, test_pairs, labels, args.benchmark) if args.corpus else None
     if real:
         print(
             f"corpus: {len(real.ready.part)} training names; real-names benchmark {len(real.pairs)} names; "
@@ -409,6 +419,11 @@ def main() -> None:
                     *(
                         metrics(target, runs[0][split].argmax(1), labels)
                         for split, target in (("test", test.labels), ("bench", real.bench.labels))
+                    ),
+                    metrics(
+                        real.bench.labels,
+                        (runs[0]["bench"] - runs[0]["valid"].exp().mean(0).log()).argmax(1),
+                        labels,
                     ),
                 )
             )

@@ -1,7 +1,7 @@
 """Make the model that ships in the package, with honest held-out figures in its metadata.
 
-    python bench/bundle.py --data ../shared/data/names [--corpus corpus.parquet] [--preset bundled] \
-        [--out src/nameorigin/assets/default.safetensors]
+    python bench/bundle.py --data ../shared/data/names [--corpus corpus.parquet [--benchmark real-names.tsv]] \
+        [--preset bundled] [--out src/nameorigin/assets/default.safetensors]
 
 1. a leak-free 80/20 split of distinct names (``nameorigin split --split 0.8,0,0.2``);
 2. ``nameorigin train --preset PRESET --data 80%/train.tsv --split 0.9,0.1,0 [--corpus FILE]`` and
@@ -130,8 +130,13 @@ def main() -> None:
     ap.add_argument("--kind", choices=["surname", "first"], default="surname", help="which model (default: surname)")
     ap.add_argument("--data", help="the worksheets' names (folder of <Language>.txt files); surname models")
     ap.add_argument("--epochs", type=int, help="--kind first: epochs (default: the preset's)")
-    ap.add_argument("--exclude", nargs="+", metavar="FILE", help="--kind first: names never to train on")
+    ap.add_argument("--exclude", nargs="+", metavar="FILE", help="names never to train on (both kinds)")
     ap.add_argument("--corpus", help="a corpus of real surnames (`nameorigin corpus`) both runs train with")
+    ap.add_argument(
+        "--benchmark",
+        help="the real-names benchmark to score (a TSV of `nameorigin corpus --benchmark`; default: the corpus's own "
+        "held-out names), e.g. a smaller corpus's, so that corpora of two sizes are scored on the same names",
+    )
     ap.add_argument("--preset", default="bundled", help="preset to train (default: bundled)")
     ap.add_argument("--out", help="where the shipped model goes (default: the package's default or first model)")
     ap.add_argument("--work", help="folder for the 80/20 split and model (default: a temporary folder)")
@@ -159,6 +164,8 @@ def main() -> None:
             # the 80 % run's corpus leaves out the held-out 20 %: otherwise a tutorial test name could be learnt
             # as a corpus name (Smith stands in both)
             held20 = ["--exclude", str(work / "split80" / "test.tsv")] if args.corpus else []
+            if args.exclude:  # e.g. the full-name benchmarks' names (bench/fullnames-sets): out of both runs
+                held20 = ["--exclude", *held20[1:], *args.exclude]
             runs = [
                 pool.submit(
                     run,
@@ -177,7 +184,10 @@ def main() -> None:
                     args.threads,
                     "--quiet",
                 )
-                for data, out, guard in ((work / "split80" / "train.tsv", m80, held20), (args.data, args.out, []))
+                for data, out, guard in (
+                    (work / "split80" / "train.tsv", m80, held20),
+                    (args.data, args.out, ["--exclude", *args.exclude] if args.exclude else []),
+                )
             ]
             for r in runs:
                 r.result()
@@ -190,7 +200,10 @@ def main() -> None:
         if args.corpus:
             real = corpus.read(args.corpus)
             bench, oos = work / "real-names.tsv", work / "real-out-of-scope.txt"
-            corpus.write_benchmark(real, bench)
+            if args.benchmark:
+                bench = Path(args.benchmark)
+            else:
+                corpus.write_benchmark(real, bench)
             corpus.write_out_of_scope_benchmark(real, oos)
             held_out["real_names"] = held_out_figures(
                 json.loads(
@@ -201,11 +214,18 @@ def main() -> None:
                 f"the real surnames of {', '.join(corpus.OOS_HELD_OUT_COUNTRIES)} (countries held out from "
                 "fitting the detector)",
             )
+            held_out["real_names_uniform_prior"] = held_out_figures(
+                json.loads(run("evaluate", "--model", str(m80), "--data", str(bench), "--prior", "uniform", "--json")),
+                "the same, each language as likely a priori (`--prior uniform`): a file of real names whose mix is "
+                "not the tutorial's",
+            )
     save_held_out(args.out, held_out)
     print(
         f"{args.out}: held-out accuracy {held_out['accuracy']:.4f}, macro-F1 {held_out['macro_f1']:.4f}"
         + (
             f"; real names {held_out['real_names']['accuracy']:.4f} / {held_out['real_names']['macro_f1']:.4f}"
+            f" (--prior uniform: {held_out['real_names_uniform_prior']['accuracy']:.4f} / "
+            f"{held_out['real_names_uniform_prior']['macro_f1']:.4f})"
             if "real_names" in held_out
             else ""
         )

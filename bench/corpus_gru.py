@@ -23,9 +23,12 @@ from nameorigin.models import batched_log_probs
 from nameorigin.training import fit, resolve_settings
 
 
-def score(model, pairs, labels) -> dict:
+def score(model, pairs, labels, shift=None) -> dict:
+    """Metrics of ``model`` on ``pairs``; ``shift`` (C,) added to the log-probabilities first (a target prior
+    against the model's own, as ``--prior`` does)."""
     enc = data.encode_pairs(pairs, labels)
-    predicted = batched_log_probs(model, enc.tokens, enc.lengths)[0].argmax(1)
+    log_probs = batched_log_probs(model, enc.tokens, enc.lengths)[0]
+    predicted = (log_probs + (shift if shift is not None else 0)).argmax(1)
     return metrics(enc.labels, predicted, labels)
 
 
@@ -37,7 +40,12 @@ def main() -> None:
     p.add_argument("--pretrain-epochs", type=int, default=2)
     p.add_argument("--weight", type=float, default=0.5, help="joint: a corpus name's loss weight")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variants", default="tutorial only,joint,pretrain")
+    p.add_argument(
+        "--benchmark",
+        help="score the real names of this TSV (name, language; `nameorigin corpus --benchmark`) instead of the "
+        "corpus's own held-out names: e.g. a smaller corpus's benchmark, to compare corpora of two sizes",
+    )
+    p.add_argument("--variants", default="tutorial only,joint,joint own prior,pretrain")
     args = p.parse_args()
     torch.set_num_threads(1)
     pairs = api.load_names(args.data)
@@ -53,15 +61,20 @@ def main() -> None:
     )
     corpus_valid, corpus_held = real.scored_pairs("valid"), real.held_out_pairs()
     corpus_valid = [(n, lab) for n, lab in corpus_valid if lab in labels]
+    if args.benchmark:
+        corpus_held = [(n, lab) for n, lab in data.read_labelled(args.benchmark)]
     corpus_held = [(n, lab) for n, lab in corpus_held if lab in labels]
     print(
         f"corpus validation {len(corpus_valid)} names, held-out {len(corpus_held)} names (scored: top language "
         f">= {real.meta['config']['label_share']})\n"
     )
     valid = data.encode_pairs(parts.valid, labels)
+    from nameorigin.training import source_offsets
+
+    mix_shift = source_offsets(data.encode_pairs(train, labels).labels, part.targets, len(labels))
     rows = []
     for variant in args.variants.split(","):
-        mode = {"tutorial only": None, "joint": "joint", "pretrain": "pretrain"}[variant]
+        mode = {"tutorial only": None, "joint": "joint", "joint own prior": "joint", "pretrain": "pretrain"}[variant]
         settings = resolve_settings(
             None,
             train={
@@ -70,6 +83,7 @@ def main() -> None:
                 "corpus_weight": args.weight,
                 "corpus_mode": mode or "joint",
                 "pretrain_epochs": args.pretrain_epochs,
+                "corpus_prior": "own" if variant == "joint own prior" else "shared",
                 "patience": 0,
             },
         )
@@ -77,13 +91,26 @@ def main() -> None:
         model, history, _ = fit(settings, train if mode else parts.train, valid, labels, corpus=part if mode else None)
         seconds = time.perf_counter() - started
         figures = [score(model, s, labels) for s in (parts.valid, corpus_valid, parts.test, corpus_held)]
+        figures.append(score(model, corpus_held, labels, shift=mix_shift))
+        venc = data.encode_pairs(parts.valid, labels)
+        own = batched_log_probs(model, venc.tokens, venc.lengths)[0].exp().mean(0)
+        figures.append(score(model, corpus_held, labels, shift=-own.log()))  # --prior uniform
         rows.append((variant, seconds, figures))
         print(
             f"{variant}: {seconds:.0f}s, best epoch {history.best_epoch}: "
             + "; ".join(
                 f"{what} {m['accuracy']:.3f}/{m['macro_f1']:.3f}"
                 for what, m in zip(
-                    ("tutorial valid", "corpus valid", "tutorial test", "corpus held-out"), figures, strict=False
+                    (
+                        "tutorial valid",
+                        "corpus valid",
+                        "tutorial test",
+                        "corpus held-out",
+                        "held-out, corpus mix",
+                        "held-out, uniform",
+                    ),
+                    figures,
+                    strict=False,
                 )
             ),
             flush=True,

@@ -434,3 +434,63 @@ def test_a_teacher_and_a_mixed_ensemble_train_with_the_corpus(tiny_corpus):
     mixed = resolve_settings("mixed", train={"epochs": 1})
     model, history, _ = fit(mixed, PAIRS, data.encode_pairs(PAIRS[:4], LABELS), LABELS, corpus=part)
     assert len(model.members) == 2 and history.names_seen == 2 * (len(PAIRS) + len(part))
+
+
+def test_own_prior_offsets_score_corpus_rows_under_the_corpus_mix(tiny_corpus):
+    from nameorigin.training import joint_set, source_offsets
+
+    part = C.training_part(tiny_corpus, LABELS)
+    train = data.encode_pairs(PAIRS, LABELS)
+    joined, rows, teacher = joint_set(train, part, 0.5, prior="own")
+    assert teacher is None and len(joined) == len(PAIRS) + len(part)
+    assert torch.equal(rows.offsets[: len(PAIRS)], torch.zeros(len(PAIRS), len(LABELS)))
+    labelled = torch.tensor([4, 2, 4], dtype=torch.float64) / 10  # English, Polish, Russian in PAIRS
+    expected = (part.targets.double().mean(0).log() - labelled.log()).float()
+    assert torch.allclose(rows.offsets[len(PAIRS) :], expected.expand(len(part), -1), atol=1e-6)
+    assert torch.allclose(source_offsets(train.labels, part.targets, 3), expected, atol=1e-6)
+    assert torch.equal(rows.class_counts, labelled * 10)  # the loss weights come from the labelled names only
+    _, shared, _ = joint_set(train, part, 0.5, prior="shared")
+    assert shared.offsets is None and shared.class_counts is None
+    with pytest.raises(ValueError, match="corpus prior 'odd'"):
+        joint_set(train, part, 0.5, prior="odd")
+
+
+def test_own_prior_keeps_the_labelled_mix_where_shared_drifts_to_the_corpus():
+    """A corpus of Polish names only, twice the labelled names: trained under one shared mix the model's
+    answers on the labelled validation names drift to Polish; under the corpus's own mix they do not."""
+    pairs = [(f"{s}ov", "Russian") for s in ["Ka", "Lo", "Mi", "Te", "Ra", "Su"]] + [
+        (f"Mc{s}", "English") for s in ["Ka", "Lo", "Mi", "Te", "Ra", "Su"]
+    ]
+    part = CorpusPart(
+        [f"{s}{e}" for s in ["Ka", "Lo", "Mi", "Te", "Ra", "Su"] for e in ("ski", "ov", "wicz", "son")],
+        torch.tensor([[0.0, 1.0, 0.0]] * 24),
+    )
+    part.targets[1::4] = torch.tensor([0.0, 0.5, 0.5])  # "Kaov": half Polish, half Russian in the corpus
+    part.targets[3::4] = torch.tensor([0.5, 0.5, 0.0])
+    valid = data.encode_pairs(pairs, LABELS)
+    polish = {}
+    for prior in ("own", "shared"):
+        settings = resolve_settings(
+            None,
+            model={"name": "gru", "hidden": 16},
+            train={"epochs": 12, "corpus_weight": 1.0, "corpus_prior": prior, "batch_size": 8, "patience": 0},
+        )
+        model, _, _ = fit(settings, pairs, None, LABELS, corpus=part)
+        lp = model(valid.tokens, valid.lengths)[0]
+        polish[prior] = float(lp.detach().exp()[:, 1].mean())
+    assert polish["own"] < polish["shared"] / 2, polish
+
+
+def test_the_corpus_validation_takes_part_in_choosing_the_epoch(tiny_corpus):
+    from nameorigin.training import _better
+
+    a = {"macro_f1": 0.6, "loss": 1.0, "corpus_macro_f1": 0.2, "corpus_loss": 2.0}
+    b = {"macro_f1": 0.5, "loss": 1.0, "corpus_macro_f1": 0.5, "corpus_loss": 2.0}
+    assert _better("macro_f1", a, b) and not _better("macro_f1", a, b, both=True)
+    part = C.training_part(tiny_corpus, LABELS)
+    assert part.valid == [(n, lab) for n, lab in tiny_corpus.scored_pairs("valid") if lab in LABELS]
+    if not part.valid:  # the tiny corpus may put no scored name in its validation part: give it one
+        part.valid = [("Kalov", "Russian")]
+    settings = resolve_settings(None, model={"name": "gru", "hidden": 8}, train={"epochs": 2, "patience": 0})
+    _, history, _ = fit(settings, PAIRS, data.encode_pairs(PAIRS[:4], LABELS), LABELS, corpus=part)
+    assert all("corpus_macro_f1" in row and "macro_f1" in row for row in history.epochs)

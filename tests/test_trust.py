@@ -239,6 +239,28 @@ def test_without_faker_the_detector_is_skipped_with_a_note(monkeypatch, caplog):
     assert layer.oos is None and layer.conformal is not None and '-e ".[trust]"' in caplog.text
 
 
+def test_real_in_scope_names_teach_the_detector_their_trigrams(monkeypatch):
+    """A corpus's in-scope names join the detector's trigram models and its in-scope side: a real name of a
+    model's language that the labelled names never spelt scores as less out of scope than without them, and the
+    counts are recorded."""
+    monkeypatch.setattr(trust, "faker_surnames", lambda *a, **k: [])
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="gru", hidden=8), 2).eval()
+    pairs = [("Kalov", "A"), ("Miraov", "A"), ("McRa", "B"), ("McTe", "B")]
+    others = ["Nguyenthi", "Tranthu", "Phamvan", "Levanthu", "Hoangthi", "Vuthanh", "Dangvan", "Buithu"]
+    real = [(f"{s}ezsky", "A") for s in ("Dvor", "Nov", "Kral", "Svob", "Hor", "Cern", "Prok", "Ves")]
+    plain = trust.calibrate(model, ["A", "B"], pairs, pairs, out_of_scope=others)
+    taught = trust.calibrate(
+        model, ["A", "B"], pairs, pairs, out_of_scope=others, real_train=real[:6], real_valid=real[6:]
+    )
+    assert (taught.info["n_in_scope_real_train"], taught.info["n_in_scope_real_valid"]) == (6, 2)
+    assert "n_in_scope_real_train" in plain.info and plain.info["n_in_scope_real_train"] == 0
+    probe = ["Kopezsky", "Jelezsky"]
+    probs = np.full((2, 2), 0.5)
+    assert (taught.oos.score(probs, probe) < plain.oos.score(probs, probe)).all()
+    assert taught.temperature == plain.temperature  # the rest of the layer stays fitted on the labelled names
+
+
 def test_out_of_scope_names_split_by_hash_and_exclude_training_names():
     fit = trust.out_of_scope_names(part="fit")
     held = trust.out_of_scope_names(part="held-out")

@@ -77,6 +77,26 @@ def test_evaluate_command_prints_what_api_evaluate_reports(capsys, tmp_path, fol
     assert "top probability" in twin.risk_coverage()
 
 
+def test_evaluate_under_a_prior(capsys, tmp_path, folder, trained):
+    """--prior scores the predictions under another language mix: the figures follow the re-weighted answers,
+    auto reports the mix it found, and a bad prior is refused by its flag."""
+    path = trained.save(tmp_path / "m.safetensors")
+    test = trained.split.test
+    plain = api.evaluate(path, test).report
+    labels = trained.labels
+    one = labels[0]
+    skewed = api.evaluate(path, test, prior={lang: (1.0 if lang == one else 1e-6) for lang in labels}).report
+    assert skewed["per_language"][one]["recall"] == pytest.approx(1.0)  # nearly all answers are that language
+    assert skewed["accuracy"] <= plain["accuracy"] and "prior" in skewed
+    auto = api.evaluate(path, test, prior="auto").report
+    assert set(auto["prior"]) == set(labels) and sum(auto["prior"].values()) == pytest.approx(1, abs=1e-4)
+    assert "prior" not in plain
+    code, out, _ = run(capsys, "evaluate", "--model", path, "--data", folder, "--prior", "uniform", "--json")
+    assert code == 0 and json.loads(out)["prior"] == {lang: pytest.approx(1 / len(labels)) for lang in labels}
+    code, _, err = run(capsys, "evaluate", "--model", path, "--data", folder, "--prior", "nowhere.json")
+    assert code == 2 and "--prior 'nowhere.json'" in err
+
+
 def test_evaluate_refuses_what_it_cannot_use(folder, trained):
     with pytest.raises(InputError, match="no names to evaluate") as caught:
         api.evaluate(trained, [])

@@ -361,6 +361,8 @@ def train(
         used,
         parts.valid,  # trust: on the validation names only
         out_of_scope=real.out_of_scope if real else (),
+        real_train=real.part.top_pairs(labels) if real else (),
+        real_valid=real.part.valid if real else (),
     )
     meta = checkpoint_meta(
         settings,
@@ -633,6 +635,7 @@ def evaluate(
     names: Source = None,
     *,
     out_of_scope: Sequence[str] | str | os.PathLike | None = None,
+    prior=None,
     device: str = "cpu",
     precision: str = "fp32",
     name_type: str = "surname",
@@ -642,6 +645,9 @@ def evaluate(
     it): accuracy, macro-F1 and per-language figures, the calibration before and after the temperature, the
     conformal sets' coverage at each of ``trust.COVERAGES``, the default abstention rate, and with
     ``out_of_scope`` (names of other languages, or a file of them) the out-of-scope AUROC and abstention.
+    ``prior`` (as :meth:`Predictor.predict` takes it: ``"uniform"``, ``"auto"``, weights, a file): the figures
+    are those of the predictions under that language mix (``"auto"``: estimated by EM on these names, and
+    reported as ``prior``); default: the model's own mix.
 
     ``name_type`` other than ``surname`` (full or first names, or ``auto``): the report of
     :func:`evaluate_names` (a dict) instead."""
@@ -667,15 +673,20 @@ def evaluate(
     encoded = data.encode_pairs(pairs, predictor.labels)
     lp, _ = batched_log_probs(predictor.model, encoded.tokens, encoded.lengths)
     folded = [n for n, _ in pairs]
-    applied = layer.apply(lp, folded)  # temperature, and the checkpoint's thresholds; no prior
+    applied = layer.apply(lp, folded, prior=prior)  # temperature, the prior, and the checkpoint's thresholds
     calibrated = torch.from_numpy(applied.probabilities)
-    report = metrics(encoded.labels, lp.argmax(1), predictor.labels)
+    predicted = lp.argmax(1) if prior is None else calibrated.argmax(1)
+    report = metrics(encoded.labels, predicted, predictor.labels)
+    if prior is not None and applied.prior is not None:
+        report["prior"] = dict(zip(predictor.labels, (round(float(w), 6) for w in applied.prior), strict=True))
     report["temperature"] = layer.temperature
     report["ece_before"] = expected_calibration_error(lp.softmax(1), encoded.labels)
     report["ece_after"] = expected_calibration_error(calibrated, encoded.labels)
     if layer.conformal is not None:
         report["sets"] = {
-            str(c): set_coverage(layer.apply(lp, folded, coverage=c).sets, encoded.labels.numpy(), predictor.labels)
+            str(c): set_coverage(
+                layer.apply(lp, folded, coverage=c, prior=prior).sets, encoded.labels.numpy(), predictor.labels
+            )
             for c in trust.COVERAGES
         }
     if layer.min_confidence is not None:

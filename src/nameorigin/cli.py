@@ -291,6 +291,7 @@ TRAIN_FLAGS = (
     "teacher_folds",
     "corpus_mode",
     "corpus_weight",
+    "corpus_prior",
     "pretrain_epochs",
     "name_kind",
 )
@@ -299,7 +300,11 @@ TRAIN_FLAGS = (
 def _epoch_line(row: dict) -> None:
     """One line on stderr for an epoch, where a progress bar would flood a log file."""
     member = f"member {row['member'] + 1} " if "member" in row else ""
-    figures = ", ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "loss", "accuracy", "macro_f1") if k in row)
+    figures = ", ".join(
+        f"{k} {row[k]:.4f}"
+        for k in ("train_loss", "loss", "accuracy", "macro_f1", "corpus_accuracy", "corpus_macro_f1")
+        if k in row
+    )
     print(f"{member}epoch {row['epoch']}: {figures} ({row['seconds']:.1f}s)", file=sys.stderr, flush=True)
 
 
@@ -702,7 +707,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             _print_names_report(report)
         return 0
-    result = api.evaluate(predictor, args.data, out_of_scope=args.out_of_scope)
+    result = api.evaluate(predictor, args.data, out_of_scope=args.out_of_scope, prior=args.prior)
     report, n = result.report, result.report["n"]
     where = f"{Path(args.data or 'the data').name} ({n} names"
     if args.reliability or args.risk_coverage or args.plot:
@@ -1172,6 +1177,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"joint: loss weight of a corpus name against a labelled name's 1 ({TrainConfig.corpus_weight})",
     )
     t.add_argument(
+        "--corpus-prior",
+        choices=["own", "shared"],
+        help="joint: own (a corpus name is scored under the corpus's language mix, so the model keeps the "
+        "labelled data's mix) or shared (both sources under one mix) "
+        f"({TrainConfig.corpus_prior})",
+    )
+    t.add_argument(
         "--pretrain-epochs",
         type=ranged("--pretrain-epochs"),
         help=f"pretrain: epochs on the corpus alone ({TrainConfig.pretrain_epochs})",
@@ -1350,6 +1362,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="names of other languages (any input predict --input reads): report the "
         "out-of-scope AUROC and abstention rates against the evaluated names "
         "(default: none)",
+    )
+    e.add_argument(
+        "--prior",
+        help="score the predictions under this language mix: uniform, auto (estimated on the evaluated names by "
+        "EM) or a JSON/CSV file of language,weight (default: the training data's mix)",
     )
     add_precision(e)
     e.set_defaults(func=cmd_evaluate)

@@ -789,7 +789,8 @@ def training_part(corpus: Corpus, labels: Sequence[str], *, split: str = "train"
     total = targets.sum(1)
     keep &= total > 0
     index = keep.nonzero().squeeze(1)
-    return CorpusPart([all_names[i] for i in index.tolist()], targets[index] / total[index].unsqueeze(1))
+    valid = [(n, lab) for n, lab in corpus.scored_pairs("valid") if lab in set(labels)] if split == "train" else []
+    return CorpusPart([all_names[i] for i in index.tolist()], targets[index] / total[index].unsqueeze(1), valid)
 
 
 def guarded_sources(
@@ -864,7 +865,7 @@ def meta_of(*, source: str, mapping: CountryMap, map_path: str | None, config: C
 #: the detector is fitted on either: South Asian, East African, South Slavic, Nordic, South-East Asian names).
 OOS_HELD_OUT_COUNTRIES = ("BD", "ET", "HR", "IS", "KH")
 #: At most this many out-of-scope names a country (the most frequent first) join Faker's for fitting.
-OOS_FIT_PER_COUNTRY = 150
+OOS_FIT_PER_COUNTRY = 5000
 
 
 @dataclass

@@ -52,6 +52,7 @@ class TrainConfig:
     corpus_mode: str = "joint"  # with a corpus: joint (both sources in every epoch) | pretrain (corpus, then labels)
     corpus_weight: float = 0.5  # joint: loss weight of a corpus name against a labelled name's 1
     pretrain_epochs: int = 3  # pretrain: epochs on the corpus alone before the labelled epochs
+    corpus_prior: str = "own"  # joint: own (a corpus name is scored under the corpus's language mix) | shared
     name_kind: str = "surname"  # what the names are: surname | first (a first-name model; see nameorigin.fullname)
 
 
@@ -74,6 +75,7 @@ class CorpusPart:
 
     names: list[str]
     targets: torch.Tensor
+    valid: list[tuple[str, str]] = field(default_factory=list)  # scored validation names: the second validation
 
     def __post_init__(self):
         if self.targets.shape != (len(self.names), self.targets.size(1) if self.targets.dim() == 2 else -1):
@@ -81,6 +83,10 @@ class CorpusPart:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def top_pairs(self, labels: Sequence[str]) -> list[tuple[str, str]]:
+        """(name, top language) of each corpus name, ``labels`` the languages of the targets' columns."""
+        return [(n, labels[i]) for n, i in zip(self.names, self.targets.argmax(1).tolist(), strict=True)]
 
 
 @dataclass
@@ -105,12 +111,15 @@ class History:
         return self.losses[-1] if self.losses else float("nan")
 
 
-def validate(model: Classifier, data: Encoded, labels: Sequence[str]) -> dict:
-    """Loss, accuracy and macro-F1 of ``model`` on an encoded set. Under torch.distributed each rank scores
+def validate(model: Classifier, data: Encoded, labels: Sequence[str], *, shift: torch.Tensor | None = None) -> dict:
+    """Loss, accuracy and macro-F1 of ``model`` on an encoded set; ``shift`` (C,) is added to the logits first
+    (another source's language mix, see :func:`source_offsets`). Under torch.distributed each rank scores
     every ``world``-th name, and all ranks compute the same figures from everyone's predictions."""
     ranks = distributed.current()
     part = slice(ranks.rank, None, ranks.world)
     lp, _ = batched_log_probs(model, data.tokens[part], data.lengths[part])
+    if shift is not None:
+        lp = F.log_softmax(lp + shift.to(lp.device), dim=1)
     predicted, truth, loss = distributed.gather(
         lp.argmax(1), data.labels[part], F.nll_loss(lp, data.labels[part], reduction="sum").view(1), ranks=ranks
     )
@@ -119,12 +128,18 @@ def validate(model: Classifier, data: Encoded, labels: Sequence[str]) -> dict:
     return result
 
 
-def _better(select: str, new: dict, best: dict | None) -> bool:
+def _better(select: str, new: dict, best: dict | None, *, both: bool = False) -> bool:
+    """Is epoch ``new`` better than ``best`` by ``select``; ``both``: by the mean of both validations' figure
+    (the labelled data's and the corpus's, ``corpus_`` keys)."""
     if best is None:
         return True
+
+    def figure(row: dict, key: str) -> float:
+        return (row[key] + row[f"corpus_{key}"]) / 2 if both else row[key]
+
     if select == "loss":
-        return new["loss"] < best["loss"]
-    return (new[select], -new["loss"]) > (best[select], -best["loss"])
+        return figure(new, "loss") < figure(best, "loss")
+    return (figure(new, select), -figure(new, "loss")) > (figure(best, select), -figure(best, "loss"))
 
 
 def distillation_loss(log_probs: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -143,15 +158,49 @@ def soft_loss(log_probs: torch.Tensor, target: torch.Tensor, row_weight: torch.T
     return (per_row * row_weight).sum() / row_weight.sum().clamp(min=1e-12)
 
 
+@dataclass
+class RowTargets:
+    """Per-row training targets beside the encoded names (see :func:`joint_set`): probability rows (N, C), row
+    weights (N,), optional logit offsets (N, C) added before the loss (a row's source prior against the
+    labelled data's, see ``TrainConfig.corpus_prior``), and the class counts the loss weights come from (None:
+    the rows' own labels)."""
+
+    targets: torch.Tensor
+    weights: torch.Tensor
+    offsets: torch.Tensor | None = None
+    class_counts: torch.Tensor | None = None
+
+
+def source_offsets(train_labels: torch.Tensor, corpus_targets: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """log(corpus mix) - log(labelled mix) (C,): added to a corpus name's logits in the loss, it scores the
+    name under the corpus's own language mix, so that the network's output keeps the labelled data's prior
+    (logit adjustment) instead of drifting to a mix of both sources. A language the corpus lacks gets a large
+    negative offset: corpus names neither teach it nor unteach it."""
+    labelled = torch.bincount(train_labels, minlength=n_classes).double()
+    labelled = (labelled / labelled.sum().clamp(min=1)).clamp(min=1e-4)
+    mix = corpus_targets.double().mean(0).clamp(min=1e-4)
+    return (mix.log() - labelled.log()).float()
+
+
 def joint_set(
-    train: Encoded, corpus: CorpusPart, weight: float, *, noise_room: int = 0, soft_targets: torch.Tensor | None = None
-) -> tuple[Encoded, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    train: Encoded,
+    corpus: CorpusPart,
+    weight: float,
+    *,
+    noise_room: int = 0,
+    soft_targets: torch.Tensor | None = None,
+    prior: str = "shared",
+) -> tuple[Encoded, RowTargets, torch.Tensor | None]:
     """The labelled names and the corpus names as one training set: the encoded names (a corpus name's label
-    is its top language, for balanced sampling and loss weights), the targets (N, C) (one-hot for labelled
-    names, soft labels for corpus names), the row weights (N,) (1 and ``weight``), and the teacher's
-    log-probabilities extended over the corpus names by the corpus's own soft labels (None without a teacher)."""
+    is its top language, for balanced sampling and loss weights), the row targets (one-hot for labelled
+    names, soft labels for corpus names; row weights 1 and ``weight``; with ``prior="own"`` the corpus rows'
+    logit offsets (:func:`source_offsets`) and the labelled names' class counts for the loss weights), and the
+    teacher's log-probabilities extended over the corpus names by the corpus's own soft labels (None without a
+    teacher)."""
     from .data import encode_names
 
+    if prior not in {"own", "shared"}:
+        raise ValueError(f"corpus prior {prior!r}: expected own or shared")
     n_classes = corpus.targets.size(1)
     tokens, lengths = encode_names(corpus.names, extra=noise_room)
     width = max(train.tokens.size(1), tokens.size(1))
@@ -161,12 +210,18 @@ def joint_set(
         torch.cat([train.lengths, lengths]),
         torch.cat([train.labels, corpus.targets.argmax(1)]),
     )
-    targets = torch.cat([F.one_hot(train.labels, n_classes).float(), corpus.targets.float()])
-    weights = torch.cat([torch.ones(len(train)), torch.full((len(corpus),), float(weight))])
+    rows = RowTargets(
+        torch.cat([F.one_hot(train.labels, n_classes).float(), corpus.targets.float()]),
+        torch.cat([torch.ones(len(train)), torch.full((len(corpus),), float(weight))]),
+    )
+    if prior == "own" and len(train):
+        shift = source_offsets(train.labels, corpus.targets, n_classes)
+        rows.offsets = torch.cat([torch.zeros(len(train), n_classes), shift.expand(len(corpus), n_classes)])
+        rows.class_counts = torch.bincount(train.labels, minlength=n_classes).double()
     teacher = None
     if soft_targets is not None:
         teacher = torch.cat([soft_targets.float(), corpus.targets.float().clamp(min=1e-8).log()])
-    return joined, targets, weights, teacher
+    return joined, rows, teacher
 
 
 def train_batched(
@@ -179,8 +234,8 @@ def train_batched(
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
     soft_targets: torch.Tensor | None = None,
-    targets: torch.Tensor | None = None,
-    row_weights: torch.Tensor | None = None,
+    rows: RowTargets | None = None,
+    second_valid: tuple[Encoded, torch.Tensor] | None = None,
 ) -> History:
     """Mini-batches bucketed by length, validation every epoch, the best epoch kept, early stopping.
 
@@ -188,9 +243,12 @@ def train_batched(
 
     ``train`` must have been encoded with ``noise_room >= config.noise + 1`` when ``config.noise`` > 0.
     ``soft_targets`` (N, C), a teacher's log-probabilities on the training names, adds the distillation
-    loss (``config.distill_weight``, ``config.distill_temperature``). ``targets`` (N, C), probability rows (a
-    corpus's soft labels beside one-hot labels, see :func:`joint_set`), replace the labels as the loss's
-    targets, each row weighted by ``row_weights`` (N,) (default 1) times its language's loss weight.
+    loss (``config.distill_weight``, ``config.distill_temperature``). ``rows`` (:class:`RowTargets`: probability
+    rows, a corpus's soft labels beside one-hot labels, see :func:`joint_set`) replace the labels as the loss's
+    targets, each row weighted by its row weight times its language's loss weight, its logits shifted by its
+    offsets (if any) in the loss. ``second_valid`` (a corpus's scored validation names and the offsets (C,)
+    that score them under the corpus's mix) is validated every epoch too (``corpus_accuracy``,
+    ``corpus_macro_f1``), and the best epoch is chosen on the mean of both validations' ``config.select``.
     Returns the history; ``model`` ends with the best epoch's weights.
 
     Under torch.distributed (see :mod:`.distributed`) the model trains under DistributedDataParallel: every
@@ -205,10 +263,8 @@ def train_batched(
         raise ValueError(f"class_weight {config.class_weight!r}: expected a power from 0 to 1")
     if config.schedule not in {"constant", "cosine", "plateau"}:
         raise ValueError(f"schedule {config.schedule!r}: expected constant, cosine or plateau")
-    if targets is not None and targets.shape != (len(train), len(labels)):
-        raise ValueError(f"targets {tuple(targets.shape)}: expected ({len(train)}, {len(labels)})")
-    if targets is not None and row_weights is None:
-        row_weights = torch.ones(len(train))
+    if rows is not None and rows.targets.shape != (len(train), len(labels)):
+        raise ValueError(f"targets {tuple(rows.targets.shape)}: expected ({len(train)}, {len(labels)})")
     ranks = distributed.current()
     torch.manual_seed(config.seed + ranks.rank)  # dropout: each rank its own masks
     gen = torch.Generator().manual_seed(config.seed)  # batches and noise: the same on every rank
@@ -220,12 +276,18 @@ def train_batched(
     else:
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     history = History(kind="batched")
-    per_class = torch.bincount(train.labels, minlength=len(labels)).double().clamp(min=1)
-    sample_weights = (1.0 / per_class)[train.labels] if config.sampling == "balanced" else None
+    counts = rows.class_counts if rows is not None and rows.class_counts is not None else None
+    per_class = (counts if counts is not None else torch.bincount(train.labels, minlength=len(labels)).double()).clamp(
+        min=1
+    )
+    sample_weights = None
+    if config.sampling == "balanced":
+        sample_weights = (1.0 / torch.bincount(train.labels, minlength=len(labels)).double().clamp(min=1))[train.labels]
     loss_weight = None
     if config.class_weight:
         loss_weight = ((len(train) / (len(labels) * per_class)) ** config.class_weight).float().to(device)
     steps_per_epoch = max(1, math.ceil(len(train) / config.batch_size) // ranks.world)
+    offsets = rows.offsets if rows is not None else None
     if config.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
     elif config.schedule == "plateau":
@@ -252,13 +314,16 @@ def train_batched(
                 lengths[b].to(device),
                 train.labels[b].to(device),
                 soft_targets[b].to(device) if soft_targets is not None else None,
-                (targets[b].to(device), row_weights[b].to(device)) if targets is not None else None,
+                (rows.targets[b].to(device), rows.weights[b].to(device)) if rows is not None else None,
+                offsets[b].to(device) if offsets is not None else None,
             )
             for b in distributed.shard(length_batches(lengths, config.batch_size, generator=gen, order=order), ranks)
         ]
         epoch_loss, epoch_names = torch.zeros((), device=device), 0
-        for x, L, y, soft, target in batches:
+        for x, L, y, soft, target, shift in batches:
             log_probs, _ = net(x, L)
+            if shift is not None:  # each row scored under its own source's language mix
+                log_probs = F.log_softmax(log_probs + shift, dim=1)
             if target is not None:
                 t, w = target
                 if config.label_smoothing:
@@ -294,6 +359,9 @@ def train_batched(
         row = {"epoch": epoch, "train_loss": epoch_loss / epoch_names, "seconds": history.train_seconds}
         if valid is not None and len(valid):
             row.update({k: v for k, v in validate(model, valid, labels).items() if k != "per_language"})
+            if second_valid is not None and len(second_valid[0]):
+                other = validate(model, second_valid[0], labels, shift=second_valid[1])
+                row.update({f"corpus_{k}": v for k, v in other.items() if k != "per_language"})
         history.epochs.append(row)
         if config.schedule == "plateau":
             scheduler.step(row.get("loss", row["train_loss"]))
@@ -304,7 +372,7 @@ def train_batched(
         if valid is None or not len(valid):  # nothing to choose an epoch by: the last one is kept
             history.best_epoch = epoch
             continue
-        if _better(config.select, row, best):
+        if _better(config.select, row, best, both="corpus_accuracy" in row):
             best, best_state, since_best = row, copy.deepcopy(model.state_dict()), 0
             history.best_epoch = epoch
         else:
@@ -645,16 +713,26 @@ def fit(
     else:
         room = config.noise + 1 if config.noise else 0
         train = encode_pairs(used, labels, noise_room=room)
-        targets = row_weights = None
+        rows = second_valid = None
         pretrained = None
+        if corpus is not None and corpus.valid and valid is not None and len(valid):
+            second_valid = (
+                encode_pairs(corpus.valid, labels),
+                source_offsets(train.labels, corpus.targets, len(labels))
+                if config.corpus_prior == "own"
+                else torch.zeros(len(labels)),
+            )
         if corpus is not None and config.corpus_mode == "joint":
-            train, targets, row_weights, soft_targets = joint_set(
-                train, corpus, config.corpus_weight, noise_room=room, soft_targets=soft_targets
+            train, rows, soft_targets = joint_set(
+                train,
+                corpus,
+                config.corpus_weight,
+                noise_room=room,
+                soft_targets=soft_targets,
+                prior=config.corpus_prior,
             )
         elif corpus is not None:  # pretrain: the corpus alone first, its last epoch kept
-            alone, targets_alone, _, _ = joint_set(
-                encode_pairs([], labels, noise_room=room), corpus, 1.0, noise_room=room
-            )
+            alone, rows_alone, _ = joint_set(encode_pairs([], labels, noise_room=room), corpus, 1.0, noise_room=room)
             pretrained = train_batched(
                 model,
                 alone,
@@ -662,7 +740,7 @@ def fit(
                 labels,
                 replace(config, epochs=config.pretrain_epochs, schedule="constant"),
                 progress=progress,
-                targets=targets_alone,
+                rows=rows_alone,
             )
         if isinstance(model, Ensemble):
             history = _train_members(
@@ -675,8 +753,8 @@ def fit(
                 printer=printer,
                 on_epoch=on_epoch,
                 soft_targets=soft_targets,
-                targets=targets,
-                row_weights=row_weights,
+                rows=rows,
+                second_valid=second_valid,
             )
         else:
             history = train_batched(
@@ -688,8 +766,8 @@ def fit(
                 progress=progress,
                 on_epoch=on_epoch,
                 soft_targets=soft_targets,
-                targets=targets,
-                row_weights=row_weights,
+                rows=rows,
+                second_valid=second_valid,
             )
         if pretrained is not None:
             history = _after_pretraining(pretrained, history)
@@ -911,8 +989,8 @@ def _train_members(
     printer: Callable[[str], None] | None,
     on_epoch: Callable[[dict], None] | None = None,
     soft_targets: torch.Tensor | None = None,
-    targets: torch.Tensor | None = None,
-    row_weights: torch.Tensor | None = None,
+    rows: RowTargets | None = None,
+    second_valid: tuple[Encoded, torch.Tensor] | None = None,
 ) -> History:
     """Train each member alone (member i from seed ``config.seed + i``, its own best epoch and early stop);
     one history: the members' loss windows one after another, their epochs tagged with ``member``, and
@@ -929,8 +1007,8 @@ def _train_members(
             progress=progress,
             on_epoch=tagged,
             soft_targets=soft_targets,
-            targets=targets,
-            row_weights=row_weights,
+            rows=rows,
+            second_valid=second_valid,
         )
         _append_member(history, one, i)
         if printer:

@@ -840,11 +840,18 @@ def calibrate(
     *,
     config: TrustConfig | None = None,
     out_of_scope: Sequence[str] = (),
+    real_train: Sequence[tuple[str, str]] = (),
+    real_valid: Sequence[tuple[str, str]] = (),
 ) -> Trust:
     """Fit the whole layer for a trained ``model``: the temperature, the conformal scores, the training prior,
     the out-of-scope detector (skipped, with a logged note, when Faker is not installed and no ``out_of_scope``
     names are given) and the default abstention thresholds, all on ``valid_pairs`` (never the test names).
-    ``out_of_scope``: real surnames of other languages (a corpus's) that join Faker's for the detector."""
+    ``out_of_scope``: real surnames of other languages (a corpus's) that join Faker's for the detector.
+    ``real_train`` and ``real_valid``: a corpus's in-scope training and validation names with their top language:
+    the first join the detector's character trigram models, the second its in-scope side (beside
+    ``valid_pairs``) and the names the out-of-scope threshold is chosen on, so that the detector learns real
+    names of the model's languages against real names of others. The temperature, the sets and the
+    low-confidence threshold stay fitted on ``valid_pairs`` alone."""
     from .data import encode_names, encode_pairs
     from .evaluation import expected_calibration_error, fit_temperature
     from .models import batched_log_probs
@@ -898,18 +905,31 @@ def calibrate(
         out_names = sorted(set(out_names) | {n for n in out_of_scope if n.lower() not in in_scope})
     tokens, lengths = encode_names(out_names)
     out_lp, _ = batched_log_probs(model, tokens, lengths)
-    keys, counts = trigram_counts([n for n, _ in train_pairs], language)
+    real_train = [(n, lang) for n, lang in real_train if lang in index]
+    real_valid = [(n, lang) for n, lang in real_valid if lang in index]
+    keys, counts = trigram_counts(
+        [n for n, _ in train_pairs] + [n for n, _ in real_train],
+        np.concatenate([language, np.array([index[lang] for _, lang in real_train], dtype=np.int64)]),
+    )
+    in_names, in_probs = valid_names, probs
+    if real_valid:
+        real = encode_pairs(real_valid, labels)
+        real_lp, _ = batched_log_probs(model, real.tokens, real.lengths)
+        in_names = valid_names + [n for n, _ in real_valid]
+        in_probs = np.concatenate([probs, trust.probabilities(real_lp)])
     trust.oos = OutOfScope.fit(
-        keys, counts, len(labels), probs, valid_names, trust.probabilities(out_lp), out_names, config=config
+        keys, counts, len(labels), in_probs, in_names, trust.probabilities(out_lp), out_names, config=config
     )
     # and never call a name out of scope that the (class-balanced) detector finds likelier in scope than not
-    trust.max_out_of_scope = max(float(np.quantile(trust.oos.score(probs, valid_names), 1 - config.abstain_share)), 0.5)
+    trust.max_out_of_scope = max(float(np.quantile(trust.oos.score(in_probs, in_names), 1 - config.abstain_share)), 0.5)
     trust.info.update(
         {
             "oos_locales": list(config.oos_locales),
             "n_oos_fit": len(out_names),
             "n_oos_fit_faker": n_faker,
             "n_oos_fit_real": len(out_names) - n_faker,
+            "n_in_scope_real_train": len(real_train),
+            "n_in_scope_real_valid": len(real_valid),
             "abstain_share": config.abstain_share,
         }
     )
