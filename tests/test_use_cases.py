@@ -11,7 +11,7 @@ import torch
 
 import nameorigin
 from conftest import write_names_dir
-from nameorigin import api, checkpoint, data
+from nameorigin import api, checkpoint, data, trust
 from nameorigin.cli import flag_of, main
 from nameorigin.errors import InputError
 from nameorigin.trust import TrustError
@@ -95,6 +95,37 @@ def test_evaluate_under_a_prior(capsys, tmp_path, folder, trained):
     assert code == 0 and json.loads(out)["prior"] == {lang: pytest.approx(1 / len(labels)) for lang in labels}
     code, _, err = run(capsys, "evaluate", "--model", path, "--data", folder, "--prior", "nowhere.json")
     assert code == 2 and "--prior 'nowhere.json'" in err
+
+
+def test_a_default_prior_in_the_checkpoint_answers_under_that_mix(tmp_path, trained):
+    """A checkpoint may name the mix its answers are given under when none is asked for (the shipped model's:
+    halfway between the training mix and an even one); prior="training" asks for the model's own."""
+    from nameorigin.predict import Predictor
+
+    path = trained.save(tmp_path / "m.safetensors")
+    plain = Predictor.load(path, first=False)
+    names = [n for n, _ in trained.split.test]
+    mix = {lang: (5.0 if i == 0 else 1.0) for i, lang in enumerate(trained.labels)}
+    ck = checkpoint.load(path)
+    layer = trust.Trust.from_checkpoint(ck.labels, ck.meta, ck.tensors)
+    layer.default_prior = trust.prior_vector(mix, ck.labels)
+    out = tmp_path / "with-default.safetensors"
+    checkpoint.save(out, ck.model, ck.labels, {k: v for k, v in ck.meta.items() if k != "trust"}, trust=layer)
+    shifted = Predictor.load(out, first=False)
+    assert shifted.trust.default_prior == pytest.approx(layer.default_prior)
+    by_default = [r.predictions[0] for r in shifted.predict(names)]
+    asked = [r.predictions[0] for r in plain.predict(names, prior=mix)]
+    assert by_default == asked and by_default != [r.predictions[0] for r in plain.predict(names)]
+    assert [r.predictions[0] for r in shifted.predict(names, prior="training")] == [
+        r.predictions[0] for r in plain.predict(names)
+    ]
+    assert api.evaluate(shifted, trained.split.test).report["accuracy"] == api.evaluate(
+        plain, trained.split.test, prior=mix
+    ).report["accuracy"]
+    meta = checkpoint.read_meta(out)
+    meta["trust"]["default_prior"] = [-1.0] * len(ck.labels)
+    with pytest.raises(ValueError, match="default_prior"):
+        trust._checked_doc(meta["trust"], len(ck.labels))
 
 
 def test_evaluate_refuses_what_it_cannot_use(folder, trained):

@@ -562,7 +562,8 @@ class Evaluation:
 
     @property
     def predicted(self) -> torch.Tensor:
-        return self.log_probs.argmax(1)
+        """The answers the report scores: the top language under the prior asked for (or the default mix)."""
+        return torch.from_numpy(self.applied.probabilities).argmax(1)
 
     def confusion(self) -> torch.Tensor:
         """Counts ``[true language, predicted language]`` (C, C)."""
@@ -675,7 +676,7 @@ def evaluate(
     folded = [n for n, _ in pairs]
     applied = layer.apply(lp, folded, prior=prior)  # temperature, the prior, and the checkpoint's thresholds
     calibrated = torch.from_numpy(applied.probabilities)
-    predicted = lp.argmax(1) if prior is None else calibrated.argmax(1)
+    predicted = calibrated.argmax(1)  # under the prior asked for, or the model's default mix
     report = metrics(encoded.labels, predicted, predictor.labels)
     if prior is not None and applied.prior is not None:
         report["prior"] = dict(zip(predictor.labels, (round(float(w), 6) for w in applied.prior), strict=True))

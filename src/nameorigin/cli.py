@@ -1328,9 +1328,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument(
         "--prior",
-        help="the language mix of your names: uniform, auto (estimated on the input by EM, "
-        "printed to stderr) or a JSON/CSV file of language,weight (default: the "
-        "training data's mix)",
+        help="the language mix of your names: uniform, auto (estimated on the input by EM, printed to stderr), "
+        "training (the training data's mix) or a JSON/CSV file of language,weight (default: the model's default "
+        "mix, which `nameorigin info` shows)",
     )
     pr.add_argument(
         "--min-confidence",
@@ -1366,7 +1366,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--prior",
         help="score the predictions under this language mix: uniform, auto (estimated on the evaluated names by "
-        "EM) or a JSON/CSV file of language,weight (default: the training data's mix)",
+        "EM), training (the training data's) or a JSON/CSV file of language,weight (default: the model's default "
+        "mix, which `nameorigin info` shows)",
     )
     add_precision(e)
     e.set_defaults(func=cmd_evaluate)

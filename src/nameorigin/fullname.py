@@ -613,7 +613,8 @@ def parts_of_row(rows: dict, i: int, k: int) -> dict:
 def read_pairs(path) -> list[tuple]:
     """Labelled full (or first) names as written, not folded (the parser needs their script and spaces): a
     CSV/TSV of ``name,language`` gives ``(name, language)``, of ``first,last,language`` ``((first, last),
-    language)`` (a header row allowed, detected by its last cell: language, label or lang); a folder of
+    language)`` (a header row allowed, detected by its last cell: language, label or lang; a wider table with
+    a header, e.g. bench/fullnames.py's, by its first/last or name and language columns); a folder of
     ``<Language>.txt`` files one name a line."""
     import csv
     from pathlib import Path
@@ -631,7 +632,15 @@ def read_pairs(path) -> list[tuple]:
     elif p.is_file():
         with open(p, encoding="utf-8-sig", newline="") as fh:
             rows = [r for r in csv.reader(fh, delimiter="\t" if p.suffix.lower() == ".tsv" else ",") if r]
-        if rows and rows[0][-1].strip().lower() in ("language", "label", "lang"):
+        header = [c.strip().lower() for c in rows[0]] if rows else []
+        language = next((c for c in ("language", "label", "lang") if c in header), None)
+        if language and len(header) > 3:  # a wider table: its columns by name (first,last or name, and language)
+            cols = [header.index(c) for c in ("first", "last") if c in header]
+            cols = cols if len(cols) == 2 else [header.index("name")] if "name" in header else []
+            if not cols:
+                raise DataError(f"{path}: a header with {language} needs first and last, or name, columns")
+            rows = [[r[i] if i < len(r) else "" for i in [*cols, header.index(language)]] for r in rows[1:]]
+        elif rows and rows[0][-1].strip().lower() in ("language", "label", "lang"):
             rows = rows[1:]
         bad = next((i for i, r in enumerate(rows) if len(r) not in (2, 3) or not r[-1].strip()), None)
         if bad is not None:

@@ -704,6 +704,11 @@ def model_info(predictor: Predictor) -> dict:
             "out_of_scope_detector": layer.oos is not None,
             "min_confidence": layer.min_confidence,
             "max_out_of_scope": layer.max_out_of_scope,
+            "default_prior": (
+                dict(zip(predictor.labels, (round(float(w), 4) for w in layer.default_prior), strict=True))
+                if layer.default_prior is not None
+                else None
+            ),
             "out_of_scope_locales": layer.info.get("oos_locales"),
             "n_valid": layer.info.get("n_valid"),
         },

@@ -55,8 +55,8 @@ Coverage = Field(
     "with this probability, e.g. 0.9",
 )
 PRIOR_HELP = (
-    "the language mix of the names: uniform, auto (estimated on them by EM), or (POST) an object of "
-    "language: weight; default: the training data's mix"
+    "the language mix of the names: uniform, auto (estimated on them by EM), training (the training data's), or "
+    "(POST) an object of language: weight; default: the model's default mix (GET /api/model)"
 )
 
 
@@ -80,7 +80,7 @@ class PredictRequest(BaseModel):
     names: list[str] = Field(..., min_length=1, max_length=MAX_NAMES, description=f"1 to {MAX_NAMES} names; {PER_NAME}")
     top: int = Field(3, ge=1, le=MAX_TOP)
     coverage: float | None = Coverage
-    prior: Literal["uniform", "auto"] | dict[str, float] | None = Field(None, description=PRIOR_HELP)
+    prior: Literal["uniform", "auto", "training"] | dict[str, float] | None = Field(None, description=PRIOR_HELP)
     name_type: NameType = Field(DEFAULT_NAME_TYPE, description=NAME_TYPE_HELP)
 
 
@@ -98,7 +98,7 @@ def request_model(labels: list[str], kinds=NameType) -> type[PredictRequest]:
     types it answers (:func:`name_types`)."""
     language = Literal[tuple(labels)]  # type: ignore[valid-type]
     weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-    prior = Literal["uniform", "auto"] | Annotated[dict[language, weight], Field(min_length=1)] | None
+    prior = Literal["uniform", "auto", "training"] | Annotated[dict[language, weight], Field(min_length=1)] | None
     return create_model(
         "PredictRequest",
         __base__=PredictRequest,
@@ -486,7 +486,7 @@ def create_app(
         name: str = Query(..., min_length=1, max_length=MAX_NAME_CHARS, description=f"a name; {PER_NAME}"),
         top: int = Query(3, ge=1, le=MAX_TOP),
         coverage: float | None = Query(None, gt=0, lt=1, allow_inf_nan=False, description=Coverage.description),
-        prior: Literal["uniform", "auto"] | None = Query(None, description=PRIOR_HELP),
+        prior: Literal["uniform", "auto", "training"] | None = Query(None, description=PRIOR_HELP),
         name_type: Annotated[NameType, Query(description=NAME_TYPE_HELP)] = DEFAULT_NAME_TYPE,
     ):
         """The top languages of one name, its out-of-scope score and whether the answer abstains."""

@@ -369,7 +369,7 @@ def resolve_prior(spec, labels: Sequence[str]):
         if Path(spec).is_file():
             return prior_vector(read_prior_file(spec, labels), labels, source=f"prior {spec}")
         raise TrustError(
-            f"prior {spec!r}: expected uniform, auto, or a JSON/CSV file of language,weight (no such file)",
+            f"prior {spec!r}: expected uniform, auto, training, or a JSON/CSV file of language,weight (no such file)",
             param="prior",
         )
     if isinstance(spec, Mapping):
@@ -573,6 +573,9 @@ class Trust:
     temperature: float = 1.0
     train_prior: np.ndarray | None = None  # (C,) training label distribution
     model_prior: np.ndarray | None = None  # (C,) mean calibrated probability on validation: Bayes' rule's base
+    # (C,) the language mix answers are given under when no prior is asked for (None: the model's own);
+    # prior="training" asks for the model's own
+    default_prior: np.ndarray | None = None
     conformal: Conformal | None = None
     oos: OutOfScope | None = None
     min_confidence: float | None = None  # default abstention thresholds, chosen on validation
@@ -633,7 +636,9 @@ class Trust:
             if value is not None and not 0 <= value <= 1:
                 raise TrustError(f"{param} {value}: expected a number from 0 to 1", param=param)
         probs, used_prior = calibrated, None
-        target = resolve_prior(prior, self.labels)
+        if prior is None and self.default_prior is not None:
+            prior = self.default_prior
+        target = None if isinstance(prior, str) and prior == "training" else resolve_prior(prior, self.labels)
         if target is not None and self.train_prior is None:
             self._note_once(
                 "this checkpoint records no training prior (trained before the trust layer): the prior is not applied"
@@ -674,6 +679,7 @@ class Trust:
             "info": self.info,
             "train_prior": _rounded(self.train_prior),
             "model_prior": _rounded(self.model_prior),
+            "default_prior": _rounded(self.default_prior),
             "min_confidence": self.min_confidence,
             "max_out_of_scope": self.max_out_of_scope,
             "conformal": None,
@@ -752,7 +758,7 @@ class Trust:
                         f"out-of-scope detector of {len(oos.coef)} features, expected {len(OutOfScope.FEATURES)}"
                     )
         priors = {}
-        for key in ("train_prior", "model_prior"):  # model_prior: absent from the first trust layers
+        for key in ("train_prior", "model_prior", "default_prior"):  # absent from the first trust layers
             prior = doc.get(key)
             if prior is not None and len(prior) != len(labels):
                 raise ValueError(f"{key} of {len(prior)} languages, the model has {len(labels)}")
@@ -795,7 +801,7 @@ def _checked_doc(doc: dict, n_labels: int) -> dict:
     for key in ("min_confidence", "max_out_of_scope"):
         if doc.get(key) is not None:
             _finite(doc[key], key, 0, 1)
-    for key in ("train_prior", "model_prior"):
+    for key in ("train_prior", "model_prior", "default_prior"):
         if doc.get(key) is not None:
             _finite_list(doc[key], key, n_labels, low=0)
             if not sum(doc[key]) > 0:
