@@ -119,9 +119,10 @@ def test_a_default_prior_in_the_checkpoint_answers_under_that_mix(tmp_path, trai
     assert [r.predictions[0] for r in shifted.predict(names, prior="training")] == [
         r.predictions[0] for r in plain.predict(names)
     ]
-    assert api.evaluate(shifted, trained.split.test).report["accuracy"] == api.evaluate(
-        plain, trained.split.test, prior=mix
-    ).report["accuracy"]
+    assert (
+        api.evaluate(shifted, trained.split.test).report["accuracy"]
+        == api.evaluate(plain, trained.split.test, prior=mix).report["accuracy"]
+    )
     meta = checkpoint.read_meta(out)
     meta["trust"]["default_prior"] = [-1.0] * len(ck.labels)
     with pytest.raises(ValueError, match="default_prior"):
