@@ -394,3 +394,27 @@ def test_licence_matches_the_project():
     text = (ROOT / "LICENSE").read_text()
     assert "MIT License" in text and "Permission is hereby granted" in text
     assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "text"),
+    [(".csv", "name\nGiuseppe Verdi\nVerdi, Giuseppe\nRossi\n"), (".jsonl", '{"name": "Smith"}\n{"name": Rossi}\n')],
+)
+def test_a_file_that_fails_to_parse_exits_2_every_time(tmp_path, suffix, text):
+    """Arrow's read-ahead thread over a Python file object aborted the process (-6) after the message, now and
+    then, when a block failed to parse: a regular file is read by Arrow itself. Several runs: it was a race."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_text(text, encoding="utf-8")
+    for i in range(4):
+        done = subprocess.run(
+            [sys.executable, "-m", "nameorigin", "predict", "--input", str(bad), "--output", str(tmp_path / f"o{i}.csv")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        assert f"bad{suffix}: cannot be read" in done.stderr and "terminate called" not in done.stderr
+        assert not (tmp_path / f"o{i}.csv").exists()

@@ -1589,6 +1589,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _run(argv)
+    frame = sys.modules.get("nameorigin.frame")
+    if argv is None and frame is not None and frame.failed_readers:
+        # the program (not a call from Python) ends after an input file failed to parse: Arrow's read-ahead
+        # thread of that reader may still be inside the Python file object, and the interpreter's exit would
+        # then abort the process (-6) after the error was printed; everything is written or undone by now
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc relaunches the same command
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="nameorigin: %(message)s")

@@ -378,7 +378,10 @@ def _csv_header(path: str, head: str, delimiter: str, column: str | None) -> tup
     )
 
 
-def _read_csv(path: str, fh, delimiter: str, column: str | None, chunk: int) -> Source:
+def _read_csv(path: str, fh, delimiter: str, column: str | None, chunk: int, *, native: bool = False) -> Source:
+    """``native``: ``path`` is a regular file, which Arrow reads itself (after ``fh`` gave the head to sniff):
+    Arrow's read-ahead thread then never calls into a Python file object, which aborted the process (-6) when
+    the first block failed to parse. Standard input goes through ``fh``."""
     raw = _head(fh)
     head = raw.removeprefix(BOM)
     try:
@@ -392,8 +395,10 @@ def _read_csv(path: str, fh, delimiter: str, column: str | None, chunk: int) -> 
     names = header or [f"column_{i}" for i in range(width)]
     col = resolve_column(path, names, column)
     try:
+        if native:
+            fh.close()
         reader = pacsv.open_csv(
-            io.BufferedReader(_Replay(head, fh), TEXT_BLOCK_BYTES),
+            pa.OSFile(path) if native else io.BufferedReader(_Replay(head, fh), TEXT_BLOCK_BYTES),
             read_options=pacsv.ReadOptions(
                 column_names=names, skip_rows=1 if header else 0, block_size=TEXT_BLOCK_BYTES, use_threads=False
             ),
@@ -434,8 +439,24 @@ def _batches(path: str, reader) -> Iterator[pa.RecordBatch]:
         except StopIteration:
             return
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+            _close(reader)
             raise unreadable(path, e) from None
         yield batch
+
+
+#: Streaming readers that failed in this process (see :func:`_close`; the command line ends without the
+#: interpreter's exit after one: ``nameorigin.cli.main``).
+failed_readers: list = []
+
+
+def _close(reader) -> None:
+    """Close a streaming reader that failed and remember it: its read-ahead thread may still be reading the
+    Python file object, and at the interpreter's exit that aborted the process (-6) after the error was printed."""
+    failed_readers.append(reader)
+    try:
+        reader.close()
+    except Exception:  # noqa: BLE001 - closing after a failure must not hide the failure
+        pass
 
 
 #: How standard input (``--input -``) is named in messages.
@@ -471,7 +492,7 @@ def open_source(
         col = resolve_column(where, ["name"], column)
         source = Source(where, fmt, col, ["name"], _read_text(where, fh), has_line=True)
     elif fmt in ("csv", "tsv"):
-        source = _read_csv(where, fh, "," if fmt == "csv" else "\t", column, chunk)
+        source = _read_csv(where, fh, "," if fmt == "csv" else "\t", column, chunk, native=path != "-")
     elif fmt == "parquet":
         try:
             pf = pq.ParquetFile(path)
@@ -499,8 +520,11 @@ def open_source(
         except ValueError as e:
             raise unreadable(where, ValueError(f"JSON parse error in row 1: {e}")) from None
         try:
+            native = path != "-" and not raw.startswith(BOM)  # Arrow reads the file itself (see _read_csv)
+            if native:
+                fh.close()
             reader = pajson.open_json(
-                io.BufferedReader(_Replay(head, fh), TEXT_BLOCK_BYTES),
+                pa.OSFile(path) if native else io.BufferedReader(_Replay(head, fh), TEXT_BLOCK_BYTES),
                 # threads over a Python stream abort the process when a parse fails
                 read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES, use_threads=False),
             )
