@@ -410,7 +410,7 @@ def test_a_file_that_fails_to_parse_exits_2_every_time(tmp_path, suffix, text):
     bad.write_text(text, encoding="utf-8")
     for i in range(4):
         done = subprocess.run(
-            [sys.executable, "-m", "nameorigin", "predict", "--input", str(bad), "--output", str(tmp_path / f"o{i}.csv")],
+            [sys.executable, "-m", "nameorigin", "predict", "--input", str(bad), "--output", tmp_path / f"o{i}.csv"],
             capture_output=True,
             text=True,
             timeout=120,

@@ -11,7 +11,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -453,10 +453,8 @@ def _close(reader) -> None:
     """Close a streaming reader that failed and remember it: its read-ahead thread may still be reading the
     Python file object, and at the interpreter's exit that aborted the process (-6) after the error was printed."""
     failed_readers.append(reader)
-    try:
+    with suppress(Exception):  # closing after a failure must not hide the failure
         reader.close()
-    except Exception:  # noqa: BLE001 - closing after a failure must not hide the failure
-        pass
 
 
 #: How standard input (``--input -``) is named in messages.
