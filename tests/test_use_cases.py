@@ -97,7 +97,7 @@ def test_evaluate_under_a_prior(capsys, tmp_path, folder, trained):
     assert code == 2 and "--prior 'nowhere.json'" in err
 
 
-def test_a_default_prior_in_the_checkpoint_answers_under_that_mix(tmp_path, trained):
+def test_a_default_prior_in_the_checkpoint_answers_under_that_mix(capsys, tmp_path, trained):
     """A checkpoint may name the mix its answers are given under when none is asked for (the shipped model's:
     halfway between the training mix and an even one); prior="training" asks for the model's own."""
     from nameorigin.predict import Predictor
@@ -123,6 +123,11 @@ def test_a_default_prior_in_the_checkpoint_answers_under_that_mix(tmp_path, trai
         api.evaluate(shifted, trained.split.test).report["accuracy"]
         == api.evaluate(plain, trained.split.test, prior=mix).report["accuracy"]
     )
+    some = names[:5]
+    code, under_training, _ = run(capsys, "predict", "--model", out, "--prior", "training", "--json", *some)
+    assert code == 0
+    code, plain_out, _ = run(capsys, "predict", "--model", path, "--json", *some)
+    assert json.loads(under_training) == json.loads(plain_out)  # --prior training: the model's own mix
     meta = checkpoint.read_meta(out)
     meta["trust"]["default_prior"] = [-1.0] * len(ck.labels)
     with pytest.raises(ValueError, match="default_prior"):

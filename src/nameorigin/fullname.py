@@ -374,7 +374,9 @@ def _reading_score(predictor, cand: _Candidate, outputs: dict) -> float:
 
 def _prior_for(first, labels: Sequence[str], prior):
     """The caller's prior for first-name-only answers, on the first-name model's languages."""
-    if prior is None or isinstance(prior, str) or list(first.labels) == list(labels):
+    from .trust import TRAINING
+
+    if prior is None or prior is TRAINING or isinstance(prior, str) or list(first.labels) == list(labels):
         return prior
     weights = (
         dict(zip(labels, np.asarray(prior, dtype=np.float64).tolist(), strict=True))

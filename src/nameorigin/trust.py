@@ -356,11 +356,24 @@ def prior_vector(weights: Mapping[str, object], labels: Sequence[str], *, source
     return vector / vector.sum()
 
 
+class _Training:
+    """``prior="training"`` resolved: the model's own mix (no re-weighting, whatever its default mix is)."""
+
+    def __repr__(self) -> str:
+        return "training"
+
+
+TRAINING = _Training()
+
+
 def resolve_prior(spec, labels: Sequence[str]):
-    """``None``, ``"uniform"``, ``"auto"``, a mapping of weights, a (C,) array, or a path to a JSON/CSV file ->
-    ``None``, ``"auto"`` or a (C,) distribution. Raises :class:`TrustError` naming what is wrong."""
+    """``None``, ``"uniform"``, ``"auto"``, ``"training"``, a mapping of weights, a (C,) array, or a path to a
+    JSON/CSV file -> ``None``, ``"auto"``, :data:`TRAINING` or a (C,) distribution. Raises :class:`TrustError`
+    naming what is wrong."""
     if spec is None:
         return None
+    if spec is TRAINING or (isinstance(spec, str) and spec == "training"):
+        return TRAINING
     if isinstance(spec, str):
         if spec == "uniform":
             return np.full(len(labels), 1.0 / len(labels))
@@ -638,7 +651,9 @@ class Trust:
         probs, used_prior = calibrated, None
         if prior is None and self.default_prior is not None:
             prior = self.default_prior
-        target = None if isinstance(prior, str) and prior == "training" else resolve_prior(prior, self.labels)
+        target = resolve_prior(prior, self.labels)
+        if target is TRAINING:
+            target = None
         if target is not None and self.train_prior is None:
             self._note_once(
                 "this checkpoint records no training prior (trained before the trust layer): the prior is not applied"
