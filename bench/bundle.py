@@ -81,10 +81,7 @@ def top_confusions(evaluation, n: int = 10) -> list[dict]:
 
 def save_held_out(path: str, held_out: dict) -> None:
     """``held_out`` into the checkpoint's ``metrics.held_out``, its trust layer (tensors included) kept."""
-    ck = checkpoint.load(path)
-    ck.meta.setdefault("metrics", {})["held_out"] = held_out
-    layer = Trust.from_checkpoint(ck.labels, ck.meta, ck.tensors, source=path)  # its tensors go back too
-    checkpoint.save(path, ck.model, ck.labels, {k: v for k, v in ck.meta.items() if k != "trust"}, trust=layer)
+    checkpoint.rewrite(path, lambda meta, _layer: meta.setdefault("metrics", {}).update(held_out=held_out))
     again = checkpoint.load(path)
     if Trust.from_checkpoint(again.labels, again.meta, again.tensors).oos is None:
         raise SystemExit(f"{path}: the out-of-scope detector did not survive the rewrite")
@@ -95,11 +92,11 @@ def set_default_prior(path, spec: str) -> None:
     (halfway between its training mix and an even one), ``uniform``, or ``training`` (its own: none stored)."""
     import numpy as np
 
-    ck = checkpoint.load(path)
-    layer = Trust.from_checkpoint(ck.labels, ck.meta, ck.tensors, source=str(path))
-    even = np.full(len(ck.labels), 1 / len(ck.labels))
-    layer.default_prior = {"half": (layer.train_prior + even) / 2, "uniform": even, "training": None}[spec]
-    checkpoint.save(path, ck.model, ck.labels, {k: v for k, v in ck.meta.items() if k != "trust"}, trust=layer)
+    def edit(_meta: dict, layer: Trust) -> None:
+        even = np.full(len(layer.labels), 1 / len(layer.labels))
+        layer.default_prior = {"half": (layer.train_prior + even) / 2, "uniform": even, "training": None}[spec]
+
+    checkpoint.rewrite(path, edit)
     print(f"{path}: default prior {spec}", flush=True)
 
 

@@ -106,13 +106,11 @@ def test_a_default_prior_in_the_checkpoint_answers_under_that_mix(capsys, tmp_pa
     plain = Predictor.load(path, first=False)
     names = [n for n, _ in trained.split.test]
     mix = {lang: (5.0 if i == 0 else 1.0) for i, lang in enumerate(trained.labels)}
-    ck = checkpoint.load(path)
-    layer = trust.Trust.from_checkpoint(ck.labels, ck.meta, ck.tensors)
-    layer.default_prior = trust.prior_vector(mix, ck.labels)
+    wanted = trust.prior_vector(mix, trained.labels)
     out = tmp_path / "with-default.safetensors"
-    checkpoint.save(out, ck.model, ck.labels, {k: v for k, v in ck.meta.items() if k != "trust"}, trust=layer)
+    checkpoint.rewrite(path, lambda _meta, layer: setattr(layer, "default_prior", wanted), out)
     shifted = Predictor.load(out, first=False)
-    assert shifted.trust.default_prior == pytest.approx(layer.default_prior)
+    assert shifted.trust.default_prior == pytest.approx(wanted)
     by_default = [r.predictions[0] for r in shifted.predict(names)]
     asked = [r.predictions[0] for r in plain.predict(names, prior=mix)]
     assert by_default == asked and by_default != [r.predictions[0] for r in plain.predict(names)]
@@ -129,9 +127,9 @@ def test_a_default_prior_in_the_checkpoint_answers_under_that_mix(capsys, tmp_pa
     code, plain_out, _ = run(capsys, "predict", "--model", path, "--json", *some)
     assert json.loads(under_training) == json.loads(plain_out)  # --prior training: the model's own mix
     meta = checkpoint.read_meta(out)
-    meta["trust"]["default_prior"] = [-1.0] * len(ck.labels)
+    meta["trust"]["default_prior"] = [-1.0] * len(trained.labels)
     with pytest.raises(ValueError, match="default_prior"):
-        trust._checked_doc(meta["trust"], len(ck.labels))
+        trust._checked_doc(meta["trust"], len(trained.labels))
 
 
 def test_evaluate_refuses_what_it_cannot_use(folder, trained):

@@ -120,6 +120,19 @@ def save(
     return write(path, tensors, doc)
 
 
+def rewrite(path: str | os.PathLike, edit, out: str | os.PathLike | None = None) -> Path:
+    """The checkpoint at ``path`` written again (to ``out``, default ``path``) after ``edit(meta, layer)``
+    changed its metadata (without its ``trust`` document) or its trust layer (None when it has none), through
+    :func:`save`: the trust layer's tensors go back beside the weights and the SHA-256 covers the change."""
+    from .trust import Trust
+
+    ck = load(path)
+    layer = Trust.from_checkpoint(ck.labels, ck.meta, ck.tensors, source=str(path)) if ck.meta.get("trust") else None
+    meta = {k: v for k, v in ck.meta.items() if k != "trust"}
+    edit(meta, layer)
+    return save(out if out is not None else path, ck.model, ck.labels, meta, trust=layer)
+
+
 def file_sha256(path: Path) -> str:
     """The SHA-256 of the file's bytes, as ``sha256sum`` prints it."""
     h = hashlib.sha256()

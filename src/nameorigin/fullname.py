@@ -569,15 +569,9 @@ def fit_combination(predictor, pairs: Sequence, *, l2: float = 1e-3) -> dict:
 def save_combination(first_path, block: dict, out) -> None:
     """The first-name checkpoint at ``first_path`` written to ``out`` with ``block`` as its ``combination``
     (through :func:`nameorigin.checkpoint.save`, so that its SHA-256 covers the block)."""
-    from .trust import Trust
-
-    ck = checkpoint.load(first_path)
-    if name_kind(ck.meta) != "first":
+    if name_kind(checkpoint.read_meta(first_path)) != "first":
         raise checkpoint.CheckpointError(f"{first_path}: not a first-name model (its name_kind is surname)")
-    layer = Trust.from_checkpoint(ck.labels, ck.meta, ck.tensors, source=str(first_path))
-    meta = {k: v for k, v in ck.meta.items() if k != "trust"}
-    meta["combination"] = block
-    checkpoint.save(out, ck.model, ck.labels, meta, trust=layer if ck.meta.get("trust") is not None else None)
+    checkpoint.rewrite(first_path, lambda meta, _layer: meta.update(combination=block), out)
 
 
 def ranked_of_row(rows: dict, i: int, k: int, prefix: str = "") -> list[dict]:
