@@ -1,5 +1,6 @@
 import json
 import struct
+from dataclasses import replace
 
 import pytest
 import torch
@@ -324,3 +325,26 @@ def test_the_shape_check_finds_the_shapes_a_real_build_has(config):
         meta = {k: tuple(v.shape) for k, v in build_model(config, 5).state_dict().items()}
     real = build_model(config, 5).state_dict()
     assert meta == {k: tuple(v.shape) for k, v in real.items()} and meta
+
+
+def test_a_compact_ngram_member_is_stored_at_half_size_and_loads_exactly(tmp_path):
+    pytest.importorskip("sklearn")
+    from nameorigin.data import Encoded
+    from nameorigin.training import fit_ngram_lr, mixed_ensemble
+
+    names = ["Abe", "Abel", "Abbot", "Cabe", "Zed", "Zedd", "Nakamura", "Ng"]
+    tokens, lengths = encode_names(names)
+    labels = torch.arange(len(names)) % 3
+    config = ModelConfig(name="ngram-lr", edges=True)
+    plain = fit_ngram_lr(Encoded(tokens, lengths, labels), 3, config=config)
+    compact = fit_ngram_lr(Encoded(tokens, lengths, labels), 3, config=replace(config, compact=True))
+    torch.testing.assert_close(compact.weight, plain.weight, atol=1e-2, rtol=1e-3)  # float16 rounding only
+    gru = build_model(ModelConfig(name="gru", hidden=4), 3)
+    for model in (compact, mixed_ensemble([gru, compact], None, 3)):  # alone, and as a mixed member
+        path = checkpoint.save(tmp_path / "m.safetensors", model, ["A", "B", "C"])
+        loaded = checkpoint.load(path).model
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(tokens, lengths)[0], model(tokens, lengths)[0], atol=0, rtol=0)
+    plain_path = checkpoint.save(tmp_path / "plain.safetensors", plain, ["A", "B", "C"])
+    compact_path = checkpoint.save(tmp_path / "compact.safetensors", compact, ["A", "B", "C"])
+    assert compact_path.stat().st_size < 0.75 * plain_path.stat().st_size

@@ -317,6 +317,10 @@ def test_flags_override_the_best_preset(capsys, tmp_path, tiny_dir):
         "members": 2,
         "heads": 4,
         "vocab": 0,
+        "ngram": 5,
+        "edges": False,
+        "vocab_limit": 0,
+        "compact": False,
         "mix": [],
     }
     training = ck.meta["training"]

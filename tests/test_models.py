@@ -185,6 +185,47 @@ def test_ngram_lr_predicts_its_training_names():
     torch.testing.assert_close(unseen[0], torch.log_softmax(model.bias.detach(), 0))
 
 
+def test_ngram_lr_with_edges_counts_scikit_learns_char_wb_ngrams():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from nameorigin.data import Encoded
+    from nameorigin.training import fit_ngram_lr
+
+    pytest.importorskip("sklearn")
+    tokens, lengths = encode_names(NAMES)
+    config = ModelConfig(name="ngram-lr", ngram=3, edges=True)
+    model = fit_ngram_lr(Encoded(tokens, lengths, torch.arange(len(NAMES)) % N_CLASSES), N_CLASSES, config=config)
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), lowercase=False, sublinear_tf=True)
+    expected = vectorizer.fit_transform(NAMES).toarray()  # one word each: " name " padded as ours is marked
+    assert model.config.edges and model.config.ngram == 3
+    assert model.vocab.numel() == expected.shape[1]
+    rows, cols, values = model.features(*encode_names(NAMES, extra=2))
+    ours = torch.zeros(len(NAMES), model.vocab.numel()).index_put_((rows, cols), values)
+    torch.testing.assert_close(ours.sort(1).values, torch.tensor(expected, dtype=torch.float32).sort(1).values)
+    plain = make("ngram-lr")
+    assert not plain.config.edges and plain.config.ngram == 5  # what older checkpoints were fitted with
+
+
+def test_ngram_lr_vocab_limit_keeps_the_ngrams_of_the_most_names_sorted():
+    from nameorigin.data import Encoded
+    from nameorigin.models import NgramLR
+    from nameorigin.training import fit_ngram_lr
+
+    pytest.importorskip("sklearn")
+    names = ["Abe", "Abel", "Abbot", "Cabe", "Zed"]
+    tokens, lengths = encode_names(names)
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    full = fit_ngram_lr(Encoded(tokens, lengths, labels), 3)
+    small = fit_ngram_lr(Encoded(tokens, lengths, labels), 3, config=ModelConfig(name="ngram-lr", vocab_limit=4))
+    assert small.vocab.numel() == 4 and small.config.vocab == 4 and full.vocab.numel() > 4
+    assert torch.equal(small.vocab, small.vocab.sort().values)
+    codes, valid = NgramLR.ngram_codes(*encode_names(["b"]))
+    b = int(codes[valid][0])
+    assert b in small.vocab.tolist()  # "b" is in four of the five names: among the four most frequent
+    log_probs, _ = small(tokens, lengths)
+    assert torch.isfinite(log_probs).all()
+
+
 def test_rnn_and_gru_start_from_the_seeds_weights_for_the_same_seed():
     torch.manual_seed(7)
     seed_rnn = seeds.RNNClassifier(57, 32, 18)

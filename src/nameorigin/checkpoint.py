@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path, special_kind
-from .models import Classifier, ModelConfig, UnknownModel, build_model
+from .models import Classifier, ModelConfig, UnknownModel, build_model, stored_tensors
 from .text import ALPHABET, scheme_of
 
 FORMAT = "nameorigin-checkpoint"
@@ -113,7 +113,7 @@ def save(
         "labels": list(labels),
         **(meta or {}),
     }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = stored_tensors(model)
     if trust is not None:
         doc["trust"], extra = trust.to_meta()
         tensors.update({k: v.detach().cpu().contiguous() for k, v in extra.items()})

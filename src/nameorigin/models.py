@@ -38,6 +38,10 @@ class ModelConfig:
     members: int = 1  # above 1: an ensemble of this many such models, their probabilities averaged
     heads: int = 4  # transformer: attention heads (hidden must be a multiple)
     vocab: int = 0  # ngram-lr: size of its character n-gram vocabulary (set when it is fitted)
+    ngram: int = 5  # ngram-lr: its longest n-gram
+    edges: bool = False  # ngram-lr: n-grams also see where the name starts and ends (scikit-learn's char_wb)
+    vocab_limit: int = 0  # ngram-lr: keep only this many n-grams, those in the most training names (0: all)
+    compact: bool = False  # ngram-lr: weights and idf held at float16 precision and stored so, codes as int32
     mix: list = field(default_factory=list)  # a mixed ensemble: each member's config as a dict (name "mixed")
 
     def to_dict(self) -> dict:
@@ -446,12 +450,15 @@ class CharCNN(Classifier):
 
 
 class NgramLR(Classifier):
-    """The DESIGN's baseline as a member of the family: TF-IDF character 1-5-grams of the folded name (sublinear
-    term frequency, smooth idf, L2-normalised rows, as scikit-learn's ``TfidfVectorizer`` computes them) and a
-    linear layer, fitted by logistic regression (:func:`nameorigin.training.fit_ngram_lr`). The n-gram
-    vocabulary (sorted n-gram codes), the idf and the weights are tensors, so a checkpoint holds them all."""
+    """The DESIGN's baseline as a member of the family: TF-IDF character n-grams of the folded name (1 to
+    ``config.ngram`` characters; with ``config.edges`` a mark at each end of the name joins them, as
+    scikit-learn's ``char_wb`` pads a word; sublinear term frequency, smooth idf, L2-normalised rows, as
+    scikit-learn's ``TfidfVectorizer`` computes them) and a linear layer, fitted by logistic regression
+    (:func:`nameorigin.training.fit_ngram_lr`). The n-gram vocabulary (sorted n-gram codes), the idf and the
+    weights are tensors, so a checkpoint holds them all."""
 
-    max_n = 5
+    max_n = 5  # the default longest n-gram (ModelConfig.ngram)
+    EDGE = VOCAB_SIZE  # the edge mark: one digit past the characters' (codes then count in base VOCAB_SIZE + 1)
 
     def __init__(self, config: ModelConfig, n_classes: int):
         super().__init__(config, n_classes)
@@ -461,25 +468,40 @@ class NgramLR(Classifier):
         self.bias = nn.Parameter(torch.zeros(n_classes))  # (C,)
 
     @classmethod
-    def ngram_codes(cls, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every 1..5-gram of every name as one integer (base-VOCAB digits; real characters are never 0, so
-        n-grams of different lengths never share a code), and which of them lie inside the name: (B, W) each."""
+    def ngram_codes(
+        cls, tokens: torch.Tensor, lengths: torch.Tensor, *, max_n: int = 5, edges: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every 1..``max_n``-gram of every name as one integer (digits in base VOCAB_SIZE, or VOCAB_SIZE + 1
+        with ``edges``; real characters and the edge mark are never 0, so n-grams of different lengths never
+        share a code), and which of them lie inside the name (its edge marks included): (B, W) each."""
+        base = VOCAB_SIZE
+        if edges:
+            base = VOCAB_SIZE + 1
+            marked = F.pad(tokens, (1, 1))  # (B, T + 2)
+            marked[:, 0] = cls.EDGE
+            marked[torch.arange(tokens.size(0), device=tokens.device), lengths + 1] = cls.EDGE
+            tokens, lengths = marked, lengths + 2
         codes, valid = [], []
         T = tokens.size(1)
-        for n in range(1, cls.max_n + 1):
+        for n in range(1, max_n + 1):
             if n > T:
                 break
             code = torch.zeros(tokens.size(0), T - n + 1, dtype=torch.long, device=tokens.device)
             for k in range(n):
-                code = code * VOCAB_SIZE + tokens[:, k : T - n + 1 + k]
+                code = code * base + tokens[:, k : T - n + 1 + k]
             codes.append(code)
             start = torch.arange(T - n + 1, device=tokens.device).unsqueeze(0)  # (1, T - n + 1)
             valid.append(start + n <= lengths.unsqueeze(1))
         return torch.cat(codes, 1), torch.cat(valid, 1)
 
+    @classmethod
+    def code_width(cls, config: ModelConfig) -> int:
+        """One more than the largest n-gram code of ``config``'s n-grams."""
+        return int((VOCAB_SIZE + 1 if config.edges else VOCAB_SIZE) ** config.ngram)
+
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The TF-IDF matrix (B, V) as sparse entries: rows, columns and values, each (K,)."""
-        codes, valid = self.ngram_codes(tokens, lengths)  # (B, W)
+        codes, valid = self.ngram_codes(tokens, lengths, max_n=self.config.ngram, edges=self.config.edges)  # (B, W)
         V = self.vocab.numel()
         col = torch.searchsorted(self.vocab, codes).clamp(max=max(V - 1, 0))  # (B, W)
         known = valid & (self.vocab[col] == codes) if V else torch.zeros_like(valid)
@@ -494,6 +516,22 @@ class NgramLR(Classifier):
         rows, cols, values = self.features(tokens, lengths)
         logits = self.bias.expand(tokens.size(0), -1).index_add(0, rows, values.unsqueeze(1) * self.weight[cols])
         return F.log_softmax(logits, dim=1), None  # (B, C)
+
+
+def stored_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint stores for ``model``: its state, with each ``compact`` n-gram model's weights
+    and idf as float16 and its codes as int32 (half the bytes; loading casts them back, exactly, since the fit
+    rounded them to float16 already)."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for prefix, module in model.named_modules():
+        if isinstance(module, NgramLR) and module.config.compact:
+            at = f"{prefix}." if prefix else ""
+            for key in ("weight", "idf"):
+                tensors[at + key] = tensors[at + key].half()
+            if tensors[at + "vocab"].numel() and int(tensors[at + "vocab"].max()) >= 2**31:
+                raise ValueError("compact ngram-lr: its n-gram codes do not fit in int32 (ngram too long)")
+            tensors[at + "vocab"] = tensors[at + "vocab"].int()
+    return tensors
 
 
 def mean_probabilities(log_probs: Sequence[torch.Tensor]) -> torch.Tensor:
