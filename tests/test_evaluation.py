@@ -2,7 +2,14 @@ import pytest
 import torch
 
 from nameorigin import plots
-from nameorigin.evaluation import confusion_matrix, expected_calibration_error, fit_temperature, metrics, reliability
+from nameorigin.evaluation import (
+    confusion_matrix,
+    expected_calibration_error,
+    fit_temperature,
+    format_report,
+    metrics,
+    reliability,
+)
 
 
 def test_metrics_by_hand():
@@ -44,3 +51,14 @@ def test_reliability_bins_and_diagram(tmp_path):
     fig = plots.reliability_diagram(bins, bins, temperature=1.5, path=tmp_path / "r.png")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert "after (T = 1.50)" in plots.figure_text(fig)
+
+
+def test_macro_f1_covered_averages_over_the_languages_of_the_names_scored():
+    # two languages scored; one name given a third language the names do not hold
+    result = metrics(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 2, 1, 1]), ["a", "b", "c"])
+    assert result["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)  # the third language counts, with F1 0
+    assert result["macro_f1_covered"] == pytest.approx((2 / 3 + 1) / 2)
+    assert "over the 2 languages of these names" in format_report(result)
+    full = metrics(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1]), ["a", "b", "c"])
+    assert full["macro_f1_covered"] == pytest.approx(full["macro_f1"])  # every language scored: the same
+    assert "languages of these names" not in format_report(full)
