@@ -309,7 +309,33 @@ def test_cli_bad_input(models, tmp_path, capsys, monkeypatch):
     assert main(["predict", *m, "--name-type", "full", ",", "Kaloslav Miraov"]) == 2  # one error row, exit 2
     captured = capsys.readouterr()
     assert "no letters" in captured.err and "Kaloslav Miraov" in captured.out
-    assert main(["predict", *m, "--input", str(csv), "--first-column", "given", "--prior", "auto"]) == 2
+
+
+def test_prior_auto_on_a_file_of_full_names_is_the_mix_of_its_answers(models, pair, tmp_path, capsys):
+    m = ["--model", str(models["surname"]), "--first-model", str(models["first"])]
+    rng = random.Random(3)
+    pairs = validation_pairs(seed=9, n=8)
+    people = [n for n, lang in pairs for _ in range(3 if lang == pairs[0][1] else 1)]  # one language three times
+    rng.shuffle(people)
+    names_file = tmp_path / "people.txt"
+    names_file.write_text("\n".join(people) + "\n", encoding="utf-8")
+    _, expected = pair.predict_with_prior(people, prior="auto", name_type="full")  # one call over all of them
+    out = tmp_path / "out.jsonl"
+    argv = ["predict", *m, "--input", str(names_file), "--name-type", "full", "--prior", "auto", "--json"]
+    assert main([*argv, "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    got, rests_on = pair._estimate_prior_parts([(people, None, None)], "full")
+    assert 0 < rests_on <= len(set(people))  # the distinct names answered in the surname model's languages
+    assert "estimated on" in err and f"{rests_on} distinct name(s)" in err
+    assert got == pytest.approx(expected, abs=1e-6)  # the file's first pass is the one call's estimate
+    assert max(got, key=got.get) == pairs[0][1]  # the language three times as frequent leads the mix
+    first = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    assert first["parts"] and first["predictions"]
+    csv = tmp_path / "people.csv"  # first and last columns: the same names, the same mix
+    csv.write_text("given,family\n" + "".join(p.replace(" ", ",", 1) + "\n" for p in people), encoding="utf-8")
+    assert main(["predict", *m, "--input", str(csv), "--first-column", "given", "--last-column", "family",
+                 "--prior", "auto", "--output", str(tmp_path / "o.csv")]) == 0  # fmt: skip
+    assert f"{rests_on} distinct name(s)" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------- front ends

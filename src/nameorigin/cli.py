@@ -534,12 +534,6 @@ def _predict_input(args: argparse.Namespace, predictor: Predictor, prior, option
         first_column=args.first_column,
         last_column=args.last_column,
     )
-    if isinstance(prior, str) and job.split:
-        raise UsageError(
-            "--prior auto with --name-type other than surname (or --first-column/--last-column): not for files "
-            "yet; estimate the mix on the surnames (--name-type surname --prior auto --json) and give it as "
-            "--prior FILE"
-        )
     if args.output and args.output != "-":
         check_output(args.output, [args.input])  # before any work, not after it
     spool = _stdin_spool() if args.input == "-" and isinstance(prior, str) else None
@@ -962,8 +956,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for name, preset in PRESETS.items():
         settings = resolve_settings(name)
         print(f"{name}\n  {preset.description}\n  model: {asdict(settings.model)}")
-        if settings.teacher is not None:
-            print(f"  teacher: the {preset.teacher} preset, {settings.train.teacher_folds} folds out of fold")
+        taught = [m for m in settings.members if m.teacher is not None]
+        if settings.teacher is not None or taught:
+            folds = (taught[0] if taught else settings).train.teacher_folds
+            who = f" (of the {', '.join(m.model.name for m in taught)} member)" if taught else ""
+            print(f"  teacher{who}: the {preset.teacher} preset, {folds} folds out of fold")
         print(
             f"  {'worksheet' if settings.worksheet else 'trainer'}: {asdict(settings.train)}"
             + (f", prune {settings.prune}" if settings.prune else "")

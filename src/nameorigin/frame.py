@@ -712,6 +712,18 @@ def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Itera
         yield pa.Table.from_pydict({**front, **{n: preds.column(n) for n in preds.column_names}})
 
 
+def _open_job(job: FileJob) -> Source:
+    """The job's input, open with its columns chosen (all kept when first or last columns are read)."""
+    return open_source(
+        job.input,
+        fmt=job.input_format,
+        column=_header_hint(job),
+        keep=job.keep_columns or job.first_column is not None or job.last_column is not None,
+        chunk=job.chunk,
+        stream=job.stream,
+    )
+
+
 def _header_hint(job: FileJob) -> str | None:
     """The column to open the input by: one given by its header name tells a CSV's header row apart."""
     given = [c for c in (job.column, job.last_column, job.first_column) if c is not None]
@@ -753,14 +765,7 @@ def predict_file(
     memory. ``opened`` is called with the input once it is open (its column chosen). Returns the summary
     (names, errors, abstained, seconds)."""
     start = time.perf_counter()
-    source = open_source(
-        job.input,
-        fmt=job.input_format,
-        column=_header_hint(job),
-        keep=job.keep_columns or job.first_column is not None or job.last_column is not None,
-        chunk=job.chunk,
-        stream=job.stream,
-    )
+    source = _open_job(job)
     _part_columns(source, job)  # a missing --first-column/--last-column stops here, before any output
     if opened:
         opened(source)
@@ -795,7 +800,22 @@ def _atomic_sink(path: str, *, inputs=()):
 
 def file_prior(predictor: Predictor, job: FileJob) -> tuple[dict[str, float] | None, int]:
     """``prior="auto"`` for a file: the language mix of all its names, in a first pass over it, and how many
-    distinct names the estimate rests on."""
+    distinct names the estimate rests on. Full names (``job.split``): each name (or pair of cells) split and
+    answered as the second pass will answer it, EM on those answers."""
+    if job.split:
+        source = _open_job(job)
+        skip = 1 if source.has_line else 0
+        part_columns = _part_columns(source, job)
+
+        def cells(batch):
+            got = {k: _cells(batch, skip, c, source.path) for k, c in part_columns.items()}
+            return got["name"], got["first_names"], got["last_names"]
+
+        return predictor._estimate_prior_parts(
+            (cells(batch) for batch in _sliced(source.batches, job.chunk)),
+            job.name_type,
+            max_out_of_scope=job.trust.get("max_out_of_scope"),
+        )
     source = open_source(job.input, fmt=job.input_format, column=job.column, chunk=job.chunk, stream=job.stream)
     skip = 1 if source.has_line else 0
     return predictor._estimate_prior_batches(

@@ -228,6 +228,12 @@ def predict_units(
     predictor, units: list[_Unit], counts: np.ndarray, top: int, trust_options: dict
 ) -> tuple[dict[str, pa.Array], np.ndarray | None]:
     """The output columns (one row a unit) of distinct units, and the prior used (or None)."""
+    chosen, outputs = unit_answers(predictor, units, trust_options)
+    return _columns(predictor, units, chosen, outputs, counts, top, trust_options)
+
+
+def unit_answers(predictor, units: list[_Unit], trust_options: dict) -> tuple[list, dict]:
+    """Each distinct unit's chosen reading and its answer (:func:`_choose_readings`), and the parts' outputs."""
     first = predictor.first
     scheme = {"family": predictor.fold_scheme, "given": first.fold_scheme if first is not None else 1}
     cache: dict[tuple, tuple[str | None, str | None]] = {}
@@ -262,8 +268,7 @@ def predict_units(
     models = {"family": predictor, "given": first}
     outputs = {p: _part_outputs(models[p], list(distinct[p])) for p in PARTS if models[p] is not None}
     _drop_out_of_scope(predictor, candidates, outputs, trust_options)
-    chosen = _choose_readings(predictor, candidates, outputs, units)
-    return _columns(predictor, units, chosen, outputs, counts, top, trust_options)
+    return _choose_readings(predictor, candidates, outputs, units), outputs
 
 
 def _threshold(model, trust_options: dict) -> float | None:

@@ -443,6 +443,22 @@ class Predictor:
                 "with name_kind first",
                 param="name_type",
             )
+        arr, keys, make = self._part_keys(names, name_type, first_names, last_names)
+        index: dict = {}
+        row = np.fromiter((index.setdefault(k, len(index)) for k in keys), np.int64, len(keys))
+        units = [make(k) for k in index]
+        counts = np.bincount(row, minlength=len(units))
+        columns, used = fullname.predict_units(self, units, counts, top, trust_options)
+        take = pa.array(row)
+        out = {"name": arr}
+        for name, values in columns.items():
+            out[name] = values.take(take) if len(values) else pa.nulls(len(arr), values.type)
+        out["abstained"] = pc.fill_null(out["abstained"], False)
+        return pa.table(out), used
+
+    def _part_keys(self, names, name_type: str, first_names, last_names):
+        """For :meth:`_predict_parts` and the file prior: the name column as Arrow strings, each row's key (a
+        name, or its first and last cells) and ``make(key)``, the key's :class:`fullname._Unit`."""
         if isinstance(names, (str, bytes)):
             raise TypeError(f"predict takes a list of names, not one string ({names[:20]!r})")
         if first_names is None and last_names is None:
@@ -451,7 +467,7 @@ class Predictor:
             if cell_errors is not None:  # a cell that is no string keeps its own error
                 keys = [k if e is None else ("error", e) for k, e in zip(keys, cell_errors, strict=True)]
 
-            def make(k):
+            def unit(k):
                 return fullname._Unit(error=k[1]) if isinstance(k, tuple) else fullname.unit_of_name(k, name_type)
         else:
             columns = [None if c is None else as_name_array(c) for c in (first_names, last_names)]
@@ -463,7 +479,7 @@ class Predictor:
             keys = list(zip(*cells, strict=True))
             arr = pa.array([" ".join(p for p in k if p and p.strip()) or None for k in keys], pa.string())
 
-            def make(k):
+            def unit(k):
                 return fullname.unit_of_cells(*k)
 
         if not self.first and name_type in ("auto", "full") and keys:
@@ -471,22 +487,47 @@ class Predictor:
                 "no first-name model is available: given names drop out and full names rest on their "
                 "surnames (give one with --first-model PATH)"
             )
-        index: dict = {}
-        row = np.fromiter((index.setdefault(k, len(index)) for k in keys), np.int64, len(keys))
-        units = [make(k) for k in index]
-        if self.first is None and name_type == "auto":  # a lone given name is read as a surname, as ever
-            for unit in units:
-                if unit.given and not unit.family:
-                    unit.given, unit.family, unit.name_type = None, unit.given, "surname"
-                    unit.notes.append("no first-name model: read as a surname")
-        counts = np.bincount(row, minlength=len(units))
-        columns, used = fullname.predict_units(self, units, counts, top, trust_options)
-        take = pa.array(row)
-        out = {"name": arr}
-        for name, values in columns.items():
-            out[name] = values.take(take) if len(values) else pa.nulls(len(arr), values.type)
-        out["abstained"] = pc.fill_null(out["abstained"], False)
-        return pa.table(out), used
+
+        def make(k):
+            u = unit(k)
+            if self.first is None and name_type == "auto" and u.given and not u.family:  # read as a surname
+                u.given, u.family, u.name_type = None, u.given, "surname"
+                u.notes.append("no first-name model: read as a surname")
+            return u
+
+        return arr, keys, make
+
+    def _estimate_prior_parts(
+        self, batches: Iterable, name_type: str, *, max_out_of_scope: float | None = None
+    ) -> tuple[dict[str, float] | None, int]:
+        """``prior="auto"`` of full (or first) names over chunks ``(names, first_names, last_names)``: EM on
+        the answers in the surname model's languages (a combined answer, or a surname's), each distinct name (or
+        pair of cells) answered once and weighed by its rows, as one call over all of them would; and the number
+        of distinct names it rests on."""
+        if self.trust.train_prior is None:
+            return None, 0
+        options = {"max_out_of_scope": max_out_of_scope}
+        seen: dict = {}  # key -> its row in probs (-1: no answer in the surname model's languages)
+        probs: list[np.ndarray] = []
+        weights: list[float] = []
+        for names, first_names, last_names in batches:
+            _, keys, make = self._part_keys(names, name_type, first_names, last_names)
+            fresh = [k for k in dict.fromkeys(keys) if k not in seen]
+            chosen, _ = fullname.unit_answers(self, [make(k) for k in fresh], options)
+            for k, (_, answer) in zip(fresh, chosen, strict=True):
+                if answer is not None and answer[0] == "family":
+                    seen[k] = len(probs)
+                    probs.append(answer[1])
+                    weights.append(0.0)
+                else:
+                    seen[k] = -1
+            for k in keys:
+                if seen[k] >= 0:
+                    weights[seen[k]] += 1
+        if not probs:
+            return dict(zip(self.labels, self.trust.train_prior.tolist(), strict=True)), 0
+        mix = self.trust.estimate_prior(np.stack(probs).astype(np.float64), weights=np.array(weights))
+        return dict(zip(self.labels, mix.tolist(), strict=True)), len(probs)
 
     def _top_columns(self, probs: np.ndarray, k: int) -> dict[str, pa.Array]:
         """``language_k``/``probability_k`` for distinct names (U, C), by tensor top-K on the whole set."""
