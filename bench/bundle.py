@@ -58,6 +58,7 @@ def held_out_figures(report: dict, source: str) -> dict:
     return {
         "accuracy": report["accuracy"],
         "macro_f1": report["macro_f1"],
+        **({"macro_f1_covered": report["macro_f1_covered"]} if "macro_f1_covered" in report else {}),
         "n": report.get("n"),
         "per_language": {
             lang: {k: v[k] for k in ("f1", "support")} for lang, v in report.get("per_language", {}).items()
@@ -108,7 +109,7 @@ def first_names(args) -> None:
     epochs = ["--epochs", str(args.epochs)] if args.epochs else []
     exclude = ["--exclude", *args.exclude] if args.exclude else []
     # the bundled preset's student alone: its teachers (the mixed preset, out of fold) would triple the time
-    alone = ["--distill-weight", "0"] if args.preset == "bundled" else []
+    alone = ["--distill-weight", "0"] if args.preset.startswith("bundled") else []
     run("train", "--kind", "first", "--corpus", args.corpus, "--preset", args.preset, *alone, *epochs, *exclude,
         "--out", out, "--threads", args.threads, "--quiet")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +148,11 @@ def main() -> None:
         help="the real-names benchmark to score (a TSV of `nameorigin corpus --benchmark`; default: the corpus's own "
         "held-out names), e.g. a smaller corpus's, so that corpora of two sizes are scored on the same names",
     )
-    ap.add_argument("--preset", default="bundled", help="preset to train (default: bundled)")
+    ap.add_argument(
+        "--preset",
+        help="preset to train (default: bundled; --kind first: bundled-network, the network alone, as the shipped "
+        "first-name model was trained)",
+    )
     ap.add_argument(
         "--default-prior",
         choices=["half", "uniform", "training"],
@@ -168,6 +173,7 @@ def main() -> None:
         help="torch threads of each training run (default: 1; on a busy machine more threads wait on each other)",
     )
     args = ap.parse_args()
+    args.preset = args.preset or ("bundled-network" if args.kind == "first" else "bundled")
     if args.kind == "first":
         if not args.corpus:
             ap.error("--kind first: give the first-name corpus (--corpus FILE.parquet)")

@@ -418,6 +418,33 @@ def test_ngram_lr_takes_the_corpus_as_weighted_rows(tiny_corpus):
     assert (predicted == part.targets.argmax(1)).float().mean() >= 0.8
 
 
+def test_ngram_corpus_weighs_languages_alike_and_answers_under_the_labelled_mix(tiny_corpus):
+    pytest.importorskip("sklearn")
+    from nameorigin.training import _ngram_class_weights
+
+    labels = torch.tensor([0, 0, 0, 1])
+    weights, mix = _ngram_class_weights(labels, None, 3, 1.0)
+    totals = torch.zeros(3).index_add_(0, labels, weights)
+    torch.testing.assert_close(totals[0], totals[1])  # every language present weighs alike
+    torch.testing.assert_close(mix, torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64))
+    same, raw_mix = _ngram_class_weights(labels, None, 3, 0.0)
+    assert same is None and torch.allclose(raw_mix, torch.tensor([0.75, 0.25, 0], dtype=torch.float64))
+
+    part = C.training_part(tiny_corpus, LABELS)
+    own = fit(resolve_settings("ngram-corpus"), PAIRS, None, LABELS, corpus=part)[0]
+    shared = fit(resolve_settings("ngram-corpus", train={"corpus_prior": "shared"}), PAIRS, None, LABELS, corpus=part)[
+        0
+    ]
+    assert own.config.edges and own.config.vocab <= 100_000
+    torch.testing.assert_close(own.weight, shared.weight)  # one fit; only the bias moves to the labelled mix
+    enc = data.encode_pairs(PAIRS, LABELS)
+    labelled = torch.bincount(enc.labels, minlength=len(LABELS)).double()
+    labelled = (labelled / labelled.sum()).clamp(min=1e-4)
+    rows = shared(enc.tokens, enc.lengths)[0].exp().mean(0).double()
+    moved = own(enc.tokens, enc.lengths)[0].exp().mean(0).double()
+    assert (moved - labelled).abs().sum() < (rows - labelled).abs().sum()  # nearer the labelled names' mix
+
+
 def test_the_worksheet_loop_refuses_a_corpus(tiny_corpus):
     part = C.training_part(tiny_corpus, LABELS)
     with pytest.raises(ValueError, match="worksheet loop"):

@@ -257,7 +257,14 @@ def test_a_preset_teacher_trains_out_of_fold_and_weight_zero_skips_it(tiny_split
 def test_the_bundled_preset_is_a_student_with_a_mixed_teacher():
     from nameorigin.training import resolve_settings
 
-    settings = resolve_settings("bundled")
-    assert settings.model.name == "gru-attention" and settings.train.teacher_folds >= 2
-    assert settings.teacher.members and settings.teacher.model.name == "mixed"
-    assert 0 < settings.train.distill_weight < 1
+    settings = resolve_settings("bundled")  # a mixed ensemble: the distilled network and the n-gram member
+    network, ngram = settings.members
+    assert settings.model.name == "mixed" and settings.teacher is None
+    assert network.model.name == "gru-attention" and network.train.teacher_folds >= 2
+    assert network.teacher.members and network.teacher.model.name == "mixed"
+    assert 0 < network.train.distill_weight < 1
+    assert ngram.model.name == "ngram-lr" and ngram.teacher is None and ngram.model.compact
+    assert ngram.train.class_weight == 1.0 and ngram.model.vocab_limit
+    alone = resolve_settings("bundled-network")  # the network alone, as it shipped before
+    assert alone.model == network.model and alone.teacher.model.name == "mixed"
+    assert resolve_settings("bundled", train={"distill_weight": 0}).members[0].train.distill_weight == 0

@@ -157,12 +157,13 @@ class Trained:
 def teacher_summary(settings: Settings, path: str | None = None) -> dict | None:
     """What the checkpoint records of a teacher: a teacher file (``teacher``), the recipe trained out of fold
     (``settings.teacher``), or None."""
-    if settings.teacher is None and not path:
+    recipe_ = settings.teacher or next((m.teacher for m in settings.members if m.teacher is not None), None)
+    if recipe_ is None and not path:
         return None
     return {
         "file": path,
-        "model": settings.teacher.model.to_dict() if settings.teacher else None,
-        "out_of_fold": settings.teacher is not None,
+        "model": recipe_.model.to_dict() if recipe_ else None,
+        "out_of_fold": recipe_ is not None,
     }
 
 

@@ -20,7 +20,7 @@ from .errors import install_hint
 from .evaluation import metrics
 from .fitting import minimize
 from .models import MIXED, Classifier, Ensemble, ModelConfig, NgramLR, batched_log_probs
-from .text import MAX_NAME_CHARS, VOCAB_SIZE, add_noise, encode
+from .text import MAX_NAME_CHARS, add_noise, encode
 
 NOISE_ROOM_WORKSHEET = 64  # noise levels up to this fit the worksheet loop's length table
 
@@ -482,6 +482,19 @@ class Preset:
     teacher: str | None = None  # a preset whose recipe teaches this one, out of fold (see TrainConfig.teacher_folds)
 
 
+# the shipped model's network and how it trains (the bundled preset's first member; bundled-network alone)
+_BUNDLED_NETWORK = {"name": "gru-attention", "hidden": 128, "bidirectional": True, "embed": 64, "dropout": 0.3}
+_BUNDLED_TRAIN = {
+    "class_weight": 0.25,
+    "label_smoothing": 0.1,
+    "schedule": "cosine",
+    "epochs": 20,
+    "patience": 0,
+    "distill_weight": 0.25,
+    "distill_temperature": 1.0,
+    "teacher_folds": 3,
+}
+
 PRESETS: dict[str, Preset] = {
     "default": Preset(
         "The batched trainer's default: gru, hidden 128, dropout 0.3 before the output layer, Adam 3e-3, "
@@ -506,28 +519,45 @@ PRESETS: dict[str, Preset] = {
         train={"class_weight": 0.25, "label_smoothing": 0.1, "schedule": "cosine", "epochs": 20, "patience": 0},
     ),
     "bundled": Preset(
-        "The model that ships in the package, distilled: one bidirectional gru-attention (hidden 128, embedding "
-        "64, dropout 0.3; about 2x a gru 128's prediction time) trained as `best` trains its members, on the "
-        "labels and, with weight 0.25 at temperature 1, on out-of-fold probabilities of the `mixed` preset "
-        "(3 mixed teachers, each trained on two thirds of the training names and predicting the third it did "
-        "not see). Teachers and student train in one command; `--distill-weight 0` skips the teachers.",
-        model={"name": "gru-attention", "hidden": 128, "bidirectional": True, "embed": 64, "dropout": 0.3},
-        train={
-            "class_weight": 0.25,
-            "label_smoothing": 0.1,
-            "schedule": "cosine",
-            "epochs": 20,
-            "patience": 0,
-            "distill_weight": 0.25,
-            "distill_temperature": 1.0,
-            "teacher_folds": 3,
-        },
+        "The model that ships in the package: a mixed ensemble of a distilled network and an n-gram member. "
+        "The network: one bidirectional gru-attention (hidden 128, embedding 64, dropout 0.3) trained as `best` "
+        "trains its members, on the labels and, with weight 0.25 at temperature 1, on out-of-fold "
+        "probabilities of the `mixed` preset (3 mixed teachers, each trained on two thirds of the training "
+        "names and predicting the third it did not see; `--distill-weight 0` skips them). The n-gram member: "
+        "ngram-corpus's logistic regression on the 15,000 n-grams in the most names, held at float16 (about "
+        "0.6 MB). Their weights and temperatures are fitted on validation (with a corpus: both validations).",
+        model={"name": MIXED},
+        train=_BUNDLED_TRAIN,
+        members=(
+            (_BUNDLED_NETWORK, {}),
+            (
+                {"name": "ngram-lr", "ngram": 5, "edges": True, "vocab_limit": 15_000, "compact": True},
+                {"class_weight": 1.0},
+            ),
+        ),
+        teacher="mixed",
+    ),
+    "bundled-network": Preset(
+        "The bundled preset's network alone (what shipped before the n-gram member joined it; the first-name "
+        "model's recipe, with --distill-weight 0): one bidirectional gru-attention (hidden 128, embedding 64, "
+        "dropout 0.3) trained as `best` trains its members, on the labels and, with weight 0.25 at temperature "
+        "1, on out-of-fold probabilities of the `mixed` preset.",
+        model=_BUNDLED_NETWORK,
+        train=_BUNDLED_TRAIN,
         teacher="mixed",
     ),
     "ngram-lr": Preset(
         "The DESIGN's baseline as a model of the family: TF-IDF character 1-5-grams of the folded name and "
         "logistic regression (scikit-learn, C=10), its vocabulary, idf and weights saved as tensors.",
         model={"name": "ngram-lr"},
+    ),
+    "ngram-corpus": Preset(
+        "ngram-lr for real names, with --corpus: character 1-5-grams with a mark at each end of the name (as "
+        "scikit-learn's char_wb pads a word), the 100,000 in the most names, every language weighing alike "
+        "(class weight 1); with a corpus its answers are put back under the labelled names' mix, as the "
+        "networks' are (--corpus-prior own).",
+        model={"name": "ngram-lr", "ngram": 5, "edges": True, "vocab_limit": 100_000},
+        train={"class_weight": 1.0},
     ),
     "mixed": Preset(
         "A mixed ensemble, the search's best mix on validation (bench/accuracy.py, seed 0): a bidirectional "
@@ -598,16 +628,19 @@ def resolve_settings(
     config_class = WorksheetConfig if is_worksheet else TrainConfig
     known = set(config_class.__dataclass_fields__)
     values = {k: v for k, v in {**chosen.train, **(train or {})}.items() if k in known}
-    members = [
+    teacher = resolve_settings(chosen.teacher, train={"seed": values.get("seed", 0)}) if chosen.teacher else None
+    members = [  # in a mixed preset with a teacher, the teacher teaches each network member (ngram-lr takes none)
         Settings(
             model=ModelConfig(**m),
             train=TrainConfig(**{**chosen.train, **t, **(train or {})}),
             worksheet=False,
             prune=0,
+            teacher=teacher if m.get("name") != "ngram-lr" else None,
         )
         for m, t in chosen.members
     ]
-    teacher = resolve_settings(chosen.teacher, train={"seed": values.get("seed", 0)}) if chosen.teacher else None
+    if members:
+        teacher = None
     model_config = ModelConfig(**{**chosen.model, **(model or {})})
     if members:
         model_config = ModelConfig(name=MIXED, mix=[m.model.to_dict() for m in members])
@@ -700,7 +733,13 @@ def fit(
                 train.labels,
             )
         rows, row_weights = _weighted_rows(train, corpus, config.corpus_weight)
-        model = fit_ngram_lr(rows, len(labels), sample_weight=row_weights)
+        row_weights, row_mix = _ngram_class_weights(rows.labels, row_weights, len(labels), config.class_weight)
+        model = fit_ngram_lr(rows, len(labels), sample_weight=row_weights, config=settings.model)
+        if corpus is not None and config.corpus_prior == "own":  # answers under the labelled names' mix
+            with torch.no_grad():
+                labelled = torch.bincount(train.labels, minlength=len(labels)).double()
+                shift = (labelled / labelled.sum()).clamp(min=1e-4).log() - row_mix.clamp(min=1e-4).log()
+                model.bias.add_(shift.float() * (model.bias > -30))
         history = History(kind="ngram-lr", train_seconds=time.perf_counter() - started, names_seen=len(used))
         if valid is not None and len(valid):
             history.best = {k: v for k, v in validate(model, valid, labels).items() if k != "per_language"}
@@ -792,6 +831,24 @@ def _weighted_rows(train: Encoded, corpus: CorpusPart | None, weight: float) -> 
     return joined, torch.cat([torch.ones(len(train)), weight * corpus.targets[rows, cols].float()])
 
 
+def _ngram_class_weights(
+    labels: torch.Tensor, weights: torch.Tensor | None, n_classes: int, exponent: float
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The n-gram member's row weights times the loss weights of the batched trainer, (N / (C n_c)) ** exponent
+    with n_c the weighted rows of language c (``exponent`` 1: every language weighs alike), and the language mix
+    (C,) the weighted rows then hold (what the fitted model's answers assume)."""
+    w = torch.ones(len(labels), dtype=torch.float64) if weights is None else weights.double()
+    counts = torch.zeros(n_classes, dtype=torch.float64).index_add_(0, labels, w)
+    if exponent:
+        present = counts > 0
+        per_class = torch.ones(n_classes, dtype=torch.float64)
+        per_class[present] = (counts.sum() / (int(present.sum()) * counts[present])) ** exponent
+        w = w * per_class[labels]
+        counts = counts * per_class
+        weights = w.float()
+    return weights, counts / counts.sum()
+
+
 def _after_pretraining(pretrained: History, history: History) -> History:
     """One history: the corpus epochs (tagged ``phase: pretrain``), then the labelled ones."""
     out = History(kind=history.kind, best_epoch=history.best_epoch, best=history.best)
@@ -808,24 +865,32 @@ def fit_ngram_lr(
     c: float = 10.0,
     max_iter: int = 2000,
     class_weight: str | dict | None = None,
+    config: ModelConfig | None = None,
 ) -> NgramLR:
-    """The n-gram member, and the DESIGN's baseline: its vocabulary (every 1-5-gram of the training names) and
-    idf from ``train``, then scikit-learn's logistic regression (L2, ``C=c``, ``class_weight`` as scikit-learn
-    takes it, rows weighted by ``sample_weight``) on the TF-IDF rows the model itself computes; the fitted
-    coefficients become the model's weights."""
+    """The n-gram member, and the DESIGN's baseline: its vocabulary (every n-gram of the training names as
+    ``config`` says: 1-5 characters by default, with or without edge marks, the ``vocab_limit`` in the most
+    names) and idf from ``train``, then scikit-learn's logistic regression (L2, ``C=c``, ``class_weight`` as
+    scikit-learn takes it, rows weighted by ``sample_weight``) on the TF-IDF rows the model itself computes;
+    the fitted coefficients become the model's weights."""
     try:
         from scipy.sparse import csr_matrix
         from sklearn.linear_model import LogisticRegression
     except ImportError:
         raise RuntimeError(f"ngram-lr is fitted with scikit-learn: {install_hint('baseline')}") from None
-    codes, valid = NgramLR.ngram_codes(train.tokens, train.lengths)  # (N, W)
+    config = config or ModelConfig(name="ngram-lr")
+    codes, valid = NgramLR.ngram_codes(train.tokens, train.lengths, max_n=config.ngram, edges=config.edges)  # (N, W)
     rows = torch.arange(len(train)).unsqueeze(1).expand_as(codes)[valid]
-    width = int(VOCAB_SIZE**NgramLR.max_n)
+    width = NgramLR.code_width(config)
     per_name = torch.unique(rows * width + codes[valid])  # each (name, n-gram) once
     vocab, df = torch.unique(per_name % width, return_counts=True)  # sorted codes, document frequencies
-    model = NgramLR(ModelConfig(name="ngram-lr", vocab=len(vocab)), n_classes)
+    if config.vocab_limit and len(vocab) > config.vocab_limit:  # the n-grams in the most names, kept sorted
+        keep = torch.sort(torch.argsort(-df, stable=True)[: config.vocab_limit]).values
+        vocab, df = vocab[keep], df[keep]
+    model = NgramLR(replace(config, name="ngram-lr", vocab=len(vocab)), n_classes)
     model.vocab.copy_(vocab)
     model.idf.copy_(torch.log((1 + len(train)) / (1 + df.double())).float() + 1)  # scikit-learn's smooth idf
+    if config.compact:  # the idf at the precision the checkpoint stores it in
+        model.idf.copy_(model.idf.half().float())
     with torch.no_grad():
         r, col, values = model.features(train.tokens, train.lengths)
     x = csr_matrix((values.numpy(), (r.numpy(), col.numpy())), shape=(len(train), len(vocab)))
@@ -841,6 +906,8 @@ def fit_ngram_lr(
         else:
             model.weight[:, classes] = torch.as_tensor(clf.coef_.T, dtype=torch.float32)
             model.bias[classes] = torch.as_tensor(clf.intercept_, dtype=torch.float32)
+        if config.compact:  # held at the precision the checkpoint stores them in
+            model.weight.copy_(model.weight.half().float())
     return model.eval()
 
 
@@ -862,9 +929,16 @@ def fit_mixture_weights(log_probs: Sequence[torch.Tensor], target: torch.Tensor)
     return torch.softmax(z.detach(), 0).float(), log_t.detach().exp().float()
 
 
-def mixed_ensemble(models: Sequence[Classifier], valid: Encoded | None, n_classes: int) -> Ensemble:
+def mixed_ensemble(
+    models: Sequence[Classifier],
+    valid: Encoded | None,
+    n_classes: int,
+    *,
+    second_valid: tuple[Encoded, torch.Tensor] | None = None,
+) -> Ensemble:
     """One :class:`Ensemble` holding ``models`` (any kinds), their weights and temperatures fitted on ``valid``
-    (uniform weights and temperature 1 without)."""
+    (uniform weights and temperature 1 without); with ``second_valid`` (a corpus's scored validation names and
+    the offsets (C,) that put a model's answers under the corpus's mix, as in training) on both together."""
     from .models import build_model
 
     config = ModelConfig(name=MIXED, mix=[m.config.to_dict() for m in models])
@@ -872,9 +946,16 @@ def mixed_ensemble(models: Sequence[Classifier], valid: Encoded | None, n_classe
     for mine, trained in zip(ensemble.members, models, strict=True):
         mine.load_state_dict(trained.state_dict())
     if valid is not None and len(valid):
-        weights, temperatures = fit_mixture_weights(
-            [batched_log_probs(m, valid.tokens, valid.lengths)[0] for m in models], valid.labels
-        )
+        log_probs = [batched_log_probs(m, valid.tokens, valid.lengths)[0] for m in models]
+        target = valid.labels
+        if second_valid is not None and len(second_valid[0]):
+            names, shift = second_valid
+            log_probs = [
+                torch.cat([lp, torch.log_softmax(batched_log_probs(m, names.tokens, names.lengths)[0] + shift, 1)])
+                for lp, m in zip(log_probs, models, strict=True)
+            ]
+            target = torch.cat([valid.labels, names.labels])
+        weights, temperatures = fit_mixture_weights(log_probs, target)
         ensemble.weights.copy_(weights)
         ensemble.temperatures.copy_(temperatures)
     return ensemble.eval()
@@ -909,7 +990,17 @@ def _fit_mixed(
                     else ""
                 )
             )
-    model = mixed_ensemble(models, valid, len(labels))
+    second = None
+    if corpus is not None and corpus.valid and valid is not None and len(valid):  # both validations, as epochs
+        from .data import encode_pairs
+
+        second = (
+            encode_pairs(corpus.valid, labels),
+            source_offsets(encode_pairs(used, labels).labels, corpus.targets, len(labels))
+            if settings.train.corpus_prior == "own"
+            else torch.zeros(len(labels)),
+        )
+    model = mixed_ensemble(models, valid, len(labels), second_valid=second)
     if printer:
         printer(
             "member weights (temperatures) fitted on validation: "
