@@ -163,3 +163,34 @@ def test_dask_missing_says_what_to_install(capsys, tmp_path, parquet_dir, monkey
 def test_other_formats_are_refused_on_the_cluster(capsys, tmp_path, parquet_dir):
     err = bad_cluster_run(capsys, tmp_path, f"{parquet_dir}/*.parquet", "--json")
     assert "--workers/--scheduler read Parquet" in err
+
+
+PEOPLE = {"first": ["Ivan", "Maria", None, "Ivan"], "last": ["Kalov", "McRaboo", "Tesuez", "Kalov"]}
+
+
+def test_first_and_last_columns_on_dask_equal_predict_frame(model):
+    df = pd.DataFrame({"id": range(4), **PEOPLE})
+    expected = predict_frame(df, top=2, model=model, first_column="first", last_column="last")
+    ddf = dd.from_pandas(df, npartitions=2)
+    result = cluster.predict(ddf, None, top=2, model=model, first_column="first", last_column="last")
+    assert list(result.columns) == list(expected.columns) and "family_language_1" in expected.columns
+    pd.testing.assert_frame_equal(result.compute(scheduler="sync"), expected, check_dtype=False)
+
+
+def test_first_and_last_columns_on_local_workers_give_the_answers_of_one_process(capsys, tmp_path, model):
+    folder = tmp_path / "people"
+    folder.mkdir()
+    pq.write_table(pa.table({"id": range(4), **PEOPLE}), folder / "a.parquet")
+    flags = ["--model", model, "--first-column", "first", "--last-column", "last", "--top", "2"]
+    code, _, err = run(capsys, "predict", "--input", f"{folder}/*.parquet", "--output", tmp_path / "out",
+                       "--workers", "1", *flags)  # fmt: skip
+    assert code == 0, err
+    got = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "out").iterdir())], ignore_index=True)
+    assert list(got.columns[:2]) == ["first", "last"] and "id" not in got.columns  # the columns read, then answers
+    assert run(capsys, "predict", "--input", folder / "a.parquet", "--output", tmp_path / "one.parquet", *flags)[0] == 0
+    one = pd.read_parquet(tmp_path / "one.parquet")
+    answers = [c for c in one.columns if c not in ("line", "name")]
+    pd.testing.assert_frame_equal(got[answers], one[answers], check_dtype=False)
+    (tmp_path / "bad").mkdir()
+    err = bad_cluster_run(capsys, tmp_path / "bad", f"{folder}/*.parquet", "--first-column", "given")
+    assert "'given'" in err

@@ -444,3 +444,16 @@ def test_http_without_a_first_model_refuses_first_as_its_schema_says(models):
         assert client.post("/api/predict", json={"names": ["x"], "name_type": "first"}).status_code == 422
         r = client.get("/api/predict", params={"name": "Kaloslav Miraov", "name_type": "full"})
         assert r.status_code == 200 and r.json()["results"][0]["parts"][0]["dropped"] == "no first-name model"
+
+
+def test_predict_frame_prior_auto_with_full_names_is_one_calls(pair):
+    import pyarrow as pa
+
+    from nameorigin import predict_frame
+
+    people = [n for n, _ in validation_pairs(seed=4, n=6)]
+    out = predict_frame(pa.table({"name": people}), model=pair, name_type="full", prior="auto", top=1)
+    want = pair.predict(people, top=1, prior="auto", name_type="full")
+    got = out.column("probability_1").to_pylist()
+    assert got == pytest.approx([w.predictions[0]["probability"] for w in want], abs=1e-6)
+    assert "given_language_1" in out.column_names

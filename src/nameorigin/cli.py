@@ -588,12 +588,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.input and (args.workers or args.scheduler):
         from . import cluster
 
-        if args.first_column or args.last_column:
-            raise UsageError(
-                "--first-column/--last-column: not with --workers/--scheduler yet; on a cluster give one "
-                "column of full names (--column) and --name-type full"
-            )
-
         if args.json or args.format not in (None, "parquet") or args.output_format not in (None, "parquet"):
             raise UsageError(
                 "--workers/--scheduler read Parquet and write a folder of Parquet parts; leave out "
@@ -623,6 +617,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 precision=args.precision,
                 trust=options,
                 first_model=args.first_model,
+                first_column=args.first_column,
+                last_column=args.last_column,
             )
         )
         print(f"nameorigin: {summary.line()}", file=sys.stderr)

@@ -114,17 +114,24 @@ class ClusterJob:
     precision: str = "fp32"
     trust: dict = field(default_factory=dict)  # predict_frame's coverage, prior (a mapping), thresholds, name_type
     first_model: str | None = None  # the first-name checkpoint (None: the bundled one when there is one)
+    first_column: str | None = None  # a column of first names (the input's columns are then all kept)
+    last_column: str | None = None  # a column of last names
+
+    @property
+    def split(self) -> bool:
+        return self.first_column is not None or self.last_column is not None
 
 
-def _check_inputs(job: ClusterJob) -> tuple[list[str], str]:
-    """The Parquet files the glob matches, and the name column; every footer is read here, so a missing
+def _check_inputs(job: ClusterJob) -> tuple[list[str], dict[str, str | None]]:
+    """The Parquet files the glob matches, and the columns read: the name column (None with first or last
+    columns and no ``--column``), the first names', the last names'; every footer is read here, so a missing
     column, a non-string column or an unreadable file stops the run before any output exists."""
     import fsspec
 
     fs, _, paths = fsspec.core.get_fs_token_paths(job.input)
     if not paths:
         raise ClusterError(f"{job.input}: matches no files")
-    column = None
+    columns: dict[str, str | None] = {"column": None, "first_column": None, "last_column": None}
     for path in paths:
         if frame.format_of(path) != "parquet":
             raise ClusterError(
@@ -136,10 +143,18 @@ def _check_inputs(job: ClusterJob) -> tuple[list[str], str]:
                 schema = pq.read_schema(fh)
         except Exception as e:
             raise frame.unreadable(path, e) from None
-        name = frame.resolve_column(path, schema.names, job.column)
-        frame.string_array(pa.array([], schema.field(name).type), name, path)
-        column = column or name
-    return paths, column
+        wanted = {
+            "column": job.column if job.column is not None or not job.split else None,
+            "first_column": job.first_column,
+            "last_column": job.last_column,
+        }
+        for key, given in wanted.items():
+            if given is None and (key != "column" or job.split):
+                continue
+            name = frame.resolve_column(path, schema.names, given)
+            frame.string_array(pa.array([], schema.field(name).type), name, path)
+            columns[key] = columns[key] or name
+    return paths, columns
 
 
 def _client(job: ClusterJob, distributed):
@@ -170,7 +185,8 @@ def predict_files(job: ClusterJob) -> frame.Summary:
     if not job.output or job.output == "-":
         raise ClusterError("--workers/--scheduler write a folder of Parquet parts: give --output FOLDER")
     start = time.perf_counter()
-    _paths, column = _check_inputs(job)
+    _paths, columns = _check_inputs(job)
+    column = columns["column"]
     fs, out = fsspec.core.url_to_fs(job.output)
     if fs.exists(out) and (not fs.isdir(out) or fs.ls(out)):
         raise ClusterError(f"--output {job.output}: exists and is not an empty folder")
@@ -180,16 +196,23 @@ def predict_files(job: ClusterJob) -> frame.Summary:
     staging = f"{parent}/{partial_prefix(Path(out.rstrip('/')))}{secrets.token_hex(4)}"
     client, cluster = _client(job, distributed)
     try:
-        ddf = dd.read_parquet(job.input, columns=None if job.keep_columns else [column])
-        if not job.keep_columns:
-            ddf = ddf.rename(columns={column: "name"})
+        parts = {k: columns[k] for k in ("first_column", "last_column") if columns[k] is not None}
+        if job.split:  # the columns read stay (predict_frame's output): the name column if any, first, last
+            read = None if job.keep_columns else list(dict.fromkeys(c for c in columns.values() if c is not None))
+            ddf, target = dd.read_parquet(job.input, columns=read), column
+        else:
+            ddf = dd.read_parquet(job.input, columns=None if job.keep_columns else [column])
+            if not job.keep_columns:
+                ddf = ddf.rename(columns={column: "name"})
+            target = "name" if not job.keep_columns else column
         result = predict(
             ddf,
-            "name" if not job.keep_columns else column,
+            target,
             top=job.top,
             model=job.model,
             first=job.first_model,
             precision=job.precision,
+            **parts,
             **job.trust,
         )
         write = result.to_parquet(fs.unstrip_protocol(staging), write_index=False, compute=False)

@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 
 from .atomic import atomic_path
 from .data import NAME_HEADERS, DataError, _is_header
-from .errors import InputError
 from .fullname import DEFAULT_NAME_TYPE, part_column_names, parts_of_row
 from .predict import Predictor
 from .trust import resolve_prior
@@ -159,13 +158,16 @@ def predict_frame(
     }
     predictor = _predictor(model)
     prior = resolve_prior(prior, predictor.labels)  # read once (a file), checked before any work
-    if isinstance(prior, str) and (split or name_type != "surname"):
-        raise InputError(
-            "prior auto: not with full or first names yet (the mix is estimated from surnames); give the mix "
-            "as {language: weight} or a file",
-            param="prior",
-        )
-    if isinstance(prior, str):  # "auto": the mix of the whole column, not of each chunk
+    if isinstance(prior, str) and (split or name_type != "surname"):  # the mix of the whole frame's answers
+        prior = predictor._estimate_prior_parts(
+            (
+                (chunk_of(names, i), chunk_of(parts["first_names"], i), chunk_of(parts["last_names"], i))
+                for i in range(0, max(_length(names, *parts.values()), 1), CHUNK_ROWS)
+            ),
+            name_type,
+            max_out_of_scope=max_out_of_scope,
+        )[0]
+    elif isinstance(prior, str):  # "auto": the mix of the whole column, not of each chunk
         prior = predictor.estimate_prior_batches(_chunks(names, CHUNK_ROWS))
     options = dict(coverage=coverage, prior=prior, min_confidence=min_confidence, max_out_of_scope=max_out_of_scope)
     if split or name_type != "surname":
