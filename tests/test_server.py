@@ -45,7 +45,8 @@ def test_post_predict(client):
 
 def test_model_and_health(client):
     m = client.get("/api/model").json()
-    assert m["model"]["name"] == "gru-attention" and len(m["labels"]) == 18 and len(m["data_fingerprint"]) == 64
+    assert m["model"]["name"] == "mixed" and len(m["labels"]) == 18 and len(m["data_fingerprint"]) == 64
+    assert [member["name"] for member in m["model"]["mix"]] == ["gru-attention", "ngram-lr"]  # the bundled pair
     assert m["has_attention"] is True and m["parameters"] > 0
     assert client.get("/healthz").json() == {"status": "ok"}
     assert "/api/predict" in client.get("/openapi.json").json()["paths"]

@@ -805,15 +805,36 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ModelConfig fields that only one kind of model reads: shown for that kind alone.
+_KIND_FIELDS = {
+    "heads": ("transformer",),
+    "ngram": ("ngram-lr",),
+    "edges": ("ngram-lr",),
+    "vocab_limit": ("ngram-lr",),
+    "compact": ("ngram-lr",),
+}
+
+
+def _model_summary(m: dict) -> str:
+    """``name (sizes)``; a mixed ensemble: each member's, joined with ``+``."""
+    if m.get("mix"):
+        return "mixed: " + " + ".join(_model_summary(member) for member in m["mix"])
+    sizes = ", ".join(
+        f"{k} {v}" if v is not True else k
+        for k, v in m.items()
+        if k not in ("name", "mix")
+        and v not in (None, [], False, 0)
+        and m["name"] in _KIND_FIELDS.get(k, (m["name"],))
+        and not (k == "members" and v == 1)
+        and not (m["name"] == "ngram-lr" and k in ("hidden", "layers", "vocab_limit"))
+    )
+    return f"{m['name']} ({sizes})" if sizes else m["name"]
+
+
 def _print_info(info: dict) -> None:
     m, t, f = info["model"], info["trust"], info["file"]
-    sizes = ", ".join(
-        f"{k} {v}"
-        for k, v in m.items()
-        if k not in ("name", "mix") and v not in (None, [], False, 0) and (k != "heads" or m["name"] == "transformer")
-    )
     print(
-        f"model     {m['name']} ({sizes}); {info['parameters']:,} parameters"
+        f"model     {_model_summary(m)}; {info['parameters']:,} parameters"
         + ("; attention" if info["has_attention"] else "")
     )
     print(f"file      {f['path']}{' (bundled)' if f['bundled'] else ''}\nsha256    {f['sha256']}")
@@ -923,7 +944,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_port_free(args.host, args.port)
     ck = predictor.checkpoint
     print(
-        f"nameorigin: serving {args.model or 'the bundled model'} ({ck.config.name}, hidden {ck.config.hidden}, "
+        f"nameorigin: serving {args.model or 'the bundled model'} ({_model_summary(ck.config.to_dict())}, "
         f"{args.precision}) at http://{args.host}:{args.port}/ with {args.workers} worker(s); "
         f"batches of up to {args.batch_names} names or {args.batch_wait_ms:g} ms",
         flush=True,
