@@ -71,7 +71,7 @@ def format_report(result: dict) -> str:
     ]
     if "ece_before" in result:
         lines.insert(
-            3,
+            lines.index(""),
             f"ECE       {result['ece_before']:.4f} before, {result['ece_after']:.4f} after temperature "
             f"scaling (T = {result['temperature']:.3f})",
         )
