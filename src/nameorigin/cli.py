@@ -805,30 +805,26 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ModelConfig fields that only one kind of model reads: shown for that kind alone.
-_KIND_FIELDS = {
-    "heads": ("transformer",),
-    "ngram": ("ngram-lr",),
-    "edges": ("ngram-lr",),
-    "vocab_limit": ("ngram-lr",),
-    "compact": ("ngram-lr",),
-}
+#: ModelConfig fields that only some kinds of model read, and the fields a kind ignores: neither is shown.
+_ONLY_FOR = {"heads": {"transformer"}, "ngram": {"ngram-lr"}, "edges": {"ngram-lr"}, "compact": {"ngram-lr"}}
+_IGNORED_BY = {"ngram-lr": {"hidden", "layers", "vocab_limit"}}  # vocab, the size fitted, says what the limit did
 
 
 def _model_summary(m: dict) -> str:
     """``name (sizes)``; a mixed ensemble: each member's, joined with ``+``."""
     if m.get("mix"):
         return "mixed: " + " + ".join(_model_summary(member) for member in m["mix"])
+    kind = m["name"]
     sizes = ", ".join(
         f"{k} {v}" if v is not True else k
         for k, v in m.items()
         if k not in ("name", "mix")
         and v not in (None, [], False, 0)
-        and m["name"] in _KIND_FIELDS.get(k, (m["name"],))
         and not (k == "members" and v == 1)
-        and not (m["name"] == "ngram-lr" and k in ("hidden", "layers", "vocab_limit"))
+        and kind in _ONLY_FOR.get(k, {kind})
+        and k not in _IGNORED_BY.get(kind, ())
     )
-    return f"{m['name']} ({sizes})" if sizes else m["name"]
+    return f"{kind} ({sizes})" if sizes else kind
 
 
 def _print_info(info: dict) -> None:

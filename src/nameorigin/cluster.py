@@ -131,6 +131,12 @@ def _check_inputs(job: ClusterJob) -> tuple[list[str], dict[str, str | None]]:
     fs, _, paths = fsspec.core.get_fs_token_paths(job.input)
     if not paths:
         raise ClusterError(f"{job.input}: matches no files")
+    # what to resolve in each footer: the name column (None: the one found by its header) unless first or last
+    # columns replace it, and those
+    wanted = {"first_column": job.first_column, "last_column": job.last_column}
+    if job.column is not None or not job.split:
+        wanted = {"column": job.column, **wanted}
+    wanted = {k: c for k, c in wanted.items() if c is not None or k == "column"}
     columns: dict[str, str | None] = {"column": None, "first_column": None, "last_column": None}
     for path in paths:
         if frame.format_of(path) != "parquet":
@@ -143,14 +149,7 @@ def _check_inputs(job: ClusterJob) -> tuple[list[str], dict[str, str | None]]:
                 schema = pq.read_schema(fh)
         except Exception as e:
             raise frame.unreadable(path, e) from None
-        wanted = {
-            "column": job.column if job.column is not None or not job.split else None,
-            "first_column": job.first_column,
-            "last_column": job.last_column,
-        }
         for key, given in wanted.items():
-            if given is None and (key != "column" or job.split):
-                continue
             name = frame.resolve_column(path, schema.names, given)
             frame.string_array(pa.array([], schema.field(name).type), name, path)
             columns[key] = columns[key] or name

@@ -60,15 +60,12 @@ def format_report(result: dict) -> str:
         f"names     {result['n']}",
         f"accuracy  {result['accuracy']:.4f}",
         f"macro-F1  {result['macro_f1']:.4f}",
-        *(
-            [f"macro-F1  {result['macro_f1_covered']:.4f} over the {covered} languages of these names"]
-            if (covered := sum(m["support"] > 0 for m in result["per_language"].values())) < len(result["per_language"])
-            and "macro_f1_covered" in result
-            else []
-        ),
         "",
         f"{'language':<12} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}",
     ]
+    covered = sum(m["support"] > 0 for m in result["per_language"].values())
+    if "macro_f1_covered" in result and covered < len(result["per_language"]):  # languages only predicted
+        lines.insert(3, f"macro-F1  {result['macro_f1_covered']:.4f} over the {covered} languages of these names")
     if "ece_before" in result:
         lines.insert(
             lines.index(""),

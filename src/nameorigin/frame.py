@@ -158,12 +158,10 @@ def predict_frame(
     }
     predictor = _predictor(model)
     prior = resolve_prior(prior, predictor.labels)  # read once (a file), checked before any work
+    starts = range(0, max(_length(names, *parts.values()), 1), CHUNK_ROWS)  # the chunks of full or first names
     if isinstance(prior, str) and (split or name_type != "surname"):  # the mix of the whole frame's answers
         prior = predictor._estimate_prior_parts(
-            (
-                (chunk_of(names, i), chunk_of(parts["first_names"], i), chunk_of(parts["last_names"], i))
-                for i in range(0, max(_length(names, *parts.values()), 1), CHUNK_ROWS)
-            ),
+            ((chunk_of(names, i), chunk_of(parts["first_names"], i), chunk_of(parts["last_names"], i)) for i in starts),
             name_type,
             max_out_of_scope=max_out_of_scope,
         )[0]
@@ -175,7 +173,7 @@ def predict_frame(
             predictor.predict_columns(
                 chunk_of(names, i), top, name_type=name_type, **{k: chunk_of(v, i) for k, v in parts.items()}, **options
             )
-            for i in range(0, max(_length(names, *parts.values()), 1), CHUNK_ROWS)
+            for i in starts
         )
     else:
         preds = predict_table_columns(predictor, names, top=top, **options)
@@ -697,7 +695,7 @@ def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Itera
     for batch in _sliced(source.batches, job.chunk):
         own = batch.schema.names[skip:]  # the input's columns (duplicate names allowed): by position
         if job.split:
-            cells = {k: _cells(batch, skip, c, source.path) for k, c in part_columns.items()}
+            cells = _part_cells(batch, skip, part_columns, source.path)
             preds = predictor.predict_columns(cells.pop("name"), job.top, name_type=job.name_type, **cells, **job.trust)
         else:
             preds = predictor.predict_columns(_cells(batch, skip, source.column, source.path), job.top, **job.trust)
@@ -737,6 +735,11 @@ def _cells(batch: pa.RecordBatch, skip: int, column: str | None, path: str) -> p
     if column is None:
         return None
     return string_array(batch.column(skip + batch.schema.names[skip:].index(column)), column, path)
+
+
+def _part_cells(batch: pa.RecordBatch, skip: int, part_columns: dict, path: str) -> dict[str, pa.Array | None]:
+    """A batch's cells of each of :func:`_part_columns`' columns (``name``, ``first_names``, ``last_names``)."""
+    return {k: _cells(batch, skip, c, path) for k, c in part_columns.items()}
 
 
 def _part_columns(source: Source, job: FileJob) -> dict[str, str | None]:
@@ -810,7 +813,7 @@ def file_prior(predictor: Predictor, job: FileJob) -> tuple[dict[str, float] | N
         part_columns = _part_columns(source, job)
 
         def cells(batch):
-            got = {k: _cells(batch, skip, c, source.path) for k, c in part_columns.items()}
+            got = _part_cells(batch, skip, part_columns, source.path)
             return got["name"], got["first_names"], got["last_names"]
 
         return predictor._estimate_prior_parts(

@@ -457,7 +457,6 @@ class NgramLR(Classifier):
     (:func:`nameorigin.training.fit_ngram_lr`). The n-gram vocabulary (sorted n-gram codes), the idf and the
     weights are tensors, so a checkpoint holds them all."""
 
-    max_n = 5  # the default longest n-gram (ModelConfig.ngram)
     EDGE = VOCAB_SIZE  # the edge mark: one digit past the characters' (codes then count in base VOCAB_SIZE + 1)
 
     def __init__(self, config: ModelConfig, n_classes: int):
@@ -474,9 +473,8 @@ class NgramLR(Classifier):
         """Every 1..``max_n``-gram of every name as one integer (digits in base VOCAB_SIZE, or VOCAB_SIZE + 1
         with ``edges``; real characters and the edge mark are never 0, so n-grams of different lengths never
         share a code), and which of them lie inside the name (its edge marks included): (B, W) each."""
-        base = VOCAB_SIZE
+        base = cls.base(edges)
         if edges:
-            base = VOCAB_SIZE + 1
             marked = F.pad(tokens, (1, 1))  # (B, T + 2)
             marked[:, 0] = cls.EDGE
             marked[torch.arange(tokens.size(0), device=tokens.device), lengths + 1] = cls.EDGE
@@ -494,10 +492,15 @@ class NgramLR(Classifier):
             valid.append(start + n <= lengths.unsqueeze(1))
         return torch.cat(codes, 1), torch.cat(valid, 1)
 
+    @staticmethod
+    def base(edges: bool) -> int:
+        """The base the n-gram codes count in: the characters' digits, and the edge mark's with ``edges``."""
+        return VOCAB_SIZE + 1 if edges else VOCAB_SIZE
+
     @classmethod
     def code_width(cls, config: ModelConfig) -> int:
         """One more than the largest n-gram code of ``config``'s n-grams."""
-        return int((VOCAB_SIZE + 1 if config.edges else VOCAB_SIZE) ** config.ngram)
+        return int(cls.base(config.edges) ** config.ngram)
 
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The TF-IDF matrix (B, V) as sparse entries: rows, columns and values, each (K,)."""

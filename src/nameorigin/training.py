@@ -182,6 +182,20 @@ def source_offsets(train_labels: torch.Tensor, corpus_targets: torch.Tensor, n_c
     return (mix.log() - labelled.log()).float()
 
 
+def corpus_validation(
+    corpus: CorpusPart, train_labels: torch.Tensor, labels: Sequence[str], prior: str
+) -> tuple[Encoded, torch.Tensor] | None:
+    """The corpus's scored validation names, encoded, and the offsets (C,) that score a model's answers under
+    the corpus's mix (``prior="own"``: :func:`source_offsets` against ``train_labels``; ``shared``: none), as
+    the choice of the best epoch and the mixture weights use them; None when the corpus has none."""
+    from .data import encode_pairs
+
+    if not corpus.valid:
+        return None
+    shift = source_offsets(train_labels, corpus.targets, len(labels)) if prior == "own" else torch.zeros(len(labels))
+    return encode_pairs(corpus.valid, labels), shift
+
+
 def joint_set(
     train: Encoded,
     corpus: CorpusPart,
@@ -754,13 +768,8 @@ def fit(
         train = encode_pairs(used, labels, noise_room=room)
         rows = second_valid = None
         pretrained = None
-        if corpus is not None and corpus.valid and valid is not None and len(valid):
-            second_valid = (
-                encode_pairs(corpus.valid, labels),
-                source_offsets(train.labels, corpus.targets, len(labels))
-                if config.corpus_prior == "own"
-                else torch.zeros(len(labels)),
-            )
+        if corpus is not None and valid is not None and len(valid):
+            second_valid = corpus_validation(corpus, train.labels, labels, config.corpus_prior)
         if corpus is not None and config.corpus_mode == "joint":
             train, rows, soft_targets = joint_set(
                 train,
@@ -991,15 +1000,10 @@ def _fit_mixed(
                 )
             )
     second = None
-    if corpus is not None and corpus.valid and valid is not None and len(valid):  # both validations, as epochs
+    if corpus is not None and valid is not None and len(valid):  # both validations, as the epochs are chosen
         from .data import encode_pairs
 
-        second = (
-            encode_pairs(corpus.valid, labels),
-            source_offsets(encode_pairs(used, labels).labels, corpus.targets, len(labels))
-            if settings.train.corpus_prior == "own"
-            else torch.zeros(len(labels)),
-        )
+        second = corpus_validation(corpus, encode_pairs(used, labels).labels, labels, settings.train.corpus_prior)
     model = mixed_ensemble(models, valid, len(labels), second_valid=second)
     if printer:
         printer(
