@@ -348,3 +348,16 @@ def test_a_compact_ngram_member_is_stored_at_half_size_and_loads_exactly(tmp_pat
     plain_path = checkpoint.save(tmp_path / "plain.safetensors", plain, ["A", "B", "C"])
     compact_path = checkpoint.save(tmp_path / "compact.safetensors", compact, ["A", "B", "C"])
     assert compact_path.stat().st_size < 0.75 * plain_path.stat().st_size
+
+
+def test_a_compact_ngram_member_whose_codes_outgrow_int32_is_refused_at_save(tmp_path):
+    pytest.importorskip("sklearn")
+    from nameorigin.data import Encoded
+    from nameorigin.training import fit_ngram_lr
+
+    tokens, lengths = encode_names(["Abcdefgh", "Zyxwvuts"])
+    config = ModelConfig(name="ngram-lr", ngram=6, edges=True, compact=True)  # 59 ** 6 codes: past 2 ** 31
+    model = fit_ngram_lr(Encoded(tokens, lengths, torch.tensor([0, 1])), 2, config=config)
+    with pytest.raises(ValueError, match="do not fit in int32"):
+        checkpoint.save(tmp_path / "m.safetensors", model, ["A", "B"])
+    assert not (tmp_path / "m.safetensors").exists()  # nothing half-written
