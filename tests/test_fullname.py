@@ -420,6 +420,76 @@ def test_two_plain_words_split_as_nameparser_splits_them(monkeypatch):
     assert fast == slow
 
 
+def _plain_pool() -> list[str]:
+    """Words for names of one to three words: made-up surnames, known given and family names (Faker's), Eastern
+    family names and syllables, and words nameparser treats specially (titles, particles, roman numerals)."""
+    lexicon = fullname.names.default_lexicon()
+    pool = (
+        [n for ns in make_names(30).values() for n in ns] + sorted(lexicon.given)[:300] + sorted(lexicon.family)[:300]
+    )
+    pool += ["Kim", "Park", "Lee", "Nguyen", "Wang", "Minjun", "Jong", "Un", "Xiaoming", "Thi", "Anh", "Basinger"]
+    pool += ["Vi", "Li", "Jr", "Dr", "van", "Mac", "III", "Abu", "Abd", "de", "y", "Zoë", "Ñuñez", "O'Neil", "Ma"]
+    pool += ["Jean-Pierre", "Smith-Jones", "D'Angelo", "Jong-un", "Van-Der", "Dr-Who", "Jr-Smith", "O'", "-Ann"]
+    pool += ["Mary-Kate", "Abdel-Aziz", "Ibn-Saud", "Al-Sayed", "bin-Laden", "Mac-Donald", "Le'Roy", "Ka'ahumanu"]
+    return pool
+
+
+def test_plain_names_parse_a_whole_array_as_one_by_one(monkeypatch):
+    """names.parse_plain (one to three plain words, a whole array at once) gives exactly nameparser's parse
+    (names.parse with the two-word shortcut off) for every name it takes, under each name type; the names it
+    leaves (titles, particles, other scripts, two spaces) are the ones parse must see."""
+    import pyarrow as pa
+
+    names = fullname.names
+    rng = random.Random(5)
+    pool = _plain_pool()
+    samples = [" ".join(rng.choice(pool).capitalize() for _ in range(rng.randint(1, 3))) for _ in range(1500)]
+    samples += [" ".join(rng.choice(pool) for _ in range(rng.randint(1, 3))) for _ in range(1500)]
+    samples += ["Giuseppe  Verdi", " Smith", "Verdi, Giuseppe", "J. Smith", "김민준", "Шевченко Тарас", "a b"]
+    parsed = {t: names.parse_plain(pa.array(samples), t) for t in ("auto", "full", "surname", "first")}
+    monkeypatch.setattr(names, "FAST_PAIRS", False)
+    lexicon = names.default_lexicon()
+    for name_type, plain in parsed.items():
+        assert plain.plain.sum() > 1000 and not plain.plain[-7:].any()
+        for i in np.flatnonzero(plain.plain):
+            want = names._parse.__wrapped__(samples[i], name_type, lexicon)
+            got = (plain.given[int(i)].as_py(), plain.family[int(i)].as_py(), plain.name_type[int(i)].as_py())
+            assert got == (want.given_name or None, want.family_name or None, want.name_type), samples[i]
+
+
+@pytest.mark.parametrize("with_first", [True, False])
+def test_plain_names_answer_as_names_parsed_one_by_one(models, monkeypatch, with_first):
+    """The whole-array path and the name-by-name path give the same table: answers, trust columns, sets,
+    parts, errors, with the chunk's own prior (prior auto) resting on all the names alike."""
+    import pyarrow as pa
+
+    rng = random.Random(6)
+    pool = _plain_pool() + make_first_names(20)["Alpha"] + make_first_names(20)["Gamma"]
+    names_ = [" ".join(rng.choice(pool) for _ in range(rng.randint(1, 3))) for _ in range(300)]
+    names_ += ["J. Smith", ",", None, "Verdi, Giuseppe", "김민준", "Kaloslav Miraov", "Kaloslav Miraov"]
+    p = Predictor.load(models["surname"], first=models["first"] if with_first else False)
+    options = {"coverage": 0.9, "prior": "auto"}
+    tables = {}
+    for name_type in ("auto", "full"):
+        tables[name_type] = p.predict_columns(names_, 3, name_type=name_type, **options)
+    monkeypatch.setattr(
+        fullname.names,
+        "parse_plain",
+        lambda values, name_type: fullname.names.PlainParse(
+            np.zeros(len(values), bool), values, values, pa.nulls(len(values), pa.string())
+        ),
+    )
+    for name_type, fast in tables.items():
+        slow = p.predict_columns(names_, 3, name_type=name_type, **options)
+        assert fast.column_names == slow.column_names
+        for column in fast.column_names:
+            a, b = fast[column].to_pylist(), slow[column].to_pylist()
+            if column.startswith(("probability", "given_probability", "family_probability", "out_of_scope")):
+                assert np.allclose(np.array(a, dtype=float), np.array(b, dtype=float), equal_nan=True), column
+            else:
+                assert a == b, column
+
+
 def test_the_cluster_path_reads_full_names(models):
     pd = pytest.importorskip("pandas")
     dd = pytest.importorskip("dask.dataframe")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from . import checkpoint, names, text
@@ -224,12 +225,228 @@ def _part_outputs(model, folded: list[str]) -> tuple[np.ndarray, np.ndarray | No
     return probs, oos
 
 
-def predict_units(
-    predictor, units: list[_Unit], counts: np.ndarray, top: int, trust_options: dict
+@dataclass
+class _Answered:
+    """Distinct units' answers as arrays: ``columns``, the part columns of :func:`part_column_names` and
+    ``error`` (empty when not asked for); and for each answer space (``family``: the surname model's languages,
+    also for a combined answer; ``given``: the first-name model's) the units answered in it (``rows``), their
+    calibrated probabilities (``probs``) and out-of-scope scores (``oos``; None without a detector)."""
+
+    n: int
+    columns: dict = field(default_factory=dict)
+    rows: dict = field(default_factory=dict)
+    probs: dict = field(default_factory=dict)
+    oos: dict = field(default_factory=dict)
+
+
+def predict_keys(
+    predictor,
+    keys: list,
+    make,
+    name_type: str,
+    counts: np.ndarray,
+    top: int,
+    trust_options: dict,
+    strings: pa.Array | None = None,
 ) -> tuple[dict[str, pa.Array], np.ndarray | None]:
-    """The output columns (one row a unit) of distinct units, and the prior used (or None)."""
+    """The output columns (one row a distinct key: a raw name, or a first and a last cell) and the prior used
+    (or None). ``make(key)`` is the key's :class:`_Unit` (the parse); names of the common shape skip it
+    (:func:`answer_keys`)."""
+    k = max(1, min(top, len(predictor.labels)))
+    answered = answer_keys(predictor, keys, make, name_type, trust_options, k, strings)
+    return _decided(predictor, answered, counts, k, trust_options)
+
+
+def answer_keys(
+    predictor, keys: list, make, name_type: str, trust_options: dict, k: int | None, strings: pa.Array | None = None
+) -> _Answered:
+    """Each distinct key's answer (:class:`_Answered`; its part columns with ``k`` languages a part, none when
+    ``k`` is None). Names of one or two plain Latin words (:func:`names.parse_plain`, the common case) are
+    parsed and answered a whole array at once (:func:`_answered_plain`); the rest one by one
+    (:func:`unit_answers`). Both give the same answers, which the tests hold side by side. ``strings``: the
+    keys as an Arrow array (null where a key is no name), when the caller has it."""
+    strings = pa.array([key if type(key) is str else None for key in keys], pa.string()) if strings is None else strings
+    plain = names.parse_plain(strings, "auto" if name_type == "auto" else name_type)
+    fast = np.flatnonzero(plain.plain)
+    slow = np.flatnonzero(~plain.plain)
+    pieces = []
+    if len(fast) or not len(slow):  # (no keys at all: the empty columns)
+        take = pa.array(fast)
+        given, family, kinds = plain.given.take(take), plain.family.take(take), plain.name_type.take(take)
+        notes = pa.nulls(len(fast), pa.string())
+        if predictor.first is None and name_type == "auto":  # given-name-only names read as surnames
+            alone = pc.and_(pc.is_valid(given), pc.is_null(family))
+            family = pc.if_else(alone, given, family)
+            given = pc.if_else(alone, pa.scalar(None, pa.string()), given)
+            kinds = pc.if_else(alone, "surname", kinds)
+            notes = pc.if_else(alone, "no first-name model: read as a surname", notes)
+        pieces.append((fast, _answered_plain(predictor, given, family, kinds, notes, trust_options, k)))
+    if len(slow):
+        units = [make(keys[i]) for i in slow]
+        pieces.append((slow, _answered_units(predictor, units, trust_options, k)))
+    return _merged(pieces, len(keys))
+
+
+def _merged(pieces: list, n: int) -> _Answered:
+    """:class:`_Answered` pieces (each with the keys it answers) as one, in key order."""
+    if len(pieces) == 1 and np.array_equal(pieces[0][0], np.arange(n)):
+        return pieces[0][1]
+    out = _Answered(n)
+    order = np.concatenate([at for at, _ in pieces]) if pieces else np.empty(0, np.int64)
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.arange(n)
+    if pieces and pieces[0][1].columns:
+        for name in pieces[0][1].columns:
+            column = pa.concat_arrays([a.columns[name] for _, a in pieces])
+            out.columns[name] = column.take(pa.array(inverse))
+    for space in ("family", "given"):
+        have = [(at, a) for at, a in pieces if space in a.rows]
+        if not have:
+            continue
+        scores = [a.oos[space] for _, a in have]
+        _set_space(
+            out,
+            space,
+            np.concatenate([at[a.rows[space]] for at, a in have]),
+            np.concatenate([a.probs[space] for _, a in have]),
+            None if any(x is None for x in scores) else np.concatenate(scores),
+        )
+    return out
+
+
+def _set_space(out: _Answered, space: str, rows: np.ndarray, probs: np.ndarray, oos: np.ndarray | None) -> None:
+    """An answer space's units in key order (the trust layer then sees them as one call over the keys would)."""
+    order = np.argsort(rows, kind="stable")
+    out.rows[space], out.probs[space] = rows[order], probs[order]
+    out.oos[space] = None if oos is None else oos[order]
+
+
+def _answered_units(predictor, units: list[_Unit], trust_options: dict, k: int | None) -> _Answered:
+    """:class:`_Answered` of units parsed one by one (:func:`unit_answers`)."""
     chosen, outputs = unit_answers(predictor, units, trust_options)
-    return _columns(predictor, units, chosen, outputs, counts, top, trust_options)
+    out = _Answered(len(units))
+    for space in ("family", "given"):
+        rows = [u for u, c in enumerate(chosen) if c is not None and c[1] is not None and c[1][0] == space]
+        if not rows:
+            continue
+        out.rows[space] = np.array(rows, dtype=np.int64)
+        out.probs[space] = np.stack([chosen[u][1][1] for u in rows])
+        scores = [chosen[u][1][2] for u in rows]
+        out.oos[space] = np.array(scores, dtype=np.float64) if all(x is not None for x in scores) else None
+    if k is not None:
+        out.columns = _part_columns(predictor, units, chosen, outputs, k)
+        out.columns["error"] = pa.array(
+            [
+                None if c is not None and c[1] is not None else unreadable(u, c and c[0])
+                for u, c in zip(units, chosen, strict=True)
+            ],
+            pa.string(),
+        )
+    return out
+
+
+def _answered_plain(
+    predictor, given: pa.Array, family: pa.Array, kinds: pa.Array, notes: pa.Array, trust_options: dict, k: int | None
+) -> _Answered:
+    """:class:`_Answered` of units already split (``given``, ``family``: null where absent), all in Latin
+    letters and none an initial, as :func:`unit_answers` answers them but a whole array at once: each part
+    folded (:func:`~nameorigin.predict.fold_array`) and each distinct folded part given to its model once; a
+    part out of scope drops out when the other is read and in scope; two parts are combined."""
+    from .predict import fold_array
+
+    n = len(given)
+    first = predictor.first
+    models = {"family": predictor, "given": first}
+    folded, dropped, index, outputs = {}, {}, {}, {}
+    none = pa.nulls(n, pa.string())
+    for part, raw in (("given", given), ("family", family)):
+        present = np.asarray(pc.is_valid(raw))
+        index[part] = np.full(n, -1, dtype=np.int64)
+        folded[part] = none
+        if part == "given" and first is None:
+            dropped[part] = pc.if_else(pa.array(present), _NO_FIRST, none)
+            continue
+        at = np.flatnonzero(present)
+        values, errors = fold_array(raw.filter(pa.array(present)), models[part].fold_scheme)
+        mask = pa.array(present)
+        folded[part] = pc.replace_with_mask(none, mask, values) if len(at) else none
+        dropped[part] = pc.replace_with_mask(none, mask, errors) if len(at) else none
+        distinct = values.dictionary_encode()
+        index[part][at] = pc.fill_null(distinct.indices, -1).to_numpy(zero_copy_only=False)
+        outputs[part] = _part_outputs(models[part], distinct.dictionary.to_pylist())
+    read = {part: index[part] >= 0 for part in PARTS}
+    far = {}
+    for part in PARTS:
+        oos = outputs[part][1] if part in outputs else None
+        limit = _threshold(models[part], trust_options) if models[part] is not None else None
+        far[part] = np.zeros(n, dtype=bool)
+        if oos is not None and limit is not None:
+            far[part][read[part]] = oos[index[part][read[part]]] > limit
+    one_far = read["given"] & read["family"] & (far["given"] ^ far["family"])
+    used = {}
+    for part in PARTS:
+        drop = one_far & far[part]
+        used[part] = read[part] & ~drop
+        if drop.any():
+            dropped[part] = pc.if_else(pa.array(drop), "out of scope", dropped[part])
+    out = _Answered(n)
+    both = used["given"] & used["family"]
+    groups = {"both": both, "family": used["family"] & ~both, "given": used["given"] & ~both}
+    family_rows, family_probs, family_oos = [], [], []
+    for kind, mask in groups.items():
+        rows = np.flatnonzero(mask)
+        if not len(rows):
+            continue
+        at = {p: index[p][rows] for p in PARTS}
+        oos = {p: outputs[p][1][at[p]] if p in outputs and outputs[p][1] is not None else None for p in PARTS}
+        if kind == "both":
+            if predictor.combination_note:
+                predictor.trust._note_once(predictor.combination_note)
+            surname_ratio = _log_ratio(predictor.trust, outputs["family"][0][at["family"]])
+            first_ratio = _onto(_log_ratio(first.trust, outputs["given"][0][at["given"]]), predictor.first_columns)
+            probs = combine(surname_ratio, first_ratio, _base(predictor.trust), predictor.combination)
+            known = [o for o in oos.values() if o is not None]
+            score = np.minimum.reduce(known) if known else None
+        else:
+            probs, score = outputs[kind][0][at[kind]], oos[kind]
+        if kind == "given":
+            _set_space(out, "given", rows, probs, score)
+        else:
+            family_rows.append(rows)
+            family_probs.append(probs)
+            family_oos.append(score)
+    if family_rows:
+        scores = None if any(x is None for x in family_oos) else np.concatenate(family_oos)
+        _set_space(out, "family", np.concatenate(family_rows), np.concatenate(family_probs), scores)
+    if k is None:
+        return out
+    parts_used = np.where(
+        both, "given+family", np.where(used["given"], "given", np.where(used["family"], "family", None))
+    )
+    cols: dict[str, pa.Array] = {
+        "name_type": kinds,
+        "reading": pa.array(np.full(n, "none", dtype=object), pa.string()),
+        "parts_used": pa.array(parts_used.astype(object), pa.string()),
+    }
+    raws = {"given": given, "family": family}
+    for part in PARTS:
+        cols[part] = raws[part]
+        cols[f"{part}_read"] = folded[part]
+        cols[f"{part}_dropped"] = dropped[part]
+        cols.update(_part_topk(outputs.get(part), models[part], index[part], part, k))
+    cols["note"] = notes
+    cols = {c: cols[c] for c in part_column_names(k)}
+    errors = [None] * n
+    for i in np.flatnonzero(~(used["given"] | used["family"])):
+        why = "; ".join(
+            f"{p} name {raws[p][int(i)].as_py()!r}: {dropped[p][int(i)].as_py()}"
+            for p in PARTS
+            if dropped[p][int(i)].is_valid
+        )
+        errors[i] = f"no part of the name can be read ({why})" if why else "no part of the name can be read"
+    cols["error"] = pa.array(errors, pa.string())
+    out.columns = cols
+    return out
 
 
 def unit_answers(predictor, units: list[_Unit], trust_options: dict) -> tuple[list, dict]:
@@ -391,27 +608,20 @@ def _prior_for(first, labels: Sequence[str], prior):
     return {label: max(float(weights.get(label, 0.0)), 1e-6) for label in first.labels}
 
 
-def _columns(predictor, units, chosen, outputs, counts, top, trust_options):
-    """The unit rows' columns: the answer (top-K, trust), then the parts."""
-    n = len(units)
-    k = max(1, min(top, len(predictor.labels)))
-    groups: dict[str, list[int]] = {"family": [], "given": []}
-    for u, c in enumerate(chosen):
-        if c is not None and c[1] is not None:
-            groups[c[1][0]].append(u)
+def _decided(predictor, answered: _Answered, counts: np.ndarray, k: int, trust_options: dict):
+    """The distinct units' columns: the answer (top-K, trust: each answer space's units decided at once, so that
+    ``prior="auto"`` rests on all of them), then the parts, then ``error``; and the prior used (or None)."""
     sets = trust_options.get("coverage") is not None
     pieces, used_prior = [], None
-    for space, rows in groups.items():
-        if not rows:
+    for space in ("family", "given"):
+        if space not in answered.rows:
             continue
+        rows = answered.rows[space]
         model = predictor if space == "family" else predictor.first
-        probs = np.stack([chosen[u][1][1] for u in rows])
-        scores = [chosen[u][1][2] for u in rows]
-        oos = np.array(scores, dtype=np.float64) if all(s is not None for s in scores) else None
         options = dict(trust_options)
         if space == "given":
             options["prior"] = _prior_for(model, predictor.labels, options.get("prior"))
-        r = model.trust.decide(probs, oos, counts=counts[rows], **options)
+        r = model.trust.decide(answered.probs[space], answered.oos[space], counts=counts[rows], **options)
         if space == "family":
             used_prior = r.prior
         cols = model._top_columns(r.probabilities, min(k, len(model.labels)))
@@ -420,13 +630,8 @@ def _columns(predictor, units, chosen, outputs, counts, top, trust_options):
             cols[f"probability_{j + 1}"] = pa.nulls(len(rows), pa.float64())
         cols.update(model._trust_columns(r, sets=sets))
         pieces.append((rows, cols))
-    out = _spread(pieces, n, k, sets)
-    out.update(_part_columns(predictor, units, chosen, outputs, k))
-    errors = [
-        None if c is not None and c[1] is not None else unreadable(u, c and c[0])
-        for u, c in zip(units, chosen, strict=True)
-    ]
-    out["error"] = pa.array(errors, pa.string())
+    out = _spread(pieces, answered.n, k, sets)
+    out.update(answered.columns)
     return out, used_prior
 
 
@@ -477,21 +682,31 @@ def _part_columns(predictor, units, chosen, outputs, k: int) -> dict[str, pa.Arr
         out[f"{part}_read"] = pa.array([c.folded.get(part) if c is not None else None for c in cands], pa.string())
         out[f"{part}_dropped"] = pa.array([c.dropped.get(part) if c is not None else None for c in cands], pa.string())
         index = np.array([c.index.get(part, -1) if c is not None else -1 for c in cands], dtype=np.int64)
-        take = pa.array(np.maximum(index, 0), mask=index < 0)
-        probs = outputs[part][0] if part in outputs else np.empty((0, 1))
-        labels = pa.array(models[part].labels if models[part] is not None else [], pa.string())
-        kk = min(k, probs.shape[1]) if len(probs) else 0
-        values, order = torch.from_numpy(probs).topk(kk, dim=1) if kk else (None, None)
-        for j in range(k):
-            if j < kk:
-                language = labels.take(pa.array(order[:, j].numpy())).take(take)
-                probability = pa.array(values[:, j].numpy().astype(np.float64)).take(take)
-            else:
-                language, probability = pa.nulls(len(units), pa.string()), pa.nulls(len(units), pa.float64())
-            out[f"{part}_language_{j + 1}"] = language
-            out[f"{part}_probability_{j + 1}"] = probability
+        out.update(_part_topk(outputs.get(part), models[part], index, part, k))
     out["note"] = pa.array(["; ".join(u.notes) or None for u in units], pa.string())
     return {c: out[c] for c in part_column_names(k)}
+
+
+def _part_topk(output, model, index: np.ndarray, part: str, k: int) -> dict[str, pa.Array]:
+    """A part's own top-K columns for units whose part is row ``index`` (-1: not read) of the distinct parts'
+    ``output`` (probabilities, scores; None: that part has no model): each distinct part's top-K found once,
+    by tensor top-K, and taken to the units."""
+    n = len(index)
+    take = pa.array(np.maximum(index, 0), mask=index < 0)
+    probs = output[0] if output is not None else np.empty((0, 1))
+    labels = pa.array(model.labels if model is not None else [], pa.string())
+    kk = min(k, probs.shape[1]) if len(probs) else 0
+    values, order = torch.from_numpy(probs).topk(kk, dim=1) if kk else (None, None)
+    out = {}
+    for j in range(k):
+        if j < kk:
+            language = labels.take(pa.array(order[:, j].numpy())).take(take)
+            probability = pa.array(values[:, j].numpy().astype(np.float64)).take(take)
+        else:
+            language, probability = pa.nulls(n, pa.string()), pa.nulls(n, pa.float64())
+        out[f"{part}_language_{j + 1}"] = language
+        out[f"{part}_probability_{j + 1}"] = probability
+    return out
 
 
 def unreadable(unit: _Unit, cand) -> str:

@@ -443,12 +443,9 @@ class Predictor:
                 "with name_kind first",
                 param="name_type",
             )
-        arr, keys, make = self._part_keys(names, name_type, first_names, last_names)
-        index: dict = {}
-        row = np.fromiter((index.setdefault(k, len(index)) for k in keys), np.int64, len(keys))
-        units = [make(k) for k in index]
-        counts = np.bincount(row, minlength=len(units))
-        columns, used = fullname.predict_units(self, units, counts, top, trust_options)
+        arr, row, keys, make, strings = self._part_keys(names, name_type, first_names, last_names)
+        counts = np.bincount(row, minlength=len(keys))
+        columns, used = fullname.predict_keys(self, keys, make, name_type, counts, top, trust_options, strings)
         take = pa.array(row)
         out = {"name": arr}
         for name, values in columns.items():
@@ -457,15 +454,26 @@ class Predictor:
         return pa.table(out), used
 
     def _part_keys(self, names, name_type: str, first_names, last_names):
-        """For :meth:`_predict_parts` and the file prior: the name column as Arrow strings, each row's key (a
-        name, or its first and last cells) and ``make(key)``, the key's :class:`fullname._Unit`."""
+        """For :meth:`_predict_parts` and the file prior: the name column as Arrow strings, each row's index
+        into the distinct keys (a name, or its first and last cells), the keys, ``make(key)`` (the key's
+        :class:`fullname._Unit`) and the keys as Arrow strings (null for a key that is no name; None for
+        cells)."""
         if isinstance(names, (str, bytes)):
             raise TypeError(f"predict takes a list of names, not one string ({names[:20]!r})")
         if first_names is None and last_names is None:
             arr, cell_errors = as_name_array(names)
-            keys = arr.to_pylist()
-            if cell_errors is not None:  # a cell that is no string keeps its own error
-                keys = [k if e is None else ("error", e) for k, e in zip(keys, cell_errors, strict=True)]
+            encoded = arr.dictionary_encode()  # each distinct name once
+            keys: list = encoded.dictionary.to_pylist()
+            strings = encoded.dictionary
+            row = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+            if encoded.null_count:  # a missing cell, or one that is no string, keeps its own error
+                errors = cell_errors or [None] * len(arr)
+                where: dict = {}
+                for i in np.flatnonzero(row < 0):
+                    key = ("error", errors[i] or MISSING)
+                    row[i] = where.setdefault(key, len(keys) + len(where))
+                keys += list(where)
+                strings = pa.concat_arrays([strings, pa.nulls(len(where), pa.string())])
 
             def unit(k):
                 return fullname._Unit(error=k[1]) if isinstance(k, tuple) else fullname.unit_of_name(k, name_type)
@@ -476,8 +484,12 @@ class Predictor:
                 columns[side] = as_name_array(names)
             n = len(next(c for c in columns if c is not None)[0])
             cells = [c[0].to_pylist() if c is not None else [None] * n for c in columns]
-            keys = list(zip(*cells, strict=True))
-            arr = pa.array([" ".join(p for p in k if p and p.strip()) or None for k in keys], pa.string())
+            pairs = list(zip(*cells, strict=True))
+            arr = pa.array([" ".join(p for p in k if p and p.strip()) or None for k in pairs], pa.string())
+            index: dict = {}
+            row = np.fromiter((index.setdefault(k, len(index)) for k in pairs), np.int64, len(pairs))
+            keys = list(index)
+            strings = None
 
             def unit(k):
                 return fullname.unit_of_cells(*k)
@@ -495,7 +507,7 @@ class Predictor:
                 u.notes.append("no first-name model: read as a surname")
             return u
 
-        return arr, keys, make
+        return arr, row, keys, make, strings
 
     def _estimate_prior_parts(
         self, batches: Iterable, name_type: str, *, max_out_of_scope: float | None = None
@@ -511,19 +523,20 @@ class Predictor:
         probs: list[np.ndarray] = []
         weights: list[float] = []
         for names, first_names, last_names in batches:
-            _, keys, make = self._part_keys(names, name_type, first_names, last_names)
-            fresh = [k for k in dict.fromkeys(keys) if k not in seen]
-            chosen, _ = fullname.unit_answers(self, [make(k) for k in fresh], options)
-            for k, (_, answer) in zip(fresh, chosen, strict=True):
-                if answer is not None and answer[0] == "family":
-                    seen[k] = len(probs)
-                    probs.append(answer[1])
+            _, row, keys, make, _ = self._part_keys(names, name_type, first_names, last_names)
+            fresh = [k for k in keys if k not in seen]
+            answered = fullname.answer_keys(self, fresh, make, name_type, options, None)
+            for k in fresh:
+                seen[k] = -1
+            if "family" in answered.rows:
+                for r, p in zip(answered.rows["family"], answered.probs["family"], strict=True):
+                    seen[fresh[r]] = len(probs)
+                    probs.append(p)
                     weights.append(0.0)
-                else:
-                    seen[k] = -1
-            for k in keys:
-                if seen[k] >= 0:
-                    weights[seen[k]] += 1
+            at = np.array([seen[k] for k in keys], dtype=np.int64)  # each distinct key's answer (-1: none)
+            rows_of = np.bincount(row, minlength=len(keys))
+            for j in np.flatnonzero(at >= 0):
+                weights[at[j]] += float(rows_of[j])
         if not probs:
             return dict(zip(self.labels, self.trust.train_prior.tolist(), strict=True)), 0
         mix = self.trust.estimate_prior(np.stack(probs).astype(np.float64), weights=np.array(weights))
