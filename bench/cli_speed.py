@@ -74,7 +74,15 @@ def main() -> None:
             for label, model in models.items():
                 predictor = Predictor.load(model)
                 predictor.probabilities(names[:2000])  # warm up
-                argv = ["predict", "--input", str(src), "--output", str(Path(tmp) / "out.csv")]
+                argv = [
+                    "predict",
+                    "--name-type",
+                    "surname",
+                    "--input",
+                    str(src),
+                    "--output",
+                    str(Path(tmp) / "out.csv"),
+                ]
                 argv += ["--model", model] if model else []
                 tensor = cli = wall = 0.0
                 for _ in range(args.repeat):  # the two sides alternate; each keeps its best

@@ -74,6 +74,8 @@ def main() -> None:
             ):
                 n, _, seconds, _ = run_cli(
                     "predict",
+                    "--name-type",
+                    "surname",
                     "--input",
                     str(tmp / "data" / "*.parquet"),
                     "--output",
@@ -92,6 +94,8 @@ def main() -> None:
         for label, rows, src in (("small", args.small, tmp / "small"), ("all", args.rows, tmp / "all")):
             n, _, seconds, peaks[label] = run_cli(
                 "predict",
+                "--name-type",
+                "surname",
                 "--input",
                 str(src / "part-000.parquet"),
                 "--output",

@@ -104,12 +104,14 @@ def main() -> None:
         warm = pd.DataFrame({"name": real[:500]})
         pred_census_last_name(warm, "name")
         for p in predictors.values():
-            predict_frame(warm, model=p)
+            predict_frame(warm, model=p, name_type="surname")
         for sample, names in samples.items():
             df = pd.DataFrame({"name": names})
             peer = len(names) / timed(lambda df=df: pred_census_last_name(df, "name"))
             for label, predictor in predictors.items():
-                ours = len(names) / timed(lambda df=df, predictor=predictor: predict_frame(df, model=predictor))
+                ours = len(names) / timed(
+                    lambda df=df, predictor=predictor: predict_frame(df, model=predictor, name_type="surname")
+                )
                 print(
                     f"{sample:<9} {len(set(names)):>9,} {peer:>19,.0f} {label:<8} {ours:>19,.0f} {ours / peer:>6.1f}x",
                     flush=True,

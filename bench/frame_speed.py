@@ -30,7 +30,7 @@ from scale_common import real_names, zipf_sample
 def loop(predictor: Predictor, names: list[str], top: int = 3, chunk: int = 8192) -> pd.DataFrame:
     rows = []
     for i in range(0, len(names), chunk):
-        for p in predictor.predict(names[i : i + chunk], top):
+        for p in predictor.predict(names[i : i + chunk], top, name_type="surname"):
             row = {"name": p.name, "error": p.error}
             for k, x in enumerate(p.predictions, 1):
                 row[f"language_{k}"], row[f"probability_{k}"] = x["language"], x["probability"]
@@ -57,7 +57,7 @@ def main() -> None:
 
     predictor = Predictor.load(args.model)
     start = time.perf_counter()
-    out = predict_frame(df, "name", top=3, model=predictor)
+    out = predict_frame(df, "name", top=3, model=predictor, name_type="surname")
     frame_rate = args.rows / (time.perf_counter() - start)
 
     uncached = Predictor.load(args.model, cache_size=0)

@@ -32,7 +32,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from nameorigin import corpus, text
+from nameorigin import corpus, fullname, text
 
 #: Faker locales of the 18 languages (Scottish has none of its own: en_GB is English's).
 LOCALES = {
@@ -192,26 +192,35 @@ def _top(results) -> list[str | None]:
 
 
 def part_predictions(predictor, names: list[str], *, family: bool) -> list[str | None]:
-    """Each name's top language as one part of a full name: a name in Han, kana or Hangul read as that part is
-    read (:func:`.text.read_part`: a given name whole, a family name with its customary spelling), pure Han
-    both ways, keeping the reading whose own language the model finds likelier (P(Japanese | the Japanese
-    reading) against P(Chinese | the Chinese one)), when the model folds with the readers (scheme 2); other
-    names (and every name for a model of scheme 1) as ``predict`` folds them."""
+    """Each name's top language as one part of a full name, when the model folds with the readers (scheme 2):
+    a family name written in a script of :data:`nameorigin.fullname.SCRIPT_LANGUAGES` (Han, kana, Hangul,
+    Greek, Cyrillic, Arabic) as ``predict`` answers it alone by default (``auto``: read by its reader, Han both
+    ways with the family-name tables first, answered among its script's languages); a given name in Han, kana
+    or Hangul read whole as a given name (:func:`.text.read_part`), pure Han both ways, keeping the reading
+    whose own language the model finds likelier (P(Japanese | the Japanese reading) against P(Chinese | the
+    Chinese one)), answered among its script's languages; every other name (and every name for a model of
+    scheme 1) read whole as ``predict --name-type surname`` reads it."""
     if predictor.fold_scheme < 2:
-        return _top(predictor.predict(names))
-    native = [i for i, n in enumerate(names) if text.script_of(n) in {"Han", "Kana", "Hangul"}]
-    out = _top(predictor.predict(names))  # every other name as predict folds it
-    for i in native:
-        script = text.script_of(names[i])
+        return _top(predictor.predict(names, name_type="surname"))
+    out = _top(predictor.predict(names, name_type="surname"))  # every other name as predict folds it
+    scripts = [text.letters_script(n) for n in names]
+    if family:
+        native = [i for i, s in enumerate(scripts) if s in fullname.SCRIPT_LANGUAGES]
+        for i, answer in zip(native, _top(predictor.predict([names[i] for i in native])), strict=True):
+            out[i] = answer
+        return out
+    for i in (i for i, s in enumerate(scripts) if s in {"Han", "Kana", "Hangul"}):
+        script = scripts[i]
         ways = [(True, "Japanese")] if script == "Kana" else [(False, "Korean")] if script == "Hangul" else []
         ways = ways or [(True, "Japanese"), (False, "Chinese")]
+        allowed = [lang for lang in fullname.SCRIPT_LANGUAGES[script] if lang in predictor.labels]
         best, best_p = None, -1.0
         for japanese, own in ways:
-            read = text.read_part(names[i], japanese=japanese, family=family)
-            [r] = predictor.predict([read], top=len(predictor.labels))
-            p = next((x["probability"] for x in r.predictions if x["language"] == own), 0.0)
-            if r.predictions and p > best_p:
-                best, best_p = r.predictions[0]["language"], p
+            read = text.read_part(names[i], japanese=japanese, family=False)
+            [r] = predictor.predict([read], top=len(predictor.labels), name_type="surname")
+            probs = {x["language"]: x["probability"] for x in r.predictions}
+            if r.predictions and probs.get(own, 0.0) > best_p:
+                best, best_p = max(allowed or probs, key=lambda lang: probs.get(lang, 0.0)), probs.get(own, 0.0)
         out[i] = best
     return out
 

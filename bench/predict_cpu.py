@@ -99,7 +99,8 @@ def main() -> None:
             real, _ = real_names(args.data)
             names = Path(tmp) / "names.txt"
             names.write_text("\n".join(distinct_sample(real, args.names)) + "\n", encoding="utf-8")
-        argv = ["predict", "--input", str(names), "--output", str(Path(tmp) / "out.csv"), "--quiet"]
+        argv = ["predict", "--name-type", "surname", "--input", str(names), "--output", str(Path(tmp) / "out.csv")]
+        argv += ["--quiet"]
         argv += ["--threads", "1", *args.args.split()]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         runs = []

@@ -68,7 +68,7 @@ def main() -> None:
     sample = names[: args.seed_names]
     seed_pred, seed_rate = seeds.seed_evaluate(seed, sample)
     start = time.perf_counter()
-    results = predictor.predict(names, top=3)
+    results = predictor.predict(names, top=3, name_type="surname")
     rate = len(names) / (time.perf_counter() - start)
     ours = [predictor.labels.index(r.predictions[0]["language"]) for r in results[: len(sample)]]
     agree = sum(int(a == b) for a, b in zip(ours, seed_pred.tolist(), strict=False)) / len(sample)
@@ -94,6 +94,8 @@ def main() -> None:
                     "-m",
                     "nameorigin",
                     "predict",
+                    "--name-type",
+                    "surname",
                     "--input",
                     str(src),
                     "--output",

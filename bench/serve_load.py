@@ -191,10 +191,12 @@ def main() -> None:
     rng = random.Random(0)
 
     def single(client):
-        return client.get("/api/predict", params={"name": rng.choice(names), "top": 3})
+        return client.get("/api/predict", params={"name": rng.choice(names), "top": 3, "name_type": "surname"})
 
     def batch(client):
-        return client.post("/api/predict", json={"names": rng.sample(names, args.batch), "top": 3})
+        return client.post(
+            "/api/predict", json={"names": rng.sample(names, args.batch), "top": 3, "name_type": "surname"}
+        )
 
     print(
         f"at most {args.requests:,} requests and {args.seconds:g} s a round, aiohttp clients; off: serve "

@@ -512,6 +512,8 @@ def test_predict_parquet_in_and_out_keeping_columns(capsys, tmp_path, trained):
         "--column",
         "surname",
         "--keep-columns",
+        "--name-type",
+        "surname",
         "--top",
         "1",
         "--output",

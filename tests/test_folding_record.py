@@ -32,12 +32,16 @@ def test_training_records_the_folding(tmp_path):
     ],
 )
 def test_the_predictor_folds_with_the_checkpoint_scheme(tmp_path, meta, scheme, folded):
-    p = Predictor.load(_save(tmp_path, meta))
+    p = Predictor.load(_save(tmp_path, meta), first=False)
     assert p.fold_scheme == scheme
-    r = p.predict(["김민준", "Smith"])
+    r = p.predict(["김민준", "Smith"], name_type="surname")
     assert r[0].folded == folded and r[1].folded == "Smith" and not r[0].error
     table = p.predict_columns(["김민준", "😀"])
     assert table.column("error").to_pylist()[0] is None and "folds to nothing" in table.column("error").to_pylist()[1]
+    # split into its parts (auto, the default), each part is folded as the model folds: the readers only for
+    # a model of scheme 2, trained with them
+    family = table.column("family_read").to_pylist()[0]
+    assert family == ("Kim" if scheme == 2 else "gim")
 
 
 def test_a_checkpoint_of_an_unknown_scheme_is_refused(tmp_path):

@@ -60,7 +60,7 @@ def assert_agrees(rows: list[dict], predictions, top=2):
 
 
 def test_predict_columns_is_the_columnar_form_of_predict(predictor):
-    table = predictor.predict_columns(NAMES, top=2)
+    table = predictor.predict_columns(NAMES, top=2, name_type="surname")
     assert table.column_names == [
         "name",
         "language_1",
@@ -86,12 +86,15 @@ def test_each_distinct_folded_name_reaches_the_model_once(predictor, monkeypatch
     seen: list[list[str]] = []
     run = fresh._run
     monkeypatch.setattr(fresh, "_run", lambda folded: seen.append(list(folded)) or run(folded))
-    fresh.predict_columns(NAMES, top=1)
+    fresh.predict_columns(NAMES, top=1, name_type="surname")
     assert seen == [["Kalov", "McRaboo", "Tesuez"]]  # "Kalov" x3 (one with spaces), None and "1234" never
-    fresh.predict_columns(["Tesuez", "Kalov", "Nabov"], top=1)
+    fresh.predict_columns(["Tesuez", "Kalov", "Nabov"], top=1, name_type="surname")
     assert seen[1:] == [["Nabov"]]  # the cache spans chunks
     uncached = Predictor(predictor.checkpoint, cache_size=0)
     assert uncached.predict_columns(NAMES, top=1).equals(fresh.predict_columns(NAMES, top=1))
+    assert uncached.predict_columns(NAMES, top=1, name_type="surname").equals(
+        fresh.predict_columns(NAMES, top=1, name_type="surname")
+    )
 
 
 def test_non_string_cells_get_an_error(predictor):
@@ -127,7 +130,7 @@ def test_predict_frame_returns_the_same_kind_with_prediction_columns(predictor, 
         "polars": lambda: pl.DataFrame(data),
         "arrow": lambda: pa.table(data),
     }[kind]()
-    out = predict_frame(df, "surname", top=2, model=predictor)
+    out = predict_frame(df, "surname", top=2, model=predictor, name_type="surname")
     assert type(out) is type(df)
     columns = list(out.columns) if kind != "arrow" else out.column_names
     assert columns == [
@@ -203,7 +206,7 @@ def test_predict_frame_applies_coverage_and_an_auto_prior_of_the_whole_column(pr
 def test_file_outputs_carry_the_trust_columns(predictor, tmp_path):
     src = tmp_path / "names.txt"
     src.write_text("Kalov\n1234\nMcRaboo\n")
-    job = dict(input=str(src), trust={"coverage": 0.9})
+    job = dict(input=str(src), trust={"coverage": 0.9}, name_type="surname")
     predict_file(predictor, FileJob(output=str(tmp_path / "o.csv"), **job))
     predict_file(predictor, FileJob(output=str(tmp_path / "o.parquet"), **job))
     with open(tmp_path / "o.csv", newline="") as fh:
@@ -288,7 +291,7 @@ def test_keep_columns_and_headerless_csv(predictor, tmp_path):
     src = tmp_path / "people.csv"
     src.write_text("Kalov,x\nMcRaboo,y\n")
     dst = tmp_path / "out.parquet"
-    predict_file(predictor, FileJob(input=str(src), output=str(dst), top=1, keep_columns=True))
+    predict_file(predictor, FileJob(input=str(src), output=str(dst), top=1, keep_columns=True, name_type="surname"))
     table = pq.read_table(dst)
     assert table.column_names == [
         "line",
@@ -378,14 +381,14 @@ def test_spreadsheet_formulas_are_neutralised_in_every_column_unless_asked(predi
     src = tmp_path / f"in.{fmt}"
     with open(src, "w", newline="") as fh:
         w = csv.writer(fh, delimiter=sep)
-        w.writerow(["name", "note"])
+        w.writerow(["name", "comment"])
         w.writerows([[f, f] for f in FORMULAS] + [["Kalov", "=1+1"], ["Nabov", "fine"]])
     for keep in (False, True):
         dst = tmp_path / f"out-{keep}.{fmt}"
         predict_file(predictor, FileJob(input=str(src), output=str(dst), top=1, keep_columns=True, keep_formulas=keep))
         with open(dst, newline="") as fh:
             rows = list(csv.DictReader(fh, delimiter=sep))
-        cells = [r[k] for r in rows for k in ("name", "note")]
+        cells = [r[k] for r in rows for k in ("name", "comment")]
         if keep:
             assert cells == [c for f in FORMULAS for c in (f, f)] + ["Kalov", "=1+1", "Nabov", "fine"]
         else:

@@ -116,13 +116,19 @@ def test_single_surnames_answer_under_auto_as_today(models, with_first):
 
 
 def test_surname_output_keeps_its_shape(pair):
-    r = pair.predict(["Miraov"])[0]
+    """name_type surname keeps the shape of the surname answers before full names; the default (auto) adds
+    the parts to the same answer."""
+    r = pair.predict(["Miraov"], name_type="surname")[0]
     assert set(r.to_dict()) == {"name", "predictions", "out_of_scope", "abstained", "reason"}
-    cols = pair.predict_columns(["Miraov"], 2).column_names
+    cols = pair.predict_columns(["Miraov"], 2, name_type="surname").column_names
     assert cols == [
         "name", "language_1", "probability_1", "language_2", "probability_2",
         "abstained", "reason", "out_of_scope", "error",
     ]  # fmt: skip
+    default = pair.predict(["Miraov"])[0]
+    assert same(default.predictions, r.predictions) and default.name_type == "surname"
+    assert [p["part"] for p in default.parts] == ["family"]
+    assert pair.predict_columns(["Miraov"], 2).column_names[:8] == cols[:8]
 
 
 def test_without_a_first_model_auto_reads_a_lone_given_name_as_a_surname(models):
@@ -386,8 +392,10 @@ def test_http_name_type(pair):
         assert r.status_code == 200
         result = r.json()["results"][0]
         assert [p["part"] for p in result["parts"]] == ["given", "family"] and result["name_type"] == "full"
-        plain = client.get("/api/predict", params={"name": "Miraov"}).json()["results"][0]
+        plain = client.get("/api/predict", params={"name": "Miraov", "name_type": "surname"}).json()["results"][0]
         assert plain.get("parts") is None
+        default = client.get("/api/predict", params={"name": "Miraov"}).json()["results"][0]
+        assert default["name_type"] == "surname" and [p["part"] for p in default["parts"]] == ["family"]
         r = client.post("/api/predict", json={"names": ["J. Miraov", ","], "name_type": "auto"})
         assert r.status_code == 200 and r.json()["results"][1]["error"]
         assert client.get("/api/predict", params={"name": "x", "name_type": "middle"}).status_code == 422
@@ -445,12 +453,13 @@ def test_plain_names_parse_a_whole_array_as_one_by_one(monkeypatch):
     pool = _plain_pool()
     samples = [" ".join(rng.choice(pool).capitalize() for _ in range(rng.randint(1, 3))) for _ in range(1500)]
     samples += [" ".join(rng.choice(pool) for _ in range(rng.randint(1, 3))) for _ in range(1500)]
-    samples += ["Giuseppe  Verdi", " Smith", "Verdi, Giuseppe", "J. Smith", "김민준", "Шевченко Тарас", "a b"]
+    samples += ["Giuseppe  Verdi", " Smith\t", "Anna\u00a0Maria", "Kim\x1cMinjun"]  # white space as parse cleans it
+    samples += ["Verdi, Giuseppe", "J. Smith", "김민준", "Шевченко Тарас", "a b"]
     parsed = {t: names.parse_plain(pa.array(samples), t) for t in ("auto", "full", "surname", "first")}
     monkeypatch.setattr(names, "FAST_PAIRS", False)
     lexicon = names.default_lexicon()
     for name_type, plain in parsed.items():
-        assert plain.plain.sum() > 1000 and not plain.plain[-7:].any()
+        assert plain.plain.sum() > 1000 and plain.plain[-9:-7].all() and not plain.plain[-7:].any()
         for i in np.flatnonzero(plain.plain):
             want = names._parse.__wrapped__(samples[i], name_type, lexicon)
             got = (plain.given[int(i)].as_py(), plain.family[int(i)].as_py(), plain.name_type[int(i)].as_py())
@@ -527,3 +536,51 @@ def test_predict_frame_prior_auto_with_full_names_is_one_calls(pair):
     got = out.column("probability_1").to_pylist()
     assert got == pytest.approx([w.predictions[0]["probability"] for w in want], abs=1e-6)
     assert "given_language_1" in out.column_names
+
+
+def test_a_name_written_in_a_script_is_answered_among_its_languages():
+    """Hangul is Korean, kana Japanese, Han Chinese or Japanese, Greek letters Greek, Cyrillic Russian (of the
+    18): the shipped model's answer puts all its probability there (with a note saying so), where its reading
+    alone (김 read Kim, 이 read Lee) would not; the out-of-scope score stays the model's own; Latin letters and
+    scripts none of the 18 writes (Hebrew) are left alone."""
+    p = Predictor.load()
+    names_ = ["김", "이", "佐藤", "王", "さくら", "Παπαδόπουλος", "Шевченко", "כהן", "Lee"]
+    got = {r.name: r for r in p.predict(names_, top=len(p.labels))}
+    allowed = {
+        "김": {"Korean"},
+        "이": {"Korean"},
+        "佐藤": {"Chinese", "Japanese"},
+        "王": {"Chinese", "Japanese"},
+        "さくら": {"Japanese"},
+        "Παπαδόπουλος": {"Greek"},
+        "Шевченко": {"Russian"},
+    }
+    for name, languages in allowed.items():
+        r = got[name]
+        assert sum(x["probability"] for x in r.predictions if x["language"] in languages) == pytest.approx(1.0)
+        assert "answered among" in r.note and r.predictions[0]["language"] in languages
+    assert got["佐藤"].predictions[0]["language"] == "Japanese" and got["王"].predictions[0]["language"] == "Chinese"
+    assert got["כהן"].note is None or "answered among" not in got["כהן"].note
+    assert got["Lee"].note is None
+    whole = {r.name: r for r in p.predict(["김", "Шевченко"], top=len(p.labels), name_type="surname")}
+    assert whole["김"].predictions[0]["probability"] < 0.99  # read whole, the transliteration alone
+    assert got["Шевченко"].out_of_scope == pytest.approx(whole["Шевченко"].out_of_scope, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, script",
+    [("김민준", "Hangul"), ("佐藤", "Han"), ("さくら", "Kana"), ("Σοφία", "Greek"), ("Иван", "Cyrillic"),
+     ("محمد", "Arabic"), ("כהן", "Hebrew"), ("Zoë", "Latin"), ("Иван Smith", "Other")],
+)  # fmt: skip
+def test_letters_script(name, script):
+    assert text.letters_script(name) == script
+
+
+def test_a_first_name_model_alone_reads_each_name_whole_by_default(models):
+    """A first-name model given alone (--model first.safetensors) reads each name whole as a given name under
+    the default name type, as it did before auto was the default (no parse splits "Kaloslav Miraov")."""
+    alone = Predictor.load(models["first"])
+    names_ = ["Kaloslav", "Kaloslav Tesuie"]
+    default, whole = alone.predict(names_), alone.predict(names_, name_type="surname")
+    assert [r.to_dict() for r in default] == [r.to_dict() for r in whole]
+    assert [r.to_dict() for r in alone.predict(names_, name_type="first")] == [r.to_dict() for r in whole]

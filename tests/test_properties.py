@@ -27,7 +27,10 @@ def test_fold_gives_alphabet_letters_or_bad_name(name):
 @given(st.lists(st.text(max_size=80), min_size=1, max_size=8))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_predict_gives_probabilities_summing_to_one_or_an_error(names):
-    results = PREDICTOR.predict(names, top=18)
+    """Read whole as surnames, a name is refused exactly when it cannot be folded; parsed (auto, the default),
+    each name still gets probabilities summing to one or an error of its own (an initial alone, ``A``, is
+    one)."""
+    results = PREDICTOR.predict(names, top=18, name_type="surname")
     assert [r.name for r in results] == names
     for r in results:
         if r.error:
@@ -35,6 +38,12 @@ def test_predict_gives_probabilities_summing_to_one_or_an_error(names):
             with pytest.raises(BadName):
                 fold_checked(r.name)
         else:
+            assert abs(sum(p["probability"] for p in r.predictions) - 1) < 1e-4
+    parsed = PREDICTOR.predict(names, top=18)
+    assert [r.name for r in parsed] == names
+    for r, whole in zip(parsed, results, strict=True):
+        assert bool(r.error) != bool(r.predictions) and (not whole.error or r.error)
+        if r.predictions:
             assert abs(sum(p["probability"] for p in r.predictions) - 1) < 1e-4
 
 

@@ -615,7 +615,7 @@ def _name_list(names: Sequence[str] | str | os.PathLike) -> tuple[list[str], str
 
 def _out_of_scope_report(predictor: Predictor, in_scope: trust.TrustResult, names: list[str], what: str) -> dict:
     """Out-of-scope AUROC and abstention on names of other languages against the ``in_scope`` names."""
-    results = predictor.predict(names, top=1)
+    results = predictor.predict(names, top=1, name_type="surname")
     readable = [p for p in results if not p.error]
     if not readable:
         raise InputError(f"out_of_scope {what}: no readable names", param="out_of_scope")
@@ -826,7 +826,7 @@ def plot_attention(model: Trained | Predictor, names: Sequence[str], *, title: s
     predictor = _predictor(model)
     if not predictor.has_attention:
         raise ValueError(f"a {predictor.model.config.name} model has no attention; train gru-attention")
-    good = [r for r in predictor.predict(list(names), top=1, attention=True) if not r.error]
+    good = [r for r in predictor.predict(list(names), top=1, attention=True, name_type="surname") if not r.error]
     if not good:
         raise ValueError("none of the names can be read")
     rows = [f"{r.folded} ({r.predictions[0]['language']})" for r in good]

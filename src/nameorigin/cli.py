@@ -231,11 +231,11 @@ def add_first_model(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_name_type(parser: argparse.ArgumentParser) -> None:
+def add_name_type(parser: argparse.ArgumentParser, default: str = fullname.DEFAULT_NAME_TYPE) -> None:
     parser.add_argument(
         "--name-type",
         choices=list(fullname.NAME_TYPES),
-        default=fullname.DEFAULT_NAME_TYPE,
+        default=default,
         help="how a name is read: surname (whole, as a surname), first (a given name), full (given and family "
         "names), auto (decided from the parse, as nameorigin parse shows it); any but surname adds each "
         "name's parts to the output (default: %(default)s)",
@@ -424,9 +424,16 @@ def _format_prediction(p) -> str:
         line += f"   {{{', '.join(p.set)}}}"
     if p.abstained:
         line += f"   ? {p.reason}"
-    if p.parts is not None:
+    if p.parts is not None and _parts_say_more(p):
         line += "\n" + _format_parts(p)
     return line
+
+
+def _parts_say_more(p) -> bool:
+    """Whether a name's parts line says more than its answer: not for a lone surname in Latin letters."""
+    if p.name_type != "surname" or p.note or p.reading not in (None, "none") or len(p.parts) != 1:
+        return True
+    return not p.parts[0]["used"]
 
 
 def _format_parts(p) -> str:
@@ -602,8 +609,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         labels = checkpoint.read_meta(args.model or default_model_path(), sha256=args.model_sha256)["labels"]
         prior = trust.resolve_prior(args.prior, labels)  # a bad --prior stops here, before any work
         options = _trust_options(args, None if prior is None else dict(zip(labels, prior.tolist(), strict=True)))
-        if args.name_type != fullname.DEFAULT_NAME_TYPE:
-            options["name_type"] = args.name_type
+        options["name_type"] = args.name_type
         summary = cluster.predict_files(
             cluster.ClusterJob(
                 input=args.input,
@@ -628,8 +634,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     options = _trust_options(args, prior)
     if args.input:
         return _predict_input(args, predictor, prior, options)
-    if args.name_type != fullname.DEFAULT_NAME_TYPE:
-        options["name_type"] = args.name_type
+    options["name_type"] = args.name_type
     results, used = _predict_names(predictor, args.names, args.top, options)
     distinct = prior_names(results) if isinstance(prior, str) and used else None
     if distinct is not None:
@@ -659,7 +664,7 @@ def _load_pair(args: argparse.Namespace) -> Predictor:
         precision=args.precision,
         sha256=args.model_sha256,
     )
-    if getattr(args, "name_type", None) == "first" and predictor.first is None:
+    if getattr(args, "name_type", None) == "first" and predictor.first is None and predictor.name_kind != "first":
         raise UsageError(
             "--name-type first: no first-name model is available (this nameorigin ships none): give one with "
             "--first-model PATH (a checkpoint trained with name_kind first)"
@@ -685,7 +690,7 @@ def _print_names_report(report: dict) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     predictor = _load_pair(args)
-    if args.name_type != fullname.DEFAULT_NAME_TYPE:
+    if args.name_type != "surname":
         if args.reliability or args.risk_coverage or args.plot or args.out_of_scope:
             raise UsageError(
                 f"--name-type {args.name_type}: --plot, --reliability, --risk-coverage and --out-of-scope are "
@@ -736,7 +741,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
             f"{args.model or 'the bundled model'}: a {predictor.model.config.name} model has no "
             "attention; train one with --model gru-attention"
         )
-    results = predictor.predict(args.names, top=1, attention=True)
+    results = predictor.predict(args.names, top=1, attention=True, name_type="surname")
     bad = [r for r in results if r.error]
     good = [r for r in results if not r.error]
     for r in good:
@@ -1359,7 +1364,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", help="checkpoint (default: the bundled model)")
     add_model_sha256(e)
     add_first_model(e)
-    add_name_type(e)
+    add_name_type(e, "surname")
     e.add_argument("--data", help="folder of <Language>.txt files or CSV/TSV of name,label")
     e.add_argument("--json", action="store_true", help="print the figures as one JSON document")
     e.add_argument("--plot", help="save the row-normalised confusion matrix as PNG")

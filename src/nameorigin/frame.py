@@ -57,8 +57,9 @@ def _predictor(model) -> Predictor:
 
 
 def predict_table_columns(predictor: Predictor, names, *, top: int = 3, chunk: int = CHUNK_ROWS, **trust) -> pa.Table:
-    """:meth:`Predictor.predict_columns` over names of any length (Arrow array or list), ``chunk`` at a time."""
-    parts = [predictor.predict_columns(part, top, **trust) for part in _chunks(names, chunk)]
+    """:meth:`Predictor.predict_columns` of surnames (``name_type`` surname) over names of any length (Arrow
+    array or list), ``chunk`` at a time."""
+    parts = [predictor.predict_columns(part, top, name_type="surname", **trust) for part in _chunks(names, chunk)]
     return pa.concat_tables(parts)
 
 
@@ -698,7 +699,8 @@ def predict_batches(predictor: Predictor, source: Source, job: FileJob) -> Itera
             cells = _part_cells(batch, skip, part_columns, source.path)
             preds = predictor.predict_columns(cells.pop("name"), job.top, name_type=job.name_type, **cells, **job.trust)
         else:
-            preds = predictor.predict_columns(_cells(batch, skip, source.column, source.path), job.top, **job.trust)
+            names = _cells(batch, skip, source.column, source.path)
+            preds = predictor.predict_columns(names, job.top, name_type="surname", **job.trust)
         front: dict[str, pa.Array] = {"line": batch.column(0)} if skip else {}
         if job.keep_columns:
             for i, name in enumerate(own):

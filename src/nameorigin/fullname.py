@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 #: The kinds of name ``name_type`` takes (``auto`` decides from :func:`nameorigin.names.parse`).
 NAME_TYPES = names.NAME_TYPES
-#: The default ``name_type``: a surname read whole, exactly as before full names existed (see the docs).
-DEFAULT_NAME_TYPE = "surname"
+#: The default ``name_type`` of prediction: decided from each name's parse (a lone surname is read whole, as
+#: before full names existed, and answered alike; ``surname`` skips the parse and the part columns).
+DEFAULT_NAME_TYPE = "auto"
 #: The parts of a name, in output order.
 PARTS = ("given", "family")
 #: What each part's model is called in the combination's weights.
@@ -48,6 +49,19 @@ _READERS = {"Han": ("japanese", "chinese"), "Kana": ("japanese",), "Hangul": ("k
 #: The language whose probability judges a reading (``P(Japanese | the Japanese reading)``...).
 _READING_LANGUAGE = {"japanese": "Japanese", "chinese": "Chinese"}
 _NO_FIRST = "no first-name model"
+#: The languages of the 18 that write names in each script but Latin. A name written in one of these scripts is
+#: answered among its languages only: the models read its transliteration, which has lost the script (``김`` and
+#: ``이`` are read ``Kim`` and ``Lee``), while the script itself says the language (kana means Japanese, Hangul
+#: Korean, Greek letters Greek). Its out-of-scope score stays the models' own (a Ukrainian or Persian name keeps
+#: its chance to be marked out of scope). Scripts none of the 18 writes (Hebrew, Devanagari, ...) are left alone.
+SCRIPT_LANGUAGES = {
+    "Hangul": ("Korean",),
+    "Kana": ("Japanese",),
+    "Han": ("Chinese", "Japanese"),
+    "Greek": ("Greek",),
+    "Cyrillic": ("Russian",),
+    "Arabic": ("Arabic",),
+}
 
 
 class NoFirstModel(InputError):
@@ -191,11 +205,16 @@ def _readers(unit: _Unit) -> tuple[str, ...]:
 
 def read_part(part: str, role: str, reader: str, scheme: int) -> tuple[str | None, str | None]:
     """``(folded, None)`` or ``(None, why)``: one part read into the alphabet. Han, kana and Hangul go through
-    the ``reader`` (:func:`text.read_part`; the model's own fold when the readers are not installed), other
-    parts through the model's folding ``scheme``."""
+    the ``reader`` (:func:`text.read_part`; the model's own fold when the readers are not installed) when the
+    part's model folds with the readers (``scheme`` 2), other parts (and every part for a model of scheme 1,
+    trained before the readers) through the model's folding ``scheme``."""
     from .predict import fold_or_error
 
-    if reader in ("japanese", "chinese", "korean") and text.script_of(part) in ("Han", "Kana", "Hangul"):
+    if (
+        scheme >= 2
+        and reader in ("japanese", "chinese", "korean")
+        and text.script_of(part) in ("Han", "Kana", "Hangul")
+    ):
         try:
             part = text.read_part(part, japanese=reader == "japanese", family=role == "family")
         except text.ReaderMissing as e:
@@ -333,6 +352,7 @@ def _answered_units(predictor, units: list[_Unit], trust_options: dict, k: int |
         out.probs[space] = np.stack([chosen[u][1][1] for u in rows])
         scores = [chosen[u][1][2] for u in rows]
         out.oos[space] = np.array(scores, dtype=np.float64) if all(x is not None for x in scores) else None
+    _answer_in_script(predictor, units, out)
     if k is not None:
         out.columns = _part_columns(predictor, units, chosen, outputs, k)
         out.columns["error"] = pa.array(
@@ -343,6 +363,23 @@ def _answered_units(predictor, units: list[_Unit], trust_options: dict, k: int |
             pa.string(),
         )
     return out
+
+
+def _answer_in_script(predictor, units: list[_Unit], out: _Answered) -> None:
+    """Answers of names written in a script of :data:`SCRIPT_LANGUAGES` put among its languages (renormalised),
+    with a note on the unit; a model that has none of them keeps its answer."""
+    for space, rows in out.rows.items():
+        labels = (predictor if space == "family" else predictor.first).labels
+        for j, u in enumerate(rows):
+            unit = units[u]
+            script = text.letters_script(" ".join(p for p in (unit.family, unit.given) if p))
+            languages = [lang for lang in SCRIPT_LANGUAGES.get(script, ()) if lang in labels]
+            if not languages or len(languages) == len(labels):
+                continue
+            mask = np.array([lang in languages for lang in labels], dtype=np.float64)
+            kept = out.probs[space][j] * mask
+            out.probs[space][j] = kept / kept.sum() if kept.sum() > 0 else mask / mask.sum()
+            unit.notes.append(f"written in {script}: answered among {' and '.join(languages)} only")
 
 
 def _answered_plain(

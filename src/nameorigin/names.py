@@ -334,7 +334,7 @@ def _parse(raw: str, name_type: str, lexicon: Lexicon) -> ParsedName:
     if len(tokens) > MAX_TOKENS:
         return _bad(raw, f"name {raw[:30]!r}... has {len(tokens)} tokens; a full name has at most {MAX_TOKENS}")
     if not any(unicodedata.category(c)[0] == "L" for c in cleaned):
-        return _bad(raw, f"name {raw!r} has no letters that can be read")
+        return _bad(raw, f"name {raw!r} has no letters that can be read (it folds to nothing)")
     if name_type in ("surname", "first"):
         part = (cleaned.strip(" ,"),)
         return ParsedName(
@@ -630,7 +630,10 @@ def parse_plain(values: pa.Array, name_type: str = "auto", *, lexicon: Lexicon |
         raise ValueError(f"unknown name type {name_type!r}; expected one of {', '.join(NAME_TYPES)}")
     lexicon = default_lexicon() if lexicon is None else lexicon
     n = len(values)
-    groups = pc.extract_regex(pc.fill_null(values, ""), _PLAIN_SHAPE)
+    # white space as parse cleans it (a character Python splits on that this does not stays inside a word,
+    # which is then no plain word)
+    values = pc.utf8_trim(pc.replace_substring_regex(pc.fill_null(values, ""), r"[ \t\n\r\f\v]+", " "), " ")
+    groups = pc.extract_regex(values, _PLAIN_SHAPE)
     matched = np.asarray(pc.fill_null(pc.is_valid(groups), False))
     words = [pc.fill_null(pc.struct_field(groups, [i]), "") for i in range(3)]
     encoded = pa.concat_arrays(words).dictionary_encode()
@@ -651,14 +654,14 @@ def parse_plain(values: pa.Array, name_type: str = "auto", *, lexicon: Lexicon |
     plain = one & ok[a] | two & ok[a] & ok[b] | three & ok[a] & ok[b] & ok[c] & ~binds[a] & ~binds[b]
     if not FAST_PAIRS:
         plain &= one
-    # the parts as codes into `choices`: 0 none, 1 a, 2 b, 3 c, 4 "a b", 5 "b c", 6 "a b c", 7 the name as written
+    # the parts as codes into `choices`: 0 none, 1 a, 2 b, 3 c, 4 "a b", 5 "b c", 6 "a b c", 7 the whole name
     choices = [
         pa.nulls(n, pa.string()),
         *words,
         pc.binary_join_element_wise(words[0], words[1], " "),
         pc.binary_join_element_wise(words[1], words[2], " "),
         pc.binary_join_element_wise(words[0], words[1], words[2], " "),
-        pc.fill_null(values, ""),
+        values,
     ]
     given, family = np.zeros(n, np.int8), np.zeros(n, np.int8)
     kind = np.full(n, "full", dtype=object)

@@ -90,6 +90,12 @@ def _folded_of(parts: dict) -> str:
     return " ".join(used[p] for p in ("family", "given") if p in used)
 
 
+def _one_surname(r: Prediction) -> bool:
+    """Whether a result with parts is one surname answered whole (``auto`` on a lone surname): attention
+    then reads it as a surname's."""
+    return r.name_type == "surname" and [p["part"] for p in r.parts if p["used"]] == ["family"]
+
+
 def prior_names(results: Iterable[Prediction]) -> int:
     """How many distinct names ``prior="auto"`` rested on in the one call that made ``results``: the distinct
     folded names read (names that fold alike are one name of evidence; error rows are none)."""
@@ -415,6 +421,8 @@ class Predictor:
     ) -> tuple[pa.Table, np.ndarray | None]:
         """:meth:`predict_columns`, and the prior it used (None when no name was read or none was given)."""
         fullname.check_name_type(name_type)
+        if self.name_kind == "first" and name_type in ("auto", "first") and first_names is None and last_names is None:
+            name_type = "surname"  # a first-name model alone reads each name whole, as its own kind
         if name_type != "surname" or first_names is not None or last_names is not None:
             return self._predict_parts(names, top, name_type, first_names, last_names, trust_options)
         chunk = self._distinct(names)
@@ -459,7 +467,10 @@ class Predictor:
         :class:`fullname._Unit`) and the keys as Arrow strings (null for a key that is no name; None for
         cells)."""
         if isinstance(names, (str, bytes)):
-            raise TypeError(f"predict takes a list of names, not one string ({names[:20]!r})")
+            raise TypeError(
+                f"predict takes a list of names, not one string ({names[:20]!r}): use "
+                "predict([name]) or predict_one(name)"
+            )
         if first_names is None and last_names is None:
             arr, cell_errors = as_name_array(names)
             encoded = arr.dictionary_encode()  # each distinct name once
@@ -587,9 +598,10 @@ class Predictor:
         abstains (and why); with ``coverage`` (e.g. 0.9) its conformal prediction set. ``prior``: ``"uniform"``,
         ``"auto"`` (estimated on these names), ``{language: weight}`` or a JSON/CSV file of them. Thresholds
         left None use the checkpoint's. A name that cannot be read gets ``error`` set (and no predictions)
-        instead of failing the whole batch. ``name_type``: ``surname`` (the default: the name read whole as a
-        surname), ``first``, ``full`` or ``auto`` (decided from :func:`nameorigin.names.parse`); any but
-        ``surname`` gives each result its ``parts``. Built on :meth:`predict_columns`."""
+        instead of failing the whole batch. ``name_type``: ``auto`` (the default: decided from
+        :func:`nameorigin.names.parse`; a lone surname answers as ``surname`` would), ``surname`` (the name
+        read whole as a surname, no parse), ``first`` or ``full``; any but ``surname`` gives each result its
+        ``parts``. Built on :meth:`predict_columns`."""
         return self.predict_with_prior(
             names,
             top,
@@ -649,7 +661,7 @@ class Predictor:
                 )
             )
         if attention:
-            good = [r for r in results if not r.error and r.parts is None]
+            good = [r for r in results if not r.error and (r.parts is None or _one_surname(r))]
             if good:
                 _, att = self.probabilities([r.folded for r in good], with_attention=True)
                 for r, a in zip(good, att or [], strict=False):

@@ -512,7 +512,7 @@ def create_app(
         """Each character of the folded name with its attention weight (gru-attention models)."""
         if not predictor.has_attention:
             raise HTTPException(400, f"this model ({ck.config.name}) has no attention")
-        r = (await batcher.run(lambda: predictor.predict([name], top=1, attention=True)))[0]
+        r = (await batcher.run(lambda: predictor.predict([name], top=1, attention=True, name_type="surname")))[0]
         if r.error:
             return AttentionResponse(
                 name=name, folded="", language=None, probability=None, characters=[], weights=[], error=r.error

@@ -222,6 +222,16 @@ def script_of(name: str) -> str:
     return "Other" if letters else "none"
 
 
+def letters_script(name: str) -> str:
+    """:func:`script_of`, with ``Other`` told apart by the Unicode script its letters share (``Greek``,
+    ``Cyrillic``, ``Arabic``, ``Hebrew``, ...; ``Other`` when they share none)."""
+    script = script_of(name)
+    if script != "Other":
+        return script
+    words = {unicodedata.name(c, "?").split()[0] for c in unicodedata.normalize("NFC", name) if c.isalpha()}
+    return words.pop().title() if len(words) == 1 else "Other"
+
+
 def require_reader(module: str):
     """``module`` (a reader or the family-name tables) imported, or :class:`ReaderMissing` naming what to install."""
     import importlib
