@@ -430,10 +430,10 @@ def _format_prediction(p) -> str:
 
 
 def _parts_say_more(p) -> bool:
-    """Whether a name's parts line says more than its answer: not for a lone surname in Latin letters."""
+    """Whether a name's parts line says more than its answer: not for a lone one-word surname in Latin letters."""
     if p.name_type != "surname" or p.note or p.reading not in (None, "none") or len(p.parts) != 1:
         return True
-    return not p.parts[0]["used"]
+    return not p.parts[0]["used"] or " " in p.parts[0]["text"]
 
 
 def _format_parts(p) -> str:
