@@ -46,6 +46,11 @@ CASES = [
     ("María José", ["María", "José"], [], "given-family", "first"),
     ("Giuseppe", ["Giuseppe"], [], "given-family", "first"),
     ("Hinton", [], ["Hinton"], "given-family", "surname"),
+    # one word that nameparser reads as a title or a suffix is a surname (Dr. alone stays a title: an error)
+    ("Hon", [], ["Hon"], "given-family", "surname"),
+    ("Baron", [], ["Baron"], "given-family", "surname"),
+    ("English", [], ["English"], "given-family", "surname"),
+    ("Prince", [], ["Prince"], "given-family", "surname"),
     ("Mohammed bin Salman al-Saud", ["Mohammed"], ["bin Salman", "al-Saud"], "given-family", "full"),
     ("Abd al-Rahman ibn Khaldun", ["Abd al-Rahman"], ["ibn Khaldun"], "given-family", "full"),
     ("Abu Bakr al-Baghdadi", ["Abu Bakr"], ["al-Baghdadi"], "given-family", "full"),

@@ -62,3 +62,19 @@ def test_the_evaluation_report_on_held_out_names_is_calibrated(default_gru):
     assert report["ece_after"] <= report["ece_before"] + 0.005
     for level, sets in report["sets"].items():
         assert abs(sets["coverage"] - float(level)) < 0.03, (level, sets["coverage"])
+
+
+def test_every_tutorial_surname_is_answered_under_the_default_name_type(pairs):
+    """Read as people write them (auto, the default), the tutorial's surnames are all answered exactly where
+    read whole as surnames they are (a lone Hon, Baron or English is a surname, not a title), and a lone
+    surname read as a surname gets the same answer."""
+    from nameorigin import Predictor
+
+    p = Predictor.load()
+    names = sorted({n for n, _ in pairs})
+    auto = p.predict_columns(names, 1).to_pydict()
+    whole = p.predict_columns(names, 1, name_type="surname").to_pydict()
+    assert [e is None for e in auto["error"]] == [e is None for e in whole["error"]]
+    same = [i for i, kind in enumerate(auto["name_type"]) if kind == "surname" and " " not in names[i]]
+    assert len(same) > 0.9 * len(names)
+    assert all(auto["language_1"][i] == whole["language_1"][i] for i in same)

@@ -561,10 +561,11 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
         elif not (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)):
             continue
         column = table.column(i)
+        formula = pc.match_substring_regex(column, FORMULA_START)
+        if not pc.any(formula).as_py():  # the common case: one pass over the column, nothing to guard
+            continue
         guarded = pc.binary_join_element_wise(pa.scalar("'", column.type), column, pa.scalar("", column.type))
-        table = table.set_column(
-            i, f.name, pc.if_else(pc.match_substring_regex(column, FORMULA_START), guarded, column)
-        )
+        table = table.set_column(i, f.name, pc.if_else(formula, guarded, column))
     return table
 
 

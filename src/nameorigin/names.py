@@ -394,6 +394,9 @@ def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
         middle = h.middle_list
     if not family_words and given and not middle and "," not in cleaned:
         family_words, given = given, []  # one name: a surname until the lexicon says otherwise
+    if len(words) == 1 and not family_words and not given and "." not in words[0]:
+        family_words, title, suffix = [words[0]], (), ()  # Hon, Baron, English, Prince: a surname (not Dr.)
+        why.append("one word: a surname (nameparser reads it as a title or a suffix)")
     prefixes = _prefixes()
     if given and given[0].lower() in prefixes and family_words[:1] != []:
         family_words, given = [*given, *family_words], []  # "van der Berg", "de la Cruz" alone: one surname
