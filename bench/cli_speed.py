@@ -15,13 +15,15 @@ With ``--full-names``, a second table: the same command on full names (``--name-
 from the same real names, Zipf-like, before each surname, read by a second untrained gru 128 saved as a
 first-name model) against surnames alone (``--name-type surname``, the same surnames; in the distinct sample
 each surname's tail joined on, ``Smithqwe``, so that a full name is two words), side by side, and the surnames
-under ``--name-type auto`` (the default: parsed, with the part columns) against ``surname``. The issue's target:
-full names >= 50 % of the surname-only names/s.
+under ``--name-type auto`` (the default: parsed, with the part columns) against ``surname``, and the same pairs
+as a CSV of a first-name and a last-name column (``--first-column first --last-column last``). The issue's
+target: full names >= 50 % of the surname-only names/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import tempfile
 import time
@@ -111,7 +113,7 @@ def full_names_table(samples: dict, real: list[str], labels: list[str], tmp: Pat
     save(first, net, labels, {"name_kind": "first"})
     print(
         f"\n{'sample':<9} {'distinct full':>13} {'surname names/s':>16} {'full names/s':>13} {'full/surname':>12} "
-        f"{'auto on surnames':>17} {'auto/surname':>12}"
+        f"{'auto on surnames':>17} {'auto/surname':>12} {'first+last':>13} {'f+l/surname':>12}"
     )
     for sample, names in samples.items():
         names = [n.replace(" ", "") for n in names]  # the distinct sample's tail joined on: one surname
@@ -120,17 +122,26 @@ def full_names_table(samples: dict, real: list[str], labels: list[str], tmp: Pat
         files["surname"].write_text("\n".join(names) + "\n", encoding="utf-8")
         full = [f"{g} {s}" for g, s in zip(givens, names, strict=True)]
         files["full"].write_text("\n".join(full) + "\n", encoding="utf-8")
-        best = {"surname": 0.0, "full": 0.0, "auto": 0.0}
-        runs = {"surname": files["surname"], "full": files["full"], "auto": files["surname"]}
+        files["cells"] = tmp / f"{sample}-c.csv"
+        with open(files["cells"], "w", newline="", encoding="utf-8") as fh:  # quoted: some names hold a comma
+            csv.writer(fh).writerows([("first", "last"), *zip(givens, names, strict=True)])
+        best = {"surname": 0.0, "full": 0.0, "auto": 0.0, "cells": 0.0}
+        runs = {
+            "surname": (files["surname"], ["--name-type", "surname"]),
+            "full": (files["full"], ["--name-type", "full"]),
+            "auto": (files["surname"], ["--name-type", "auto"]),
+            "cells": (files["cells"], ["--first-column", "first", "--last-column", "last"]),
+        }
         for _ in range(repeat):  # alternating; each keeps its best
-            for kind, src in runs.items():
+            for kind, (src, flags) in runs.items():
                 argv = ["predict", "--input", str(src), "--output", str(tmp / "out.csv"), "--model", surname]
-                argv += ["--name-type", kind, "--first-model", str(first)]
+                argv += [*flags, "--first-model", str(first)]
                 n, _, seconds, _ = run_cli(*argv)
                 best[kind] = max(best[kind], n / seconds)
         print(
             f"{sample:<9} {len(set(full)):>13,} {best['surname']:>16,.0f} {best['full']:>13,.0f} "
-            f"{best['full'] / best['surname']:>11.0%} {best['auto']:>17,.0f} {best['auto'] / best['surname']:>11.0%}"
+            f"{best['full'] / best['surname']:>11.0%} {best['auto']:>17,.0f} {best['auto'] / best['surname']:>11.0%} "
+            f"{best['cells']:>13,.0f} {best['cells'] / best['surname']:>11.0%}"
         )
 
 

@@ -18,8 +18,10 @@ Chinese reader) and the reading whose language is the more likely under it is ke
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -167,6 +169,70 @@ class _Unit:
     notes: list[str] = field(default_factory=list)
 
 
+class Cells(NamedTuple):
+    """One side's cells (a first-name or a last-name column) reduced to their distinct values: ``values`` (D,)
+    and each row's ``code`` into them (N,; -1: null)."""
+
+    values: list
+    code: np.ndarray
+
+
+class SplitCells(NamedTuple):
+    """Distinct (first, last) pairs as the whole-array path reads them: each pair's cleaned ``given`` and
+    ``family`` (null: none), its ``kind`` and whether it is ``plain`` (both cells missing or blank, or Latin
+    letters that are no initial: read without the name-by-name path)."""
+
+    given: pa.Array
+    family: pa.Array
+    kind: pa.Array
+    plain: np.ndarray
+
+
+def distinct_cells(cells: pa.Array) -> Cells:
+    encoded = cells.dictionary_encode()
+    code = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return Cells(encoded.dictionary.to_pylist(), code)
+
+
+#: A cell the whole-array path reads as it is: words of letters, an apostrophe, a hyphen or a space between.
+_PLAIN_CELL = re.compile(r"[^\W\d_]+(?:[ '’-][^\W\d_]+)*")
+
+
+def _plain_cell(value) -> tuple[bool, str | None]:
+    """``(plain, cleaned)`` of one cell: cleaned as :func:`unit_of_cells` cleans it; plain when missing or in
+    Latin letters and no initial (two letters at least, no dot), so that its reader is ``none``."""
+    cleaned = _clean(value)
+    if cleaned is None:
+        return True, None
+    ok = len(cleaned) > 1 and bool(_PLAIN_CELL.fullmatch(cleaned)) and text.script_of(cleaned) == "Latin"
+    return ok, cleaned
+
+
+def split_cells(sides: Sequence[Cells], at: Sequence[np.ndarray]) -> SplitCells:
+    """:class:`SplitCells` of the distinct pairs whose cells are rows ``at`` (each (U,), -1: none) of ``sides``."""
+    parts, plain = [], np.ones(len(at[0]), dtype=bool)
+    for side, where in zip(sides, at, strict=True):
+        facts = [_plain_cell(v) for v in side.values]
+        ok = np.array([f for f, _ in facts] + [True], dtype=bool)  # the last: no cell
+        cleaned = pa.array([c for _, c in facts] + [None], pa.string())
+        index = np.where(where >= 0, where, len(side.values))
+        plain &= ok[index]
+        parts.append(cleaned.take(pa.array(index)))
+    given, family = parts
+    has_given, has_family = np.asarray(pc.is_valid(given)), np.asarray(pc.is_valid(family))
+    plain &= has_given | has_family  # both missing: an error, the name-by-name path says it
+    kind = np.where(has_given & has_family, "full", np.where(has_given, "first", "surname")).astype(object)
+    return SplitCells(given, family, pa.array(kind, pa.string()), plain)
+
+
+def take(strings, rows: Sequence[int]):
+    """The whole-array path's input (:meth:`Predictor._part_keys`' last) for some of the keys only."""
+    index = pa.array(np.asarray(rows, dtype=np.int64))
+    if isinstance(strings, SplitCells):
+        return SplitCells(*(x.take(index) for x in strings[:3]), strings.plain[np.asarray(rows, dtype=np.int64)])
+    return None if strings is None else strings.take(index)
+
+
 def _clean(cell) -> str | None:
     return cell.strip() if isinstance(cell, str) and cell.strip() else None
 
@@ -266,7 +332,7 @@ def predict_keys(
     counts: np.ndarray,
     top: int,
     trust_options: dict,
-    strings: pa.Array | None = None,
+    strings=None,
 ) -> tuple[dict[str, pa.Array], np.ndarray | None]:
     """The output columns (one row a distinct key: a raw name, or a first and a last cell) and the prior used
     (or None). ``make(key)`` is the key's :class:`_Unit` (the parse); names of the common shape skip it
@@ -277,15 +343,21 @@ def predict_keys(
 
 
 def answer_keys(
-    predictor, keys: list, make, name_type: str, trust_options: dict, k: int | None, strings: pa.Array | None = None
+    predictor, keys: list, make, name_type: str, trust_options: dict, k: int | None, strings=None
 ) -> _Answered:
     """Each distinct key's answer (:class:`_Answered`; its part columns with ``k`` languages a part, none when
     ``k`` is None). Names of one or two plain Latin words (:func:`names.parse_plain`, the common case) are
     parsed and answered a whole array at once (:func:`_answered_plain`); the rest one by one
     (:func:`unit_answers`). Both give the same answers, which the tests hold side by side. ``strings``: the
-    keys as an Arrow array (null where a key is no name), when the caller has it."""
-    strings = pa.array([key if type(key) is str else None for key in keys], pa.string()) if strings is None else strings
-    plain = names.parse_plain(strings, "auto" if name_type == "auto" else name_type)
+    keys as an Arrow array (null where a key is no name), when the caller has it, or for pairs of cells their
+    :class:`SplitCells` (plain pairs: Latin letters, no initials)."""
+    if isinstance(strings, SplitCells):  # a first and a last cell: already apart
+        plain = names.PlainParse(strings.plain, strings.given, strings.family, strings.kind)
+    else:
+        strings = (
+            pa.array([key if type(key) is str else None for key in keys], pa.string()) if strings is None else strings
+        )
+        plain = names.parse_plain(strings, name_type)
     fast = np.flatnonzero(plain.plain)
     slow = np.flatnonzero(~plain.plain)
     pieces = []

@@ -464,8 +464,8 @@ class Predictor:
     def _part_keys(self, names, name_type: str, first_names, last_names):
         """For :meth:`_predict_parts` and the file prior: the name column as Arrow strings, each row's index
         into the distinct keys (a name, or its first and last cells), the keys, ``make(key)`` (the key's
-        :class:`fullname._Unit`) and the keys as Arrow strings (null for a key that is no name; None for
-        cells)."""
+        :class:`fullname._Unit`) and what the whole-array path reads: the keys as Arrow strings (null for a key
+        that is no name), or for cells their :class:`fullname.SplitCells`."""
         if isinstance(names, (str, bytes)):
             raise TypeError(
                 f"predict takes a list of names, not one string ({names[:20]!r}): use "
@@ -494,13 +494,18 @@ class Predictor:
                 side = 0 if columns[0] is None else 1
                 columns[side] = as_name_array(names)
             n = len(next(c for c in columns if c is not None)[0])
-            cells = [c[0].to_pylist() if c is not None else [None] * n for c in columns]
-            pairs = list(zip(*cells, strict=True))
-            arr = pa.array([" ".join(p for p in k if p and p.strip()) or None for k in pairs], pa.string())
-            index: dict = {}
-            row = np.fromiter((index.setdefault(k, len(index)) for k in pairs), np.int64, len(pairs))
-            keys = list(index)
-            strings = None
+            sides = [fullname.distinct_cells(c[0] if c is not None else pa.nulls(n, pa.string())) for c in columns]
+            width = len(sides[1].values) + 1
+            pair = (sides[0].code + 1) * width + (sides[1].code + 1)  # (N,) each row's pair of distinct cells
+            distinct, row = np.unique(pair, return_inverse=True)
+            at = [distinct // width - 1, distinct % width - 1]  # (U,) each pair's cell on each side (-1: none)
+            keys = [
+                (sides[0].values[i] if i >= 0 else None, sides[1].values[j] if j >= 0 else None)
+                for i, j in zip(at[0].tolist(), at[1].tolist(), strict=True)
+            ]
+            shown = [" ".join(p for p in k if p and p.strip()) or None for k in keys]  # the name column
+            arr = pa.array(shown, pa.string()).take(pa.array(row))
+            strings = fullname.split_cells(sides, at)
 
             def unit(k):
                 return fullname.unit_of_cells(*k)
@@ -534,9 +539,10 @@ class Predictor:
         probs: list[np.ndarray] = []
         weights: list[float] = []
         for names, first_names, last_names in batches:
-            _, row, keys, make, _ = self._part_keys(names, name_type, first_names, last_names)
-            fresh = [k for k in keys if k not in seen]
-            answered = fullname.answer_keys(self, fresh, make, name_type, options, None)
+            _, row, keys, make, strings = self._part_keys(names, name_type, first_names, last_names)
+            todo = [i for i, k in enumerate(keys) if k not in seen]
+            fresh = [keys[i] for i in todo]
+            answered = fullname.answer_keys(self, fresh, make, name_type, options, None, fullname.take(strings, todo))
             for k in fresh:
                 seen[k] = -1
             if "family" in answered.rows:
