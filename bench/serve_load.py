@@ -2,6 +2,7 @@
 
     python bench/serve_load.py [--requests 5000] [--seconds 30] [--clients 1,16,64] [--batch 100]
                                [--post-clients 16] [--servers before,off,on] [--workers 1] [--model CKPT]
+                               [--name-types surname,auto]
 
 For each server setting it starts ``nameorigin serve`` on a free 127.0.0.1 port: ``off`` with
 ``--batch-names 1 --batch-wait-ms 0`` (every request is its own model call, as before batching), ``before``
@@ -186,16 +187,24 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="serve --workers (default: %(default)s)")
     ap.add_argument("--data", help="names to send (default: $NAMEORIGIN_DATA or the tutorial's archive)")
     ap.add_argument("--model", help="checkpoint to serve (default: the bundled model)")
+    ap.add_argument(
+        "--name-types",
+        default="surname",
+        help="name_type of the requests, each a round of its own (e.g. surname,auto: auto is the server's "
+        "default; default: %(default)s, the path the documented figures came from)",
+    )
     args = ap.parse_args()
     names = [n for n, _ in data.read_labelled(data.resolve_data(args.data))]
     rng = random.Random(0)
 
-    def single(client):
-        return client.get("/api/predict", params={"name": rng.choice(names), "top": 3, "name_type": "surname"})
+    def single(name_type):
+        return lambda client: client.get(
+            "/api/predict", params={"name": rng.choice(names), "top": 3, "name_type": name_type}
+        )
 
-    def batch(client):
-        return client.post(
-            "/api/predict", json={"names": rng.sample(names, args.batch), "top": 3, "name_type": "surname"}
+    def batch(name_type):
+        return lambda client: client.post(
+            "/api/predict", json={"names": rng.sample(names, args.batch), "top": 3, "name_type": name_type}
         )
 
     print(
@@ -214,11 +223,14 @@ def main() -> None:
                 f"{setting:<9} {'(started, idle)':<22} {'':>8} {'':>9} {'':>9} {'':>8} {'':>8} {'':>6} "
                 f"{rss_mb(server.pid):>8.0f}"
             )
-            for clients in (int(c) for c in args.clients.split(",")):
-                result = asyncio.run(load(url, single, args.requests, args.seconds, clients))
-                report(setting, f"GET 1 name x{clients}", *result, 1, rss_mb(server.pid))
-            result = asyncio.run(load(url, batch, args.requests, args.seconds, args.post_clients))
-            report(setting, f"POST {args.batch} names x{args.post_clients}", *result, args.batch, rss_mb(server.pid))
+            for name_type in args.name_types.split(","):
+                tag = "" if args.name_types == "surname" else f" {name_type}"
+                for clients in (int(c) for c in args.clients.split(",")):
+                    result = asyncio.run(load(url, single(name_type), args.requests, args.seconds, clients))
+                    report(setting, f"GET 1 name x{clients}{tag}", *result, 1, rss_mb(server.pid))
+                result = asyncio.run(load(url, batch(name_type), args.requests, args.seconds, args.post_clients))
+                what = f"POST {args.batch} names x{args.post_clients}{tag}"
+                report(setting, what, *result, args.batch, rss_mb(server.pid))
         finally:
             server.terminate()
             server.wait(timeout=20)

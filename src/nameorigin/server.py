@@ -432,7 +432,7 @@ def create_app(
         title="nameorigin",
         version=__version__,
         description="Which language does a name come from? Character-level recurrent networks.",
-        lifespan=_lifespan(batcher, freeze=config.gc_freeze),
+        lifespan=_lifespan(batcher, freeze=config.gc_freeze, warm=lambda: predictor.predict(WARM_UP)),
         default_response_class=SafeJSONResponse,
         **docs,
     )
@@ -708,11 +708,18 @@ def _torch_threads(threads: int) -> Callable[[], None] | None:
     return setup
 
 
-def _lifespan(batcher: Batcher, *, freeze: bool):
+#: Names answered once at start-up, so that the parser's lexicon, the family-name tables and the readers are
+#: loaded (and frozen below) before the first request, not during it (a second's stall under load otherwise).
+WARM_UP = ["Giuseppe Verdi", "김민준", "佐藤", "Kim Jong-un", "Ludwig van Beethoven"]
+
+
+def _lifespan(batcher: Batcher, *, freeze: bool, warm=None):
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(app):
+        if warm is not None:
+            warm()
         # Everything built so far (torch, the model, the trust layer, FastAPI: a few hundred thousand objects)
         # lives as long as the server: moved out of the collector's reach, a full collection no longer scans
         # it, which otherwise stalls every request in flight for ~100 ms every half second under load
