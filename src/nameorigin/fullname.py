@@ -348,9 +348,9 @@ def answer_keys(
     """Each distinct key's answer (:class:`_Answered`; its part columns with ``k`` languages a part, none when
     ``k`` is None). Names of one to three plain Latin words (:func:`names.parse_plain`, the common case) and
     pairs of cells in Latin letters are parsed and answered a whole array at once (:func:`_answered_plain`); the
-    rest one by one (:func:`unit_answers`). Both give the same answers, which the tests hold side by side. ``strings``: the
-    keys as an Arrow array (null where a key is no name), when the caller has it, or for pairs of cells their
-    :class:`SplitCells` (plain pairs: Latin letters, no initials)."""
+    rest one by one (:func:`unit_answers`). Both give the same answers, which the tests hold side by side.
+    ``strings``: the keys as an Arrow array (null where a key is no name), when the caller has it, or for pairs
+    of cells their :class:`SplitCells` (plain pairs: Latin letters, no initials)."""
     if isinstance(strings, SplitCells):  # a first and a last cell: already apart
         plain = names.PlainParse(strings.plain, strings.given, strings.family, strings.kind)
     else:
