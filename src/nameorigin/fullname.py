@@ -51,6 +51,7 @@ _READERS = {"Han": ("japanese", "chinese"), "Kana": ("japanese",), "Hangul": ("k
 #: The language whose probability judges a reading (``P(Japanese | the Japanese reading)``...).
 _READING_LANGUAGE = {"japanese": "Japanese", "chinese": "Chinese"}
 _NO_FIRST = "no first-name model"
+_LONE_GIVEN = "no first-name model: read as a surname"
 #: The languages of the 18 that write names in each script but Latin. A name written in one of these scripts is
 #: answered among its languages only: the models read its transliteration, which has lost the script (``김`` and
 #: ``이`` are read ``Kim`` and ``Lee``), while the script itself says the language (kana means Japanese, Hangul
@@ -225,7 +226,7 @@ def split_cells(sides: Sequence[Cells], at: Sequence[np.ndarray]) -> SplitCells:
     return SplitCells(given, family, pa.array(kind, pa.string()), plain)
 
 
-def take(strings, rows: Sequence[int]):
+def take_keys(strings, rows: Sequence[int]):
     """The whole-array path's input (:meth:`Predictor._part_keys`' last) for some of the keys only."""
     index = pa.array(np.asarray(rows, dtype=np.int64))
     if isinstance(strings, SplitCells):
@@ -346,11 +347,12 @@ def answer_keys(
     predictor, keys: list, make, name_type: str, trust_options: dict, k: int | None, strings=None
 ) -> _Answered:
     """Each distinct key's answer (:class:`_Answered`; its part columns with ``k`` languages a part, none when
-    ``k`` is None). Names of one to three plain Latin words (:func:`names.parse_plain`, the common case) and
-    pairs of cells in Latin letters are parsed and answered a whole array at once (:func:`_answered_plain`); the
-    rest one by one (:func:`unit_answers`). Both give the same answers, which the tests hold side by side.
-    ``strings``: the keys as an Arrow array (null where a key is no name), when the caller has it, or for pairs
-    of cells their :class:`SplitCells` (plain pairs: Latin letters, no initials)."""
+    ``k`` is None); ``make(key)`` parses one key into its :class:`_Unit`. Names of one to three plain Latin words
+    (:func:`names.parse_plain`, the common case) and pairs of cells in Latin letters are parsed and answered a
+    whole array at once (:func:`_answered_plain`); the rest one by one (:func:`unit_answers`). Both give the
+    same answers, which the tests hold side by side. ``strings``: the keys as an Arrow array (null where a key
+    is no name), when the caller has it, or for pairs of cells their :class:`SplitCells` (plain pairs: Latin
+    letters, no initials)."""
     if isinstance(strings, SplitCells):  # a first and a last cell: already apart
         plain = names.PlainParse(strings.plain, strings.given, strings.family, strings.kind)
     else:
@@ -360,20 +362,26 @@ def answer_keys(
         plain = names.parse_plain(strings, name_type)
     fast = np.flatnonzero(plain.plain)
     slow = np.flatnonzero(~plain.plain)
+    # without a first-name model, auto reads a lone given name as a surname (as before full names), on both paths
+    lone_given_as_surname = predictor.first is None and name_type == "auto"
     pieces = []
     if len(fast) or not len(slow):  # (no keys at all: the empty columns)
         take = pa.array(fast)
         given, family, kinds = plain.given.take(take), plain.family.take(take), plain.name_type.take(take)
         notes = pa.nulls(len(fast), pa.string())
-        if predictor.first is None and name_type == "auto":  # given-name-only names read as surnames
+        if lone_given_as_surname:
             alone = pc.and_(pc.is_valid(given), pc.is_null(family))
             family = pc.if_else(alone, given, family)
             given = pc.if_else(alone, pa.scalar(None, pa.string()), given)
             kinds = pc.if_else(alone, "surname", kinds)
-            notes = pc.if_else(alone, "no first-name model: read as a surname", notes)
+            notes = pc.if_else(alone, _LONE_GIVEN, notes)
         pieces.append((fast, _answered_plain(predictor, given, family, kinds, notes, trust_options, k)))
     if len(slow):
         units = [make(keys[i]) for i in slow]
+        for unit in units if lone_given_as_surname else ():
+            if unit.given and not unit.family:
+                unit.given, unit.family, unit.name_type = None, unit.given, "surname"
+                unit.notes.append(_LONE_GIVEN)
         pieces.append((slow, _answered_units(predictor, units, trust_options, k)))
     return _merged(pieces, len(keys))
 

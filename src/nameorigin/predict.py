@@ -516,14 +516,7 @@ class Predictor:
                 "surnames (give one with --first-model PATH)"
             )
 
-        def make(k):
-            u = unit(k)
-            if self.first is None and name_type == "auto" and u.given and not u.family:  # read as a surname
-                u.given, u.family, u.name_type = None, u.given, "surname"
-                u.notes.append("no first-name model: read as a surname")
-            return u
-
-        return arr, row, keys, make, strings
+        return arr, row, keys, unit, strings
 
     def _estimate_prior_parts(
         self, batches: Iterable, name_type: str, *, max_out_of_scope: float | None = None
@@ -542,7 +535,9 @@ class Predictor:
             _, row, keys, make, strings = self._part_keys(names, name_type, first_names, last_names)
             todo = [i for i, k in enumerate(keys) if k not in seen]
             fresh = [keys[i] for i in todo]
-            answered = fullname.answer_keys(self, fresh, make, name_type, options, None, fullname.take(strings, todo))
+            answered = fullname.answer_keys(
+                self, fresh, make, name_type, options, None, fullname.take_keys(strings, todo)
+            )
             for k in fresh:
                 seen[k] = -1
             if "family" in answered.rows:
