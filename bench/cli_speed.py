@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nameorigin import Predictor
 from nameorigin.checkpoint import save
 from nameorigin.models import ModelConfig, build_model
-from scale_common import gru128_checkpoint, real_names, run_cli, two_samples, zipf_sample
+from scale_common import gru128_checkpoint, real_names, run_cli, surname_predict_argv, two_samples, zipf_sample
 
 
 def main() -> None:
@@ -77,16 +77,7 @@ def main() -> None:
             for label, model in models.items():
                 predictor = Predictor.load(model)
                 predictor.probabilities(names[:2000])  # warm up
-                argv = [
-                    "predict",
-                    "--name-type",
-                    "surname",
-                    "--input",
-                    str(src),
-                    "--output",
-                    str(Path(tmp) / "out.csv"),
-                ]
-                argv += ["--model", model] if model else []
+                argv = surname_predict_argv(src, Path(tmp) / "out.csv", *(["--model", model] if model else []))
                 tensor = cli = wall = 0.0
                 for _ in range(args.repeat):  # the two sides alternate; each keeps its best
                     start = time.perf_counter()

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_common import real_names, run_cli, zipf_sample
+from scale_common import real_names, run_cli, surname_predict_argv, zipf_sample
 
 
 def write_parquet(names: list[str], folder: Path, files: int) -> None:
@@ -73,16 +73,13 @@ def main() -> None:
                 Client(cluster) as client,
             ):
                 n, _, seconds, _ = run_cli(
-                    "predict",
-                    "--name-type",
-                    "surname",
-                    "--input",
-                    str(tmp / "data" / "*.parquet"),
-                    "--output",
-                    str(tmp / f"out{workers}"),
-                    "--scheduler",
-                    cluster.scheduler_address,
-                    *model,
+                    *surname_predict_argv(
+                        tmp / "data" / "*.parquet",
+                        tmp / f"out{workers}",
+                        "--scheduler",
+                        cluster.scheduler_address,
+                        *model,
+                    )
                 )
                 peaks = client.run(worker_peak_mb)
             print(f"{workers:>7} {n / seconds:>10,.0f} {', '.join(f'{v:.0f}' for v in peaks.values()):>24}")
@@ -93,14 +90,7 @@ def main() -> None:
         peaks = {}
         for label, rows, src in (("small", args.small, tmp / "small"), ("all", args.rows, tmp / "all")):
             n, _, seconds, peaks[label] = run_cli(
-                "predict",
-                "--name-type",
-                "surname",
-                "--input",
-                str(src / "part-000.parquet"),
-                "--output",
-                str(tmp / f"single-{label}.parquet"),
-                *model,
+                *surname_predict_argv(src / "part-000.parquet", tmp / f"single-{label}.parquet", *model),
                 peak=True,
             )
             print(f"{rows:>11,} rows: {n / seconds:>10,.0f} names/s, peak RSS {peaks[label]:7.1f} MB")

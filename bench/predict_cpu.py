@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale_common import surname_predict_argv
 
 CHILD = r"""
 import json, os, sys, time
@@ -99,9 +100,7 @@ def main() -> None:
             real, _ = real_names(args.data)
             names = Path(tmp) / "names.txt"
             names.write_text("\n".join(distinct_sample(real, args.names)) + "\n", encoding="utf-8")
-        argv = ["predict", "--name-type", "surname", "--input", str(names), "--output", str(Path(tmp) / "out.csv")]
-        argv += ["--quiet"]
-        argv += ["--threads", "1", *args.args.split()]
+        argv = surname_predict_argv(names, Path(tmp) / "out.csv", "--quiet", "--threads", "1", *args.args.split())
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         runs = []
         for _ in range(args.repeat):

@@ -26,6 +26,9 @@ from nameorigin.checkpoint import Checkpoint
 from nameorigin.models import ModelConfig, build_model
 from nameorigin.text import ALPHABET
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale_common import surname_predict_argv
+
 PEAK = (
     "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
@@ -89,18 +92,7 @@ def main() -> None:
             src.write_text("\n".join(names[i % len(names)] for i in range(n)) + "\n")
             start = time.perf_counter()
             rows[n] = peak_rss_mb(
-                [
-                    sys.executable,
-                    "-m",
-                    "nameorigin",
-                    "predict",
-                    "--name-type",
-                    "surname",
-                    "--input",
-                    str(src),
-                    "--output",
-                    str(Path(tmp) / "out.csv"),
-                ]
+                [sys.executable, "-m", "nameorigin", *surname_predict_argv(src, Path(tmp) / "out.csv")]
             )
             print(f"{n:>9,} lines: peak RSS {rows[n]:7.1f} MB, {time.perf_counter() - start:5.1f} s wall")
         print(f"ratio 1,000,000 / 100,000 lines: {rows[1_000_000] / rows[100_000]:.2f}x")

@@ -58,6 +58,12 @@ def gru128_checkpoint(labels: list[str], path: Path) -> Path:
     return save(path, model, labels, {})
 
 
+def surname_predict_argv(src, out, *extra: str) -> list[str]:
+    """``nameorigin predict``'s arguments for a file of surnames read whole (``--name-type surname``, the path
+    the speed figures measure; the default, ``auto``, parses each name first), ``src`` into ``out``."""
+    return ["predict", "--name-type", "surname", "--input", str(src), "--output", str(out), *extra]
+
+
 def run_cli(*argv: str, peak: bool = False) -> tuple[int, int, float, float | None]:
     """``nameorigin ARGV`` in a fresh process: (names, errors, seconds from its summary line, peak RSS MB)."""
     cmd = [sys.executable, "-m", "nameorigin", *argv]
