@@ -350,6 +350,52 @@ def test_a_compact_ngram_member_is_stored_at_half_size_and_loads_exactly(tmp_pat
     assert compact_path.stat().st_size < 0.75 * plain_path.stat().st_size
 
 
+def test_an_int8_ngram_member_and_a_compact_network_are_stored_small_and_load_exactly(tmp_path):
+    pytest.importorskip("sklearn")
+    from nameorigin.data import Encoded
+    from nameorigin.models import hold_compact
+    from nameorigin.training import fit_ngram_lr, mixed_ensemble
+
+    names = ["Abe", "Abel", "Abbot", "Cabe", "Zed", "Zedd", "Nakamura", "Ng"] * 4
+    tokens, lengths = encode_names(names)
+    labels = torch.arange(len(names)) % 3
+    config = ModelConfig(name="ngram-lr", edges=True, compact=True)
+    half = fit_ngram_lr(Encoded(tokens, lengths, labels), 3, config=config)
+    int8 = fit_ngram_lr(Encoded(tokens, lengths, labels), 3, config=replace(config, int8=True))
+    step = int8.weight.abs().amax(0) / 127  # int8 rounding only: within half a step a language
+    assert ((int8.weight - half.weight).abs() <= step * 0.51 + 1e-3).all()
+    torch.manual_seed(0)
+    gru = build_model(ModelConfig(name="gru", hidden=16), 3)
+    plain_gru = checkpoint.save(tmp_path / "gru.safetensors", gru, ["A", "B", "C"]).stat().st_size
+    small = hold_compact(build_model(ModelConfig(name="gru", hidden=16, compact=True), 3))
+    small.load_state_dict(gru.state_dict())
+    assert not torch.equal(gru.h2o.weight, gru.h2o.weight.half().float())  # not float16 values yet
+    hold_compact(small)
+    assert torch.equal(small.h2o.weight, gru.h2o.weight.half().float())
+    for model in (int8, small, mixed_ensemble([small, int8], None, 3)):  # alone, and as mixed members
+        path = checkpoint.save(tmp_path / "m.safetensors", model, ["A", "B", "C"])
+        loaded = checkpoint.load(path).model
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(tokens, lengths)[0], model(tokens, lengths)[0], atol=0, rtol=0)
+    sizes = {}
+    for key, model in (("half", half), ("int8", int8), ("gru", small)):
+        sizes[key] = checkpoint.save(tmp_path / f"{key}.safetensors", model, ["A", "B", "C"]).stat().st_size
+    assert sizes["int8"] < sizes["half"] and sizes["gru"] < 0.75 * plain_gru
+    from safetensors.torch import load_file
+
+    stored = load_file(str(tmp_path / "int8.safetensors"))
+    assert stored["weight"].dtype == torch.int8 and stored["weight_scale"].shape == (3,)
+
+
+def test_an_int8_weight_without_its_scale_or_a_stray_scale_is_refused(tmp_path):
+    from nameorigin.models import restored_tensors
+
+    with pytest.raises(ValueError, match="without an int8"):
+        restored_tensors({"weight_scale": torch.ones(3), "weight": torch.zeros(4, 3)})
+    with pytest.raises(ValueError, match="without an int8"):
+        restored_tensors({"x.weight_scale": torch.ones(3)})
+
+
 def test_a_compact_ngram_member_whose_codes_outgrow_int32_is_refused_at_save(tmp_path):
     pytest.importorskip("sklearn")
     from nameorigin.data import Encoded

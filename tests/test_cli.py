@@ -321,6 +321,7 @@ def test_flags_override_the_best_preset(capsys, tmp_path, tiny_dir):
         "edges": False,
         "vocab_limit": 0,
         "compact": False,
+        "int8": False,
         "mix": [],
     }
     training = ck.meta["training"]

@@ -226,6 +226,31 @@ def test_ngram_lr_vocab_limit_keeps_the_ngrams_of_the_most_names_sorted():
     assert torch.isfinite(log_probs).all()
 
 
+@pytest.mark.parametrize("ngram,edges,limit", [(5, True, 30), (5, False, 0), (2, True, 0), (4, True, 7)])
+def test_ngram_lr_finds_each_ngram_as_a_plain_binary_search_of_its_vocabulary_does(ngram, edges, limit):
+    """The dense table of short n-grams and the binary search of the longer ones give each code the column
+    ``searchsorted`` finds (-1 where the vocabulary lacks it), also after the vocabulary changes."""
+    from nameorigin.data import Encoded
+    from nameorigin.models import NgramLR
+    from nameorigin.training import fit_ngram_lr
+
+    pytest.importorskip("sklearn")
+    tokens, lengths = encode_names(NAMES)
+    config = ModelConfig(name="ngram-lr", ngram=ngram, edges=edges, vocab_limit=limit)
+    model = fit_ngram_lr(Encoded(tokens, lengths, torch.arange(len(NAMES)) % N_CLASSES), N_CLASSES, config=config)
+    others = encode_names(["Zzyzx", "A", "Abbe", "Qu", *NAMES], extra=3)
+    for second in range(2):
+        codes, valid = NgramLR.ngram_codes(*others, max_n=ngram, edges=edges)
+        T = others[0].size(1) + (2 if edges else 0)
+        width = sum(T - n + 1 for n in range(1, min(3, ngram, T) + 1))
+        at = torch.searchsorted(model.vocab, codes).clamp(max=model.vocab.numel() - 1)
+        expected = torch.where(model.vocab[at] == codes, at, -1)
+        assert torch.equal(model.columns(codes, width), expected)
+        assert second or ((expected[valid] >= 0).any() and (expected[valid] < 0).any())
+        with torch.no_grad():  # another vocabulary (sorted, distinct codes): the table follows it
+            model.vocab.mul_(2)
+
+
 def test_rnn_and_gru_start_from_the_seeds_weights_for_the_same_seed():
     torch.manual_seed(7)
     seed_rnn = seeds.RNNClassifier(57, 32, 18)

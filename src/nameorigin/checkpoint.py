@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path, special_kind
-from .models import Classifier, ModelConfig, UnknownModel, build_model, stored_tensors
+from .models import Classifier, ModelConfig, UnknownModel, build_model, restored_tensors, stored_tensors
 from .text import ALPHABET, scheme_of
 
 FORMAT = "nameorigin-checkpoint"
@@ -375,6 +375,7 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu", sha256:
     extra = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(TRUST_PREFIX)]}
     try:
         config = ModelConfig.from_dict(doc["model"])
+        tensors = restored_tensors(tensors)  # int8 weights times their scales
         _check_shapes(path, config, len(doc["labels"]), tensors)
         model = build_model(config, len(doc["labels"]))
         model.load_state_dict(tensors, strict=True)

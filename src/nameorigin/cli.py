@@ -811,7 +811,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 #: ModelConfig fields that only some kinds of model read, and the fields a kind ignores: neither is shown.
-_ONLY_FOR = {"heads": {"transformer"}, "ngram": {"ngram-lr"}, "edges": {"ngram-lr"}, "compact": {"ngram-lr"}}
+_ONLY_FOR = {"heads": {"transformer"}, "ngram": {"ngram-lr"}, "edges": {"ngram-lr"}, "int8": {"ngram-lr"}}
 _IGNORED_BY = {"ngram-lr": {"hidden", "layers", "vocab_limit"}}  # vocab, the size fitted, says what the limit did
 
 

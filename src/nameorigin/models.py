@@ -41,7 +41,8 @@ class ModelConfig:
     ngram: int = 5  # ngram-lr: its longest n-gram
     edges: bool = False  # ngram-lr: n-grams also see where the name starts and ends (scikit-learn's char_wb)
     vocab_limit: int = 0  # ngram-lr: keep only this many n-grams, those in the most training names (0: all)
-    compact: bool = False  # ngram-lr: weights and idf held at float16 precision and stored so, codes as int32
+    compact: bool = False  # held at float16 and stored so (ngram-lr: weights and idf, codes as int32; a network: all)
+    int8: bool = False  # ngram-lr with compact: weights held and stored as int8 times one float scale a language
     mix: list = field(default_factory=list)  # a mixed ensemble: each member's config as a dict (name "mixed")
 
     def to_dict(self) -> dict:
@@ -502,12 +503,38 @@ class NgramLR(Classifier):
         """One more than the largest n-gram code of ``config``'s n-grams."""
         return int(cls.base(config.edges) ** config.ngram)
 
+    SHORT = 3  # n-grams of up to this many characters are found in a dense table, longer ones by binary search
+
+    def _short_table(self) -> torch.Tensor:
+        """Each code of an n-gram of up to :attr:`SHORT` characters: its column in the vocabulary, or -1; a dense
+        table (59 ** 3 entries with edges), built from ``vocab`` when first needed and again when it changes."""
+        key = (self.vocab.data_ptr(), self.vocab._version, self.vocab.device, self.vocab.numel())
+        if getattr(self, "_table_key", None) != key:
+            width = self.base(self.config.edges) ** min(self.SHORT, self.config.ngram)
+            table = torch.full((width,), -1, dtype=torch.long, device=self.vocab.device)
+            short = torch.nonzero(self.vocab < width).squeeze(1)
+            table[self.vocab[short]] = short
+            self._table, self._table_key = table, key
+        return self._table
+
+    def columns(self, codes: torch.Tensor, width: int) -> torch.Tensor:
+        """The vocabulary column of each n-gram code (B, W), -1 for an n-gram not in it; the first ``width``
+        codes of each row (the n-grams of up to :attr:`SHORT` characters) from the dense table."""
+        V = self.vocab.numel()
+        if not V:
+            return torch.full_like(codes, -1)
+        long = codes[:, width:].contiguous()
+        at = torch.searchsorted(self.vocab, long).clamp(max=V - 1)
+        return torch.cat([self._short_table()[codes[:, :width]], torch.where(self.vocab[at] == long, at, -1)], 1)
+
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The TF-IDF matrix (B, V) as sparse entries: rows, columns and values, each (K,)."""
         codes, valid = self.ngram_codes(tokens, lengths, max_n=self.config.ngram, edges=self.config.edges)  # (B, W)
         V = self.vocab.numel()
-        col = torch.searchsorted(self.vocab, codes).clamp(max=max(V - 1, 0))  # (B, W)
-        known = valid & (self.vocab[col] == codes) if V else torch.zeros_like(valid)
+        T = tokens.size(1) + (2 if self.config.edges else 0)
+        short = sum(T - n + 1 for n in range(1, min(self.SHORT, self.config.ngram, T) + 1))  # their codes come first
+        col = self.columns(codes, short)  # (B, W)
+        known = valid & (col >= 0)
         row = torch.arange(codes.size(0), device=codes.device).unsqueeze(1).expand_as(codes)
         keys, counts = torch.unique(row[known] * max(V, 1) + col[known], return_counts=True)  # (K,)
         rows, cols = keys // max(V, 1), keys % max(V, 1)
@@ -523,18 +550,62 @@ class NgramLR(Classifier):
 
 def stored_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """The tensors a checkpoint stores for ``model``: its state, with each ``compact`` n-gram model's weights
-    and idf as float16 and its codes as int32 (half the bytes; loading casts them back, exactly, since the fit
-    rounded them to float16 already)."""
+    and idf as float16 and its codes as int32 (with ``int8``, its weights as int8 and a float16 scale a
+    language, ``weight_scale``), and each ``compact`` network's tensors as float16 (half the bytes; loading
+    casts them back, exactly, since training rounded them so already: :func:`hold_compact`;
+    :func:`restored_tensors` is the inverse)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for prefix, module in model.named_modules():
-        if isinstance(module, NgramLR) and module.config.compact:
-            at = f"{prefix}." if prefix else ""
-            for key in ("weight", "idf"):
-                tensors[at + key] = tensors[at + key].half()
+        config = getattr(module, "config", None)
+        if not isinstance(module, Classifier) or not config.compact or config.mix or config.members > 1:
+            continue
+        at = f"{prefix}." if prefix else ""
+        if isinstance(module, NgramLR):
+            tensors[at + "idf"] = tensors[at + "idf"].half()
+            if config.int8:
+                q, scale = int8_weights(tensors[at + "weight"])
+                tensors[at + "weight"], tensors[at + "weight_scale"] = q, scale.half()
+            else:
+                tensors[at + "weight"] = tensors[at + "weight"].half()
             if tensors[at + "vocab"].numel() and int(tensors[at + "vocab"].max()) >= 2**31:
                 raise ValueError("compact ngram-lr: its n-gram codes do not fit in int32 (ngram too long)")
             tensors[at + "vocab"] = tensors[at + "vocab"].int()
+        else:
+            for key in [k for k in tensors if k.startswith(at) and tensors[k].is_floating_point()]:
+                tensors[key] = tensors[key].half()
     return tensors
+
+
+def int8_weights(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``weight`` (V, C) as int8 codes and a scale a column (C,), float16: ``codes * scale`` is its value."""
+    scale = (weight.abs().amax(0) / 127).half().float()
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.round(weight / scale).clamp(-127, 127).to(torch.int8), scale
+
+
+def restored_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint's stored tensors as the model holds them: each int8 ``weight`` times its ``weight_scale``
+    (the scale itself dropped); other dtypes are cast by ``load_state_dict``."""
+    out = dict(tensors)
+    for key in [k for k in tensors if k.endswith("weight_scale")]:
+        weight = key[: -len("_scale")]
+        if weight not in out or out[weight].dtype != torch.int8:
+            raise ValueError(f"{key} without an int8 {weight}")
+        out[weight] = out[weight].float() * out.pop(key).float()
+    return out
+
+
+def hold_compact(model: nn.Module) -> nn.Module:
+    """Round a ``compact`` network's parameters and buffers (every member's) to float16 precision, as the
+    checkpoint stores them, so that the model trained, calibrated and saved is the model loaded."""
+    with torch.no_grad():
+        for module in model.modules():
+            config = getattr(module, "config", None)
+            if isinstance(module, Classifier) and not isinstance(module, NgramLR) and config.compact:
+                for t in [*module.parameters(), *module.buffers()]:
+                    if t.is_floating_point():
+                        t.copy_(t.half().float())
+    return model
 
 
 def mean_probabilities(log_probs: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -19,7 +19,7 @@ from .data import Encoded, Pair, add_noise_batch, length_batches
 from .errors import install_hint
 from .evaluation import metrics
 from .fitting import minimize
-from .models import MIXED, Classifier, Ensemble, ModelConfig, NgramLR, batched_log_probs
+from .models import MIXED, Classifier, Ensemble, ModelConfig, NgramLR, batched_log_probs, hold_compact, int8_weights
 from .text import MAX_NAME_CHARS, add_noise, encode
 
 NOISE_ROOM_WORKSHEET = 64  # noise levels up to this fit the worksheet loop's length table
@@ -819,6 +819,10 @@ def fit(
             )
         if pretrained is not None:
             history = _after_pretraining(pretrained, history)
+    if settings.model.compact:  # held at the precision the checkpoint stores it in, before anything is fitted on it
+        hold_compact(model)
+        if valid is not None and len(valid) and history.best:  # the validation figures of the model as held
+            history.best.update({k: v for k, v in validate(model.cpu(), valid, labels).items() if k != "per_language"})
     return model.cpu().eval(), history, used
 
 
@@ -915,7 +919,10 @@ def fit_ngram_lr(
         else:
             model.weight[:, classes] = torch.as_tensor(clf.coef_.T, dtype=torch.float32)
             model.bias[classes] = torch.as_tensor(clf.intercept_, dtype=torch.float32)
-        if config.compact:  # held at the precision the checkpoint stores them in
+        if config.compact and config.int8:  # held as the checkpoint stores them: int8 codes times a scale
+            codes, scale = int8_weights(model.weight)
+            model.weight.copy_(codes.float() * scale)
+        elif config.compact:  # held at the precision the checkpoint stores them in
             model.weight.copy_(model.weight.half().float())
     return model.eval()
 
