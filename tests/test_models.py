@@ -249,6 +249,11 @@ def test_ngram_lr_finds_each_ngram_as_a_plain_binary_search_of_its_vocabulary_do
         assert second or ((expected[valid] >= 0).any() and (expected[valid] < 0).any())
         with torch.no_grad():  # another vocabulary (sorted, distinct codes): the table follows it
             model.vocab.mul_(2)
+    with torch.inference_mode():  # a vocabulary made under inference mode (no version counter) still answers
+        model.vocab = model.vocab.clone() // 2
+    codes, _ = NgramLR.ngram_codes(*others, max_n=ngram, edges=edges)
+    at = torch.searchsorted(model.vocab, codes).clamp(max=model.vocab.numel() - 1)
+    assert torch.equal(model.columns(codes, width), torch.where(model.vocab[at] == codes, at, -1))
 
 
 def test_rnn_and_gru_start_from_the_seeds_weights_for_the_same_seed():

@@ -508,7 +508,11 @@ class NgramLR(Classifier):
     def _short_table(self) -> torch.Tensor:
         """Each code of an n-gram of up to :attr:`SHORT` characters: its column in the vocabulary, or -1; a dense
         table (59 ** 3 entries with edges), built from ``vocab`` when first needed and again when it changes."""
-        key = (self.vocab.data_ptr(), self.vocab._version, self.vocab.device, self.vocab.numel())
+        try:
+            version = self.vocab._version
+        except RuntimeError:  # made under torch.inference_mode(): it cannot change in place outside it
+            version = None
+        key = (self.vocab.data_ptr(), version, self.vocab.device, self.vocab.numel())
         if getattr(self, "_table_key", None) != key:
             width = self.base(self.config.edges) ** min(self.SHORT, self.config.ngram)
             table = torch.full((width,), -1, dtype=torch.long, device=self.vocab.device)
