@@ -1,5 +1,6 @@
 import random
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -263,8 +264,9 @@ def test_the_bundled_preset_is_a_student_with_a_mixed_teacher():
     assert network.model.name == "gru-attention" and network.train.teacher_folds >= 2
     assert network.teacher.members and network.teacher.model.name == "mixed"
     assert 0 < network.train.distill_weight < 1
-    assert ngram.model.name == "ngram-lr" and ngram.teacher is None and ngram.model.compact
+    assert ngram.model.name == "ngram-lr" and ngram.teacher is None and ngram.model.compact and ngram.model.int8
     assert ngram.train.class_weight == 1.0 and ngram.model.vocab_limit
-    alone = resolve_settings("bundled-network")  # the network alone, as it shipped before
-    assert alone.model == network.model and alone.teacher.model.name == "mixed"
+    assert network.model.compact  # held and stored at float16
+    alone = resolve_settings("bundled-network")  # the network alone, as it shipped before (float32)
+    assert replace(alone.model, compact=True) == network.model and alone.teacher.model.name == "mixed"
     assert resolve_settings("bundled", train={"distill_weight": 0}).members[0].train.distill_weight == 0
