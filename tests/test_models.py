@@ -241,8 +241,8 @@ def test_ngram_lr_finds_each_ngram_as_a_plain_binary_search_of_its_vocabulary_do
     others = encode_names(["Zzyzx", "A", "Abbe", "Qu", *NAMES], extra=3)
     for second in range(2):
         codes, valid = NgramLR.ngram_codes(*others, max_n=ngram, edges=edges)
-        T = others[0].size(1) + (2 if edges else 0)
-        width = sum(T - n + 1 for n in range(1, min(3, ngram, T) + 1))
+        width = NgramLR.leading_width(others[0].size(1), min(3, ngram), edges=edges)
+        assert codes.size(1) == NgramLR.leading_width(others[0].size(1), ngram, edges=edges)  # every column
         at = torch.searchsorted(model.vocab, codes).clamp(max=model.vocab.numel() - 1)
         expected = torch.where(model.vocab[at] == codes, at, -1)
         assert torch.equal(model.columns(codes, width), expected)

@@ -482,9 +482,7 @@ class NgramLR(Classifier):
             tokens, lengths = marked, lengths + 2
         codes, valid = [], []
         T = tokens.size(1)
-        for n in range(1, max_n + 1):
-            if n > T:
-                break
+        for n in range(1, min(max_n, T) + 1):
             code = torch.zeros(tokens.size(0), T - n + 1, dtype=torch.long, device=tokens.device)
             for k in range(n):
                 code = code * base + tokens[:, k : T - n + 1 + k]
@@ -492,6 +490,13 @@ class NgramLR(Classifier):
             start = torch.arange(T - n + 1, device=tokens.device).unsqueeze(0)  # (1, T - n + 1)
             valid.append(start + n <= lengths.unsqueeze(1))
         return torch.cat(codes, 1), torch.cat(valid, 1)
+
+    @staticmethod
+    def leading_width(width: int, n: int, *, edges: bool = False) -> int:
+        """How many of :meth:`ngram_codes`' columns, for names padded to ``width`` tokens, its 1..``n``-grams
+        take: they come first, the n-grams of each length one column a start."""
+        T = width + (2 if edges else 0)
+        return sum(T - m + 1 for m in range(1, min(n, T) + 1))
 
     @staticmethod
     def base(edges: bool) -> int:
@@ -535,8 +540,7 @@ class NgramLR(Classifier):
         """The TF-IDF matrix (B, V) as sparse entries: rows, columns and values, each (K,)."""
         codes, valid = self.ngram_codes(tokens, lengths, max_n=self.config.ngram, edges=self.config.edges)  # (B, W)
         V = self.vocab.numel()
-        T = tokens.size(1) + (2 if self.config.edges else 0)
-        short = sum(T - n + 1 for n in range(1, min(self.SHORT, self.config.ngram, T) + 1))  # their codes come first
+        short = self.leading_width(tokens.size(1), min(self.SHORT, self.config.ngram), edges=self.config.edges)
         col = self.columns(codes, short)  # (B, W)
         known = valid & (col >= 0)
         row = torch.arange(codes.size(0), device=codes.device).unsqueeze(1).expand_as(codes)
