@@ -517,13 +517,7 @@ def _answered_plain(
         at = {p: index[p][rows] for p in PARTS}
         oos = {p: outputs[p][1][at[p]] if p in outputs and outputs[p][1] is not None else None for p in PARTS}
         if kind == "both":
-            if predictor.combination_note:
-                predictor.trust._note_once(predictor.combination_note)
-            surname_ratio = _log_ratio(predictor.trust, outputs["family"][0][at["family"]])
-            first_ratio = _onto(_log_ratio(first.trust, outputs["given"][0][at["given"]]), predictor.first_columns)
-            probs = combine(surname_ratio, first_ratio, _base(predictor.trust), predictor.combination)
-            known = [o for o in oos.values() if o is not None]
-            score = np.minimum.reduce(known) if known else None
+            probs, score = _combined(predictor, outputs, at, oos)
         else:
             probs, score = outputs[kind][0][at[kind]], oos[kind]
         if kind == "given":
@@ -640,15 +634,7 @@ def _answers(predictor, cands: list, outputs: dict) -> list:
         at = {p: np.array([cands[i].index[p] for i in rows], dtype=np.int64) for p in kind}
         oos = {p: outputs[p][1][at[p]] if outputs[p][1] is not None else None for p in kind}
         if kind == PARTS:  # both parts
-            if predictor.combination_note:
-                predictor.trust._note_once(predictor.combination_note)
-            surname_ratio = _log_ratio(predictor.trust, outputs["family"][0][at["family"]])
-            first_ratio = _onto(
-                _log_ratio(predictor.first.trust, outputs["given"][0][at["given"]]), predictor.first_columns
-            )
-            probs = combine(surname_ratio, first_ratio, _base(predictor.trust), predictor.combination)
-            known = [o for o in oos.values() if o is not None]
-            score = np.minimum.reduce(known) if known else None
+            probs, score = _combined(predictor, outputs, at, oos)
             space = "family"
         else:
             (space,) = kind
@@ -656,6 +642,20 @@ def _answers(predictor, cands: list, outputs: dict) -> list:
         for j, i in enumerate(rows):
             out[i] = (space, probs[j], None if score is None else float(score[j]))
     return out
+
+
+def _combined(predictor, outputs: dict, at: dict, oos: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """The combined answers (N, C) of names with both parts read, for both ways of answering (the whole array
+    and name by name): ``at[part]`` each name's row among its part's distinct ``outputs``, ``oos[part]`` their
+    out-of-scope scores (None: no detector); a name is as far out of scope as its nearer part."""
+    if predictor.combination_note:
+        predictor.trust._note_once(predictor.combination_note)
+    surname_ratio = _log_ratio(predictor.trust, outputs["family"][0][at["family"]])
+    first = predictor.first
+    first_ratio = _onto(_log_ratio(first.trust, outputs["given"][0][at["given"]]), predictor.first_columns)
+    probs = combine(surname_ratio, first_ratio, _base(predictor.trust), predictor.combination)
+    known = [o for o in oos.values() if o is not None]
+    return probs, np.minimum.reduce(known) if known else None
 
 
 def _base(trust) -> np.ndarray:
