@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nameorigin import corpus as C
-from nameorigin import data
+from nameorigin import data, syllables, text
 from nameorigin.cli import main
 from nameorigin.text import decode, fold
 from nameorigin.training import CorpusPart, TrainConfig, fit, resolve_settings, soft_loss
@@ -121,6 +121,63 @@ def test_the_iran_copy_of_czech_names_goes_back_to_czech():
         C.build(records, mapping=C.load_map(), config=C.CorpusConfig(per_capita=False, mirror_fix=False))[0]
     )
     assert naive["Novak"]["scope"] == "in" and naive["Novak"]["top_share"] < 0.5  # thin: never scored
+
+
+@pytest.mark.parametrize(
+    "name, language, fits",
+    [
+        *[(n, "Korean", True) for n in ("Kim", "Lee", "Park", "Choi", "Rhee", "Ahn", "Namgung", "Minjun")],
+        *[(n, "Korean", True) for n in ("Dong Hyun", "Seong-hoon", "Baekeuk", "Jeahwan", "Yunbyoung", "Kwack")],
+        *[(n, "Korean", False) for n in ("Agus", "Andrian", "Esmartsafe", "Klinginsmith", "Telupere", "Pqrk", "Rla")],
+        *[(n, "Korean", False) for n in ("Zany Zanu", "Kimminjunho", "Smith", "Müller")],
+        *[(n, "Chinese", True) for n in ("Wang", "Zhang", "Zhiqiang", "Hsieh", "Ch'en", "Jhang", "Syu", "Liou")],
+        *[
+            (n, "Chinese", True)
+            for n in ("Cheung", "Kwok", "Ng", "Tsz", "Szeto", "Ka Ho", "Lv", "Ouyang", "Wah", "Tzeng")
+        ],
+        *[(n, "Chinese", False) for n in ("Indah", "Setiani", "Abrasives", "Gel Polish", "Xyooj", "Wangzhiqiang")],
+    ],
+)
+def test_syllable_rule(name, language, fits):
+    pytest.importorskip("pypinyin")
+    assert syllables.fits(name, language) is fits
+
+
+def test_a_latin_name_without_korean_or_chinese_syllables_loses_those_shares():
+    pytest.importorskip("pypinyin")
+    records = [
+        record("Park", KR=1.0),
+        record("Agus", KR=0.3, ID=0.7),  # an Indonesian name of workers in Korea: out of scope (Indonesia)
+        record("Esmartsafe", KR=1.0),  # a shop: nothing left
+        record("Abrasives", CN=0.5, TW=0.2, DE=0.3),  # German once China and Taiwan are gone
+        record("Wong", HK=0.8, GB=0.2),
+        record("김", KR=1.0),  # read by the Korean reader: the rule is for Latin letters only
+    ]
+    rows, stats = C.build(records, mapping=C.load_map(), config=RAW)
+    rows = by_name(rows)
+    assert rows["Park"]["top_language"] == "Korean" and rows["Wong"]["top_language"] == "Chinese"
+    assert rows["Agus"]["scope"] == "out" and rows["Agus"]["country"] == "ID"
+    assert soft_of(rows["Abrasives"]) == {"German": 1.0} and rows["Abrasives"]["in_scope"] == pytest.approx(1.0)
+    assert "Esmartsafe" not in rows and rows["Kim"]["script"] == "Hangul"
+    assert stats.syllable_cut == {"Korean": 2, "Chinese": 1} and stats.syllable_gone == 1
+    off = by_name(C.build(records, mapping=C.load_map(), config=replace(RAW, syllable_rule=False))[0])
+    assert off["Agus"]["top_language"] == "Korean" and off["Esmartsafe"]["top_language"] == "Korean"
+
+
+def test_the_syllable_rule_takes_only_a_countrys_share_of_the_language(tmp_path):
+    path = tmp_path / "map.tsv"
+    path.write_text("KR\tKorean\t0.5\nKR\tout\t0.5\n")
+    rows, _ = C.build([record("Agus", KR=1.0)], mapping=C.load_map(path), config=RAW)
+    (row,) = rows.to_pylist()
+    assert row["scope"] == "out" and row["out_of_scope"] == pytest.approx(1.0) and row["in_scope"] == 0
+
+
+def test_the_chinese_syllable_rule_without_pypinyin_names_it(monkeypatch):
+    monkeypatch.setattr(syllables, "_chinese", lambda: text.require_reader("no_such_reader_module"))
+    with pytest.raises(C.CorpusError, match=r"'Wong'.*pypinyin"):
+        C.build([record("Wong", HK=1.0)], mapping=C.load_map(), config=RAW)
+    # a source with no Chinese population never needs it
+    assert C.build([record("Novak", CZ=1.0)], mapping=C.load_map(), config=RAW)[0].num_rows == 1
 
 
 # ------------------------------------------------------------------------------------------------ scripts

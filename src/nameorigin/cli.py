@@ -1073,6 +1073,12 @@ def cmd_corpus(args: argparse.Namespace) -> int:
         f"{stats.excluded} excluded, "
         f"{stats.only_mixed + stats.mostly_mixed} mostly in mixed countries, {stats.capped} over the cap"
     )
+    if stats.syllable_cut:
+        cut = ", ".join(f"{n} of {lang}" for lang, n in sorted(stats.syllable_cut.items()))
+        print(
+            f"  syllable rule: Latin names without the syllables of a language's romanizations lost its share: "
+            f"{cut} ({stats.syllable_gone} of them had no other country)"
+        )
     print(
         f"  held out (never trained on): {stats.held_out} names, {stats.held_out_labelled} scored (top language "
         f">= {config.label_share}), {stats.held_out_unlabelled} not scored"

@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import text
+from . import syllables, text
 from .atomic import atomic_path, atomic_text
 from .data import NAMES_SHA256, DataError
 from .errors import install_hint
@@ -82,6 +82,8 @@ class CorpusConfig:
     per_language: int | None = None  # at most this many names a language (in scope) and a country (out of scope)
     per_capita: bool = True  # weigh each country's share by 1 / its size in the source (see docs/data-card.md)
     mirror_fix: bool = True  # names-dataset lists a copy of the Czech names under Iran (IR): give that share to CZ
+    syllable_rule: bool = True  # a Latin name that is no romanized Korean (Chinese) name loses its Korean (Chinese)
+    # populations' share (syllables.fits: Agus, Esmartsafe, Abrasives)
     min_scope: float = 0.5  # in-scope when the 18 languages hold at least this share of the non-mixed population
     max_mixed: float = 0.7  # left out when mixed countries hold more: the label would rest on a small remainder
     label_share: float = 0.7  # held-out names are scored when their top language holds at least this share
@@ -319,6 +321,9 @@ class Stats:
     only_mixed: int = 0  # no share outside mixed countries: nothing to label with
     mostly_mixed: int = 0  # mixed countries hold more than max_mixed (Nguyen: Macau, the US, Singapore, ...)
     mirrored: int = 0  # names whose Iran share was a copy of their Czech share
+    syllable_cut: dict = field(default_factory=dict)  # language -> Latin names that lost its share (no syllables
+    # of its romanizations; see syllables.py)
+    syllable_gone: int = 0  # ... of which nothing else was left
     merged: int = 0  # source spellings that fold to a name already seen (Novák, Novak)
     in_scope: int = 0
     out_of_scope: int = 0
@@ -337,6 +342,7 @@ class _Row:
     script: str
     weights: dict[str, float]  # country -> per-capita weight, normalised to 1
     rank: int | None
+    cut: frozenset = frozenset()  # languages whose part of the countries the syllable rule left out
 
 
 def _country_sizes(records: list[Record]) -> dict[str, float]:
@@ -355,6 +361,30 @@ def _mirror_fix(shares: dict[str, float]) -> bool:
         del shares["IR"]
         return True
     return False
+
+
+def _syllable_cut(name: str, shares: dict[str, float], mapping: CountryMap, stats: Stats) -> frozenset[str] | None:
+    """The languages of :data:`.syllables.LANGUAGES` whose populations lose their share of ``name`` because it is
+    made of no syllables of that language's romanizations (:func:`.syllables.fits`; the labels leave those
+    languages' parts of the countries out); None when nothing else is left of the name's countries."""
+    cut = set()
+    for language in syllables.LANGUAGES:
+        if not any(mapping.get(c, {}).get(language, 0) > 0 for c in shares):
+            continue
+        try:
+            fits = syllables.fits(name, language)
+        except text.ReaderMissing as e:
+            raise CorpusError(f"{name!r}: the syllable rule of {language} names: {e}") from None
+        if not fits:
+            cut.add(language)
+            stats.syllable_cut[language] = stats.syllable_cut.get(language, 0) + 1
+    left = sum(
+        s * sum(w for target, w in mapping.get(c, {OUT: 1.0}).items() if target not in cut) for c, s in shares.items()
+    )
+    if left <= 1e-12:
+        stats.syllable_gone += 1
+        return None
+    return frozenset(cut)
 
 
 def _hangul_name(name: str, kind: str) -> bool:
@@ -496,6 +526,7 @@ def build(
                 part,
                 folded,
                 script,
+                mapping=mapping,
                 config=config,
                 stats=stats,
                 sizes=sizes,
@@ -512,6 +543,7 @@ def _add(
     folded: str,
     script: str,
     *,
+    mapping: CountryMap,
     config: CorpusConfig,
     stats: Stats,
     sizes: dict[str, float],
@@ -528,6 +560,9 @@ def _add(
     shares = {c: s for c, s in r.shares.items() if s > 0}
     if config.mirror_fix and _mirror_fix(shares):
         stats.mirrored += 1
+    cut = _syllable_cut(name, shares, mapping, stats) if config.syllable_rule and script == "Latin" else frozenset()
+    if cut is None:
+        return
     weights = {c: s * (mean_size / sizes[c] if config.per_capita else 1.0) for c, s in shares.items()}
     total = sum(weights.values())
     if total <= 0:
@@ -535,7 +570,7 @@ def _add(
     weights = {c: w / total for c, w in weights.items()}
     rank = min(r.ranks.values()) if r.ranks else None
     if key not in rows:
-        rows[key] = _Row(name, script, weights, rank)
+        rows[key] = _Row(name, script, weights, rank, cut)
         return
     stats.merged += 1
     old = rows[key]
@@ -547,7 +582,7 @@ def _add(
         merged[c] += w * b / (a + b)
     best = min((x for x in (old.rank, rank) if x is not None), default=None)
     keep_name = old.name if (old.rank or 10**9) <= (rank or 10**9) else name
-    rows[key] = _Row(keep_name, old.script if keep_name == old.name else script, dict(merged), best)
+    rows[key] = _Row(keep_name, old.script if keep_name == old.name else script, dict(merged), best, old.cut | cut)
 
 
 def _label(rows: dict[str, _Row], *, mapping: CountryMap, config: CorpusConfig, stats: Stats) -> pa.Table:
@@ -560,6 +595,8 @@ def _label(rows: dict[str, _Row], *, mapping: CountryMap, config: CorpusConfig, 
         out_by_country: Counter = Counter()
         for c, w in row.weights.items():
             for target, tw in mapping.get(c, {OUT: 1.0}).items():
+                if target in row.cut:
+                    continue
                 if target == MIXED:
                     mixed += w * tw
                 elif target == OUT:
@@ -567,6 +604,10 @@ def _label(rows: dict[str, _Row], *, mapping: CountryMap, config: CorpusConfig, 
                     out_by_country[c] += w * tw
                 else:
                     soft[index[target]] += w * tw
+        if row.cut:  # the shares left make the whole
+            total = sum(soft) + mixed + out
+            soft, mixed, out = [x / total for x in soft], mixed / total, out / total
+            out_by_country = Counter({c: w / total for c, w in out_by_country.items()})
         inside = sum(soft)
         if inside + out <= 1e-12:
             stats.only_mixed += 1
