@@ -135,7 +135,10 @@ def test_the_iran_copy_of_czech_names_goes_back_to_czech():
             (n, "Chinese", True)
             for n in ("Cheung", "Kwok", "Ng", "Tsz", "Szeto", "Ka Ho", "Lv", "Ouyang", "Wah", "Tzeng")
         ],
-        *[(n, "Chinese", False) for n in ("Indah", "Setiani", "Abrasives", "Gel Polish", "Xyooj", "Wangzhiqiang")],
+        *[
+            (n, "Chinese", False)
+            for n in ("Indah", "Setiani", "Abrasives", "Gel Polish", "Xyooj", "Wangzhiqiang", "Dewi", "Putri")
+        ],
     ],
 )
 def test_syllable_rule(name, language, fits):

@@ -4,7 +4,7 @@ names-dataset's Korean and Chinese populations write many strings in Latin lette
 Chinese name: names of Indonesian workers in Korea, Taiwan and Hong Kong (*Agus*, *Indah*, *Setiani*), shop and
 page names (*Esmartsafe*, *Abrasives*, *Gel Polish*). A Korean or Chinese name in Latin letters is made of the
 syllables of its romanizations, and each of its words (a family name, a given name written as one word or as
-two) holds one or two of them. :func:`fits` says whether a name is so made; the corpus builder
+two) holds one or two of them, spelt in one system. :func:`fits` says whether a name is so made; the corpus builder
 (:func:`.corpus.build`) takes a Korean or Chinese population's share away from a name that does not fit its
 language (see ``docs/data-card.md``).
 
@@ -38,9 +38,10 @@ _KO_VOWEL = r"(?:eui|yeo|ae|ai|ao|eo|eu|ei|ee|ea|eh|ah|oh|uh|oe|oi|oo|ou|ue|ui|a
 _KO_FINAL = r"(?:ng|kk|ck|rk|k|g|n|t|d|l|r|m|p|b)"  # rk: Park; ck: Kwack, Junhyuck
 _KO_SYLLABLE = rf"{_KO_INITIAL}?{_KO_GLIDE}?{_KO_VOWEL}{_KO_FINAL}?"
 
-# Hong Kong's Cantonese romanization (the government's spellings of names): initial + final, or a syllabic
-# m / ng (Ng); sz / sze / tsz (Szeto); Wah; Taiwan's tz (Tzeng).
-_YUE_INITIAL = r"(?:ng|gw|kw|ch|ts|tz|sh|b|p|m|f|d|t|n|l|g|k|h|w|s|y|j|z|c)"
+# Hong Kong's Cantonese romanization (the government's spellings of names, which write no b, d, g, j or z:
+# Pang, Tam, Kwok, Cheung, Tse): initial + final, or a syllabic m / ng (Ng); sz / sze / tsz (Szeto); Wah;
+# Taiwan's tz (Tzeng).
+_YUE_INITIAL = r"(?:ng|kw|ch|ts|tz|sh|p|m|f|t|n|l|k|h|w|s|y)"
 _YUE_FINAL = (
     r"(?:aai|aau|aam|aan|aang|aap|aat|aak|aa|ai|au|am|ang|an|ap|at|ak|a|"
     r"eung|euk|eui|eun|eut|eong|eok|eoi|oei|oe|ei|eng|ek|e|ee|"
@@ -95,7 +96,8 @@ def _chinese() -> re.Pattern:
     syllables |= {t for s in list(syllables) for t in _tongyong(s)}
     syllables.discard("")
     alternation = "|".join(sorted(syllables, key=lambda s: (-len(s), s)))
-    return _word_rule(rf"(?:{alternation})|{_YUE_SYLLABLE}")
+    # a word is spelt in one system: Mandarin (Pinyin, Wade-Giles, Tongyong) or Cantonese, not half of each
+    return re.compile(rf"{_word_rule(alternation).pattern}|{_word_rule(_YUE_SYLLABLE).pattern}")
 
 
 def fits(name: str, language: str) -> bool:
