@@ -255,6 +255,7 @@ def write_source(tmp_path, rows=None):
         ("Virtanen", "FI", 40),
         ("Müller", "DE", 80),
         ("Muller", "FR", 5),
+        ("Esmartsafe", "KR", 3),  # no Korean name: the syllable rule leaves it out
     ] + [(f"Nowak{letters(i)}", "PL", 10 + i) for i in range(200)]
     path = tmp_path / "census.csv"
     path.write_text("name,country,count\n" + "".join(f"{n},{c},{k}\n" for n, c, k in rows), encoding="utf-8")
@@ -284,12 +285,15 @@ def test_cli_builds_from_a_table_and_reads_back(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "in scope" in printed and "1 excluded" in printed
+    assert "syllable rule:" in printed and "1 of Korean (1 of them had no other country)" in printed
     corpus = C.read(out)
     rows = by_name(corpus.table)
     assert "Ivanov" not in rows and soft_of(rows["Kowalski"]) == {"Polish": 1.0}
     assert rows["Virtanen"]["scope"] == "out" and rows["Virtanen"]["country"] == "FI"
     assert corpus.meta["source"] == str(tmp_path / "census.csv") and corpus.meta["map"] == "shipped"
     assert corpus.meta["stats"]["excluded"] == 1 and len(corpus.meta["map_sha256"]) == 64
+    assert corpus.meta["config"]["syllable_rule"] and corpus.meta["stats"]["syllable_cut"] == {"Korean": 1}
+    assert "Esmartsafe" not in rows
     pairs = data.read_labelled(bench)  # what evaluate reads
     assert pairs == corpus.held_out_pairs()
 
