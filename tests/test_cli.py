@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import train_tiny
 from nameorigin.cli import main
@@ -269,6 +270,26 @@ def test_ensemble_with_the_worksheet_loop_is_refused(capsys, tmp_path, tiny_dir)
     code, _, err = run(capsys, "train", "--worksheet", "--members", "2", "--data", tiny_dir, "--out", tmp_path / "m.st")
     assert code == 2 and "--members" in err and "worksheet" in err
     assert not (tmp_path / "m.st").exists()
+
+
+def test_compact_with_the_worksheet_loop_is_refused(capsys, tmp_path, tiny_dir):
+    code, _, err = run(capsys, "train", "--worksheet", "--compact", "--data", tiny_dir, "--out", tmp_path / "m.st")
+    assert code == 2 and "--compact" in err and "worksheet" in err
+    assert not (tmp_path / "m.st").exists()
+
+
+def test_train_compact_stores_the_network_at_float16(capsys, tmp_path, tiny_dir):
+    from safetensors import safe_open
+
+    out = tmp_path / "m.st"
+    argv = ["train", "--data", tiny_dir, "--model", "gru", "--hidden", "8", "--epochs", "1", "--quiet"]
+    assert run(capsys, *argv, "--compact", "--out", out)[0] == 0
+    assert run(capsys, *argv, "--out", tmp_path / "full.st")[0] == 0
+    with safe_open(str(out), "pt") as f:
+        kinds = {f.get_tensor(k).dtype for k in f.keys() if not k.startswith("trust.")}  # noqa: SIM118 (safe_open is no dict)
+    assert kinds == {torch.float16}
+    assert out.stat().st_size < (tmp_path / "full.st").stat().st_size
+    assert run(capsys, "predict", "--model", out, "Kowalski")[0] == 0  # loads and answers
 
 
 def test_presets_lists_every_preset_with_its_settings(capsys):

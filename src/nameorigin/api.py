@@ -251,6 +251,10 @@ def train_settings(
         raise InputError(
             "members: an ensemble trains with the batched trainer, not the worksheet loop", param="members"
         )
+    if settings.worksheet and settings.model.compact:
+        raise InputError(
+            "compact: a float16 model trains with the batched trainer, not the worksheet loop", param="compact"
+        )
     return settings
 
 

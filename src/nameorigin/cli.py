@@ -267,7 +267,7 @@ def device_name(text: str) -> str:
 
 # ------------------------------------------------------------------------------------------- train
 
-MODEL_FLAGS = ("model", "hidden", "layers", "bidirectional", "embed", "dropout", "members", "heads")
+MODEL_FLAGS = ("model", "hidden", "layers", "bidirectional", "embed", "dropout", "members", "heads", "compact")
 TRAIN_FLAGS = (
     "epochs",
     "batch_size",
@@ -1147,6 +1147,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--members",
         type=ranged("--members"),
         help="train N models from seeds SEED..SEED+N-1 and average their probabilities (an ensemble in one checkpoint)",
+    )
+    t.add_argument(
+        "--compact",
+        action="store_const",
+        const=True,
+        help="hold and store the network at float16 (ngram-lr: its weights and idf): a file half the size, trained "
+        "and fitted at the precision it is stored in (a mixed preset sets its members' own)",
     )
     t.add_argument(
         "--heads",
