@@ -266,15 +266,10 @@ def test_sizes_must_be_positive_whole_numbers(capsys, tmp_path, tiny_dir, flag, 
     assert not (tmp_path / "m.st").exists()
 
 
-def test_ensemble_with_the_worksheet_loop_is_refused(capsys, tmp_path, tiny_dir):
-    code, _, err = run(capsys, "train", "--worksheet", "--members", "2", "--data", tiny_dir, "--out", tmp_path / "m.st")
-    assert code == 2 and "--members" in err and "worksheet" in err
-    assert not (tmp_path / "m.st").exists()
-
-
-def test_compact_with_the_worksheet_loop_is_refused(capsys, tmp_path, tiny_dir):
-    code, _, err = run(capsys, "train", "--worksheet", "--compact", "--data", tiny_dir, "--out", tmp_path / "m.st")
-    assert code == 2 and "--compact" in err and "worksheet" in err
+@pytest.mark.parametrize("flags", [("--members", "2"), ("--compact",)])
+def test_batched_only_settings_with_the_worksheet_loop_are_refused(capsys, tmp_path, tiny_dir, flags):
+    code, _, err = run(capsys, "train", "--worksheet", *flags, "--data", tiny_dir, "--out", tmp_path / "m.st")
+    assert code == 2 and flags[0] in err and "worksheet" in err
     assert not (tmp_path / "m.st").exists()
 
 
