@@ -369,7 +369,7 @@ def _syllable_cut(name: str, shares: dict[str, float], mapping: CountryMap, stat
     languages' parts of the countries out); None when nothing else is left of the name's countries."""
     cut = set()
     for language in syllables.LANGUAGES:
-        if not any(mapping.get(c, {}).get(language, 0) > 0 for c in shares):
+        if not _population(shares, mapping, language):
             continue
         try:
             fits = syllables.fits(name, language)

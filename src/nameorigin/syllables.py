@@ -29,8 +29,6 @@ LANGUAGES = ("Chinese", "Korean")
 #: *Ouyang*, *Szeto*), a given name two, written as one word (*Minjun*, *Zhiwei*) or two (*Min Jun*, *Ka Ho*).
 MAX_SYLLABLES = 2
 
-_WORD = re.compile(r"[a-z]+")
-
 # Korean: (initial) (glide) vowel (final); a final consonant may stand before a vowel-initial syllable (Baekeuk).
 _KO_INITIAL = r"(?:kk|gg|tt|dd|pp|bb|ss|jj|ch|sh|rh|g|k|n|d|t|r|l|m|b|p|s|j|h)"
 _KO_GLIDE = r"(?:y|w)"
@@ -108,4 +106,4 @@ def fits(name: str, language: str) -> bool:
     rule = {"Korean": _korean, "Chinese": _chinese}[language]()
     words = re.split(r"[\s\-.]+", re.sub(r"['’`]", "", name.lower().strip()))
     words = [w for w in words if w]
-    return bool(words) and all(_WORD.fullmatch(w) and rule.fullmatch(w) for w in words)
+    return bool(words) and all(rule.fullmatch(w) for w in words)  # the rule's syllables are a-z only
