@@ -272,3 +272,33 @@ def test_info_of_a_checkpoint_without_a_trust_layer(capsys, tmp_path, trained):
     code, out, _ = run(capsys, "info", "--model", path, "--json")
     doc = json.loads(out)
     assert doc["trust"]["conformal"] is None and doc["metrics"] == {} and doc["file"]["bundled"] is False
+
+
+def test_bench_bundle_keeps_the_twin_exclude_names_out_of_the_twin_alone(tmp_path):
+    """bench/bundle.py --dry-run as a command: --twin-exclude and --twin-corpus reach the 80 % twin's training only
+    (the shipped model learns those names), --exclude both; the first-name model has no twin."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "bundle.py"
+    argv = [sys.executable, str(script), "--data", "names", "--corpus", "full.parquet", "--dry-run"]
+    argv += ["--work", str(tmp_path), "--out", "shipped.safetensors", "--exclude", "never.txt"]
+    done = subprocess.run(
+        [*argv, "--twin-corpus", "twin.parquet", "--twin-exclude", "bench.txt"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    split, twin, shipped = done.stdout.strip().split("\n")
+    assert split.startswith("$ nameorigin split --data names")
+    assert "--corpus twin.parquet" in twin and "bench.txt" in twin and "never.txt" in twin and "test.tsv" in twin
+    assert "--out shipped.safetensors" in shipped and "--corpus full.parquet" in shipped
+    assert "never.txt" in shipped and "bench.txt" not in shipped and "twin.parquet" not in shipped
+    done = subprocess.run([*argv, "--twin-exclude", "bench.txt"], capture_output=True, text=True)
+    assert "--corpus full.parquet" in done.stdout.split("\n")[1]  # no --twin-corpus: the twin trains with --corpus
+    first = [sys.executable, str(script), "--kind", "first", "--corpus", "first.parquet", "--exclude", "never.txt"]
+    done = subprocess.run([*first, "--out", "f.safetensors", "--dry-run"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout.startswith("$ nameorigin train --kind first --corpus first.parquet") and "never.txt" in done.stdout
+    )
+    for bad in (["--kind", "first", "--twin-exclude", "bench.txt"], ["--data", "names", "--twin-corpus", "t.parquet"]):
+        done = subprocess.run([sys.executable, str(script), *bad, "--dry-run"], capture_output=True, text=True)
+        assert done.returncode == 2 and "--twin-" in done.stderr
