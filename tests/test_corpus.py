@@ -527,6 +527,36 @@ def test_a_teacher_and_a_mixed_ensemble_train_with_the_corpus(tiny_corpus):
     assert len(model.members) == 2 and history.names_seen == 2 * (len(PAIRS) + len(part))
 
 
+def test_a_model_and_each_member_take_their_own_share_of_the_corpus(tiny_corpus, capsys):
+    """corpus_per_language: at most N corpus names of each top language, the first in the corpus's order (its most
+    frequent); the validation names stay; a mixed preset's member caps its own (bundled: the network 8000, the
+    n-gram member all); a negative cap is refused, by the trainer and by the command line."""
+    part = C.training_part(tiny_corpus, LABELS)
+    top, capped = part.targets.argmax(1).tolist(), part.capped(2)
+    assert 0 < len(capped) < len(part) and capped.valid == part.valid
+    for c in set(top):
+        firsts = [n for n, t in zip(part.names, top, strict=True) if t == c][:2]
+        assert [n for n, t in zip(capped.names, capped.targets.argmax(1).tolist(), strict=True) if t == c] == firsts
+    gru = {"name": "gru", "hidden": 8}
+    _, history, _ = fit(
+        resolve_settings(None, model=gru, train={"epochs": 1, "corpus_per_language": 2}),
+        PAIRS,
+        None,
+        LABELS,
+        corpus=part,
+    )
+    assert history.names_seen == len(PAIRS) + len(capped)
+    mixed = resolve_settings("mixed", train={"epochs": 1, "corpus_per_language": 2})
+    _, history, _ = fit(mixed, PAIRS, data.encode_pairs(PAIRS[:4], LABELS), LABELS, corpus=part)
+    assert history.names_seen == 2 * (len(PAIRS) + len(capped))
+    assert [m.train.corpus_per_language for m in resolve_settings("bundled").members] == [8000, 0]
+    with pytest.raises(ValueError, match="corpus_per_language -1"):
+        fit(resolve_settings(None, model=gru, train={"corpus_per_language": -1}), PAIRS, None, LABELS, corpus=part)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--corpus-per-language", "-1", "--out", "x.safetensors"])
+    assert exit_info.value.code == 2 and "--corpus-per-language" in capsys.readouterr().err
+
+
 def test_own_prior_offsets_score_corpus_rows_under_the_corpus_mix(tiny_corpus):
     from nameorigin.training import joint_set, source_offsets
 

@@ -51,6 +51,9 @@ class TrainConfig:
     teacher_folds: int = 0  # 0: a teacher file's own probabilities; K >= 2: its recipe trained on K folds, out of fold
     corpus_mode: str = "joint"  # with a corpus: joint (both sources in every epoch) | pretrain (corpus, then labels)
     corpus_weight: float = 0.5  # joint: loss weight of a corpus name against a labelled name's 1
+    # with a corpus: train on at most this many of its training names a language (its top language; the corpus's
+    # most frequent first, as it stores them); 0: all. A mixed preset's member may set its own
+    corpus_per_language: int = 0
     pretrain_epochs: int = 3  # pretrain: epochs on the corpus alone before the labelled epochs
     corpus_prior: str = "own"  # joint: own (a corpus name is scored under the corpus's language mix) | shared
     name_kind: str = "surname"  # what the names are: surname | first (a first-name model; see nameorigin.fullname)
@@ -87,6 +90,17 @@ class CorpusPart:
     def top_pairs(self, labels: Sequence[str]) -> list[tuple[str, str]]:
         """(name, top language) of each corpus name, ``labels`` the languages of the targets' columns."""
         return [(n, labels[i]) for n, i in zip(self.names, self.targets.argmax(1).tolist(), strict=True)]
+
+    def capped(self, per_language: int) -> CorpusPart:
+        """At most ``per_language`` names of each top language, the first in this part's order (a corpus stores
+        each language's names most frequent first); the validation names stay all."""
+        top = self.targets.argmax(1)
+        rank = torch.zeros_like(top)  # each name's place among the names of its top language
+        for c in top.unique():
+            at = torch.nonzero(top == c).squeeze(1)
+            rank[at] = torch.arange(len(at))
+        keep = torch.nonzero(rank < per_language).squeeze(1)
+        return CorpusPart([self.names[i] for i in keep.tolist()], self.targets[keep], self.valid)
 
 
 @dataclass
@@ -539,12 +553,13 @@ PRESETS: dict[str, Preset] = {
         "probabilities of the `mixed` preset (3 mixed teachers, each trained on two thirds of the training "
         "names and predicting the third it did not see; `--distill-weight 0` skips them). The n-gram member: "
         "ngram-corpus's logistic regression on character 1-4-grams, the 40,000 in the most names, its weights "
-        "held as int8 (about 1 MB); the network held at float16 (`compact`, 0.3 MB). Their weights and "
-        "temperatures are fitted on validation (with a corpus: both validations).",
+        "held as int8 (about 1 MB); the network held at float16 (`compact`, 0.3 MB). With a corpus the network "
+        "trains on at most 8,000 of its names a language (the most frequent), the n-gram member on all of them. "
+        "Their weights and temperatures are fitted on validation (with a corpus: both validations).",
         model={"name": MIXED},
         train=_BUNDLED_TRAIN,
         members=(
-            ({**_BUNDLED_NETWORK, "compact": True}, {}),
+            ({**_BUNDLED_NETWORK, "compact": True}, {"corpus_per_language": 8000}),
             (
                 {"name": "ngram-lr", "ngram": 4, "edges": True, "vocab_limit": 40_000, "compact": True, "int8": True},
                 {"class_weight": 1.0},
@@ -720,6 +735,11 @@ def fit(
         raise ValueError("the worksheet loop trains on labelled names only: it takes no corpus")
     if corpus is not None and config.corpus_mode not in {"joint", "pretrain"}:
         raise ValueError(f"corpus mode {config.corpus_mode!r}: expected joint or pretrain")
+    cap = getattr(config, "corpus_per_language", 0)  # the worksheet loop's settings have none (nor a corpus)
+    if cap < 0:
+        raise ValueError(f"corpus_per_language {cap}: expected 0 (all) or more")
+    if corpus is not None and cap and not settings.members:  # a mixed preset's member caps its own
+        corpus = corpus.capped(cap)
     if settings.members:
         return _fit_mixed(
             settings, used, valid, labels, device=device, printer=printer, progress=progress, corpus=corpus
