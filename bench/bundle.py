@@ -21,6 +21,15 @@ on, which the twin, whose figures are the reported ones, must never see, while t
 ``--exclude`` keeps names out of both. (The shipped model keeps the full-name benchmark's surnames out with
 ``--exclude``: learning them, it answered Smith, Jones, Brown and Taylor Scottish, as the tutorial also lists
 them; see docs/model-card.md.) ``--dry-run`` prints the split and the two trainings, and runs nothing.
+
+Every step is a ``nameorigin`` command, printed before it runs, so each can be repeated by hand.
+
+``--kind first`` makes the shipped first-name model instead (``--out`` default
+``src/nameorigin/assets/first.safetensors``) from a first-name corpus (``nameorigin corpus --kind first``), its only
+source: one ``nameorigin train --kind first --corpus FILE`` (its scored validation names validate and pick the
+epoch), then ``evaluate`` on the corpus's scored held-out first names (never trained on: the corpus holds them out
+by a hash of the name), with the top confusions and the real out-of-scope first names of the held-out countries,
+written into ``metrics.held_out``.
 """
 
 from __future__ import annotations
@@ -213,12 +222,12 @@ def main() -> None:
         # the 80 % run's corpus leaves out the held-out 20 %: otherwise a tutorial test name could be learnt as a
         # corpus name (Smith stands in both); --exclude: out of both runs; --twin-exclude (e.g. the full-name
         # benchmarks' names, bench/fullnames-sets): out of the twin only
-        held20 = [*([str(work / "split80" / "test.tsv")] if args.corpus else []), *args.exclude, *args.twin_exclude]
+        twin_guard = [*([str(work / "split80" / "test.tsv")] if args.corpus else []), *args.exclude, *args.twin_exclude]
         trainings = [
             ["train", "--preset", args.preset, "--data", str(data), "--split", "0.9,0.1,0", *sources,
              *(["--exclude", *guard] if guard else []), "--out", str(out), "--threads", args.threads, "--quiet"]
             for data, out, sources, guard in (
-                (work / "split80" / "train.tsv", m80, twin_corpus, held20),
+                (work / "split80" / "train.tsv", m80, twin_corpus, twin_guard),
                 (args.data, args.out, with_corpus, args.exclude),
             )
         ]  # fmt: skip
