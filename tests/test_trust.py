@@ -116,6 +116,40 @@ def test_em_against_the_models_own_prior_stays_put_when_training_favoured_rare_l
     assert older.prior_base is train_prior and layer.prior_base is layer.model_prior
 
 
+def test_the_model_prior_is_the_base_under_which_real_names_average_to_their_own_mix():
+    """With a corpus's validation names, the base Bayes' rule re-weights against is solved from moment
+    conditions: re-weighted to the corpus names' own mix, the answers average to that mix (for the languages
+    the corpus holds), and to the labelled mix on the labelled names (for the rest). A model that leans away
+    from a language on real names (the labelled data's spellings are not the population's) gets that lean
+    back out of its answers under an even mix: the recovered base is the training mix times the lean."""
+    rng = np.random.default_rng(0)
+    means = np.array([-3.0, -1.0, 1.0, 3.0])
+    train_mix = np.array([0.55, 0.25, 0.15, 0.05])
+    real_mix = np.array([0.2, 0.3, 0.5, 0.0])  # the corpus holds no names of the last language
+    lean = np.array([1.0, 0.5, 2.0, 1.0])  # on real names: too little of the second, too much of the third
+
+    def sample(n, mix, tilt):
+        truth = rng.choice(4, size=n, p=mix)
+        likelihood = np.exp(-0.5 * (rng.normal(means[truth], 1.0)[:, None] - means[None, :]) ** 2)
+        probs = likelihood * train_mix * tilt  # the model answers under its training mix, leaning as it leans
+        return probs / probs.sum(1, keepdims=True), truth
+
+    valid, _ = sample(4000, train_mix, np.ones(4))
+    real, real_truth = sample(8000, real_mix, lean)
+    assert np.allclose(trust.model_prior_from(valid, train_mix), valid.mean(0))  # labelled names alone: the mean
+    base = trust.model_prior_from(valid, train_mix, real, real_truth)
+    assert abs(base.sum() - 1) < 1e-9 and (base > 0).all()
+    held, seen = np.array([True, True, True, False]), np.bincount(real_truth, minlength=4) / len(real_truth)
+    assert np.allclose(trust.reweight(real, base, seen).mean(0)[held], seen[held], atol=1e-6)
+    assert np.allclose(trust.reweight(valid, base, train_mix).mean(0)[~held], train_mix[~held], atol=1e-6)
+    ratio = base[held] / (train_mix * lean)[held]
+    assert ratio.max() / ratio.min() < 1.1  # the lean, found within 10 %
+    fresh, fresh_truth = sample(8000, np.full(4, 0.25) * np.array([1, 1, 1, 0]) / 0.75, lean)
+    even = np.full(4, 0.25)
+    old = (trust.reweight(fresh, valid.mean(0), even).argmax(1) == fresh_truth).mean()
+    assert (trust.reweight(fresh, base, even).argmax(1) == fresh_truth).mean() > old + 0.02
+
+
 def test_reweighting_to_the_training_prior_changes_nothing():
     probs, _ = calibrated_task(50)
     prior = np.full(6, 1 / 6)
@@ -254,6 +288,10 @@ def test_real_in_scope_names_teach_the_detector_their_trigrams(monkeypatch):
         model, ["A", "B"], pairs, pairs, out_of_scope=others, real_train=real[:6], real_valid=real[6:]
     )
     assert (taught.info["n_in_scope_real_train"], taught.info["n_in_scope_real_valid"]) == (6, 2)
+    assert (taught.info["model_prior_from"], plain.info["model_prior_from"]) == (
+        "validation and corpus validation",
+        "validation",
+    )
     assert "n_in_scope_real_train" in plain.info and plain.info["n_in_scope_real_train"] == 0
     probe = ["Kopezsky", "Jelezsky"]
     probs = np.full((2, 2), 0.5)

@@ -778,6 +778,8 @@ def model_info(predictor: Predictor) -> dict:
             ),
             "out_of_scope_locales": layer.info.get("oos_locales"),
             "n_valid": layer.info.get("n_valid"),
+            # what the base of Bayes' rule was fitted on (None: before it was recorded; the validation names)
+            "model_prior_from": layer.info.get("model_prior_from"),
         },
         "file": {
             "path": str(path) if path else None,

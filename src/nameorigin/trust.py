@@ -245,6 +245,44 @@ class Conformal:
 # ------------------------------------------------------------------------------------------- target priors
 
 
+def model_prior_from(
+    valid_probs: np.ndarray,
+    valid_mix: np.ndarray,
+    real_probs: np.ndarray | None = None,
+    real_language: np.ndarray | None = None,
+    *,
+    iterations: int = 1000,
+    tolerance: float = 1e-9,
+) -> np.ndarray:
+    """The model's own language mix (C,): the base Bayes' rule re-weights against (:attr:`Trust.prior_base`).
+    From the labelled validation names alone (``valid_probs`` (N, C), calibrated), their mean probability. With
+    a corpus's scored validation names (``real_probs`` (M, C), ``real_language`` (M,) their top languages) the
+    base is the one under which the model's answers, re-weighted to each validation's own mix, average to that
+    mix (the moment condition of Saerens et al.'s EM, solved for the base instead of the mix): on the corpus's
+    names for the languages they hold, on the labelled names (``valid_mix`` (C,), their training mix) for the
+    rest. Real names of a language then get answers under an even mix in the proportion real names of that
+    language have, not labelled names: the two disagree where the labelled data's names are not the
+    population's (the tutorial's Spanish, Portuguese and Arabic)."""
+    base = valid_probs.mean(0).astype(np.float64)
+    if real_probs is None or not len(real_probs):
+        return base
+    n = valid_probs.shape[1]
+    real_mix = np.bincount(real_language, minlength=n).astype(np.float64)
+    real_mix /= real_mix.sum()
+    held = real_mix > 0
+    rest = ~held & (valid_mix > 0)
+    base = np.maximum(base, 1e-12)
+    for _ in range(iterations):
+        old = base.copy()
+        base[held] *= reweight(real_probs, base, real_mix).mean(0)[held] / real_mix[held]
+        if rest.any():
+            base[rest] *= reweight(valid_probs, base, valid_mix).mean(0)[rest] / valid_mix[rest]
+        base = np.maximum(base / base.sum(), 1e-12)
+        if np.abs(base - old).max() < tolerance:
+            break
+    return base / base.sum()
+
+
 def reweight(probs: np.ndarray, base: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Bayes' rule for a new language mix: ``p'(c|x) ∝ p(c|x) target(c) / base(c)`` (N, C), ``base`` the mix
     the probabilities were made for (:attr:`Trust.prior_base`)."""
@@ -894,9 +932,13 @@ def calibrate(
     temperature = fit_temperature(lp, valid.labels)
     trust = Trust(labels=list(labels), temperature=temperature, train_prior=train_prior)
     probs = trust.probabilities(lp)
-    trust.model_prior = probs.mean(0)
+    real_valid = [(n, lang) for n, lang in real_valid if lang in index]
+    real = encode_pairs(real_valid, labels) if real_valid else None
+    real_probs = trust.probabilities(batched_log_probs(model, real.tokens, real.lengths)[0]) if real else None
+    trust.model_prior = model_prior_from(probs, train_prior, real_probs, real.labels.numpy() if real else None)
     trust.info = {
         "n_valid": len(valid_pairs),
+        "model_prior_from": "validation and corpus validation" if real_valid else "validation",
         "valid_ece_before": expected_calibration_error(lp.softmax(1), valid.labels),
         "valid_ece_after": expected_calibration_error(torch.from_numpy(probs), valid.labels),
     }
@@ -927,17 +969,14 @@ def calibrate(
     tokens, lengths = encode_names(out_names)
     out_lp, _ = batched_log_probs(model, tokens, lengths)
     real_train = [(n, lang) for n, lang in real_train if lang in index]
-    real_valid = [(n, lang) for n, lang in real_valid if lang in index]
     keys, counts = trigram_counts(
         [n for n, _ in train_pairs] + [n for n, _ in real_train],
         np.concatenate([language, np.array([index[lang] for _, lang in real_train], dtype=np.int64)]),
     )
     in_names, in_probs = valid_names, probs
     if real_valid:
-        real = encode_pairs(real_valid, labels)
-        real_lp, _ = batched_log_probs(model, real.tokens, real.lengths)
         in_names = valid_names + [n for n, _ in real_valid]
-        in_probs = np.concatenate([probs, trust.probabilities(real_lp)])
+        in_probs = np.concatenate([probs, real_probs])
     trust.oos = OutOfScope.fit(
         keys, counts, len(labels), in_probs, in_names, trust.probabilities(out_lp), out_names, config=config
     )
