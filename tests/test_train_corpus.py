@@ -63,6 +63,7 @@ def test_cli_and_fit_train_the_same_weights_and_record_the_corpus(tmp_path, labe
     assert record["sha256"] == checkpoint.file_sha256(corpus_file) and record["n_train"] > 0
     assert record["names_dataset"] is None and len(record["map_sha256"]) == 64  # built from a table
     assert trained.trust.info["n_oos_fit_real"] > 0
+    assert trained.trust.info["model_prior_from"] == "validation and corpus validation"  # its prior: both sets
     plain = nameorigin.fit(nameorigin.load_names(labelled), model="gru", hidden=8, epochs=1, batch_size=8)
     assert plain.meta["data_fingerprint"] == data.fingerprint(plain.train_pairs) != saved.meta["data_fingerprint"]
 
