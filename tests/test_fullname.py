@@ -437,6 +437,7 @@ def _plain_pool() -> list[str]:
     )
     pool += ["Kim", "Park", "Lee", "Nguyen", "Wang", "Minjun", "Jong", "Un", "Xiaoming", "Thi", "Anh", "Basinger"]
     pool += ["Vi", "Li", "Jr", "Dr", "van", "Mac", "III", "Abu", "Abd", "de", "y", "Zoë", "Ñuñez", "O'Neil", "Ma"]
+    pool += ["Lim", "Mill", "Xi", "Di", "Mimi", "IX", "iv", "X", "Vii", "Cid", "Lili"]  # roman letters, numerals or not
     pool += ["Jean-Pierre", "Smith-Jones", "D'Angelo", "Jong-un", "Van-Der", "Dr-Who", "Jr-Smith", "O'", "-Ann"]
     pool += ["Mary-Kate", "Abdel-Aziz", "Ibn-Saud", "Al-Sayed", "bin-Laden", "Mac-Donald", "Le'Roy", "Ka'ahumanu"]
     return pool

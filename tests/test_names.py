@@ -218,3 +218,12 @@ def test_any_string_parses_or_is_an_error_result():
             assert p.name_type in ("surname", "first", "full")
 
     check()
+
+
+def test_only_what_nameparser_reads_as_a_roman_numeral_leaves_the_whole_array_path():
+    """A word of roman letters is a plain name unless nameparser's own pattern (I to X) makes it a suffix: `Li`,
+    `Lim`, `Mill` and `Xi` take the fast path; `Vi`, `III` and `IX` go through nameparser."""
+    from nameorigin import names
+
+    assert all(names._plain(w) for w in ("Li", "Lim", "Mill", "Xi", "Mimi"))
+    assert not any(names._plain(w) for w in ("Vi", "III", "IX", "iv", "X"))

@@ -461,12 +461,17 @@ def _special_words() -> frozenset[str]:
 @functools.lru_cache(maxsize=1 << 16)
 def _plain(word: str) -> bool:
     """A word nameparser reads as a plain name: two or more letters (an apostrophe or a hyphen between two of
-    them allowed), nothing it treats specially (nor a roman numeral, which it reads as a suffix: ``Vi``)."""
+    them allowed), nothing it treats specially (nor a roman numeral, which it reads as a suffix: ``Vi``, ``II``;
+    by nameparser's own pattern, I to X, so that ``Li``, ``Lim`` and ``Mill`` stay plain)."""
     low = word.lower()
-    return len(word) > 1 and bool(_WORD.fullmatch(word)) and low not in _special_words() and not _ROMAN.fullmatch(low)
+    return (
+        len(word) > 1
+        and bool(_WORD.fullmatch(word))
+        and low not in _special_words()
+        and not _constants().regexes.roman_numeral.match(word)
+    )
 
 
-_ROMAN = re.compile(r"[ivxlcdm]+")
 #: A plain word: letters, with an apostrophe or a hyphen between letters (``O'Neil``, ``Jean-Pierre``).
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 
