@@ -2,6 +2,7 @@
 
     python bench/fullnames.py build --out fullnames/ [--first-corpus first.parquet --surname-corpus corpus.parquet]
     python bench/fullnames.py score --sets fullnames/ --first-model first.safetensors [--surname-model M]
+    python bench/fullnames.py bound --sets fullnames/ --first-model first.safetensors [--surname-weights 0.5,1,...]
 
 ``build`` writes, under ``--out``:
 
@@ -18,7 +19,10 @@
 - ``valid-pairs.tsv``: VALIDATION (never held-out) first + surname pairs of the same language, for fitting the
   combination's weights (``fit_combination``).
 
-``score`` reads the sets and scores, per language: surname alone, first name alone, and combined.
+``score`` reads the sets and scores, per language: surname alone, first name alone, and combined. ``bound``
+scores the combined answer on each set for every pair of weights of a grid (the stored temperature kept) and
+prints the best: an oracle fitted on the benchmark itself, so a bound on what refitting the combination's
+weights could reach, never weights to ship.
 """
 
 from __future__ import annotations
@@ -296,6 +300,49 @@ def cmd_score(args) -> None:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
 
 
+def weight_grid(rows: list[dict], surname_model, first_model, surname_weights, first_weights) -> dict:
+    """The combined answers' accuracy on ``rows`` for each pair of weights (surname, first name) of the grid, the
+    other settings of the stored combination kept: ``{(surname, first): accuracy}``."""
+    import dataclasses
+    import itertools
+
+    pair = surname_model.with_first(first_model)
+    names = [r["name"] for r in rows]
+    out = {}
+    for ws, wf in itertools.product(surname_weights, first_weights):
+        pair.combination = dataclasses.replace(pair.combination, weights={"surname": ws, "first": wf})
+        got = _top(pair.predict(names, name_type="full"))
+        out[(ws, wf)] = round(sum(g == r["language"] for g, r in zip(got, rows, strict=True)) / len(rows), 4)
+    return out
+
+
+def cmd_bound(args) -> None:
+    """The best combined accuracy any weights of a grid give on each set, scored on the set itself: an oracle,
+    so a bound on what refitting the combination can reach, not a model to ship."""
+    from nameorigin.predict import Predictor
+
+    surname_model = Predictor.load(args.surname_model) if args.surname_model else Predictor.load()
+    first_model = Predictor.load(args.first_model)
+    fitted = surname_model.with_first(first_model).combination.weights
+    grid_s = [float(x) for x in args.surname_weights.split(",")]
+    grid_f = [float(x) for x in args.first_weights.split(",")]
+    sets = Path(args.sets)
+    for part in ("faker", "corpus-pairs"):
+        path = sets / f"{part}.tsv"
+        if not path.is_file():
+            continue
+        rows = read_tsv(path)
+        grid = weight_grid(rows, surname_model, first_model, grid_s, grid_f)
+        at_fitted = weight_grid(rows, surname_model, first_model, [fitted["surname"]], [fitted["first"]])
+        (ws, wf), best = max(grid.items(), key=lambda kv: kv[1])
+        print(f"\n{part} ({len(rows)} names): the stored weights (surname {fitted['surname']:.3f}, first "
+              f"{fitted['first']:.3f}) {next(iter(at_fitted.values())):.4f}; the best of the grid {best:.4f} "
+              f"(surname {ws:g}, first {wf:g})")  # fmt: skip
+        print("surname \\ first | " + " | ".join(f"{w:g}" for w in grid_f))
+        for w in grid_s:
+            print(f"{w:g} | " + " | ".join(f"{grid[(w, f)]:.3f}" for f in grid_f))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -313,6 +360,13 @@ def main() -> None:
     s.add_argument("--surname-model", help="default: the shipped surname model")
     s.add_argument("--json", help="also write the figures as JSON here")
     s.set_defaults(func=cmd_score)
+    g = sub.add_parser("bound", help="the best combined accuracy over a grid of weights, on each set itself")
+    g.add_argument("--sets", required=True, help="the folder build wrote")
+    g.add_argument("--first-model", required=True)
+    g.add_argument("--surname-model", help="default: the shipped surname model")
+    g.add_argument("--surname-weights", default="0.5,1,1.5,2,3", help="comma-separated (default: %(default)s)")
+    g.add_argument("--first-weights", default="0,0.25,0.5,1,1.5", help="comma-separated (default: %(default)s)")
+    g.set_defaults(func=cmd_bound)
     args = ap.parse_args()
     args.func(args)
 

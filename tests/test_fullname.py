@@ -595,3 +595,35 @@ def test_a_first_name_model_alone_reads_each_name_whole_by_default(models):
     default, whole = alone.predict(names_), alone.predict(names_, name_type="surname")
     assert [r.to_dict() for r in default] == [r.to_dict() for r in whole]
     assert [r.to_dict() for r in alone.predict(names_, name_type="first")] == [r.to_dict() for r in whole]
+
+
+def test_bench_fullnames_bound_scores_every_weight_pair_and_reports_the_best(models, tmp_path):
+    """bench/fullnames.py bound as a command (tests never import bench/): the combined accuracy for each pair
+    of weights of the grid, on the set itself, and the best of them; a first-name weight 0 answers as the
+    surname model alone does on the parsed family name."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    pairs = validation_pairs(seed=7, n=6)
+    rows = ["name\tlanguage\tfirst\tlast\tlocale"] + [
+        f"{n}\t{lang}\t{n.split()[0]}\t{n.split()[1]}\tx" for n, lang in pairs
+    ]
+    (sets / "faker.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    script = Path(__file__).resolve().parent.parent / "bench" / "fullnames.py"
+    argv = [sys.executable, str(script), "bound", "--sets", str(sets), "--first-model", str(models["first"])]
+    argv += ["--surname-model", str(models["surname"]), "--surname-weights", "1,2", "--first-weights", "0,1"]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    assert "corpus-pairs" not in out  # only the sets the folder holds
+    grid = {(float(r[0]), w): float(a) for r in re.findall(r"^([\d.]+) \| ([\d.]+) \| ([\d.]+)$", out, re.M)
+            for w, a in zip((0.0, 1.0), r[1:], strict=True)}  # fmt: skip
+    assert len(grid) == 4
+    best = float(re.search(r"the best of the grid ([\d.]+)", out).group(1))
+    assert abs(best - max(grid.values())) < 1e-3 and f"faker ({len(pairs)} names)" in out
+    p = Predictor.load(models["surname"])
+    alone = [r.predictions[0]["language"] for r in p.predict([n.split()[1] for n, _ in pairs], name_type="surname")]
+    expected = sum(a == lang for a, (_, lang) in zip(alone, pairs, strict=True)) / len(pairs)
+    assert abs(grid[(1.0, 0.0)] - expected) < 1e-3  # first name weighing 0: the surname's answer

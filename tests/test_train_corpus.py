@@ -151,3 +151,37 @@ def test_corpus_writes_both_benchmarks_for_evaluate(tmp_path, capsys, monkeypatc
     )
     assert "6 out-of-scope names of IS" in capsys.readouterr().out
     assert oos.read_text().split() == C.out_of_scope_held_out(C.read(out), held_out_countries=("IS",))
+
+
+def test_bench_oos_detectors_compares_detectors_on_the_models_own_fitting_names(tmp_path, labelled, corpus_file):
+    """bench/oos_detectors.py as a command (tests never import bench/): the names the trust layer was fitted on
+    rebuilt as training built them, each detector's AUROC on the held-out country, the stored one's equal to
+    what `nameorigin evaluate --out-of-scope` reports."""
+    import json
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("faker")
+    model = tmp_path / "m.safetensors"
+    argv = ["train", "--data", str(labelled), "--corpus", str(corpus_file), "--split", "0.9,0.1,0"]
+    assert main([*argv, "--out", str(model), *SMALL]) == 0
+    bench = tmp_path / "in.tsv"
+    bench.write_text("".join(f"{a.capitalize()}{b}ski\tPolish\n" for a in STEMS[:3] for b in STEMS[10:]))
+    held = tmp_path / "out.txt"
+    held.write_text("".join(f"Gudmunds{letters(i)}dottir\n" for i in range(6)))
+    script = Path(__file__).resolve().parent.parent / "bench" / "oos_detectors.py"
+    cmd = [sys.executable, str(script), "--data", str(labelled), "--corpus", str(corpus_file), "--model", str(model)]
+    out = subprocess.run([*cmd, "--benchmark", str(bench), "--out-of-scope", str(held)], check=True,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    rows = dict(re.findall(r"^\| ([^|]+?) \| ([\d.]+) \|$", out, re.M))
+    assert set(rows) == {"stored", "7 features, LR", "7 features, boosted", "27 features, LR", "27 features, boosted",
+                         "n-gram in/out"}  # fmt: skip
+    assert all(0 <= float(v) <= 1 for v in rows.values())
+    assert "scored on 6 in-scope and 6 out-of-scope names" in out
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "nameorigin", "evaluate", "--model", str(model), "--data", str(bench), "--json",
+         "--out-of-scope", str(held)], check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert abs(json.loads(evaluated)["out_of_scope"]["auroc"] - float(rows["stored"])) < 1e-3

@@ -511,6 +511,26 @@ class OutOfScope:
         return 1.0 / (1.0 + np.exp(-(z @ self.coef + self.bias)))
 
     @classmethod
+    def unfitted(
+        cls, keys: np.ndarray, counts: np.ndarray, n_languages: int, background: Sequence[str], *, config: TrustConfig
+    ) -> OutOfScope:
+        """The trigram models of the training names' ``keys``/``counts`` and of ``background`` (out-of-scope
+        names), its regression not fitted yet: what :meth:`features` needs."""
+        bg_keys, bg_counts = trigram_counts(background, np.full(len(background), n_languages))
+        f = len(cls.FEATURES)
+        return cls(
+            np.concatenate([keys, bg_keys]),
+            np.concatenate([counts, bg_counts]),
+            n_languages,
+            config.smoothing,
+            config.background_smoothing,
+            np.zeros(f),
+            np.ones(f),
+            np.zeros(f),
+            0.0,
+        )
+
+    @classmethod
     def fit(
         cls,
         keys: np.ndarray,
@@ -529,18 +549,7 @@ class OutOfScope:
         f = len(cls.FEATURES)
 
         def model(names: Sequence[str]) -> OutOfScope:
-            bg_keys, bg_counts = trigram_counts(names, np.full(len(names), n_languages))
-            return cls(
-                np.concatenate([keys, bg_keys]),
-                np.concatenate([counts, bg_counts]),
-                n_languages,
-                config.smoothing,
-                config.background_smoothing,
-                np.zeros(f),
-                np.ones(f),
-                np.zeros(f),
-                0.0,
-            )
+            return cls.unfitted(keys, counts, n_languages, names, config=config)
 
         full = model(out_names)
         fold = (np.array([hash_share(n) for n in out_names]) * config.folds * 1000).astype(int) % config.folds
