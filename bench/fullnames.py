@@ -316,22 +316,32 @@ def weight_grid(rows: list[dict], surname_model, first_model, surname_weights, f
     return out
 
 
+def weights(text: str) -> list[float]:
+    """``--surname-weights`` / ``--first-weights``: comma-separated numbers >= 0."""
+    try:
+        out = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers, e.g. 0.5,1,2") from None
+    if not all(w >= 0 and w < float("inf") for w in out):
+        raise argparse.ArgumentTypeError(f"{text!r}: every weight must be a finite number >= 0")
+    return out
+
+
 def cmd_bound(args) -> None:
     """The best combined accuracy any weights of a grid give on each set, scored on the set itself: an oracle,
     so a bound on what refitting the combination can reach, not a model to ship."""
     from nameorigin.predict import Predictor
 
+    sets = Path(args.sets)
+    found = [part for part in ("faker", "corpus-pairs") if (sets / f"{part}.tsv").is_file()]
+    if not found:
+        raise ValueError(f"{sets}: holds neither faker.tsv nor corpus-pairs.tsv (bench/fullnames.py build writes them)")
     surname_model = Predictor.load(args.surname_model) if args.surname_model else Predictor.load()
     first_model = Predictor.load(args.first_model)
     fitted = surname_model.with_first(first_model).combination.weights
-    grid_s = [float(x) for x in args.surname_weights.split(",")]
-    grid_f = [float(x) for x in args.first_weights.split(",")]
-    sets = Path(args.sets)
-    for part in ("faker", "corpus-pairs"):
-        path = sets / f"{part}.tsv"
-        if not path.is_file():
-            continue
-        rows = read_tsv(path)
+    grid_s, grid_f = args.surname_weights, args.first_weights
+    for part in found:
+        rows = read_tsv(sets / f"{part}.tsv")
         grid = weight_grid(rows, surname_model, first_model, grid_s, grid_f)
         at_fitted = weight_grid(rows, surname_model, first_model, [fitted["surname"]], [fitted["first"]])
         (ws, wf), best = max(grid.items(), key=lambda kv: kv[1])
@@ -364,10 +374,21 @@ def main() -> None:
     g.add_argument("--sets", required=True, help="the folder build wrote")
     g.add_argument("--first-model", required=True)
     g.add_argument("--surname-model", help="default: the shipped surname model")
-    g.add_argument("--surname-weights", default="0.5,1,1.5,2,3", help="comma-separated (default: %(default)s)")
-    g.add_argument("--first-weights", default="0,0.25,0.5,1,1.5", help="comma-separated (default: %(default)s)")
+    g.add_argument(
+        "--surname-weights", type=weights, default="0.5,1,1.5,2,3", help="comma-separated (default: %(default)s)"
+    )
+    g.add_argument(
+        "--first-weights", type=weights, default="0,0.25,0.5,1,1.5", help="comma-separated (default: %(default)s)"
+    )
     g.set_defaults(func=cmd_bound)
     args = ap.parse_args()
+    if args.func is cmd_bound:
+        from nameorigin.checkpoint import CheckpointError
+
+        try:
+            return cmd_bound(args)
+        except (CheckpointError, OSError, ValueError) as e:  # a model or a set missing, unreadable or odd
+            ap.error(str(e))
     args.func(args)
 
 

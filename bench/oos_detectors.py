@@ -38,8 +38,17 @@ def main() -> None:
     ap.add_argument("--exclude", nargs="*", default=[], help="the names kept out of its training (--exclude)")
     ap.add_argument("--split-seed", type=int, default=0)
     args = ap.parse_args()
+    from nameorigin.checkpoint import CheckpointError
+    from nameorigin.errors import InputError
 
-    import torch
+    try:
+        compare(args)
+    except (InputError, CheckpointError, OSError) as e:  # a file missing, unreadable or of another shape
+        ap.error(str(e))
+
+
+def compare(args) -> None:
+    """Fit each detector and print the table (see the module's docstring)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -48,15 +57,19 @@ def main() -> None:
     from nameorigin import api, data, trust
     from nameorigin import corpus as cm
     from nameorigin.data import encode_names
+    from nameorigin.errors import InputError
     from nameorigin.evaluation import auroc
     from nameorigin.models import batched_log_probs
     from nameorigin.predict import Predictor
     from nameorigin.text import fold
 
+    for flag, path in (("--benchmark", args.benchmark), ("--out-of-scope", args.out_of_scope)):
+        if not Path(path).is_file():
+            raise InputError(f"{flag} {path}: no such file")
     pred = Predictor.load(args.model) if args.model else Predictor.load()
     layer, labels = pred.trust, pred.labels
     if layer.oos is None:
-        raise SystemExit(f"{args.model or 'the shipped model'}: no out-of-scope detector to compare with")
+        raise InputError(f"{args.model or 'the shipped model'}: no out-of-scope detector to compare with")
     n = len(labels)
     parts, _ = api._training_split(args.data, (0.9, 0.1, 0.0), args.split_seed)
     real = cm.for_training(
@@ -68,10 +81,9 @@ def main() -> None:
     )
     in_names = [name for name, _ in parts.valid] + [name for name, lang in real.part.valid if lang in labels]
     config = trust.TrustConfig()
-    seen = [name for name, _ in parts.train + parts.valid]
-    out_names = trust.out_of_scope_names(seen, part="fit", fit_share=config.oos_fit_share, locales=config.oos_locales)
-    taken = {name.lower() for name in in_names} | {name.lower() for name in seen}
-    out_names = sorted(set(out_names) | {name for name in real.out_of_scope if name.lower() not in taken})
+    seen = [name for name, _ in real.train + parts.valid]  # as training saw them: the guarded training names
+    faker = trust.out_of_scope_names(seen, part="fit", fit_share=config.oos_fit_share, locales=config.oos_locales)
+    out_names = trust.with_real_out_of_scope(faker, real.out_of_scope, seen)
     bench = [fold(name) for name, _ in data.read_labelled(args.benchmark)]
     held = [
         fold(line.strip()) for line in Path(args.out_of_scope).read_text(encoding="utf-8").splitlines() if line.strip()
@@ -96,13 +108,9 @@ def main() -> None:
 
     def features(d, p, names):
         """The detector's 7 features, then 20 more."""
-        tri, mask = trust._trigram_codes(names)
-        logp = torch.from_numpy(d.columns)[torch.from_numpy(tri)]
-        logp.masked_fill_(~torch.from_numpy(mask)[..., None], 0.0)
-        mean = -logp.sum(1).numpy().astype(np.float64) / mask.sum(1)[:, None]  # (N, n + 2) mean surprise
-        second = np.sort(p, 1)[:, -2]
-        extra = np.column_stack([mean[:, :n], mean[:, -1] - mean[:, -2], mask.sum(1), second])
-        return np.column_stack([d.features(p, names), extra])
+        mean, worst, length = d.surprise(names)  # mean: (n + 2, N)
+        extra = np.column_stack([mean[:n].T, mean[-1] - mean[-2], length, np.sort(p, 1)[:, -2]])
+        return np.column_stack([d.features_from(mean, worst, p), extra])
 
     full = detector_with(out_names)
     fold_of = (np.array([trust.hash_share(x) for x in out_names]) * config.folds * 1000).astype(int) % config.folds
@@ -130,7 +138,7 @@ def main() -> None:
         results[f"{tag}, boosted"] = auroc(
             boosted.predict_proba(x_bench[:, cols])[:, 1], boosted.predict_proba(x_held[:, cols])[:, 1]
         )
-    train_in = [name for name, _ in parts.train] + [name for name, _ in real.part.top_pairs(labels)]
+    train_in = [name for name, _ in real.train] + [name for name, _ in real.part.top_pairs(labels)]
     names = train_in + out_names
     y = np.r_[np.zeros(len(train_in)), np.ones(len(out_names))]
     w = np.where(y == 1, 0.5 / len(out_names), 0.5 / len(train_in)) * len(y)

@@ -627,3 +627,29 @@ def test_bench_fullnames_bound_scores_every_weight_pair_and_reports_the_best(mod
     alone = [r.predictions[0]["language"] for r in p.predict([n.split()[1] for n, _ in pairs], name_type="surname")]
     expected = sum(a == lang for a, (_, lang) in zip(alone, pairs, strict=True)) / len(pairs)
     assert abs(grid[(1.0, 0.0)] - expected) < 1e-3  # first name weighing 0: the surname's answer
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--surname-weights", "1,x"], "expected comma-separated numbers"),
+        (["--first-weights", "1,-1"], "every weight must be a finite number >= 0"),
+        (["--sets", "EMPTY"], "holds neither faker.tsv nor corpus-pairs.tsv"),
+        (["--first-model", "MISSING"], "no such checkpoint file"),
+    ],
+)
+def test_bench_fullnames_bound_refuses_bad_input_with_exit_2(models, tmp_path, extra, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sets, empty = tmp_path / "sets", tmp_path / "empty"
+    sets.mkdir()
+    empty.mkdir()
+    (sets / "faker.tsv").write_text("name\tlanguage\tfirst\tlast\tlocale\nKalo Miraov\tAlpha\tKalo\tMiraov\tx\n")
+    argv = ["--sets", str(sets), "--first-model", str(models["first"]), "--surname-model", str(models["surname"])]
+    swap = {"EMPTY": str(empty), "MISSING": str(tmp_path / "none.safetensors")}
+    argv += [swap.get(a, a) for a in extra]
+    script = Path(__file__).resolve().parent.parent / "bench" / "fullnames.py"
+    done = subprocess.run([sys.executable, str(script), "bound", *argv], capture_output=True, text=True)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr

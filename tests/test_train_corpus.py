@@ -185,3 +185,17 @@ def test_bench_oos_detectors_compares_detectors_on_the_models_own_fitting_names(
          "--out-of-scope", str(held)], check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     assert abs(json.loads(evaluated)["out_of_scope"]["auroc"] - float(rows["stored"])) < 1e-3
+
+
+def test_bench_oos_detectors_refuses_a_missing_file_with_exit_2(tmp_path, labelled, corpus_file):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = tmp_path / "in.tsv"
+    bench.write_text("Kalov\tRussian\n")
+    script = Path(__file__).resolve().parent.parent / "bench" / "oos_detectors.py"
+    argv = [sys.executable, str(script), "--data", str(labelled), "--corpus", str(corpus_file)]
+    argv += ["--benchmark", str(bench), "--out-of-scope", str(tmp_path / "none.txt")]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 2 and "none.txt" in done.stderr and "Traceback" not in done.stderr

@@ -471,13 +471,11 @@ class OutOfScope:
             trigram_tables(self.keys, self.counts, self.n_languages, self.smoothing, self.background_smoothing).T
         )
 
-    def features(self, probs: np.ndarray, folded: Sequence[str]) -> np.ndarray:
-        """(N, F): mean surprise per character (-log P) under all training names' trigrams, at the worst
-        character, under the best-fitting language's, the top language's and the background's trigrams; the
-        top probability; the entropy."""
+    def surprise(self, folded: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each of the (non-empty) ``folded`` names' mean surprise per character (-log P) under each of the L + 2
+        trigram tables (the languages', all training names', the background's) as (L + 2, N); its surprise at its
+        worst character under all training names' trigrams (N,); how many characters were scored (N,)."""
         tri, mask = _trigram_codes(folded)
-        if not len(folded):
-            return np.zeros((0, len(self.FEATURES)))
         per_char = mask.sum(1)  # (N,) every name has at least its end
         # each trigram's log-probabilities under the L + 2 tables, gathered by torch as (rows, T, L + 2), a block
         # of rows at a time (it stays in the cache; every block as wide as the widest name, so each row's sum
@@ -490,7 +488,10 @@ class OutOfScope:
             sums.append(logp.sum(1))
             worst.append(logp[..., -2].amin(1))
         mean = (-torch.cat(sums).numpy().astype(np.float64) / per_char[:, None]).T  # (L + 2, N) mean surprise
-        worst = -torch.cat(worst).numpy().astype(np.float64)
+        return mean, -torch.cat(worst).numpy().astype(np.float64), per_char
+
+    def features_from(self, mean: np.ndarray, worst: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        """(N, F) from :meth:`surprise`'s first two and the names' probabilities (N, C)."""
         top = probs.argmax(1)
         languages = mean[: self.n_languages]
         return np.stack(
@@ -505,6 +506,15 @@ class OutOfScope:
             ],
             axis=1,
         )
+
+    def features(self, probs: np.ndarray, folded: Sequence[str]) -> np.ndarray:
+        """(N, F): mean surprise per character (-log P) under all training names' trigrams, at the worst
+        character, under the best-fitting language's, the top language's and the background's trigrams; the
+        top probability; the entropy."""
+        if not len(folded):
+            return np.zeros((0, len(self.FEATURES)))
+        mean, worst, _ = self.surprise(folded)
+        return self.features_from(mean, worst, probs)
 
     def score(self, probs: np.ndarray, folded: Sequence[str]) -> np.ndarray:
         z = (self.features(probs, folded) - self.mean) / self.std
@@ -620,6 +630,16 @@ def out_of_scope_names(
     if part not in {"fit", "held-out"}:
         raise ValueError(f"part {part!r}: expected fit, held-out or all")
     return [n for n in names if (hash_share(n) < fit_share) == (part == "fit")]
+
+
+def with_real_out_of_scope(faker: list[str], real: Sequence[str], seen: Sequence[str]) -> list[str]:
+    """The names a detector is fitted against: Faker's (``faker``, from :func:`out_of_scope_names`) and a
+    corpus's real out-of-scope names (``real``) less the model's training and validation names (``seen``,
+    compared without case), sorted; Faker's alone, as they are, without real ones."""
+    if not real:
+        return faker
+    taken = {n.lower() for n in seen}
+    return sorted(set(faker) | {n for n in real if n.lower() not in taken})
 
 
 # ------------------------------------------------------------------------------------------- the layer
@@ -972,9 +992,7 @@ def calibrate(
             return trust
         out_names = []
     n_faker = len(out_names)
-    if out_of_scope:
-        in_scope = {n.lower() for n, _ in train_pairs} | {n.lower() for n in valid_names}
-        out_names = sorted(set(out_names) | {n for n in out_of_scope if n.lower() not in in_scope})
+    out_names = with_real_out_of_scope(out_names, out_of_scope, [n for n, _ in train_pairs] + valid_names)
     tokens, lengths = encode_names(out_names)
     out_lp, _ = batched_log_probs(model, tokens, lengths)
     real_train = [(n, lang) for n, lang in real_train if lang in index]
