@@ -397,6 +397,26 @@ def test_spreadsheet_formulas_are_neutralised_in_every_column_unless_asked(predi
         assert rows[-1]["language_1"] and float(rows[-1]["probability_1"]) > 0  # the rest as it was
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.one_of(st.none(), st.text(max_size=4)), max_size=8), min_size=1, max_size=4),
+    st.booleans(),
+    st.integers(0, 3),
+)
+def test_the_first_byte_check_finds_what_the_formula_pattern_finds(chunks, large, cut):
+    """The buffer-level check (each cell's first byte) agrees with FORMULA_START on any text: nulls, empty
+    cells, non-ASCII first characters, large strings, chunks sliced (an offset into their buffers), empty ones."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from nameorigin.frame import FORMULA_START, _formula_rows
+
+    kind = pa.large_string() if large else pa.string()
+    column = pa.chunked_array([pa.array(c, kind).slice(min(cut, len(c))) for c in chunks], kind)
+    expected = np.asarray(pc.fill_null(pc.match_substring_regex(column, FORMULA_START), False))
+    assert _formula_rows(column).tolist() == expected.tolist()
+
+
 def test_predict_keep_formulas_flag(tmp_path):
     from nameorigin.cli import main
 

@@ -167,6 +167,36 @@ def test_faker_lexicon_knows_first_names():
     assert names.default_lexicon().is_given("Wojciech")
 
 
+def test_derived_tables_are_stored_once_built_and_rebuilt_when_unreadable(tmp_path, monkeypatch):
+    """The syllables and Faker's name lists are built from large modules once, then read back from the cache
+    folder; a damaged file is built again, and a folder that cannot be written still gives the table."""
+    monkeypatch.setenv("NAMEORIGIN_CACHE", str(tmp_path / "cache"))
+    built = []
+
+    def build():
+        built.append(1)
+        return {"kim", "lee"}
+
+    assert names._stored("t", ("pyarrow",), build) == {"kim", "lee"} and len(built) == 1
+    (stored,) = (tmp_path / "cache" / "tables").glob("t-*.json")
+    assert json.loads(stored.read_text()) == ["kim", "lee"]
+    assert names._stored("t", ("pyarrow",), build) == {"kim", "lee"} and len(built) == 1  # read back
+    stored.write_text("{not json")
+    assert names._stored("t", ("pyarrow",), build) == {"kim", "lee"} and len(built) == 2  # rebuilt
+    assert json.loads(stored.read_text()) == ["kim", "lee"]
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setenv("NAMEORIGIN_CACHE", str(blocked))  # its tables/ folder cannot be made
+    assert names._stored("t", ("pyarrow",), build) == {"kim", "lee"} and len(built) == 3
+    pytest.importorskip("faker")
+    monkeypatch.setenv("NAMEORIGIN_CACHE", str(tmp_path / "cache2"))
+    given, family = names._faker_names(Lexicon.FAKER_LOCALES)
+    for _ in range(2):  # built and stored, then read back: the same lists either way
+        lexicon = Lexicon.from_faker()
+        assert lexicon.given == given and lexicon.family == family
+    assert len(list((tmp_path / "cache2" / "tables").glob("faker-*.json"))) == 2
+
+
 def test_cli_parse_plain_and_json(capsys):
     from nameorigin.cli import main
 

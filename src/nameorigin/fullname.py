@@ -146,16 +146,6 @@ def _onto(ratio: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return out
 
 
-def combine(
-    surname_ratio: np.ndarray, first_ratio: np.ndarray, base: np.ndarray, combination: Combination
-) -> np.ndarray:
-    """The combined calibrated probabilities (N, C) of names with both parts: their log ratios (N, C) each,
-    on the surname model's languages, weighted and summed under the surname model's prior ``base``."""
-    z = combination.weights["surname"] * surname_ratio + combination.weights["first"] * first_ratio
-    z = (z + np.log(np.maximum(base, 1e-12))[None, :]) / combination.temperature
-    return torch.softmax(torch.from_numpy(z), dim=1).numpy()
-
-
 # ------------------------------------------------------------------------------------------- reading the parts
 
 
@@ -647,13 +637,18 @@ def _answers(predictor, cands: list, outputs: dict) -> list:
 def _combined(predictor, outputs: dict, at: dict, oos: dict) -> tuple[np.ndarray, np.ndarray | None]:
     """The combined answers (N, C) of names with both parts read, for both ways of answering (the whole array
     and name by name): ``at[part]`` each name's row among its part's distinct ``outputs``, ``oos[part]`` their
-    out-of-scope scores (None: no detector); a name is as far out of scope as its nearer part."""
+    out-of-scope scores (None: no detector); a name is as far out of scope as its nearer part. The answer: the
+    parts' log ratios (each on the surname model's languages) weighted and summed under the surname model's
+    prior, over the temperature, through softmax."""
     if predictor.combination_note:
         predictor.trust._note_once(predictor.combination_note)
-    surname_ratio = _log_ratio(predictor.trust, outputs["family"][0][at["family"]])
-    first = predictor.first
-    first_ratio = _onto(_log_ratio(first.trust, outputs["given"][0][at["given"]]), predictor.first_columns)
-    probs = combine(surname_ratio, first_ratio, _base(predictor.trust), predictor.combination)
+    # each distinct part's weighted log ratio computed once, then taken to the names (files repeat parts)
+    c = predictor.combination
+    surname = c.weights["surname"] * _log_ratio(predictor.trust, outputs["family"][0])
+    surname += np.log(np.maximum(_base(predictor.trust), 1e-12))[None, :]
+    first = c.weights["first"] * _onto(_log_ratio(predictor.first.trust, outputs["given"][0]), predictor.first_columns)
+    z = (surname[at["family"]] + first[at["given"]]) / c.temperature
+    probs = torch.softmax(torch.from_numpy(z), dim=1).numpy()
     known = [o for o in oos.values() if o is not None]
     return probs, np.minimum.reduce(known) if known else None
 

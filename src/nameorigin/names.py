@@ -12,6 +12,8 @@ by their family name (``김민준`` → 김 + 민준, ``欧阳娜娜`` → 欧�
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import re
 import unicodedata
@@ -119,24 +121,36 @@ class Lexicon:
 
     @classmethod
     def from_faker(cls, locales: tuple[str, ...] = FAKER_LOCALES) -> Lexicon:
-        """Given and family names of Faker's person providers for ``locales`` (missing ones skipped)."""
-        import importlib
-
-        given: set[str] = set()
-        family: set[str] = set()
-        for locale in locales:
-            try:
-                provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
-            except ImportError:
-                continue
-            for attr, out in (
-                ("first_names", given),
-                ("first_names_male", given),
-                ("first_names_female", given),
-                ("last_names", family),
-            ):
-                out.update(_key(n) for n in getattr(provider, attr, ()) or ())
+        """Given and family names of Faker's person providers for ``locales`` (missing ones skipped); those of
+        the default locales stored once read (:func:`_stored`)."""
+        if tuple(locales) == cls.FAKER_LOCALES:
+            return cls(
+                given=_stored("faker-given", ("faker",), lambda: _faker_names(locales)[0]),
+                family=_stored("faker-family", ("faker",), lambda: _faker_names(locales)[1]),
+            )
+        given, family = _faker_names(locales)
         return cls(given=frozenset(given), family=frozenset(family))
+
+
+def _faker_names(locales: tuple[str, ...]) -> tuple[set[str], set[str]]:
+    """The keys of the given and the family names of Faker's person providers for ``locales``."""
+    import importlib
+
+    given: set[str] = set()
+    family: set[str] = set()
+    for locale in locales:
+        try:
+            provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        except ImportError:
+            continue
+        for attr, out in (
+            ("first_names", given),
+            ("first_names_male", given),
+            ("first_names_female", given),
+            ("last_names", family),
+        ):
+            out.update(_key(n) for n in getattr(provider, attr, ()) or ())
+    return given, family
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -177,10 +191,47 @@ def _eastern_latin() -> dict[str, frozenset[str]]:
     return out
 
 
+#: Bump when a stored table's content would change for the same package versions.
+_TABLES_FORMAT = 1
+
+
+def _stored(name: str, packages: tuple[str, ...], build) -> frozenset[str]:
+    """A word table derived from installed packages (Faker's name lists, pypinyin's dictionary, a romanizer),
+    ``build()``, kept as JSON in the cache folder (:func:`nameorigin.data.cache_dir`, ``tables/``) under a key
+    of the packages' versions and this package's: building one reads large modules (half a second for the
+    syllables), reading it back takes milliseconds. A missing, stale or unreadable file is built again; a
+    folder that cannot be written only costs the time (the table is still built)."""
+    from . import __version__
+    from .atomic import atomic_text
+    from .data import cache_dir
+
+    versions = {p: text._package_version(p) for p in packages} | {"nameorigin": __version__, "format": _TABLES_FORMAT}
+    key = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / "tables" / f"{name}-{key}.json"
+    try:
+        words = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(words, list) and all(isinstance(w, str) for w in words):
+            return frozenset(words)
+    except (OSError, ValueError):
+        pass
+    table = frozenset(build())
+    try:
+        with atomic_text(path) as fh:
+            json.dump(sorted(table), fh, ensure_ascii=False)
+    except Exception as e:  # a cache that cannot be written is no error
+        log.debug("%s: not stored (%s)", path, e)
+    return table
+
+
 @functools.cache
 def _syllables() -> frozenset[str]:
     """Syllables of Chinese (pinyin, from pypinyin's dictionary), Korean (Revised Romanization of every Hangul
-    syllable by korean-romanizer, and the customary spellings of name-variants) and Vietnamese given names."""
+    syllable by korean-romanizer, and the customary spellings of name-variants) and Vietnamese given names,
+    stored once built (:func:`_stored`)."""
+    return _stored("syllables", ("pypinyin", "korean-romanizer", "name-variants"), _build_syllables)
+
+
+def _build_syllables() -> frozenset[str]:
     pinyin_dict = text.require_reader("pypinyin.pinyin_dict").pinyin_dict
     romanizer = text.require_reader("korean_romanizer.romanizer").Romanizer
     nv = text.require_reader("name_variants")
