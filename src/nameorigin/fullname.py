@@ -474,7 +474,9 @@ def _answered_plain(
             dropped[part] = pc.if_else(pa.array(present), _NO_FIRST, none)
             continue
         at = np.flatnonzero(present)
-        values, errors = fold_array(raw.filter(pa.array(present)), models[part].fold_scheme)
+        raws = raw.filter(pa.array(present)).dictionary_encode()  # each distinct raw part folded once
+        values, errors = fold_array(raws.dictionary, models[part].fold_scheme)
+        values, errors = values.take(raws.indices), errors.take(raws.indices)
         mask = pa.array(present)
         folded[part] = pc.replace_with_mask(none, mask, values) if len(at) else none
         dropped[part] = pc.replace_with_mask(none, mask, errors) if len(at) else none

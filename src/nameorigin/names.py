@@ -644,12 +644,11 @@ class PlainParse:
 _FACTS = ("ok", "given", "family", *(f"east_{language}" for language in EASTERN))
 
 
-@functools.lru_cache(maxsize=1 << 18)
 def _word_bits(word: str, lexicon: Lexicon) -> int:
     """What the parse of a plain name asks of one word, as the bits of :data:`_FACTS`: whether it is a plain
     Latin word (:func:`_plain`, Latin letters, NFC), a known given or family name, and each Eastern language's
-    family name (those bits 0 when the East Asian tables are not installed). Cached: a file repeats its words
-    far more than its names."""
+    family name (those bits 0 when the East Asian tables are not installed). Kept by :func:`_bits_of`: a file
+    repeats its words far more than its names."""
     facts = [
         _plain(word) and text.script_of(word) == "Latin" and unicodedata.is_normalized("NFC", word),
         lexicon.is_given(word),
@@ -663,9 +662,27 @@ def _word_bits(word: str, lexicon: Lexicon) -> int:
     return sum(1 << i for i, f in enumerate(facts) if f)
 
 
+@functools.lru_cache(maxsize=4)
+def _bits_of(lexicon: Lexicon) -> dict[str, int]:
+    """Words' :func:`_word_bits` under ``lexicon`` as one dictionary, filled as words come: a chunk of a file
+    looks its words up in it in one pass."""
+    return {}
+
+
 def _word_facts(words: list[str], lexicon: Lexicon) -> dict[str, np.ndarray]:
     """:func:`_word_bits` of distinct words as one boolean array a fact."""
-    bits = np.fromiter((_word_bits(w, lexicon) for w in words), np.int64, len(words))
+    table = _bits_of(lexicon)
+    if len(table) > 1 << 18:  # a long file of ever new words: start over rather than grow
+        table.clear()
+    known = table.get
+
+    def bits_of(word: str) -> int:  # safe beside another thread's clear(): a word missing is computed
+        bits = known(word)
+        if bits is None:
+            bits = table[word] = _word_bits(word, lexicon)
+        return bits
+
+    bits = np.fromiter(map(bits_of, words), np.int64, len(words))
     return {fact: (bits >> i) & 1 == 1 for i, fact in enumerate(_FACTS)}
 
 
