@@ -45,6 +45,22 @@ def rows_of(out: str) -> list[dict]:
         (b"id|family_name\n1|Kalov\n2|McRaboo\n", "csv", "bar-separated"),
         (b"id\tsurname\n1\tKalov\n2\tMcRaboo\n", "csv", "tab-separated"),
         (b"name\rKalov\rMcRaboo\r", "csv", None),
+        # a people table's usual headers are a header row, never a name (the helper's first-contact report)
+        (
+            b"id,first,last,email\n1,Ann,Kalov,a@b\n2,Bob,McRaboo,c@d\n",
+            "csv",
+            "names from column 'last' (its header looks like a name's); it also has a column of first names, 'first': "
+            "--first-column first --last-column last reads each name from both",
+        ),
+        (b"id,given,family\n1,Ann,Kalov\n2,Bob,McRaboo\n", "csv", "--first-column given --last-column family"),
+        (
+            b"First Name,Last Name\nAnn,Kalov\nBob,McRaboo\n",
+            "csv",
+            "--first-column 'First Name' --last-column 'Last Name'",
+        ),
+        (b"id,full_name,last\n1,Kalov,x\n2,McRaboo,y\n", "csv", "names from column 'full_name' (its header"),
+        (b"last\nKalov\nMcRaboo\n", "csv", None),
+        (b"full_name\nKalov\nMcRaboo\n", "csv", None),
         (b"\xef\xbb\xbfKalov\nMcRaboo\n", "txt", None),
         (b"Kalov\rMcRaboo\r", "txt", None),
         (b"Kalov\r\nMcRaboo\r\n", "txt", None),

@@ -50,8 +50,25 @@ NAMES_SHA256 = {
     "Spanish.txt": "1bcb462ed3316756a85781d68232bddae04498fdddd5d9219c53fd1fbdeba7a7",
     "Vietnamese.txt": "f3f9e4164ab47601178a6e45b216464a64122f49d05541f24bf18a757253281d",
 }
-NAME_HEADERS = {"name", "names", "surname", "last_name", "lastname", "family_name", "familyname"}
+#: Headers of a column of whole names, taken before a surname column: the default reading parses them.
+FULL_HEADERS = {"full_name", "fullname", "full_names", "person", "person_name"}
+NAME_HEADERS = {
+    "name", "names", "surname", "surnames", "last", "last_name", "lastname", "last_names", "family",
+    "family_name", "familyname", "family_names", *FULL_HEADERS,
+}  # fmt: skip
+#: Headers of a column of first names (``--first-column``).
+FIRST_HEADERS = {"first", "first_name", "firstname", "first_names", "given", "given_name", "givenname", "forename",
+                 "forenames"}  # fmt: skip
 LABEL_HEADERS = {"label", "language", "lang", "origin", "category", "class", "nationality", "country"}
+#: Other headers a table of people often has: a first row holding one of these is a header row too.
+OTHER_HEADERS = {"id", "email", "e_mail", "mail", "phone", "city", "address", "age", "gender", "sex", "title",
+                 "middle_name", "company", "row", "index"}  # fmt: skip
+
+
+def header_key(cell: str) -> str:
+    """A header as the header sets hold it: lowercased, spaces and hyphens as ``_`` (``Last Name``)."""
+    return "_".join(cell.strip().lower().replace("-", " ").split())
+
 
 Pair = tuple[str, str]  # (folded name, language)
 
@@ -124,8 +141,10 @@ def _read_language_file(f: Path) -> list[Pair]:
 
 
 def _is_header(row: Sequence[str]) -> bool:
-    cells = {c.strip().lower() for c in row}
-    return bool(cells & NAME_HEADERS) or bool(cells & LABEL_HEADERS)
+    """Whether a first row is a header: one of its cells is a header of names, first names, labels or one of
+    :data:`OTHER_HEADERS` (``id,first,last,email``)."""
+    cells = {header_key(c) for c in row}
+    return bool(cells & (NAME_HEADERS | FIRST_HEADERS | LABEL_HEADERS | OTHER_HEADERS))
 
 
 def _read_table(path: Path) -> list[Pair]:
@@ -143,7 +162,7 @@ def _read_table_rows(path: Path) -> list[Pair]:
         out, skipped = [], 0
         for lineno, row in enumerate(rows, 1):
             if lineno == 1 and _is_header(row):
-                header = [c.strip().lower() for c in row]
+                header = [header_key(c) for c in row]
                 name_col = next((i for i, c in enumerate(header) if c in NAME_HEADERS), 0)
                 label_col = next((i for i, c in enumerate(header) if c in LABEL_HEADERS), None)
                 if label_col is None:

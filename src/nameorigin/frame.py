@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import re
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from .atomic import atomic_path
-from .data import NAME_HEADERS, DataError, _is_header
+from .data import FIRST_HEADERS, FULL_HEADERS, NAME_HEADERS, DataError, _is_header, header_key
 from .fullname import DEFAULT_NAME_TYPE, part_column_names, parts_of_row
 from .predict import Predictor
 from .trust import resolve_prior
@@ -229,16 +230,16 @@ class Source:
     headerless: bool = False  # CSV/TSV without a header row: columns named column_0, column_1, ...
 
 
-def header_key(cell: str) -> str:
-    """A header as :data:`NAME_HEADERS` holds it: lowercased, spaces and hyphens as ``_`` (``Last Name``)."""
-    return "_".join(cell.strip().lower().replace("-", " ").split())
-
-
 def resolve_column(path: str, columns: list[str], column: str | None) -> str:
-    """The name column: ``column`` as a header name or 0-based index, else the first name-like header
-    (``name``, ``surname``, ``last name``, ``family_name``...), else the first column."""
+    """The name column: ``column`` as a header name or 0-based index, else the first header of whole names
+    (``full_name``), else the first name-like header (``name``, ``surname``, ``last``, ``family_name``...), else
+    the first column."""
     if column is None:
-        return next((c for c in columns if header_key(c) in NAME_HEADERS), columns[0])
+        for headers in (FULL_HEADERS, NAME_HEADERS):
+            found = next((c for c in columns if header_key(c) in headers), None)
+            if found is not None:
+                return found
+        return columns[0]
     if column in columns:
         return column
     if column.isdigit():
@@ -263,7 +264,14 @@ def column_note(source: Source, chosen_by_user: bool) -> str | None:
             "no header looks like a name's (name, surname, last name, family name), so the first; "
             "choose another with --column"
         )
-    return f"{source.path}: {how}{len(source.columns)} columns; names from column {source.column!r} ({why})"
+    note = f"{source.path}: {how}{len(source.columns)} columns; names from column {source.column!r} ({why})"
+    first = next((c for c in source.columns if header_key(c) in FIRST_HEADERS), None)
+    if first is not None and header_key(source.column) not in FULL_HEADERS:
+        note += (
+            f"; it also has a column of first names, {first!r}: --first-column {shlex.quote(first)} "
+            f"--last-column {shlex.quote(source.column)} reads each name from both"
+        )
+    return note
 
 
 def unreadable(path: str, e: Exception) -> DataError:
