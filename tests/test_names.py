@@ -71,6 +71,14 @@ CASES = [
     ("Nguyen Thi Minh Khai", ["Thi", "Minh", "Khai"], ["Nguyen"], "family-given", "full"),
     ("Kim Basinger", ["Kim"], ["Basinger"], "given-family", "full"),
     ("Kim Novak", ["Kim"], ["Novak"], "given-family", "full"),
+    ("Nguyen Van An", ["Van", "An"], ["Nguyen"], "family-given", "full"),  # Văn: a Vietnamese middle name
+    ("Wong Ka Ho", ["Ka", "Ho"], ["Wong"], "family-given", "full"),  # Hong Kong's Cantonese spelling
+    ("Chan Tsz-wai", ["Tsz-wai"], ["Chan"], "family-given", "full"),
+    # a Western particle, or syllables of two systems, keep the Western order (a new-user trial's names)
+    ("Mai de Jong", ["Mai"], ["de Jong"], "given-family", "full"),
+    ("Kim De Boer", ["Kim"], ["De Boer"], "given-family", "full"),
+    ("Sam van de Water", ["Sam"], ["van de Water"], "given-family", "full"),
+    ("Sam Water", ["Sam"], ["Water"], "given-family", "full"),  # Korean wat + Chinese er: no one system's
     # names in their own script
     ("김민준", ["민준"], ["김"], "family-given", "full"),
     ("张伟", ["伟"], ["张"], "family-given", "full"),

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from . import text
 from .errors import install_hint
+from .syllables import cantonese
 
 log = logging.getLogger(__name__)
 
@@ -224,40 +225,47 @@ def _stored(name: str, packages: tuple[str, ...], build) -> frozenset[str]:
 
 
 @functools.cache
-def _syllables() -> frozenset[str]:
-    """Syllables of Chinese (pinyin, from pypinyin's dictionary), Korean (Revised Romanization of every Hangul
-    syllable by korean-romanizer, and the customary spellings of name-variants) and Vietnamese given names,
-    stored once built (:func:`_stored`)."""
-    return _stored("syllables", ("pypinyin", "korean-romanizer", "name-variants"), _build_syllables)
+def _syllables(language: str) -> frozenset[str]:
+    """The syllables of ``chinese`` given names (pinyin, from pypinyin's dictionary, and name-variants' spellings
+    of Chinese given names) or ``korean`` ones (the Revised Romanization of every Hangul syllable by
+    korean-romanizer, and name-variants' customary spellings), each language's own: a given name is spelt in
+    one system (``Water`` is no name of Korean *wat* and Chinese *er*). Stored once built (:func:`_stored`)."""
+    if language not in ("chinese", "korean"):
+        raise ValueError(f"no syllable table for {language!r}")
+    packages = ("pypinyin", "name-variants") if language == "chinese" else ("korean-romanizer", "name-variants")
+    return _stored(f"syllables-{language}", packages, lambda: _build_syllables(language))
 
 
-def _build_syllables() -> frozenset[str]:
-    pinyin_dict = text.require_reader("pypinyin.pinyin_dict").pinyin_dict
-    romanizer = text.require_reader("korean_romanizer.romanizer").Romanizer
+def _build_syllables(language: str) -> frozenset[str]:
     nv = text.require_reader("name_variants")
-    out = {text.fold(r).lower() for v in pinyin_dict.values() for r in v.split(",")}
-    out |= {romanizer(chr(c)).romanize() for c in range(0xAC00, 0xD7A4)}
-    for table in (
-        nv.KOREAN_GIVEN_NAME_VARIANTS,
-        nv.KOREAN_SURNAME_VARIANTS,
-        nv.CHINESE_GIVEN_NAME_VARIANTS,
-        nv.VIETNAMESE_SURNAME_VARIANTS,
-    ):
+    if language == "chinese":
+        pinyin_dict = text.require_reader("pypinyin.pinyin_dict").pinyin_dict
+        out = {text.fold(r).lower() for v in pinyin_dict.values() for r in v.split(",")}
+        tables = (nv.CHINESE_GIVEN_NAME_VARIANTS,)
+    else:
+        romanizer = text.require_reader("korean_romanizer.romanizer").Romanizer
+        out = {romanizer(chr(c)).romanize() for c in range(0xAC00, 0xD7A4)}
+        tables = (nv.KOREAN_GIVEN_NAME_VARIANTS, nv.KOREAN_SURNAME_VARIANTS)
+    for table in tables:
         for key, entry in table.items():
             out |= {_key(f) for f in [key, *entry["forms"]] if _key(f).isalpha()}
     return frozenset(s for s in out if re.search("[aeiouy]", s))
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _syllabic(word: str, *, vietnamese: bool = False, most: int = 2) -> bool:
-    """Whether ``word`` (hyphens and apostrophes aside) is one to ``most`` syllables of :func:`_syllables`
-    (``Jong-un``, ``Minjun``, ``Xiaoming``; not ``Basinger``: ba-sing-er is three). Korean and Chinese given names
-    are one or two syllables, Vietnamese ones a word a syllable."""
-    syllables = _syllables()
+def _syllabic(word: str, language: str, *, most: int = 2) -> bool:
+    """Whether ``word`` (hyphens and apostrophes aside) is a given name of ``language`` (``chinese``, ``korean``
+    or ``vietnamese``) by its syllables: one to ``most`` of :func:`_syllables` (``Jong-un``, ``Minjun``,
+    ``Xiaoming``; not ``Basinger``: ba-sing-er is three) or, for Chinese, of Cantonese ones (``Ka``, ``Tsz-wai``);
+    Vietnamese ones a word a syllable."""
     parts = [p for p in re.split(r"[-'’\s]+", _key(word)) if p]
-    if vietnamese:
+    if language == "vietnamese":
         return bool(parts) and all(_VIETNAMESE_SYLLABLE.fullmatch(p) for p in parts)
-    return bool(parts) and sum(_fewest(p, syllables) for p in parts) <= most
+    syllables = _syllables(language)
+    if bool(parts) and sum(_fewest(p, syllables) for p in parts) <= most:
+        return True
+    # Hong Kong's Cantonese spellings (Ka Ho, Tsz-wai), a system of their own (syllables.cantonese)
+    return language == "chinese" and 0 < len(parts) <= most and all(cantonese().fullmatch(p) for p in parts)
 
 
 #: One syllable of Vietnamese as written without its marks (onset, vowels, final): ``Thi``, ``Minh``, ``Khai``.
@@ -279,15 +287,23 @@ def _eastern_family_first(tokens: list[str]) -> str | None:
     """The Eastern language whose order a Latin-script name follows (family name first), or None: its first
     token is one of that language's family names, each token after it a given name of one or two syllables
     (Vietnamese: one) of that language (``Kim Jong-un``, ``Nguyen Van An``, ``Ma Long``, ``Wang Wei``; not
-    ``Kim Basinger``)."""
+    ``Kim Basinger``). A Western particle after the family name says the order is Western (``Mai de Jong``,
+    ``Kim De Boer``, ``Sam van de Water``): for Chinese and Korean in any case, for Vietnamese when written in
+    lower case (``Nguyen Van An``: *Văn*)."""
     if len(tokens) < 2 or len(tokens) > 4:
         return None
     latin = _eastern_latin()
-    languages = [
-        lang
-        for lang in EASTERN
-        if _key(tokens[0]) in latin[lang] and all(_syllabic(t, vietnamese=lang == "vietnamese") for t in tokens[1:])
-    ]
+    prefixes = _constants().prefixes
+
+    def given_names(lang: str) -> bool:
+        for t in tokens[1:]:
+            if t.lower() in prefixes and (lang != "vietnamese" or t.islower()):
+                return False
+            if not _syllabic(t, lang):
+                return False
+        return True
+
+    languages = [lang for lang in EASTERN if _key(tokens[0]) in latin[lang] and given_names(lang)]
     return " or ".join(languages) or None
 
 
@@ -687,12 +703,12 @@ def _word_facts(words: list[str], lexicon: Lexicon) -> dict[str, np.ndarray]:
 
 
 def _syllabic_facts(words: list[str], asked: np.ndarray) -> dict[str, np.ndarray]:
-    """Whether each distinct word is a given name of Chinese or Korean syllables, and of Vietnamese ones
-    (:func:`_syllabic`), looked at only where ``asked`` (a word after an Eastern family name)."""
-    out = {"syllabic": np.zeros(len(words), dtype=bool), "syllabic_vi": np.zeros(len(words), dtype=bool)}
+    """Whether each distinct word is a given name of each Eastern language by its syllables (:func:`_syllabic`),
+    looked at only where ``asked`` (a word after an Eastern family name)."""
+    out = {f"syllabic_{language}": np.zeros(len(words), dtype=bool) for language in EASTERN}
     for i in np.flatnonzero(asked):
-        out["syllabic"][i] = _syllabic(words[i])
-        out["syllabic_vi"][i] = _syllabic(words[i], vietnamese=True)
+        for language in EASTERN:
+            out[f"syllabic_{language}"][i] = _syllabic(words[i], language)
     return out
 
 
@@ -748,7 +764,7 @@ def parse_plain(values: pa.Array, name_type: str = "auto", *, lexicon: Lexicon |
         surname_only = facts["family"] & ~facts["given"]
         east = np.zeros(n, dtype=bool)
         for language in EASTERN:
-            syllabic = facts["syllabic_vi" if language == "vietnamese" else "syllabic"]
+            syllabic = facts[f"syllabic_{language}"]
             east |= facts[f"east_{language}"][a] & syllabic[b] & (syllabic[c] | ~three)
         east &= two | three
         full = name_type == "full"

@@ -54,6 +54,13 @@ def _word_rule(syllable: str) -> re.Pattern:
 
 
 @functools.cache
+def cantonese() -> re.Pattern:
+    """One word of Hong Kong's Cantonese romanization: one or two of its syllables (``Ka``, ``Ho``, ``Kwok``,
+    ``Tsz``); the name parser's rule for Chinese given names written so."""
+    return _word_rule(_YUE_SYLLABLE)
+
+
+@functools.cache
 def _korean() -> re.Pattern:
     return _word_rule(_KO_SYLLABLE)
 
@@ -95,7 +102,7 @@ def _chinese() -> re.Pattern:
     syllables.discard("")
     alternation = "|".join(sorted(syllables, key=lambda s: (-len(s), s)))
     # a word is spelt in one system: Mandarin (Pinyin, Wade-Giles, Tongyong) or Cantonese, not half of each
-    return re.compile(rf"{_word_rule(alternation).pattern}|{_word_rule(_YUE_SYLLABLE).pattern}")
+    return re.compile(rf"{_word_rule(alternation).pattern}|{cantonese().pattern}")
 
 
 def fits(name: str, language: str) -> bool:
