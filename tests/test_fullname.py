@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import SYLLABLES, make_names
-from nameorigin import api, checkpoint, fullname, text
+from nameorigin import api, checkpoint, fullname, names, text
 from nameorigin.cli import main
 from nameorigin.predict import Predictor, model_info
 
@@ -259,6 +259,33 @@ def test_fit_needs_usable_pairs(pair):
 def test_hangul_family_names_in_their_customary_spelling():
     assert [text.read_part(n, japanese=False) for n in ("김", "이", "박")] == ["Kim", "Lee", "Park"]
     assert text.read_part("민준", japanese=False, family=False) == "Minjun"  # not the family name Min
+
+
+def test_a_reading_that_cannot_read_a_part_loses_and_says_why():
+    """纪 is a simplified Chinese character: no Japanese reading. A reading that reads both parts beats one that
+    reads one, and the part a reading cannot read says so (it was called a missing name)."""
+    assert fullname.read_part("纪", "family", "japanese", 2) == (None, "纪 has no japanese reading")
+    assert fullname.read_part("纪", "family", "chinese", 2) == ("Ji", None)
+    p = Predictor.load()
+    for raw in ("桂兰 纪", "纪 桂兰"):
+        (r,) = p.predict([raw], name_type="full")
+        assert r.reading == "chinese" and r.predictions[0]["language"] == "Chinese", r
+        assert all(part["used"] for part in r.parts)
+    import pandas as pd
+
+    from nameorigin import predict_frame
+
+    row = predict_frame(pd.DataFrame({"first": ["桂兰"], "last": ["纪"]}), first_column="first", last_column="last")
+    assert row["reading"][0] == "chinese" and row["language_1"][0] == "Chinese" and row["family_read"][0] == "Ji"
+
+
+def test_a_native_name_written_given_name_first():
+    """Two words in Han of which only the second is a known family name: the given name came first."""
+    parsed = names.parse("加奈 伊藤")
+    assert (parsed.given, parsed.family, parsed.order) == (("加奈",), ("伊藤",), "given-family"), parsed.why
+    assert names.parse("伊藤 加奈").family == ("伊藤",) and names.parse("张 伟").family == ("张",)
+    (r,) = Predictor.load().predict(["加奈 伊藤"], name_type="full")
+    assert r.predictions[0]["language"] == "Japanese" and r.reading == "japanese"
 
 
 def test_han_names_keep_the_likelier_reading():

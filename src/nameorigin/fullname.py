@@ -272,10 +272,14 @@ def read_part(part: str, role: str, reader: str, scheme: int) -> tuple[str | Non
         and reader in ("japanese", "chinese", "korean")
         and text.script_of(part) in ("Han", "Kana", "Hangul")
     ):
+        written = part
         try:
             part = text.read_part(part, japanese=reader == "japanese", family=role == "family")
         except text.ReaderMissing as e:
             log.warning("%s; read as the model's folding reads it", e)
+        else:
+            if not part.strip():  # 纪 is a simplified Chinese character: no Japanese reading
+                return None, f"{written} has no {reader} reading"
     return fold_or_error(part, scheme)
 
 
@@ -678,7 +682,9 @@ def _choose_readings(predictor, candidates: list[_Candidate], outputs: dict, uni
     """Each unit's candidate (None: nothing readable) and its answer: of a name's readings, the one whose own
     language is the more probable under it (``P(Japanese | the Japanese reading)`` against ``P(Chinese | the
     Chinese reading)``, by :func:`_reading_score`), the family-name tables first where they know the family
-    name as one language's only (:func:`_table_says`); a reading with no readable part loses."""
+    name as one language's only (:func:`_table_says`); before both, a reading that reads more of the name's
+    parts wins (``纪`` has no Japanese reading: ``桂兰 纪`` is read the Chinese way), and one that reads none
+    loses."""
     chosen: list = [None] * len(units)
     best: list[float] = [-1.0] * len(units)
     for cand in candidates:
@@ -689,6 +695,7 @@ def _choose_readings(predictor, candidates: list[_Candidate], outputs: dict, uni
         score = _reading_score(predictor, cand, outputs)
         if cand.reader in _READING_LANGUAGE:
             score += _table_says(cand.reader, units[cand.unit].family)
+        score += 10.0 * len(cand.used)  # a reading that reads more of the name wins first (2 + 0.5 > 1 + 1.5)
         if chosen[cand.unit] is None or not chosen[cand.unit].used or score > best[cand.unit]:
             chosen[cand.unit], best[cand.unit] = cand, score
     return list(zip(chosen, _answers(predictor, chosen, outputs), strict=True))

@@ -308,12 +308,22 @@ def _eastern_family_first(tokens: list[str]) -> str | None:
 
 
 def _native(raw: str, tokens: list[str]) -> ParsedName | None:
-    """A name in Han, kana or Hangul: family name first, split by the family tables when written as one word."""
+    """A name in Han, kana or Hangul: family name first (unless written as two words of which only the second is
+    a known family name: ``加奈 伊藤``), split by the family tables when written as one word."""
     script = text.script_of(raw)
     if script not in _NATIVE:
         return None
     tables = text.family_tables()
     table = tables["korean"] if script == "Hangul" else {**tables["chinese"], **tables["japanese"]}
+    if len(tokens) == 2 and tokens[0] not in table and tokens[1] in table:
+        return ParsedName(
+            raw,
+            given=(tokens[0],),
+            family=(tokens[1],),
+            order="given-family",
+            name_type="full",
+            why=(f"{script} script written given name first: {tokens[1]} is a known family name, {tokens[0]} not",),
+        )
     if len(tokens) >= 2:
         return ParsedName(
             raw,
