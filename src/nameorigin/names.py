@@ -315,23 +315,19 @@ def _native(raw: str, tokens: list[str]) -> ParsedName | None:
         return None
     tables = text.family_tables()
     table = tables["korean"] if script == "Hangul" else {**tables["chinese"], **tables["japanese"]}
-    if len(tokens) == 2 and tokens[0] not in table and tokens[1] in table:
-        return ParsedName(
-            raw,
-            given=(tokens[0],),
-            family=(tokens[1],),
-            order="given-family",
-            name_type="full",
-            why=(f"{script} script written given name first: {tokens[1]} is a known family name, {tokens[0]} not",),
-        )
     if len(tokens) >= 2:
+        given_first = len(tokens) == 2 and tokens[0] not in table and tokens[1] in table
         return ParsedName(
             raw,
-            given=tuple(tokens[1:]),
-            family=(tokens[0],),
-            order="family-given",
+            given=(tokens[0],) if given_first else tuple(tokens[1:]),
+            family=(tokens[-1],) if given_first else (tokens[0],),
+            order="given-family" if given_first else "family-given",
             name_type="full",
-            why=(f"{script} script: family name first",),
+            why=(
+                f"{script} script written given name first: {tokens[1]} is a known family name, {tokens[0]} not"
+                if given_first
+                else f"{script} script: family name first",
+            ),
         )
     word = tokens[0]
     if word in table:
