@@ -376,3 +376,32 @@ def test_predict_quiet_prints_nothing_on_stderr(capsys, tmp_path, trained):
     src.write_text("Kalov\n")
     code, out, err = run(capsys, "predict", "--model", trained[1], "--input", src, "--quiet", "--threads", "1")
     assert code == 0 and "Kalov" in out and err == ""
+
+
+@pytest.mark.parametrize(
+    "content, suffix, expected",
+    [  # where the bad byte is, and how to convert: in the sniffed sample, past it (Arrow's reader), in text
+        (b"first,last\n" + b"Ann,Kalov\n" * 40 + "José,Muñoz\n".encode("latin1"), ".csv", "byte 0xe9 on line 42"),
+        (b"first,last\n" + b"Ann,Kalov\n" * 200_000 + "José,Muñoz\n".encode("latin1"), ".csv", "on line 200002"),
+        (b"Kalov\n" * 200_000 + "Muñoz\n".encode("latin1"), ".txt", "byte 0xf1 on line 200001"),
+    ],
+)
+def test_a_file_that_is_not_utf8_says_where_and_how_to_convert(capsys, tmp_path, trained, content, suffix, expected):
+    src, dst = tmp_path / f"in{suffix}", tmp_path / "out.csv"
+    src.write_bytes(content)
+    code, _, err = run(capsys, "predict", "--model", trained[1], "--input", src, "--output", dst)
+    assert code == 2 and "is not UTF-8 text" in err and expected in err and "iconv -f latin1 -t utf-8" in err, err
+    assert not dst.exists()  # nothing half-written
+
+
+def test_a_folder_as_input_and_a_table_on_standard_input_get_plain_messages(capsys, tmp_path, trained, monkeypatch):
+    import io
+
+    folder = tmp_path / "names"
+    folder.mkdir()
+    for flags in ([], ["--format", "csv"]):
+        code, _, err = run(capsys, "predict", "--model", trained[1], "--input", folder, *flags)
+        assert code == 2 and f"{folder}: is a folder, not a file" in err, err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"first,last\nAnn,Kalov\n")))
+    code, _, err = run(capsys, "predict", "--model", trained[1], "--input", "-", "--last-column", "last")
+    assert code == 2 and "standard input is read as text, one name a line: give --format csv" in err, err

@@ -246,7 +246,12 @@ def resolve_column(path: str, columns: list[str], column: str | None) -> str:
         if int(column) < len(columns):
             return columns[int(column)]
         raise ColumnError(f"{path}: no column {column} (it has {len(columns)} column(s): {columns})")
-    raise ColumnError(f"{path}: no column {column!r}; it has {columns}")
+    hint = (
+        "; standard input is read as text, one name a line: give --format csv (or tsv, jsonl) for a table"
+        if path == STDIN and columns == ["name"]
+        else ""
+    )
+    raise ColumnError(f"{path}: no column {column!r}; it has {columns}{hint}")
 
 
 def column_note(source: Source, chosen_by_user: bool) -> str | None:
@@ -274,8 +279,25 @@ def column_note(source: Source, chosen_by_user: bool) -> str | None:
     return note
 
 
+def not_utf8(path: str, data: bytes, e: UnicodeDecodeError, first_line: int = 1) -> DataError:
+    """A text input that is not UTF-8: where (the line, counted from ``first_line`` for the start of ``data``,
+    and the byte ``data[e.start]``) and how to convert it."""
+    where = first_line + len(re.findall(rb"\r\n|\r|\n", data[: e.start]))
+    return DataError(
+        f"{path}: is not UTF-8 text ({e.reason}: byte 0x{data[e.start]:02x} on line {where}); save it as UTF-8 "
+        f"(for a Latin-1 file: iconv -f latin1 -t utf-8 {shlex.quote(str(path))} > converted.csv)"
+    )
+
+
 def unreadable(path: str, e: Exception) -> DataError:
-    return DataError(f"{path}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+    message = str(e).splitlines()[0] if str(e) else type(e).__name__
+    bad_text = re.search(r"Row #(\d+): CSV conversion error to string: invalid UTF8", message)
+    if bad_text:  # Arrow's reader found it past the sample: the same advice as for the sample
+        return DataError(
+            f"{path}: is not UTF-8 text (on line {bad_text.group(1)}); save it as UTF-8 (for a Latin-1 file: iconv "
+            f"-f latin1 -t utf-8 {shlex.quote(str(path))} > converted.csv)"
+        )
+    return DataError(f"{path}: cannot be read ({message})")
 
 
 BOM = b"\xef\xbb\xbf"
@@ -313,7 +335,7 @@ def _read_text(path: str, fh, block: int = TEXT_BLOCK_BYTES) -> Iterator[pa.Reco
                 try:
                     lines = _LINE_END.split(buf[:cut].decode("utf-8"))
                 except UnicodeDecodeError as e:
-                    raise DataError(f"{path}: is not UTF-8 text ({e.reason})") from None
+                    raise not_utf8(path, buf, e, line) from None
                 if lines[-1] == "":
                     lines.pop()
                 names = pa.array(lines, pa.string())
@@ -397,7 +419,7 @@ def _read_csv(path: str, fh, delimiter: str, column: str | None, chunk: int, *, 
         text = head.decode("utf-8")
     except UnicodeDecodeError as e:
         if e.start < len(head) - 3:  # not only a character cut at the end of the sample
-            raise DataError(f"{path}: is not UTF-8 text ({e.reason})") from None
+            raise not_utf8(path, head, e) from None
         text = head[: e.start].decode("utf-8")
     delimiter = _sniff(text, delimiter)
     header, width = _csv_header(path, text, delimiter, column)
@@ -491,6 +513,8 @@ def open_source(
             )
         fh = _Replay(b"", stream if stream is not None else sys.stdin.buffer, own=False)
     else:
+        if Path(path).is_dir():
+            raise DataError(f"{path}: is a folder, not a file (--input reads one file; - reads standard input)")
         fmt, where = format_of(path, fmt), path
         if not Path(path).is_file():
             raise DataError(f"{path}: no such file")
