@@ -409,6 +409,26 @@ def test_frames(pair):
         predict_frame(df, first_column="given", model=pair)
 
 
+def test_titles_and_suffixes_come_off_the_cells_as_off_a_whole_name(pair):
+    """A first-name cell's title and a last-name cell's suffix are taken off as nameparser takes them off a
+    whole name (a new-user trial's rows: Mr,Bean was read with the given name Mr); cells of nothing else are an
+    error row; the answer equals the one-column reading of the same name."""
+    pd = pytest.importorskip("pandas")
+    from nameorigin import predict_frame
+
+    df = pd.DataFrame(
+        {"first": ["Mr", "Dr. Kaloslav", "Kaloslav", "Ms."], "last": ["Miraov", "Miraov", "Miraov Jr.", "Jr."]}
+    )
+    out = predict_frame(df, first_column="first", last_column="last", model=pair)
+    assert out["given"].isna()[0] and out["given"].tolist()[1:3] == ["Kaloslav", "Kaloslav"]
+    assert out["family"].tolist()[:3] == ["Miraov", "Miraov", "Miraov"]
+    assert out["note"].tolist()[:3] == ["title Mr left out", "title Dr. left out", "suffix Jr. left out"]
+    assert out["error"][3] == "no name in the cells (title Ms. left out; suffix Jr. left out)"
+    whole = predict_frame(pd.DataFrame({"name": ["Dr. Kaloslav Miraov"]}), name_type="full", model=pair)
+    assert whole["language_1"][0] == out["language_1"][1]
+    assert whole["probability_1"][0] == pytest.approx(out["probability_1"][1])
+
+
 def test_http_name_type(pair):
     from fastapi.testclient import TestClient
 

@@ -189,21 +189,39 @@ def distinct_cells(cells: pa.Array) -> Cells:
 _PLAIN_CELL = re.compile(r"[^\W\d_]+(?:[ '’-][^\W\d_]+)*")
 
 
-def _plain_cell(value) -> tuple[bool, str | None]:
+def _plain_cell(value, role: str = "given") -> tuple[bool, str | None]:
     """``(plain, cleaned)`` of one cell: cleaned as :func:`unit_of_cells` cleans it; plain when missing or in
-    Latin letters and no initial (two letters at least, no dot), so that its reader is ``none``."""
+    Latin letters and no initial (two letters at least, no dot), so that its reader is ``none``, and with no
+    title (a first cell) or suffix (a last cell) for :func:`unit_of_cells` to take off."""
     cleaned = _clean(value)
     if cleaned is None:
         return True, None
     ok = len(cleaned) > 1 and bool(_PLAIN_CELL.fullmatch(cleaned)) and text.script_of(cleaned) == "Latin"
-    return ok, cleaned
+    return ok and _off_cell(cleaned, role)[1] is None, cleaned
+
+
+def _off_cell(cell: str, role: str) -> tuple[str | None, str | None]:
+    """A cell with what nameparser reads as a title taken off the start of a first-name cell (``Mr``, ``Dr.``,
+    ``Prof.``) or as a suffix off the end of a last-name cell (``Jr.``, ``III``), as it takes them off a whole
+    name; and what was taken off (None: nothing)."""
+    constants = names._constants()
+    words = cell.split()
+    key = [w.lower().rstrip(".") for w in words]
+    if role == "given":
+        n = next((i for i, k in enumerate(key) if k not in constants.titles), len(words))
+        rest, off = words[n:], words[:n]
+    else:
+        suffixes = constants.suffix_acronyms | constants.suffix_not_acronyms
+        n = next((i for i in range(len(key), 0, -1) if key[i - 1] not in suffixes), 0)
+        rest, off = words[:n], words[n:]
+    return (" ".join(rest) or None), (" ".join(off) or None)
 
 
 def split_cells(sides: Sequence[Cells], at: Sequence[np.ndarray]) -> SplitCells:
     """:class:`SplitCells` of the distinct pairs whose cells are rows ``at`` (each (U,), -1: none) of ``sides``."""
     parts, plain = [], np.ones(len(at[0]), dtype=bool)
-    for side, where in zip(sides, at, strict=True):
-        facts = [_plain_cell(v) for v in side.values]
+    for side, where, role in zip(sides, at, ("given", "family"), strict=True):
+        facts = [_plain_cell(v, role) for v in side.values]
         ok = np.array([f for f, _ in facts] + [True], dtype=bool)  # the last: no cell
         cleaned = pa.array([c for _, c in facts] + [None], pa.string())
         index = np.where(where >= 0, where, len(side.values))
@@ -252,7 +270,17 @@ def unit_of_cells(first, last) -> _Unit:
     given, family = _clean(first), _clean(last)
     if given is None and family is None:
         return _Unit(error="missing name (empty or null first and last name)")
-    return _Unit(given=given, family=family, name_type="full" if given and family else "first" if given else "surname")
+    notes = []
+    if given is not None:
+        given, title = _off_cell(given, "given")
+        notes += [f"title {title} left out"] if title else []
+    if family is not None:
+        family, suffix = _off_cell(family, "family")
+        notes += [f"suffix {suffix} left out"] if suffix else []
+    if given is None and family is None:
+        return _Unit(error=f"no name in the cells ({'; '.join(notes)})")
+    kind = "full" if given and family else "first" if given else "surname"
+    return _Unit(given=given, family=family, name_type=kind, notes=notes)
 
 
 def _readers(unit: _Unit) -> tuple[str, ...]:
