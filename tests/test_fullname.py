@@ -700,3 +700,11 @@ def test_bench_fullnames_bound_refuses_bad_input_with_exit_2(models, tmp_path, e
     script = Path(__file__).resolve().parent.parent / "bench" / "fullnames.py"
     done = subprocess.run([sys.executable, str(script), "bound", *argv], capture_output=True, text=True)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_error_row_quotes_a_long_cell_shortened(pair):
+    """A 10,000-character cell is in the row's name, not repeated whole in its error (30 characters, then ...)."""
+    long = "a" * 10_000
+    for raw in (long, f"{long} {long}", "." * 500):
+        (r,) = pair.predict([raw], name_type="full")
+        assert r.error and len(r.error) < 300 and "..." in r.error, r.error

@@ -261,7 +261,7 @@ def unit_of_name(raw, name_type: str) -> _Unit:
     if parsed.initials:
         unit.notes.append(f"initials {' '.join(parsed.initials)} carry no evidence")
     if unit.given is None and unit.family is None:
-        unit.error = f"name {raw!r} has no part that can be read (only initials?)"
+        unit.error = f"name {text.shown(raw)} has no part that can be read (only initials?)"
     return unit
 
 
@@ -574,7 +574,7 @@ def _answered_plain(
     errors = [None] * n
     for i in np.flatnonzero(~(used["given"] | used["family"])):
         why = "; ".join(
-            f"{p} name {raws[p][int(i)].as_py()!r}: {dropped[p][int(i)].as_py()}"
+            f"{p} name {text.shown(raws[p][int(i)].as_py())}: {dropped[p][int(i)].as_py()}"
             for p in PARTS
             if dropped[p][int(i)].is_valid
         )
@@ -862,7 +862,7 @@ def unreadable(unit: _Unit, cand) -> str:
     """The error of a unit none of whose parts could be read."""
     if unit.error:
         return unit.error
-    why = "; ".join(f"{p} name {getattr(unit, p)!r}: {w}" for p, w in (cand.dropped.items() if cand else ()))
+    why = "; ".join(f"{p} name {text.shown(getattr(unit, p))}: {w}" for p, w in (cand.dropped.items() if cand else ()))
     return f"no part of the name can be read ({why})" if why else "no part of the name can be read"
 
 

@@ -407,7 +407,7 @@ def _parse(raw: str, name_type: str, lexicon: Lexicon) -> ParsedName:
     if len(tokens) > MAX_TOKENS:
         return _bad(raw, f"name {raw[:30]!r}... has {len(tokens)} tokens; a full name has at most {MAX_TOKENS}")
     if not any(unicodedata.category(c)[0] == "L" for c in cleaned):
-        return _bad(raw, f"name {raw!r} has no letters that can be read (it folds to nothing)")
+        return _bad(raw, f"name {text.shown(raw)} has no letters that can be read (it folds to nothing)")
     if name_type in ("surname", "first"):
         part = (cleaned.strip(" ,"),)
         return ParsedName(
@@ -488,7 +488,7 @@ def _western(raw: str, cleaned: str, lexicon: Lexicon) -> ParsedName:
     if kind == "first":
         given, family = [*given, *family], []
     if not given and not family and not initials:
-        return _bad(raw, f"name {raw!r} has no part that can be read (only titles or suffixes?)")
+        return _bad(raw, f"name {text.shown(raw)} has no part that can be read (only titles or suffixes?)")
     return ParsedName(
         raw,
         given=tuple(given),

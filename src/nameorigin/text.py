@@ -36,6 +36,12 @@ class BadName(ValueError):
     """A name that cannot be used: it folds to nothing, or it is too long."""
 
 
+def shown(name: str, most: int = 30) -> str:
+    """``name`` quoted for a message, its first ``most`` characters then ``...`` when longer: an error row never
+    repeats a 10,000-character cell (the row's ``name`` holds it)."""
+    return repr(name) if len(name) <= most else f"{name[:most]!r}..."
+
+
 def seed_fold(name: str) -> str:
     """The seeds' ``unicodeToAscii``: NFD, drop combining marks, keep the alphabet."""
     return "".join(c for c in unicodedata.normalize("NFD", name) if unicodedata.category(c) != "Mn" and c in _ALLOWED)
@@ -91,7 +97,7 @@ def fold_checked(name: str, *, max_chars: int = MAX_NAME_CHARS, scheme: int = 1)
         raise BadName(f"name is {len(name)} characters long; at most {max_chars} are accepted")
     folded = fold(name, scheme)
     if not _HAS_LETTER.search(folded):  # empty, or only the alphabet's punctuation
-        raise BadName(f"name {name!r} has no letters that can be read (it folds to nothing)")
+        raise BadName(f"name {shown(name)} has no letters that can be read (it folds to nothing)")
     if len(folded) > max_chars:
         raise BadName(f"name {name[:20]!r}... is {len(folded)} characters long; at most {max_chars} are accepted")
     return folded
