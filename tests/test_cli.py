@@ -621,3 +621,12 @@ def test_every_numeric_predict_flag_is_in_the_ranges_table():
         if isinstance(action.type, type(RANGES["--top"])):
             assert action.option_strings[0] in RANGES
     assert "--workers" in RANGES
+
+
+def test_the_terminal_table_pads_wide_characters_by_their_width():
+    """Han, kana and Hangul take two terminal columns: the languages line up after 佐藤 and 김민준 as after Smith."""
+    from nameorigin.cli import _padded
+
+    assert _padded("Smith") == "Smith" + " " * 11
+    assert _padded("佐藤") == "佐藤" + " " * 12 and _padded("김민준") == "김민준" + " " * 10
+    assert _padded("Giuseppe Verdi Rossi") == "Giuseppe Verdi Rossi"  # longer than the column: as it is

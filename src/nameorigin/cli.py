@@ -419,9 +419,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- predict
 
 
+def _padded(name: str, width: int = 16) -> str:
+    """``name`` padded to ``width`` terminal columns: a wide character (Han, kana, Hangul) takes two."""
+    import unicodedata
+
+    shown = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in name)
+    return name + " " * max(0, width - shown)
+
+
 def _format_prediction(p) -> str:
     cells = "   ".join(f"{x['language']:<11} {x['probability'] * 100:5.1f}%" for x in p.predictions)
-    line = f"{p.name:<16} {cells}"
+    line = f"{_padded(p.name)} {cells}"
     if p.set is not None:
         line += f"   {{{', '.join(p.set)}}}"
     if p.abstained:
