@@ -723,7 +723,8 @@ def _choose_readings(predictor, candidates: list[_Candidate], outputs: dict, uni
         score = _reading_score(predictor, cand, outputs)
         if cand.reader in _READING_LANGUAGE:
             score += _table_says(cand.reader, units[cand.unit].family)
-        score += 10.0 * len(cand.used)  # a reading that reads more of the name wins first (2 + 0.5 > 1 + 1.5)
+        score += 10.0 * len(cand.index)  # a reading that reads more of the name's parts wins first (whether or
+        # not a part then drops out as out of scope: that is the model's answer, not the reading's)
         if chosen[cand.unit] is None or not chosen[cand.unit].used or score > best[cand.unit]:
             chosen[cand.unit], best[cand.unit] = cand, score
     return list(zip(chosen, _answers(predictor, chosen, outputs), strict=True))
