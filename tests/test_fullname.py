@@ -271,6 +271,10 @@ def test_a_reading_that_cannot_read_a_part_loses_and_says_why():
         (r,) = p.predict([raw], name_type="full")
         assert r.reading == "chinese" and r.predictions[0]["language"] == "Chinese", r
         assert all(part["used"] for part in r.parts)
+    # a part the Japanese reading reads but whose answer then drops out as out of scope still counts as read
+    for raw in ("斎藤 太郎", "斉藤 花子"):
+        (r,) = p.predict([raw], name_type="full")
+        assert r.reading == "japanese" and r.predictions[0]["language"] == "Japanese", r
     import pandas as pd
 
     from nameorigin import predict_frame
