@@ -171,6 +171,15 @@ def test_malformed_json_or_wrong_types_is_422(client, body):
     assert r.status_code == 422
 
 
+def test_a_form_body_is_422_with_a_hint_to_send_json(client):
+    """curl -d without a content type sends a form: the 422 says to send JSON (a JSON body gets no hint)."""
+    r = client.post("/api/predict", content="names=Abel", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 422 and "content-type: application/json" in r.json()["hint"]
+    assert "application/x-www-form-urlencoded" in r.json()["hint"]
+    r = client.post("/api/predict", content="[]", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "hint" not in r.json()
+
+
 def test_missing_or_bad_query_is_422(client):
     assert client.get("/api/predict").status_code == 422
     assert client.get("/api/predict", params={"name": "Abel", "top": "x"}).status_code == 422

@@ -454,8 +454,16 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request, exc: RequestValidationError):
-        """FastAPI's 422, with values JSON cannot hold (NaN, infinities, lone surrogates) made safe to echo."""
-        return SafeJSONResponse({"detail": jsonable(jsonable_encoder(exc.errors()))}, status_code=422)
+        """FastAPI's 422, with values JSON cannot hold (NaN, infinities, lone surrogates) made safe to echo; a
+        POST whose body is not JSON (curl's default form type) also says what to send."""
+        body = {"detail": jsonable(jsonable_encoder(exc.errors()))}
+        kind = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in kind:
+            body["hint"] = (
+                f"the body was sent as {kind.split(';')[0] or 'no content type'}: send JSON with "
+                "content-type: application/json (curl -H 'content-type: application/json' -d '{\"names\": [...]}')"
+            )
+        return SafeJSONResponse(body, status_code=422)
 
     async def predict(
         names: list[str], top: int, *, coverage: float | None = None, prior=None, name_type: str = DEFAULT_NAME_TYPE
