@@ -405,3 +405,38 @@ def test_a_folder_as_input_and_a_table_on_standard_input_get_plain_messages(caps
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"first,last\nAnn,Kalov\n")))
     code, _, err = run(capsys, "predict", "--model", trained[1], "--input", "-", "--last-column", "last")
     assert code == 2 and "standard input is read as text, one name a line: give --format csv" in err, err
+
+
+@pytest.mark.parametrize(
+    "argv, victim",
+    [  # a second new-user trial's commands: each wrote over its own input (or the model) and exited 0
+        (["train", "--data", "{data}", "--epochs", "1", "--out", "{data}"], "data"),
+        (["train", "--data", "{data}", "--epochs", "1", "--plot", "{model}", "--out", "{model}"], "model"),
+        (["train", "--data", "{data}", "--epochs", "1", "--teacher", "{model}", "--out", "{model}"], "model"),
+        (["evaluate", "--model", "{model}", "--data", "{data}", "--plot", "{data}"], "data"),
+        (["evaluate", "--model", "{model}", "--data", "{data}", "--reliability", "{data}"], "data"),
+        (["evaluate", "--model", "{model}", "--data", "{data}", "--risk-coverage", "{model}"], "model"),
+        (["attention", "--model", "{model}", "Kalov", "--plot", "{model}"], "model"),
+        (["split", "--data", "{folder}/test.tsv", "--split", "0.8,0,0.2", "--out", "{folder}"], "test"),
+        (["predict", "--model", "{model}", "--input", "{data}", "--output", "{model}"], "model"),
+        (
+            ["combine", "--model", "{model}", "--first-model", "{model}", "--pairs", "{data}", "--out", "{model}"],
+            "model",
+        ),
+        (["corpus", "--source", "{data}", "--out", "{data}"], "data"),
+    ],
+)
+def test_no_command_writes_over_its_own_input_or_another_output(capsys, tmp_path, trained, argv, victim):
+    import shutil
+
+    folder = tmp_path / "work"
+    folder.mkdir()
+    data, model = folder / "names.tsv", folder / "model.safetensors"
+    data.write_text("".join(f"{n}\t{lang}\n" for lang, ns in make_names(20).items() for n in ns))
+    shutil.copy(data, folder / "test.tsv")
+    shutil.copy(trained[1], model)
+    files = {"data": data, "model": model, "test": folder / "test.tsv"}
+    before = files[victim].read_bytes()
+    code, _, err = run(capsys, *[a.format(data=data, model=model, folder=folder) for a in argv])
+    assert code == 2 and "writing it would replace that file" in err, err
+    assert files[victim].read_bytes() == before

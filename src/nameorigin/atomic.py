@@ -142,17 +142,22 @@ def resolve_target(path: str | os.PathLike) -> Path:
     return target
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (symbolic and hard links included; by resolved path when one of them does
+    not exist yet)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 def refuse_inputs(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]) -> None:
     """:class:`OutputError` when ``path`` is one of ``inputs`` (the same file: by resolved path, symbolic
     links and hard links included), since writing it would replace the input."""
     for source in inputs:
         if source is None or str(source) == "-":
             continue
-        try:
-            same = os.path.samefile(path, source)
-        except OSError:  # one of them does not exist (yet): not the same file
-            same = os.path.realpath(path) == os.path.realpath(source)
-        if same:
+        if same_file(path, source):
             raise OutputError(
                 f"{path}: is the input {source}; writing it would replace the input, choose another output"
             )

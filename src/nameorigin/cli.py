@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, api, checkpoint, data, distributed, experiments, frame, fullname, trust
-from .atomic import OutputError, atomic_text, check_output
+from .atomic import OutputError, atomic_text, check_output, same_file
 from .checkpoint import CheckpointError
 from .errors import InputError
 from .evaluation import format_report, format_trust_report
@@ -1647,6 +1647,50 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+#: Each command's input paths and the paths it writes (by their arguments' names): no output may be an input,
+#: nor another of the command's outputs, which the write would replace (``train --out`` its own ``--data``,
+#: ``evaluate --plot`` the model). ``split`` writes train.tsv, valid.tsv and test.tsv into ``--out``.
+_FILES = {
+    "cmd_train": (("data", "teacher", "corpus", "exclude"), ("out", "plot")),
+    "cmd_predict": (("model", "first_model", "prior"), ("output",)),  # --input: cmd_predict says it (the docs)
+    "cmd_evaluate": (
+        ("model", "first_model", "data", "out_of_scope", "prior"),
+        ("plot", "reliability", "risk_coverage"),
+    ),
+    "cmd_attention": (("model",), ("plot",)),
+    "cmd_combine": (("model", "first_model", "pairs"), ("out",)),
+    "cmd_corpus": (("source", "map", "exclude"), ("out", "benchmark", "out_of_scope_benchmark")),
+    "cmd_split": (("data",), ()),
+}
+
+
+def _paths(value) -> list[str]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [str(v) for v in values if isinstance(v, (str, os.PathLike)) and str(v) not in ("", "-")]
+
+
+def refuse_overwrites(args) -> None:
+    """:class:`OutputError` before any work when one of a command's outputs (:data:`_FILES`) is one of its inputs
+    or another of its outputs: the write would replace it."""
+    ins, outs = _FILES.get(getattr(args.func, "__name__", ""), ((), ()))
+    flag = {dest: "--" + dest.replace("_", "-") for dest in (*ins, *outs)}
+    inputs = [(flag[d], p) for d in ins for p in _paths(getattr(args, d, None))]
+    if "model" in ins and getattr(args, "model", None) is None:  # the bundled model is read: never written over
+        from .predict import default_model_path
+
+        inputs.append(("--model (the bundled model)", str(default_model_path())))
+    outputs = [(flag[d], p) for d in outs for p in _paths(getattr(args, d, None))]
+    if args.func.__name__ == "cmd_split" and getattr(args, "out", None):
+        outputs = [("--out", os.path.join(args.out, f"{part}.tsv")) for part in ("train", "valid", "test")]
+    for i, (out_flag, out) in enumerate(outputs):
+        for in_flag, source in inputs + outputs[:i]:
+            if same_file(out, source):
+                raise OutputError(
+                    f"{out_flag} {out}: is {in_flag} {source}; writing it would replace that file, choose another "
+                    "output"
+                )
+
+
 def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc relaunches the same command
@@ -1657,6 +1701,7 @@ def _run(argv: list[str] | None) -> int:
     terminate = args.func is not cmd_serve and threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if terminate else None
     try:
+        refuse_overwrites(args)
         return args.func(args)
     except InputError as e:  # the library names its parameter; say it as this command's flag
         print(f"nameorigin: error: {e.named(flag_of(e.param)) if e.param else e}", file=sys.stderr)
