@@ -546,3 +546,22 @@ def test_the_shipped_model_has_the_whole_trust_layer():
     layer = Predictor.load().trust
     assert layer.complete and layer.oos is not None and layer.model_prior is not None
     assert layer.min_confidence is not None and layer.max_out_of_scope is not None
+
+
+def test_a_feature_stored_with_std_0_scores_finite_not_nan():
+    """A degenerate model (a worksheet loop of few steps: every answer uniform) has a constant feature whose
+    std rounds to 0 in the checkpoint: its score was NaN (invalid JSON, never abstaining) with warnings."""
+    import copy
+    import warnings
+
+    from nameorigin import Predictor
+
+    p = Predictor.load(first=False)
+    oos = copy.copy(p.trust.oos)
+    oos.std = np.array(oos.std, dtype=np.float64)
+    oos.std[0] = 0.0
+    probs = p.trust.probabilities(p.log_probs(["Hinton", "Kalov"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = oos.score(probs, ["Hinton", "Kalov"])
+    assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()

@@ -517,7 +517,10 @@ class OutOfScope:
         return self.features_from(mean, worst, probs)
 
     def score(self, probs: np.ndarray, folded: Sequence[str]) -> np.ndarray:
-        z = (self.features(probs, folded) - self.mean) / self.std
+        # a feature constant on the fitting names (a degenerate model's top probability) is stored with std 0
+        # once rounded: scaled by 1, as a standard scaler does, not divided into inf and NaN
+        std = np.where(self.std > 0, self.std, 1.0)
+        z = (self.features(probs, folded) - self.mean) / std
         return 1.0 / (1.0 + np.exp(-(z @ self.coef + self.bias)))
 
     @classmethod
