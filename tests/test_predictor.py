@@ -62,3 +62,16 @@ def test_stream_is_lazy(predictor):
 
     stream = predictor.stream(names(), chunk=1)
     assert next(stream).name == "Hinton"
+
+
+@pytest.mark.parametrize(
+    "names, top", [(["Hinton"], 0), (["Hinton"], "2"), (["Hinton"], True), (["Hinton"], -1), (None, 3)]
+)
+def test_predict_refuses_a_bad_top_or_no_names_naming_the_parameter(names, top):
+    """The command line refuses --top 0; the library did not (0 gave one language, "2" a bare TypeError)."""
+    from nameorigin import Predictor
+    from nameorigin.errors import InputError
+
+    with pytest.raises(InputError) as e:
+        Predictor.load().predict(names, top)
+    assert e.value.param == ("names" if names is None else "top")

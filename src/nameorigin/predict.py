@@ -21,6 +21,7 @@ import torch
 
 from . import checkpoint, fullname
 from .data import encode_names
+from .errors import InputError
 from .models import batched_log_probs, with_precision
 from .text import ALPHABET, MAX_NAME_CHARS, BadName, fold_checked, scheme_of
 from .trust import Trust, TrustResult
@@ -421,6 +422,10 @@ class Predictor:
     ) -> tuple[pa.Table, np.ndarray | None]:
         """:meth:`predict_columns`, and the prior it used (None when no name was read or none was given)."""
         fullname.check_name_type(name_type)
+        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+            raise InputError(f"top: expected a whole number of at least 1, got {top!r}", param="top")
+        if names is None and first_names is None and last_names is None:
+            raise InputError("names: expected a list of names, got None", param="names")
         if self.name_kind == "first" and name_type in ("auto", "first") and first_names is None and last_names is None:
             name_type = "surname"  # a first-name model alone reads each name whole, as its own kind
         if name_type != "surname" or first_names is not None or last_names is not None:
@@ -629,7 +634,7 @@ class Predictor:
         """:meth:`predict`, and the language mix it used (``prior="auto"``: the one estimated), or None.
         ``names`` is a list (or any iterable) of names: for one name use ``predict([name])`` or
         :meth:`predict_one`."""
-        names = names if isinstance(names, (str, bytes)) else list(names)
+        names = names if isinstance(names, (str, bytes)) or names is None else list(names)
         table, used = self._predict_columns(
             names,
             top,
