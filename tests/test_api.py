@@ -6,6 +6,7 @@ import torch
 import nameorigin
 from conftest import train_tiny
 from nameorigin import checkpoint, data, plots
+from nameorigin.errors import InputError
 from nameorigin.training import History
 
 
@@ -99,6 +100,22 @@ def test_fit_refuses_unknown_settings_and_one_language(tiny):
         nameorigin.fit(tiny[2], hiden=3)
     with pytest.raises(data.DataError, match="at least 2 languages"):
         nameorigin.fit([(n, "Alpha") for n, _ in tiny[1]])
+    # what the command line refuses, the library refuses too, naming the setting (epochs=0 trained nothing)
+    for bad in ({"epochs": 0}, {"epochs": "2"}, {"iters": -1}, {"threads": 0}):
+        with pytest.raises(InputError) as e:
+            nameorigin.fit(tiny[2], **bad)
+        assert e.value.param == next(iter(bad))
+
+
+def test_fit_takes_threads_as_train_does(tiny):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        nameorigin.fit(tiny[2], model="rnn", hidden=8, epochs=1, threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_compare_returns_a_table_and_writes_only_when_asked(tiny, tmp_path, monkeypatch):

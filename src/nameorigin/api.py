@@ -515,6 +515,7 @@ def fit(
     device: str | torch.device = "cpu",
     progress: bool = False,
     printer: Callable[[str], None] | None = None,
+    threads: int | None = None,
     **overrides,
 ) -> Trained:
     """:func:`train` on names in hand: ``pairs_or_split``, a :class:`~nameorigin.data.Split` (from
@@ -526,7 +527,14 @@ def fit(
     ``seed``, ``distill_weight``...) or :class:`~nameorigin.training.WorksheetConfig` (``iters``,
     ``print_every``, ``plot_every``...), and ``prune`` (names kept a language); ``teacher=PATH`` distils.
     ``printer`` gets the worksheet loop's lines (e.g. ``print``); ``progress`` shows the batched trainer's bar.
+    ``threads``: torch's threads for this process, as ``--threads`` (``torch.set_num_threads``; None leaves them).
     """
+    for name in ("epochs", "iters", "threads"):
+        value = threads if name == "threads" else overrides.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"{name}: expected a whole number of at least 1, got {value!r}", param=name)
+    if threads is not None:
+        torch.set_num_threads(threads)
     if isinstance(pairs_or_split, (str, os.PathLike)) or pairs_or_split is None:
         raise InputError(
             "pairs_or_split: expected (name, language) pairs or a Split; to read a file, "
