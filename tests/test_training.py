@@ -270,3 +270,22 @@ def test_the_bundled_preset_is_a_student_with_a_mixed_teacher():
     alone = resolve_settings("bundled-network")  # the network alone, as it shipped before (float32)
     assert replace(alone.model, compact=True) == network.model and alone.teacher.model.name == "mixed"
     assert resolve_settings("bundled", train={"distill_weight": 0}).members[0].train.distill_weight == 0
+
+
+def test_the_ngram_fit_holds_blas_and_openmp_to_torchs_threads():
+    """compare --threads 1 ran its baseline on every core (SciPy's BLAS, scikit-learn's OpenMP): the fit now
+    holds every pool loaded to torch's thread count."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    pytest.importorskip("sklearn.linear_model")
+    import torch
+
+    from nameorigin.training import _blas_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with _blas_threads():
+            pools = threadpoolctl.threadpool_info()
+        assert pools and all(p["num_threads"] == 1 for p in pools)
+    finally:
+        torch.set_num_threads(before)

@@ -254,9 +254,16 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 
 
 def set_threads(threads: int) -> None:
-    """``--threads``: before torch starts its thread pool (0 leaves torch's default)."""
+    """``--threads``: before torch starts its thread pool (0 leaves torch's default), and the same limit for the
+    BLAS and OpenMP pools numpy, SciPy and scikit-learn use (the n-gram baseline and member), by threadpoolctl
+    where it is installed (it comes with scikit-learn)."""
     if threads:
         torch.set_num_threads(threads)
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return
+        threadpool_limits(limits=threads)
 
 
 def device_name(text: str) -> str:

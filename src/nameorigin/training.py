@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -891,6 +892,16 @@ def _after_pretraining(pretrained: History, history: History) -> History:
     return out
 
 
+def _blas_threads():
+    """A context holding the BLAS and OpenMP pools of the libraries loaded by now (SciPy, scikit-learn) to
+    torch's thread count, which ``--threads`` sets (threadpoolctl comes with scikit-learn; without it, as is)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=torch.get_num_threads())
+
+
 def fit_ngram_lr(
     train: Encoded,
     n_classes: int,
@@ -928,9 +939,10 @@ def fit_ngram_lr(
     with torch.no_grad():
         r, col, values = model.features(train.tokens, train.lengths)
     x = csr_matrix((values.numpy(), (r.numpy(), col.numpy())), shape=(len(train), len(vocab)))
-    clf = LogisticRegression(C=c, max_iter=max_iter, class_weight=class_weight).fit(
-        x, train.labels.numpy(), sample_weight=None if sample_weight is None else sample_weight.numpy()
-    )
+    with _blas_threads():  # as many as torch's (--threads): SciPy's BLAS and scikit-learn's OpenMP took them all
+        clf = LogisticRegression(C=c, max_iter=max_iter, class_weight=class_weight).fit(
+            x, train.labels.numpy(), sample_weight=None if sample_weight is None else sample_weight.numpy()
+        )
     classes = torch.as_tensor(clf.classes_)
     with torch.no_grad():
         model.bias.fill_(-30.0)  # languages absent from training: never predicted
