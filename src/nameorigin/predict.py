@@ -518,7 +518,8 @@ class Predictor:
         if not self.first and name_type in ("auto", "full") and keys:
             self.trust._note_once(
                 "no first-name model is available: given names drop out and full names rest on their "
-                "surnames (give one with --first-model PATH)"
+                "surnames (give one with --first-model PATH; in Python, Predictor.load(path, first=PATH) or "
+                "predictor.with_first(Predictor.load(PATH)))"
             )
 
         return arr, row, keys, unit, strings
