@@ -170,3 +170,15 @@ def test_resolve_data_prefers_flag_then_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("NAMEORIGIN_DATA", str(tmp_path / "env"))
     assert data.resolve_data(str(tmp_path / "flag")) == tmp_path / "flag"
     assert data.resolve_data(None) == tmp_path / "env"
+
+
+def test_an_empty_language_file_is_named_when_it_is_left_out(tmp_path, caplog):
+    """A folder's empty Czech.txt left training with one language; the refusal said only "found only 'Greek'"."""
+    folder = tmp_path / "names"
+    folder.mkdir()
+    (folder / "Greek.txt").write_text("Papadopoulos\nNikolaidis\n", encoding="utf-8")
+    (folder / "Czech.txt").write_text("", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        pairs = data.read_labelled(folder)
+    assert {lang for _, lang in pairs} == {"Greek"}
+    assert "Czech.txt hold(s) no readable name; left out" in caplog.text

@@ -109,8 +109,14 @@ def read_labelled(path: str | os.PathLike) -> list[Pair]:
         if not files:
             raise DataError(f"{path}: folder has no <Language>.txt files")
         pairs: list[Pair] = []
+        empty = []
         for f in files:
-            pairs.extend(_read_language_file(f))
+            read = _read_language_file(f)
+            pairs.extend(read)
+            if not read:
+                empty.append(f.name)
+        if empty:  # a language file with no readable name holds no language: say so, not only "found only X"
+            log.warning("%s: %s hold(s) no readable name; left out", path, ", ".join(empty))
     elif path.is_file():
         pairs = _read_table(path)
     else:
