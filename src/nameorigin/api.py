@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import checkpoint, data, distributed, text, trust
-from .errors import InputError
+from .errors import InputError, check_whole
 from .evaluation import (
     auroc,
     confusion_matrix,
@@ -529,10 +529,9 @@ def fit(
     ``printer`` gets the worksheet loop's lines (e.g. ``print``); ``progress`` shows the batched trainer's bar.
     ``threads``: torch's threads for this process, as ``--threads`` (``torch.set_num_threads``; None leaves them).
     """
-    for name in ("epochs", "iters", "threads"):
-        value = threads if name == "threads" else overrides.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise InputError(f"{name}: expected a whole number of at least 1, got {value!r}", param=name)
+    for name, value in (("epochs", overrides.get("epochs")), ("iters", overrides.get("iters")), ("threads", threads)):
+        if value is not None:
+            check_whole(value, name)
     if threads is not None:
         torch.set_num_threads(threads)
     if isinstance(pairs_or_split, (str, os.PathLike)) or pairs_or_split is None:

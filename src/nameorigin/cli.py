@@ -255,8 +255,9 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 
 def set_threads(threads: int) -> None:
     """``--threads``: before torch starts its thread pool (0 leaves torch's default), and the same limit for the
-    BLAS and OpenMP pools numpy, SciPy and scikit-learn use (the n-gram baseline and member), by threadpoolctl
-    where it is installed (it comes with scikit-learn)."""
+    BLAS and OpenMP pools loaded by now (numpy's), by threadpoolctl where it is installed (it comes with
+    scikit-learn); those loaded later (SciPy's, scikit-learn's) are held at the n-gram fit
+    (:func:`nameorigin.training._blas_threads`)."""
     if threads:
         torch.set_num_threads(threads)
         try:

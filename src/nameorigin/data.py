@@ -10,6 +10,8 @@ import logging
 import math
 import os
 import random
+import re
+import shlex
 import shutil
 import tempfile
 import urllib.error
@@ -93,8 +95,24 @@ def _open_text(path: Path):
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
 
 
-def _not_utf8(path: Path, e: UnicodeDecodeError) -> DataError:
-    return DataError(f"{path}: is not UTF-8 text ({e.reason} at byte {e.start})")
+_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+
+
+def not_utf8(path, e: UnicodeDecodeError | None = None, *, data: bytes | None = None, line: int | None = None):
+    """A text input that is not UTF-8: where (with ``data``, the bytes ``e`` was raised on, starting at line
+    ``line`` (default 1): the byte and its line; a ``line`` alone: that line; else the byte offset) and how to
+    convert it."""
+    if data is not None:
+        at = (1 if line is None else line) + len(_LINE_ENDS.findall(data[: e.start]))
+        where = f"{e.reason}: byte 0x{data[e.start]:02x} on line {at}"
+    elif e is None:
+        where = f"on line {line}"
+    else:
+        where = f"{e.reason} at byte {e.start}"
+    return DataError(
+        f"{path}: is not UTF-8 text ({where}); save it as UTF-8 (for a Latin-1 file: iconv -f latin1 -t utf-8 "
+        f"{shlex.quote(str(path))} > converted.csv)"
+    )
 
 
 def read_labelled(path: str | os.PathLike) -> list[Pair]:
@@ -140,7 +158,7 @@ def _read_language_file(f: Path) -> list[Pair]:
                 else:
                     skipped += 1
         except UnicodeDecodeError as e:
-            raise _not_utf8(f, e) from None
+            raise not_utf8(f, e) from None
     if skipped:
         log.warning("%s: skipped %d line(s) that fold to nothing or are too long", f, skipped)
     return out
@@ -157,7 +175,7 @@ def _read_table(path: Path) -> list[Pair]:
     try:
         return _read_table_rows(path)
     except UnicodeDecodeError as e:
-        raise _not_utf8(path, e) from None
+        raise not_utf8(path, e) from None
 
 
 def _read_table_rows(path: Path) -> list[Pair]:

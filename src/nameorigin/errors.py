@@ -29,6 +29,15 @@ def install_hint(extra: str) -> str:
     return f'pip install -c constraints.txt -e ".[{extra}]" (the {extra} extra, from the repository root)'
 
 
+def check_whole(value, param: str, *, least: int = 1) -> None:
+    """:class:`InputError` naming ``param`` unless ``value`` is a whole number (not a bool) of at least
+    ``least``: the library's form of the command line's ranges (``top``, ``epochs``, ``threads``)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise InputError(f"{param}: expected a whole number of at least {least}, got {value!r}", param=param)
+
+
 def _rebuild(cls: type[InputError], message: str, param: str | None) -> InputError:
     error = cls(message)
     error.param = param

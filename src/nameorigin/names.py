@@ -125,9 +125,10 @@ class Lexicon:
         """Given and family names of Faker's person providers for ``locales`` (missing ones skipped); those of
         the default locales stored once read (:func:`_stored`)."""
         if tuple(locales) == cls.FAKER_LOCALES:
+            read = functools.cache(lambda: _faker_names(locales))  # both tables from one read of the providers
             return cls(
-                given=_stored("faker-given", ("faker",), lambda: _faker_names(locales)[0]),
-                family=_stored("faker-family", ("faker",), lambda: _faker_names(locales)[1]),
+                given=_stored("faker-given", ("faker",), lambda: read()[0]),
+                family=_stored("faker-family", ("faker",), lambda: read()[1]),
             )
         given, family = _faker_names(locales)
         return cls(given=frozenset(given), family=frozenset(family))

@@ -21,7 +21,7 @@ import torch
 
 from . import checkpoint, fullname
 from .data import encode_names
-from .errors import InputError
+from .errors import InputError, check_whole
 from .models import batched_log_probs, with_precision
 from .text import ALPHABET, MAX_NAME_CHARS, BadName, fold_checked, scheme_of
 from .trust import Trust, TrustResult
@@ -422,8 +422,7 @@ class Predictor:
     ) -> tuple[pa.Table, np.ndarray | None]:
         """:meth:`predict_columns`, and the prior it used (None when no name was read or none was given)."""
         fullname.check_name_type(name_type)
-        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-            raise InputError(f"top: expected a whole number of at least 1, got {top!r}", param="top")
+        check_whole(top, "top")
         if names is None and first_names is None and last_names is None:
             raise InputError("names: expected a list of names, got None", param="names")
         if self.name_kind == "first" and name_type in ("auto", "first") and first_names is None and last_names is None:
