@@ -75,3 +75,12 @@ def test_predict_refuses_a_bad_top_or_no_names_naming_the_parameter(names, top):
     with pytest.raises(InputError) as e:
         Predictor.load().predict(names, top)
     assert e.value.param == ("names" if names is None else "top")
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, said",
+    [((5,), {}, "path must be a checkpoint file's path"), ((), {"first": 3.5}, "first must be a checkpoint")],
+)
+def test_a_load_of_something_that_is_no_path_says_which_argument(args, kwargs, said):
+    with pytest.raises(TypeError, match=said):  # was Path()'s bare "expected str, bytes or os.PathLike object"
+        Predictor.load(*args, **kwargs)

@@ -273,6 +273,16 @@ class Predictor:
         ``first``: a first-name checkpoint to read given names with (None: the bundled one when the package
         ships one; False: none). ``kwargs``: ``batch_size``, ``precision`` (``fp32``, ``bf16`` or ``int8``;
         see :func:`models.with_precision`)."""
+        for what, value in (("path", path), ("first", first)):
+            if (
+                value is not None
+                and not isinstance(value, (str, os.PathLike))
+                and not (what == "first" and value is False)
+            ):
+                raise TypeError(
+                    f"Predictor.load: {what} must be a checkpoint file's path (str or os.PathLike)"
+                    f"{', or False' if what == 'first' else ''}, not {type(value).__name__} {repr(value)[:40]}"
+                )
         path = Path(path or default_model_path())
         predictor = cls(checkpoint.load(path, device=device, sha256=sha256), **kwargs)
         predictor.path = path
