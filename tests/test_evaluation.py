@@ -62,3 +62,26 @@ def test_macro_f1_covered_averages_over_the_languages_of_the_names_scored():
     full = metrics(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1]), ["a", "b", "c"])
     assert full["macro_f1_covered"] == pytest.approx(full["macro_f1"])  # every language scored: the same
     assert "languages of these names" not in format_report(full)
+
+
+def test_the_best_thresholds_are_those_a_search_of_every_pair_finds_within_the_in_scope_budget():
+    import itertools
+
+    import numpy as np
+
+    from nameorigin.evaluation import best_thresholds
+
+    rng = np.random.default_rng(0)
+    in_top, in_oos = rng.uniform(0.2, 1, 60).round(3), rng.uniform(0, 0.8, 60).round(3)
+    out_top, out_oos = rng.uniform(0, 0.9, 40).round(3), rng.uniform(0.3, 1, 40).round(3)
+    best = best_thresholds(in_top, in_oos, out_top, out_oos, most_in=0.10)
+    assert np.mean((in_top < best["min_confidence"]) | (in_oos > best["max_out_of_scope"])) <= 0.10
+    assert best["in_scope_abstained"] <= 0.10
+    found = 0.0  # every pair of thresholds among the names' own values and the ends
+    for c, t in itertools.product(np.r_[0, in_top, out_top, 1.1], np.r_[-1, in_oos, out_oos, 2]):
+        if np.mean((in_top < c) | (in_oos > t)) <= 0.10:
+            found = max(found, np.mean((out_top < c) | (out_oos > t)))
+    assert best["out_of_scope_abstained"] == pytest.approx(found)
+    assert 0 < found < 1  # the budget binds: not every out-of-scope name can be set aside
+    with pytest.raises(ValueError, match="names on each side"):
+        best_thresholds([], [], [0.5], [0.5])

@@ -420,6 +420,8 @@ def test_evaluate_reports_coverage_risk_and_out_of_scope(capsys, tmp_path, train
         assert set(result["sets"][c]["per_language"]) == {"Alpha", "Beta", "Gamma", "Delta"}
     assert result["out_of_scope"]["n"] == 6 and result["out_of_scope"]["unreadable"] == 1
     assert 0.5 < result["out_of_scope"]["auroc"] <= 1
+    best = result["out_of_scope"]["best_thresholds"]  # thresholds chosen on these names: a bound
+    assert best["in_scope_abstained"] <= 0.10 and best["out_of_scope_abstained"] >= 0
     assert png.stat().st_size > 1000
     assert main(["evaluate", "--model", str(model), "--data", str(folder)]) == 0
     assert "cov@0.9" in capsys.readouterr().out

@@ -32,6 +32,7 @@ from . import checkpoint, data, distributed, text, trust
 from .errors import InputError, check_whole
 from .evaluation import (
     auroc,
+    best_thresholds,
     confusion_matrix,
     expected_calibration_error,
     metrics,
@@ -640,6 +641,7 @@ def _out_of_scope_report(predictor: Predictor, in_scope: trust.TrustResult, name
         "auroc_top_probability": auroc(1 - in_top, [1 - t for t in top]),
         "abstained": sum(p.abstained for p in readable) / len(readable),
         "abstained_in_scope": float(in_scope.abstained.mean()),
+        "best_thresholds": best_thresholds(in_top, in_scope.out_of_scope, top, scores),
     }
 
 

@@ -120,6 +120,53 @@ def fit_temperature(log_probs: torch.Tensor, truth: torch.Tensor) -> float:
     return float(log_t.detach().exp())
 
 
+def best_thresholds(
+    in_top: Sequence[float],
+    in_oos: Sequence[float],
+    out_top: Sequence[float],
+    out_oos: Sequence[float],
+    *,
+    most_in: float = 0.10,
+) -> dict:
+    """The pair of abstention thresholds (``min_confidence``, ``max_out_of_scope``, as ``decide`` applies them:
+    abstain when the top probability is below the first or the out-of-scope score above the second) that abstains
+    on the most of the out-of-scope names (``out_*``) while abstaining on at most ``most_in`` of the in-scope ones
+    (``in_*``), both chosen on these very names: what the best thresholds could reach on them, not what thresholds
+    chosen elsewhere will. Each candidate ``min_confidence`` (0 and each distinct in-scope top probability below
+    the ``most_in`` quantile's) leaves a budget of in-scope names the out-of-scope threshold may set aside."""
+    in_top, in_oos = np.asarray(in_top, dtype=np.float64), np.asarray(in_oos, dtype=np.float64)
+    out_top, out_oos = np.asarray(out_top, dtype=np.float64), np.asarray(out_oos, dtype=np.float64)
+    if not len(in_top) or not len(out_top):
+        raise ValueError("the best thresholds need names on each side")
+    budget = int(np.floor(most_in * len(in_top) + 1e-9))
+    best = {"out_of_scope_abstained": -1.0}
+    candidates = np.r_[0.0, np.unique(in_top)[: budget + 1]]
+    for c in candidates:
+        low = in_top < c
+        left = budget - int(low.sum())
+        if left < 0:
+            break
+        rest = np.sort(in_oos[~low])[::-1]  # the kept in-scope names' scores, highest first
+        if left >= len(rest):
+            t = -np.inf
+        elif left == 0:
+            t = rest[0] if len(rest) else np.inf
+        else:  # abstain above t sets aside at most `left` of them (ties stay in)
+            t = rest[left]
+        if np.isfinite(t):  # written with 6 decimals, rounded the way that abstains on no more names
+            c, t = np.floor(c * 1e6) / 1e6, np.ceil(t * 1e6) / 1e6
+        out = float(np.mean((out_top < c) | (out_oos > t)))
+        if out > best["out_of_scope_abstained"]:
+            best = {
+                "min_confidence": float(c),
+                "max_out_of_scope": float(t),
+                "out_of_scope_abstained": out,
+                "in_scope_abstained": float(np.mean((in_top < c) | (in_oos > t))),
+            }
+    best["most_in_scope"] = most_in
+    return best
+
+
 def auroc(negative: Sequence[float], positive: Sequence[float]) -> float:
     """Area under the ROC curve of a score that should be higher for ``positive`` than for ``negative``: the
     chance that a random positive outscores a random negative (ties count half), by ranks (Mann-Whitney U)."""
@@ -198,4 +245,12 @@ def format_trust_report(result: dict) -> str:
             f"abstained on {oos['abstained']:.3f} of the out-of-scope names, "
             f"{oos['abstained_in_scope']:.3f} of the in-scope ones",
         ]
+        best = oos.get("best_thresholds")
+        if best:
+            lines.append(
+                f"best on these names (at most {best['most_in_scope']:.0%} of the in-scope set aside): "
+                f"--min-confidence {best['min_confidence']:.6f} --max-out-of-scope {best['max_out_of_scope']:.6f} "
+                f"abstain on {best['out_of_scope_abstained']:.3f} of the out-of-scope names, "
+                f"{best['in_scope_abstained']:.3f} of the in-scope ones (chosen on them: a bound, not a forecast)"
+            )
     return "\n".join(lines)
