@@ -239,6 +239,16 @@ def test_serve_on_a_port_already_taken_or_a_host_not_here(capsys):
         assert code == 2 and f"--port {port}" in err.err and "serving" not in err.out
     code = main(["serve", "--host", "no-such-host.invalid", "--port", "8000"])
     assert code == 2 and "--host no-such-host.invalid" in capsys.readouterr().err
+    with socket.socket() as probe:  # an address, but not this machine's (where the system lets it bind, skip)
+        try:
+            probe.bind(("10.255.255.1", 0))
+        except OSError:
+            pass
+        else:
+            pytest.skip("this machine binds 10.255.255.1")
+    code = main(["serve", "--host", "10.255.255.1", "--port", "8000"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--host 10.255.255.1: not an address of this machine" in err and "--port" not in err
 
 
 # ---------------------------------------------------------------------------------------- the Python API

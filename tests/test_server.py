@@ -623,3 +623,15 @@ def test_page_in_headless_chromium(server):
             assert not [m for m in console if "Content Security Policy" in m], console
         finally:
             browser.close()
+
+
+def test_a_body_that_is_not_utf8_is_422_naming_the_byte(client):
+    """FastAPI answered 400 "There was an error parsing the body" to bytes that are no UTF-8."""
+    r = client.post(
+        "/api/predict", content=b'{"names": ["Sm\xffith"], "top": 1}', headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", 14] and "not valid UTF-8 (byte 14" in error["msg"]
+    ok = client.post("/api/predict", json={"names": ["Smith"], "top": 1})  # the next request is answered
+    assert ok.status_code == 200

@@ -914,6 +914,13 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as e:
+            import errno
+
+            if e.errno == errno.EADDRNOTAVAIL:  # the address is not this machine's: the host is at fault
+                raise UsageError(
+                    f"--host {host}: not an address of this machine ({e.strerror}); give one it has "
+                    "(127.0.0.1, or 0.0.0.0 for every interface)"
+                ) from None
             raise UsageError(
                 f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); "
                 "another server holds it? pick another --port"
