@@ -146,13 +146,9 @@ def best_thresholds(
         left = budget - int(low.sum())
         if left < 0:
             break
-        rest = np.sort(in_oos[~low])[::-1]  # the kept in-scope names' scores, highest first
-        if left >= len(rest):
-            t = -np.inf
-        elif left == 0:
-            t = rest[0] if len(rest) else np.inf
-        else:  # abstain above t sets aside at most `left` of them (ties stay in)
-            t = rest[left]
+        rest = -in_oos[~low]  # the kept in-scope names' scores, negated: the (left+1)-th largest by partition
+        # abstain above t sets aside at most `left` of them (ties stay in); a budget for all of them: every name
+        t = -np.inf if left >= len(rest) else -np.partition(rest, left)[left]
         if np.isfinite(t):  # written with 6 decimals, rounded the way that abstains on no more names
             c, t = np.floor(c * 1e6) / 1e6, np.ceil(t * 1e6) / 1e6
         out = float(np.mean((out_top < c) | (out_oos > t)))

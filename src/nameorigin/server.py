@@ -558,20 +558,14 @@ def create_app(
         /api/predict are two routes, and Starlette would name only the first)."""
         cause = exc.__cause__
         if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):  # FastAPI's "error parsing the body"
-            return JSONResponse(
-                {
-                    "detail": [
-                        {
-                            "type": "json_invalid",
-                            "loc": ["body", cause.start],
-                            "msg": f"the body is not valid UTF-8 (byte {cause.start}: "
-                            f"{cause.object[cause.start : cause.start + 1]!r}); send JSON encoded as UTF-8",
-                            "input": None,
-                        }
-                    ]
-                },
-                status_code=422,
-            )
+            error = {
+                "type": "json_invalid",
+                "loc": ["body", cause.start],
+                "msg": f"the body is not valid UTF-8 (byte {cause.start}: "
+                f"{cause.object[cause.start : cause.start + 1]!r}); send JSON encoded as UTF-8",
+                "input": None,
+            }
+            return await malformed(request, RequestValidationError([error]))  # the 422 of any malformed body
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             methods = sorted(
